@@ -1,0 +1,126 @@
+// Package connectors defines the seams between the engine and the systems it
+// reads and writes: a Source plans ranges on the driver and opens Readers on
+// executors; a Sink opens one Writer per task output. Connector packages
+// (kafka, file, console, ...) implement these; the engine never imports a
+// connector's internals.
+//
+// Lifecycle of a source, per running job:
+//
+//	driver:   NewSource → Plan (once per batch) ... → Close
+//	executor: NewReaderPool → Open(range) → Read... → Reader.Close (returns
+//	          the warm reader to the pool) ... → pool Close
+//
+// Lifecycle of a sink output: OpenWriter(key) → Write... → Commit | Abort.
+// A Commit replaces whatever an earlier attempt with the same key committed,
+// so retried and speculative attempts never duplicate output.
+package connectors
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
+// Source is the driver half of a source connector.
+type Source interface {
+	// Plan lists the partitions and returns the ranges of batch req.Batch.
+	// Transient failures (unreachable brokers, missing topic) are returned as
+	// plain errors and retried by the driver; a *DataLossError or an error
+	// wrapped with Permanent fails the job.
+	Plan(ctx context.Context, req PlanRequest) (Plan, error)
+	// Identity describes what the source reads, e.g. the brokers and topics.
+	// A job resubmitted with a different identity is refused, so checkpoints
+	// of one source are never applied to another.
+	Identity() string
+	Close() error
+}
+
+// PlanRequest is what the driver knows when it plans a batch.
+type PlanRequest struct {
+	Batch stream.BatchID
+	// Committed holds each partition's end in the last committed batch; empty
+	// when the job has never committed, in which case the source's starting
+	// options apply.
+	Committed map[stream.PartitionID]stream.Position
+	// Interval is the trigger interval, for per-second rate limits.
+	Interval time.Duration
+	// AvailableNow asks the source to read only what existed when the job
+	// started (the first Plan call), in as many batches as the limits need.
+	AvailableNow bool
+}
+
+// Plan is one batch's work.
+type Plan struct {
+	// Ranges to run, one task each. Empty means no new data.
+	Ranges []stream.Range
+	// Start holds every known partition's start position, including those
+	// with no data this batch, so that the commit carries them forward.
+	Start map[stream.PartitionID]stream.Position
+	// Exhausted (availableNow only): after these ranges nothing remains.
+	Exhausted bool
+	// Metrics are source figures for batch progress, e.g. Spark's
+	// minOffsetsBehindLatest, maxOffsetsBehindLatest, avgOffsetsBehindLatest.
+	Metrics map[string]float64
+}
+
+// ReaderPool is the executor half of a source connector. It keeps readers
+// warm between batches (sticky assignment pays off here).
+type ReaderPool interface {
+	// Open returns a reader for exactly the range r.
+	Open(ctx context.Context, r stream.Range) (Reader, error)
+	Close() error
+}
+
+// Reader reads one range.
+type Reader interface {
+	// Read returns the next records; io.EOF once the range is done. Records
+	// are owned by the caller.
+	Read(ctx context.Context) ([]stream.Record, error)
+	// End is the position just after the last record returned so far, which
+	// is what the task reports and the driver commits.
+	End() stream.Position
+	// Close releases the reader; it may return it to its pool.
+	Close() error
+}
+
+// Sink writes task outputs.
+type Sink interface {
+	OpenWriter(ctx context.Context, key WriteKey) (Writer, error)
+	Close() error
+}
+
+// WriteKey names one output: everything one task attempt produces. Part is
+// the range key (partition and split), or "aggregate" for the merged groups of
+// an aggregating job.
+type WriteKey struct {
+	Job   stream.JobID
+	Batch stream.BatchID
+	Part  string
+	// Columns is the column order when the pipeline knows it (after select or
+	// aggregate); sinks that print tables use it, others may ignore it.
+	Columns []string
+}
+
+// Writer receives one task's rows.
+type Writer interface {
+	Write(ctx context.Context, rows []stream.Row) error
+	// Commit makes the rows visible, replacing any earlier commit of the same
+	// key.
+	Commit(ctx context.Context) error
+	// Abort drops what was written.
+	Abort() error
+}
+
+// BatchCommitter is implemented by sinks with a second phase; the driver
+// calls it once all of a batch's writers committed, before the commit log.
+type BatchCommitter interface {
+	CommitBatch(ctx context.Context, job stream.JobID, batch stream.BatchID) error
+}
+
+// DriverCollector is implemented by sinks that show a batch in one place
+// (console): tasks send up to MaxRows rows back to the driver, which writes
+// them once per batch through the sink.
+type DriverCollector interface {
+	MaxRows() int
+}

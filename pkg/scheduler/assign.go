@@ -1,0 +1,145 @@
+package scheduler
+
+import (
+	"sort"
+
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
+// Executor is an executor as the scheduler sees it.
+type Executor struct {
+	ID string
+	// Free is the number of free task slots.
+	Free int
+}
+
+// TaskRef is a task waiting for a slot.
+type TaskRef struct {
+	Key       string
+	Partition stream.PartitionID
+}
+
+// Assignment places one task on one executor.
+type Assignment struct {
+	Key      string
+	Executor string
+}
+
+// Assign places as many tasks as there are free slots. A task goes to the
+// executor that last read its partition when that executor has a free slot;
+// the rest go to the executor with the most free slots (ties by ID, so the
+// result is deterministic). Tasks that find no slot are left out and wait
+// for the next call. Cost is O((tasks + executors) log executors).
+func Assign(tasks []TaskRef, executors []Executor, lastOwner map[stream.PartitionID]string) []Assignment {
+	free := make(map[string]int, len(executors))
+	for _, e := range executors {
+		if e.Free > 0 {
+			free[e.ID] = e.Free
+		}
+	}
+	if len(free) == 0 {
+		return nil
+	}
+	out := make([]Assignment, 0, min(len(tasks), totalFree(free)))
+	var rest []TaskRef
+	for _, t := range tasks {
+		if id, ok := lastOwner[t.Partition]; ok && free[id] > 0 {
+			free[id]--
+			out = append(out, Assignment{Key: t.Key, Executor: id})
+			continue
+		}
+		rest = append(rest, t)
+	}
+	if len(rest) == 0 {
+		return out
+	}
+	h := newSlotHeap(free)
+	for _, t := range rest {
+		id, ok := h.take()
+		if !ok {
+			break
+		}
+		out = append(out, Assignment{Key: t.Key, Executor: id})
+	}
+	return out
+}
+
+func totalFree(free map[string]int) int {
+	n := 0
+	for _, f := range free {
+		n += f
+	}
+	return n
+}
+
+// slotHeap hands out slots from the executor with the most free slots.
+type slotHeap struct {
+	ids  []string
+	free map[string]int
+}
+
+func newSlotHeap(free map[string]int) *slotHeap {
+	h := &slotHeap{free: free}
+	for id, n := range free {
+		if n > 0 {
+			h.ids = append(h.ids, id)
+		}
+	}
+	sort.Slice(h.ids, func(i, j int) bool { return h.less(i, j) })
+	// Build as a heap: a sorted slice already satisfies the heap property.
+	return h
+}
+
+func (h *slotHeap) less(i, j int) bool {
+	a, b := h.ids[i], h.ids[j]
+	if h.free[a] != h.free[b] {
+		return h.free[a] > h.free[b]
+	}
+	return a < b
+}
+
+func (h *slotHeap) take() (string, bool) {
+	for len(h.ids) > 0 {
+		id := h.ids[0]
+		if h.free[id] == 0 {
+			h.pop()
+			continue
+		}
+		h.free[id]--
+		if h.free[id] == 0 {
+			h.pop()
+		} else {
+			h.down(0)
+		}
+		return id, true
+	}
+	return "", false
+}
+
+func (h *slotHeap) pop() {
+	n := len(h.ids) - 1
+	h.ids[0] = h.ids[n]
+	h.ids = h.ids[:n]
+	if n > 0 {
+		h.down(0)
+	}
+}
+
+func (h *slotHeap) down(i int) {
+	n := len(h.ids)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && h.less(r, l) {
+			j = r
+		}
+		if !h.less(j, i) {
+			return
+		}
+		h.ids[i], h.ids[j] = h.ids[j], h.ids[i]
+		i = j
+	}
+}

@@ -1,0 +1,229 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// ErrStaleAttempt is returned for a result whose attempt is no longer live.
+var ErrStaleAttempt = errors.New("stale attempt")
+
+// RetryPolicy bounds how often a task is tried and how long it waits between
+// attempts. Backoff doubles from BaseBackoff up to MaxBackoff.
+type RetryPolicy struct {
+	// MaxFailures is how many failed attempts fail the batch (Spark's
+	// spark.task.maxFailures); at least 1.
+	MaxFailures int
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	// Timeout marks a running attempt lost after this long; 0 disables it.
+	Timeout time.Duration
+}
+
+// DefaultRetryPolicy is what a job gets unless its limits say otherwise.
+var DefaultRetryPolicy = RetryPolicy{MaxFailures: 4, BaseBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second, Timeout: 10 * time.Minute}
+
+func (p RetryPolicy) backoff(failures int) time.Duration {
+	d := p.BaseBackoff
+	for i := 1; i < failures && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.MaxBackoff)
+}
+
+type taskState int
+
+const (
+	statePending taskState = iota
+	stateRunning
+	stateDone
+	stateFailed
+)
+
+type task struct {
+	key       string
+	state     taskState
+	failures  int
+	notBefore time.Time
+	attempt   string // live attempt id while running
+	executor  string
+	started   time.Time
+	lastErr   error
+}
+
+// Batch tracks the attempts of one batch's tasks. It is not safe for
+// concurrent use: the driver's batch loop owns it.
+type Batch struct {
+	policy   RetryPolicy
+	tasks    map[string]*task
+	order    []string
+	attempts map[string]*task // live attempt id → task
+	done     int
+	failed   error
+}
+
+// NewBatch tracks the tasks named by keys, all pending.
+func NewBatch(keys []string, policy RetryPolicy) *Batch {
+	if policy.MaxFailures < 1 {
+		policy.MaxFailures = 1
+	}
+	b := &Batch{policy: policy, tasks: make(map[string]*task, len(keys)), attempts: make(map[string]*task)}
+	for _, k := range keys {
+		if _, dup := b.tasks[k]; dup {
+			continue
+		}
+		b.tasks[k] = &task{key: k}
+		b.order = append(b.order, k)
+	}
+	return b
+}
+
+// Ready returns the pending tasks whose backoff has elapsed, in plan order.
+func (b *Batch) Ready(now time.Time) []string {
+	if b.failed != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range b.order {
+		t := b.tasks[k]
+		if t.state == statePending && !now.Before(t.notBefore) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// NextWake is the earliest time a pending task becomes ready, or a running
+// one times out; zero when nothing is waiting on time.
+func (b *Batch) NextWake() time.Time {
+	var w time.Time
+	for _, t := range b.tasks {
+		var at time.Time
+		switch {
+		case t.state == statePending:
+			at = t.notBefore
+		case t.state == stateRunning && b.policy.Timeout > 0:
+			at = t.started.Add(b.policy.Timeout)
+		default:
+			continue
+		}
+		if w.IsZero() || at.Before(w) {
+			w = at
+		}
+	}
+	return w
+}
+
+// Started records that attempt now runs task key on executor. It panics if
+// the task is not pending: the caller dispatches only what Ready returned.
+func (b *Batch) Started(key, attempt, executor string, now time.Time) {
+	t := b.tasks[key]
+	if t == nil || t.state != statePending {
+		panic(fmt.Sprintf("scheduler: start of task %q that is not pending", key))
+	}
+	t.state, t.attempt, t.executor, t.started = stateRunning, attempt, executor, now
+	b.attempts[attempt] = t
+}
+
+// Succeeded records a successful result. It returns the task key, or
+// ErrStaleAttempt when the attempt is not live (already retried, timed out,
+// or its executor was declared lost); the caller must then ignore the result.
+func (b *Batch) Succeeded(attempt string) (string, error) {
+	t, ok := b.attempts[attempt]
+	if !ok {
+		return "", ErrStaleAttempt
+	}
+	delete(b.attempts, attempt)
+	t.state, t.attempt = stateDone, ""
+	b.done++
+	return t.key, nil
+}
+
+// Failed records a failed attempt. A permanent error fails the batch at once;
+// otherwise the task is retried after a backoff until MaxFailures.
+func (b *Batch) Failed(attempt string, err error, permanent bool, now time.Time) (string, error) {
+	t, ok := b.attempts[attempt]
+	if !ok {
+		return "", ErrStaleAttempt
+	}
+	b.fail(t, err, permanent, now)
+	return t.key, nil
+}
+
+func (b *Batch) fail(t *task, err error, permanent bool, now time.Time) {
+	delete(b.attempts, t.attempt)
+	t.attempt, t.executor = "", ""
+	t.failures++
+	t.lastErr = err
+	if permanent || t.failures >= b.policy.MaxFailures {
+		t.state = stateFailed
+		if b.failed == nil {
+			b.failed = fmt.Errorf("task %s failed %d time(s), last: %w", t.key, t.failures, err)
+		}
+		return
+	}
+	t.state = statePending
+	t.notBefore = now.Add(b.policy.backoff(t.failures))
+}
+
+// ExecutorLost fails every live attempt on executor (retryably) and returns
+// their attempt ids so the caller can forget them.
+func (b *Batch) ExecutorLost(executor string, now time.Time) []string {
+	var lost []string
+	for id, t := range b.attempts {
+		if t.executor == executor {
+			lost = append(lost, id)
+		}
+	}
+	sort.Strings(lost)
+	for _, id := range lost {
+		b.fail(b.attempts[id], fmt.Errorf("executor %s lost", executor), false, now)
+	}
+	return lost
+}
+
+// Expire fails attempts running longer than the policy's timeout and returns
+// their ids, so the caller can cancel them.
+func (b *Batch) Expire(now time.Time) []string {
+	if b.policy.Timeout <= 0 {
+		return nil
+	}
+	var expired []string
+	for id, t := range b.attempts {
+		if now.Sub(t.started) >= b.policy.Timeout {
+			expired = append(expired, id)
+		}
+	}
+	sort.Strings(expired)
+	for _, id := range expired {
+		b.fail(b.attempts[id], fmt.Errorf("attempt timed out after %s", b.policy.Timeout), false, now)
+	}
+	return expired
+}
+
+// Live returns the ids of running attempts.
+func (b *Batch) Live() []string {
+	out := make([]string, 0, len(b.attempts))
+	for id := range b.attempts {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Complete reports whether every task is done.
+func (b *Batch) Complete() bool { return b.failed == nil && b.done == len(b.tasks) }
+
+// Err is the reason the batch failed, or nil.
+func (b *Batch) Err() error { return b.failed }
+
+// Retries counts failed attempts so far across tasks.
+func (b *Batch) Retries() int {
+	n := 0
+	for _, t := range b.tasks {
+		n += t.failures
+	}
+	return n
+}
