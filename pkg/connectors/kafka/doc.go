@@ -1,0 +1,30 @@
+// Package kafka is Sluice's Kafka source, built on franz-go. It follows
+// Spark's Kafka source: the same option names (see Config), the same record
+// columns (key, value, topic, partition, offset, timestamp, timestampType,
+// headers) and the same planning rules.
+//
+// The driver half, Source, discovers partitions at every batch (subscribe,
+// subscribePattern or assign) and plans exact offset ranges [from, until)
+// from the last committed ends, the high watermarks and the rate limits.
+// The executor half, ReaderPool, reads a range and nothing else, keeping one
+// warm franz-go client per partition between batches so that a partition's
+// next range continues from records already fetched.
+//
+// Partitions are named "topic/partition" (e.g. "transaction/3"); a position
+// is a Kafka offset in decimal ASCII (e.g. "42"), the offset of the next
+// record to read, so a range's until is the next range's from.
+//
+// Invariants:
+//   - A reader returns exactly the records with offsets in [from, until) of
+//     its partition, in order, each once; its End is until when it is done,
+//     even when the last offsets hold transaction markers or were compacted
+//     away.
+//   - Neither half ever moves an offset by itself: no consumer group, no
+//     commits, no offset reset. Records that are gone are data loss: a
+//     *connectors.DataLossError, or with failOnDataLoss false a warning and a
+//     skip to the earliest offset, decided on the driver only.
+//   - A plan is a pure function of the committed positions, the cluster's
+//     offsets and the options (plus, for availableNow, the first plan's
+//     snapshot): ranges are sorted by topic, partition and split, and
+//     maxOffsetsPerTrigger is never exceeded.
+package kafka
