@@ -1,0 +1,72 @@
+// Command driver runs a Sluice driver: the gRPC API, leader election through
+// etcd, and the micro-batch loops of the jobs while it leads. Every flag can
+// also be set as SLUICE_<FLAG> (e.g. SLUICE_ETCD).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/driver"
+	"github.com/sluicehq/sluice/internal/flagenv"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "driver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("driver", flag.ContinueOnError)
+	var cfg driver.Config
+	var etcd, logLevel string
+	fs.StringVar(&cfg.Listen, "listen", ":7077", "gRPC listen address")
+	fs.StringVar(&cfg.HTTP, "http", ":8080", "HTTP address for /metrics, /healthz, /readyz (empty disables)")
+	fs.StringVar(&etcd, "etcd", "", "comma-separated etcd endpoints; none runs a standalone driver on --checkpoint")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "address executors and clients use to reach this driver (default: host name and --listen port)")
+	fs.StringVar(&cfg.Checkpoint, "checkpoint", "sluice-checkpoints", "local checkpoint directory of a standalone driver")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 10*time.Second, "etcd election lease; a dead leader is replaced after about this long")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often executors heartbeat")
+	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "drop an executor silent this long (at least 3x --heartbeat-interval)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on the graceful gRPC stop")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	cfg.Etcd = flagenv.List(etcd)
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level (%q): %w", logLevel, err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	d, err := driver.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// A second signal exits at once.
+		<-ctx.Done()
+		stop()
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+		<-c
+		os.Exit(2)
+	}()
+	err = d.Run(ctx)
+	if errors.Is(err, driver.ErrLostLeadership) {
+		return fmt.Errorf("%w: exiting so that a supervisor restarts this driver as a follower", err)
+	}
+	return err
+}

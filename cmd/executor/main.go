@@ -1,0 +1,61 @@
+// Command executor runs a Sluice executor: it connects to the leading driver,
+// announces --slots task slots and runs the tasks it is given. Every flag can
+// also be set as SLUICE_<FLAG> (e.g. SLUICE_DRIVER).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/executor"
+	"github.com/sluicehq/sluice/internal/flagenv"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "executor:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("executor", flag.ContinueOnError)
+	var cfg executor.Config
+	var logLevel string
+	fs.StringVar(&cfg.Driver, "driver", "localhost:7077", "address of a driver; followers redirect to the leader")
+	fs.IntVar(&cfg.Slots, "slots", runtime.NumCPU(), "tasks run at once")
+	fs.StringVar(&cfg.ID, "id", "", "executor id (default: host name and pid)")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "address shown in `sluice executors`")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long running tasks may finish on SIGTERM")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level (%q): %w", logLevel, err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	e, err := executor.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+		<-c
+		os.Exit(2)
+	}()
+	return e.Run(ctx)
+}

@@ -1,0 +1,340 @@
+// Command sluice is the Sluice CLI: it submits and manages jobs on a driver
+// (--driver or SLUICE_DRIVER; a follower's answer redirects to the leader)
+// and runs a whole cluster on one machine with `sluice local`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluicehq/sluice/internal/flagenv"
+	"github.com/sluicehq/sluice/internal/jobspec"
+	"github.com/sluicehq/sluice/internal/rpc"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+const usage = `sluice: run and manage Sluice stream-processing jobs
+
+Usage:
+  sluice [--driver ADDR] submit FILE.yaml   submit a job (or resume a stopped one of the same name)
+  sluice [--driver ADDR] jobs               list jobs
+  sluice [--driver ADDR] status JOB         show a job, its last batch and its spec
+  sluice [--driver ADDR] stop JOB           stop a job; submit it again to resume
+  sluice [--driver ADDR] delete JOB         stop a job and delete its checkpoints
+  sluice [--driver ADDR] watch JOB          follow a job batch by batch until it ends
+  sluice [--driver ADDR] executors          list connected executors
+  sluice local [flags]                      etcd, a driver and executors in one process
+
+--driver defaults to $SLUICE_DRIVER, then localhost:7077.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", describe(err))
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	driverAddr := fs.String("driver", "localhost:7077", "driver address")
+	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return errors.New("missing command")
+	}
+	cmd, rest := rest[0], rest[1:]
+	if cmd == "local" {
+		return runLocal(ctx, rest, out)
+	}
+	c := &client{addr: *driverAddr}
+	defer c.close()
+	needName := func() (string, error) {
+		if len(rest) != 1 {
+			return "", fmt.Errorf("%s takes one JOB name", cmd)
+		}
+		return rest[0], nil
+	}
+	switch cmd {
+	case "submit":
+		if len(rest) != 1 {
+			return errors.New("submit takes one FILE.yaml")
+		}
+		data, err := os.ReadFile(rest[0])
+		if err != nil {
+			return err
+		}
+		spec, err := jobspec.ParseYAML(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rest[0], err)
+		}
+		var job *sluicev1.Job
+		err = c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+			job, err = d.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "job %s submitted (%s); follow it with: sluice watch %s\n", job.GetName(), state(job.GetState()), job.GetName())
+		return nil
+	case "jobs":
+		var resp *sluicev1.ListJobsResponse
+		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+			resp, err = d.ListJobs(ctx, &sluicev1.ListJobsRequest{})
+			return err
+		}); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSTATE\tLAST BATCH\tROWS/S\tLAST ERROR")
+		for _, j := range resp.GetJobs() {
+			p := j.GetLastProgress()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\n", j.GetName(), state(j.GetState()), batchID(j), p.GetProcessedRowsPerSecond(), oneLine(j.GetLastError()))
+		}
+		return tw.Flush()
+	case "status":
+		name, err := needName()
+		if err != nil {
+			return err
+		}
+		var job *sluicev1.Job
+		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+			job, err = d.GetJob(ctx, &sluicev1.GetJobRequest{Name: name})
+			return err
+		}); err != nil {
+			return err
+		}
+		printStatus(out, job)
+		return nil
+	case "stop":
+		name, err := needName()
+		if err != nil {
+			return err
+		}
+		var job *sluicev1.Job
+		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+			job, err = d.StopJob(ctx, &sluicev1.StopJobRequest{Name: name})
+			return err
+		}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "job %s %s at batch %s\n", name, state(job.GetState()), batchID(job))
+		return nil
+	case "delete":
+		name, err := needName()
+		if err != nil {
+			return err
+		}
+		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) error {
+			_, err := d.DeleteJob(ctx, &sluicev1.DeleteJobRequest{Name: name})
+			return err
+		}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "job %s deleted with its checkpoints\n", name)
+		return nil
+	case "watch":
+		name, err := needName()
+		if err != nil {
+			return err
+		}
+		return watch(ctx, c, name, out)
+	case "executors":
+		var resp *sluicev1.ListExecutorsResponse
+		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+			resp, err = d.ListExecutors(ctx, &sluicev1.ListExecutorsRequest{})
+			return err
+		}); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tADDRESS\tSLOTS\tRUNNING\tDONE\tFAILED\tCONNECTED")
+		for _, e := range resp.GetExecutors() {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", e.GetId(), e.GetAddress(), e.GetSlots(), e.GetRunning(),
+				e.GetTasksCompleted(), e.GetTasksFailed(), e.GetConnected().AsTime().Local().Format(time.DateTime))
+		}
+		return tw.Flush()
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// client talks to the leader, following redirects from followers.
+type client struct {
+	addr string
+	conn *grpc.ClientConn
+}
+
+func (c *client) close() {
+	if c.conn != nil {
+		c.conn.Close()
+	}
+}
+
+func (c *client) call(ctx context.Context, f func(context.Context, sluicev1.DriverServiceClient) error) error {
+	for hop := 0; ; hop++ {
+		if c.conn == nil {
+			conn, err := rpc.Dial(c.addr)
+			if err != nil {
+				return err
+			}
+			c.conn = conn
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := f(cctx, sluicev1.NewDriverServiceClient(c.conn))
+		cancel()
+		leader, ok := rpc.LeaderFrom(err)
+		if !ok || leader == "" || leader == c.addr || hop >= 3 {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "sluice: %s is a follower; asking the leader at %s\n", c.addr, leader)
+		c.conn.Close()
+		c.conn, c.addr = nil, leader
+	}
+}
+
+func watch(ctx context.Context, c *client, name string, out io.Writer) error {
+	return c.call(ctx, func(_ context.Context, d sluicev1.DriverServiceClient) error {
+		stream, err := d.WatchJob(ctx, &sluicev1.WatchJobRequest{Name: name})
+		if err != nil {
+			return err
+		}
+		lastState, lastErr := sluicev1.JobState_JOB_STATE_UNSPECIFIED, ""
+		for {
+			ev, err := stream.Recv()
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			j := ev.GetJob()
+			if j.GetState() != lastState || j.GetLastError() != lastErr {
+				fmt.Fprintf(out, "%s  job %s %s", time.Now().Format(time.TimeOnly), j.GetName(), state(j.GetState()))
+				if j.GetLastError() != "" {
+					fmt.Fprintf(out, ": %s", oneLine(j.GetLastError()))
+				}
+				fmt.Fprintln(out)
+				lastState, lastErr = j.GetState(), j.GetLastError()
+			}
+			if b := ev.GetBatch(); b != nil {
+				fmt.Fprintln(out, progressLine(b))
+			}
+		}
+	})
+}
+
+func progressLine(b *sluicev1.BatchProgress) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s  batch %d: %d rows in, %d out, %d tasks, %.0f rows/s",
+		b.GetTimestamp().AsTime().Local().Format(time.TimeOnly), b.GetBatchId(), b.GetNumInputRows(), b.GetNumOutputRows(),
+		b.GetNumTasks(), b.GetProcessedRowsPerSecond())
+	for _, phase := range []string{"plan", "execute", "commit", "total"} {
+		if ms, ok := b.GetDurationMs()[phase]; ok {
+			fmt.Fprintf(&sb, ", %s %dms", phase, ms)
+		}
+	}
+	if b.GetTaskRetries() > 0 {
+		fmt.Fprintf(&sb, ", %d retries", b.GetTaskRetries())
+	}
+	if b.GetSkippedRows() > 0 || b.GetDeadLetteredRows() > 0 {
+		fmt.Fprintf(&sb, ", %d skipped, %d dead-lettered", b.GetSkippedRows(), b.GetDeadLetteredRows())
+	}
+	if v, ok := b.GetMetrics()["maxOffsetsBehindLatest"]; ok {
+		fmt.Fprintf(&sb, ", maxOffsetsBehindLatest %.0f", v)
+	}
+	return sb.String()
+}
+
+func printStatus(out io.Writer, j *sluicev1.Job) {
+	fmt.Fprintf(out, "Job:          %s\nState:        %s\nLast batch:   %s\n", j.GetName(), state(j.GetState()), batchID(j))
+	if j.GetLastError() != "" {
+		fmt.Fprintf(out, "Last error:   %s\n", j.GetLastError())
+	}
+	fmt.Fprintf(out, "Created:      %s\nUpdated:      %s\n", j.GetCreated().AsTime().Local().Format(time.DateTime),
+		j.GetUpdated().AsTime().Local().Format(time.DateTime))
+	if p := j.GetLastProgress(); p != nil && p.GetTimestamp() != nil {
+		fmt.Fprintln(out, "Last progress:")
+		fmt.Fprintf(out, "  %s\n", progressLine(p))
+		keys := make([]string, 0, len(p.GetMetrics()))
+		for k := range p.GetMetrics() {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(out, "  %s: %g\n", k, p.GetMetrics()[k])
+		}
+	}
+	if js, err := protojson.Marshal(j.GetSpec()); err == nil {
+		if y, err := yaml.JSONToYAML(js); err == nil {
+			fmt.Fprintf(out, "Spec:\n%s", indent(string(y), "  "))
+		}
+	}
+}
+
+func indent(s, pre string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = pre + l
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+func state(s sluicev1.JobState) string { return strings.TrimPrefix(s.String(), "JOB_STATE_") }
+
+func batchID(j *sluicev1.Job) string {
+	if j.GetLastProgress() == nil {
+		return "-"
+	}
+	return fmt.Sprint(j.GetLastProgress().GetBatchId())
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 160 {
+		s = s[:157] + "..."
+	}
+	return s
+}
+
+// describe turns a gRPC error into what a user should read, including every
+// field a spec was refused for.
+func describe(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Sprintf("cannot reach the driver: %s (is it running, and is --driver or SLUICE_DRIVER right?)", msg)
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
+		return msg
+	}
+	return fmt.Sprintf("%s: %s", st.Code(), msg)
+}

@@ -1,0 +1,170 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/internal/jobspec"
+	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// api implements DriverService. Every call needs leadership; a follower
+// answers with the leader's address (rpc.NotLeaderError).
+type api struct {
+	sluicev1.UnimplementedDriverServiceServer
+	d *Driver
+}
+
+func (a *api) leader() (*manager, error) {
+	m := a.d.currentManager()
+	if m == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		addr, _ := a.d.elector.Leader(ctx)
+		if addr == a.d.cfg.Advertise {
+			// Elected but still loading the catalog.
+			return nil, fmt.Errorf("this driver is taking over leadership: %w", rpc.ErrUnavailable)
+		}
+		return nil, &rpc.NotLeaderError{Leader: addr}
+	}
+	return m, nil
+}
+
+func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*sluicev1.Job, error) {
+	m, err := a.leader()
+	if err != nil {
+		return nil, err
+	}
+	job, err := jobspec.Compile(req.GetSpec())
+	if err != nil {
+		return nil, err
+	}
+	name := job.Spec.GetName()
+	identity := job.SourceIdentity()
+	now := time.Now().UTC()
+	rec := checkpoint.JobRecord{Name: name, SourceIdentity: identity, Created: now}
+	old, err := a.d.store.GetJob(ctx, name)
+	switch {
+	case err == nil:
+		if m.running(name) || !terminal(parseState(old.State)) {
+			return nil, fmt.Errorf("job %q is %s; stop it before submitting it again: %w", name, old.State, rpc.ErrAlreadyExists)
+		}
+		if old.SourceIdentity != identity {
+			return nil, fmt.Errorf("job %q has checkpoints of another source (%s, now %s); "+
+				"delete the job (sluice delete %s) or choose another name: %w", name, old.SourceIdentity, identity, name, rpc.ErrConflict)
+		}
+		rec.Created = old.Created
+	case errors.Is(err, checkpoint.ErrNotFound):
+	default:
+		return nil, fmt.Errorf("read job %q: %w", name, err)
+	}
+	opts := proto.MarshalOptions{Deterministic: true}
+	if rec.Spec, err = opts.Marshal(job.Spec); err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	rec.State, rec.Updated = stateName(sluicev1.JobState_JOB_STATE_PENDING), now
+	if err := a.d.store.PutJob(ctx, m.fence, rec); err != nil {
+		return nil, fmt.Errorf("record job %q: %w", name, err)
+	}
+	a.d.status.update(rec, a.d.lastProgress(ctx, name))
+	a.d.log.Info("job submitted", "job", name, "resumed", rec.Created != now)
+	m.launch(rec)
+	return a.d.status.get(name), nil
+}
+
+func (a *api) GetJob(ctx context.Context, req *sluicev1.GetJobRequest) (*sluicev1.Job, error) {
+	if _, err := a.leader(); err != nil {
+		return nil, err
+	}
+	if j := a.d.status.get(req.GetName()); j != nil {
+		return j, nil
+	}
+	return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
+}
+
+func (a *api) ListJobs(ctx context.Context, _ *sluicev1.ListJobsRequest) (*sluicev1.ListJobsResponse, error) {
+	if _, err := a.leader(); err != nil {
+		return nil, err
+	}
+	return &sluicev1.ListJobsResponse{Jobs: a.d.status.list()}, nil
+}
+
+func (a *api) StopJob(ctx context.Context, req *sluicev1.StopJobRequest) (*sluicev1.Job, error) {
+	m, err := a.leader()
+	if err != nil {
+		return nil, err
+	}
+	if a.d.status.get(req.GetName()) == nil {
+		return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
+	}
+	if err := m.stopJob(ctx, req.GetName()); err != nil {
+		return nil, fmt.Errorf("stop job %q: %w", req.GetName(), err)
+	}
+	return a.d.status.get(req.GetName()), nil
+}
+
+func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*sluicev1.DeleteJobResponse, error) {
+	m, err := a.leader()
+	if err != nil {
+		return nil, err
+	}
+	name := req.GetName()
+	if a.d.status.get(name) == nil {
+		return nil, fmt.Errorf("job %q: %w", name, rpc.ErrNotFound)
+	}
+	if err := m.stopJob(ctx, name); err != nil {
+		return nil, fmt.Errorf("stop job %q: %w", name, err)
+	}
+	if err := a.d.store.DeleteJob(ctx, m.fence, name); err != nil {
+		return nil, fmt.Errorf("delete job %q: %w", name, err)
+	}
+	a.d.status.forget(name)
+	a.d.log.Info("job deleted with its checkpoints", "job", name)
+	return &sluicev1.DeleteJobResponse{}, nil
+}
+
+func (a *api) WatchJob(req *sluicev1.WatchJobRequest, srv sluicev1.DriverService_WatchJobServer) error {
+	if _, err := a.leader(); err != nil {
+		return err
+	}
+	ch, stop := a.d.status.watch(req.GetName())
+	defer stop()
+	j := a.d.status.get(req.GetName())
+	if j == nil {
+		return fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
+	}
+	if err := srv.Send(&sluicev1.JobEvent{Job: j}); err != nil {
+		return err
+	}
+	if terminal(j.GetState()) {
+		return nil
+	}
+	for {
+		select {
+		case <-srv.Context().Done():
+			return nil
+		case <-a.d.lostCh():
+			return fmt.Errorf("this driver stopped leading: %w", rpc.ErrUnavailable)
+		case ev := <-ch:
+			if err := srv.Send(ev); err != nil {
+				return err
+			}
+			if terminal(ev.GetJob().GetState()) {
+				return nil
+			}
+		}
+	}
+}
+
+func (a *api) ListExecutors(ctx context.Context, _ *sluicev1.ListExecutorsRequest) (*sluicev1.ListExecutorsResponse, error) {
+	if _, err := a.leader(); err != nil {
+		return nil, err
+	}
+	return &sluicev1.ListExecutorsResponse{Executors: a.d.reg.list()}, nil
+}

@@ -1,0 +1,463 @@
+package driver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluicehq/sluice/internal/jobspec"
+	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/scheduler"
+	"github.com/sluicehq/sluice/pkg/stream"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// errLostLeadership ends a batch loop whose checkpoint write was fenced.
+var errLostLeadership = errors.New("lost leadership")
+
+// idlePoll is how often a job with no new data looks again when its trigger
+// interval is shorter.
+const idlePoll = 250 * time.Millisecond
+
+// batchLoop runs one job's micro-batches; it is owned by the manager's job
+// goroutine and stops when ctx ends.
+type batchLoop struct {
+	m       *manager
+	job     *jobspec.Job
+	name    string
+	source  connectors.Source
+	sink    connectors.Sink
+	collect int // rows per batch collected to the driver (console), 0 = none
+
+	committed map[stream.PartitionID]stream.Position
+	next      stream.BatchID
+	lastStart time.Time
+	lastOwner map[stream.PartitionID]string
+	attemptN  int64
+	// lastMetrics are the source figures of the last plan.
+	lastMetrics map[string]float64
+}
+
+// run repeats the micro-batch until the trigger says the job is finished
+// (nil), ctx ends (ctx.Err()), or the job fails.
+func (l *batchLoop) run(ctx context.Context) error {
+	st := l.m.d.store
+	c, err := st.LatestCommit(ctx, l.name)
+	switch {
+	case err == nil:
+		l.committed, l.next = c.Ends, c.Batch+1
+	case errors.Is(err, checkpoint.ErrNotFound):
+		l.committed, l.next = map[stream.PartitionID]stream.Position{}, 0
+	default:
+		return fmt.Errorf("load last commit: %w", err)
+	}
+	// An uncommitted planned batch is re-run with its recorded plan: the
+	// same ranges, so a replay reads exactly the records the first run did.
+	var replay *checkpoint.BatchPlan
+	if p, err := st.LatestPlan(ctx, l.name); err == nil && p.Batch >= l.next {
+		replay = &p
+		l.m.d.log.Info("re-running uncommitted batch with its recorded plan", "job", l.name, "batch", p.Batch)
+	} else if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+		return fmt.Errorf("load last plan: %w", err)
+	}
+
+	trig := l.job.Trigger
+	nextAt := time.Now()
+	for {
+		var plan checkpoint.BatchPlan
+		planStart := time.Now()
+		if replay != nil {
+			plan, replay = *replay, nil
+			l.next = plan.Batch
+		} else {
+			if err := sleepUntil(ctx, nextAt); err != nil {
+				return err
+			}
+			planStart = time.Now()
+			nextAt = planStart.Add(trig.Interval)
+			p, err := l.plan(ctx)
+			if err != nil {
+				return err
+			}
+			if len(p.Ranges) == 0 && !l.newPartitions(p.Start) {
+				if trig.Once || (trig.AvailableNow && p.Exhausted) {
+					return nil
+				}
+				nextAt = planStart.Add(max(trig.Interval, idlePoll))
+				continue
+			}
+			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart}
+			l.m.metricsFor(l.name, p.Metrics)
+			if err := st.PutPlan(ctx, l.m.fence, l.name, plan); err != nil {
+				return l.storeErr("record plan", err)
+			}
+			l.lastMetrics = p.Metrics
+		}
+		if err := l.runBatch(ctx, plan, planStart); err != nil {
+			return err
+		}
+		if trig.Once || (trig.AvailableNow && plan.Exhausted) {
+			return nil
+		}
+	}
+}
+
+func (l *batchLoop) storeErr(what string, err error) error {
+	if errors.Is(err, checkpoint.ErrFenced) {
+		return fmt.Errorf("%s: %w: %w", what, errLostLeadership, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// newPartitions reports whether the plan knows partitions the last commit
+// does not. Their start positions must be committed even without data:
+// otherwise "latest" would be re-resolved at every batch and records that
+// arrive in between would be skipped.
+func (l *batchLoop) newPartitions(start map[stream.PartitionID]stream.Position) bool {
+	for p := range start {
+		if _, ok := l.committed[p]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// plan asks the source for the next batch, retrying transient errors with
+// back-off and showing them in the job's status.
+func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
+	backoff := time.Second
+	for {
+		p, err := l.source.Plan(ctx, connectors.PlanRequest{
+			Batch: l.next, Committed: l.committed, Interval: l.job.Trigger.Interval, AvailableNow: l.job.Trigger.AvailableNow,
+		})
+		if err == nil {
+			l.m.clearError(l.name)
+			return p, nil
+		}
+		if ctx.Err() != nil {
+			return p, ctx.Err()
+		}
+		if connectors.IsPermanent(err) {
+			return p, fmt.Errorf("plan batch %d: %w", l.next, err)
+		}
+		l.m.d.log.Warn("planning failed; retrying", "job", l.name, "batch", l.next, "err", err, "retryIn", backoff)
+		l.m.setError(l.name, fmt.Sprintf("plan batch %d: %v (retrying in %s)", l.next, err, backoff))
+		if err := sleepUntil(ctx, time.Now().Add(backoff)); err != nil {
+			return p, err
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// runBatch dispatches the plan's tasks, waits for all of them, writes the
+// driver-side output (merged aggregates, collected rows), and commits.
+func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, planStart time.Time) error {
+	d := l.m.d
+	batch := plan.Batch
+	recordDone := time.Now()
+
+	ranges := make(map[string]stream.Range, len(plan.Ranges))
+	keys := make([]string, 0, len(plan.Ranges))
+	var needEnds bool
+	for _, r := range plan.Ranges {
+		ranges[r.Key()] = r
+		keys = append(keys, r.Key())
+		needEnds = needEnds || r.Until == nil
+	}
+	if needEnds {
+		// Ends recorded by an earlier run of this batch bound the replay.
+		ends, err := d.store.TaskEnds(ctx, l.name, batch)
+		if err != nil {
+			return fmt.Errorf("load task ends of batch %d: %w", batch, err)
+		}
+		for k, e := range ends {
+			if r, ok := ranges[k]; ok && r.Until == nil {
+				r.Until = e
+				ranges[k] = r
+			}
+		}
+	}
+
+	sub, unsub := d.reg.subscribe(l.name)
+	defer unsub()
+	b := scheduler.NewBatch(keys, l.job.Retry)
+	results := make(map[string]*sluicev1.TaskResult, len(keys))
+	executorOf := map[string]string{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var noExecutorsSince time.Time
+	for !b.Complete() && b.Err() == nil {
+		now := time.Now()
+		d.reg.cancel(b.Expire(now))
+		if ready := b.Ready(now); len(ready) > 0 {
+			execs := d.reg.snapshot()
+			if len(execs) == 0 {
+				if noExecutorsSince.IsZero() {
+					noExecutorsSince = now
+				} else if now.Sub(noExecutorsSince) > 5*time.Second {
+					l.m.setError(l.name, fmt.Sprintf("batch %d waits for executors: none connected", batch))
+				}
+			} else if !noExecutorsSince.IsZero() {
+				noExecutorsSince = time.Time{}
+				l.m.clearError(l.name)
+			}
+			l.dispatch(ctx, b, ready, ranges, batch, execs, executorOf)
+		}
+		wake := 250 * time.Millisecond
+		if w := b.NextWake(); !w.IsZero() {
+			wake = min(wake, max(time.Until(w), time.Millisecond))
+		}
+		timer.Reset(wake)
+		select {
+		case <-ctx.Done():
+			d.reg.cancel(b.Live())
+			return ctx.Err()
+		case e := <-sub.lost:
+			for _, a := range b.ExecutorLost(e, time.Now()) {
+				d.log.Warn("task attempt lost with its executor; retrying", "job", l.name, "batch", batch, "attempt", a, "executor", e)
+			}
+		case res := <-sub.results:
+			if res.GetBatch() != int64(batch) {
+				continue
+			}
+			if res.GetOk() {
+				key, err := b.Succeeded(res.GetAttemptId())
+				if err != nil {
+					continue // a stale attempt: its range was retried elsewhere
+				}
+				results[key] = res
+				if r := ranges[key]; r.Until == nil && res.GetEnd() != nil {
+					if err := d.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
+						d.reg.cancel(b.Live())
+						return l.storeErr("record task end", err)
+					}
+				}
+				l.lastOwner[ranges[key].Partition] = executorOf[res.GetAttemptId()]
+				continue
+			}
+			permanent := res.GetErrorKind() == rpc.ErrorKindFatal || res.GetErrorKind() == rpc.ErrorKindDataLoss
+			key, err := b.Failed(res.GetAttemptId(), errors.New(res.GetError()), permanent, time.Now())
+			if err == nil {
+				d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
+					"executor", executorOf[res.GetAttemptId()], "err", res.GetError(), "permanent", permanent)
+				if !permanent {
+					l.m.setError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %s", batch, key, res.GetError()))
+				}
+			}
+		case <-timer.C:
+		}
+	}
+	if err := b.Err(); err != nil {
+		d.reg.cancel(b.Live())
+		return fmt.Errorf("batch %d: %w", batch, err)
+	}
+	execDone := time.Now()
+
+	var outRows int64
+	var err error
+	if outRows, err = l.driverWrite(ctx, batch, keys, results); err != nil {
+		return err
+	}
+	if bc, ok := l.sink.(connectors.BatchCommitter); ok {
+		if err := bc.CommitBatch(ctx, stream.JobID(l.name), batch); err != nil {
+			return fmt.Errorf("commit batch %d in sink: %w", batch, err)
+		}
+	}
+
+	ends := make(map[stream.PartitionID]stream.Position, len(plan.Start))
+	for p, pos := range plan.Start {
+		ends[p] = pos
+	}
+	lastSplit := map[stream.PartitionID]int{}
+	for _, k := range keys {
+		r := ranges[k]
+		if s, seen := lastSplit[r.Partition]; seen && s > r.Split {
+			continue
+		}
+		lastSplit[r.Partition] = r.Split
+		ends[r.Partition] = results[k].GetEnd()
+	}
+	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, executorOf, b.Retries(), outRows)
+	pj, _ := protojson.Marshal(progress)
+	commitStart := time.Now()
+	if err := d.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
+		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
+	}
+	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
+	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()
+	l.committed = ends
+	l.next = batch + 1
+	l.m.batchDone(l.name, progress)
+	if batch > minBatchesToRetain && batch%10 == 0 {
+		if err := d.store.Purge(ctx, l.m.fence, l.name, batch-minBatchesToRetain); err != nil {
+			d.log.Warn("purging old batches failed", "job", l.name, "err", err)
+		}
+	}
+	return nil
+}
+
+// minBatchesToRetain follows spark.sql.streaming.minBatchesToRetain.
+const minBatchesToRetain = 100
+
+// dispatch places ready tasks on executors and records the attempts.
+func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []string, ranges map[string]stream.Range,
+	batch stream.BatchID, execs []scheduler.Executor, executorOf map[string]string) {
+	refs := make([]scheduler.TaskRef, len(ready))
+	for i, k := range ready {
+		refs[i] = scheduler.TaskRef{Key: k, Partition: ranges[k].Partition}
+	}
+	byExec := map[string][]*sluicev1.Task{}
+	var order []string
+	for _, a := range scheduler.Assign(refs, execs, l.lastOwner) {
+		r := ranges[a.Key]
+		l.attemptN++
+		t := &sluicev1.Task{
+			Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
+			From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash,
+			AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + a.Key + "/" +
+				strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.attemptN, 10),
+		}
+		if _, ok := byExec[a.Executor]; !ok {
+			order = append(order, a.Executor)
+		}
+		byExec[a.Executor] = append(byExec[a.Executor], t)
+	}
+	spec := l.job.Spec
+	now := time.Now()
+	for _, e := range order {
+		tasks := byExec[e]
+		n := l.m.d.reg.dispatch(ctx, e, spec, tasks)
+		for _, t := range tasks[:n] {
+			key := stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit())}.Key()
+			b.Started(key, t.GetAttemptId(), e, now)
+			executorOf[t.GetAttemptId()] = e
+		}
+	}
+}
+
+// driverWrite writes what the driver itself outputs for a batch: the merged
+// groups of an aggregating job, or the rows collected for a console sink.
+// The write key is per batch, so a replay replaces it.
+func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*sluicev1.TaskResult) (int64, error) {
+	p := l.job.Pipeline
+	var rows []stream.Row
+	part := ""
+	switch {
+	case p.Aggregating():
+		partials := make([][]byte, 0, len(keys))
+		for _, k := range keys {
+			partials = append(partials, results[k].GetPartialAggregate())
+		}
+		agg, err := p.Merge(partials)
+		if err != nil {
+			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
+		}
+		rows, part = agg.Rows(), "aggregate"
+	case l.collect > 0:
+		for _, k := range keys {
+			sc := bufio.NewScanner(bytes.NewReader(results[k].GetRows()))
+			sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+			for sc.Scan() && len(rows) < l.collect {
+				var r stream.Row
+				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+					return 0, fmt.Errorf("decode collected row: %w", err)
+				}
+				rows = append(rows, r)
+			}
+		}
+		part = "collected"
+	default:
+		var n int64
+		for _, k := range keys {
+			n += results[k].GetRecordsOut()
+		}
+		return n, nil
+	}
+	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Batch: batch, Part: part, Columns: p.Columns()})
+	if err != nil {
+		return 0, fmt.Errorf("open sink for batch %d: %w", batch, err)
+	}
+	if err := w.Write(ctx, rows); err != nil {
+		w.Abort()
+		return 0, fmt.Errorf("write batch %d: %w", batch, err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit sink output of batch %d: %w", batch, err)
+	}
+	if part == "collected" {
+		var n int64
+		for _, k := range keys {
+			n += results[k].GetRowsTotal()
+		}
+		return n, nil
+	}
+	return int64(len(rows)), nil
+}
+
+func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, execDone time.Time, keys []string,
+	ranges map[string]stream.Range, results map[string]*sluicev1.TaskResult, executorOf map[string]string, retries int, outRows int64) *sluicev1.BatchProgress {
+	bp := &sluicev1.BatchProgress{
+		BatchId: int64(plan.Batch), Timestamp: timestamppb.New(planStart), NumTasks: int32(len(keys)), TaskRetries: int32(retries),
+		NumOutputRows: outRows,
+		DurationMs: map[string]int64{
+			"plan":    recordDone.Sub(planStart).Milliseconds(),
+			"execute": execDone.Sub(recordDone).Milliseconds(),
+		},
+		Metrics: map[string]float64{},
+	}
+	for k, v := range l.lastMetrics {
+		bp.Metrics[k] = v
+	}
+	sorted := append([]string(nil), keys...)
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		res := results[k]
+		bp.NumInputRows += res.GetRecordsIn()
+		bp.InputBytes += res.GetBytesIn()
+		bp.SkippedRows += res.GetSkipped()
+		bp.DeadLetteredRows += res.GetDeadLettered()
+		if len(bp.Partitions) < 1000 {
+			r := ranges[k]
+			bp.Partitions = append(bp.Partitions, &sluicev1.PartitionProgress{
+				Partition: k, Start: r.From.String(), End: stream.Position(res.GetEnd()).String(),
+				Records: res.GetRecordsIn(), Executor: executorOf[res.GetAttemptId()],
+			})
+		}
+	}
+	if secs := execDone.Sub(planStart).Seconds(); secs > 0 {
+		bp.ProcessedRowsPerSecond = float64(bp.NumInputRows) / secs
+	}
+	if !l.lastStart.IsZero() {
+		if secs := planStart.Sub(l.lastStart).Seconds(); secs > 0 {
+			bp.InputRowsPerSecond = float64(bp.NumInputRows) / secs
+		}
+	}
+	l.lastStart = planStart
+	return bp
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}

@@ -1,0 +1,405 @@
+// Package driver composes the driver process: the public DriverService, the
+// executor registry, leader election, and — while this driver leads — one
+// micro-batch loop per running job (DESIGN.md §2).
+//
+// Always-on parts: gRPC and HTTP servers, health, the executor registry and
+// the election campaign. Leader-only parts: the manager and its batch loops,
+// started on election and stopped at once on loss. Losing leadership makes
+// Run return an error: the process exits rather than risk acting as a second
+// leader, and its supervisor restarts it as a follower.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/sluicehq/sluice/internal/cluster"
+	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
+	"github.com/sluicehq/sluice/pkg/checkpoint/local"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// ErrLostLeadership is returned by Run when this driver stopped leading while
+// running: the caller must exit (a new leader may already be running jobs).
+var ErrLostLeadership = errors.New("lost leadership")
+
+// Config configures a driver. Flags and SLUICE_* environment variables fill
+// it (cmd/driver); Validate names the flag of a bad value.
+type Config struct {
+	// Listen is the gRPC address (--listen, default :7077).
+	Listen string
+	// HTTP serves /metrics, /healthz and /readyz (--http, default :8080; empty disables).
+	HTTP string
+	// Etcd endpoints (--etcd). None means a standalone driver on a local
+	// checkpoint directory, which is then the only possible leader.
+	Etcd []string
+	// Advertise is the address executors and clients use to reach this
+	// driver (--advertise, default: Listen with the host name when the host is empty).
+	Advertise string
+	// Checkpoint is the local checkpoint directory of a standalone driver
+	// (--checkpoint, default ./sluice-checkpoints).
+	Checkpoint string
+	// LeaseTTL is the etcd election lease (--lease-ttl, default 10s): how long
+	// a dead leader keeps its leadership.
+	LeaseTTL time.Duration
+	// HeartbeatInterval is how often executors report (--heartbeat-interval, default 2s).
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout drops an executor that stays silent this long
+	// (--heartbeat-timeout, default 10s, at least 3x the interval).
+	HeartbeatTimeout time.Duration
+	// ShutdownTimeout bounds the graceful gRPC stop (--shutdown-timeout, default 20s).
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Stdout receives console sink output.
+	Stdout io.Writer
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = ":7077"
+	}
+	if c.Checkpoint == "" {
+		c.Checkpoint = "sluice-checkpoints"
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.Advertise == "" {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err == nil {
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host, _ = os.Hostname()
+			}
+			c.Advertise = net.JoinHostPort(host, port)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+}
+
+// Validate reports the first bad setting, naming its flag.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen (%q) must be host:port: %w", c.Listen, err)
+	}
+	if c.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+			return fmt.Errorf("--http (%q) must be host:port: %w", c.HTTP, err)
+		}
+	}
+	if c.Advertise == "" {
+		return errors.New("--advertise is required when the host name cannot be found")
+	}
+	if c.LeaseTTL < 2*time.Second {
+		return fmt.Errorf("--lease-ttl (%s) must be at least 2s", c.LeaseTTL)
+	}
+	if c.HeartbeatInterval <= 0 {
+		return fmt.Errorf("--heartbeat-interval (%s) must be positive", c.HeartbeatInterval)
+	}
+	if c.HeartbeatTimeout < 3*c.HeartbeatInterval {
+		return fmt.Errorf("--heartbeat-timeout (%s) must be at least 3x --heartbeat-interval (%s)", c.HeartbeatTimeout, c.HeartbeatInterval)
+	}
+	if len(c.Etcd) == 0 && c.Checkpoint == "" {
+		return errors.New("--checkpoint is required without --etcd")
+	}
+	return nil
+}
+
+// Driver is one driver process.
+type Driver struct {
+	cfg     Config
+	log     *slog.Logger
+	store   checkpoint.Store
+	elector cluster.Elector
+	reg     *registry
+	status  *statusBoard
+	metrics *metrics
+	health  *health.Server
+
+	listener net.Listener
+	ready    chan struct{}
+
+	mu      sync.Mutex
+	mgr     *manager
+	fence   checkpoint.Fence
+	lost    chan struct{}
+	closers []func()
+}
+
+// New validates cfg and opens the store and elector; Run starts serving.
+func New(cfg Config) (*Driver, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), ready: make(chan struct{}), lost: make(chan struct{})}
+	if len(cfg.Etcd) > 0 {
+		client, err := clientv3.New(clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: quietZap()})
+		if err != nil {
+			return nil, fmt.Errorf("connect to etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
+		}
+		d.closers = append(d.closers, func() { client.Close() })
+		el, err := cluster.New(client, cluster.WithLeaseTTL(cfg.LeaseTTL), cluster.WithLogger(cfg.Logger))
+		if err != nil {
+			client.Close()
+			return nil, err
+		}
+		st, err := etcdstore.New(client)
+		if err != nil {
+			client.Close()
+			return nil, err
+		}
+		d.elector, d.store = el, st
+	} else {
+		st, err := local.Open(cfg.Checkpoint)
+		if err != nil {
+			return nil, fmt.Errorf("open --checkpoint: %w", err)
+		}
+		d.elector, d.store = cluster.Standalone(cfg.Advertise), st
+	}
+	d.reg = newRegistry(cfg.Logger, cfg.HeartbeatInterval, cfg.HeartbeatTimeout, d.leading)
+	d.metrics = newMetrics(d)
+	return d, nil
+}
+
+// Addr is the gRPC listener's address once Run has started listening.
+func (d *Driver) Addr() string {
+	<-d.ready
+	return d.listener.Addr().String()
+}
+
+// Run serves until ctx ends (a clean shutdown: jobs are handed over, not
+// stopped) or leadership is lost (ErrLostLeadership). It closes the driver.
+//
+// Shutdown order: 1. stop the batch loops (uncommitted batches are re-run
+// by the next leader); 2. resign, so a follower takes over without waiting
+// for the lease; 3. gracefully stop gRPC, forced after ShutdownTimeout;
+// 4. stop HTTP; 5. close the elector, store and etcd client.
+func (d *Driver) Run(ctx context.Context) (err error) {
+	defer d.closeAll()
+	lis, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", d.cfg.Listen, err)
+	}
+	d.listener = lis
+	close(d.ready)
+
+	srv := grpc.NewServer(rpc.ServerOptions()...)
+	sluicev1.RegisterDriverServiceServer(srv, &api{d: d})
+	sluicev1.RegisterExecutorServiceServer(srv, d.reg)
+	d.health = health.NewServer()
+	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	d.health.SetServingStatus(sluicev1.DriverService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, d.health)
+	reflection.Register(srv)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			d.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+	defer d.stopGRPC(srv)
+
+	if d.cfg.HTTP != "" {
+		hs := &http.Server{Addr: d.cfg.HTTP, Handler: d.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		hl, err := net.Listen("tcp", d.cfg.HTTP)
+		if err != nil {
+			return fmt.Errorf("--http %s: %w", d.cfg.HTTP, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("http server stopped", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hs.Shutdown(sctx)
+		}()
+	}
+	d.log.Info("driver serving", "grpc", lis.Addr().String(), "http", d.cfg.HTTP, "advertise", d.cfg.Advertise,
+		"etcd", strings.Join(d.cfg.Etcd, ","))
+
+	lead, err := d.elector.Campaign(ctx, d.cfg.Advertise)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("campaign for leadership: %w", err)
+	}
+	fence := lead.Fence()
+	d.log.Info("elected leader", "epoch", fence.Epoch)
+	m := newManager(ctx, d, fence)
+	d.mu.Lock()
+	d.fence = fence
+	d.mu.Unlock()
+	if err := d.loadStatus(ctx); err != nil {
+		m.close()
+		return err
+	}
+	d.mu.Lock()
+	d.mgr = m
+	d.mu.Unlock()
+	d.metrics.leader.Set(1)
+	d.health.SetServingStatus(sluicev1.DriverService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if err := m.start(); err != nil {
+		m.close()
+		return err
+	}
+
+	select {
+	case <-lead.Lost():
+		d.log.Error("leadership lost; stopping at once")
+		d.dropLeadership(m)
+		return ErrLostLeadership
+	case <-ctx.Done():
+		d.log.Info("shutting down; handing leadership over")
+		d.dropLeadership(m)
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := lead.Resign(rctx); err != nil {
+			d.log.Warn("resign leadership", "err", err)
+		}
+		return nil
+	}
+}
+
+func (d *Driver) dropLeadership(m *manager) {
+	d.mu.Lock()
+	d.mgr = nil
+	close(d.lost)
+	d.mu.Unlock()
+	d.health.SetServingStatus(sluicev1.DriverService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	d.metrics.leader.Set(0)
+	m.close()
+	d.reg.disconnectAll()
+}
+
+func (d *Driver) stopGRPC(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.cfg.ShutdownTimeout):
+		d.log.Warn("graceful stop timed out; closing connections", "timeout", d.cfg.ShutdownTimeout)
+		srv.Stop()
+		<-done
+	}
+}
+
+func (d *Driver) closeAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d.elector != nil {
+		d.elector.Close(ctx)
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// loadStatus fills the status board from the catalog and last commits.
+func (d *Driver) loadStatus(ctx context.Context) error {
+	jobs, err := d.store.ListJobs(ctx)
+	if err != nil {
+		return fmt.Errorf("load job catalog: %w", err)
+	}
+	for _, j := range jobs {
+		d.status.update(j, d.lastProgress(ctx, j.Name))
+	}
+	return nil
+}
+
+func (d *Driver) lastProgress(ctx context.Context, job string) *sluicev1.BatchProgress {
+	c, err := d.store.LatestCommit(ctx, job)
+	if err != nil {
+		return nil
+	}
+	return loadProgress(c)
+}
+
+func (d *Driver) currentManager() *manager {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mgr
+}
+
+// leading reports whether this driver leads, the leader's address as far as
+// this driver knows, and its epoch.
+func (d *Driver) leading() (bool, string, int64) {
+	d.mu.Lock()
+	m, fence := d.mgr, d.fence
+	d.mu.Unlock()
+	if m != nil {
+		return true, d.cfg.Advertise, fence.Epoch
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addr, _ := d.elector.Leader(ctx)
+	return false, addr, 0
+}
+
+func (d *Driver) lostCh() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lost
+}
+
+func (d *Driver) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if d.currentManager() == nil {
+			http.Error(w, "not the leader", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "leader\n")
+	})
+	mux.Handle("/metrics", d.metrics.handler())
+	return mux
+}
+
+// quietZap silences the etcd client's own logging; errors reach us as
+// returned errors.
+func quietZap() *zap.Logger { return zap.NewNop() }

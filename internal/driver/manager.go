@@ -1,0 +1,381 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluicehq/sluice/internal/jobspec"
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/stream"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// manager runs the jobs while this driver leads. It is created on election
+// and closed on loss of leadership or shutdown; Close cancels every batch
+// loop and waits for them.
+//
+// Job states:
+//
+//	PENDING → RUNNING → STOPPING → STOPPED
+//	                  ↘ FINISHED | FAILED
+//
+// Lock order: manager.mu, then jobStatus.mu.
+type manager struct {
+	d     *Driver
+	fence checkpoint.Fence
+	ctx   context.Context
+	stop  context.CancelFunc
+
+	mu   sync.Mutex
+	runs map[string]*jobRun
+	wg   sync.WaitGroup
+}
+
+type jobRun struct {
+	cancel   context.CancelFunc
+	stopping bool
+	done     chan struct{}
+}
+
+func newManager(ctx context.Context, d *Driver, fence checkpoint.Fence) *manager {
+	ctx, cancel := context.WithCancel(ctx)
+	return &manager{d: d, fence: fence, ctx: ctx, stop: cancel, runs: map[string]*jobRun{}}
+}
+
+// start resumes every job that was pending, running or stopping.
+func (m *manager) start() error {
+	jobs, err := m.d.store.ListJobs(m.ctx)
+	if err != nil {
+		return fmt.Errorf("load job catalog: %w", err)
+	}
+	for _, j := range jobs {
+		switch j.State {
+		case stateName(sluicev1.JobState_JOB_STATE_STOPPING):
+			j.State = stateName(sluicev1.JobState_JOB_STATE_STOPPED)
+			if err := m.d.store.PutJob(m.ctx, m.fence, j); err != nil {
+				return fmt.Errorf("mark job %s stopped: %w", j.Name, err)
+			}
+			m.d.status.update(j, nil)
+		case stateName(sluicev1.JobState_JOB_STATE_PENDING), stateName(sluicev1.JobState_JOB_STATE_RUNNING):
+			m.launch(j)
+		default:
+			m.d.status.update(j, nil)
+		}
+	}
+	return nil
+}
+
+// close cancels every job loop and waits for them to return.
+func (m *manager) close() {
+	m.stop()
+	m.wg.Wait()
+}
+
+func (m *manager) launch(rec checkpoint.JobRecord) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	run := &jobRun{cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	m.runs[rec.Name] = run
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(run.done)
+		defer cancel()
+		m.runJob(ctx, run, rec)
+		m.mu.Lock()
+		if m.runs[rec.Name] == run {
+			delete(m.runs, rec.Name)
+		}
+		m.mu.Unlock()
+	}()
+}
+
+// running reports whether a loop for job is live.
+func (m *manager) running(job string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.runs[job]
+	return ok
+}
+
+// stopJob asks a job's loop to stop and waits until it has.
+func (m *manager) stopJob(ctx context.Context, job string) error {
+	m.mu.Lock()
+	run := m.runs[job]
+	if run != nil {
+		run.stopping = true
+	}
+	m.mu.Unlock()
+	if run == nil {
+		return nil
+	}
+	m.setState(job, sluicev1.JobState_JOB_STATE_STOPPING, "")
+	run.cancel()
+	select {
+	case <-run.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRecord) {
+	log := m.d.log.With("job", rec.Name)
+	spec := &sluicev1.JobSpec{}
+	if err := proto.Unmarshal(rec.Spec, spec); err != nil {
+		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, fmt.Sprintf("stored spec is unreadable: %v", err))
+		return
+	}
+	job, err := jobspec.Compile(spec)
+	if err != nil {
+		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
+		return
+	}
+	m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
+	log.Info("job running", "trigger", job.Trigger.String())
+	err = m.loop(ctx, job)
+
+	m.mu.Lock()
+	stopping := run.stopping
+	m.mu.Unlock()
+	switch {
+	case stopping:
+		log.Info("job stopped")
+		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_STOPPED, "")
+	case errors.Is(err, errLostLeadership), m.ctx.Err() != nil:
+		// Leadership moved or the driver shuts down: the job stays RUNNING
+		// in the catalog and the next leader resumes it from its last commit.
+		log.Info("job handed over", "reason", err)
+	case err == nil:
+		log.Info("job finished")
+		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FINISHED, "")
+	default:
+		log.Error("job failed", "err", err)
+		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
+	}
+}
+
+func (m *manager) loop(ctx context.Context, job *jobspec.Job) error {
+	src, err := job.NewSource()
+	if err != nil {
+		return fmt.Errorf("create source: %w", err)
+	}
+	defer src.Close()
+	sink, err := job.NewSink(m.d.cfg.Stdout)
+	if err != nil {
+		return fmt.Errorf("create sink: %w", err)
+	}
+	defer sink.Close()
+	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), source: src, sink: sink, lastOwner: map[stream.PartitionID]string{}}
+	if c, ok := sink.(connectors.DriverCollector); ok && !job.Pipeline.Aggregating() {
+		l.collect = c.MaxRows()
+	}
+	return l.run(ctx)
+}
+
+// setState writes the job's state to the catalog (fenced) and publishes it.
+func (m *manager) setState(job string, state sluicev1.JobState, lastErr string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 10*time.Second)
+	defer cancel()
+	rec, err := m.d.store.GetJob(ctx, job)
+	if err != nil {
+		m.d.log.Warn("read job for state change", "job", job, "err", err)
+		return
+	}
+	rec.State, rec.LastError, rec.Updated = stateName(state), lastErr, time.Now().UTC()
+	if err := m.d.store.PutJob(ctx, m.fence, rec); err != nil {
+		m.d.log.Warn("record job state", "job", job, "state", state, "err", err)
+		return
+	}
+	m.d.status.update(rec, nil)
+}
+
+func (m *manager) finish(job string, state sluicev1.JobState, lastErr string) {
+	if m.fenced() {
+		return
+	}
+	m.setState(job, state, lastErr)
+}
+
+func (m *manager) fenced() bool {
+	lead, _, epoch := m.d.leading()
+	return !lead || epoch != m.fence.Epoch
+}
+
+// setError shows a transient problem in the job's status without changing
+// its state (kept in memory: it changes too often to write each time).
+func (m *manager) setError(job, msg string) { m.d.status.setError(job, msg) }
+func (m *manager) clearError(job string)    { m.d.status.setError(job, "") }
+
+func (m *manager) batchDone(job string, p *sluicev1.BatchProgress) {
+	m.d.metrics.batch(job, p)
+	m.d.status.batch(job, p)
+}
+
+func (m *manager) metricsFor(job string, metrics map[string]float64) {
+	m.d.metrics.source(job, metrics)
+}
+
+// statusBoard keeps what the API shows about each job and fans out events
+// to watchers. It is always on, leader or not.
+type statusBoard struct {
+	mu       sync.Mutex
+	jobs     map[string]*jobStatus
+	watchers map[string]map[chan *sluicev1.JobEvent]struct{}
+}
+
+type jobStatus struct {
+	rec      checkpoint.JobRecord
+	transErr string
+	last     *sluicev1.BatchProgress
+	lastID   int64
+}
+
+func newStatusBoard() *statusBoard {
+	return &statusBoard{jobs: map[string]*jobStatus{}, watchers: map[string]map[chan *sluicev1.JobEvent]struct{}{}}
+}
+
+func (s *statusBoard) update(rec checkpoint.JobRecord, last *sluicev1.BatchProgress) {
+	s.mu.Lock()
+	js := s.jobs[rec.Name]
+	if js == nil {
+		js = &jobStatus{lastID: -1}
+		s.jobs[rec.Name] = js
+	}
+	js.rec = rec
+	if last != nil {
+		js.last, js.lastID = last, last.GetBatchId()
+	}
+	ev := &sluicev1.JobEvent{Job: s.viewLocked(js)}
+	s.publishLocked(rec.Name, ev)
+	s.mu.Unlock()
+}
+
+func (s *statusBoard) setError(job, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if js := s.jobs[job]; js != nil && js.transErr != msg {
+		js.transErr = msg
+		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
+	}
+}
+
+func (s *statusBoard) batch(job string, p *sluicev1.BatchProgress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	js := s.jobs[job]
+	if js == nil {
+		return
+	}
+	js.last, js.lastID, js.transErr = p, p.GetBatchId(), ""
+	s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js), Batch: p})
+}
+
+func (s *statusBoard) forget(job string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, job)
+}
+
+// get returns the job's view, or nil when the board does not know it.
+func (s *statusBoard) get(job string) *sluicev1.Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if js := s.jobs[job]; js != nil {
+		return s.viewLocked(js)
+	}
+	return nil
+}
+
+func (s *statusBoard) list() []*sluicev1.Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*sluicev1.Job, 0, len(s.jobs))
+	for _, js := range s.jobs {
+		out = append(out, s.viewLocked(js))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out
+}
+
+func (s *statusBoard) watch(job string) (chan *sluicev1.JobEvent, func()) {
+	ch := make(chan *sluicev1.JobEvent, 256)
+	s.mu.Lock()
+	if s.watchers[job] == nil {
+		s.watchers[job] = map[chan *sluicev1.JobEvent]struct{}{}
+	}
+	s.watchers[job][ch] = struct{}{}
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.watchers[job], ch)
+		s.mu.Unlock()
+	}
+}
+
+func (s *statusBoard) publishLocked(job string, ev *sluicev1.JobEvent) {
+	for ch := range s.watchers[job] {
+		select {
+		case ch <- ev:
+		default: // a watcher that cannot keep up misses events, never blocks a job
+		}
+	}
+}
+
+func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
+	return jobView(js.rec, js.last, js.lastID, js.transErr)
+}
+
+// jobView builds the API's Job from a catalog record; the spec is redacted.
+func jobView(rec checkpoint.JobRecord, last *sluicev1.BatchProgress, lastID int64, transErr string) *sluicev1.Job {
+	spec := &sluicev1.JobSpec{}
+	_ = proto.Unmarshal(rec.Spec, spec)
+	j := &sluicev1.Job{
+		Name: rec.Name, Spec: jobspec.Redact(spec), State: parseState(rec.State), LastError: rec.LastError,
+		LastCommittedBatch: lastID, LastProgress: last,
+		Created: timestamppb.New(rec.Created), Updated: timestamppb.New(rec.Updated),
+	}
+	if transErr != "" {
+		j.LastError = transErr
+	}
+	return j
+}
+
+func stateName(s sluicev1.JobState) string { return s.String()[len("JOB_STATE_"):] }
+
+func parseState(s string) sluicev1.JobState {
+	if v, ok := sluicev1.JobState_value["JOB_STATE_"+s]; ok {
+		return sluicev1.JobState(v)
+	}
+	return sluicev1.JobState_JOB_STATE_UNSPECIFIED
+}
+
+func terminal(s sluicev1.JobState) bool {
+	switch s {
+	case sluicev1.JobState_JOB_STATE_STOPPED, sluicev1.JobState_JOB_STATE_FINISHED, sluicev1.JobState_JOB_STATE_FAILED:
+		return true
+	}
+	return false
+}
+
+// loadProgress decodes the progress stored with a commit.
+func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
+	if len(c.Progress) == 0 {
+		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
+	}
+	p := &sluicev1.BatchProgress{}
+	if err := protojson.Unmarshal(c.Progress, p); err != nil {
+		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
+	}
+	return p
+}

@@ -1,0 +1,68 @@
+package driver
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// metrics are the driver's Prometheus series; each driver has its own
+// registry so that several drivers can live in one test process.
+type metrics struct {
+	reg         *prometheus.Registry
+	leader      prometheus.Gauge
+	batches     *prometheus.CounterVec
+	inputRows   *prometheus.CounterVec
+	outputRows  *prometheus.CounterVec
+	badRows     *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	phase       *prometheus.HistogramVec
+	lastBatch   *prometheus.GaugeVec
+	sourceGauge *prometheus.GaugeVec
+}
+
+func newMetrics(d *Driver) *metrics {
+	m := &metrics{
+		reg:        prometheus.NewRegistry(),
+		leader:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_driver_is_leader", Help: "1 while this driver leads."}),
+		batches:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_batches_total", Help: "Committed micro-batches."}, []string{"job"}),
+		inputRows:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_input_rows_total", Help: "Records read in committed batches."}, []string{"job"}),
+		outputRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_output_rows_total", Help: "Rows written in committed batches."}, []string{"job"}),
+		badRows:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bad_records_total", Help: "Bad records by policy outcome (skipped, dead_lettered)."}, []string{"job", "outcome"}),
+		retries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_task_retries_total", Help: "Failed task attempts that were retried."}, []string{"job"}),
+		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_batch_phase_seconds", Help: "Duration of batch phases (plan, execute, commit, total).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"job", "phase"}),
+		lastBatch:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_last_committed_batch", Help: "Id of the last committed batch."}, []string{"job"}),
+		sourceGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_metric", Help: "Source figures of the last plan, e.g. maxOffsetsBehindLatest."}, []string{"job", "name"}),
+	}
+	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
+		func() float64 { return float64(len(d.reg.snapshot())) })
+	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, executors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+func (m *metrics) batch(job string, p *sluicev1.BatchProgress) {
+	m.batches.WithLabelValues(job).Inc()
+	m.inputRows.WithLabelValues(job).Add(float64(p.GetNumInputRows()))
+	m.outputRows.WithLabelValues(job).Add(float64(p.GetNumOutputRows()))
+	m.badRows.WithLabelValues(job, "skipped").Add(float64(p.GetSkippedRows()))
+	m.badRows.WithLabelValues(job, "dead_lettered").Add(float64(p.GetDeadLetteredRows()))
+	m.retries.WithLabelValues(job).Add(float64(p.GetTaskRetries()))
+	for phase, ms := range p.GetDurationMs() {
+		m.phase.WithLabelValues(job, phase).Observe(float64(ms) / 1000)
+	}
+	m.lastBatch.WithLabelValues(job).Set(float64(p.GetBatchId()))
+}
+
+func (m *metrics) source(job string, figures map[string]float64) {
+	for k, v := range figures {
+		m.sourceGauge.WithLabelValues(job, k).Set(v)
+	}
+}

@@ -1,0 +1,355 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/scheduler"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// registry tracks connected executors. Each executor holds one Connect
+// stream; the registry owns a sender goroutine per stream and routes results
+// to the batch loop of their job.
+//
+// Lock order: registry.mu, then nothing (subscriber channels are sent to
+// outside the lock).
+type registry struct {
+	sluicev1.UnimplementedExecutorServiceServer
+
+	log       *slog.Logger
+	heartbeat time.Duration
+	timeout   time.Duration
+	// leading reports whether this driver currently leads; Connect refuses
+	// executors otherwise.
+	leading func() (bool, string, int64)
+
+	mu        sync.Mutex
+	executors map[string]*executorConn
+	subs      map[string]*subscription // job → its batch loop
+	running   map[string]string        // attempt → executor
+}
+
+type executorConn struct {
+	id, addr   string
+	slots      int
+	running    int
+	connected  time.Time
+	lastBeat   time.Time
+	done, fail int64
+	send       chan *sluicev1.DriverMessage
+	cancel     context.CancelFunc
+}
+
+type subscription struct {
+	results chan *sluicev1.TaskResult
+	lost    chan string
+}
+
+func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading func() (bool, string, int64)) *registry {
+	return &registry{
+		log: log, heartbeat: heartbeat, timeout: timeout, leading: leading,
+		executors: map[string]*executorConn{},
+		subs:      map[string]*subscription{},
+		running:   map[string]string{},
+	}
+}
+
+// Connect serves one executor's stream until it ends, the executor stops
+// heartbeating, or this driver stops leading.
+func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error {
+	lead, leader, epoch := r.leading()
+	if !lead {
+		return &rpc.NotLeaderError{Leader: leader}
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil || hello.GetExecutorId() == "" || hello.GetSlots() < 1 {
+		return fmt.Errorf("first executor message must be a hello with an id and at least one slot: %w", rpc.ErrConflict)
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	now := time.Now()
+	ec := &executorConn{
+		id: hello.GetExecutorId(), addr: hello.GetAddress(), slots: int(hello.GetSlots()),
+		connected: now, lastBeat: now, send: make(chan *sluicev1.DriverMessage, 64), cancel: cancel,
+	}
+	r.mu.Lock()
+	if old, ok := r.executors[ec.id]; ok {
+		// The same executor reconnected before its old stream was noticed
+		// dead: the old stream's attempts are lost.
+		old.cancel()
+		r.dropLocked(old)
+	}
+	r.executors[ec.id] = ec
+	r.mu.Unlock()
+	r.log.Info("executor connected", "executor", ec.id, "slots", ec.slots, "address", ec.addr)
+	defer r.remove(ec)
+
+	if err := stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
+		HeartbeatIntervalMs: r.heartbeat.Milliseconds(), Epoch: epoch,
+	}}}); err != nil {
+		return err
+	}
+
+	// Sender: the only goroutine that calls stream.Send after the welcome.
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				sendErr <- nil
+				return
+			case m := <-ec.send:
+				if err := stream.Send(m); err != nil {
+					cancel()
+					sendErr <- err
+					return
+				}
+			}
+		}
+	}()
+	// Watchdog: an executor that stops heartbeating is gone even if TCP
+	// has not noticed yet.
+	go func() {
+		t := time.NewTicker(r.heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.mu.Lock()
+				stale := time.Since(ec.lastBeat) > r.timeout
+				r.mu.Unlock()
+				if stale {
+					r.log.Warn("executor missed heartbeats; dropping it", "executor", ec.id, "timeout", r.timeout)
+					cancel()
+					return
+				}
+				if lead, _, _ := r.leading(); !lead {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			r.mu.Lock()
+			ec.lastBeat = time.Now()
+			r.mu.Unlock()
+			if res := m.GetResult(); res != nil {
+				r.deliver(ctx, ec, res)
+			}
+		}
+	}()
+	select {
+	case err = <-recvErr:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	cancel()
+	<-sendErr
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (r *registry) deliver(ctx context.Context, ec *executorConn, res *sluicev1.TaskResult) {
+	r.mu.Lock()
+	if r.running[res.GetAttemptId()] == ec.id {
+		delete(r.running, res.GetAttemptId())
+		ec.running--
+		if res.GetOk() {
+			ec.done++
+		} else {
+			ec.fail++
+		}
+	}
+	sub := r.subs[res.GetJob()]
+	r.mu.Unlock()
+	if sub == nil {
+		return // the job's loop is gone; the result is stale
+	}
+	select {
+	case sub.results <- res:
+	case <-ctx.Done():
+	}
+}
+
+func (r *registry) remove(ec *executorConn) {
+	r.mu.Lock()
+	if r.executors[ec.id] != ec {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.executors, ec.id)
+	subs := r.dropLocked(ec)
+	r.mu.Unlock()
+	r.log.Warn("executor disconnected", "executor", ec.id)
+	for _, s := range subs {
+		// Never block the registry on a slow loop: the loop also notices
+		// through attempt timeouts, so a dropped notice is not fatal.
+		select {
+		case s.lost <- ec.id:
+		default:
+		}
+	}
+}
+
+func (r *registry) dropLocked(ec *executorConn) []*subscription {
+	for a, e := range r.running {
+		if e == ec.id {
+			delete(r.running, a)
+		}
+	}
+	subs := make([]*subscription, 0, len(r.subs))
+	for _, s := range r.subs {
+		subs = append(subs, s)
+	}
+	return subs
+}
+
+// subscribe routes results of job to the returned subscription until
+// unsubscribe is called.
+func (r *registry) subscribe(job string) (*subscription, func()) {
+	s := &subscription{results: make(chan *sluicev1.TaskResult, 1024), lost: make(chan string, 256)}
+	r.mu.Lock()
+	r.subs[job] = s
+	r.mu.Unlock()
+	return s, func() {
+		r.mu.Lock()
+		if r.subs[job] == s {
+			delete(r.subs, job)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// snapshot lists executors with their free slots, for scheduler.Assign.
+func (r *registry) snapshot() []scheduler.Executor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]scheduler.Executor, 0, len(r.executors))
+	for _, e := range r.executors {
+		out = append(out, scheduler.Executor{ID: e.id, Free: e.slots - e.running})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// dispatch sends tasks to executor, as many as it still has free slots for,
+// in one message, and returns how many it took (a prefix of tasks).
+func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*sluicev1.Task) int {
+	r.mu.Lock()
+	ec := r.executors[executor]
+	if ec == nil {
+		r.mu.Unlock()
+		return 0
+	}
+	n := min(len(tasks), ec.slots-ec.running)
+	if n <= 0 {
+		r.mu.Unlock()
+		return 0
+	}
+	for _, t := range tasks[:n] {
+		r.running[t.GetAttemptId()] = executor
+	}
+	ec.running += n
+	r.mu.Unlock()
+	msg := &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Tasks{Tasks: &sluicev1.TaskAssignment{
+		Jobs: []*sluicev1.JobSpec{spec}, Tasks: tasks[:n],
+	}}}
+	select {
+	case ec.send <- msg:
+		return n
+	case <-ctx.Done():
+	case <-time.After(r.timeout):
+	}
+	// Not sent: give the slots back; the attempts never started.
+	r.mu.Lock()
+	for _, t := range tasks[:n] {
+		if r.running[t.GetAttemptId()] == executor {
+			delete(r.running, t.GetAttemptId())
+			ec.running--
+		}
+	}
+	r.mu.Unlock()
+	return 0
+}
+
+// cancel asks executors to stop attempts; best effort.
+func (r *registry) cancel(attempts []string) {
+	if len(attempts) == 0 {
+		return
+	}
+	byExec := map[string][]string{}
+	r.mu.Lock()
+	for _, a := range attempts {
+		if e, ok := r.running[a]; ok {
+			byExec[e] = append(byExec[e], a)
+			delete(r.running, a)
+			if ec := r.executors[e]; ec != nil {
+				ec.running--
+			}
+		}
+	}
+	conns := map[string]*executorConn{}
+	for e := range byExec {
+		conns[e] = r.executors[e]
+	}
+	r.mu.Unlock()
+	for e, ids := range byExec {
+		if ec := conns[e]; ec != nil {
+			select {
+			case ec.send <- &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Cancel{Cancel: &sluicev1.CancelTasks{AttemptIds: ids}}}:
+			default:
+			}
+		}
+	}
+}
+
+func (r *registry) list() []*sluicev1.ExecutorInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*sluicev1.ExecutorInfo, 0, len(r.executors))
+	for _, e := range r.executors {
+		out = append(out, &sluicev1.ExecutorInfo{
+			Id: e.id, Address: e.addr, Slots: int32(e.slots), Running: int32(e.running),
+			Connected: timestamppb.New(e.connected), LastHeartbeat: timestamppb.New(e.lastBeat),
+			TasksCompleted: e.done, TasksFailed: e.fail,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out
+}
+
+// disconnectAll drops every executor, e.g. when leadership is lost; they
+// reconnect to the new leader.
+func (r *registry) disconnectAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.executors {
+		e.cancel()
+	}
+}

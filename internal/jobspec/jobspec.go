@@ -1,0 +1,456 @@
+// Package jobspec turns a user's JobSpec (the generated proto type) into the
+// engine's domain configuration: it parses YAML, validates the whole spec
+// before a job is accepted, builds sources, sinks and transform pipelines,
+// and redacts secrets before a spec is shown or logged.
+//
+// Domain packages (connectors, transform, scheduler) never see proto types;
+// this package is the conversion layer DESIGN.md §7 asks for.
+package jobspec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/console"
+	"github.com/sluicehq/sluice/pkg/connectors/discard"
+	"github.com/sluicehq/sluice/pkg/connectors/file"
+	"github.com/sluicehq/sluice/pkg/connectors/kafka"
+	"github.com/sluicehq/sluice/pkg/scheduler"
+	"github.com/sluicehq/sluice/pkg/transform"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// Error lists every problem found in a spec, each with its field path.
+type Error struct{ List []rpc.FieldViolation }
+
+func (e *Error) Error() string {
+	parts := make([]string, len(e.List))
+	for i, v := range e.List {
+		parts[i] = v.Field + ": " + v.Description
+	}
+	return "invalid job spec: " + strings.Join(parts, "; ")
+}
+
+// Violations implements rpc.BadRequester, so the API answers InvalidArgument.
+func (e *Error) Violations() []rpc.FieldViolation { return e.List }
+
+func (e *Error) add(field, format string, args ...any) {
+	e.List = append(e.List, rpc.FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+func (e *Error) orNil() error {
+	if len(e.List) == 0 {
+		return nil
+	}
+	return e
+}
+
+// ParseYAML reads a job file. Field names are the proto's JSON names; an
+// unknown field is an error naming it.
+func ParseYAML(data []byte) (*sluicev1.JobSpec, error) {
+	// YAML 1.2 (yaml.v3): "n", "no", "on" stay strings. YAML 1.1 would read
+	// `as: n` as false, and Spark users name count columns n.
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse job YAML: %w", err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("parse job YAML: %w", err)
+	}
+	spec := &sluicev1.JobSpec{}
+	if err := protojson.Unmarshal(js, spec); err != nil {
+		return nil, fmt.Errorf("parse job spec: %w", err)
+	}
+	return spec, nil
+}
+
+// Trigger is a job's trigger in domain terms.
+type Trigger struct {
+	Interval     time.Duration
+	Once         bool
+	AvailableNow bool
+}
+
+// String renders the trigger as the user wrote it.
+func (t Trigger) String() string {
+	switch {
+	case t.Once:
+		return "once"
+	case t.AvailableNow:
+		return "availableNow"
+	}
+	return "processingTime " + t.Interval.String()
+}
+
+// Error policies for bad records.
+const (
+	OnErrorFail       = "fail"
+	OnErrorSkip       = "skip"
+	OnErrorDeadLetter = "deadLetter"
+)
+
+// Job is a validated spec in the engine's terms.
+type Job struct {
+	Spec     *sluicev1.JobSpec
+	Kafka    *kafka.Config
+	Pipeline *transform.Pipeline
+	Trigger  Trigger
+	OnError  string
+	Retry    scheduler.RetryPolicy
+	// Hash identifies the spec's content; executors key cached state by it.
+	Hash string
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Compile validates spec completely and returns the job. Every problem is
+// reported, each under its field path; the error is an *Error.
+func Compile(spec *sluicev1.JobSpec) (*Job, error) {
+	e := &Error{}
+	if spec == nil {
+		e.add("spec", "is required")
+		return nil, e
+	}
+	checkUnknown(spec.ProtoReflect(), "", e)
+	j := &Job{Spec: spec, Retry: scheduler.DefaultRetryPolicy}
+
+	switch {
+	case spec.GetName() == "":
+		e.add("name", "is required")
+	case !nameRE.MatchString(spec.GetName()):
+		e.add("name", "%q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", spec.GetName())
+	}
+
+	switch src := spec.GetSource().GetKind().(type) {
+	case nil:
+		e.add("source", "is required (one of: kafka)")
+	case *sluicev1.Source_Kafka:
+		cfg := KafkaConfig(src.Kafka)
+		if err := cfg.Validate(); err != nil {
+			e.add("source.kafka", "%v", err)
+		} else {
+			j.Kafka = &cfg
+		}
+	}
+
+	steps, err := transformSteps(spec.GetTransforms())
+	if err != nil {
+		e.add("transforms", "%v", err)
+	} else if p, err := transform.Compile(steps); err != nil {
+		addFieldErrors(e, err)
+	} else {
+		j.Pipeline = p
+	}
+
+	validateSink(spec.GetSink(), "sink", true, e)
+
+	switch onErr := spec.GetOnError(); onErr {
+	case "", OnErrorFail:
+		j.OnError = OnErrorFail
+	case OnErrorSkip:
+		j.OnError = OnErrorSkip
+	case OnErrorDeadLetter:
+		j.OnError = OnErrorDeadLetter
+		if spec.GetDeadLetter() == nil {
+			e.add("deadLetter", "is required when onError is deadLetter")
+		}
+	default:
+		e.add("onError", "%q is not one of fail, skip, deadLetter", onErr)
+	}
+	if spec.GetDeadLetter() != nil {
+		if j.OnError != OnErrorDeadLetter {
+			e.add("deadLetter", "is set but onError is %q; set onError: deadLetter", j.OnError)
+		}
+		validateSink(spec.GetDeadLetter(), "deadLetter", false, e)
+	}
+
+	switch tr := spec.GetTrigger().GetKind().(type) {
+	case nil:
+		// Spark's default: the next batch as soon as the last one is done.
+	case *sluicev1.Trigger_ProcessingTime:
+		d, err := parseDuration(tr.ProcessingTime)
+		switch {
+		case err != nil:
+			e.add("trigger.processingTime", "%q is not a duration like 2s or 500ms", tr.ProcessingTime)
+		case d < 0:
+			e.add("trigger.processingTime", "must not be negative (got %s)", tr.ProcessingTime)
+		default:
+			j.Trigger.Interval = d
+		}
+	case *sluicev1.Trigger_Once:
+		if !tr.Once {
+			e.add("trigger.once", "must be true when set")
+		}
+		j.Trigger.Once = true
+	case *sluicev1.Trigger_AvailableNow:
+		if !tr.AvailableNow {
+			e.add("trigger.availableNow", "must be true when set")
+		}
+		j.Trigger.AvailableNow = true
+	}
+
+	if l := spec.GetLimits(); l != nil {
+		switch n := l.GetMaxTaskFailures(); {
+		case n < 0:
+			e.add("limits.maxTaskFailures", "must not be negative (got %d)", n)
+		case n > 0:
+			j.Retry.MaxFailures = int(n)
+		}
+		if s := l.GetTaskTimeout(); s != "" {
+			d, err := parseDuration(s)
+			switch {
+			case err != nil:
+				e.add("limits.taskTimeout", "%q is not a duration like 10m", s)
+			case d <= 0:
+				e.add("limits.taskTimeout", "must be positive (got %s)", s)
+			default:
+				j.Retry.Timeout = d
+			}
+		}
+	}
+	if err := e.orNil(); err != nil {
+		return nil, err
+	}
+	j.Hash = Hash(spec)
+	return j, nil
+}
+
+// addFieldErrors adds every *transform.FieldError in err (which may join
+// several) under its own field.
+func addFieldErrors(e *Error, err error) {
+	var fe *transform.FieldError
+	switch {
+	case errors.As(err, &fe) && fe == err:
+		e.add(fe.Field, "%s", fe.Reason)
+	case isJoined(err):
+		for _, sub := range err.(interface{ Unwrap() []error }).Unwrap() {
+			addFieldErrors(e, sub)
+		}
+	case errors.As(err, &fe):
+		e.add(fe.Field, "%s", fe.Reason)
+	default:
+		e.add("transforms", "%v", err)
+	}
+}
+
+func isJoined(err error) bool {
+	_, ok := err.(interface{ Unwrap() []error })
+	return ok
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// checkUnknown refuses fields a newer client sent that this driver does not
+// know: silently ignoring them would run a different job than the one asked.
+func checkUnknown(m protoreflect.Message, path string, e *Error) {
+	if len(m.GetUnknown()) > 0 {
+		field := path
+		if field == "" {
+			field = "spec"
+		}
+		e.add(field, "has fields this driver does not know; is the driver older than the client?")
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		p := fd.JSONName()
+		if path != "" {
+			p = path + "." + p
+		}
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				checkUnknown(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", p, i), e)
+			}
+		case fd.IsMap():
+		case fd.Message() != nil:
+			checkUnknown(v.Message(), p, e)
+		}
+		return true
+	})
+}
+
+func validateSink(s *sluicev1.Sink, field string, required bool, e *Error) {
+	switch k := s.GetKind().(type) {
+	case nil:
+		if required {
+			e.add(field, "is required (one of: console, file, discard)")
+		}
+	case *sluicev1.Sink_Console:
+		if n := k.Console.GetNumRows(); n < 0 {
+			e.add(field+".console.numRows", "must not be negative (got %d)", n)
+		}
+	case *sluicev1.Sink_File:
+		if err := fileConfig(k.File).Validate(); err != nil {
+			e.add(field+".file", "%v", err)
+		}
+	case *sluicev1.Sink_Discard:
+	}
+}
+
+// KafkaConfig converts the proto options; failOnDataLoss defaults to true as
+// in Spark.
+func KafkaConfig(k *sluicev1.KafkaSource) kafka.Config {
+	fail := true
+	if k.FailOnDataLoss != nil {
+		fail = k.GetFailOnDataLoss()
+	}
+	return kafka.Config{
+		BootstrapServers:       k.GetBootstrapServers(),
+		Subscribe:              k.GetSubscribe(),
+		SubscribePattern:       k.GetSubscribePattern(),
+		Assign:                 k.GetAssign(),
+		StartingOffsets:        k.GetStartingOffsets(),
+		StartingTimestamp:      k.GetStartingTimestamp(),
+		MaxOffsetsPerTrigger:   k.GetMaxOffsetsPerTrigger(),
+		MaxRatePerPartition:    k.GetMaxRatePerPartition(),
+		FailOnDataLoss:         fail,
+		IncludeHeaders:         k.GetIncludeHeaders(),
+		MaxRecordsPerPartition: k.GetMaxRecordsPerPartition(),
+		Properties:             k.GetProperties(),
+	}
+}
+
+func fileConfig(f *sluicev1.FileSink) file.Config {
+	return file.Config{Path: f.GetPath(), Format: f.GetFormat()}
+}
+
+func transformSteps(ts []*sluicev1.Transform) ([]transform.Step, error) {
+	steps := make([]transform.Step, 0, len(ts))
+	for i, t := range ts {
+		var s transform.Step
+		switch k := t.GetKind().(type) {
+		case *sluicev1.Transform_Decode:
+			s.Decode = &transform.Decode{Format: k.Decode.GetFormat(), Field: k.Decode.GetField(),
+				Columns: k.Decode.GetColumns(), Header: k.Decode.GetHeader(), Delimiter: k.Decode.GetDelimiter()}
+		case *sluicev1.Transform_Filter:
+			s.Filter = k.Filter
+			if s.Filter == "" {
+				return nil, fmt.Errorf("[%d].filter: is empty", i)
+			}
+		case *sluicev1.Transform_Select:
+			for _, f := range k.Select.GetFields() {
+				s.Select = append(s.Select, transform.SelectField{Name: f.GetName(), Expr: f.GetExpr()})
+			}
+			if len(s.Select) == 0 {
+				return nil, fmt.Errorf("[%d].select.fields: needs at least one field", i)
+			}
+		case *sluicev1.Transform_Aggregate:
+			a := &transform.Aggregate{GroupBy: k.Aggregate.GetGroupBy(), MaxGroups: k.Aggregate.GetMaxGroups()}
+			for _, ag := range k.Aggregate.GetAggregations() {
+				a.Aggregations = append(a.Aggregations, transform.Aggregation{Fn: ag.GetFn(), Field: ag.GetField(), As: ag.GetAs()})
+			}
+			s.Aggregate = a
+		default:
+			return nil, fmt.Errorf("[%d]: empty transform (one of decode, filter, select, aggregate)", i)
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+// NewSource builds the driver half of the job's source.
+func (j *Job) NewSource() (connectors.Source, error) {
+	switch {
+	case j.Kafka != nil:
+		return kafka.NewSource(*j.Kafka)
+	}
+	return nil, errors.New("job has no source")
+}
+
+// NewReaderPool builds the executor half of the job's source.
+func (j *Job) NewReaderPool() (connectors.ReaderPool, error) {
+	switch {
+	case j.Kafka != nil:
+		return kafka.NewReaderPool(*j.Kafka)
+	}
+	return nil, errors.New("job has no source")
+}
+
+// NewSink builds the job's sink; console output goes to out.
+func (j *Job) NewSink(out io.Writer) (connectors.Sink, error) {
+	return newSink(j.Spec.GetSink(), out)
+}
+
+// NewDeadLetterSink builds the dead-letter sink, or returns nil when the job
+// has none.
+func (j *Job) NewDeadLetterSink(out io.Writer) (connectors.Sink, error) {
+	if j.Spec.GetDeadLetter() == nil {
+		return nil, nil
+	}
+	return newSink(j.Spec.GetDeadLetter(), out)
+}
+
+func newSink(s *sluicev1.Sink, out io.Writer) (connectors.Sink, error) {
+	switch k := s.GetKind().(type) {
+	case *sluicev1.Sink_Console:
+		cfg := console.Config{NumRows: int(k.Console.GetNumRows()), Truncate: true}
+		if k.Console.Truncate != nil {
+			cfg.Truncate = k.Console.GetTruncate()
+		}
+		return console.New(cfg, out)
+	case *sluicev1.Sink_File:
+		return file.New(fileConfig(k.File))
+	case *sluicev1.Sink_Discard:
+		return discard.New(), nil
+	}
+	return nil, errors.New("job has no sink")
+}
+
+// SourceIdentity describes what the job reads; resubmitting a job whose
+// checkpoint belongs to another source is refused.
+func (j *Job) SourceIdentity() string {
+	if j.Kafka != nil {
+		s, err := kafka.NewSource(*j.Kafka)
+		if err == nil {
+			defer s.Close()
+			return s.Identity()
+		}
+	}
+	return ""
+}
+
+// Hash is a stable digest of the spec's content.
+func Hash(spec *sluicev1.JobSpec) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(spec)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Redacted is the text shown for secrets.
+const Redacted = "*****"
+
+// Redact returns a copy of spec with every secret replaced, for API answers,
+// logs and the UI.
+func Redact(spec *sluicev1.JobSpec) *sluicev1.JobSpec {
+	if spec == nil {
+		return nil
+	}
+	out := proto.Clone(spec).(*sluicev1.JobSpec)
+	if k := out.GetSource().GetKafka(); k != nil {
+		for key := range k.GetProperties() {
+			if kafka.IsSecretProperty(key) {
+				k.Properties[key] = Redacted
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,157 @@
+// Package rpc holds what every gRPC endpoint of Sluice shares: the one table
+// that turns internal errors into status codes with typed details (and back,
+// on the client), server interceptors that apply it, and dialing.
+//
+// Callers branch on sentinels and typed errors, never on message strings:
+// a follower answers FAILED_PRECONDITION with a LeaderInfo detail, and
+// LeaderFrom recovers the leader's address from it.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+var (
+	// ErrNotFound: the named job does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a job of that name is already running.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict: the request contradicts stored state (e.g. a changed
+	// source for an existing checkpoint).
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: try again later (e.g. leadership is changing).
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Error kinds an executor reports with a failed task, so the driver knows
+// whether a retry can help.
+const (
+	ErrorKindRetryable = "retryable"
+	ErrorKindFatal     = "fatal"
+	ErrorKindDataLoss  = "data_loss"
+)
+
+// NotLeaderError is returned by a follower; Leader is the leader's advertised
+// address, empty while no leader is known.
+type NotLeaderError struct{ Leader string }
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == "" {
+		return "this driver is not the leader and no leader is elected yet"
+	}
+	return fmt.Sprintf("this driver is not the leader; the leader is %s", e.Leader)
+}
+
+// FieldViolation names a bad field of a request and why.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// BadRequester is implemented by validation errors; they become
+// INVALID_ARGUMENT with a BadRequest detail listing each violation.
+type BadRequester interface {
+	error
+	Violations() []FieldViolation
+}
+
+// ToStatus maps an error to a gRPC status error. This is the only place where
+// that mapping is decided.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var nl *NotLeaderError
+	var br BadRequester
+	switch {
+	case errors.As(err, &nl):
+		st := status.New(codes.FailedPrecondition, err.Error())
+		if d, derr := st.WithDetails(&sluicev1.LeaderInfo{Address: nl.Leader}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.As(err, &br):
+		st := status.New(codes.InvalidArgument, err.Error())
+		var fv []*errdetails.BadRequest_FieldViolation
+		for _, v := range br.Violations() {
+			fv = append(fv, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+		}
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: fv}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, ErrConflict):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// LeaderFrom returns the leader address carried by a follower's answer.
+func LeaderFrom(err error) (string, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return "", false
+	}
+	for _, d := range st.Details() {
+		if li, ok := d.(*sluicev1.LeaderInfo); ok {
+			return li.GetAddress(), true
+		}
+	}
+	return "", false
+}
+
+// ServerOptions returns the interceptors and keepalive settings every Sluice
+// server uses.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			return resp, ToStatus(err)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return ToStatus(h(srv, ss))
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+		grpc.MaxRecvMsgSize(64 << 20),
+	}
+}
+
+// Dial opens a client connection to addr (plaintext; TLS comes with its own
+// issue). Connections are lazy: errors surface on the first call.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}

@@ -1,0 +1,62 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+type badReq struct{ v []FieldViolation }
+
+func (b badReq) Error() string                { return "invalid" }
+func (b badReq) Violations() []FieldViolation { return b.v }
+
+func TestToStatus(t *testing.T) {
+	tests := []struct {
+		err  error
+		code codes.Code
+	}{
+		{fmt.Errorf("get job x: %w", ErrNotFound), codes.NotFound},
+		{ErrAlreadyExists, codes.AlreadyExists},
+		{fmt.Errorf("submit: %w", ErrConflict), codes.FailedPrecondition},
+		{&NotLeaderError{Leader: "10.0.0.1:7077"}, codes.FailedPrecondition},
+		{badReq{v: []FieldViolation{{"name", "required"}}}, codes.InvalidArgument},
+		{errors.New("boom"), codes.Internal},
+	}
+	for _, tt := range tests {
+		st, _ := status.FromError(ToStatus(tt.err))
+		if st.Code() != tt.code {
+			t.Errorf("ToStatus(%v) = %v, want %v", tt.err, st.Code(), tt.code)
+		}
+	}
+}
+
+func TestLeaderRoundTrip(t *testing.T) {
+	err := ToStatus(fmt.Errorf("submit: %w", &NotLeaderError{Leader: "127.0.0.1:7077"}))
+	addr, ok := LeaderFrom(err)
+	if !ok || addr != "127.0.0.1:7077" {
+		t.Fatalf("LeaderFrom = %q, %v", addr, ok)
+	}
+	if _, ok := LeaderFrom(ToStatus(ErrConflict)); ok {
+		t.Fatal("a plain conflict carried a leader")
+	}
+}
+
+func TestBadRequestDetails(t *testing.T) {
+	st, _ := status.FromError(ToStatus(badReq{v: []FieldViolation{{"trigger.processingTime", "bad duration"}}}))
+	var got []string
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				got = append(got, v.GetField())
+			}
+		}
+	}
+	if len(got) != 1 || got[0] != "trigger.processingTime" {
+		t.Fatalf("violations = %v", got)
+	}
+}

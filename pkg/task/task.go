@@ -1,0 +1,220 @@
+// Package task runs one attempt of one task on an executor: read the range,
+// apply the transforms, then write the rows to the sink (or fold them into a
+// partial aggregate, or collect a sample for the driver), and report what was
+// done and where the range ended.
+//
+// An attempt is deterministic given its range, which is what makes retries
+// and speculative copies safe: the sink is written under the (job, batch,
+// part) key and a commit replaces whatever an earlier attempt wrote.
+package task
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/transform"
+)
+
+// Bad-record policies, as in the job spec's onError.
+const (
+	OnErrorFail       = "fail"
+	OnErrorSkip       = "skip"
+	OnErrorDeadLetter = "deadLetter"
+)
+
+// Attempt is everything one attempt needs.
+type Attempt struct {
+	Job   stream.JobID
+	Batch stream.BatchID
+	Range stream.Range
+	// Readers opens the range.
+	Readers  connectors.ReaderPool
+	Pipeline *transform.Pipeline
+	// Sink receives the rows of a non-aggregating job unless CollectRows is
+	// set. DeadLetter receives bad records under onError deadLetter.
+	Sink       connectors.Sink
+	DeadLetter connectors.Sink
+	OnError    string
+	// CollectRows > 0: instead of writing, return up to this many rows (JSON
+	// lines) for the driver to show (console sink).
+	CollectRows int
+}
+
+// Result is what the attempt reports.
+type Result struct {
+	RecordsIn, RecordsOut, BytesIn int64
+	Skipped, DeadLettered         int64
+	// End is the position just after the last record read.
+	End stream.Position
+	// Partial is the encoded partial aggregate of an aggregating job.
+	Partial []byte
+	// Rows are collected rows as JSON lines; RowsTotal counts all output rows.
+	Rows      []byte
+	RowsTotal int64
+	Duration  time.Duration
+}
+
+// Run executes the attempt. The error is permanent (connectors.IsPermanent)
+// when retrying cannot help: a bad record under onError fail, data loss, too
+// many groups.
+func Run(ctx context.Context, a Attempt) (Result, error) {
+	start := time.Now()
+	res, err := run(ctx, a)
+	res.Duration = time.Since(start)
+	return res, err
+}
+
+func run(ctx context.Context, a Attempt) (res Result, err error) {
+	r, err := a.Readers.Open(ctx, a.Range)
+	if err != nil {
+		return res, fmt.Errorf("open reader for %s: %w", a.Range.Key(), err)
+	}
+	defer r.Close()
+
+	var w, dl connectors.Writer
+	defer func() {
+		// Whatever was not committed is dropped: a later attempt replaces it.
+		if w != nil {
+			w.Abort()
+		}
+		if dl != nil {
+			dl.Abort()
+		}
+	}()
+	part := a.Range.Key()
+	var agg *transform.Aggregator
+	var sample bytes.Buffer
+	switch {
+	case a.Pipeline.Aggregating():
+		agg = a.Pipeline.NewAggregator()
+	case a.CollectRows > 0:
+	default:
+		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Batch: a.Batch, Part: part, Columns: a.Pipeline.Columns()}); err != nil {
+			return res, fmt.Errorf("open sink writer: %w", err)
+		}
+	}
+
+	bad := func(row stream.Row, step string, cause error) error {
+		switch a.OnError {
+		case OnErrorSkip:
+			res.Skipped++
+			return nil
+		case OnErrorDeadLetter:
+			if dl == nil {
+				var err error
+				if dl, err = a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Batch: a.Batch, Part: part}); err != nil {
+					return fmt.Errorf("open dead-letter writer: %w", err)
+				}
+			}
+			out := row.Clone()
+			out["error"] = fmt.Sprintf("%s: %v", step, cause)
+			if err := dl.Write(ctx, []stream.Row{out}); err != nil {
+				return fmt.Errorf("write dead letter: %w", err)
+			}
+			res.DeadLettered++
+			return nil
+		}
+		return connectors.Permanent(fmt.Errorf("bad record in %s at %s: %s: %w (set onError: skip or deadLetter to keep going)",
+			a.Range.Partition, describe(row), step, cause))
+	}
+
+	for {
+		recs, rerr := r.Read(ctx)
+		if len(recs) > 0 {
+			rows := make([]stream.Row, len(recs))
+			for i, rec := range recs {
+				rows[i] = rec.Fields
+				res.BytesIn += int64(rec.Size)
+			}
+			res.RecordsIn += int64(len(recs))
+			out, badRows := a.Pipeline.Process(rows)
+			for _, b := range badRows {
+				if err := bad(b.Row, b.Step, b.Err); err != nil {
+					return res, err
+				}
+			}
+			switch {
+			case agg != nil:
+				for _, row := range out {
+					if err := agg.Add(row); err != nil {
+						if errors.Is(err, transform.ErrTooManyGroups) {
+							return res, connectors.Permanent(err)
+						}
+						if err := bad(row, "aggregate", err); err != nil {
+							return res, err
+						}
+					}
+				}
+			case a.CollectRows > 0:
+				for _, row := range out {
+					if res.RowsTotal < int64(a.CollectRows) {
+						line, err := json.Marshal(row)
+						if err != nil {
+							return res, connectors.Permanent(fmt.Errorf("encode row: %w", err))
+						}
+						sample.Write(line)
+						sample.WriteByte('\n')
+					}
+					res.RowsTotal++
+				}
+			default:
+				if len(out) > 0 {
+					if err := w.Write(ctx, out); err != nil {
+						return res, fmt.Errorf("write to sink: %w", err)
+					}
+				}
+				res.RecordsOut += int64(len(out))
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return res, fmt.Errorf("read %s: %w", a.Range.Key(), rerr)
+		}
+	}
+	res.End = r.End()
+
+	switch {
+	case agg != nil:
+		p, err := agg.MarshalBinary()
+		if err != nil {
+			return res, fmt.Errorf("encode partial aggregate: %w", err)
+		}
+		res.Partial = p
+	case a.CollectRows > 0:
+		res.Rows = sample.Bytes()
+		res.RecordsOut = res.RowsTotal
+	default:
+		if err := w.Commit(ctx); err != nil {
+			return res, fmt.Errorf("commit sink output %s: %w", part, err)
+		}
+		w = nil
+	}
+	if dl != nil {
+		if err := dl.Commit(ctx); err != nil {
+			return res, fmt.Errorf("commit dead letters: %w", err)
+		}
+		dl = nil
+	}
+	return res, nil
+}
+
+// describe points at a record for an error message without dumping its
+// payload (which may hold personal data).
+func describe(row stream.Row) string {
+	if off, ok := row["offset"]; ok {
+		return fmt.Sprintf("offset %v", off)
+	}
+	if seq, ok := row["sequenceNumber"]; ok {
+		return fmt.Sprintf("sequence number %v", seq)
+	}
+	return "a record"
+}
