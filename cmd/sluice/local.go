@@ -41,7 +41,14 @@ func runLocal(ctx context.Context, args []string, out io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 
-	etcd, err := cluster.StartEmbeddedEtcd(ctx, cluster.EmbeddedConfig{Dir: filepath.Join(*dir, "etcd"), Logger: log})
+	// etcd reports its own shutdown as errors ("use of closed network
+	// connection"); its real failures reach us as driver errors, so its log
+	// is only shown at debug level.
+	etcdLog := slog.New(slog.DiscardHandler)
+	if lvl <= slog.LevelDebug {
+		etcdLog = log
+	}
+	etcd, err := cluster.StartEmbeddedEtcd(ctx, cluster.EmbeddedConfig{Dir: filepath.Join(*dir, "etcd"), Logger: etcdLog})
 	if err != nil {
 		return fmt.Errorf("start embedded etcd: %w", err)
 	}
@@ -58,15 +65,19 @@ func runLocal(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
+	// Shutdown order: executors first (they drain running tasks), then the
+	// driver (it resigns leadership), then etcd (deferred above).
+	driverCtx, stopDriver := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDriver()
+	execCtx, stopExecutors := context.WithCancel(ctx)
+	defer stopExecutors()
+	var driverWG, execWG sync.WaitGroup
 	var driverErr error
-	wg.Add(1)
+	driverWG.Add(1)
 	go func() {
-		defer wg.Done()
-		driverErr = d.Run(ctx)
-		cancel()
+		defer driverWG.Done()
+		driverErr = d.Run(driverCtx)
+		stopExecutors() // a driver that stopped by itself takes the cluster down
 	}()
 	addr := d.Addr()
 	for i := range *executors {
@@ -75,21 +86,25 @@ func runLocal(ctx context.Context, args []string, out io.Writer) error {
 			Logger: log.With("component", "executor", "executor", i), Stdout: out,
 		})
 		if err != nil {
-			cancel()
-			wg.Wait()
+			stopExecutors()
+			execWG.Wait()
+			stopDriver()
+			driverWG.Wait()
 			return err
 		}
-		wg.Add(1)
+		execWG.Add(1)
 		go func() {
-			defer wg.Done()
-			e.Run(ctx)
+			defer execWG.Done()
+			e.Run(execCtx)
 		}()
 	}
 	fmt.Fprintf(out, "sluice local: driver at %s (HTTP %s), %d executors with %d slots, etcd at %v\n",
 		addr, *httpAddr, *executors, *slots, etcd.Endpoints())
 	fmt.Fprintf(out, "submit a job with: sluice --driver %s submit job.yaml   (Ctrl-C stops)\n", addr)
-	<-ctx.Done()
-	wg.Wait()
+	<-execCtx.Done()
+	execWG.Wait()
+	stopDriver()
+	driverWG.Wait()
 	if driverErr != nil && !errors.Is(driverErr, context.Canceled) {
 		return driverErr
 	}

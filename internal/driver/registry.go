@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/internal/rpc"
@@ -95,7 +98,8 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 	r.executors[ec.id] = ec
 	r.mu.Unlock()
 	r.log.Info("executor connected", "executor", ec.id, "slots", ec.slots, "address", ec.addr)
-	defer r.remove(ec)
+	var endErr error
+	defer func() { r.remove(ec, endErr) }()
 
 	if err := stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
 		HeartbeatIntervalMs: r.heartbeat.Milliseconds(), Epoch: epoch,
@@ -169,9 +173,10 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 	}
 	cancel()
 	<-sendErr
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 		err = nil
 	}
+	endErr = err
 	return err
 }
 
@@ -197,7 +202,7 @@ func (r *registry) deliver(ctx context.Context, ec *executorConn, res *sluicev1.
 	}
 }
 
-func (r *registry) remove(ec *executorConn) {
+func (r *registry) remove(ec *executorConn, cause error) {
 	r.mu.Lock()
 	if r.executors[ec.id] != ec {
 		r.mu.Unlock()
@@ -206,7 +211,11 @@ func (r *registry) remove(ec *executorConn) {
 	delete(r.executors, ec.id)
 	subs := r.dropLocked(ec)
 	r.mu.Unlock()
-	r.log.Warn("executor disconnected", "executor", ec.id)
+	if cause != nil {
+		r.log.Warn("executor disconnected", "executor", ec.id, "err", cause)
+	} else {
+		r.log.Info("executor left", "executor", ec.id)
+	}
 	for _, s := range subs {
 		// Never block the registry on a slow loop: the loop also notices
 		// through attempt timeouts, so a dropped notice is not fatal.

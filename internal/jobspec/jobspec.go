@@ -18,10 +18,10 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors"

@@ -1,0 +1,141 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/discard"
+	"github.com/sluicehq/sluice/pkg/connectors/file"
+	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/transform"
+)
+
+// fakePool serves a fixed list of payloads as one range, two per Read.
+type fakePool struct{ values []string }
+
+func (p *fakePool) Open(_ context.Context, r stream.Range) (connectors.Reader, error) {
+	return &fakeReader{values: p.values}, nil
+}
+func (p *fakePool) Close() error { return nil }
+
+type fakeReader struct {
+	values []string
+	pos    int
+}
+
+func (r *fakeReader) Read(context.Context) ([]stream.Record, error) {
+	if r.pos >= len(r.values) {
+		return nil, io.EOF
+	}
+	end := min(r.pos+2, len(r.values))
+	var out []stream.Record
+	for i := r.pos; i < end; i++ {
+		out = append(out, stream.Record{Fields: stream.Row{"value": []byte(r.values[i]), "offset": int64(i)}, Size: len(r.values[i])})
+	}
+	r.pos = end
+	return out, nil
+}
+func (r *fakeReader) End() stream.Position { return stream.Position(strings.Repeat("x", r.pos)) }
+func (r *fakeReader) Close() error         { return nil }
+
+var input = []string{`{"a":1}`, `not json`, `{"a":2}`, `{"a":3}`}
+
+func pipeline(t *testing.T, steps ...transform.Step) *transform.Pipeline {
+	t.Helper()
+	p, err := transform.Compile(append([]transform.Step{{Decode: &transform.Decode{Format: "json"}}}, steps...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func attempt(t *testing.T, onError string) Attempt {
+	return Attempt{Job: "j", Batch: 3, Range: stream.Range{Partition: "t/0"}, Readers: &fakePool{values: input},
+		Pipeline: pipeline(t), Sink: discard.New(), OnError: onError}
+}
+
+func TestOnErrorFail(t *testing.T) {
+	_, err := Run(context.Background(), attempt(t, OnErrorFail))
+	if !connectors.IsPermanent(err) || !strings.Contains(err.Error(), "offset 1") || !strings.Contains(err.Error(), "onError") {
+		t.Fatalf("err = %v, want a permanent error naming offset 1 and the onError option", err)
+	}
+}
+
+func TestOnErrorSkip(t *testing.T) {
+	res, err := Run(context.Background(), attempt(t, OnErrorSkip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RecordsIn != 4 || res.RecordsOut != 3 || res.Skipped != 1 || string(res.End) != "xxxx" {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestOnErrorDeadLetter(t *testing.T) {
+	dir := t.TempDir()
+	dl, err := file.New(file.Config{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := attempt(t, OnErrorDeadLetter)
+	a.DeadLetter = dl
+	res, err := Run(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := file.ReadAll(dir, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeadLettered != 1 || len(rows) != 1 || !strings.Contains(rows[0]["error"].(string), "decode") {
+		t.Fatalf("dead letters %d, rows %v", res.DeadLettered, rows)
+	}
+}
+
+func TestAggregateReturnsPartial(t *testing.T) {
+	a := attempt(t, OnErrorSkip)
+	a.Pipeline = pipeline(t, transform.Step{Aggregate: &transform.Aggregate{Aggregations: []transform.Aggregation{{Fn: "sum", Field: "a", As: "s"}}}})
+	res, err := Run(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, err := a.Pipeline.Merge([][]byte{res.Partial, res.Partial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows := agg.Rows(); len(rows) != 1 || rows[0]["s"] != int64(12) {
+		t.Fatalf("merged rows %v, want s=12", rows)
+	}
+}
+
+func TestCollectRows(t *testing.T) {
+	a := attempt(t, OnErrorSkip)
+	a.CollectRows = 2
+	res, err := Run(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RowsTotal != 3 || strings.Count(string(res.Rows), "\n") != 2 {
+		t.Fatalf("collected %q of %d", res.Rows, res.RowsTotal)
+	}
+}
+
+func TestSinkFailureIsRetryable(t *testing.T) {
+	a := attempt(t, OnErrorSkip)
+	a.Sink = failingSink{}
+	_, err := Run(context.Background(), a)
+	if err == nil || connectors.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+}
+
+type failingSink struct{}
+
+func (failingSink) OpenWriter(context.Context, connectors.WriteKey) (connectors.Writer, error) {
+	return nil, errors.New("disk full")
+}
+func (failingSink) Close() error { return nil }
