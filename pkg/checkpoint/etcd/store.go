@@ -1,0 +1,307 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
+// DefaultPrefix is the key prefix used when WithPrefix is not given.
+const DefaultPrefix = "/sluice/"
+
+// Option configures a Store; options are validated by New.
+type Option func(*options)
+
+type options struct {
+	prefix string
+}
+
+// WithPrefix sets the prefix under which every key of the store lives.
+// Default "/sluice/". It must end with '/'; use different prefixes to share
+// one etcd among several driver groups.
+func WithPrefix(prefix string) Option {
+	return func(o *options) { o.prefix = prefix }
+}
+
+// Store is a checkpoint.Store in etcd. It is safe for concurrent use.
+type Store struct {
+	client *clientv3.Client
+	prefix string
+}
+
+var _ checkpoint.Store = (*Store)(nil)
+
+// New returns a Store on client. The client belongs to the caller: Close
+// does not close it.
+func New(client *clientv3.Client, opts ...Option) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("new etcd checkpoint store: etcd client is nil")
+	}
+	o := options{prefix: DefaultPrefix}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.prefix == "" || !strings.HasSuffix(o.prefix, "/") {
+		return nil, fmt.Errorf("new etcd checkpoint store: prefix %q must be non-empty and end with '/'", o.prefix)
+	}
+	return &Store{client: client, prefix: o.prefix}, nil
+}
+
+// Close does nothing: the client belongs to the caller.
+func (s *Store) Close() error { return nil }
+
+// Keys. Job names are escaped; batches are fixed width so that key order is
+// numeric order (BatchID is never negative: see checkBatch).
+
+func (s *Store) jobKey(job string) string { return s.prefix + "jobs/" + url.PathEscape(job) }
+func (s *Store) jobsPrefix() string       { return s.prefix + "jobs/" }
+func (s *Store) plansPrefix(job string) string {
+	return s.prefix + "plans/" + url.PathEscape(job) + "/"
+}
+func (s *Store) endsPrefix(job string) string { return s.prefix + "ends/" + url.PathEscape(job) + "/" }
+func (s *Store) commitsPrefix(job string) string {
+	return s.prefix + "commits/" + url.PathEscape(job) + "/"
+}
+func batchKey(b stream.BatchID) string { return fmt.Sprintf("%020d", int64(b)) }
+
+func (s *Store) planKey(job string, b stream.BatchID) string { return s.plansPrefix(job) + batchKey(b) }
+func (s *Store) commitKey(job string, b stream.BatchID) string {
+	return s.commitsPrefix(job) + batchKey(b)
+}
+func (s *Store) batchEndsPrefix(job string, b stream.BatchID) string {
+	return s.endsPrefix(job) + batchKey(b) + "/"
+}
+
+// taskEnd is the stored value of a task end.
+type taskEnd struct {
+	Key string          `json:"key"`
+	End stream.Position `json:"end"`
+}
+
+// fenced runs ops in one transaction guarded by the fence. what names the
+// write for errors ("job orders: put plan 42").
+func (s *Store) fenced(ctx context.Context, f checkpoint.Fence, what string, ops ...clientv3.Op) error {
+	if f.Key == "" || f.Epoch <= 0 {
+		return fmt.Errorf("%s: fence %+v is not a leadership fence: the etcd store only accepts writes from an elected leader (internal/cluster)", what, f)
+	}
+	resp, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Epoch)).
+		Then(ops...).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s: election key %s epoch %d: %w", what, f.Key, f.Epoch, checkpoint.ErrFenced)
+	}
+	return nil
+}
+
+func checkJob(job string) error {
+	if job == "" {
+		return errors.New("job name must not be empty")
+	}
+	return nil
+}
+
+func checkBatch(b stream.BatchID) error {
+	if b < 0 {
+		return fmt.Errorf("batch %d is negative", b)
+	}
+	return nil
+}
+
+// PutJob writes the job's catalog entry.
+func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.JobRecord) error {
+	what := fmt.Sprintf("job %q: put catalog entry", job.Name)
+	if err := checkJob(job.Name); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	v, err := json.Marshal(job)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.fenced(ctx, f, what, clientv3.OpPut(s.jobKey(job.Name), string(v)))
+}
+
+// GetJob reads a catalog entry; an unknown job is checkpoint.ErrNotFound.
+func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, error) {
+	var rec checkpoint.JobRecord
+	what := fmt.Sprintf("job %q: get catalog entry", name)
+	if err := checkJob(name); err != nil {
+		return rec, fmt.Errorf("%s: %w", what, err)
+	}
+	resp, err := s.client.Get(ctx, s.jobKey(name))
+	if err != nil {
+		return rec, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return rec, fmt.Errorf("%s: %w", what, checkpoint.ErrNotFound)
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return rec, fmt.Errorf("%s: decode %s: %w", what, resp.Kvs[0].Key, err)
+	}
+	return rec, nil
+}
+
+// ListJobs returns every catalog entry, sorted by name.
+func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
+	resp, err := s.client.Get(ctx, s.jobsPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	jobs := make([]checkpoint.JobRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var rec checkpoint.JobRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, fmt.Errorf("list jobs: decode %s: %w", kv.Key, err)
+		}
+		jobs = append(jobs, rec)
+	}
+	slices.SortFunc(jobs, func(a, b checkpoint.JobRecord) int { return strings.Compare(a.Name, b.Name) })
+	return jobs, nil
+}
+
+// DeleteJob removes the catalog entry and all logs of the job in one fenced
+// transaction. Deleting an unknown job succeeds, so a retried delete does not
+// fail.
+func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) error {
+	what := fmt.Sprintf("job %q: delete", name)
+	if err := checkJob(name); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.fenced(ctx, f, what,
+		clientv3.OpDelete(s.jobKey(name)),
+		clientv3.OpDelete(s.plansPrefix(name), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.endsPrefix(name), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.commitsPrefix(name), clientv3.WithPrefix()),
+	)
+}
+
+// PutPlan writes the offset log entry of plan.Batch, replacing any earlier
+// plan of that batch.
+func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, plan checkpoint.BatchPlan) error {
+	what := fmt.Sprintf("job %q: put plan %d", job, plan.Batch)
+	if err := errors.Join(checkJob(job), checkBatch(plan.Batch)); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	v, err := json.Marshal(plan)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.fenced(ctx, f, what, clientv3.OpPut(s.planKey(job, plan.Batch), string(v)))
+}
+
+// LatestPlan returns the plan of the highest batch, or checkpoint.ErrNotFound.
+func (s *Store) LatestPlan(ctx context.Context, job string) (checkpoint.BatchPlan, error) {
+	var plan checkpoint.BatchPlan
+	err := s.latest(ctx, job, "latest plan", s.plansPrefix(job), &plan)
+	return plan, err
+}
+
+// PutTaskEnd records where the task key of batch stopped.
+func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, batch stream.BatchID, key string, end stream.Position) error {
+	what := fmt.Sprintf("job %q: batch %d: put task end %q", job, batch, key)
+	if err := errors.Join(checkJob(job), checkBatch(batch)); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if key == "" {
+		return fmt.Errorf("%s: range key must not be empty", what)
+	}
+	v, err := json.Marshal(taskEnd{Key: key, End: end})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.fenced(ctx, f, what, clientv3.OpPut(s.batchEndsPrefix(job, batch)+key, string(v)))
+}
+
+// TaskEnds returns the recorded task ends of batch by range key; none is an
+// empty map, not an error.
+func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) (map[string]stream.Position, error) {
+	what := fmt.Sprintf("job %q: batch %d: task ends", job, batch)
+	if err := errors.Join(checkJob(job), checkBatch(batch)); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	resp, err := s.client.Get(ctx, s.batchEndsPrefix(job, batch), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	ends := make(map[string]stream.Position, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var te taskEnd
+		if err := json.Unmarshal(kv.Value, &te); err != nil {
+			return nil, fmt.Errorf("%s: decode %s: %w", what, kv.Key, err)
+		}
+		ends[te.Key] = te.End
+	}
+	return ends, nil
+}
+
+// PutCommit writes the commit log entry of c.Batch.
+func (s *Store) PutCommit(ctx context.Context, f checkpoint.Fence, job string, c checkpoint.Commit) error {
+	what := fmt.Sprintf("job %q: put commit %d", job, c.Batch)
+	if err := errors.Join(checkJob(job), checkBatch(c.Batch)); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	v, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.fenced(ctx, f, what, clientv3.OpPut(s.commitKey(job, c.Batch), string(v)))
+}
+
+// LatestCommit returns the commit of the highest batch, or
+// checkpoint.ErrNotFound.
+func (s *Store) LatestCommit(ctx context.Context, job string) (checkpoint.Commit, error) {
+	var c checkpoint.Commit
+	err := s.latest(ctx, job, "latest commit", s.commitsPrefix(job), &c)
+	return c, err
+}
+
+// Purge deletes plans, task ends and commits of batches below before, in one
+// fenced transaction. The catalog entry stays.
+func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, before stream.BatchID) error {
+	what := fmt.Sprintf("job %q: purge batches below %d", job, before)
+	if err := checkJob(job); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if before < 0 {
+		before = 0 // nothing is below a negative batch; still check the fence
+	}
+	// [prefix, prefix+batchKey(before)) holds exactly the batches below
+	// before, task ends included, because batch keys are fixed width.
+	return s.fenced(ctx, f, what,
+		clientv3.OpDelete(s.plansPrefix(job), clientv3.WithRange(s.planKey(job, before))),
+		clientv3.OpDelete(s.endsPrefix(job), clientv3.WithRange(s.endsPrefix(job)+batchKey(before))),
+		clientv3.OpDelete(s.commitsPrefix(job), clientv3.WithRange(s.commitKey(job, before))),
+	)
+}
+
+// latest decodes into v the value of the greatest key under prefix.
+func (s *Store) latest(ctx context.Context, job, what, prefix string, v any) error {
+	what = fmt.Sprintf("job %q: %s", job, what)
+	if err := checkJob(job); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	resp, err := s.client.Get(ctx, prefix,
+		clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return fmt.Errorf("%s: %w", what, checkpoint.ErrNotFound)
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+		return fmt.Errorf("%s: decode %s: %w", what, resp.Kvs[0].Key, err)
+	}
+	return nil
+}
