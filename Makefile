@@ -8,7 +8,7 @@ TOOLS := $(CURDIR)/bin/tools
 BUF_VERSION := v1.61.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 
 # Packages that run concurrent code are tested with the race detector.
 RACE_PKGS := ./internal/... ./pkg/...
