@@ -107,7 +107,7 @@ func TestRender(t *testing.T) {
 		v    any
 		want string
 	}{
-		{nil, "null"}, {true, "true"}, {int64(-7), "-7"}, {3.0, "3.0"}, {1.5, "1.5"}, {-0.0, "0.0"},
+		{nil, "null"}, {true, "true"}, {int64(-7), "-7"}, {3.0, "3.0"}, {1.5, "1.5"}, {0.0, "0.0"},
 		{math.Copysign(0, -1), "-0.0"}, {1e7, "1.0E7"}, {1.25e-4, "1.25E-4"}, {123456.789, "123456.789"},
 		{math.NaN(), "NaN"}, {math.Inf(-1), "-Infinity"},
 		{[]byte("ab"), "[61 62]"}, {"ü", "ü"},
