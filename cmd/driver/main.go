@@ -4,18 +4,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/flagenv"
+	"github.com/sluicehq/sluice/internal/process"
 )
 
 func main() {
@@ -43,27 +40,18 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Etcd = flagenv.List(etcd)
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level (%q): %w", logLevel, err)
+	log, err := process.Logger(logLevel)
+	if err != nil {
+		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	cfg.Logger = log
 
 	d, err := driver.New(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := process.SignalContext()
 	defer stop()
-	go func() {
-		// A second signal exits at once.
-		<-ctx.Done()
-		stop()
-		c := make(chan os.Signal, 1)
-		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
-		<-c
-		os.Exit(2)
-	}()
 	err = d.Run(ctx)
 	if errors.Is(err, driver.ErrLostLeadership) {
 		return fmt.Errorf("%w: exiting so that a supervisor restarts this driver as a follower", err)

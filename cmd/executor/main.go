@@ -4,18 +4,15 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/executor"
 	"github.com/sluicehq/sluice/internal/flagenv"
+	"github.com/sluicehq/sluice/internal/process"
 )
 
 func main() {
@@ -38,24 +35,16 @@ func run(args []string) error {
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level (%q): %w", logLevel, err)
+	log, err := process.Logger(logLevel)
+	if err != nil {
+		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	cfg.Logger = log
 	e, err := executor.New(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := process.SignalContext()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop()
-		c := make(chan os.Signal, 1)
-		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
-		<-c
-		os.Exit(2)
-	}()
 	return e.Run(ctx)
 }

@@ -50,7 +50,7 @@ type Attempt struct {
 // Result is what the attempt reports.
 type Result struct {
 	RecordsIn, RecordsOut, BytesIn int64
-	Skipped, DeadLettered         int64
+	Skipped, DeadLettered          int64
 	// End is the position just after the last record read.
 	End stream.Position
 	// Partial is the encoded partial aggregate of an aggregating job.
