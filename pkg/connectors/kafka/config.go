@@ -529,6 +529,35 @@ func (s *settings) tlsConfig() (*tls.Config, error) {
 }
 
 // identity is a stable description of what the source reads.
+// Identity describes what cfg reads: its sorted brokers and subscription. It
+// is what Source.Identity returns, computed without creating a client, so
+// the driver can compare a resubmitted job's source with its checkpoint's.
+func (c Config) Identity() (string, error) {
+	set, err := c.settings()
+	if err != nil {
+		return "", err
+	}
+	return set.identity(), nil
+}
+
+// prepare validates cfg and opts and returns the parsed settings, the
+// options and the franz-go options every client of this config starts from.
+func prepare(cfg Config, opts []Option) (*settings, options, []kgo.Opt, error) {
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, options{}, nil, err
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, options{}, nil, err
+	}
+	copts, err := set.clientOpts()
+	if err != nil {
+		return nil, options{}, nil, err
+	}
+	return set, o, copts, nil
+}
+
 func (s *settings) identity() string {
 	brokers := slices.Clone(s.brokers)
 	sort.Strings(brokers)

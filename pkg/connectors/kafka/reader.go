@@ -57,15 +57,7 @@ var _ connectors.ReaderPool = (*ReaderPool)(nil)
 // NewReaderPool validates cfg and returns a pool. It starts one goroutine
 // that closes idle readers (WithIdleTimeout); Close stops it.
 func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
-	set, err := cfg.settings()
-	if err != nil {
-		return nil, fmt.Errorf("new kafka reader pool: %w", err)
-	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, fmt.Errorf("new kafka reader pool: %w", err)
-	}
-	copts, err := set.clientOpts()
+	set, o, copts, err := prepare(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka reader pool: %w", err)
 	}

@@ -62,15 +62,7 @@ var _ connectors.Source = (*Source)(nil)
 // brokers: an unreachable cluster shows up as an error from Plan, which the
 // driver retries.
 func NewSource(cfg Config, opts ...Option) (*Source, error) {
-	set, err := cfg.settings()
-	if err != nil {
-		return nil, fmt.Errorf("new kafka source: %w", err)
-	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, fmt.Errorf("new kafka source: %w", err)
-	}
-	copts, err := set.clientOpts()
+	set, o, copts, err := prepare(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka source: %w", err)
 	}

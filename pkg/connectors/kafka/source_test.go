@@ -594,3 +594,24 @@ func TestIdentity(t *testing.T) {
 		t.Fatalf("Identity = %q, want %q", d.Identity(), want)
 	}
 }
+
+// TestConfigIdentityMatchesSource: the driver compares Config.Identity with
+// what a Source of the same config reports, so the two must agree.
+func TestConfigIdentityMatchesSource(t *testing.T) {
+	cfg := kafka.Config{BootstrapServers: "b2:9092,b1:9092", Subscribe: []string{"t"}, FailOnDataLoss: true}
+	id, err := cfg.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kafka.NewSource(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if id != s.Identity() || !strings.Contains(id, "b1:9092,b2:9092") {
+		t.Fatalf("Config.Identity %q, Source.Identity %q", id, s.Identity())
+	}
+	if _, err := (kafka.Config{}).Identity(); err == nil {
+		t.Fatal("an invalid config has an identity")
+	}
+}
