@@ -253,19 +253,7 @@ func (w *writer) appendRow(b []byte, r stream.Row) ([]byte, error) {
 		slices.Sort(keys)
 	}
 	w.keys = keys
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k)
-		b = append(b, ':')
-		var err error
-		if b, err = appendValue(b, r[k]); err != nil {
-			return nil, fmt.Errorf("field %q: %w", k, err)
-		}
-	}
-	return append(b, '}'), nil
+	return appendObject(b, keys, r)
 }
 
 // appendValue appends v as JSON.
@@ -330,6 +318,12 @@ func appendMap(b []byte, m map[string]any) ([]byte, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	return appendObject(b, keys, m)
+}
+
+// appendObject appends m as a JSON object with its fields in keys order. An
+// error names the field, so a nested one reads as a path.
+func appendObject(b []byte, keys []string, m map[string]any) ([]byte, error) {
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -339,7 +333,7 @@ func appendMap(b []byte, m map[string]any) ([]byte, error) {
 		b = append(b, ':')
 		var err error
 		if b, err = appendValue(b, m[k]); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("field %q: %w", k, err)
 		}
 	}
 	return append(b, '}'), nil
