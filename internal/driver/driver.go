@@ -329,10 +329,14 @@ func (d *Driver) closeAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if d.elector != nil {
-		d.elector.Close(ctx)
+		if err := d.elector.Close(ctx); err != nil {
+			d.log.Warn("close elector", "err", err)
+		}
 	}
 	if d.store != nil {
-		d.store.Close()
+		if err := d.store.Close(); err != nil {
+			d.log.Warn("close checkpoint store", "err", err)
+		}
 	}
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		d.closers[i]()

@@ -235,7 +235,10 @@ type statusBoard struct {
 }
 
 type jobStatus struct {
-	rec      checkpoint.JobRecord
+	rec checkpoint.JobRecord
+	// spec is rec's spec, decoded and redacted once per catalog update
+	// rather than on every view and watch event.
+	spec     *sluicev1.JobSpec
 	transErr string
 	last     *sluicev1.BatchProgress
 	lastID   int64
@@ -253,6 +256,9 @@ func (s *statusBoard) update(rec checkpoint.JobRecord, last *sluicev1.BatchProgr
 		s.jobs[rec.Name] = js
 	}
 	js.rec = rec
+	js.spec = &sluicev1.JobSpec{}
+	_ = proto.Unmarshal(rec.Spec, js.spec) // written by this driver from a valid spec
+	js.spec = jobspec.Redact(js.spec)
 	if last != nil {
 		js.last, js.lastID = last, last.GetBatchId()
 	}
@@ -333,20 +339,14 @@ func (s *statusBoard) publishLocked(job string, ev *sluicev1.JobEvent) {
 }
 
 func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
-	return jobView(js.rec, js.last, js.lastID, js.transErr)
-}
-
-// jobView builds the API's Job from a catalog record; the spec is redacted.
-func jobView(rec checkpoint.JobRecord, last *sluicev1.BatchProgress, lastID int64, transErr string) *sluicev1.Job {
-	spec := &sluicev1.JobSpec{}
-	_ = proto.Unmarshal(rec.Spec, spec)
+	rec := js.rec
 	j := &sluicev1.Job{
-		Name: rec.Name, Spec: jobspec.Redact(spec), State: parseState(rec.State), LastError: rec.LastError,
-		LastCommittedBatch: lastID, LastProgress: last,
+		Name: rec.Name, Spec: js.spec, State: parseState(rec.State), LastError: rec.LastError,
+		LastCommittedBatch: js.lastID, LastProgress: js.last,
 		Created: timestamppb.New(rec.Created), Updated: timestamppb.New(rec.Updated),
 	}
-	if transErr != "" {
-		j.LastError = transErr
+	if js.transErr != "" {
+		j.LastError = js.transErr
 	}
 	return j
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors/file"
 	"github.com/sluicehq/sluice/pkg/connectors/kafka"
 	"github.com/sluicehq/sluice/pkg/scheduler"
+	"github.com/sluicehq/sluice/pkg/task"
 	"github.com/sluicehq/sluice/pkg/transform"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
@@ -97,13 +98,6 @@ func (t Trigger) String() string {
 	return "processingTime " + t.Interval.String()
 }
 
-// Error policies for bad records.
-const (
-	OnErrorFail       = "fail"
-	OnErrorSkip       = "skip"
-	OnErrorDeadLetter = "deadLetter"
-)
-
 // Job is a validated spec in the engine's terms.
 type Job struct {
 	Spec     *sluicev1.JobSpec
@@ -160,12 +154,12 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 	validateSink(spec.GetSink(), "sink", true, e)
 
 	switch onErr := spec.GetOnError(); onErr {
-	case "", OnErrorFail:
-		j.OnError = OnErrorFail
-	case OnErrorSkip:
-		j.OnError = OnErrorSkip
-	case OnErrorDeadLetter:
-		j.OnError = OnErrorDeadLetter
+	case "", task.OnErrorFail:
+		j.OnError = task.OnErrorFail
+	case task.OnErrorSkip:
+		j.OnError = task.OnErrorSkip
+	case task.OnErrorDeadLetter:
+		j.OnError = task.OnErrorDeadLetter
 		if spec.GetDeadLetter() == nil {
 			e.add("deadLetter", "is required when onError is deadLetter")
 		}
@@ -173,7 +167,7 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 		e.add("onError", "%q is not one of fail, skip, deadLetter", onErr)
 	}
 	if spec.GetDeadLetter() != nil {
-		if j.OnError != OnErrorDeadLetter {
+		if j.OnError != task.OnErrorDeadLetter {
 			e.add("deadLetter", "is set but onError is %q; set onError: deadLetter", j.OnError)
 		}
 		validateSink(spec.GetDeadLetter(), "deadLetter", false, e)

@@ -201,15 +201,7 @@ func countOutput(t *testing.T, dir, job string) (rows int, distinct map[int64]in
 	}
 	distinct = map[int64]int{}
 	for _, r := range all {
-		switch id := r["id"].(type) {
-		case float64:
-			distinct[int64(id)]++
-		case json.Number:
-			n, _ := id.Int64()
-			distinct[n]++
-		case int64:
-			distinct[id]++
-		}
+		distinct[toInt(r["id"])]++
 	}
 	return len(all), distinct
 }
