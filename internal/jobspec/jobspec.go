@@ -8,6 +8,7 @@
 package jobspec
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -24,11 +25,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
-	"github.com/sluicehq/sluice/pkg/connectors/console"
-	"github.com/sluicehq/sluice/pkg/connectors/discard"
-	"github.com/sluicehq/sluice/pkg/connectors/file"
-	"github.com/sluicehq/sluice/pkg/connectors/kafka"
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/task"
 	"github.com/sluicehq/sluice/pkg/transform"
@@ -101,13 +99,37 @@ func (t Trigger) String() string {
 // Job is a validated spec in the engine's terms.
 type Job struct {
 	Spec     *sluicev1.JobSpec
-	Kafka    *kafka.Config
 	Pipeline *transform.Pipeline
 	Trigger  Trigger
 	OnError  string
 	Retry    scheduler.RetryPolicy
 	// Hash identifies the spec's content; executors key cached state by it.
 	Hash string
+
+	source     sourceConfig
+	sink       sinkConfig
+	deadLetter sinkConfig
+	checkpoint checkpointConfig
+}
+
+// sourceConfig is one validated source: each source kind (kafka.go,
+// kinesis.go) converts its proto options into one.
+type sourceConfig interface {
+	newSource() (connectors.Source, error)
+	newReaderPool() (connectors.ReaderPool, error)
+	// identity must not call the service: the API compares it on submit.
+	identity() string
+}
+
+// sinkConfig is one validated sink; console output goes to out.
+type sinkConfig interface {
+	newSink(out io.Writer) (connectors.Sink, error)
+}
+
+// checkpointConfig is a job's own checkpoint store (checkpoint.go).
+type checkpointConfig interface {
+	open(ctx context.Context) (checkpoint.Store, error)
+	minBatchesToRetain() int
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -132,14 +154,11 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 
 	switch src := spec.GetSource().GetKind().(type) {
 	case nil:
-		e.add("source", "is required (one of: kafka)")
+		e.add("source", "is required (one of: kafka, kinesis)")
 	case *sluicev1.Source_Kafka:
-		cfg := KafkaConfig(src.Kafka)
-		if err := cfg.Validate(); err != nil {
-			e.add("source.kafka", "%v", err)
-		} else {
-			j.Kafka = &cfg
-		}
+		j.source = compileKafkaSource(src.Kafka, "source.kafka", e)
+	case *sluicev1.Source_Kinesis:
+		j.source = compileKinesisSource(src.Kinesis, "source.kinesis", e)
 	}
 
 	steps, err := transformSteps(spec.GetTransforms())
@@ -151,7 +170,7 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 		j.Pipeline = p
 	}
 
-	validateSink(spec.GetSink(), "sink", true, e)
+	j.sink = compileSink(spec.GetSink(), "sink", true, e)
 
 	switch onErr := spec.GetOnError(); onErr {
 	case "", task.OnErrorFail:
@@ -170,7 +189,10 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 		if j.OnError != task.OnErrorDeadLetter {
 			e.add("deadLetter", "is set but onError is %q; set onError: deadLetter", j.OnError)
 		}
-		validateSink(spec.GetDeadLetter(), "deadLetter", false, e)
+		j.deadLetter = compileSink(spec.GetDeadLetter(), "deadLetter", false, e)
+	}
+	if c := spec.GetCheckpoint(); c != nil {
+		j.checkpoint = compileCheckpoint(c, "checkpoint", e)
 	}
 
 	switch tr := spec.GetTrigger().GetKind().(type) {
@@ -282,51 +304,6 @@ func checkUnknown(m protoreflect.Message, path string, e *Error) {
 	})
 }
 
-func validateSink(s *sluicev1.Sink, field string, required bool, e *Error) {
-	switch k := s.GetKind().(type) {
-	case nil:
-		if required {
-			e.add(field, "is required (one of: console, file, discard)")
-		}
-	case *sluicev1.Sink_Console:
-		if n := k.Console.GetNumRows(); n < 0 {
-			e.add(field+".console.numRows", "must not be negative (got %d)", n)
-		}
-	case *sluicev1.Sink_File:
-		if err := fileConfig(k.File).Validate(); err != nil {
-			e.add(field+".file", "%v", err)
-		}
-	case *sluicev1.Sink_Discard:
-	}
-}
-
-// KafkaConfig converts the proto options; failOnDataLoss defaults to true as
-// in Spark.
-func KafkaConfig(k *sluicev1.KafkaSource) kafka.Config {
-	fail := true
-	if k.FailOnDataLoss != nil {
-		fail = k.GetFailOnDataLoss()
-	}
-	return kafka.Config{
-		BootstrapServers:       k.GetBootstrapServers(),
-		Subscribe:              k.GetSubscribe(),
-		SubscribePattern:       k.GetSubscribePattern(),
-		Assign:                 k.GetAssign(),
-		StartingOffsets:        k.GetStartingOffsets(),
-		StartingTimestamp:      k.GetStartingTimestamp(),
-		MaxOffsetsPerTrigger:   k.GetMaxOffsetsPerTrigger(),
-		MaxRatePerPartition:    k.GetMaxRatePerPartition(),
-		FailOnDataLoss:         fail,
-		IncludeHeaders:         k.GetIncludeHeaders(),
-		MaxRecordsPerPartition: k.GetMaxRecordsPerPartition(),
-		Properties:             k.GetProperties(),
-	}
-}
-
-func fileConfig(f *sluicev1.FileSink) file.Config {
-	return file.Config{Path: f.GetPath(), Format: f.GetFormat()}
-}
-
 func transformSteps(ts []*sluicev1.Transform) ([]transform.Step, error) {
 	steps := make([]transform.Step, 0, len(ts))
 	for i, t := range ts {
@@ -362,63 +339,44 @@ func transformSteps(ts []*sluicev1.Transform) ([]transform.Step, error) {
 }
 
 // NewSource builds the driver half of the job's source.
-func (j *Job) NewSource() (connectors.Source, error) {
-	switch {
-	case j.Kafka != nil:
-		return kafka.NewSource(*j.Kafka)
-	}
-	return nil, errors.New("job has no source")
-}
+func (j *Job) NewSource() (connectors.Source, error) { return j.source.newSource() }
 
 // NewReaderPool builds the executor half of the job's source.
-func (j *Job) NewReaderPool() (connectors.ReaderPool, error) {
-	switch {
-	case j.Kafka != nil:
-		return kafka.NewReaderPool(*j.Kafka)
-	}
-	return nil, errors.New("job has no source")
-}
+func (j *Job) NewReaderPool() (connectors.ReaderPool, error) { return j.source.newReaderPool() }
 
 // NewSink builds the job's sink; console output goes to out.
-func (j *Job) NewSink(out io.Writer) (connectors.Sink, error) {
-	return newSink(j.Spec.GetSink(), out)
-}
+func (j *Job) NewSink(out io.Writer) (connectors.Sink, error) { return j.sink.newSink(out) }
 
 // NewDeadLetterSink builds the dead-letter sink, or returns nil when the job
 // has none.
 func (j *Job) NewDeadLetterSink(out io.Writer) (connectors.Sink, error) {
-	if j.Spec.GetDeadLetter() == nil {
+	if j.deadLetter == nil {
 		return nil, nil
 	}
-	return newSink(j.Spec.GetDeadLetter(), out)
+	return j.deadLetter.newSink(out)
 }
 
-func newSink(s *sluicev1.Sink, out io.Writer) (connectors.Sink, error) {
-	switch k := s.GetKind().(type) {
-	case *sluicev1.Sink_Console:
-		cfg := console.Config{NumRows: int(k.Console.GetNumRows()), Truncate: true}
-		if k.Console.Truncate != nil {
-			cfg.Truncate = k.Console.GetTruncate()
-		}
-		return console.New(cfg, out)
-	case *sluicev1.Sink_File:
-		return file.New(fileConfig(k.File))
-	case *sluicev1.Sink_Discard:
-		return discard.New(), nil
+// OpenCheckpoint opens the job's own checkpoint store, or returns nil when the
+// job keeps its checkpoints in the driver's store.
+func (j *Job) OpenCheckpoint(ctx context.Context) (checkpoint.Store, error) {
+	if j.checkpoint == nil {
+		return nil, nil
 	}
-	return nil, errors.New("job has no sink")
+	return j.checkpoint.open(ctx)
+}
+
+// MinBatchesToRetain is the job's checkpoint retention, 0 when the job leaves
+// it to the driver.
+func (j *Job) MinBatchesToRetain() int {
+	if j.checkpoint == nil {
+		return 0
+	}
+	return j.checkpoint.minBatchesToRetain()
 }
 
 // SourceIdentity describes what the job reads; resubmitting a job whose
 // checkpoint belongs to another source is refused.
-func (j *Job) SourceIdentity() string {
-	if j.Kafka != nil {
-		// Compile validated the config, so this cannot fail.
-		id, _ := j.Kafka.Identity()
-		return id
-	}
-	return ""
-}
+func (j *Job) SourceIdentity() string { return j.source.identity() }
 
 // Hash is a stable digest of the spec's content.
 func Hash(spec *sluicev1.JobSpec) string {
@@ -437,12 +395,30 @@ func Redact(spec *sluicev1.JobSpec) *sluicev1.JobSpec {
 		return nil
 	}
 	out := proto.Clone(spec).(*sluicev1.JobSpec)
-	if k := out.GetSource().GetKafka(); k != nil {
-		for key := range k.GetProperties() {
-			if kafka.IsSecretProperty(key) {
-				k.Properties[key] = Redacted
-			}
-		}
+	switch k := out.GetSource().GetKind().(type) {
+	case *sluicev1.Source_Kafka:
+		redactKafkaSource(k.Kafka)
+	case *sluicev1.Source_Kinesis:
+		redactKinesisSource(k.Kinesis)
 	}
+	redactSink(out.GetSink())
+	redactSink(out.GetDeadLetter())
+	redactCheckpoint(out.GetCheckpoint())
 	return out
+}
+
+// redactString replaces a non-empty secret.
+func redactString(s *string) {
+	if *s != "" {
+		*s = Redacted
+	}
+}
+
+// redactAWSAuth hides the secret half of static credentials.
+func redactAWSAuth(a *sluicev1.AwsAuth) {
+	if a == nil {
+		return
+	}
+	redactString(&a.AwsSecretKey)
+	redactString(&a.AwsSessionToken)
 }

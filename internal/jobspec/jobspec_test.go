@@ -31,7 +31,7 @@ func TestCompileGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.Trigger.Interval.String() != "2s" || !j.Pipeline.Aggregating() || !j.Kafka.FailOnDataLoss || j.OnError != "fail" {
+	if j.Trigger.Interval.String() != "2s" || !j.Pipeline.Aggregating() || !j.source.(kafkaSource).cfg.FailOnDataLoss || j.OnError != "fail" {
 		t.Fatalf("compiled job: %+v", j)
 	}
 }

@@ -37,8 +37,12 @@ type JobSpec struct {
 	// "fail" (default), "skip" (counted in batch progress) or "deadLetter".
 	OnError string `protobuf:"bytes,6,opt,name=on_error,json=onError,proto3" json:"on_error,omitempty"`
 	// deadLetter receives bad records (with the error) when onError is deadLetter.
-	DeadLetter    *Sink   `protobuf:"bytes,7,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
-	Limits        *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
+	DeadLetter *Sink   `protobuf:"bytes,7,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
+	Limits     *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
+	// checkpoint keeps this job's offset log, task ends and commit log in a
+	// store of its own instead of the driver's (etcd or local directory). The
+	// job catalog always stays in the driver's store.
+	Checkpoint    *Checkpoint `protobuf:"bytes,9,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,11 +133,360 @@ func (x *JobSpec) GetLimits() *Limits {
 	return nil
 }
 
+func (x *JobSpec) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type Checkpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Checkpoint_Dynamodb
+	//	*Checkpoint_S3
+	Kind isCheckpoint_Kind `protobuf_oneof:"kind"`
+	// Committed batches whose plans, task ends and commits are kept; older ones
+	// are purged (Spark: spark.sql.streaming.minBatchesToRetain). Default 100.
+	MinBatchesToRetain int32 `protobuf:"varint,3,opt,name=min_batches_to_retain,json=minBatchesToRetain,proto3" json:"min_batches_to_retain,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Checkpoint) Reset() {
+	*x = Checkpoint{}
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Checkpoint) ProtoMessage() {}
+
+func (x *Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
+func (*Checkpoint) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Checkpoint) GetKind() isCheckpoint_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetDynamodb() *DynamoDBCheckpoint {
+	if x != nil {
+		if x, ok := x.Kind.(*Checkpoint_Dynamodb); ok {
+			return x.Dynamodb
+		}
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetS3() *S3Checkpoint {
+	if x != nil {
+		if x, ok := x.Kind.(*Checkpoint_S3); ok {
+			return x.S3
+		}
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetMinBatchesToRetain() int32 {
+	if x != nil {
+		return x.MinBatchesToRetain
+	}
+	return 0
+}
+
+type isCheckpoint_Kind interface {
+	isCheckpoint_Kind()
+}
+
+type Checkpoint_Dynamodb struct {
+	Dynamodb *DynamoDBCheckpoint `protobuf:"bytes,1,opt,name=dynamodb,proto3,oneof"`
+}
+
+type Checkpoint_S3 struct {
+	S3 *S3Checkpoint `protobuf:"bytes,2,opt,name=s3,proto3,oneof"`
+}
+
+func (*Checkpoint_Dynamodb) isCheckpoint_Kind() {}
+
+func (*Checkpoint_S3) isCheckpoint_Kind() {}
+
+// DynamoDBCheckpoint: one table, created with on-demand billing if absent.
+type DynamoDBCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Default "sluice_checkpoints".
+	Table  string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// Custom endpoint (DynamoDB Local, dynalite, a VPC endpoint).
+	Endpoint      string   `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Auth          *AwsAuth `protobuf:"bytes,4,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DynamoDBCheckpoint) Reset() {
+	*x = DynamoDBCheckpoint{}
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DynamoDBCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DynamoDBCheckpoint) ProtoMessage() {}
+
+func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DynamoDBCheckpoint.ProtoReflect.Descriptor instead.
+func (*DynamoDBCheckpoint) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DynamoDBCheckpoint) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *DynamoDBCheckpoint) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *DynamoDBCheckpoint) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *DynamoDBCheckpoint) GetAuth() *AwsAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// S3Checkpoint: objects under s3://bucket/prefix/<job>/, written with
+// conditional PUTs (If-None-Match / If-Match).
+type S3Checkpoint struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bucket string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Prefix string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Region string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// Custom endpoint (MinIO); path-style addressing is used when set.
+	Endpoint      string   `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Auth          *AwsAuth `protobuf:"bytes,5,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *S3Checkpoint) Reset() {
+	*x = S3Checkpoint{}
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *S3Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*S3Checkpoint) ProtoMessage() {}
+
+func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use S3Checkpoint.ProtoReflect.Descriptor instead.
+func (*S3Checkpoint) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *S3Checkpoint) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *S3Checkpoint) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *S3Checkpoint) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *S3Checkpoint) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *S3Checkpoint) GetAuth() *AwsAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// AwsAuth: credentials for AWS services other than the Kinesis source and
+// sink (which take the same options flat, under the Databricks names). When
+// nothing is set the SDK's default chain applies (environment, shared config,
+// web identity / IRSA, instance role).
+type AwsAuth struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AwsAccessKey string                 `protobuf:"bytes,1,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
+	// Secret: never shown back.
+	AwsSecretKey string `protobuf:"bytes,2,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
+	// Secret: never shown back.
+	AwsSessionToken string `protobuf:"bytes,3,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
+	// Assume this role through STS (cross-account).
+	RoleArn         string `protobuf:"bytes,4,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	RoleExternalId  string `protobuf:"bytes,5,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	RoleSessionName string `protobuf:"bytes,6,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
+	StsEndpoint     string `protobuf:"bytes,7,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AwsAuth) Reset() {
+	*x = AwsAuth{}
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwsAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwsAuth) ProtoMessage() {}
+
+func (x *AwsAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwsAuth.ProtoReflect.Descriptor instead.
+func (*AwsAuth) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AwsAuth) GetAwsAccessKey() string {
+	if x != nil {
+		return x.AwsAccessKey
+	}
+	return ""
+}
+
+func (x *AwsAuth) GetAwsSecretKey() string {
+	if x != nil {
+		return x.AwsSecretKey
+	}
+	return ""
+}
+
+func (x *AwsAuth) GetAwsSessionToken() string {
+	if x != nil {
+		return x.AwsSessionToken
+	}
+	return ""
+}
+
+func (x *AwsAuth) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *AwsAuth) GetRoleExternalId() string {
+	if x != nil {
+		return x.RoleExternalId
+	}
+	return ""
+}
+
+func (x *AwsAuth) GetRoleSessionName() string {
+	if x != nil {
+		return x.RoleSessionName
+	}
+	return ""
+}
+
+func (x *AwsAuth) GetStsEndpoint() string {
+	if x != nil {
+		return x.StsEndpoint
+	}
+	return ""
+}
+
 type Source struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Source_Kafka
+	//	*Source_Kinesis
 	Kind          isSource_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -141,7 +494,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +506,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +519,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Source) GetKind() isSource_Kind {
@@ -185,6 +538,15 @@ func (x *Source) GetKafka() *KafkaSource {
 	return nil
 }
 
+func (x *Source) GetKinesis() *KinesisSource {
+	if x != nil {
+		if x, ok := x.Kind.(*Source_Kinesis); ok {
+			return x.Kinesis
+		}
+	}
+	return nil
+}
+
 type isSource_Kind interface {
 	isSource_Kind()
 }
@@ -193,7 +555,13 @@ type Source_Kafka struct {
 	Kafka *KafkaSource `protobuf:"bytes,1,opt,name=kafka,proto3,oneof"`
 }
 
+type Source_Kinesis struct {
+	Kinesis *KinesisSource `protobuf:"bytes,2,opt,name=kinesis,proto3,oneof"`
+}
+
 func (*Source_Kafka) isSource_Kind() {}
+
+func (*Source_Kinesis) isSource_Kind() {}
 
 // KafkaSource mirrors Spark's spark-sql-kafka-0-10 options.
 type KafkaSource struct {
@@ -229,7 +597,7 @@ type KafkaSource struct {
 
 func (x *KafkaSource) Reset() {
 	*x = KafkaSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +609,7 @@ func (x *KafkaSource) String() string {
 func (*KafkaSource) ProtoMessage() {}
 
 func (x *KafkaSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +622,7 @@ func (x *KafkaSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSource.ProtoReflect.Descriptor instead.
 func (*KafkaSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KafkaSource) GetBootstrapServers() string {
@@ -341,6 +709,306 @@ func (x *KafkaSource) GetProperties() map[string]string {
 	return nil
 }
 
+// KinesisSource follows the option names of the Databricks Kinesis connector
+// (and the AWS Spark connector where Databricks has none).
+type KinesisSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One stream name, or a comma-separated list read by one job.
+	StreamName string `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
+	Region     string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// Custom endpoint (kinesis-mock, a VPC endpoint).
+	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// latest (default), trim_horizon, earliest (alias of trim_horizon),
+	// at_timestamp (with atTimestamp), or Databricks' JSON form
+	// {"at_timestamp": "06/25/2020 10:23:45 PDT", "format": "MM/dd/yyyy HH:mm:ss ZZZ"}.
+	// Applies only when the job has no checkpoint, and to new shards.
+	InitialPosition string `protobuf:"bytes,4,opt,name=initial_position,json=initialPosition,proto3" json:"initial_position,omitempty"`
+	// With initialPosition at_timestamp: the time, RFC 3339 unless
+	// timestampFormat says otherwise.
+	AtTimestamp string `protobuf:"bytes,5,opt,name=at_timestamp,json=atTimestamp,proto3" json:"at_timestamp,omitempty"`
+	// Java-style date format for atTimestamp (as in Databricks).
+	TimestampFormat string `protobuf:"bytes,6,opt,name=timestamp_format,json=timestampFormat,proto3" json:"timestamp_format,omitempty"`
+	// Records per GetRecords call, default 10000 (the service maximum).
+	MaxRecordsPerFetch int32 `protobuf:"varint,7,opt,name=max_records_per_fetch,json=maxRecordsPerFetch,proto3" json:"max_records_per_fetch,omitempty"`
+	// MB/s per shard, default 1.0, at most 2.0.
+	MaxFetchRate float64 `protobuf:"fixed64,8,opt,name=max_fetch_rate,json=maxFetchRate,proto3" json:"max_fetch_rate,omitempty"`
+	// Minimum wait between GetRecords calls on one shard, default 400ms, at least 200ms.
+	MinFetchPeriod string `protobuf:"bytes,9,opt,name=min_fetch_period,json=minFetchPeriod,proto3" json:"min_fetch_period,omitempty"`
+	// Longest a task reads one shard in a batch, default 10s.
+	MaxFetchDuration string `protobuf:"bytes,10,opt,name=max_fetch_duration,json=maxFetchDuration,proto3" json:"max_fetch_duration,omitempty"`
+	// Bytes a task reads from one shard in a batch, e.g. "64mb".
+	FetchBufferSize string `protobuf:"bytes,11,opt,name=fetch_buffer_size,json=fetchBufferSize,proto3" json:"fetch_buffer_size,omitempty"`
+	// Shard tasks that share one executor slot (reads are I/O bound), default 5.
+	ShardsPerTask int32 `protobuf:"varint,12,opt,name=shards_per_task,json=shardsPerTask,proto3" json:"shards_per_task,omitempty"`
+	// Page size of ListShards, default 100.
+	MaxShardsPerDescribe int32 `protobuf:"varint,13,opt,name=max_shards_per_describe,json=maxShardsPerDescribe,proto3" json:"max_shards_per_describe,omitempty"`
+	// Least time between ListShards calls, default 1s. describeShardInterval
+	// (the AWS connector's name) is an alias.
+	ShardFetchInterval    string `protobuf:"bytes,14,opt,name=shard_fetch_interval,json=shardFetchInterval,proto3" json:"shard_fetch_interval,omitempty"`
+	DescribeShardInterval string `protobuf:"bytes,15,opt,name=describe_shard_interval,json=describeShardInterval,proto3" json:"describe_shard_interval,omitempty"`
+	// Fail the job when planned records are gone (a shard expired before it was
+	// read, a checkpointed sequence number trimmed). Default true.
+	FailOnDataLoss *bool  `protobuf:"varint,16,opt,name=fail_on_data_loss,json=failOnDataLoss,proto3,oneof" json:"fail_on_data_loss,omitempty"`
+	AwsAccessKey   string `protobuf:"bytes,17,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
+	// Secret: never shown back.
+	AwsSecretKey string `protobuf:"bytes,18,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
+	// Secret: never shown back.
+	AwsSessionToken string `protobuf:"bytes,19,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
+	// Assume this role through STS (cross-account).
+	RoleArn         string `protobuf:"bytes,20,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	RoleExternalId  string `protobuf:"bytes,21,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	RoleSessionName string `protobuf:"bytes,22,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
+	StsEndpoint     string `protobuf:"bytes,23,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
+	// polling (default) or efo (enhanced fan-out, SubscribeToShard).
+	ConsumerMode string `protobuf:"bytes,24,opt,name=consumer_mode,json=consumerMode,proto3" json:"consumer_mode,omitempty"`
+	// efo: the registered consumer's name; default derived from the job name.
+	ConsumerName       string `protobuf:"bytes,25,opt,name=consumer_name,json=consumerName,proto3" json:"consumer_name,omitempty"`
+	ConsumerNamePrefix string `protobuf:"bytes,26,opt,name=consumer_name_prefix,json=consumerNamePrefix,proto3" json:"consumer_name_prefix,omitempty"`
+	// efo: how often to check that the consumer is still ACTIVE, default 1m.
+	ConsumerRefreshInterval string `protobuf:"bytes,27,opt,name=consumer_refresh_interval,json=consumerRefreshInterval,proto3" json:"consumer_refresh_interval,omitempty"`
+	// efo: deregister the consumer when the job is stopped cleanly (never on
+	// failure). Default false, as in Databricks.
+	RequireConsumerDeregistration bool `protobuf:"varint,28,opt,name=require_consumer_deregistration,json=requireConsumerDeregistration,proto3" json:"require_consumer_deregistration,omitempty"`
+	// efo: job-managed (default: register, wait for ACTIVE, reuse) or
+	// self-managed (registered by the user; only used).
+	ConsumerLifecycle string `protobuf:"bytes,29,opt,name=consumer_lifecycle,json=consumerLifecycle,proto3" json:"consumer_lifecycle,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *KinesisSource) Reset() {
+	*x = KinesisSource{}
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KinesisSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KinesisSource) ProtoMessage() {}
+
+func (x *KinesisSource) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KinesisSource.ProtoReflect.Descriptor instead.
+func (*KinesisSource) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *KinesisSource) GetStreamName() string {
+	if x != nil {
+		return x.StreamName
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetInitialPosition() string {
+	if x != nil {
+		return x.InitialPosition
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetAtTimestamp() string {
+	if x != nil {
+		return x.AtTimestamp
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetTimestampFormat() string {
+	if x != nil {
+		return x.TimestampFormat
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetMaxRecordsPerFetch() int32 {
+	if x != nil {
+		return x.MaxRecordsPerFetch
+	}
+	return 0
+}
+
+func (x *KinesisSource) GetMaxFetchRate() float64 {
+	if x != nil {
+		return x.MaxFetchRate
+	}
+	return 0
+}
+
+func (x *KinesisSource) GetMinFetchPeriod() string {
+	if x != nil {
+		return x.MinFetchPeriod
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetMaxFetchDuration() string {
+	if x != nil {
+		return x.MaxFetchDuration
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetFetchBufferSize() string {
+	if x != nil {
+		return x.FetchBufferSize
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetShardsPerTask() int32 {
+	if x != nil {
+		return x.ShardsPerTask
+	}
+	return 0
+}
+
+func (x *KinesisSource) GetMaxShardsPerDescribe() int32 {
+	if x != nil {
+		return x.MaxShardsPerDescribe
+	}
+	return 0
+}
+
+func (x *KinesisSource) GetShardFetchInterval() string {
+	if x != nil {
+		return x.ShardFetchInterval
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetDescribeShardInterval() string {
+	if x != nil {
+		return x.DescribeShardInterval
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetFailOnDataLoss() bool {
+	if x != nil && x.FailOnDataLoss != nil {
+		return *x.FailOnDataLoss
+	}
+	return false
+}
+
+func (x *KinesisSource) GetAwsAccessKey() string {
+	if x != nil {
+		return x.AwsAccessKey
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetAwsSecretKey() string {
+	if x != nil {
+		return x.AwsSecretKey
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetAwsSessionToken() string {
+	if x != nil {
+		return x.AwsSessionToken
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetRoleExternalId() string {
+	if x != nil {
+		return x.RoleExternalId
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetRoleSessionName() string {
+	if x != nil {
+		return x.RoleSessionName
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetStsEndpoint() string {
+	if x != nil {
+		return x.StsEndpoint
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetConsumerMode() string {
+	if x != nil {
+		return x.ConsumerMode
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetConsumerName() string {
+	if x != nil {
+		return x.ConsumerName
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetConsumerNamePrefix() string {
+	if x != nil {
+		return x.ConsumerNamePrefix
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetConsumerRefreshInterval() string {
+	if x != nil {
+		return x.ConsumerRefreshInterval
+	}
+	return ""
+}
+
+func (x *KinesisSource) GetRequireConsumerDeregistration() bool {
+	if x != nil {
+		return x.RequireConsumerDeregistration
+	}
+	return false
+}
+
+func (x *KinesisSource) GetConsumerLifecycle() string {
+	if x != nil {
+		return x.ConsumerLifecycle
+	}
+	return ""
+}
+
 type Transform struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -356,7 +1024,7 @@ type Transform struct {
 
 func (x *Transform) Reset() {
 	*x = Transform{}
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +1036,7 @@ func (x *Transform) String() string {
 func (*Transform) ProtoMessage() {}
 
 func (x *Transform) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +1049,7 @@ func (x *Transform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transform.ProtoReflect.Descriptor instead.
 func (*Transform) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Transform) GetKind() isTransform_Kind {
@@ -474,7 +1142,7 @@ type Decode struct {
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +1154,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +1167,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Decode) GetFormat() string {
@@ -548,7 +1216,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +1228,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +1241,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -594,7 +1262,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +1274,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +1287,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SelectField) GetName() string {
@@ -648,7 +1316,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1328,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1341,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -711,7 +1379,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +1391,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +1404,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -767,6 +1435,10 @@ type Sink struct {
 	//	*Sink_Console
 	//	*Sink_File
 	//	*Sink_Discard
+	//	*Sink_Kinesis
+	//	*Sink_Postgres
+	//	*Sink_S3
+	//	*Sink_Kafka
 	Kind          isSink_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -774,7 +1446,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1458,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1471,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -836,6 +1508,42 @@ func (x *Sink) GetDiscard() *DiscardSink {
 	return nil
 }
 
+func (x *Sink) GetKinesis() *KinesisSink {
+	if x != nil {
+		if x, ok := x.Kind.(*Sink_Kinesis); ok {
+			return x.Kinesis
+		}
+	}
+	return nil
+}
+
+func (x *Sink) GetPostgres() *PostgresSink {
+	if x != nil {
+		if x, ok := x.Kind.(*Sink_Postgres); ok {
+			return x.Postgres
+		}
+	}
+	return nil
+}
+
+func (x *Sink) GetS3() *S3Sink {
+	if x != nil {
+		if x, ok := x.Kind.(*Sink_S3); ok {
+			return x.S3
+		}
+	}
+	return nil
+}
+
+func (x *Sink) GetKafka() *KafkaSink {
+	if x != nil {
+		if x, ok := x.Kind.(*Sink_Kafka); ok {
+			return x.Kafka
+		}
+	}
+	return nil
+}
+
 type isSink_Kind interface {
 	isSink_Kind()
 }
@@ -852,11 +1560,585 @@ type Sink_Discard struct {
 	Discard *DiscardSink `protobuf:"bytes,3,opt,name=discard,proto3,oneof"`
 }
 
+type Sink_Kinesis struct {
+	Kinesis *KinesisSink `protobuf:"bytes,4,opt,name=kinesis,proto3,oneof"`
+}
+
+type Sink_Postgres struct {
+	Postgres *PostgresSink `protobuf:"bytes,5,opt,name=postgres,proto3,oneof"`
+}
+
+type Sink_S3 struct {
+	S3 *S3Sink `protobuf:"bytes,6,opt,name=s3,proto3,oneof"`
+}
+
+type Sink_Kafka struct {
+	Kafka *KafkaSink `protobuf:"bytes,7,opt,name=kafka,proto3,oneof"`
+}
+
 func (*Sink_Console) isSink_Kind() {}
 
 func (*Sink_File) isSink_Kind() {}
 
 func (*Sink_Discard) isSink_Kind() {}
+
+func (*Sink_Kinesis) isSink_Kind() {}
+
+func (*Sink_Postgres) isSink_Kind() {}
+
+func (*Sink_S3) isSink_Kind() {}
+
+func (*Sink_Kafka) isSink_Kind() {}
+
+// KinesisSink writes rows with PutRecords. At-least-once: a retried task
+// writes its records again.
+type KinesisSink struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StreamName string                 `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
+	Region     string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Endpoint   string                 `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// CEL expression for the partition key; required.
+	PartitionKey string `protobuf:"bytes,4,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
+	// CEL expression for an explicit hash key (decimal 128-bit); optional.
+	ExplicitHashKey string `protobuf:"bytes,5,opt,name=explicit_hash_key,json=explicitHashKey,proto3" json:"explicit_hash_key,omitempty"`
+	// CEL expression for the record data; default: the row as JSON.
+	Data string `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	// Records per PutRecords call, default and maximum 500.
+	MaxRecordsPerRequest int32 `protobuf:"varint,7,opt,name=max_records_per_request,json=maxRecordsPerRequest,proto3" json:"max_records_per_request,omitempty"`
+	// Attempts for entries PutRecords reports as failed, default 10.
+	MaxRetries   int32  `protobuf:"varint,8,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	AwsAccessKey string `protobuf:"bytes,9,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
+	// Secret: never shown back.
+	AwsSecretKey string `protobuf:"bytes,10,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
+	// Secret: never shown back.
+	AwsSessionToken string `protobuf:"bytes,11,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
+	RoleArn         string `protobuf:"bytes,12,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	RoleExternalId  string `protobuf:"bytes,13,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	RoleSessionName string `protobuf:"bytes,14,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
+	StsEndpoint     string `protobuf:"bytes,15,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *KinesisSink) Reset() {
+	*x = KinesisSink{}
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KinesisSink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KinesisSink) ProtoMessage() {}
+
+func (x *KinesisSink) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
+func (*KinesisSink) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KinesisSink) GetStreamName() string {
+	if x != nil {
+		return x.StreamName
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetPartitionKey() string {
+	if x != nil {
+		return x.PartitionKey
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetExplicitHashKey() string {
+	if x != nil {
+		return x.ExplicitHashKey
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetData() string {
+	if x != nil {
+		return x.Data
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetMaxRecordsPerRequest() int32 {
+	if x != nil {
+		return x.MaxRecordsPerRequest
+	}
+	return 0
+}
+
+func (x *KinesisSink) GetMaxRetries() int32 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
+func (x *KinesisSink) GetAwsAccessKey() string {
+	if x != nil {
+		return x.AwsAccessKey
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetAwsSecretKey() string {
+	if x != nil {
+		return x.AwsSecretKey
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetAwsSessionToken() string {
+	if x != nil {
+		return x.AwsSessionToken
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetRoleExternalId() string {
+	if x != nil {
+		return x.RoleExternalId
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetRoleSessionName() string {
+	if x != nil {
+		return x.RoleSessionName
+	}
+	return ""
+}
+
+func (x *KinesisSink) GetStsEndpoint() string {
+	if x != nil {
+		return x.StsEndpoint
+	}
+	return ""
+}
+
+// PostgresSink writes rows and the source positions in one transaction, so a
+// replayed task writes nothing twice (exactly once).
+type PostgresSink struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// postgres://user:password@host:port/db?sslmode=...; the password is
+	// never shown back. PGPASSWORD and the other libpq variables also apply.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Target table, optionally schema-qualified.
+	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// append (default) or upsert (needs keyColumns).
+	Mode       string   `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	KeyColumns []string `protobuf:"bytes,4,rep,name=key_columns,json=keyColumns,proto3" json:"key_columns,omitempty"`
+	// Columns and the fields they come from; default: every field of the row,
+	// column named as the field.
+	Columns []*PostgresColumn `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
+	// Create the table (and the positions table) if absent.
+	CreateTable bool `protobuf:"varint,6,opt,name=create_table,json=createTable,proto3" json:"create_table,omitempty"`
+	// copy (default) or insert (multi-row INSERT).
+	WriteMethod string `protobuf:"bytes,7,opt,name=write_method,json=writeMethod,proto3" json:"write_method,omitempty"`
+	// Table of committed positions, default "sluice_positions".
+	PositionsTable string `protobuf:"bytes,8,opt,name=positions_table,json=positionsTable,proto3" json:"positions_table,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PostgresSink) Reset() {
+	*x = PostgresSink{}
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostgresSink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostgresSink) ProtoMessage() {}
+
+func (x *PostgresSink) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
+func (*PostgresSink) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PostgresSink) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PostgresSink) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *PostgresSink) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *PostgresSink) GetKeyColumns() []string {
+	if x != nil {
+		return x.KeyColumns
+	}
+	return nil
+}
+
+func (x *PostgresSink) GetColumns() []*PostgresColumn {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *PostgresSink) GetCreateTable() bool {
+	if x != nil {
+		return x.CreateTable
+	}
+	return false
+}
+
+func (x *PostgresSink) GetWriteMethod() string {
+	if x != nil {
+		return x.WriteMethod
+	}
+	return ""
+}
+
+func (x *PostgresSink) GetPositionsTable() string {
+	if x != nil {
+		return x.PositionsTable
+	}
+	return ""
+}
+
+type PostgresColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Record field; defaults to name.
+	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
+	// SQL type used by createTable, e.g. "numeric(18,2)"; default inferred.
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostgresColumn) Reset() {
+	*x = PostgresColumn{}
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostgresColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostgresColumn) ProtoMessage() {}
+
+func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
+func (*PostgresColumn) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PostgresColumn) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PostgresColumn) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *PostgresColumn) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// S3Sink writes one object per task: prefix/<job>/batch=<N>/[<field>=<v>/]part-<partition>.<ext>,
+// replaced by a retry, and a _SUCCESS marker per batch at commit.
+type S3Sink struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Bucket   string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Prefix   string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Region   string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Endpoint string                 `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// jsonl (default) or parquet.
+	Format string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
+	// Field whose value splits a batch's output into <field>=<value>/ folders.
+	PartitionBy   string   `protobuf:"bytes,6,opt,name=partition_by,json=partitionBy,proto3" json:"partition_by,omitempty"`
+	Auth          *AwsAuth `protobuf:"bytes,7,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *S3Sink) Reset() {
+	*x = S3Sink{}
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *S3Sink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*S3Sink) ProtoMessage() {}
+
+func (x *S3Sink) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
+func (*S3Sink) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *S3Sink) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *S3Sink) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *S3Sink) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *S3Sink) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *S3Sink) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *S3Sink) GetPartitionBy() string {
+	if x != nil {
+		return x.PartitionBy
+	}
+	return ""
+}
+
+func (x *S3Sink) GetAuth() *AwsAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// KafkaSink produces with an idempotent franz-go producer; transactional mode
+// commits each partition's output at batch commit (exactly once for
+// read_committed consumers).
+type KafkaSink struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	BootstrapServers string                 `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
+	// Target topic; or topicExpr per record.
+	Topic     string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	TopicExpr string `protobuf:"bytes,3,opt,name=topic_expr,json=topicExpr,proto3" json:"topic_expr,omitempty"`
+	// CEL expressions; value defaults to the row as JSON, key to none.
+	Key   string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	Value string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// Header name to CEL expression.
+	Headers map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// CEL expression giving the partition; default: the client's partitioner.
+	Partition     string `protobuf:"bytes,7,opt,name=partition,proto3" json:"partition,omitempty"`
+	Transactional bool   `protobuf:"varint,8,opt,name=transactional,proto3" json:"transactional,omitempty"`
+	// Client properties (TLS, SASL...); secret values never shown back.
+	Properties    map[string]string `protobuf:"bytes,9,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaSink) Reset() {
+	*x = KafkaSink{}
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaSink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaSink) ProtoMessage() {}
+
+func (x *KafkaSink) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
+func (*KafkaSink) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *KafkaSink) GetBootstrapServers() string {
+	if x != nil {
+		return x.BootstrapServers
+	}
+	return ""
+}
+
+func (x *KafkaSink) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *KafkaSink) GetTopicExpr() string {
+	if x != nil {
+		return x.TopicExpr
+	}
+	return ""
+}
+
+func (x *KafkaSink) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KafkaSink) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *KafkaSink) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *KafkaSink) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *KafkaSink) GetTransactional() bool {
+	if x != nil {
+		return x.Transactional
+	}
+	return false
+}
+
+func (x *KafkaSink) GetProperties() map[string]string {
+	if x != nil {
+		return x.Properties
+	}
+	return nil
+}
 
 type ConsoleSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -870,7 +2152,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +2164,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +2177,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -924,7 +2206,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +2218,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +2231,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FileSink) GetPath() string {
@@ -974,7 +2256,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +2268,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +2281,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 type Trigger struct {
@@ -1016,7 +2298,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +2310,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +2323,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -1113,7 +2395,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +2407,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +2420,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -1159,7 +2441,7 @@ var File_sluice_v1_job_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xc9\x02\n" +
+	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\x80\x03\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06source\x18\x02 \x01(\v2\x11.sluice.v1.SourceR\x06source\x124\n" +
@@ -1171,9 +2453,38 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\bon_error\x18\x06 \x01(\tR\aonError\x120\n" +
 	"\vdead_letter\x18\a \x01(\v2\x0f.sluice.v1.SinkR\n" +
 	"deadLetter\x12)\n" +
-	"\x06limits\x18\b \x01(\v2\x11.sluice.v1.LimitsR\x06limits\"@\n" +
+	"\x06limits\x18\b \x01(\v2\x11.sluice.v1.LimitsR\x06limits\x125\n" +
+	"\n" +
+	"checkpoint\x18\t \x01(\v2\x15.sluice.v1.CheckpointR\n" +
+	"checkpoint\"\xaf\x01\n" +
+	"\n" +
+	"Checkpoint\x12;\n" +
+	"\bdynamodb\x18\x01 \x01(\v2\x1d.sluice.v1.DynamoDBCheckpointH\x00R\bdynamodb\x12)\n" +
+	"\x02s3\x18\x02 \x01(\v2\x17.sluice.v1.S3CheckpointH\x00R\x02s3\x121\n" +
+	"\x15min_batches_to_retain\x18\x03 \x01(\x05R\x12minBatchesToRetainB\x06\n" +
+	"\x04kind\"\x86\x01\n" +
+	"\x12DynamoDBCheckpoint\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12&\n" +
+	"\x04auth\x18\x04 \x01(\v2\x12.sluice.v1.AwsAuthR\x04auth\"\x9a\x01\n" +
+	"\fS3Checkpoint\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1a\n" +
+	"\bendpoint\x18\x04 \x01(\tR\bendpoint\x12&\n" +
+	"\x04auth\x18\x05 \x01(\v2\x12.sluice.v1.AwsAuthR\x04auth\"\x95\x02\n" +
+	"\aAwsAuth\x12$\n" +
+	"\x0eaws_access_key\x18\x01 \x01(\tR\fawsAccessKey\x12$\n" +
+	"\x0eaws_secret_key\x18\x02 \x01(\tR\fawsSecretKey\x12*\n" +
+	"\x11aws_session_token\x18\x03 \x01(\tR\x0fawsSessionToken\x12\x19\n" +
+	"\brole_arn\x18\x04 \x01(\tR\aroleArn\x12(\n" +
+	"\x10role_external_id\x18\x05 \x01(\tR\x0eroleExternalId\x12*\n" +
+	"\x11role_session_name\x18\x06 \x01(\tR\x0froleSessionName\x12!\n" +
+	"\fsts_endpoint\x18\a \x01(\tR\vstsEndpoint\"v\n" +
 	"\x06Source\x12.\n" +
-	"\x05kafka\x18\x01 \x01(\v2\x16.sluice.v1.KafkaSourceH\x00R\x05kafkaB\x06\n" +
+	"\x05kafka\x18\x01 \x01(\v2\x16.sluice.v1.KafkaSourceH\x00R\x05kafka\x124\n" +
+	"\akinesis\x18\x02 \x01(\v2\x18.sluice.v1.KinesisSourceH\x00R\akinesisB\x06\n" +
 	"\x04kind\"\x94\x05\n" +
 	"\vKafkaSource\x12+\n" +
 	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x12\x1c\n" +
@@ -1194,6 +2505,40 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x0fPropertiesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x14\n" +
+	"\x12_fail_on_data_loss\"\x84\n" +
+	"\n" +
+	"\rKinesisSource\x12\x1f\n" +
+	"\vstream_name\x18\x01 \x01(\tR\n" +
+	"streamName\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12)\n" +
+	"\x10initial_position\x18\x04 \x01(\tR\x0finitialPosition\x12!\n" +
+	"\fat_timestamp\x18\x05 \x01(\tR\vatTimestamp\x12)\n" +
+	"\x10timestamp_format\x18\x06 \x01(\tR\x0ftimestampFormat\x121\n" +
+	"\x15max_records_per_fetch\x18\a \x01(\x05R\x12maxRecordsPerFetch\x12$\n" +
+	"\x0emax_fetch_rate\x18\b \x01(\x01R\fmaxFetchRate\x12(\n" +
+	"\x10min_fetch_period\x18\t \x01(\tR\x0eminFetchPeriod\x12,\n" +
+	"\x12max_fetch_duration\x18\n" +
+	" \x01(\tR\x10maxFetchDuration\x12*\n" +
+	"\x11fetch_buffer_size\x18\v \x01(\tR\x0ffetchBufferSize\x12&\n" +
+	"\x0fshards_per_task\x18\f \x01(\x05R\rshardsPerTask\x125\n" +
+	"\x17max_shards_per_describe\x18\r \x01(\x05R\x14maxShardsPerDescribe\x120\n" +
+	"\x14shard_fetch_interval\x18\x0e \x01(\tR\x12shardFetchInterval\x126\n" +
+	"\x17describe_shard_interval\x18\x0f \x01(\tR\x15describeShardInterval\x12.\n" +
+	"\x11fail_on_data_loss\x18\x10 \x01(\bH\x00R\x0efailOnDataLoss\x88\x01\x01\x12$\n" +
+	"\x0eaws_access_key\x18\x11 \x01(\tR\fawsAccessKey\x12$\n" +
+	"\x0eaws_secret_key\x18\x12 \x01(\tR\fawsSecretKey\x12*\n" +
+	"\x11aws_session_token\x18\x13 \x01(\tR\x0fawsSessionToken\x12\x19\n" +
+	"\brole_arn\x18\x14 \x01(\tR\aroleArn\x12(\n" +
+	"\x10role_external_id\x18\x15 \x01(\tR\x0eroleExternalId\x12*\n" +
+	"\x11role_session_name\x18\x16 \x01(\tR\x0froleSessionName\x12!\n" +
+	"\fsts_endpoint\x18\x17 \x01(\tR\vstsEndpoint\x12#\n" +
+	"\rconsumer_mode\x18\x18 \x01(\tR\fconsumerMode\x12#\n" +
+	"\rconsumer_name\x18\x19 \x01(\tR\fconsumerName\x120\n" +
+	"\x14consumer_name_prefix\x18\x1a \x01(\tR\x12consumerNamePrefix\x12:\n" +
+	"\x19consumer_refresh_interval\x18\x1b \x01(\tR\x17consumerRefreshInterval\x12F\n" +
+	"\x1frequire_consumer_deregistration\x18\x1c \x01(\bR\x1drequireConsumerDeregistration\x12-\n" +
+	"\x12consumer_lifecycle\x18\x1d \x01(\tR\x11consumerLifecycleB\x14\n" +
 	"\x12_fail_on_data_loss\"\xbd\x01\n" +
 	"\tTransform\x12+\n" +
 	"\x06decode\x18\x01 \x01(\v2\x11.sluice.v1.DecodeH\x00R\x06decode\x12\x18\n" +
@@ -1220,12 +2565,76 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\vAggregation\x12\x0e\n" +
 	"\x02fn\x18\x01 \x01(\tR\x02fn\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x0e\n" +
-	"\x02as\x18\x03 \x01(\tR\x02as\"\xa1\x01\n" +
+	"\x02as\x18\x03 \x01(\tR\x02as\"\xdf\x02\n" +
 	"\x04Sink\x122\n" +
 	"\aconsole\x18\x01 \x01(\v2\x16.sluice.v1.ConsoleSinkH\x00R\aconsole\x12)\n" +
 	"\x04file\x18\x02 \x01(\v2\x13.sluice.v1.FileSinkH\x00R\x04file\x122\n" +
-	"\adiscard\x18\x03 \x01(\v2\x16.sluice.v1.DiscardSinkH\x00R\adiscardB\x06\n" +
-	"\x04kind\"V\n" +
+	"\adiscard\x18\x03 \x01(\v2\x16.sluice.v1.DiscardSinkH\x00R\adiscard\x122\n" +
+	"\akinesis\x18\x04 \x01(\v2\x16.sluice.v1.KinesisSinkH\x00R\akinesis\x125\n" +
+	"\bpostgres\x18\x05 \x01(\v2\x17.sluice.v1.PostgresSinkH\x00R\bpostgres\x12#\n" +
+	"\x02s3\x18\x06 \x01(\v2\x11.sluice.v1.S3SinkH\x00R\x02s3\x12,\n" +
+	"\x05kafka\x18\a \x01(\v2\x14.sluice.v1.KafkaSinkH\x00R\x05kafkaB\x06\n" +
+	"\x04kind\"\xab\x04\n" +
+	"\vKinesisSink\x12\x1f\n" +
+	"\vstream_name\x18\x01 \x01(\tR\n" +
+	"streamName\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12#\n" +
+	"\rpartition_key\x18\x04 \x01(\tR\fpartitionKey\x12*\n" +
+	"\x11explicit_hash_key\x18\x05 \x01(\tR\x0fexplicitHashKey\x12\x12\n" +
+	"\x04data\x18\x06 \x01(\tR\x04data\x125\n" +
+	"\x17max_records_per_request\x18\a \x01(\x05R\x14maxRecordsPerRequest\x12\x1f\n" +
+	"\vmax_retries\x18\b \x01(\x05R\n" +
+	"maxRetries\x12$\n" +
+	"\x0eaws_access_key\x18\t \x01(\tR\fawsAccessKey\x12$\n" +
+	"\x0eaws_secret_key\x18\n" +
+	" \x01(\tR\fawsSecretKey\x12*\n" +
+	"\x11aws_session_token\x18\v \x01(\tR\x0fawsSessionToken\x12\x19\n" +
+	"\brole_arn\x18\f \x01(\tR\aroleArn\x12(\n" +
+	"\x10role_external_id\x18\r \x01(\tR\x0eroleExternalId\x12*\n" +
+	"\x11role_session_name\x18\x0e \x01(\tR\x0froleSessionName\x12!\n" +
+	"\fsts_endpoint\x18\x0f \x01(\tR\vstsEndpoint\"\x8f\x02\n" +
+	"\fPostgresSink\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x1f\n" +
+	"\vkey_columns\x18\x04 \x03(\tR\n" +
+	"keyColumns\x123\n" +
+	"\acolumns\x18\x05 \x03(\v2\x19.sluice.v1.PostgresColumnR\acolumns\x12!\n" +
+	"\fcreate_table\x18\x06 \x01(\bR\vcreateTable\x12!\n" +
+	"\fwrite_method\x18\a \x01(\tR\vwriteMethod\x12'\n" +
+	"\x0fpositions_table\x18\b \x01(\tR\x0epositionsTable\"N\n" +
+	"\x0ePostgresColumn\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\xcf\x01\n" +
+	"\x06S3Sink\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1a\n" +
+	"\bendpoint\x18\x04 \x01(\tR\bendpoint\x12\x16\n" +
+	"\x06format\x18\x05 \x01(\tR\x06format\x12!\n" +
+	"\fpartition_by\x18\x06 \x01(\tR\vpartitionBy\x12&\n" +
+	"\x04auth\x18\a \x01(\v2\x12.sluice.v1.AwsAuthR\x04auth\"\xd7\x03\n" +
+	"\tKafkaSink\x12+\n" +
+	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1d\n" +
+	"\n" +
+	"topic_expr\x18\x03 \x01(\tR\ttopicExpr\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\tR\x05value\x12;\n" +
+	"\aheaders\x18\x06 \x03(\v2!.sluice.v1.KafkaSink.HeadersEntryR\aheaders\x12\x1c\n" +
+	"\tpartition\x18\a \x01(\tR\tpartition\x12$\n" +
+	"\rtransactional\x18\b \x01(\bR\rtransactional\x12D\n" +
+	"\n" +
+	"properties\x18\t \x03(\v2$.sluice.v1.KafkaSink.PropertiesEntryR\n" +
+	"properties\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fPropertiesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\vConsoleSink\x12\x19\n" +
 	"\bnum_rows\x18\x01 \x01(\x05R\anumRows\x12\x1f\n" +
 	"\btruncate\x18\x02 \x01(\bH\x00R\btruncate\x88\x01\x01B\v\n" +
@@ -1255,47 +2664,73 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_sluice_v1_job_proto_goTypes = []any{
-	(*JobSpec)(nil),     // 0: sluice.v1.JobSpec
-	(*Source)(nil),      // 1: sluice.v1.Source
-	(*KafkaSource)(nil), // 2: sluice.v1.KafkaSource
-	(*Transform)(nil),   // 3: sluice.v1.Transform
-	(*Decode)(nil),      // 4: sluice.v1.Decode
-	(*Select)(nil),      // 5: sluice.v1.Select
-	(*SelectField)(nil), // 6: sluice.v1.SelectField
-	(*Aggregate)(nil),   // 7: sluice.v1.Aggregate
-	(*Aggregation)(nil), // 8: sluice.v1.Aggregation
-	(*Sink)(nil),        // 9: sluice.v1.Sink
-	(*ConsoleSink)(nil), // 10: sluice.v1.ConsoleSink
-	(*FileSink)(nil),    // 11: sluice.v1.FileSink
-	(*DiscardSink)(nil), // 12: sluice.v1.DiscardSink
-	(*Trigger)(nil),     // 13: sluice.v1.Trigger
-	(*Limits)(nil),      // 14: sluice.v1.Limits
-	nil,                 // 15: sluice.v1.KafkaSource.PropertiesEntry
+	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
+	(*Checkpoint)(nil),         // 1: sluice.v1.Checkpoint
+	(*DynamoDBCheckpoint)(nil), // 2: sluice.v1.DynamoDBCheckpoint
+	(*S3Checkpoint)(nil),       // 3: sluice.v1.S3Checkpoint
+	(*AwsAuth)(nil),            // 4: sluice.v1.AwsAuth
+	(*Source)(nil),             // 5: sluice.v1.Source
+	(*KafkaSource)(nil),        // 6: sluice.v1.KafkaSource
+	(*KinesisSource)(nil),      // 7: sluice.v1.KinesisSource
+	(*Transform)(nil),          // 8: sluice.v1.Transform
+	(*Decode)(nil),             // 9: sluice.v1.Decode
+	(*Select)(nil),             // 10: sluice.v1.Select
+	(*SelectField)(nil),        // 11: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 12: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 13: sluice.v1.Aggregation
+	(*Sink)(nil),               // 14: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 15: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 16: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 17: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 18: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 19: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 20: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 21: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 22: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 23: sluice.v1.Trigger
+	(*Limits)(nil),             // 24: sluice.v1.Limits
+	nil,                        // 25: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 26: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 27: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
-	1,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
-	3,  // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	9,  // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	13, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	9,  // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	14, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
-	2,  // 6: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
-	15, // 7: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	4,  // 8: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	5,  // 9: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	7,  // 10: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	6,  // 11: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	8,  // 12: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	10, // 13: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	11, // 14: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	12, // 15: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	5,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
+	8,  // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
+	14, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	23, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	14, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	24, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	1,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
+	2,  // 7: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
+	3,  // 8: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
+	4,  // 9: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
+	4,  // 10: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
+	6,  // 11: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
+	7,  // 12: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
+	25, // 13: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	9,  // 14: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	10, // 15: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	12, // 16: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	11, // 17: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	13, // 18: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	20, // 19: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	21, // 20: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	22, // 21: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	15, // 22: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	16, // 23: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	18, // 24: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	19, // 25: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	17, // 26: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	4,  // 27: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	26, // 28: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	27, // 29: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -1304,22 +2739,32 @@ func file_sluice_v1_job_proto_init() {
 		return
 	}
 	file_sluice_v1_job_proto_msgTypes[1].OneofWrappers = []any{
-		(*Source_Kafka)(nil),
+		(*Checkpoint_Dynamodb)(nil),
+		(*Checkpoint_S3)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[2].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[3].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[5].OneofWrappers = []any{
+		(*Source_Kafka)(nil),
+		(*Source_Kinesis)(nil),
+	}
+	file_sluice_v1_job_proto_msgTypes[6].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[7].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{
 		(*Transform_Decode)(nil),
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[14].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
+		(*Sink_Kinesis)(nil),
+		(*Sink_Postgres)(nil),
+		(*Sink_S3)(nil),
+		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[13].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[20].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[23].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -1330,7 +2775,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
