@@ -62,6 +62,10 @@ type Plan struct {
 	// Metrics are source figures for batch progress, e.g. Spark's
 	// minOffsetsBehindLatest, maxOffsetsBehindLatest, avgOffsetsBehindLatest.
 	Metrics map[string]float64
+	// TasksPerSlot lets this many of the batch's tasks share one executor
+	// slot, for sources whose reads mostly wait on the service (Kinesis
+	// shardsPerTask). 0 or 1: one task per slot.
+	TasksPerSlot int
 }
 
 // ReaderPool is the executor half of a source connector. It keeps readers
