@@ -72,7 +72,7 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 	if err := a.d.store.PutJob(ctx, m.fence, rec); err != nil {
 		return nil, fmt.Errorf("record job %q: %w", name, err)
 	}
-	a.d.status.update(rec, a.d.lastProgress(ctx, name))
+	a.d.status.update(rec, a.d.lastProgress(ctx, rec))
 	a.d.log.Info("job submitted", "job", name, "resumed", rec.Created != now)
 	m.launch(rec)
 	return a.d.status.get(name), nil
@@ -120,6 +120,23 @@ func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*s
 	}
 	if err := m.stopJob(ctx, name); err != nil {
 		return nil, fmt.Errorf("stop job %q: %w", name, err)
+	}
+	rec, err := a.d.store.GetJob(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("delete job %q: %w", name, err)
+	}
+	if rec.Spec != nil {
+		st, closeStore, err := a.d.logStore(ctx, rec)
+		if err != nil {
+			return nil, fmt.Errorf("delete job %q: open its checkpoint store: %w", name, err)
+		}
+		if st != a.d.store {
+			err := st.DeleteJob(ctx, m.fence, name)
+			closeStore()
+			if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+				return nil, fmt.Errorf("delete job %q: its checkpoints: %w", name, err)
+			}
+		}
 	}
 	if err := a.d.store.DeleteJob(ctx, m.fence, name); err != nil {
 		return nil, fmt.Errorf("delete job %q: %w", name, err)

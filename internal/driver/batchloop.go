@@ -33,11 +33,16 @@ const idlePoll = 250 * time.Millisecond
 // batchLoop runs one job's micro-batches; it is owned by the manager's job
 // goroutine and stops when ctx ends.
 type batchLoop struct {
-	m       *manager
-	job     *jobspec.Job
-	name    string
-	source  connectors.Source
-	sink    connectors.Sink
+	m      *manager
+	job    *jobspec.Job
+	name   string
+	source connectors.Source
+	sink   connectors.Sink
+	// store holds the job's plans, task ends and commits: the job's own
+	// checkpoint store, or the driver's.
+	store checkpoint.Store
+	// retain is how many committed batches the store keeps.
+	retain  int
 	collect int // rows per batch collected to the driver (console), 0 = none
 
 	committed map[stream.PartitionID]stream.Position
@@ -47,12 +52,14 @@ type batchLoop struct {
 	attemptN  int64
 	// lastMetrics are the source figures of the last plan.
 	lastMetrics map[string]float64
+	// planned is when the source returned the current batch's plan.
+	planned time.Time
 }
 
 // run repeats the micro-batch until the trigger says the job is finished
 // (nil), ctx ends (ctx.Err()), or the job fails.
 func (l *batchLoop) run(ctx context.Context) error {
-	st := l.m.d.store
+	st := l.store
 	c, err := st.LatestCommit(ctx, l.name)
 	switch {
 	case err == nil:
@@ -80,6 +87,7 @@ func (l *batchLoop) run(ctx context.Context) error {
 		if replay != nil {
 			plan, replay = *replay, nil
 			l.next = plan.Batch
+			l.planned = planStart
 		} else {
 			if err := sleepUntil(ctx, nextAt); err != nil {
 				return err
@@ -90,6 +98,7 @@ func (l *batchLoop) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			l.planned = time.Now()
 			if len(p.Ranges) == 0 && !l.newPartitions(p.Start) {
 				if trig.Once || (trig.AvailableNow && p.Exhausted) {
 					return nil
@@ -97,7 +106,8 @@ func (l *batchLoop) run(ctx context.Context) error {
 				nextAt = planStart.Add(max(trig.Interval, idlePoll))
 				continue
 			}
-			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart}
+			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart,
+				TasksPerSlot: p.TasksPerSlot}
 			l.m.metricsFor(l.name, p.Metrics)
 			if err := st.PutPlan(ctx, l.m.fence, l.name, plan); err != nil {
 				return l.storeErr("record plan", err)
@@ -177,7 +187,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	}
 	if needEnds {
 		// Ends recorded by an earlier run of this batch bound the replay.
-		ends, err := d.store.TaskEnds(ctx, l.name, batch)
+		ends, err := l.store.TaskEnds(ctx, l.name, batch)
 		if err != nil {
 			return fmt.Errorf("load task ends of batch %d: %w", batch, err)
 		}
@@ -197,11 +207,13 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var noExecutorsSince time.Time
+	var dispatching time.Duration
+	cost := scheduler.TaskCost(plan.TasksPerSlot)
 	for !b.Complete() && b.Err() == nil {
 		now := time.Now()
 		d.reg.cancel(b.Expire(now))
 		if ready := b.Ready(now); len(ready) > 0 {
-			execs := d.reg.snapshot()
+			execs := d.reg.snapshot(cost)
 			if len(execs) == 0 {
 				if noExecutorsSince.IsZero() {
 					noExecutorsSince = now
@@ -212,7 +224,8 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				noExecutorsSince = time.Time{}
 				l.m.clearError(l.name)
 			}
-			l.dispatch(ctx, b, ready, ranges, batch, execs, executorOf)
+			l.dispatch(ctx, b, ready, ranges, batch, plan.TasksPerSlot, execs, executorOf)
+			dispatching += time.Since(now)
 		}
 		wake := 250 * time.Millisecond
 		if w := b.NextWake(); !w.IsZero() {
@@ -238,7 +251,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				}
 				results[key] = res
 				if r := ranges[key]; r.Until == nil && res.GetEnd() != nil {
-					if err := d.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
+					if err := l.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
 						d.reg.cancel(b.Live())
 						return l.storeErr("record task end", err)
 					}
@@ -289,9 +302,11 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		ends[r.Partition] = results[k].GetEnd()
 	}
 	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, executorOf, b.Retries(), outRows)
+	progress.DurationMs["dispatch"] = dispatching.Milliseconds()
+	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
 	pj, _ := protojson.Marshal(progress)
 	commitStart := time.Now()
-	if err := d.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
+	if err := l.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
 		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
 	}
 	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
@@ -299,20 +314,21 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	l.committed = ends
 	l.next = batch + 1
 	l.m.batchDone(l.name, progress)
-	if batch > minBatchesToRetain && batch%10 == 0 {
-		if err := d.store.Purge(ctx, l.m.fence, l.name, batch-minBatchesToRetain); err != nil {
+	if retain := stream.BatchID(l.retain); batch > retain && batch%10 == 0 {
+		if err := l.store.Purge(ctx, l.m.fence, l.name, batch-retain); err != nil {
 			d.log.Warn("purging old batches failed", "job", l.name, "err", err)
 		}
 	}
 	return nil
 }
 
-// minBatchesToRetain follows spark.sql.streaming.minBatchesToRetain.
+// minBatchesToRetain follows spark.sql.streaming.minBatchesToRetain; a job's
+// checkpoint option may change it.
 const minBatchesToRetain = 100
 
 // dispatch places ready tasks on executors and records the attempts.
 func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []string, ranges map[string]stream.Range,
-	batch stream.BatchID, execs []scheduler.Executor, executorOf map[string]string) {
+	batch stream.BatchID, tasksPerSlot int, execs []scheduler.Executor, executorOf map[string]string) {
 	refs := make([]scheduler.TaskRef, len(ready))
 	for i, k := range ready {
 		refs[i] = scheduler.TaskRef{Key: k, Partition: ranges[k].Partition}
@@ -324,7 +340,7 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []st
 		l.attemptN++
 		t := &sluicev1.Task{
 			Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
-			From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash,
+			From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
 			AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + a.Key + "/" +
 				strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.attemptN, 10),
 		}
@@ -411,7 +427,8 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 		BatchId: int64(plan.Batch), Timestamp: timestamppb.New(planStart), NumTasks: int32(len(keys)), TaskRetries: int32(retries),
 		NumOutputRows: outRows,
 		DurationMs: map[string]int64{
-			"plan":    recordDone.Sub(planStart).Milliseconds(),
+			"plan":    l.planned.Sub(planStart).Milliseconds(),
+			"record":  recordDone.Sub(l.planned).Milliseconds(),
 			"execute": execDone.Sub(recordDone).Milliseconds(),
 		},
 		Metrics: map[string]float64{},
@@ -421,8 +438,12 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 	}
 	sorted := append([]string(nil), keys...)
 	sort.Strings(sorted)
+	perPartition := map[stream.PartitionID]map[string]float64{}
 	for _, k := range sorted {
 		res := results[k]
+		if m := res.GetSourceMetrics(); len(m) > 0 {
+			perPartition[ranges[k].Partition] = m
+		}
 		bp.NumInputRows += res.GetRecordsIn()
 		bp.InputBytes += res.GetBytesIn()
 		bp.SkippedRows += res.GetSkipped()
@@ -431,9 +452,16 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 			r := ranges[k]
 			bp.Partitions = append(bp.Partitions, &sluicev1.PartitionProgress{
 				Partition: k, Start: r.From.String(), End: stream.Position(res.GetEnd()).String(),
-				Records: res.GetRecordsIn(), Executor: executorOf[res.GetAttemptId()],
+				Records: res.GetRecordsIn(), Executor: executorOf[res.GetAttemptId()], Metrics: res.GetSourceMetrics(),
 			})
 		}
+	}
+	if s, ok := l.source.(connectors.TaskMetricsSummarizer); ok && len(perPartition) > 0 {
+		summary := s.SummarizeTaskMetrics(perPartition)
+		for k, v := range summary {
+			bp.Metrics[k] = v
+		}
+		l.m.metricsFor(l.name, summary)
 	}
 	if secs := execDone.Sub(planStart).Seconds(); secs > 0 {
 		bp.ProcessedRowsPerSecond = float64(bp.NumInputRows) / secs

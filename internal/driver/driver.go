@@ -28,8 +28,10 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/internal/cluster"
+	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
@@ -350,17 +352,46 @@ func (d *Driver) loadStatus(ctx context.Context) error {
 		return fmt.Errorf("load job catalog: %w", err)
 	}
 	for _, j := range jobs {
-		d.status.update(j, d.lastProgress(ctx, j.Name))
+		d.status.update(j, d.lastProgress(ctx, j))
 	}
 	return nil
 }
 
-func (d *Driver) lastProgress(ctx context.Context, job string) *sluicev1.BatchProgress {
-	c, err := d.store.LatestCommit(ctx, job)
+func (d *Driver) lastProgress(ctx context.Context, rec checkpoint.JobRecord) *sluicev1.BatchProgress {
+	st, closeStore, err := d.logStore(ctx, rec)
+	if err != nil {
+		d.log.Warn("open the job's checkpoint store for its status", "job", rec.Name, "err", err)
+		return nil
+	}
+	defer closeStore()
+	c, err := st.LatestCommit(ctx, rec.Name)
 	if err != nil {
 		return nil
 	}
 	return loadProgress(c)
+}
+
+// logStore opens the store holding the plans, task ends and commits of job
+// rec: the job's own checkpoint store when its spec names one, else the
+// driver's. closeStore releases it.
+func (d *Driver) logStore(ctx context.Context, rec checkpoint.JobRecord) (st checkpoint.Store, closeStore func(), err error) {
+	spec := &sluicev1.JobSpec{}
+	if err := proto.Unmarshal(rec.Spec, spec); err != nil || spec.GetCheckpoint() == nil {
+		return d.store, func() {}, nil
+	}
+	job, err := jobspec.Compile(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	own, err := job.OpenCheckpoint(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return own, func() {
+		if err := own.Close(); err != nil {
+			d.log.Warn("close the job's checkpoint store", "job", rec.Name, "err", err)
+		}
+	}, nil
 }
 
 func (d *Driver) currentManager() *manager {

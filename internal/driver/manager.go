@@ -176,11 +176,37 @@ func (m *manager) loop(ctx context.Context, job *jobspec.Job) error {
 		return fmt.Errorf("create sink: %w", err)
 	}
 	defer sink.Close()
-	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), source: src, sink: sink, lastOwner: map[stream.PartitionID]string{}}
+	store, retain, err := m.jobStore(ctx, job)
+	if err != nil {
+		return err
+	}
+	if store != m.d.store {
+		defer store.Close()
+	}
+	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), source: src, sink: sink, store: store, retain: retain,
+		lastOwner: map[stream.PartitionID]string{}}
 	if c, ok := sink.(connectors.DriverCollector); ok && !job.Pipeline.Aggregating() {
 		l.collect = c.MaxRows()
 	}
 	return l.run(ctx)
+}
+
+// jobStore returns the store for the job's logs and how many batches it
+// keeps: the job's own checkpoint store when its spec names one, else the
+// driver's. The caller closes a store that is not the driver's.
+func (m *manager) jobStore(ctx context.Context, job *jobspec.Job) (checkpoint.Store, int, error) {
+	st, err := job.OpenCheckpoint(ctx)
+	switch {
+	case err != nil:
+		return nil, 0, fmt.Errorf("open the job's checkpoint store: %w", err)
+	case st == nil:
+		return m.d.store, minBatchesToRetain, nil
+	}
+	retain := job.MinBatchesToRetain()
+	if retain <= 0 {
+		retain = minBatchesToRetain
+	}
+	return st, retain, nil
 }
 
 // setState writes the job's state to the catalog (fenced) and publishes it.

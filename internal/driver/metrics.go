@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluicehq/sluice/pkg/scheduler"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -34,13 +35,13 @@ func newMetrics(d *Driver) *metrics {
 		outputRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_output_rows_total", Help: "Rows written in committed batches."}, []string{"job"}),
 		badRows:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bad_records_total", Help: "Bad records by policy outcome (skipped, dead_lettered)."}, []string{"job", "outcome"}),
 		retries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_task_retries_total", Help: "Failed task attempts that were retried."}, []string{"job"}),
-		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_batch_phase_seconds", Help: "Duration of batch phases (plan, execute, commit, total).",
+		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_batch_phase_seconds", Help: "Duration of batch phases (plan, record, dispatch, execute, commit, total).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"job", "phase"}),
 		lastBatch:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_last_committed_batch", Help: "Id of the last committed batch."}, []string{"job"}),
-		sourceGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_metric", Help: "Source figures of the last plan, e.g. maxOffsetsBehindLatest."}, []string{"job", "name"}),
+		sourceGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_metric", Help: "Source figures of the last batch, e.g. maxOffsetsBehindLatest, maxMsBehindLatest."}, []string{"job", "name"}),
 	}
 	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
-		func() float64 { return float64(len(d.reg.snapshot())) })
+		func() float64 { return float64(len(d.reg.snapshot(scheduler.SlotUnits))) })
 	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, executors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -38,13 +38,21 @@ type registry struct {
 	mu        sync.Mutex
 	executors map[string]*executorConn
 	subs      map[string]*subscription // job → its batch loop
-	running   map[string]string        // attempt → executor
+	running   map[string]attempt       // attempt ID → where it runs
+}
+
+// attempt is a running task attempt: its executor and what it costs there in
+// scheduler.SlotUnits.
+type attempt struct {
+	executor string
+	cost     int
 }
 
 type executorConn struct {
 	id, addr   string
 	slots      int
-	running    int
+	running    int // attempts
+	used       int // scheduler.SlotUnits taken by the attempts
 	connected  time.Time
 	lastBeat   time.Time
 	done, fail int64
@@ -62,7 +70,7 @@ func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading fun
 		log: log, heartbeat: heartbeat, timeout: timeout, leading: leading,
 		executors: map[string]*executorConn{},
 		subs:      map[string]*subscription{},
-		running:   map[string]string{},
+		running:   map[string]attempt{},
 	}
 }
 
@@ -182,9 +190,9 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 
 func (r *registry) deliver(ctx context.Context, ec *executorConn, res *sluicev1.TaskResult) {
 	r.mu.Lock()
-	if r.running[res.GetAttemptId()] == ec.id {
+	if a, ok := r.running[res.GetAttemptId()]; ok && a.executor == ec.id {
 		delete(r.running, res.GetAttemptId())
-		ec.running--
+		ec.release(a.cost)
 		if res.GetOk() {
 			ec.done++
 		} else {
@@ -227,9 +235,9 @@ func (r *registry) remove(ec *executorConn, cause error) {
 }
 
 func (r *registry) dropLocked(ec *executorConn) []*subscription {
-	for a, e := range r.running {
-		if e == ec.id {
-			delete(r.running, a)
+	for id, a := range r.running {
+		if a.executor == ec.id {
+			delete(r.running, id)
 		}
 	}
 	subs := make([]*subscription, 0, len(r.subs))
@@ -255,36 +263,52 @@ func (r *registry) subscribe(job string) (*subscription, func()) {
 	}
 }
 
-// snapshot lists executors with their free slots, for scheduler.Assign.
-func (r *registry) snapshot() []scheduler.Executor {
+func (ec *executorConn) release(cost int) {
+	ec.running--
+	ec.used -= cost
+}
+
+// free is how many more tasks of cost fit on the executor.
+func (ec *executorConn) free(cost int) int {
+	return max(ec.slots*scheduler.SlotUnits-ec.used, 0) / cost
+}
+
+// snapshot lists executors with how many tasks of cost (scheduler.TaskCost)
+// each still has room for, for scheduler.Assign.
+func (r *registry) snapshot(cost int) []scheduler.Executor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]scheduler.Executor, 0, len(r.executors))
 	for _, e := range r.executors {
-		out = append(out, scheduler.Executor{ID: e.id, Free: e.slots - e.running})
+		out = append(out, scheduler.Executor{ID: e.id, Free: e.free(cost)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-// dispatch sends tasks to executor, as many as it still has free slots for,
-// in one message, and returns how many it took (a prefix of tasks).
+// dispatch sends tasks (all of one job) to executor, as many as it still has
+// room for, in one message, and returns how many it took (a prefix of tasks).
 func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*sluicev1.Task) int {
+	if len(tasks) == 0 {
+		return 0
+	}
+	cost := scheduler.TaskCost(int(tasks[0].GetTasksPerSlot()))
 	r.mu.Lock()
 	ec := r.executors[executor]
 	if ec == nil {
 		r.mu.Unlock()
 		return 0
 	}
-	n := min(len(tasks), ec.slots-ec.running)
+	n := min(len(tasks), ec.free(cost))
 	if n <= 0 {
 		r.mu.Unlock()
 		return 0
 	}
 	for _, t := range tasks[:n] {
-		r.running[t.GetAttemptId()] = executor
+		r.running[t.GetAttemptId()] = attempt{executor: executor, cost: cost}
 	}
 	ec.running += n
+	ec.used += n * cost
 	r.mu.Unlock()
 	msg := &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Tasks{Tasks: &sluicev1.TaskAssignment{
 		Jobs: []*sluicev1.JobSpec{spec}, Tasks: tasks[:n],
@@ -298,9 +322,9 @@ func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1
 	// Not sent: give the slots back; the attempts never started.
 	r.mu.Lock()
 	for _, t := range tasks[:n] {
-		if r.running[t.GetAttemptId()] == executor {
+		if a, ok := r.running[t.GetAttemptId()]; ok && a.executor == executor {
 			delete(r.running, t.GetAttemptId())
-			ec.running--
+			ec.release(a.cost)
 		}
 	}
 	r.mu.Unlock()
@@ -314,12 +338,12 @@ func (r *registry) cancel(attempts []string) {
 	}
 	byExec := map[string][]string{}
 	r.mu.Lock()
-	for _, a := range attempts {
-		if e, ok := r.running[a]; ok {
-			byExec[e] = append(byExec[e], a)
-			delete(r.running, a)
-			if ec := r.executors[e]; ec != nil {
-				ec.running--
+	for _, id := range attempts {
+		if a, ok := r.running[id]; ok {
+			byExec[a.executor] = append(byExec[a.executor], id)
+			delete(r.running, id)
+			if ec := r.executors[a.executor]; ec != nil {
+				ec.release(a.cost)
 			}
 		}
 	}

@@ -27,11 +27,13 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/stream"
 	"github.com/sluicehq/sluice/pkg/task"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
@@ -109,7 +111,7 @@ type Executor struct {
 	jobs     map[string]*jobCache // by spec hash
 	running  map[string]context.CancelFunc
 	draining bool
-	slots    chan struct{}
+	slots    *semaphore.Weighted
 }
 
 type jobCache struct {
@@ -129,7 +131,7 @@ func New(cfg Config) (*Executor, error) {
 		return nil, err
 	}
 	return &Executor{cfg: cfg, log: cfg.Logger.With("executor", cfg.ID), jobs: map[string]*jobCache{},
-		running: map[string]context.CancelFunc{}, slots: make(chan struct{}, cfg.Slots)}, nil
+		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits)}, nil
 }
 
 // Run connects to the driver and serves tasks until ctx ends, reconnecting
@@ -320,12 +322,12 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 	if draining {
 		return fail(errors.New("executor is shutting down"))
 	}
-	select {
-	case e.slots <- struct{}{}:
-		defer func() { <-e.slots }()
-	case <-ctx.Done():
-		return fail(ctx.Err())
+	// Tasks of I/O-bound sources may share a slot (Kinesis shardsPerTask).
+	cost := int64(scheduler.TaskCost(int(t.GetTasksPerSlot())))
+	if err := e.slots.Acquire(ctx, cost); err != nil {
+		return fail(err)
 	}
+	defer e.slots.Release(cost)
 	jc, err := e.cache(spec, t.GetSpecHash())
 	if err != nil {
 		return fail(err)
@@ -356,6 +358,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 		return fail(err)
 	}
 	res.Ok, res.End, res.PartialAggregate, res.Rows, res.RowsTotal = true, r.End, r.Partial, r.Rows, r.RowsTotal
+	res.SourceMetrics = r.SourceMetrics
 	return res
 }
 

@@ -61,6 +61,9 @@ type BatchPlan struct {
 	// Exhausted records the source's availableNow verdict for the batch.
 	Exhausted bool      `json:"exhausted,omitempty"`
 	Planned   time.Time `json:"planned"`
+	// TasksPerSlot is the source's connectors.Plan.TasksPerSlot, so a replay
+	// is scheduled like the first run.
+	TasksPerSlot int `json:"tasksPerSlot,omitempty"`
 }
 
 // Commit is a commit log entry.

@@ -88,6 +88,20 @@ type Reader interface {
 	Close() error
 }
 
+// ReaderMetrics is implemented by readers that report figures about the
+// range they read, e.g. Kinesis millisBehindLatest. The task sends them back
+// with its result; they show per partition in the batch progress.
+type ReaderMetrics interface {
+	Metrics() map[string]float64
+}
+
+// TaskMetricsSummarizer is implemented by sources whose readers report
+// ReaderMetrics: after a batch the driver passes each partition's figures and
+// adds the summary (e.g. avgMsBehindLatest) to the batch's source metrics.
+type TaskMetricsSummarizer interface {
+	SummarizeTaskMetrics(perPartition map[stream.PartitionID]map[string]float64) map[string]float64
+}
+
 // Sink writes task outputs.
 type Sink interface {
 	OpenWriter(ctx context.Context, key WriteKey) (Writer, error)

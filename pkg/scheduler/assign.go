@@ -143,3 +143,17 @@ func (h *slotHeap) down(i int) {
 		i = j
 	}
 }
+
+// SlotUnits is one executor slot in cost units: a task of a source that lets
+// k tasks share a slot (connectors.Plan.TasksPerSlot) costs SlotUnits/k, so
+// the driver and executors count capacity the same way.
+const SlotUnits = 1000
+
+// TaskCost is the cost in SlotUnits of one task when tasksPerSlot tasks share
+// a slot (0 or 1: a whole slot).
+func TaskCost(tasksPerSlot int) int {
+	if tasksPerSlot <= 1 {
+		return SlotUnits
+	}
+	return max(SlotUnits/tasksPerSlot, 1)
+}

@@ -58,7 +58,9 @@ type Result struct {
 	// Rows are collected rows as JSON lines; RowsTotal counts all output rows.
 	Rows      []byte
 	RowsTotal int64
-	Duration  time.Duration
+	// SourceMetrics are the reader's figures (connectors.ReaderMetrics).
+	SourceMetrics map[string]float64
+	Duration      time.Duration
 }
 
 // Run executes the attempt. The error is permanent (connectors.IsPermanent)
@@ -181,6 +183,9 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		}
 	}
 	res.End = r.End()
+	if m, ok := r.(connectors.ReaderMetrics); ok {
+		res.SourceMetrics = m.Metrics()
+	}
 
 	switch {
 	case agg != nil:

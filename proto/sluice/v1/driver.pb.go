@@ -591,11 +591,14 @@ type BatchProgress struct {
 	TaskRetries            int32                  `protobuf:"varint,9,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
 	InputRowsPerSecond     float64                `protobuf:"fixed64,10,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
 	ProcessedRowsPerSecond float64                `protobuf:"fixed64,11,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
-	// Phase durations in milliseconds: plan, record (offset log write),
-	// execute (dispatch to last task result), commit (sink commit + commit log).
+	// Phase durations in milliseconds: plan (source planning), record (offset
+	// log write), dispatch (assigning and sending tasks, summed over retries),
+	// execute (the rest until the last task result), commit (driver-side
+	// output, sink commit and commit log), total.
 	DurationMs map[string]int64 `protobuf:"bytes,12,rep,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Source metrics: minOffsetsBehindLatest, maxOffsetsBehindLatest,
-	// avgOffsetsBehindLatest (Kafka).
+	// avgOffsetsBehindLatest (Kafka); avgMsBehindLatest, maxMsBehindLatest,
+	// minMsBehindLatest (Kinesis).
 	Metrics       map[string]float64   `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	Partitions    []*PartitionProgress `protobuf:"bytes,14,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -731,12 +734,14 @@ func (x *BatchProgress) GetPartitions() []*PartitionProgress {
 }
 
 type PartitionProgress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     string                 `protobuf:"bytes,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Start         string                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
-	End           string                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
-	Records       int64                  `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
-	Executor      string                 `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition string                 `protobuf:"bytes,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Start     string                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End       string                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	Records   int64                  `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
+	Executor  string                 `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
+	// The reader's figures for this partition, e.g. millisBehindLatest.
+	Metrics       map[string]float64 `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -804,6 +809,13 @@ func (x *PartitionProgress) GetExecutor() string {
 		return x.Executor
 	}
 	return ""
+}
+
+func (x *PartitionProgress) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
 }
 
 type ListExecutorsRequest struct {
@@ -1088,13 +1100,17 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8f\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x90\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\tR\x03end\x12\x18\n" +
 	"\arecords\x18\x04 \x01(\x03R\arecords\x12\x1a\n" +
-	"\bexecutor\x18\x05 \x01(\tR\bexecutor\"\x16\n" +
+	"\bexecutor\x18\x05 \x01(\tR\bexecutor\x12C\n" +
+	"\ametrics\x18\x06 \x03(\v2).sluice.v1.PartitionProgress.MetricsEntryR\ametrics\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x16\n" +
 	"\x14ListExecutorsRequest\"N\n" +
 	"\x15ListExecutorsResponse\x125\n" +
 	"\texecutors\x18\x01 \x03(\v2\x17.sluice.v1.ExecutorInfoR\texecutors\"\xb1\x02\n" +
@@ -1140,7 +1156,7 @@ func file_sluice_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sluice_v1_driver_proto_goTypes = []any{
 	(JobState)(0),                 // 0: sluice.v1.JobState
 	(*Job)(nil),                   // 1: sluice.v1.Job
@@ -1161,45 +1177,47 @@ var file_sluice_v1_driver_proto_goTypes = []any{
 	(*LeaderInfo)(nil),            // 16: sluice.v1.LeaderInfo
 	nil,                           // 17: sluice.v1.BatchProgress.DurationMsEntry
 	nil,                           // 18: sluice.v1.BatchProgress.MetricsEntry
-	(*JobSpec)(nil),               // 19: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	nil,                           // 19: sluice.v1.PartitionProgress.MetricsEntry
+	(*JobSpec)(nil),               // 20: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_sluice_v1_driver_proto_depIdxs = []int32{
-	19, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
+	20, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
 	0,  // 1: sluice.v1.Job.state:type_name -> sluice.v1.JobState
 	11, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
-	20, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
-	20, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
-	19, // 5: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
+	21, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
+	21, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
+	20, // 5: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
 	1,  // 6: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
 	1,  // 7: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
 	11, // 8: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
-	20, // 9: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
+	21, // 9: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
 	17, // 10: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
 	18, // 11: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
 	12, // 12: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
-	15, // 13: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
-	20, // 14: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
-	20, // 15: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	2,  // 16: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
-	3,  // 17: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
-	4,  // 18: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
-	6,  // 19: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
-	7,  // 20: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
-	9,  // 21: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
-	13, // 22: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
-	1,  // 23: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
-	1,  // 24: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
-	5,  // 25: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
-	1,  // 26: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
-	8,  // 27: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
-	10, // 28: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
-	14, // 29: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	19, // 13: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
+	15, // 14: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
+	21, // 15: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
+	21, // 16: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	2,  // 17: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
+	3,  // 18: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
+	4,  // 19: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
+	6,  // 20: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
+	7,  // 21: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
+	9,  // 22: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
+	13, // 23: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
+	1,  // 24: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
+	1,  // 25: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
+	5,  // 26: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
+	1,  // 27: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
+	8,  // 28: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
+	10, // 29: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
+	14, // 30: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_driver_proto_init() }
@@ -1214,7 +1232,7 @@ func file_sluice_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_driver_proto_rawDesc), len(file_sluice_v1_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -466,7 +466,10 @@ type Task struct {
 	// Aggregating jobs return partial aggregates instead of writing rows.
 	Aggregate bool `protobuf:"varint,9,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
 	// Hash of the job spec, to key cached readers.
-	SpecHash      string `protobuf:"bytes,10,opt,name=spec_hash,json=specHash,proto3" json:"spec_hash,omitempty"`
+	SpecHash string `protobuf:"bytes,10,opt,name=spec_hash,json=specHash,proto3" json:"spec_hash,omitempty"`
+	// How many of this job's tasks share one slot (Kinesis shardsPerTask);
+	// 0 or 1 = one task per slot.
+	TasksPerSlot  int32 `protobuf:"varint,11,opt,name=tasks_per_slot,json=tasksPerSlot,proto3" json:"tasks_per_slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +574,13 @@ func (x *Task) GetSpecHash() string {
 	return ""
 }
 
+func (x *Task) GetTasksPerSlot() int32 {
+	if x != nil {
+		return x.TasksPerSlot
+	}
+	return 0
+}
+
 type CancelTasks struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AttemptIds    []string               `protobuf:"bytes,1,rep,name=attempt_ids,json=attemptIds,proto3" json:"attempt_ids,omitempty"`
@@ -638,7 +648,10 @@ type TaskResult struct {
 	// the driver (console).
 	Rows []byte `protobuf:"bytes,17,opt,name=rows,proto3" json:"rows,omitempty"`
 	// Output rows in total (rows above may hold fewer).
-	RowsTotal     int64 `protobuf:"varint,18,opt,name=rows_total,json=rowsTotal,proto3" json:"rows_total,omitempty"`
+	RowsTotal int64 `protobuf:"varint,18,opt,name=rows_total,json=rowsTotal,proto3" json:"rows_total,omitempty"`
+	// Figures the source's reader reports for this task, e.g. Kinesis
+	// millisBehindLatest.
+	SourceMetrics map[string]float64 `protobuf:"bytes,19,rep,name=source_metrics,json=sourceMetrics,proto3" json:"source_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -799,6 +812,13 @@ func (x *TaskResult) GetRowsTotal() int64 {
 	return 0
 }
 
+func (x *TaskResult) GetSourceMetrics() map[string]float64 {
+	if x != nil {
+		return x.SourceMetrics
+	}
+	return nil
+}
+
 var File_sluice_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_executor_proto_rawDesc = "" +
@@ -829,7 +849,7 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\"_\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xfc\x01\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xa2\x02\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -842,10 +862,11 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x05until\x18\b \x01(\fR\x05until\x12\x1c\n" +
 	"\taggregate\x18\t \x01(\bR\taggregate\x12\x1b\n" +
 	"\tspec_hash\x18\n" +
-	" \x01(\tR\bspecHash\".\n" +
+	" \x01(\tR\bspecHash\x12$\n" +
+	"\x0etasks_per_slot\x18\v \x01(\x05R\ftasksPerSlot\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
-	"attemptIds\"\xf9\x03\n" +
+	"attemptIds\"\x8c\x05\n" +
 	"\n" +
 	"TaskResult\x12\x1d\n" +
 	"\n" +
@@ -872,7 +893,11 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"durationMs\x12\x12\n" +
 	"\x04rows\x18\x11 \x01(\fR\x04rows\x12\x1d\n" +
 	"\n" +
-	"rows_total\x18\x12 \x01(\x03R\trowsTotal2V\n" +
+	"rows_total\x18\x12 \x01(\x03R\trowsTotal\x12O\n" +
+	"\x0esource_metrics\x18\x13 \x03(\v2(.sluice.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x1a@\n" +
+	"\x12SourceMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012V\n" +
 	"\x0fExecutorService\x12C\n" +
 	"\aConnect\x12\x1a.sluice.v1.ExecutorMessage\x1a\x18.sluice.v1.DriverMessage(\x010\x01B5Z3github.com/sluicehq/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
@@ -888,7 +913,7 @@ func file_sluice_v1_executor_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_executor_proto_rawDescData
 }
 
-var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_sluice_v1_executor_proto_goTypes = []any{
 	(*ExecutorMessage)(nil), // 0: sluice.v1.ExecutorMessage
 	(*Hello)(nil),           // 1: sluice.v1.Hello
@@ -899,24 +924,26 @@ var file_sluice_v1_executor_proto_goTypes = []any{
 	(*Task)(nil),            // 6: sluice.v1.Task
 	(*CancelTasks)(nil),     // 7: sluice.v1.CancelTasks
 	(*TaskResult)(nil),      // 8: sluice.v1.TaskResult
-	(*JobSpec)(nil),         // 9: sluice.v1.JobSpec
+	nil,                     // 9: sluice.v1.TaskResult.SourceMetricsEntry
+	(*JobSpec)(nil),         // 10: sluice.v1.JobSpec
 }
 var file_sluice_v1_executor_proto_depIdxs = []int32{
-	1, // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
-	2, // 1: sluice.v1.ExecutorMessage.heartbeat:type_name -> sluice.v1.Heartbeat
-	8, // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
-	4, // 3: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
-	5, // 4: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
-	7, // 5: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
-	9, // 6: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
-	6, // 7: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
-	0, // 8: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
-	3, // 9: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	1,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
+	2,  // 1: sluice.v1.ExecutorMessage.heartbeat:type_name -> sluice.v1.Heartbeat
+	8,  // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
+	4,  // 3: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
+	5,  // 4: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
+	7,  // 5: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
+	10, // 6: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
+	6,  // 7: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
+	9,  // 8: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
+	0,  // 9: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
+	3,  // 10: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
+	10, // [10:11] is the sub-list for method output_type
+	9,  // [9:10] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_executor_proto_init() }
@@ -941,7 +968,7 @@ func file_sluice_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_executor_proto_rawDesc), len(file_sluice_v1_executor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
