@@ -69,6 +69,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cmd == "local" {
 		return runLocal(ctx, rest, out)
 	}
+	if cmd == "kinesis" {
+		return runKinesis(ctx, rest, out)
+	}
 	c := &client{addr: *driverAddr}
 	defer c.close()
 	needName := func() (string, error) {
