@@ -40,6 +40,8 @@ Usage:
   sluice [--driver ADDR] watch JOB          follow a job batch by batch until it ends
   sluice [--driver ADDR] executors          list connected executors
   sluice local [flags]                      etcd, a driver and executors in one process
+  sluice kinesis consumers list|register|deregister --stream S [--region R --endpoint URL ...]
+                                            manage enhanced fan-out consumers
 
 --driver defaults to $SLUICE_DRIVER, then localhost:7077.
 `
