@@ -143,29 +143,51 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 	}
 	m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
 	log.Info("job running", "trigger", job.Trigger.String())
-	err = m.loop(ctx, job)
+	err = m.loop(ctx, run, job)
 
-	m.mu.Lock()
-	stopping := run.stopping
-	m.mu.Unlock()
-	switch {
-	case stopping:
+	switch m.ending(run, err) {
+	case endStopped:
 		log.Info("job stopped")
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_STOPPED, "")
-	case errors.Is(err, errLostLeadership), m.ctx.Err() != nil:
+	case endHandedOver:
 		// Leadership moved or the driver shuts down: the job stays RUNNING
 		// in the catalog and the next leader resumes it from its last commit.
 		log.Info("job handed over", "reason", err)
-	case err == nil:
+	case endFinished:
 		log.Info("job finished")
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FINISHED, "")
-	default:
+	case endFailed:
 		log.Error("job failed", "err", err)
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
 	}
 }
 
-func (m *manager) loop(ctx context.Context, job *jobspec.Job) error {
+// jobEnding is how a job's loop ended.
+type jobEnding int
+
+const (
+	endHandedOver jobEnding = iota // lost leadership or driver shutdown: another driver resumes it
+	endStopped                     // stopped or deleted by a user
+	endFinished                    // once / availableNow done
+	endFailed
+)
+
+func (m *manager) ending(run *jobRun, err error) jobEnding {
+	m.mu.Lock()
+	stopping := run.stopping
+	m.mu.Unlock()
+	switch {
+	case stopping:
+		return endStopped
+	case errors.Is(err, errLostLeadership), m.ctx.Err() != nil:
+		return endHandedOver
+	case err == nil:
+		return endFinished
+	}
+	return endFailed
+}
+
+func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job) error {
 	src, err := job.NewSource()
 	if err != nil {
 		return fmt.Errorf("create source: %w", err)
@@ -188,7 +210,17 @@ func (m *manager) loop(ctx context.Context, job *jobspec.Job) error {
 	if c, ok := sink.(connectors.DriverCollector); ok && !job.Pipeline.Aggregating() {
 		l.collect = c.MaxRows()
 	}
-	return l.run(ctx)
+	err = l.run(ctx)
+	if f, ok := src.(connectors.Finisher); ok {
+		if end := m.ending(run, err); end != endHandedOver {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			if ferr := f.Finish(fctx, end != endFailed); ferr != nil {
+				m.d.log.Warn("source clean-up at the end of the job failed", "job", l.name, "err", ferr)
+			}
+			cancel()
+		}
+	}
+	return err
 }
 
 // jobStore returns the store for the job's logs and how many batches it

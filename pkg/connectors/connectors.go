@@ -36,6 +36,15 @@ type Source interface {
 	Close() error
 }
 
+// Finisher is implemented by sources that clean up service-side state when
+// a job ends for good, e.g. deregister a Kinesis enhanced fan-out consumer.
+// The driver calls Finish before Close when the job was stopped or deleted
+// by a user or finished (clean true), or failed (clean false); never when
+// the job moves to another driver or the driver shuts down.
+type Finisher interface {
+	Finish(ctx context.Context, clean bool) error
+}
+
 // PlanRequest is what the driver knows when it plans a batch.
 type PlanRequest struct {
 	Batch stream.BatchID
