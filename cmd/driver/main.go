@@ -31,6 +31,7 @@ func run(args []string) error {
 	fs.StringVar(&etcd, "etcd", "", "comma-separated etcd endpoints; none runs a standalone driver on --checkpoint")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address executors and clients use to reach this driver (default: host name and --listen port)")
 	fs.StringVar(&cfg.Checkpoint, "checkpoint", "sluice-checkpoints", "local checkpoint directory of a standalone driver")
+	fs.StringVar(&cfg.Store, "store", "", "keep the job catalog and checkpoints in dynamodb://<table>?region=..&endpoint=.. or s3://<bucket>/<prefix>?region=..&endpoint=.. instead of etcd (needs --etcd)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 10*time.Second, "etcd election lease; a dead leader is replaced after about this long")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often executors heartbeat")
 	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "drop an executor silent this long (at least 3x --heartbeat-interval)")

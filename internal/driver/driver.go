@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -34,8 +35,10 @@ import (
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	dynamodbstore "github.com/sluicehq/sluice/pkg/checkpoint/dynamodb"
 	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
 	"github.com/sluicehq/sluice/pkg/checkpoint/local"
+	s3store "github.com/sluicehq/sluice/pkg/checkpoint/s3"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -59,6 +62,11 @@ type Config struct {
 	// Checkpoint is the local checkpoint directory of a standalone driver
 	// (--checkpoint, default ./sluice-checkpoints).
 	Checkpoint string
+	// Store keeps the job catalog and checkpoints in DynamoDB or S3 instead
+	// of etcd (--store dynamodb://<table>?region=..&endpoint=.. or
+	// s3://<bucket>/<prefix>?region=..&endpoint=..); needs Etcd for the
+	// election, whose epoch fences the store's writes.
+	Store string
 	// LeaseTTL is the etcd election lease (--lease-ttl, default 10s): how long
 	// a dead leader keeps its leadership.
 	LeaseTTL time.Duration
@@ -136,7 +144,41 @@ func (c *Config) Validate() error {
 	if len(c.Etcd) == 0 && c.Checkpoint == "" {
 		return errors.New("--checkpoint is required without --etcd")
 	}
+	if c.Store != "" {
+		if len(c.Etcd) == 0 {
+			return errors.New("--store needs --etcd: the leader election's epoch fences the store's writes")
+		}
+		if _, err := parseStoreURL(c.Store); err != nil {
+			return fmt.Errorf("--store: %w", err)
+		}
+	}
 	return nil
+}
+
+// storeOpener opens a --store checkpoint store.
+type storeOpener func(ctx context.Context) (checkpoint.Store, error)
+
+func parseStoreURL(raw string) (storeOpener, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the input, which may carry credentials.
+		return nil, errors.New("not a URL like dynamodb://<table>?region=.. or s3://<bucket>/<prefix>?region=..")
+	}
+	switch u.Scheme {
+	case "dynamodb":
+		cfg, err := dynamodbstore.ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (checkpoint.Store, error) { return dynamodbstore.Open(ctx, cfg) }, nil
+	case "s3":
+		cfg, err := s3store.ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (checkpoint.Store, error) { return s3store.Open(ctx, cfg) }, nil
+	}
+	return nil, fmt.Errorf("scheme %q is not dynamodb or s3", u.Scheme)
 }
 
 // Driver is one driver process.
@@ -178,8 +220,17 @@ func New(cfg Config) (*Driver, error) {
 			client.Close()
 			return nil, err
 		}
-		st, err := etcdstore.New(client)
-		if err != nil {
+		var st checkpoint.Store
+		if cfg.Store != "" {
+			open, _ := parseStoreURL(cfg.Store) // checked by Validate
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			st, err = open(ctx)
+			cancel()
+			if err != nil {
+				client.Close()
+				return nil, fmt.Errorf("open --store: %w", err)
+			}
+		} else if st, err = etcdstore.New(client); err != nil {
 			client.Close()
 			return nil, err
 		}
@@ -273,6 +324,13 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 	d.mu.Lock()
 	d.fence = fence
 	d.mu.Unlock()
+	if err := checkpoint.Claim(ctx, d.store, fence); err != nil {
+		m.close()
+		if errors.Is(err, checkpoint.ErrFenced) {
+			return fmt.Errorf("claim the checkpoint store: %w: %w", ErrLostLeadership, err)
+		}
+		return fmt.Errorf("claim the checkpoint store: %w", err)
+	}
 	if err := d.loadStatus(ctx); err != nil {
 		m.close()
 		return err

@@ -233,6 +233,17 @@ func (m *manager) jobStore(ctx context.Context, job *jobspec.Job) (checkpoint.St
 		return nil, 0, fmt.Errorf("open the job's checkpoint store: %w", err)
 	case st == nil:
 		return m.d.store, minBatchesToRetain, nil
+	case m.fence.Epoch == 0:
+		st.Close()
+		return nil, 0, connectors.Permanent(errors.New("a job checkpoint store (DynamoDB, S3) needs drivers elected through etcd " +
+			"(--etcd), whose epoch fences its writes; a standalone driver keeps checkpoints in --checkpoint"))
+	}
+	if err := checkpoint.Claim(ctx, st, m.fence); err != nil {
+		st.Close()
+		if errors.Is(err, checkpoint.ErrFenced) {
+			return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w: %w", errLostLeadership, err)
+		}
+		return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w", err)
 	}
 	retain := job.MinBatchesToRetain()
 	if retain <= 0 {

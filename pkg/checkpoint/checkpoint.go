@@ -102,3 +102,19 @@ type Store interface {
 
 	Close() error
 }
+
+// Claimer is implemented by stores whose fencing is not a transaction on the
+// election key itself (DynamoDB, S3): a newly elected leader claims the
+// store with its fence before it reads checkpoints, so a deposed leader's
+// later writes fail and its in-flight ones cannot change what was read.
+type Claimer interface {
+	Claim(ctx context.Context, f Fence) error
+}
+
+// Claim claims st for f when st is a Claimer, and does nothing otherwise.
+func Claim(ctx context.Context, st Store, f Fence) error {
+	if c, ok := st.(Claimer); ok {
+		return c.Claim(ctx, f)
+	}
+	return nil
+}

@@ -66,13 +66,36 @@ func TestExecutorKilledMidRun(t *testing.T) {
 // follower names the leader, and after the leader is killed with SIGKILL the
 // follower takes over and resumes the job from its last commit, with every
 // record in the sink exactly once.
+// TestLeaderFailover kills the leading driver mid-stream and checks that the
+// follower takes over and the output is exactly once, with the checkpoints
+// in each kind of store: etcd (the default), DynamoDB as the drivers' store
+// (--store), and S3 as the job's own store (checkpoint: s3).
 func TestLeaderFailover(t *testing.T) {
+	t.Run("etcd", func(t *testing.T) { leaderFailover(t, nil, nil) })
+	t.Run("dynamodb driver store", func(t *testing.T) {
+		db := testenv.StartDynalite(t)
+		setAWSEnv(t, db.AccessKey, db.SecretKey, db.Region)
+		leaderFailover(t, []string{"--store", "dynamodb://sluice_e2e?region=" + db.Region + "&endpoint=" + db.Endpoint}, nil)
+	})
+	t.Run("s3 job store", func(t *testing.T) {
+		m := testenv.StartMinIO(t)
+		createBucket(t, m, "checkpoints")
+		leaderFailover(t, nil, func(spec *sluicev1.JobSpec) {
+			spec.Checkpoint = &sluicev1.Checkpoint{Kind: &sluicev1.Checkpoint_S3{S3: &sluicev1.S3Checkpoint{
+				Bucket: "checkpoints", Prefix: "e2e", Region: m.Region, Endpoint: m.Endpoint,
+				Auth: &sluicev1.AwsAuth{AwsAccessKey: m.AccessKey, AwsSecretKey: m.SecretKey},
+			}}}
+		})
+	})
+}
+
+func leaderFailover(t *testing.T, driverArgs []string, editSpec func(*sluicev1.JobSpec)) {
 	ctx := context.Background()
 	etcd := testenv.StartEtcd(t)
 	brokers := startKafka(t, 4, "events")
 	produce(t, brokers, "events", 0, 3000)
-	dA, addrA := startDriver(t, "driver-a", etcd)
-	dB, addrB := startDriver(t, "driver-b", etcd)
+	dA, addrA := startDriver(t, "driver-a", etcd, driverArgs...)
+	dB, addrB := startDriver(t, "driver-b", etcd, driverArgs...)
 	startExecutor(t, "exec-1", addrA, addrB)
 	startExecutor(t, "exec-2", addrB, addrA)
 	cA, cB := client(t, addrA), client(t, addrB)
@@ -103,6 +126,9 @@ func TestLeaderFailover(t *testing.T) {
 	})
 	out := t.TempDir()
 	spec := passThroughSpec("copy", brokers, "events", out, 150)
+	if editSpec != nil {
+		editSpec(spec)
+	}
 	// Submitting to the follower is refused with the leader's address.
 	_, err := follower.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec})
 	if l, ok := rpc.LeaderFrom(err); !ok || l != leaderAddr {

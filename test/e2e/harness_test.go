@@ -113,10 +113,11 @@ func freeAddr(t *testing.T) string {
 
 // startDriver starts a driver process on etcd with short lease and heartbeat
 // settings, so failures are noticed within seconds.
-func startDriver(t *testing.T, name string, etcd []string) (*proc, string) {
+func startDriver(t *testing.T, name string, etcd []string, extra ...string) (*proc, string) {
 	addr := freeAddr(t)
-	p := start(t, name, "driver", "--listen", addr, "--advertise", addr, "--http", "", "--etcd", strings.Join(etcd, ","),
-		"--lease-ttl", "2s", "--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms", "--shutdown-timeout", "2s")
+	args := append([]string{"--listen", addr, "--advertise", addr, "--http", "", "--etcd", strings.Join(etcd, ","),
+		"--lease-ttl", "2s", "--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms", "--shutdown-timeout", "2s"}, extra...)
+	p := start(t, name, "driver", args...)
 	return p, addr
 }
 
