@@ -1,10 +1,48 @@
 package jobspec
 
-// SCAFFOLD: the sinks helper replaces this file.
+import (
+	"io"
 
-import sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+	"github.com/sluicehq/sluice/pkg/awsauth"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/s3"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
 
+type s3Sink struct{ cfg s3.Config }
+
+func (s s3Sink) newSink(io.Writer) (connectors.Sink, error) { return s3.New(s.cfg) }
+
+// compileS3Sink validates sink.s3 (or deadLetter.s3). Its secrets are
+// redacted by redactSink through redactAWSAuth.
 func compileS3Sink(k *sluicev1.S3Sink, field string, e *Error) sinkConfig {
-	e.add(field, "is not available yet")
-	return nil
+	cfg := S3SinkConfig(k)
+	if err := cfg.Validate(); err != nil {
+		addConfigError(e, field, err)
+		return nil
+	}
+	return s3Sink{cfg: cfg}
+}
+
+// S3SinkConfig converts the proto options.
+func S3SinkConfig(k *sluicev1.S3Sink) s3.Config {
+	a := k.GetAuth()
+	return s3.Config{
+		Bucket:      k.GetBucket(),
+		Prefix:      k.GetPrefix(),
+		Region:      k.GetRegion(),
+		Endpoint:    k.GetEndpoint(),
+		Format:      k.GetFormat(),
+		PartitionBy: k.GetPartitionBy(),
+		Auth: awsauth.Options{
+			Region:          k.GetRegion(),
+			AccessKey:       a.GetAwsAccessKey(),
+			SecretKey:       a.GetAwsSecretKey(),
+			SessionToken:    a.GetAwsSessionToken(),
+			RoleARN:         a.GetRoleArn(),
+			RoleExternalID:  a.GetRoleExternalId(),
+			RoleSessionName: a.GetRoleSessionName(),
+			STSEndpoint:     a.GetStsEndpoint(),
+		},
+	}
 }

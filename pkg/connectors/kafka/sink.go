@@ -1,0 +1,359 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
+// Sink produces task outputs to Kafka with franz-go. It is safe for
+// concurrent use.
+//
+// Without Transactional it produces with one shared idempotent client
+// (acks=all, so the brokers drop the client's own retried duplicates); a
+// writer's Commit waits until every record it produced is acknowledged.
+// Rows of a failed attempt that were already sent stay in the topic and the
+// retry sends them again: at least once.
+//
+// With Transactional each writer is one Kafka transaction with the
+// transactional id sluice/<job>/<sink name>/<part>, so that a new attempt of
+// the same task fences the one before it: the coordinator aborts the older
+// attempt's open transaction when the new one initialises its producer id,
+// and rejects anything the old one sends afterwards. Next to the records the
+// transaction writes a commit marker, keyed <job>/<sink name>/<part> and
+// holding the batch, to a compacted commits topic (sluice.commits.topic,
+// created when absent). A new attempt, once it has fenced its
+// predecessors, reads the key's last marker with read_committed; when the
+// marker holds this batch or a later one the output is already committed
+// and the attempt writes nothing. The transaction commits at Writer.Commit,
+// before the driver's commit log: a Kafka transaction can only be committed
+// by the producer that opened it, so "commit at batch commit" is realised per
+// task, and the marker makes the replay of a batch that was committed to
+// Kafka but not to the commit log (a crash in between) write nothing.
+// read_committed consumers therefore see every record exactly once, provided
+// the batch's content per part is the same on replay (recorded plans) and
+// the commits topic keeps its markers and partition count.
+type Sink struct {
+	set  *sinkSettings
+	log  *slog.Logger
+	base []kgo.Opt // every client's options
+
+	mu     sync.Mutex // guards the fields below
+	shared *kgo.Client
+	meta   *commitsMeta // the commits topic, once known
+	closed bool
+}
+
+var _ connectors.Sink = (*Sink)(nil)
+
+// SinkOption tunes NewSink.
+type SinkOption interface{ applySink(*sinkOptions) }
+
+type sinkOptions struct {
+	logger *slog.Logger
+}
+
+type sinkOptionFunc func(*sinkOptions)
+
+func (f sinkOptionFunc) applySink(o *sinkOptions) { f(o) }
+
+// WithSinkLogger sets where the sink logs skipped replays. Default
+// slog.Default().
+func WithSinkLogger(l *slog.Logger) SinkOption {
+	return sinkOptionFunc(func(o *sinkOptions) { o.logger = l })
+}
+
+// NewSink validates cfg and returns a sink. It reads the TLS files the
+// properties name but does not connect: clients are created by OpenWriter.
+func NewSink(cfg SinkConfig, opts ...SinkOption) (*Sink, error) {
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	o := sinkOptions{logger: slog.Default()}
+	for _, opt := range opts {
+		opt.applySink(&o)
+	}
+	if o.logger == nil {
+		return nil, errors.New("kafka sink: WithSinkLogger: logger must not be nil")
+	}
+	base, err := set.client.clientOpts()
+	if err != nil {
+		return nil, asSinkErr(err)
+	}
+	base = append(base,
+		kgo.RecordPartitioner(sinkPartitioner{manual: set.partition != nil, commits: set.commitsTopic, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerLinger(set.linger),
+	)
+	if set.compression != nil {
+		base = append(base, kgo.ProducerBatchCompression(set.compression...))
+	}
+	return &Sink{set: set, log: o.logger, base: base}, nil
+}
+
+// sinkPartitioner sends commit markers, and every record when a partition
+// expression is set, to the record's own Partition; other records go by
+// key as Kafka's Java client would.
+type sinkPartitioner struct {
+	manual  bool
+	commits string
+	keyed   kgo.Partitioner
+}
+
+func (p sinkPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if p.manual || topic == p.commits {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return p.keyed.ForTopic(topic)
+}
+
+// Close closes the shared client, failing records still buffered in it.
+// Transactional writers own their clients; finish them (Commit or Abort)
+// before closing the sink.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	cl := s.shared
+	s.shared, s.closed = nil, true
+	s.mu.Unlock()
+	if cl != nil {
+		cl.Close()
+	}
+	return nil
+}
+
+// OpenWriter returns a writer for key. A transactional writer connects,
+// fences earlier attempts of the same key and reads the key's commit
+// marker here, so it may block on the brokers until ctx ends.
+func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connectors.Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if key.Job == "" {
+		return nil, errors.New("kafka sink: empty job")
+	}
+	if s.set.cfg.Transactional {
+		return s.openTxn(ctx, key)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("kafka sink: closed")
+	}
+	if s.shared == nil {
+		cl, err := kgo.NewClient(s.base...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka sink: %w", err)
+		}
+		s.shared = cl
+	}
+	return &prodWriter{s: s, cl: s.shared, key: key}, nil
+}
+
+// produced tracks one writer's records in flight: how many, and the first
+// failure.
+type produced struct {
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+	n   int64
+}
+
+func (p *produced) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		p.mu.Lock()
+		if p.err == nil {
+			p.err = err
+		}
+		p.mu.Unlock()
+	}
+	p.wg.Done()
+}
+
+func (p *produced) firstErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// wait blocks until every record is acknowledged or failed, or ctx ends.
+func (p *produced) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		// Ends when the last promise runs: the client fails records whose
+		// produce context ended, and every buffered record when closed.
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return p.firstErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// produce builds the rows' records and hands them to cl.
+func (s *Sink) produce(ctx context.Context, cl *kgo.Client, act *sinkActivation, p *produced, columns []string, rows []stream.Row) error {
+	for _, row := range rows {
+		rec, err := s.record(act, row, columns)
+		if err != nil {
+			return connectors.Permanent(err)
+		}
+		p.wg.Add(1)
+		p.n++
+		cl.Produce(ctx, rec, p.promise)
+	}
+	return nil
+}
+
+// record evaluates the options' expressions over row.
+func (s *Sink) record(act *sinkActivation, row stream.Row, columns []string) (*kgo.Record, error) {
+	set := s.set
+	rec := &kgo.Record{Topic: set.cfg.Topic}
+	fail := func(field string, err error) error {
+		return fmt.Errorf("kafka sink: sink.kafka.%s at %s: %w", field, describeRow(row), err)
+	}
+	eval := func(field string, e *sinkExpr) (any, error) {
+		v, err := e.eval(act, row)
+		if err != nil {
+			return nil, fail(field, err)
+		}
+		n, err := celNative(v)
+		if err != nil {
+			return nil, fail(field, err)
+		}
+		return n, nil
+	}
+	if set.topicExpr != nil {
+		v, err := eval("topicExpr", set.topicExpr)
+		if err != nil {
+			return nil, err
+		}
+		t, ok := v.(string)
+		if !ok {
+			return nil, fail("topicExpr", fmt.Errorf("gave %T, want a string", v))
+		}
+		if err := validTopic(t); err != nil {
+			return nil, fail("topicExpr", err)
+		}
+		if t == set.commitsTopic {
+			return nil, fail("topicExpr", fmt.Errorf("%q is the commits topic", t))
+		}
+		rec.Topic = t
+	}
+	if set.key != nil {
+		v, err := eval("key", set.key)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Key, err = toBytes(v); err != nil {
+			return nil, fail("key", err)
+		}
+	}
+	if set.value != nil {
+		v, err := eval("value", set.value)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Value, err = toBytes(v); err != nil {
+			return nil, fail("value", err)
+		}
+	} else {
+		b, err := appendRowJSON(nil, row, columns)
+		if err != nil {
+			return nil, fail("value", err)
+		}
+		rec.Value = b
+	}
+	for _, h := range set.headers {
+		v, err := eval("headers."+h.name, h.expr)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			continue
+		}
+		b, err := toBytes(v)
+		if err != nil {
+			return nil, fail("headers."+h.name, err)
+		}
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.name, Value: b})
+	}
+	if set.partition != nil {
+		v, err := eval("partition", set.partition)
+		if err != nil {
+			return nil, err
+		}
+		p, ok := v.(int64)
+		if !ok || p < 0 || p > math.MaxInt32 {
+			return nil, fail("partition", fmt.Errorf("gave %v, want a partition number", v))
+		}
+		rec.Partition = int32(p)
+	}
+	return rec, nil
+}
+
+// describeRow points at a record for an error message without dumping its
+// payload, which may hold personal data.
+func describeRow(row stream.Row) string {
+	if off, ok := row["offset"]; ok {
+		return fmt.Sprintf("the row of offset %v", off)
+	}
+	if seq, ok := row["sequenceNumber"]; ok {
+		return fmt.Sprintf("the row of sequence number %v", seq)
+	}
+	return "a row"
+}
+
+// prodWriter is a non-transactional writer on the shared client.
+type prodWriter struct {
+	s    *Sink
+	cl   *kgo.Client
+	key  connectors.WriteKey
+	act  sinkActivation
+	recs produced
+	done bool
+}
+
+func (w *prodWriter) Write(ctx context.Context, rows []stream.Row) error {
+	if w.done {
+		return errors.New("kafka sink: write after commit or abort")
+	}
+	if err := w.recs.firstErr(); err != nil {
+		return w.s.wrap("produce", err)
+	}
+	return w.s.produce(ctx, w.cl, &w.act, &w.recs, w.key.Columns, rows)
+}
+
+// Commit waits until every record is acknowledged by all in-sync replicas.
+func (w *prodWriter) Commit(ctx context.Context) error {
+	if w.done {
+		return errors.New("kafka sink: commit after commit or abort")
+	}
+	w.done = true
+	if err := w.recs.wait(ctx); err != nil {
+		return w.s.wrap("produce", err)
+	}
+	return nil
+}
+
+// Abort stops waiting; records already handed to the client are still
+// delivered (at least once).
+func (w *prodWriter) Abort() error {
+	w.done = true
+	return nil
+}
+
+// endTimeout bounds ending a transaction, which must not be cut short by
+// the task's context: an EndTxn cancelled in flight leaves its outcome
+// unknown.
+const endTimeout = 30 * time.Second

@@ -1,0 +1,280 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
+// writer is one task attempt's output. Its methods are called by one
+// goroutine.
+//
+// States: buffering (no transaction) → begun (transaction open, positions
+// row locked) → done. A writer whose batch the positions row already holds
+// is "skipping": it rolled back at once and drops every row.
+type writer struct {
+	s   *Sink
+	key connectors.WriteKey
+
+	pending []stream.Row
+	tx      pgx.Tx // nil until begun, and after done
+	begun   bool
+	skip    bool
+	rows    int64 // rows sent in this transaction
+	done    bool
+	failed  error
+}
+
+func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
+	switch {
+	case w.done:
+		return errors.New("postgres sink: write after commit or abort")
+	case w.failed != nil:
+		return w.failed
+	case w.skip:
+		return nil
+	}
+	w.pending = append(w.pending, rows...)
+	if len(w.pending) >= w.s.flushRows {
+		return w.fail(w.flush(ctx))
+	}
+	return nil
+}
+
+// Commit writes what is buffered and records the batch in the positions
+// table, in the transaction that holds the rows, then commits it. When the
+// positions row already holds this batch or a later one, the rows are
+// dropped and Commit returns nil: an earlier attempt (or a concurrent one
+// that got the row lock first) committed them.
+func (w *writer) Commit(ctx context.Context) error {
+	switch {
+	case w.done:
+		return errors.New("postgres sink: commit after commit or abort")
+	case w.failed != nil:
+		w.done = true
+		return w.failed
+	}
+	if err := w.flush(ctx); err != nil {
+		w.finish(ctx)
+		return err
+	}
+	if !w.begun {
+		if err := w.begin(ctx); err != nil {
+			w.finish(ctx)
+			return err
+		}
+	}
+	if w.skip {
+		w.done = true
+		return nil
+	}
+	s := w.s
+	_, err := w.tx.Exec(ctx, "UPDATE "+s.set.positions.Sanitize()+
+		" SET batch = $4, row_count = $5, target_table = $6, committed_at = now() WHERE job = $1 AND sink = $2 AND part = $3",
+		string(w.key.Job), s.set.sinkName, w.key.Part, int64(w.key.Batch), w.rows, s.set.table.Sanitize())
+	if err != nil {
+		w.finish(ctx)
+		return s.wrap("record position", err)
+	}
+	err = w.tx.Commit(ctx)
+	w.tx = nil
+	w.done = true
+	if err != nil {
+		// The outcome is unknown when the connection broke during COMMIT;
+		// a retry finds out from the positions row.
+		return s.wrap("commit", err)
+	}
+	return nil
+}
+
+// Abort rolls back whatever was sent. It is safe after Commit, when it does
+// nothing.
+func (w *writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.finish(context.Background())
+	return nil
+}
+
+// finish rolls back and ends the writer.
+func (w *writer) finish(ctx context.Context) {
+	w.done = true
+	w.rollback(ctx)
+}
+
+// rollback drops the buffered rows and rolls back an open transaction,
+// returning its connection to the pool. It must run even when ctx ended, or
+// the connection stays busy, so it is bounded on its own.
+func (w *writer) rollback(ctx context.Context) {
+	w.pending = nil
+	if w.tx != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = w.tx.Rollback(rctx)
+		cancel()
+		w.tx = nil
+	}
+}
+
+// fail remembers a write error: the transaction is rolled back at once, and
+// Commit returns the error.
+func (w *writer) fail(err error) error {
+	if err != nil {
+		w.failed = err
+		w.rollback(context.Background())
+	}
+	return err
+}
+
+// begin opens the transaction and takes the positions row's lock. The
+// INSERT ... ON CONFLICT DO NOTHING makes sure the row exists (a concurrent
+// first insert of the same key waits for the other transaction), and
+// SELECT ... FOR UPDATE then blocks any other attempt at the same key until
+// this transaction ends; whichever comes second sees the first's batch.
+func (w *writer) begin(ctx context.Context) error {
+	s := w.s
+	if err := s.ensurePositions(ctx); err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.wrap("begin", err)
+	}
+	w.tx, w.begun = tx, true
+	pos := s.set.positions.Sanitize()
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO "+pos+" (job, sink, part, batch) VALUES ($1, $2, $3, -1) ON CONFLICT (job, sink, part) DO NOTHING",
+		string(w.key.Job), s.set.sinkName, w.key.Part)
+	var committed int64
+	b.Queue("SELECT batch FROM "+pos+" WHERE job = $1 AND sink = $2 AND part = $3 FOR UPDATE",
+		string(w.key.Job), s.set.sinkName, w.key.Part).QueryRow(func(row pgx.Row) error { return row.Scan(&committed) })
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return s.wrap("lock position", err)
+	}
+	if committed >= int64(w.key.Batch) {
+		w.skip = true
+		level, msg := slog.LevelInfo, "batch already committed by an earlier attempt; writing nothing"
+		if committed > int64(w.key.Batch) {
+			// A zombie from an earlier batch, or a job deleted and created
+			// again under the same name: its positions rows must go too.
+			level, msg = slog.LevelWarn, "the positions table holds a later batch; writing nothing "+
+				"(if the job was deleted and submitted again, delete its rows from the positions table)"
+		}
+		s.log.Log(ctx, level, msg, "job", w.key.Job, "batch", w.key.Batch, "part", w.key.Part,
+			"committedBatch", committed, "table", s.set.table.Sanitize())
+		w.rollback(ctx)
+	}
+	return nil
+}
+
+// flush sends the buffered rows in the transaction, beginning it first.
+func (w *writer) flush(ctx context.Context) error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	s := w.s
+	rows := w.pending
+	w.pending = nil
+	cols := s.set.chunkColumns(w.key.Columns, rows)
+	if !w.begun {
+		// Create the target before taking a connection for the
+		// transaction: creating it takes one of its own, and writers
+		// holding every pooled connection while waiting for another would
+		// deadlock.
+		if err := s.ensurePositions(ctx); err != nil {
+			return err
+		}
+		if err := s.ensureTable(ctx, cols, rows); err != nil {
+			return err
+		}
+		if err := w.begin(ctx); err != nil {
+			return err
+		}
+	}
+	if w.skip {
+		return nil
+	}
+	vals, err := values(cols, rows)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("postgres sink: %w", err))
+	}
+	if s.set.upsert {
+		idx := make([]int, len(s.set.cfg.KeyColumns))
+		for i, k := range s.set.cfg.KeyColumns {
+			idx[i] = slices.IndexFunc(cols, func(c column) bool { return c.name == k })
+			if idx[i] < 0 {
+				return connectors.Permanent(fmt.Errorf("postgres sink: key column %q is not among the rows' fields %v", k, colNames(cols)))
+			}
+		}
+		vals = dedupe(vals, idx)
+	}
+	if s.set.copy {
+		err = w.copyRows(ctx, cols, vals)
+	} else {
+		err = w.insertRows(ctx, cols, vals)
+	}
+	if err != nil {
+		return err
+	}
+	w.rows += int64(len(vals))
+	return nil
+}
+
+// stageTable is the per-transaction temporary table an upsert COPYs into.
+var stageTable = pgx.Identifier{"pg_temp", "sluice_stage"}
+
+func (w *writer) copyRows(ctx context.Context, cols []column, vals [][]any) error {
+	s := w.s
+	names := colNames(cols)
+	if !s.set.upsert {
+		if _, err := w.tx.CopyFrom(ctx, s.set.table, names, pgx.CopyFromRows(vals)); err != nil {
+			return s.wrap("copy into "+s.set.table.Sanitize(), err)
+		}
+		return nil
+	}
+	// COPY cannot resolve conflicts: stage the rows in a temporary table
+	// holding only these columns (no constraints, so identity or NOT NULL
+	// columns left out do not fail the COPY), then upsert from it.
+	list := identList(names)
+	if _, err := w.tx.Exec(ctx, "CREATE TEMP TABLE sluice_stage ON COMMIT DROP AS SELECT "+list+
+		" FROM "+s.set.table.Sanitize()+" WITH NO DATA"); err != nil {
+		return s.wrap("stage rows", err)
+	}
+	if _, err := w.tx.CopyFrom(ctx, stageTable, names, pgx.CopyFromRows(vals)); err != nil {
+		return s.wrap("copy into a staging table", err)
+	}
+	upsert := "INSERT INTO " + s.set.table.Sanitize() + " (" + list + ") SELECT " + list + " FROM " +
+		stageTable.Sanitize() + s.set.conflictClause(cols)
+	if _, err := w.tx.Exec(ctx, upsert); err != nil {
+		return s.wrap("upsert into "+s.set.table.Sanitize(), err)
+	}
+	if _, err := w.tx.Exec(ctx, "DROP TABLE "+stageTable.Sanitize()); err != nil {
+		return s.wrap("drop the staging table", err)
+	}
+	return nil
+}
+
+func (w *writer) insertRows(ctx context.Context, cols []column, vals [][]any) error {
+	s := w.s
+	per := max(1, min(1000, maxParams/len(cols)))
+	args := make([]any, 0, per*len(cols))
+	for start := 0; start < len(vals); start += per {
+		chunk := vals[start:min(start+per, len(vals))]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r...)
+		}
+		if _, err := w.tx.Exec(ctx, s.set.insertSQL(cols, len(chunk)), args...); err != nil {
+			return s.wrap("insert into "+s.set.table.Sanitize(), err)
+		}
+	}
+	return nil
+}
