@@ -139,6 +139,19 @@ type Writer interface {
 	Abort() error
 }
 
+// EndCommitter is implemented by writers of exactly-once sinks that store
+// the task's end position with its output (PostgreSQL positions table, Kafka
+// commit markers). CommitEnd commits like Commit and returns the end the
+// output holds: end itself, or, when an earlier attempt with the same key
+// already committed, the end that attempt stored (its rows are kept and this
+// attempt's are dropped). The task reports the returned end, so when the
+// earlier attempt died before the driver recorded its end and this one read
+// further (open-ended ranges such as Kinesis), the extra records are read
+// again by the next batch instead of being lost.
+type EndCommitter interface {
+	CommitEnd(ctx context.Context, end stream.Position) (stream.Position, error)
+}
+
 // BatchCommitter is implemented by sinks with a second phase; the driver
 // calls it once all of a batch's writers committed, before the commit log.
 type BatchCommitter interface {

@@ -198,18 +198,32 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		res.Rows = sample.Bytes()
 		res.RecordsOut = res.RowsTotal
 	default:
-		if err := w.Commit(ctx); err != nil {
+		end, err := commit(ctx, w, res.End)
+		if err != nil {
 			return res, fmt.Errorf("commit sink output %s: %w", part, err)
 		}
 		w = nil
+		// When an earlier attempt of this task committed its output and died
+		// before its end was recorded, the output holds that attempt's end:
+		// it is the task's end and the rest is left to the next batch.
+		res.End = end
 	}
 	if dl != nil {
-		if err := dl.Commit(ctx); err != nil {
+		if _, err := commit(ctx, dl, res.End); err != nil {
 			return res, fmt.Errorf("commit dead letters: %w", err)
 		}
 		dl = nil
 	}
 	return res, nil
+}
+
+// commit commits w, through CommitEnd when the sink stores ends with its
+// output, and returns the end the output holds.
+func commit(ctx context.Context, w connectors.Writer, end stream.Position) (stream.Position, error) {
+	if ec, ok := w.(connectors.EndCommitter); ok {
+		return ec.CommitEnd(ctx, end)
+	}
+	return end, w.Commit(ctx)
 }
 
 // describe points at a record for an error message without dumping its
