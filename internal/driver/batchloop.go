@@ -33,11 +33,14 @@ const idlePoll = 250 * time.Millisecond
 // batchLoop runs one job's micro-batches; it is owned by the manager's job
 // goroutine and stops when ctx ends.
 type batchLoop struct {
-	m      *manager
-	job    *jobspec.Job
-	name   string
-	source connectors.Source
-	sink   connectors.Sink
+	m    *manager
+	job  *jobspec.Job
+	name string
+	// incarnation tells this job apart from an earlier one of the same name
+	// (its catalog creation time), for the sinks' write keys.
+	incarnation string
+	source      connectors.Source
+	sink        connectors.Sink
 	// store holds the job's plans, task ends and commits: the job's own
 	// checkpoint store, or the driver's.
 	store checkpoint.Store
@@ -341,6 +344,7 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []st
 		t := &sluicev1.Task{
 			Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
 			From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
+			Incarnation: l.incarnation,
 			AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + a.Key + "/" +
 				strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.attemptN, 10),
 		}
@@ -400,7 +404,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 		}
 		return n, nil
 	}
-	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Batch: batch, Part: part, Columns: p.Columns()})
+	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.incarnation, Batch: batch, Part: part, Columns: p.Columns()})
 	if err != nil {
 		return 0, fmt.Errorf("open sink for batch %d: %w", batch, err)
 	}

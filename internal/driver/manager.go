@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -143,7 +144,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 	}
 	m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
 	log.Info("job running", "trigger", job.Trigger.String())
-	err = m.loop(ctx, run, job)
+	err = m.loop(ctx, run, job, incarnation(rec))
 
 	switch m.ending(run, err) {
 	case endStopped:
@@ -187,7 +188,13 @@ func (m *manager) ending(run *jobRun, err error) jobEnding {
 	return endFailed
 }
 
-func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job) error {
+// incarnation names this life of a job: a job deleted and submitted again
+// under the same name gets a new one.
+func incarnation(rec checkpoint.JobRecord) string {
+	return strconv.FormatInt(rec.Created.UnixNano(), 36)
+}
+
+func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incarnation string) error {
 	src, err := job.NewSource()
 	if err != nil {
 		return fmt.Errorf("create source: %w", err)
@@ -205,7 +212,7 @@ func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job) error
 	if store != m.d.store {
 		defer store.Close()
 	}
-	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), source: src, sink: sink, store: store, retain: retain,
+	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), incarnation: incarnation, source: src, sink: sink, store: store, retain: retain,
 		lastOwner: map[stream.PartitionID]string{}}
 	if c, ok := sink.(connectors.DriverCollector); ok && !job.Pipeline.Aggregating() {
 		l.collect = c.MaxRows()

@@ -346,7 +346,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 	}()
 
 	r, err := task.Run(actx, task.Attempt{
-		Job: stream.JobID(t.GetJob()), Batch: stream.BatchID(t.GetBatch()),
+		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Range:   stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit()), From: t.GetFrom(), Until: t.GetUntil()},
 		Readers: jc.readers, Pipeline: jc.job.Pipeline, Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
 		CollectRows: jc.collect,

@@ -121,9 +121,13 @@ type Sink interface {
 // the range key (partition and split), or "aggregate" for the merged groups of
 // an aggregating job.
 type WriteKey struct {
-	Job   stream.JobID
-	Batch stream.BatchID
-	Part  string
+	Job stream.JobID
+	// Incarnation changes when a job is deleted and submitted again under
+	// the same name (its batches restart at 0); sinks that remember what
+	// they committed key it by job and incarnation.
+	Incarnation string
+	Batch       stream.BatchID
+	Part        string
 	// Columns is the column order when the pipeline knows it (after select or
 	// aggregate); sinks that print tables use it, others may ignore it.
 	Columns []string

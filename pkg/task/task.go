@@ -31,9 +31,10 @@ const (
 
 // Attempt is everything one attempt needs.
 type Attempt struct {
-	Job   stream.JobID
-	Batch stream.BatchID
-	Range stream.Range
+	Job         stream.JobID
+	Incarnation string
+	Batch       stream.BatchID
+	Range       stream.Range
 	// Readers opens the range.
 	Readers  connectors.ReaderPool
 	Pipeline *transform.Pipeline
@@ -98,7 +99,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		agg = a.Pipeline.NewAggregator()
 	case a.CollectRows > 0:
 	default:
-		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Batch: a.Batch, Part: part, Columns: a.Pipeline.Columns()}); err != nil {
+		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Part: part, Columns: a.Pipeline.Columns()}); err != nil {
 			return res, fmt.Errorf("open sink writer: %w", err)
 		}
 	}
@@ -111,7 +112,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		case OnErrorDeadLetter:
 			if dl == nil {
 				var err error
-				if dl, err = a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Batch: a.Batch, Part: part}); err != nil {
+				if dl, err = a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Part: part}); err != nil {
 					return fmt.Errorf("open dead-letter writer: %w", err)
 				}
 			}

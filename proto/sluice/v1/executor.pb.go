@@ -469,7 +469,11 @@ type Task struct {
 	SpecHash string `protobuf:"bytes,10,opt,name=spec_hash,json=specHash,proto3" json:"spec_hash,omitempty"`
 	// How many of this job's tasks share one slot (Kinesis shardsPerTask);
 	// 0 or 1 = one task per slot.
-	TasksPerSlot  int32 `protobuf:"varint,11,opt,name=tasks_per_slot,json=tasksPerSlot,proto3" json:"tasks_per_slot,omitempty"`
+	TasksPerSlot int32 `protobuf:"varint,11,opt,name=tasks_per_slot,json=tasksPerSlot,proto3" json:"tasks_per_slot,omitempty"`
+	// Identifies this incarnation of the job (its catalog creation time): a
+	// job deleted and submitted again under the same name starts at batch 0,
+	// and exactly-once sinks must not take its output for a replay.
+	Incarnation   string `protobuf:"bytes,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -579,6 +583,13 @@ func (x *Task) GetTasksPerSlot() int32 {
 		return x.TasksPerSlot
 	}
 	return 0
+}
+
+func (x *Task) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type CancelTasks struct {
@@ -849,7 +860,7 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\"_\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xa2\x02\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xc4\x02\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -863,7 +874,8 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\taggregate\x18\t \x01(\bR\taggregate\x12\x1b\n" +
 	"\tspec_hash\x18\n" +
 	" \x01(\tR\bspecHash\x12$\n" +
-	"\x0etasks_per_slot\x18\v \x01(\x05R\ftasksPerSlot\".\n" +
+	"\x0etasks_per_slot\x18\v \x01(\x05R\ftasksPerSlot\x12 \n" +
+	"\vincarnation\x18\f \x01(\tR\vincarnation\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
 	"attemptIds\"\x8c\x05\n" +
