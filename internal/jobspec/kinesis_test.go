@@ -1,0 +1,169 @@
+package jobspec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const kinesisJob = `
+name: countries
+source:
+  kinesis:
+    streamName: "events, clicks"
+    region: us-east-1
+    endpoint: http://127.0.0.1:4568
+    initialPosition: trim_horizon
+    maxRecordsPerFetch: 5000
+    maxFetchRate: 1.5
+    minFetchPeriod: 500ms
+    maxFetchDuration: 5s
+    fetchBufferSize: 64mb
+    shardsPerTask: 3
+    maxShardsPerDescribe: 50
+    describeShardInterval: 2s
+    awsAccessKey: AKIAEXAMPLE
+    awsSecretKey: very-secret
+    roleArn: arn:aws:iam::123456789012:role/reader
+    roleExternalId: ext
+transforms:
+  - decode: {format: json}
+  - aggregate: {groupBy: [country], aggregations: [{fn: count, as: n}]}
+sink:
+  kinesis:
+    streamName: counts
+    region: us-east-1
+    endpoint: http://127.0.0.1:4568
+    partitionKey: country
+    data: 'country + ":" + string(n)'
+    awsAccessKey: AKIAEXAMPLE
+    awsSecretKey: very-secret
+    awsSessionToken: token
+`
+
+func TestCompileKinesis(t *testing.T) {
+	spec, err := ParseYAML([]byte(kinesisJob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := j.source.(kinesisSource).cfg
+	if cfg.StreamName != "events, clicks" || !cfg.FailOnDataLoss || cfg.MaxFetchRate != 1.5 || cfg.ShardsPerTask != 3 ||
+		cfg.DescribeShardInterval != "2s" || cfg.RoleExternalID != "ext" {
+		t.Fatalf("source config %+v", cfg)
+	}
+	if got := j.SourceIdentity(); got != "kinesis:region=us-east-1;endpoint=http://127.0.0.1:4568;roleArn=arn:aws:iam::123456789012:role/reader;streamName=clicks,events" {
+		t.Fatalf("identity %q", got)
+	}
+	if _, ok := j.sink.(kinesisSink); !ok {
+		t.Fatalf("sink %T", j.sink)
+	}
+	// The constructors do not call AWS.
+	src, err := j.NewSource()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	pool, err := j.NewReaderPool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	sink, err := j.NewSink(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Close()
+}
+
+func TestCompileKinesisRefusesBadOptions(t *testing.T) {
+	tests := []struct {
+		name, from, to string
+		field, want    string
+	}{
+		{"rate", "maxFetchRate: 1.5", "maxFetchRate: 3", "source.kinesis.maxFetchRate", "must be between 0 and 2.0 MB/s (got 3)"},
+		{"period", "minFetchPeriod: 500ms", "minFetchPeriod: 100ms", "source.kinesis.minFetchPeriod", "at least 200ms"},
+		{"position", "initialPosition: trim_horizon", "initialPosition: beginning", "source.kinesis.initialPosition", "not one of"},
+		{"timestamp", "initialPosition: trim_horizon", "initialPosition: at_timestamp", "source.kinesis.atTimestamp", "required"},
+		{"size", "fetchBufferSize: 64mb", "fetchBufferSize: lots", "source.kinesis.fetchBufferSize", "size"},
+		{"alias", "describeShardInterval: 2s", "describeShardInterval: 2s\n    shardFetchInterval: 3s", "source.kinesis.describeShardInterval", "alias"},
+		{"secret", "    awsSecretKey: very-secret\n    roleArn", "    roleArn", "source.kinesis.awsSecretKey", "required with awsAccessKey"},
+		{"no stream", `streamName: "events, clicks"`, `streamName: ""`, "source.kinesis.streamName", "required"},
+		{"mode", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: push", "source.kinesis.consumerMode", "not one of polling, efo"},
+		{"efo", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo", "source.kinesis.consumerMode", "efo is handled by the EFO reader"},
+		{"sink key", "partitionKey: country", "partitionKey: ''", "sink.kinesis.partitionKey", "required"},
+		{"sink CEL", "partitionKey: country", "partitionKey: 'country +'", "sink.kinesis.partitionKey", "Syntax error"},
+		{"sink batch", "partitionKey: country", "partitionKey: country\n    maxRecordsPerRequest: 501", "sink.kinesis.maxRecordsPerRequest", "500"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(kinesisJob, tt.from) {
+				t.Fatalf("test job has no %q", tt.from)
+			}
+			spec, err := ParseYAML([]byte(strings.Replace(kinesisJob, tt.from, tt.to, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Compile(spec)
+			var je *Error
+			if !errors.As(err, &je) {
+				t.Fatalf("Compile = %v, want a *jobspec.Error", err)
+			}
+			for _, v := range je.List {
+				if v.Field == tt.field && strings.Contains(v.Description, tt.want) {
+					return
+				}
+			}
+			t.Fatalf("no violation of %s containing %q in: %v", tt.field, tt.want, err)
+		})
+	}
+}
+
+// TestCompileKinesisReportsEveryProblem: one round trip shows all of them.
+func TestCompileKinesisReportsEveryProblem(t *testing.T) {
+	spec, err := ParseYAML([]byte(strings.NewReplacer("maxFetchRate: 1.5", "maxFetchRate: 9", "shardsPerTask: 3", "shardsPerTask: -2",
+		"maxRecordsPerFetch: 5000", "maxRecordsPerFetch: 20000").Replace(kinesisJob)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Compile(spec)
+	for _, f := range []string{"source.kinesis.maxFetchRate", "source.kinesis.shardsPerTask", "source.kinesis.maxRecordsPerFetch"} {
+		if !strings.Contains(err.Error(), f+":") {
+			t.Errorf("error does not name %s: %v", f, err)
+		}
+	}
+}
+
+func TestRedactKinesis(t *testing.T) {
+	spec, err := ParseYAML([]byte(kinesisJob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Redact(spec)
+	src, sink := r.GetSource().GetKinesis(), r.GetSink().GetKinesis()
+	if src.GetAwsSecretKey() != Redacted || sink.GetAwsSecretKey() != Redacted || sink.GetAwsSessionToken() != Redacted {
+		t.Fatalf("secrets shown: %v / %v", src, sink)
+	}
+	if src.GetAwsAccessKey() != "AKIAEXAMPLE" || src.GetRoleArn() == "" {
+		t.Fatal("non-secret options were hidden")
+	}
+	if spec.GetSource().GetKinesis().GetAwsSecretKey() != "very-secret" {
+		t.Fatal("Redact changed its input")
+	}
+	// A validation error never echoes a secret.
+	spec.GetSource().GetKinesis().MaxFetchRate = 7
+	_, err = Compile(spec)
+	if err == nil || strings.Contains(err.Error(), "very-secret") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestKinesisConfigDefaultsFailOnDataLoss(t *testing.T) {
+	spec, _ := ParseYAML([]byte(strings.Replace(kinesisJob, "maxFetchRate: 1.5", "maxFetchRate: 1.5\n    failOnDataLoss: false", 1)))
+	if KinesisConfig(spec.GetSource().GetKinesis()).FailOnDataLoss {
+		t.Fatal("failOnDataLoss: false was ignored")
+	}
+}

@@ -1,0 +1,125 @@
+package kinesis
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluicehq/sluice/internal/testenv"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/kpl"
+	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/transform"
+)
+
+// TestKPLAggregates reads KPL aggregates (20 user records each) mixed with
+// plain records, with a byte budget that makes tasks stop inside
+// aggregates: every user record arrives once, in order, with its own
+// partition key and sub-sequence number; replaying a batch on a cold pool
+// stops at exactly the same user record; a corrupt aggregate arrives as one
+// raw record that a decode step rejects (so it meets onError).
+func TestKPLAggregates(t *testing.T) {
+	e := newEnv(t)
+	testenv.CreateStream(t, e.admin, "kpl", 1)
+	var puts []putRec
+	var want []string
+	n := 0
+	for a := range 15 {
+		var users []kpl.Record
+		for range 20 {
+			data := fmt.Sprintf(`{"n":%d,"pad":"%s"}`, n, strings.Repeat("x", 20))
+			users = append(users, kpl.Record{PartitionKey: fmt.Sprintf("user-%d", n%7), Data: []byte(data)})
+			want = append(want, data)
+			n++
+		}
+		agg, err := kpl.Aggregate(users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		puts = append(puts, putRec{key: "agg", data: agg})
+		if a%5 == 4 { // a plain record now and then
+			data := fmt.Sprintf(`{"n":%d,"pad":"plain"}`, n)
+			puts = append(puts, putRec{key: "plain", data: []byte(data)})
+			want = append(want, data)
+			n++
+		}
+	}
+	corrupt, _ := kpl.Aggregate([]kpl.Record{{PartitionKey: "c", Data: []byte(`{"n":-1}`)}})
+	corrupt[len(corrupt)-1] ^= 0xff
+	puts = append(puts, putRec{key: "corrupt", data: corrupt})
+	e.put("kpl", puts)
+
+	cfg := e.config("kpl")
+	cfg.InitialPosition = "trim_horizon"
+	cfg.FetchBufferSize = "1kb" // ~25 user records of ~40 bytes: tasks end inside aggregates
+	cfg.MaxRecordsPerFetch = 4
+	clock := &fakeClock{t: time.Now()}
+	fast := withClock(clock.now, func(ctx context.Context, d time.Duration) error { clock.advance(d); return ctx.Err() })
+	pool := e.pool(cfg, fast)
+	d := newDriver(t, e.source(cfg), pool)
+
+	type batch struct {
+		r    stream.Range
+		end  stream.Position
+		data []string
+	}
+	var batches []batch
+	var got []stream.Record
+	for i := 0; ; i++ {
+		if i > 100 {
+			t.Fatal("still reading after 100 batches")
+		}
+		recs := d.step()["kpl/shardId-000000000000"]
+		if len(recs) == 0 {
+			break
+		}
+		got = append(got, recs...)
+		r := d.lastPlan.Ranges[0]
+		batches = append(batches, batch{r: r, end: d.lastEnds[r.Partition], data: datas(recs)})
+	}
+
+	// The corrupt aggregate is the last record, delivered raw.
+	last := got[len(got)-1]
+	got = got[:len(got)-1]
+	if !bytes.Equal(last.Fields["data"].([]byte), corrupt) || last.Fields["subSequenceNumber"] != int64(0) {
+		t.Fatalf("corrupt aggregate delivered as %v", last.Fields)
+	}
+	p, err := transform.Compile([]transform.Step{{Decode: &transform.Decode{Format: "json"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, bad := p.Process([]stream.Row{last.Fields}); len(out) != 0 || len(bad) != 1 {
+		t.Fatalf("a json decode step passed the corrupt aggregate: %v", out)
+	}
+
+	if diff := cmp.Diff(want, datas(got)); diff != "" {
+		t.Fatalf("user records (-want +got):\n%s", diff)
+	}
+	for i, r := range got {
+		if i < 20 && (r.Fields["subSequenceNumber"] != int64(i) || r.Fields["partitionKey"] != fmt.Sprintf("user-%d", i%7)) {
+			t.Fatalf("user record %d: %v", i, r.Fields)
+		}
+	}
+
+	// Batch boundaries inside aggregates, and exact replays of them.
+	inside := 0
+	cold := e.pool(cfg, fast)
+	for _, b := range batches {
+		if pos, _ := decodePosition(b.end); pos.Sub != nil {
+			inside++
+		}
+		r := b.r
+		r.Until = b.end
+		replayed, end := readRange(t, cold, r)
+		if diff := cmp.Diff(b.data, datas(replayed)); diff != "" || string(end) != string(b.end) {
+			t.Fatalf("replay from %s to %s ended at %s (-first +replay):\n%s", r.From, r.Until, end, diff)
+		}
+	}
+	if inside < 3 {
+		t.Fatalf("only %d of %d batches ended inside an aggregate", inside, len(batches))
+	}
+}

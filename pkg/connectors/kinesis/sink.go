@@ -1,0 +1,398 @@
+package kinesis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/sluicehq/sluice/pkg/awsauth"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/transform"
+)
+
+// PutRecords limits of the service.
+const (
+	MaxRecordsPerRequest = 500
+	MaxRequestBytes      = 5 << 20 // data and partition keys of one PutRecords call
+	MaxRecordBytes       = 1 << 20 // data and partition key of one record
+	maxPartitionKeyChars = 256
+	DefaultSinkRetries   = 10
+)
+
+// SinkConfig is the Kinesis sink's options. Expressions are CEL over the
+// output row, as in transforms (fields are identifiers, the whole row is
+// row).
+type SinkConfig struct {
+	StreamName string
+	Region     string
+	Endpoint   string
+	// PartitionKey is a CEL expression giving each record's partition key
+	// (a string of 1-256 characters; numbers and booleans are formatted).
+	// Required.
+	PartitionKey string
+	// ExplicitHashKey is an optional CEL expression giving a decimal hash
+	// key in [0, 2^128) that overrides the partition key's hash.
+	ExplicitHashKey string
+	// Data is an optional CEL expression giving the record's data: bytes as
+	// they are, a string as UTF-8, anything else as JSON. Default: the whole
+	// row as a JSON object.
+	Data string
+	// MaxRecordsPerRequest caps the entries of one PutRecords call.
+	// Default and maximum 500.
+	MaxRecordsPerRequest int
+	// MaxRetries is how many times entries that PutRecords reports as
+	// failed (or a call that failed as a whole with a throttling or
+	// transient error) are sent again, with back-off, before the task
+	// fails. Default 10.
+	MaxRetries int
+
+	AWSAccessKey    string
+	AWSSecretKey    string
+	AWSSessionToken string
+	RoleARN         string
+	RoleExternalID  string
+	RoleSessionName string
+	STSEndpoint     string
+}
+
+type sinkSettings struct {
+	stream     string
+	endpoint   string
+	maxRecords int
+	maxRetries int
+	hasHash    bool
+	hasData    bool
+	exprs      *transform.Pipeline
+	auth       awsauth.Options
+}
+
+// Validate reports every problem with c, joined as *FieldError values
+// (Field is the option name, e.g. "partitionKey"). It compiles the
+// expressions but does not touch the network.
+func (c SinkConfig) Validate() error {
+	_, err := c.settings()
+	return err
+}
+
+func (c SinkConfig) settings() (*sinkSettings, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
+	s := &sinkSettings{stream: c.StreamName, endpoint: c.Endpoint}
+	switch {
+	case c.StreamName == "":
+		bad("streamName", "is required")
+	case !streamNameRE.MatchString(c.StreamName):
+		bad("streamName", "%q is not a stream name (1-128 letters, digits, '_', '.', '-')", c.StreamName)
+	}
+	if c.Endpoint != "" {
+		if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("endpoint", "%q is not an http:// or https:// URL", c.Endpoint)
+		}
+	}
+	switch n := c.MaxRecordsPerRequest; {
+	case n == 0:
+		s.maxRecords = MaxRecordsPerRequest
+	case n < 0 || n > MaxRecordsPerRequest:
+		bad("maxRecordsPerRequest", "must be between 1 and %d, the PutRecords limit (got %d)", MaxRecordsPerRequest, n)
+	default:
+		s.maxRecords = n
+	}
+	switch n := c.MaxRetries; {
+	case n == 0:
+		s.maxRetries = DefaultSinkRetries
+	case n < 0:
+		bad("maxRetries", "must not be negative (got %d)", n)
+	default:
+		s.maxRetries = n
+	}
+
+	// Each expression is compiled alone first, so that an error names the
+	// option; then all together, to evaluate them in one pass per row.
+	var cols []transform.SelectField
+	add := func(field, expr string, required bool) {
+		if expr == "" {
+			if required {
+				bad(field, "is required (a CEL expression over the row, e.g. country or string(id))")
+			}
+			return
+		}
+		if _, err := transform.Compile([]transform.Step{{Select: []transform.SelectField{{Name: field, Expr: expr}}}}); err != nil {
+			var fe *transform.FieldError
+			if errors.As(err, &fe) {
+				bad(field, "%s", fe.Reason)
+			} else {
+				bad(field, "%v", err)
+			}
+			return
+		}
+		cols = append(cols, transform.SelectField{Name: field, Expr: expr})
+	}
+	add("partitionKey", c.PartitionKey, true)
+	add("explicitHashKey", c.ExplicitHashKey, false)
+	add("data", c.Data, false)
+	s.hasHash, s.hasData = c.ExplicitHashKey != "", c.Data != ""
+
+	s.auth = awsauth.Options{
+		Region: c.Region, AccessKey: c.AWSAccessKey, SecretKey: c.AWSSecretKey, SessionToken: c.AWSSessionToken,
+		RoleARN: c.RoleARN, RoleExternalID: c.RoleExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint,
+	}
+	if err := s.auth.Validate(); err != nil {
+		errs = append(errs, authFieldError(err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	p, err := transform.Compile([]transform.Step{{Select: cols}})
+	if err != nil {
+		return nil, fmt.Errorf("compile sink expressions: %w", err)
+	}
+	s.exprs = p
+	return s, nil
+}
+
+// Sink writes rows to a Kinesis stream with PutRecords. It is at-least-once:
+// records are sent while the task writes (in calls of up to 500 records and
+// 5 MiB) and a retried or speculative task sends its records again.
+// Entries that PutRecords reports as failed are sent again, alone, with
+// back-off; order per partition key holds only when no entry had to be
+// retried. It is safe for concurrent use.
+type Sink struct {
+	set    *sinkSettings
+	opts   options
+	client api
+}
+
+var _ connectors.Sink = (*Sink)(nil)
+
+// NewSink validates cfg and returns a sink. It does not call AWS.
+func NewSink(cfg SinkConfig, opts ...Option) (*Sink, error) {
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, fmt.Errorf("new kinesis sink: %w", err)
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new kinesis sink: %w", err)
+	}
+	client, err := newClient(context.Background(), set.auth, set.endpoint, o, false)
+	if err != nil {
+		return nil, fmt.Errorf("new kinesis sink: %w", err)
+	}
+	return &Sink{set: set, opts: o, client: client}, nil
+}
+
+// Close does nothing: writers hold no shared resources.
+func (s *Sink) Close() error { return nil }
+
+// OpenWriter returns a writer for one task's output.
+func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connectors.Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &sinkWriter{s: s, key: key}, nil
+}
+
+// sinkWriter buffers up to one request's worth of entries.
+type sinkWriter struct {
+	s       *Sink
+	key     connectors.WriteKey
+	entries []types.PutRecordsRequestEntry
+	bytes   int
+	done    bool
+}
+
+// Write evaluates the expressions and sends full requests as they fill.
+// An expression that fails on a row, or a record over 1 MiB, is a
+// connectors.Permanent error naming the option; a request that still fails
+// after maxRetries is a plain error (the task is retried).
+func (w *sinkWriter) Write(ctx context.Context, rows []stream.Row) error {
+	if w.done {
+		return errors.New("kinesis sink: write after commit or abort")
+	}
+	set := w.s.set
+	out, bad := set.exprs.Process(rows)
+	if len(bad) > 0 {
+		return connectors.Permanent(fmt.Errorf("kinesis sink: %v", bad[0].Err))
+	}
+	for i, row := range out {
+		e, err := w.s.entry(row, rows[i])
+		if err != nil {
+			return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
+		}
+		size := len(e.Data) + len(aws.ToString(e.PartitionKey))
+		if len(w.entries) == set.maxRecords || w.bytes+size > MaxRequestBytes {
+			if err := w.flush(ctx); err != nil {
+				return err
+			}
+		}
+		w.entries = append(w.entries, e)
+		w.bytes += size
+	}
+	return nil
+}
+
+// entry builds one PutRecords entry from the evaluated expressions (row)
+// and the original row (for the default JSON data).
+func (s *Sink) entry(row, orig stream.Row) (types.PutRecordsRequestEntry, error) {
+	var e types.PutRecordsRequestEntry
+	pk, err := keyString(row["partitionKey"])
+	if err != nil {
+		return e, fmt.Errorf("partitionKey: %w", err)
+	}
+	if n := utf8.RuneCountInString(pk); n < 1 || n > maxPartitionKeyChars {
+		return e, fmt.Errorf("partitionKey: must be 1-%d characters (got %d)", maxPartitionKeyChars, n)
+	}
+	e.PartitionKey = aws.String(pk)
+	if s.set.hasHash {
+		h, err := hashKey(row["explicitHashKey"])
+		if err != nil {
+			return e, fmt.Errorf("explicitHashKey: %w", err)
+		}
+		e.ExplicitHashKey = aws.String(h)
+	}
+	if s.set.hasData {
+		switch v := row["data"].(type) {
+		case []byte:
+			e.Data = v
+		case string:
+			e.Data = []byte(v)
+		case nil:
+			return e, errors.New("data: the expression gave null")
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return e, fmt.Errorf("data: %w", err)
+			}
+			e.Data = b
+		}
+	} else {
+		b, err := json.Marshal(map[string]any(orig))
+		if err != nil {
+			return e, fmt.Errorf("data: encode the row as JSON: %w", err)
+		}
+		e.Data = b
+	}
+	if n := len(e.Data) + len(pk); n > MaxRecordBytes {
+		return e, fmt.Errorf("a record of %d bytes (data and partition key) is over the 1 MiB Kinesis limit", n)
+	}
+	return e, nil
+}
+
+func keyString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case nil:
+		return "", errors.New("the expression gave null")
+	}
+	return "", fmt.Errorf("the expression gave a %T; want a string (use string(...))", v)
+}
+
+var maxHashKey = new(big.Int).Lsh(big.NewInt(1), 128)
+
+func hashKey(v any) (string, error) {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case int64:
+		s = strconv.FormatInt(x, 10)
+	default:
+		return "", fmt.Errorf("the expression gave %T; want a decimal string", v)
+	}
+	n, ok := new(big.Int).SetString(s, 10)
+	if !ok || n.Sign() < 0 || n.Cmp(maxHashKey) >= 0 {
+		return "", fmt.Errorf("%q is not a decimal number in [0, 2^128)", s)
+	}
+	return n.String(), nil
+}
+
+// Commit sends what is left.
+func (w *sinkWriter) Commit(ctx context.Context) error {
+	if w.done {
+		return errors.New("kinesis sink: commit after commit or abort")
+	}
+	err := w.flush(ctx)
+	w.done = true
+	return err
+}
+
+// Abort drops the entries not sent yet; those already sent stay in the
+// stream (at-least-once).
+func (w *sinkWriter) Abort() error {
+	w.done, w.entries = true, nil
+	return nil
+}
+
+func (w *sinkWriter) flush(ctx context.Context) error {
+	if len(w.entries) == 0 {
+		return nil
+	}
+	err := w.s.put(ctx, w.entries)
+	w.entries, w.bytes = nil, 0
+	if err != nil {
+		return fmt.Errorf("kinesis sink: stream %q, batch %d, part %s: %w", w.s.set.stream, w.key.Batch, w.key.Part, err)
+	}
+	return nil
+}
+
+// put sends entries, then only the failed ones again, with back-off, up to
+// maxRetries times.
+func (s *Sink) put(ctx context.Context, entries []types.PutRecordsRequestEntry) error {
+	o := s.opts
+	pending := entries
+	for retry := 0; ; retry++ {
+		out, err := s.client.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(s.set.stream), Records: pending})
+		var why string
+		switch {
+		case err != nil:
+			switch classify(ctx, err) {
+			case errThrottled, errTransient:
+				why = err.Error()
+			case errCanceled:
+				return ctx.Err()
+			default:
+				return fmt.Errorf("put records: %w", streamErr(s.set.stream, err))
+			}
+		default:
+			var failed []types.PutRecordsRequestEntry
+			for i, r := range out.Records {
+				if r.ErrorCode != nil && i < len(pending) {
+					failed = append(failed, pending[i])
+					if why == "" {
+						why = aws.ToString(r.ErrorCode) + ": " + aws.ToString(r.ErrorMessage)
+					}
+				}
+			}
+			if len(out.Records) != len(pending) {
+				return fmt.Errorf("put records: %d results for %d entries", len(out.Records), len(pending))
+			}
+			if len(failed) == 0 {
+				return nil
+			}
+			pending = failed
+		}
+		if retry >= s.set.maxRetries {
+			return fmt.Errorf("put records: %d records still failing after %d retries (last: %s)", len(pending), retry, why)
+		}
+		if err := o.sleep(ctx, backoff(o.backoffBase, o.backoffLimit, retry)); err != nil {
+			return err
+		}
+	}
+}
