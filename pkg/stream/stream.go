@@ -64,6 +64,10 @@ type Record struct {
 	Fields Row
 	// Size is the record's payload size in bytes, for byte counts and limits.
 	Size int
+	// Err marks a record the reader could not unpack (a corrupt KPL
+	// aggregate): Fields hold what is known (raw payload, position) and the
+	// task applies the job's onError policy to it instead of the pipeline.
+	Err error
 }
 
 // Row is a record as transforms and sinks see it: field name to value. Values

@@ -131,10 +131,16 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 	for {
 		recs, rerr := r.Read(ctx)
 		if len(recs) > 0 {
-			rows := make([]stream.Row, len(recs))
-			for i, rec := range recs {
-				rows[i] = rec.Fields
+			rows := make([]stream.Row, 0, len(recs))
+			for _, rec := range recs {
 				res.BytesIn += int64(rec.Size)
+				if rec.Err != nil {
+					if err := bad(rec.Fields, "read", rec.Err); err != nil {
+						return res, err
+					}
+					continue
+				}
+				rows = append(rows, rec.Fields)
 			}
 			res.RecordsIn += int64(len(recs))
 			out, badRows := a.Pipeline.Process(rows)

@@ -34,13 +34,20 @@ func (r *fakeReader) Read(context.Context) ([]stream.Record, error) {
 	end := min(r.pos+2, len(r.values))
 	var out []stream.Record
 	for i := r.pos; i < end; i++ {
-		out = append(out, stream.Record{Fields: stream.Row{"value": []byte(r.values[i]), "offset": int64(i)}, Size: len(r.values[i])})
+		rec := stream.Record{Fields: stream.Row{"value": []byte(r.values[i]), "offset": int64(i)}, Size: len(r.values[i])}
+		if r.values[i] == corrupt {
+			rec.Err = errors.New("corrupt aggregate")
+		}
+		out = append(out, rec)
 	}
 	r.pos = end
 	return out, nil
 }
 func (r *fakeReader) End() stream.Position { return stream.Position(strings.Repeat("x", r.pos)) }
 func (r *fakeReader) Close() error         { return nil }
+
+// corrupt is a value the fake reader could not unpack (Record.Err).
+const corrupt = "\xf3\x89\x9a\xc2 truncated"
 
 var input = []string{`{"a":1}`, `not json`, `{"a":2}`, `{"a":3}`}
 
@@ -187,5 +194,27 @@ func TestReplayReportsStoredEnd(t *testing.T) {
 	}
 	if string(res.End) != "xxxx" || string(sink.ends["t/1"]) != "xxxx" {
 		t.Fatalf("first commit: end %q, stored %q; want xxxx", res.End, sink.ends["t/1"])
+	}
+}
+
+// TestReaderBadRecord: a record the reader could not unpack follows onError
+// like a record the pipeline could not decode.
+func TestReaderBadRecord(t *testing.T) {
+	for _, tc := range []struct {
+		onError string
+		wantErr bool
+	}{{OnErrorFail, true}, {OnErrorSkip, false}} {
+		a := attempt(t, tc.onError)
+		a.Readers = &fakePool{values: []string{`{"a":1}`, corrupt, `{"a":2}`}}
+		res, err := Run(context.Background(), a)
+		if tc.wantErr {
+			if !connectors.IsPermanent(err) || !strings.Contains(err.Error(), "corrupt aggregate") {
+				t.Fatalf("%s: err = %v, want a permanent error naming the cause", tc.onError, err)
+			}
+			continue
+		}
+		if err != nil || res.Skipped != 1 || res.RecordsOut != 2 || res.RecordsIn != 3 {
+			t.Fatalf("%s: res %+v, err %v; want 1 skipped of 3", tc.onError, res, err)
+		}
 	}
 }
