@@ -421,7 +421,9 @@ func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
 		LastCommittedBatch: js.lastID, LastProgress: js.last,
 		Created: timestamppb.New(rec.Created), Updated: timestamppb.New(rec.Updated),
 	}
-	if js.transErr != "" {
+	// A transient problem (retrying) describes a live job; once the job has
+	// ended, the recorded reason is the one that counts.
+	if js.transErr != "" && !terminal(j.State) {
 		j.LastError = js.transErr
 	}
 	return j

@@ -145,14 +145,10 @@ func (s *Source) Plan(ctx context.Context, req connectors.PlanRequest) (connecto
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return connectors.Plan{}, fmt.Errorf("plan batch %d: source closed", req.Batch)
+		return connectors.Plan{}, errors.New("source closed")
 	}
 	s.started = time.Now()
-	p, err := s.plan(ctx, req)
-	if err != nil {
-		return connectors.Plan{}, fmt.Errorf("plan batch %d: %w", req.Batch, err)
-	}
-	return p, nil
+	return s.plan(ctx, req)
 }
 
 // partPlan is one partition's state while planning.
