@@ -15,8 +15,10 @@ RACE_PKGS := ./internal/... ./pkg/...
 
 .PHONY: help build test test-short demo proto proto-check lint bench clean
 
+include mk/bench.mk
+
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/driver, bin/executor, bin/sluice
 	$(GO) build -o $(BIN)/driver ./cmd/driver
@@ -34,8 +36,7 @@ test-short: ## unit tests only
 demo: build ## run the treasury job of seed 003 end to end on `sluice local` and check its sums
 	$(GO) run ./examples/treasury --sluice $(BIN)/sluice
 
-bench: ## benchmarks (never part of make test)
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/scheduler/ ./pkg/transform/
+bench: bench-all ## benchmarks (never part of make test): Go benchmarks, then the bench/ scenarios (README, Performance)
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -1,0 +1,246 @@
+// Package baseline holds the hand-written franz-go programs Sluice is
+// compared with: what a competent engineer would write without an engine.
+// They run as `sluicebench baseline <kind>` in a process of their own, so
+// that their CPU and peak memory are measured the way the Sluice processes'
+// are, and print a Result as JSON on stdout.
+//
+// Both read every partition of a topic from its start to the end offsets
+// listed when they start, with franz-go's default fetch settings, and use
+// every core (GOMAXPROCS workers), as Sluice's executors do.
+package baseline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Result is what a baseline run reports.
+type Result struct {
+	Records int64 `json:"records"`
+	Bytes   int64 `json:"bytes"`
+	// Elapsed runs from creating the client to the last record processed
+	// (and, for copy, acknowledged by the broker).
+	Elapsed time.Duration `json:"elapsedNs"`
+	// Groups are amount sums and counts by "branch/currency" (aggregate).
+	Groups map[string]Group `json:"groups,omitempty"`
+	// Produced counts acknowledged records (copy).
+	Produced int64 `json:"produced,omitempty"`
+}
+
+// Group is one (branch, currency) aggregate.
+type Group struct {
+	Sum   int64 `json:"sum"`
+	Count int64 `json:"count"`
+}
+
+// transaction is the part of a record the aggregate needs.
+type transaction struct {
+	Branch   string `json:"branch"`
+	Currency string `json:"currency"`
+	Amount   int64  `json:"amount"`
+}
+
+type groupKey struct{ branch, currency string }
+
+// Aggregate decodes every record of topic as JSON and sums amount by
+// (branch, currency), as the treasury job of seed 003 does. Records are
+// decoded by GOMAXPROCS workers, each with its own sums, merged at the end.
+func Aggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan []*kgo.Record, 2*workers)
+	sums := make([]map[groupKey]*Group, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		sums[w] = map[groupKey]*Group{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := sums[w]
+			for recs := range work {
+				for _, r := range recs {
+					var t transaction
+					if err := json.Unmarshal(r.Value, &t); err != nil {
+						if errs[w] == nil {
+							errs[w] = fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+						}
+						continue
+					}
+					g := m[groupKey{t.Branch, t.Currency}]
+					if g == nil {
+						g = &Group{}
+						m[groupKey{t.Branch, t.Currency}] = g
+					}
+					g.Sum += t.Amount
+					g.Count++
+				}
+			}
+		}()
+	}
+	res, err := consume(ctx, brokers, topic, loop{
+		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
+			select {
+			case work <- recs:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		finish: func(*kgo.Client) error {
+			close(work)
+			wg.Wait()
+			return errors.Join(errs...)
+		},
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Groups = map[string]Group{}
+	for _, m := range sums {
+		for k, g := range m {
+			t := res.Groups[k.branch+"/"+k.currency]
+			t.Sum += g.Sum
+			t.Count += g.Count
+			res.Groups[k.branch+"/"+k.currency] = t
+		}
+	}
+	return res, nil
+}
+
+// Copy produces every record of topic, unchanged, to out with the client's
+// default partitioner, and waits until the broker acknowledged them all.
+func Copy(ctx context.Context, brokers []string, topic, out string) (Result, error) {
+	var mu sync.Mutex
+	var produceErr error
+	var produced int64
+	res, err := consume(ctx, brokers, topic, loop{
+		opts: []kgo.Opt{kgo.DefaultProduceTopic(out)},
+		handle: func(cl *kgo.Client, recs []*kgo.Record) error {
+			for _, r := range recs {
+				cl.Produce(ctx, &kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers}, func(_ *kgo.Record, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						if produceErr == nil {
+							produceErr = err
+						}
+						return
+					}
+					produced++
+				})
+			}
+			return nil
+		},
+		finish: func(cl *kgo.Client) error {
+			if err := cl.Flush(ctx); err != nil {
+				return fmt.Errorf("flush: %w", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if produceErr != nil {
+				return fmt.Errorf("produce to %s: %w", out, produceErr)
+			}
+			return nil
+		},
+	})
+	res.Produced = produced
+	return res, err
+}
+
+// loop is what a baseline does with the records consume reads.
+type loop struct {
+	// opts are extra client options (a producer's default topic).
+	opts []kgo.Opt
+	// handle gets each fetched partition's records, from the polling
+	// goroutine; an error stops the run.
+	handle func(*kgo.Client, []*kgo.Record) error
+	// finish runs after the last record was handled, before the clock stops.
+	finish func(*kgo.Client) error
+}
+
+// consume reads every partition of topic up to the end offsets listed at
+// the start and hands the records to l.
+func consume(ctx context.Context, brokers []string, topic string, l loop) (Result, error) {
+	var res Result
+	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return res, err
+	}
+	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, topic)
+	admin.Close()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return res, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	want := map[int32]int64{}
+	start := map[string]map[int32]kgo.Offset{topic: {}}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+			start[topic][o.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+
+	began := time.Now()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(start)}, l.opts...)...)
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	for len(want) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) {
+			ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err))
+		})
+		if ferr != nil {
+			return res, ferr
+		}
+		var herr error
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 || herr != nil {
+				return
+			}
+			end, ok := want[p.Partition]
+			if !ok {
+				return
+			}
+			recs := p.Records
+			// Past the end listed at the start: not ours to count.
+			for len(recs) > 0 && recs[len(recs)-1].Offset >= end {
+				recs = recs[:len(recs)-1]
+			}
+			for _, r := range recs {
+				res.Bytes += int64(len(r.Key) + len(r.Value))
+			}
+			res.Records += int64(len(recs))
+			if len(recs) > 0 {
+				herr = l.handle(cl, recs)
+			}
+			if p.Records[len(p.Records)-1].Offset+1 >= end {
+				delete(want, p.Partition)
+			}
+		})
+		if herr != nil {
+			return res, herr
+		}
+	}
+	if err := l.finish(cl); err != nil {
+		return res, err
+	}
+	res.Elapsed = time.Since(began)
+	return res, nil
+}

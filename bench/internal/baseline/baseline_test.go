@@ -1,0 +1,58 @@
+package baseline_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/bench/internal/baseline"
+	"github.com/sluicehq/sluice/bench/internal/harness"
+)
+
+// TestBaselines runs both baselines against kfake: Aggregate must find the
+// sums the generator wrote, Copy must copy every record exactly once.
+func TestBaselines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, err := harness.StartKafka(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	for _, topic := range []string{"in", "out"} {
+		if err := k.CreateTopic(ctx, topic, 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := k.Preload(ctx, "in", 4, 5000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	agg, err := baseline.Aggregate(ctx, k.Brokers, "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agg.Records != w.Records || agg.Bytes != w.Bytes || agg.Elapsed <= 0 {
+		t.Errorf("aggregate read %d records, %d bytes in %s; want %d, %d", agg.Records, agg.Bytes, agg.Elapsed, w.Records, w.Bytes)
+	}
+	if len(agg.Groups) != len(w.Groups) {
+		t.Errorf("aggregate found %d groups, want %d", len(agg.Groups), len(w.Groups))
+	}
+	for g, want := range w.Groups {
+		if got := agg.Groups[g]; got.Sum != want.Sum || got.Count != want.Count {
+			t.Errorf("group %s = %+v, want %+v", g, got, want)
+		}
+	}
+
+	cp, err := baseline.Copy(ctx, k.Brokers, "in", "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Records != w.Records || cp.Produced != w.Records {
+		t.Errorf("copy read %d and produced %d records, want %d", cp.Records, cp.Produced, w.Records)
+	}
+	if n, err := k.Records(ctx, "out"); err != nil || n != w.Records {
+		t.Errorf("out holds %d records (%v), want %d", n, err, w.Records)
+	}
+}

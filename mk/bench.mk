@@ -1,0 +1,14 @@
+# Benchmarks (never part of `make test`): included by the Makefile, whose
+# `bench` target runs bench-all. Settings come from BENCH_* variables; run
+# `go run ./bench/cmd/sluicebench -h` for the list. A quick run:
+#   BENCH_N=200000 BENCH_OVERHEAD_PARTITIONS=16,256 BENCH_MEMORY_BATCHES=200 make bench
+
+.PHONY: bench-all bench-go bench-harness
+
+bench-all: bench-go bench-harness ## Go micro-benchmarks, then the scenario harness (bench/, README.bench.md)
+
+bench-go: ## Go benchmarks of pkg/scheduler and pkg/transform
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/scheduler/ ./pkg/transform/
+
+bench-harness: ## scenarios against same-run baselines; table on stdout, rows in bench/results/
+	$(GO) run ./bench/cmd/sluicebench
