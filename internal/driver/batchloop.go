@@ -212,6 +212,37 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	var noExecutorsSince time.Time
 	var dispatching time.Duration
 	cost := scheduler.TaskCost(plan.TasksPerSlot)
+	// handle records one task result; an error ends the batch.
+	handle := func(res *sluicev1.TaskResult) error {
+		if res.GetBatch() != int64(batch) {
+			return nil
+		}
+		if res.GetOk() {
+			key, err := b.Succeeded(res.GetAttemptId())
+			if err != nil {
+				return nil // a stale attempt: its range was retried elsewhere
+			}
+			results[key] = res
+			if r := ranges[key]; r.Until == nil && res.GetEnd() != nil {
+				if err := l.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
+					d.reg.cancel(b.Live())
+					return l.storeErr("record task end", err)
+				}
+			}
+			l.lastOwner[ranges[key].Partition] = executorOf[res.GetAttemptId()]
+			return nil
+		}
+		permanent := res.GetErrorKind() == rpc.ErrorKindFatal || res.GetErrorKind() == rpc.ErrorKindDataLoss
+		key, err := b.Failed(res.GetAttemptId(), errors.New(res.GetError()), permanent, time.Now())
+		if err == nil {
+			d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
+				"executor", executorOf[res.GetAttemptId()], "err", res.GetError(), "permanent", permanent)
+			if !permanent {
+				l.m.setError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %s", batch, key, res.GetError()))
+			}
+		}
+		return nil
+	}
 	for !b.Complete() && b.Err() == nil {
 		now := time.Now()
 		d.reg.cancel(b.Expire(now))
@@ -244,31 +275,17 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				d.log.Warn("task attempt lost with its executor; retrying", "job", l.name, "batch", batch, "attempt", a, "executor", e)
 			}
 		case res := <-sub.results:
-			if res.GetBatch() != int64(batch) {
-				continue
-			}
-			if res.GetOk() {
-				key, err := b.Succeeded(res.GetAttemptId())
-				if err != nil {
-					continue // a stale attempt: its range was retried elsewhere
+			// Take every result already waiting before the next scheduling
+			// turn: a turn scans all tasks, so one turn per result would make
+			// a batch quadratic in its tasks.
+			for more := true; more; {
+				if err := handle(res); err != nil {
+					return err
 				}
-				results[key] = res
-				if r := ranges[key]; r.Until == nil && res.GetEnd() != nil {
-					if err := l.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
-						d.reg.cancel(b.Live())
-						return l.storeErr("record task end", err)
-					}
-				}
-				l.lastOwner[ranges[key].Partition] = executorOf[res.GetAttemptId()]
-				continue
-			}
-			permanent := res.GetErrorKind() == rpc.ErrorKindFatal || res.GetErrorKind() == rpc.ErrorKindDataLoss
-			key, err := b.Failed(res.GetAttemptId(), errors.New(res.GetError()), permanent, time.Now())
-			if err == nil {
-				d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
-					"executor", executorOf[res.GetAttemptId()], "err", res.GetError(), "permanent", permanent)
-				if !permanent {
-					l.m.setError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %s", batch, key, res.GetError()))
+				select {
+				case res = <-sub.results:
+				default:
+					more = false
 				}
 			}
 		case <-timer.C:

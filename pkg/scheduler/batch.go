@@ -168,8 +168,19 @@ func (b *Batch) fail(t *task, err error, permanent bool, now time.Time) {
 	t.notBefore = now.Add(b.policy.backoff(t.failures))
 }
 
-// ExecutorLost fails every live attempt on executor (retryably) and returns
-// their attempt ids so the caller can forget them.
+// requeue fails t retryably like fail, counting the failure (so a task that
+// keeps killing its executor still ends), but without back-off: the range
+// did nothing wrong, its executor went away.
+func (b *Batch) requeue(t *task, err error, now time.Time) {
+	b.fail(t, err, false, now)
+	if t.state == statePending {
+		t.notBefore = now
+	}
+}
+
+// ExecutorLost fails every live attempt on executor (retryably, and ready
+// to run again at once) and returns their attempt ids so the caller can
+// forget them.
 func (b *Batch) ExecutorLost(executor string, now time.Time) []string {
 	var lost []string
 	for id, t := range b.attempts {
@@ -179,7 +190,7 @@ func (b *Batch) ExecutorLost(executor string, now time.Time) []string {
 	}
 	sort.Strings(lost)
 	for _, id := range lost {
-		b.fail(b.attempts[id], fmt.Errorf("executor %s lost", executor), false, now)
+		b.requeue(b.attempts[id], fmt.Errorf("executor %s lost", executor), now)
 	}
 	return lost
 }

@@ -262,3 +262,21 @@ func BenchmarkAssign10kPartitions500Executors(b *testing.B) {
 		Assign(tasks, execs, last)
 	}
 }
+
+// TestExecutorLostRunsAgainAtOnce: a range whose executor died is ready
+// again without back-off, but the loss still counts, so a range that keeps
+// killing executors ends the batch.
+func TestExecutorLostRunsAgainAtOnce(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := NewBatch([]string{"a"}, RetryPolicy{MaxFailures: 2, Timeout: time.Minute, BaseBackoff: time.Second, MaxBackoff: time.Second})
+	b.Started("a", "a1", "e1", now)
+	b.ExecutorLost("e1", now)
+	if r := b.Ready(now); len(r) != 1 {
+		t.Fatalf("ready right after the loss = %v, want [a]", r)
+	}
+	b.Started("a", "a2", "e2", now)
+	b.ExecutorLost("e2", now)
+	if b.Err() == nil {
+		t.Fatal("two lost executors with maxTaskFailures 2 should fail the batch")
+	}
+}
