@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -440,5 +441,127 @@ func TestSinkTransactionalCreatesCommitsTopic(t *testing.T) {
 	}
 	if got := kafka.TransactionalID("job", "sink", "t/0#1"); got != "sluice/job/sink/t/0#1" {
 		t.Fatalf("TransactionalID = %q", got)
+	}
+}
+
+// commitEnd runs one writer that commits through CommitEnd.
+func commitEnd(t *testing.T, s *kafka.Sink, key connectors.WriteKey, end string, rows []stream.Row) (stream.Position, error) {
+	t.Helper()
+	ctx := testCtx(t)
+	w, err := s.OpenWriter(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Write(ctx, rows); err != nil {
+		_ = w.Abort()
+		return nil, err
+	}
+	ec, ok := w.(connectors.EndCommitter)
+	if !ok {
+		t.Fatalf("%T does not implement connectors.EndCommitter", w)
+	}
+	return ec.CommitEnd(ctx, stream.Position(end))
+}
+
+// TestSinkTransactionalEndsAndIncarnations checks what commit markers hold
+// besides the batch: the task end CommitEnd stored, which a replay of the
+// same batch reports instead of its own, and the job's incarnation, so that
+// a job deleted and submitted again under the same name is not taken for a
+// replay of the old one. Markers of sink versions before either was stored
+// still count as commits of jobs without an incarnation.
+func TestSinkTransactionalEndsAndIncarnations(t *testing.T) {
+	c := newCluster(t, 1, "seed")
+	ids := func(from, to int) []stream.Row {
+		var out []stream.Row
+		for i := from; i < to; i++ {
+			out = append(out, stream.Row{"id": int64(i)})
+		}
+		return out
+	}
+	key := func(incarnation string, batch int64) connectors.WriteKey {
+		k := sinkKey("job", batch, "s-0")
+		k.Incarnation = incarnation
+		return k
+	}
+	type step struct {
+		key     connectors.WriteKey
+		end     string
+		rows    []stream.Row
+		wantEnd string // what CommitEnd returns
+		want    int    // records a read_committed consumer sees afterwards
+	}
+	tests := []struct {
+		name string
+		// legacy is the value of a marker of the first layout written
+		// before the steps ("" for none).
+		legacy string
+		steps  []step
+	}{
+		{
+			name: "a replay reports the end the first attempt stored",
+			steps: []step{
+				{key: key("inc1", 0), end: "e0", rows: ids(0, 3), wantEnd: "e0", want: 3},
+				// It read further (an open-ended Kinesis range): its
+				// records are dropped and the stored end is the task's.
+				{key: key("inc1", 0), end: "e0-further", rows: ids(0, 5), wantEnd: "e0", want: 3},
+				{key: key("inc1", 1), end: "e1", rows: ids(3, 5), wantEnd: "e1", want: 5},
+			},
+		},
+		{
+			name: "a zombie of an earlier batch keeps its own end",
+			steps: []step{
+				{key: key("inc1", 5), end: "e5", rows: ids(0, 2), wantEnd: "e5", want: 2},
+				{key: key("inc1", 4), end: "e4", rows: ids(0, 2), wantEnd: "e4", want: 2},
+			},
+		},
+		{
+			name: "a re-created job is not taken for a replay of the old one",
+			steps: []step{
+				{key: key("old", 7), end: "old7", rows: ids(0, 2), wantEnd: "old7", want: 2},
+				{key: key("new", 0), end: "new0", rows: ids(2, 5), wantEnd: "new0", want: 5},
+				{key: key("new", 0), end: "new0-again", rows: ids(2, 5), wantEnd: "new0", want: 5},
+				{key: key("new", 7), end: "new7", rows: ids(5, 6), wantEnd: "new7", want: 6},
+			},
+		},
+		{
+			name:   "a marker of the first layout",
+			legacy: `{"job":"job","sink":"sink","part":"s-0","batch":3,"records":2}`,
+			steps: []step{
+				// A job without an incarnation sees its own commit; no
+				// end was stored, so it reports its own.
+				{key: key("", 3), end: "e3", rows: ids(0, 2), wantEnd: "e3", want: 0},
+				{key: key("inc", 0), end: "e0", rows: ids(0, 2), wantEnd: "e0", want: 2},
+			},
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			out, commits := fmt.Sprintf("out%d", i), fmt.Sprintf("commits%d", i)
+			for _, topic := range []string{out, commits} {
+				if _, err := c.adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.legacy != "" {
+				if err := c.cl.ProduceSync(ctx, &kgo.Record{Topic: commits, Key: []byte("job/sink/s-0"), Value: []byte(tt.legacy)}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: out, Transactional: true,
+				Properties: map[string]string{"sluice.commits.topic": commits}})
+			for n, st := range tt.steps {
+				got, err := commitEnd(t, s, st.key, st.end, st.rows)
+				if err != nil {
+					t.Fatalf("step %d: %v", n+1, err)
+				}
+				if string(got) != st.wantEnd {
+					t.Fatalf("step %d (%+v): CommitEnd = %q, want %q", n+1, st.key, got, st.wantEnd)
+				}
+				if seen := len(c.readTopic(out, true)); seen != st.want {
+					t.Fatalf("after step %d read_committed sees %d records, want %d", n+1, seen, st.want)
+				}
+			}
+		})
 	}
 }

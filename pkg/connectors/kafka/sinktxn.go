@@ -20,11 +20,18 @@ import (
 
 // marker is the value of a commit marker record.
 type marker struct {
-	Job     string `json:"job"`
-	Sink    string `json:"sink"`
-	Part    string `json:"part"`
-	Batch   int64  `json:"batch"`
-	Records int64  `json:"records"`
+	Job  string `json:"job"`
+	Sink string `json:"sink"`
+	Part string `json:"part"`
+	// Incarnation is WriteKey.Incarnation: markers of an earlier job of
+	// the same name are not this job's commits. Absent ("") in markers of
+	// sink versions before it was stored.
+	Incarnation string `json:"incarnation,omitempty"`
+	Batch       int64  `json:"batch"`
+	Records     int64  `json:"records"`
+	// End is the task end stored by CommitEnd (base64 in JSON); absent
+	// when the output was committed by Commit.
+	End []byte `json:"end,omitempty"`
 }
 
 // TransactionalID is the transactional id of the writer of (job, sink
@@ -112,8 +119,10 @@ func (s *Sink) forgetCommitsTopic() {
 	s.mu.Unlock()
 }
 
-// lastCommitted returns the batch of the last committed marker of key, or
-// -1 when there is none.
+// lastCommitted returns the last committed marker of key (the newest in
+// log order: markers of one key are written by one transactional id, one
+// transaction at a time, so the log holds them in commit order), or nil when
+// there is none.
 //
 // Markers of all keys that hash to the partition share it, and a
 // read_committed reader sees nothing past the first offset of a
@@ -127,63 +136,62 @@ func (s *Sink) forgetCommitsTopic() {
 //
 // The newest marker of the key is near the end of the partition, so the log
 // is read backwards in growing windows until one holds the key.
-func (s *Sink) lastCommitted(ctx context.Context, cl *kgo.Client, key string) (int64, error) {
+func (s *Sink) lastCommitted(ctx context.Context, cl *kgo.Client, key string) (*marker, error) {
 	meta, err := s.commitsTopic(ctx, cl)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	topic := s.set.commitsTopic
 	p := markerPartition(key, meta.partitions)
 	adm := kadm.NewClient(cl)
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("list start offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
 	end, ok1 := ends.Lookup(topic, p)
 	start, ok2 := starts.Lookup(topic, p)
 	switch {
 	case !ok1 || !ok2:
 		s.forgetCommitsTopic()
-		return 0, fmt.Errorf("commits topic %s has no partition %d", topic, p)
+		return nil, fmt.Errorf("commits topic %s has no partition %d", topic, p)
 	case end.Err != nil:
-		return 0, fmt.Errorf("list end offset of %s/%d: %w", topic, p, end.Err)
+		return nil, fmt.Errorf("list end offset of %s/%d: %w", topic, p, end.Err)
 	case start.Err != nil:
-		return 0, fmt.Errorf("list start offset of %s/%d: %w", topic, p, start.Err)
+		return nil, fmt.Errorf("list start offset of %s/%d: %w", topic, p, start.Err)
 	}
 	to, floor := end.Offset, start.Offset
 	for window := int64(256); to > floor; window *= 4 {
 		from := max(floor, to-window)
-		batch, found, newFloor, err := s.scanMarkers(ctx, cl, meta, p, key, from, to)
+		m, newFloor, err := s.scanMarkers(ctx, cl, meta, p, key, from, to)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		if found {
-			return batch, nil
+		if m != nil {
+			return m, nil
 		}
 		floor = max(floor, newFloor)
 		to = from
 	}
-	return -1, nil
+	return nil, nil
 }
 
 // scanMarkers reads [from, to) of the commits partition read_committed and
-// returns the highest batch among key's markers there. newFloor is the log
-// start offset when the read found it moved (retention or compaction).
+// returns key's last marker there, nil when there is none. newFloor is the
+// log start offset when the read found it moved (retention or compaction).
 func (s *Sink) scanMarkers(ctx context.Context, cl *kgo.Client, meta *commitsMeta, p int32, key string,
-	from, to int64) (batch int64, found bool, newFloor int64, err error) {
+	from, to int64) (last *marker, newFloor int64, err error) {
 	topic := s.set.commitsTopic
-	batch = -1
 	for off := from; off < to; {
 		fp, next, err := fetchCommitted(ctx, cl, meta, topic, p, off)
 		if err != nil {
 			if isLeaderChange(err) {
 				s.forgetCommitsTopic()
 			}
-			return 0, false, 0, fmt.Errorf("read commits topic %s/%d at %d: %w", topic, p, off, err)
+			return nil, 0, fmt.Errorf("read commits topic %s/%d at %d: %w", topic, p, off, err)
 		}
 		switch {
 		case errors.Is(fp.Err, kerr.OffsetOutOfRange):
@@ -192,24 +200,22 @@ func (s *Sink) scanMarkers(ctx context.Context, cl *kgo.Client, meta *commitsMet
 				off = fp.LogStartOffset
 				continue
 			}
-			return 0, false, 0, fmt.Errorf("read commits topic %s/%d at %d: %w", topic, p, off, fp.Err)
+			return nil, 0, fmt.Errorf("read commits topic %s/%d at %d: %w", topic, p, off, fp.Err)
 		case fp.Err != nil:
 			if isLeaderChange(fp.Err) {
 				s.forgetCommitsTopic()
 			}
-			return 0, false, 0, fmt.Errorf("read commits topic %s/%d at %d: %w", topic, p, off, fp.Err)
+			return nil, 0, fmt.Errorf("read commits topic %s/%d at %d: %w", topic, p, off, fp.Err)
 		}
 		for _, r := range fp.Records {
 			if r.Attrs.IsControl() || string(r.Key) != key {
 				continue
 			}
-			var m marker
-			if err := json.Unmarshal(r.Value, &m); err != nil {
-				return 0, false, 0, fmt.Errorf("commit marker at %s/%d offset %d: %w", topic, p, r.Offset, err)
+			m := new(marker)
+			if err := json.Unmarshal(r.Value, m); err != nil {
+				return nil, 0, fmt.Errorf("commit marker at %s/%d offset %d: %w", topic, p, r.Offset, err)
 			}
-			if !found || m.Batch > batch {
-				batch, found = m.Batch, true
-			}
+			last = m
 		}
 		if next > off {
 			off = next
@@ -218,7 +224,7 @@ func (s *Sink) scanMarkers(ctx context.Context, cl *kgo.Client, meta *commitsMet
 		// transaction there is open. The fetch waited MaxWaitMillis; ask
 		// again until it ends (commit, abort, or its timeout).
 	}
-	return batch, found, newFloor, nil
+	return last, newFloor, nil
 }
 
 func isLeaderChange(err error) bool {
@@ -274,16 +280,19 @@ func fetchCommitted(ctx context.Context, cl *kgo.Client, meta *commitsMeta, topi
 
 // txnWriter is one task attempt's Kafka transaction.
 type txnWriter struct {
-	s     *Sink
-	cl    *kgo.Client
-	key   connectors.WriteKey
-	mkey  string
-	act   sinkActivation
-	recs  produced
-	skip  bool // the batch is already committed: write nothing
-	done  bool
-	begun bool
-	began time.Time
+	s    *Sink
+	cl   *kgo.Client
+	key  connectors.WriteKey
+	mkey string
+	act  sinkActivation
+	recs produced
+	skip bool // the batch is already committed: write nothing
+	// storedEnd is the end the committed attempt stored, when skipping a
+	// replay of its batch; nil when it stored none.
+	storedEnd stream.Position
+	done      bool
+	begun     bool
+	began     time.Time
 }
 
 // openTxn creates the attempt's transactional client, initialises its
@@ -310,20 +319,30 @@ func (s *Sink) openTxn(ctx context.Context, key connectors.WriteKey) (connectors
 		cl.Close()
 		return nil, s.wrap("initialise transactional id "+txnID, err)
 	}
-	committed, err := s.lastCommitted(ctx, cl, w.mkey)
+	last, err := s.lastCommitted(ctx, cl, w.mkey)
 	if err != nil {
 		cl.Close()
 		return nil, s.wrap("read commit marker", err)
 	}
-	if committed >= int64(key.Batch) {
+	switch {
+	case last == nil:
+	case last.Incarnation != key.Incarnation:
+		// The job was deleted and submitted again under the same name:
+		// the old job's markers are no commits of this one.
+		s.log.Info("the last commit marker belongs to an earlier incarnation of the job (deleted and submitted again); writing",
+			"job", key.Job, "batch", key.Batch, "part", key.Part, "markerBatch", last.Batch, "transactionalId", txnID)
+	case last.Batch >= int64(key.Batch):
 		w.skip = true
 		level, msg := slog.LevelInfo, "batch already committed by an earlier attempt; writing nothing"
-		if committed > int64(key.Batch) {
-			level, msg = slog.LevelWarn, "the commits topic holds a later batch; writing nothing "+
-				"(if the job was deleted and submitted again, its markers in the commits topic must go too)"
+		if last.Batch > int64(key.Batch) {
+			// A zombie attempt of an earlier batch: the driver moved on
+			// and ignores what it reports.
+			level, msg = slog.LevelWarn, "the commits topic holds a later batch of this job; writing nothing"
+		} else {
+			w.storedEnd = last.End
 		}
 		s.log.Log(ctx, level, msg, "job", key.Job, "batch", key.Batch, "part", key.Part,
-			"committedBatch", committed, "transactionalId", txnID)
+			"committedBatch", last.Batch, "transactionalId", txnID)
 		return w, nil
 	}
 	if err := cl.BeginTransaction(); err != nil {
@@ -347,24 +366,43 @@ func (w *txnWriter) Write(ctx context.Context, rows []stream.Row) error {
 	return w.s.produce(ctx, w.cl, &w.act, &w.recs, w.key.Columns, rows)
 }
 
+var _ connectors.EndCommitter = (*txnWriter)(nil)
+
 // Commit adds the commit marker to the transaction, waits for every record
 // and commits the transaction. A skipping writer just closes its client.
+// The marker stores no end; the driver uses Commit for outputs that span
+// partitions.
 func (w *txnWriter) Commit(ctx context.Context) error {
+	_, err := w.commit(ctx, nil)
+	return err
+}
+
+// CommitEnd is Commit with end stored in the commit marker. When an earlier
+// attempt of the same batch and incarnation committed, it writes nothing
+// and returns the end that attempt stored (end itself when it stored none).
+func (w *txnWriter) CommitEnd(ctx context.Context, end stream.Position) (stream.Position, error) {
+	return w.commit(ctx, end)
+}
+
+func (w *txnWriter) commit(ctx context.Context, end stream.Position) (stream.Position, error) {
 	if w.done {
-		return errors.New("kafka sink: commit after commit or abort")
+		return nil, errors.New("kafka sink: commit after commit or abort")
 	}
 	w.done = true
 	defer w.cl.Close()
 	if w.skip {
-		return nil
+		if w.storedEnd != nil {
+			return w.storedEnd, nil
+		}
+		return end, nil
 	}
 	meta, err := w.s.commitsTopic(ctx, w.cl)
 	if err != nil {
 		w.abort(ctx)
-		return w.s.wrap("commit", err)
+		return nil, w.s.wrap("commit", err)
 	}
 	val, _ := json.Marshal(marker{Job: string(w.key.Job), Sink: w.s.set.name, Part: w.key.Part,
-		Batch: int64(w.key.Batch), Records: w.recs.n})
+		Incarnation: w.key.Incarnation, Batch: int64(w.key.Batch), Records: w.recs.n, End: end})
 	w.recs.wg.Add(1)
 	w.cl.Produce(ctx, &kgo.Record{
 		Topic: w.s.set.commitsTopic, Partition: markerPartition(w.mkey, meta.partitions),
@@ -372,11 +410,11 @@ func (w *txnWriter) Commit(ctx context.Context) error {
 	}, w.recs.promise)
 	if err := w.cl.Flush(ctx); err != nil {
 		w.abort(ctx)
-		return w.s.wrap("flush", err)
+		return nil, w.s.wrap("flush", err)
 	}
 	if err := w.recs.firstErr(); err != nil {
 		w.abort(ctx)
-		return w.s.wrap("produce", err)
+		return nil, w.s.wrap("produce", err)
 	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
@@ -388,9 +426,9 @@ func (w *txnWriter) Commit(ctx context.Context) error {
 			err = fmt.Errorf("%w (the task's transaction was open for %s, longer than properties.transaction.timeout.ms %s: "+
 				"the coordinator may have aborted it; raise it or lower maxOffsetsPerTrigger)", err, took.Round(time.Second), w.s.set.txnTimeout)
 		}
-		return w.s.wrap("commit transaction", err)
+		return nil, w.s.wrap("commit transaction", err)
 	}
-	return nil
+	return end, nil
 }
 
 // Abort aborts the transaction and closes the client. It is safe after

@@ -8,18 +8,26 @@
 // part): the job's name, which of the job's sinks writes ("sink" or
 // "deadLetter"), and the WriteKey's part (the partition and split, or
 // "aggregate"). The row holds the last batch committed for that key, the
-// row count and the commit time. A writer's transaction first makes sure the
-// row exists and locks it (SELECT ... FOR UPDATE); if it already holds this
-// batch or a later one, an earlier or concurrent attempt committed the same
-// records (a batch's content per part is fixed by its recorded plan), so the
-// writer rolls back and writes nothing. Two attempts of one task therefore
-// never both write: the second waits for the first's lock and then sees its
-// batch. The rows and the position commit together or not at all. The sink
-// sees only batches and parts, never source positions, so it works the same
-// for every source; the skip is exact as long as a replayed task reads the
-// records the committed attempt read, which recorded ranges guarantee
-// (Kafka always; Kinesis once the task's end is recorded, which today
-// happens when the task reports, after the sink committed).
+// incarnation of the job that committed it, the task's end position
+// (CommitEnd; NULL after Commit), the row count and the commit time. A
+// writer's transaction first makes sure the row exists and locks it
+// (SELECT ... FOR UPDATE); if it already holds this batch or a later one of
+// the same incarnation, an earlier or concurrent attempt committed the task,
+// so the writer rolls back, writes nothing, and CommitEnd returns the end
+// that attempt stored. Two attempts of one task therefore never both write:
+// the second waits for the first's lock and then sees its batch. The rows
+// and the position commit together or not at all.
+//
+// Reporting the stored end is what makes open-ended ranges (Kinesis) exact:
+// a replay of a task whose end the driver never recorded may read further
+// than the attempt that committed, and the records past the stored end go
+// to the next batch. A row of another incarnation (the job was deleted and
+// submitted again under the same name, its batches restarting at 0) is no
+// replay: the writer writes and its commit replaces the row.
+//
+// With CreateTable, a positions table of the first layout (without
+// incarnation and end_position) gets the two columns added; its rows keep
+// the empty incarnation and no end.
 //
 // # Writing
 //

@@ -67,6 +67,10 @@ func (s *Sink) wrap(op string, err error) error {
 			} else {
 				e.Hint = "create the table (and the positions table " + s.set.positions.Sanitize() + "), or set createTable: true"
 			}
+		case pgErr.Code == "42703" && strings.HasPrefix(op, "positions:"):
+			e.Hint = "the positions table " + s.set.positions.Sanitize() + " has an older layout: run ALTER TABLE " +
+				s.set.positions.Sanitize() + " ADD COLUMN IF NOT EXISTS incarnation text NOT NULL DEFAULT '', " +
+				"ADD COLUMN IF NOT EXISTS end_position bytea (createTable: true does this itself)"
 		case pgErr.Code == "42703":
 			e.Hint = "the table has no such column: map record fields to columns with columns: [{name, field}]"
 		case pgErr.Code == "42P10":

@@ -107,25 +107,40 @@ func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connect
 	return &writer{s: s, key: key}, nil
 }
 
-// CommittedBatch returns the last batch committed for (job, part) by this
-// sink, and false when none was. It reads the positions table; tools and
-// tests use it to see what a replay would skip.
-func (s *Sink) CommittedBatch(ctx context.Context, job stream.JobID, part string) (stream.BatchID, bool, error) {
-	var b int64
-	err := s.pool.QueryRow(ctx, "SELECT batch FROM "+s.set.positions.Sanitize()+
-		" WHERE job = $1 AND sink = $2 AND part = $3", string(job), s.set.sinkName, part).Scan(&b)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, false, nil
-	case err != nil:
-		return 0, false, s.wrap("read positions", err)
-	case b < 0:
-		return 0, false, nil
-	}
-	return stream.BatchID(b), true, nil
+// Commit is what the positions table holds for one (job, sink, part).
+type Commit struct {
+	// Incarnation of the job that committed (WriteKey.Incarnation).
+	Incarnation string
+	Batch       stream.BatchID
+	// End is the task end stored by CommitEnd; nil when the output was
+	// committed by Commit (the driver's aggregate writes) or by a sink
+	// version before ends were stored.
+	End stream.Position
 }
 
-// ensurePositions creates the positions table once per sink (CreateTable).
+// Committed returns the last commit of (job, part) by this sink, and false
+// when there is none. It reads the positions table; tools and tests use it
+// to see what a replay would skip.
+func (s *Sink) Committed(ctx context.Context, job stream.JobID, part string) (Commit, bool, error) {
+	var c Commit
+	var b int64
+	var end []byte
+	err := s.pool.QueryRow(ctx, "SELECT batch, incarnation, end_position FROM "+s.set.positions.Sanitize()+
+		" WHERE job = $1 AND sink = $2 AND part = $3", string(job), s.set.sinkName, part).Scan(&b, &c.Incarnation, &end)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Commit{}, false, nil
+	case err != nil:
+		return Commit{}, false, s.wrap("read positions", err)
+	case b < 0:
+		return Commit{}, false, nil
+	}
+	c.Batch, c.End = stream.BatchID(b), end
+	return c, true, nil
+}
+
+// ensurePositions creates the positions table, or adds the columns an older
+// layout lacks, once per sink (CreateTable).
 func (s *Sink) ensurePositions(ctx context.Context) error {
 	s.mu.Lock()
 	ready := s.positionsReady
@@ -135,6 +150,19 @@ func (s *Sink) ensurePositions(ctx context.Context) error {
 	}
 	if err := s.createLocked(ctx, s.set.positions, s.set.createPositionsSQL()); err != nil {
 		return err
+	}
+	// A table of the first layout lacks incarnation and end_position. The
+	// ALTER runs only then: even when it adds nothing it takes an ACCESS
+	// EXCLUSIVE lock, which would queue behind every open writer.
+	var have int
+	if err := s.pool.QueryRow(ctx, positionsColumnsSQL, s.set.positions.Sanitize()).Scan(&have); err != nil {
+		return s.wrap("inspect positions table "+s.set.positions.Sanitize(), err)
+	}
+	if have < 2 {
+		if err := s.createLocked(ctx, s.set.positions, s.set.migratePositionsSQL()); err != nil {
+			return err
+		}
+		s.log.Info("added the columns incarnation and end_position to the positions table", "table", s.set.positions.Sanitize())
 	}
 	s.mu.Lock()
 	s.positionsReady = true
@@ -160,11 +188,12 @@ func (s *Sink) ensureTable(ctx context.Context, cols []column, rows []stream.Row
 	return nil
 }
 
-// createLocked runs a CREATE TABLE IF NOT EXISTS under a transaction-scoped
+// createLocked runs a CREATE TABLE IF NOT EXISTS (or the ALTER TABLE that
+// brings the positions table of an older layout up to date) under a transaction-scoped
 // advisory lock on the table's name. Concurrent CREATE TABLE IF NOT EXISTS
 // of one name can fail with a unique violation in pg_type (the check and
 // the insert are not atomic), and every task of a batch starts at once.
-func (s *Sink) createLocked(ctx context.Context, table pgx.Identifier, ddl string) error {
+func (s *Sink) createLocked(ctx context.Context, table pgx.Identifier, ddl ...string) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return s.wrap("create table "+table.Sanitize(), err)
@@ -173,8 +202,10 @@ func (s *Sink) createLocked(ctx context.Context, table pgx.Identifier, ddl strin
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "sluice:create:"+table.Sanitize()); err != nil {
 		return s.wrap("create table "+table.Sanitize(), err)
 	}
-	if _, err := tx.Exec(ctx, ddl); err != nil {
-		return s.wrap("create table "+table.Sanitize(), err)
+	for _, stmt := range ddl {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return s.wrap("create table "+table.Sanitize(), err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return s.wrap("create table "+table.Sanitize(), err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,31 @@ func key(job string, batch int64, part string) connectors.WriteKey {
 	return connectors.WriteKey{Job: stream.JobID(job), Batch: stream.BatchID(batch), Part: part}
 }
 
+// commitEnd runs one attempt that commits through CommitEnd.
+func commitEnd(t *testing.T, s *postgres.Sink, key connectors.WriteKey, end string, rows []stream.Row) (stream.Position, error) {
+	t.Helper()
+	c := ctx(t)
+	w, err := s.OpenWriter(c, key)
+	if err != nil {
+		t.Fatalf("OpenWriter: %v", err)
+	}
+	if err := w.Write(c, rows); err != nil {
+		_ = w.Abort()
+		return nil, err
+	}
+	ec, ok := w.(connectors.EndCommitter)
+	if !ok {
+		t.Fatalf("%T does not implement connectors.EndCommitter", w)
+	}
+	return ec.CommitEnd(c, stream.Position(end))
+}
+
+func ikey(job, incarnation string, batch int64, part string) connectors.WriteKey {
+	k := key(job, batch, part)
+	k.Incarnation = incarnation
+	return k
+}
+
 // jobOf names a job after the (sub)test, so that subtests sharing the
 // positions table do not see each other's batches.
 func jobOf(t *testing.T) string { return t.Name() }
@@ -181,9 +207,9 @@ func TestSink(t *testing.T) {
 		if diff := cmp.Diff([][]string{{jobOf(t), "sink", "transaction/0", "0", "2", `"flows"`}}, pos); diff != "" {
 			t.Fatalf("positions (-want +got):\n%s", diff)
 		}
-		b, ok, err := s.CommittedBatch(ctx(t), stream.JobID(jobOf(t)), "transaction/0")
-		if err != nil || !ok || b != 0 {
-			t.Fatalf("CommittedBatch = %d, %v, %v; want 0, true, nil", b, ok, err)
+		c, ok, err := s.Committed(ctx(t), stream.JobID(jobOf(t)), "transaction/0")
+		if err != nil || !ok || c.Batch != 0 || c.End != nil {
+			t.Fatalf("Committed = %+v, %v, %v; want batch 0 without end, true, nil", c, ok, err)
 		}
 	})
 
@@ -296,8 +322,8 @@ func TestSink(t *testing.T) {
 		if n := e.count(t, "aborted"); n != 0 {
 			t.Fatalf("aborted writer left %d rows", n)
 		}
-		if _, ok, err := s.CommittedBatch(c, stream.JobID(jobOf(t)), "p"); err != nil || ok {
-			t.Fatalf("CommittedBatch after abort = %v, %v; want none", ok, err)
+		if _, ok, err := s.Committed(c, stream.JobID(jobOf(t)), "p"); err != nil || ok {
+			t.Fatalf("Committed after abort = %v, %v; want none", ok, err)
 		}
 		mustWrite(t, s, key(jobOf(t), 0, "p"), []stream.Row{{"id": int64(1)}})
 		if n := e.count(t, "aborted"); n != 1 {
@@ -308,9 +334,9 @@ func TestSink(t *testing.T) {
 	t.Run("an empty task still records its batch", func(t *testing.T) {
 		s := e.sink(t, postgres.Config{Table: "empty", CreateTable: true})
 		mustWrite(t, s, key(jobOf(t), 4, "p"))
-		b, ok, err := s.CommittedBatch(ctx(t), stream.JobID(jobOf(t)), "p")
-		if err != nil || !ok || b != 4 {
-			t.Fatalf("CommittedBatch = %d, %v, %v; want 4, true, nil", b, ok, err)
+		c, ok, err := s.Committed(ctx(t), stream.JobID(jobOf(t)), "p")
+		if err != nil || !ok || c.Batch != 4 {
+			t.Fatalf("Committed = %+v, %v, %v; want batch 4, true, nil", c, ok, err)
 		}
 	})
 
@@ -483,7 +509,8 @@ func TestErrors(t *testing.T) {
 	e.exec(t, `CREATE TABLE nokey (id bigint)`)
 	e.exec(t, `CREATE TABLE pk (id bigint PRIMARY KEY)`)
 	e.exec(t, `CREATE TABLE typed_int (n bigint)`)
-	e.exec(t, `CREATE TABLE sluice_positions (job text, sink text, part text, batch bigint NOT NULL, row_count bigint NOT NULL DEFAULT 0,
+	e.exec(t, `CREATE TABLE sluice_positions (job text, sink text, part text, batch bigint NOT NULL,
+		incarnation text NOT NULL DEFAULT '', end_position bytea, row_count bigint NOT NULL DEFAULT 0,
 		target_table text NOT NULL DEFAULT '', committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, sink, part))`)
 
 	for _, tt := range tests {
@@ -514,3 +541,165 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitEndAndIncarnations checks what the positions row remembers
+// besides the batch: the task end CommitEnd stored, which a replay of the
+// same batch reports instead of its own, and the job's incarnation, so that
+// a job deleted and submitted again under the same name is not taken for a
+// replay of the old one.
+func TestCommitEndAndIncarnations(t *testing.T) {
+	e := newEnv(t)
+	rows := []stream.Row{{"id": int64(1)}, {"id": int64(2)}}
+	more := append(slices.Clone(rows), stream.Row{"id": int64(3)})
+
+	type attempt struct {
+		key      connectors.WriteKey
+		end      string
+		rows     []stream.Row
+		wantEnd  string // what CommitEnd returns
+		wantRows int    // rows in the table afterwards
+	}
+	tests := []struct {
+		name     string
+		attempts []attempt
+		// wantRow is the positions row at the end: batch, incarnation,
+		// end_position.
+		wantRow []string
+	}{
+		{
+			name: "a replay reports the end the first attempt stored",
+			attempts: []attempt{
+				{key: ikey("j", "inc1", 0, "s-0"), end: "e0", rows: rows, wantEnd: "e0", wantRows: 2},
+				// It read further (an open-ended Kinesis range): its rows
+				// are dropped and the stored end is the task's end.
+				{key: ikey("j", "inc1", 0, "s-0"), end: "e0-further", rows: more, wantEnd: "e0", wantRows: 2},
+				{key: ikey("j", "inc1", 1, "s-0"), end: "e1", rows: rows, wantEnd: "e1", wantRows: 4},
+			},
+			wantRow: []string{"1", "inc1", "e1"},
+		},
+		{
+			name: "a zombie of an earlier batch keeps its own end",
+			attempts: []attempt{
+				{key: ikey("j", "inc1", 5, "s-0"), end: "e5", rows: rows, wantEnd: "e5", wantRows: 2},
+				{key: ikey("j", "inc1", 4, "s-0"), end: "e4", rows: rows, wantEnd: "e4", wantRows: 2},
+			},
+			wantRow: []string{"5", "inc1", "e5"},
+		},
+		{
+			name: "a re-created job's batches are written over the old incarnation's row",
+			attempts: []attempt{
+				{key: ikey("j", "old", 7, "s-0"), end: "old7", rows: rows, wantEnd: "old7", wantRows: 2},
+				{key: ikey("j", "new", 0, "s-0"), end: "new0", rows: more, wantEnd: "new0", wantRows: 5},
+				{key: ikey("j", "new", 0, "s-0"), end: "new0-again", rows: more, wantEnd: "new0", wantRows: 5},
+				{key: ikey("j", "new", 7, "s-0"), end: "new7", rows: rows, wantEnd: "new7", wantRows: 7},
+			},
+			wantRow: []string{"7", "new", "new7"},
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			table := fmt.Sprintf("ends_%d", i)
+			s := e.sink(t, postgres.Config{Table: table, CreateTable: true})
+			for n, a := range tt.attempts {
+				got, err := commitEnd(t, s, a.key, a.end, a.rows)
+				if err != nil {
+					t.Fatalf("attempt %d: %v", n+1, err)
+				}
+				if string(got) != a.wantEnd {
+					t.Fatalf("attempt %d (%+v): CommitEnd = %q, want %q", n+1, a.key, got, a.wantEnd)
+				}
+				if c := e.count(t, table); c != a.wantRows {
+					t.Fatalf("after attempt %d the table holds %d rows, want %d", n+1, c, a.wantRows)
+				}
+			}
+			got := e.query(t, `SELECT batch, incarnation, convert_from(end_position, 'UTF8') FROM sluice_positions
+				WHERE job = 'j' AND target_table = $1`, pgx.Identifier{table}.Sanitize())
+			if diff := cmp.Diff([][]string{tt.wantRow}, got); diff != "" {
+				t.Fatalf("positions row (-want +got):\n%s", diff)
+			}
+			e.exec(t, `DELETE FROM sluice_positions WHERE job = 'j'`)
+		})
+	}
+
+	t.Run("Commit after CommitEnd of another batch stores no end", func(t *testing.T) {
+		s := e.sink(t, postgres.Config{Table: "agg_out", CreateTable: true})
+		if _, err := commitEnd(t, s, ikey(jobOf(t), "i", 0, "aggregate"), "e0", rows); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, s, ikey(jobOf(t), "i", 1, "aggregate"), rows)
+		c, ok, err := s.Committed(ctx(t), stream.JobID(jobOf(t)), "aggregate")
+		if err != nil || !ok || c.Batch != 1 || c.Incarnation != "i" || c.End != nil {
+			t.Fatalf("Committed = %+v, %v, %v; want batch 1 of incarnation i without end", c, ok, err)
+		}
+		// A replay of a batch committed without an end reports its own.
+		got, err := commitEnd(t, s, ikey(jobOf(t), "i", 1, "aggregate"), "mine", rows)
+		if err != nil || string(got) != "mine" {
+			t.Fatalf("CommitEnd = %q, %v; want its own end", got, err)
+		}
+		if n := e.count(t, "agg_out"); n != 4 {
+			t.Fatalf("table holds %d rows, want 4", n)
+		}
+	})
+}
+
+// TestPositionsTableOfTheFirstLayout starts from a positions table without
+// the incarnation and end_position columns: with createTable the sink adds
+// them (old rows get the empty incarnation and no end), without it the error says
+// which ALTER TABLE to run.
+func TestPositionsTableOfTheFirstLayout(t *testing.T) {
+	e := newEnv(t)
+	oldLayout := func(t *testing.T, name string) {
+		e.exec(t, `CREATE TABLE `+name+` (job text NOT NULL, sink text NOT NULL, part text NOT NULL, batch bigint NOT NULL,
+			row_count bigint NOT NULL DEFAULT 0, target_table text NOT NULL DEFAULT '',
+			committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, sink, part))`)
+		e.exec(t, `INSERT INTO `+name+` (job, sink, part, batch) VALUES ('j', 'sink', 'p', 3)`)
+	}
+
+	t.Run("createTable migrates", func(t *testing.T) {
+		var l logs
+		oldLayout(t, "pos_v1")
+		s := e.sink(t, postgres.Config{Table: "mig_out", PositionsTable: "pos_v1", CreateTable: true}, postgres.WithLogger(l.logger()))
+		// The old row is kept; a job that never had an incarnation (keys
+		// with an empty one) still sees it as its own.
+		got, err := commitEnd(t, s, key("j", 3, "p"), "e3", rows1)
+		if err != nil || string(got) != "e3" {
+			t.Fatalf("replay of the old row's batch: CommitEnd = %q, %v; want its own end", got, err)
+		}
+		if n := e.count(t, "mig_out"); n != 0 {
+			t.Fatalf("a replay of the old row's batch wrote %d rows", n)
+		}
+		// A job with an incarnation writes over it.
+		if _, err := commitEnd(t, s, ikey("j", "inc", 0, "p"), "e0", rows1); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.count(t, "mig_out"); n != 1 {
+			t.Fatalf("table holds %d rows, want 1", n)
+		}
+		got2 := e.query(t, `SELECT batch, incarnation, convert_from(end_position, 'UTF8') FROM pos_v1 WHERE job = 'j'`)
+		if diff := cmp.Diff([][]string{{"0", "inc", "e0"}}, got2); diff != "" {
+			t.Fatalf("positions row (-want +got):\n%s", diff)
+		}
+		if !strings.Contains(l.String(), "added the columns incarnation and end_position") {
+			t.Fatalf("no log line about the migration: %s", l.String())
+		}
+		// A second sink on the migrated table does not alter it again.
+		var l2 logs
+		s2 := e.sink(t, postgres.Config{Table: "mig_out", PositionsTable: "pos_v1", CreateTable: true}, postgres.WithLogger(l2.logger()))
+		mustWrite(t, s2, ikey("j", "inc", 1, "p"), rows1)
+		if strings.Contains(l2.String(), "added the columns") {
+			t.Fatalf("migrated twice: %s", l2.String())
+		}
+	})
+
+	t.Run("without createTable the error says what to run", func(t *testing.T) {
+		oldLayout(t, "pos_v1_manual")
+		e.exec(t, `CREATE TABLE manual_out (id bigint)`)
+		s := e.sink(t, postgres.Config{Table: "manual_out", PositionsTable: "pos_v1_manual"})
+		err := write(t, s, ikey("j", "inc", 4, "p"), rows1)
+		if err == nil || !strings.Contains(err.Error(), "ADD COLUMN IF NOT EXISTS incarnation") {
+			t.Fatalf("error %v; want one naming the ALTER TABLE", err)
+		}
+	})
+}
+
+var rows1 = []stream.Row{{"id": int64(1)}}

@@ -116,18 +116,33 @@ func (s *settings) createTableSQL(cols []column, rows []stream.Row) string {
 	return b.String()
 }
 
-// createPositionsSQL is the positions table: one row per (job, sink, part)
-// holding the last batch committed to the target and what it wrote.
+// createPositionsSQL creates the positions table: one row per (job, sink,
+// part) holding the last batch committed to the target, the incarnation of
+// the job that committed it, the task's end position (CommitEnd) and what
+// it wrote.
 func (s *settings) createPositionsSQL() string {
 	return "CREATE TABLE IF NOT EXISTS " + s.positions.Sanitize() + ` (
 	job text NOT NULL,
 	sink text NOT NULL,
 	part text NOT NULL,
 	batch bigint NOT NULL,
+	incarnation text NOT NULL DEFAULT '',
+	end_position bytea,
 	row_count bigint NOT NULL DEFAULT 0,
 	target_table text NOT NULL DEFAULT '',
 	committed_at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (job, sink, part))`
+}
+
+// positionsColumnsSQL counts the columns of the positions table that the
+// first layout lacked; migratePositionsSQL adds them. Rows of the first
+// layout get the empty incarnation and no end.
+const positionsColumnsSQL = `SELECT count(*) FROM pg_attribute
+	WHERE attrelid = $1::regclass AND attname IN ('incarnation', 'end_position') AND attnum > 0 AND NOT attisdropped`
+
+func (s *settings) migratePositionsSQL() string {
+	return "ALTER TABLE " + s.positions.Sanitize() + " ADD COLUMN IF NOT EXISTS incarnation text NOT NULL DEFAULT '', " +
+		"ADD COLUMN IF NOT EXISTS end_position bytea"
 }
 
 func identList(names []string) string {

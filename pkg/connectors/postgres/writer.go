@@ -19,10 +19,14 @@ import (
 //
 // States: buffering (no transaction) → begun (transaction open, positions
 // row locked) → done. A writer whose batch the positions row already holds
-// is "skipping": it rolled back at once and drops every row.
+// (for the same incarnation of the job) is "skipping": it rolled back at
+// once and drops every row.
 type writer struct {
 	s   *Sink
 	key connectors.WriteKey
+	// storedEnd is the end the committed attempt stored, when skipping a
+	// replay of its batch; nil when it stored none.
+	storedEnd stream.Position
 
 	pending []stream.Row
 	tx      pgx.Tx // nil until begun, and after done
@@ -49,40 +53,65 @@ func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
 	return nil
 }
 
+var _ connectors.EndCommitter = (*writer)(nil)
+
 // Commit writes what is buffered and records the batch in the positions
 // table, in the transaction that holds the rows, then commits it. When the
-// positions row already holds this batch or a later one, the rows are
-// dropped and Commit returns nil: an earlier attempt (or a concurrent one
-// that got the row lock first) committed them.
+// positions row already holds this batch or a later one of the same
+// incarnation, the rows are dropped and Commit returns nil: an earlier
+// attempt (or a concurrent one that got the row lock first) committed them.
+// It stores no end; the driver uses it for outputs that span partitions.
 func (w *writer) Commit(ctx context.Context) error {
+	_, err := w.commit(ctx, nil)
+	return err
+}
+
+// CommitEnd is Commit that also stores end in the positions row. When an
+// earlier attempt of the same batch and incarnation committed, it writes
+// nothing and returns the end that attempt stored (end itself when that
+// attempt stored none), so the task reports what the table holds.
+func (w *writer) CommitEnd(ctx context.Context, end stream.Position) (stream.Position, error) {
+	return w.commit(ctx, end)
+}
+
+func (w *writer) commit(ctx context.Context, end stream.Position) (stream.Position, error) {
 	switch {
 	case w.done:
-		return errors.New("postgres sink: commit after commit or abort")
+		return nil, errors.New("postgres sink: commit after commit or abort")
 	case w.failed != nil:
 		w.done = true
-		return w.failed
+		return nil, w.failed
 	}
 	if err := w.flush(ctx); err != nil {
 		w.finish(ctx)
-		return err
+		return nil, err
 	}
 	if !w.begun {
 		if err := w.begin(ctx); err != nil {
 			w.finish(ctx)
-			return err
+			return nil, err
 		}
 	}
 	if w.skip {
 		w.done = true
-		return nil
+		if w.storedEnd != nil {
+			return w.storedEnd, nil
+		}
+		return end, nil
 	}
 	s := w.s
+	// A nil end is stored as NULL: "no end stored".
+	var stored []byte
+	if end != nil {
+		stored = end
+	}
 	_, err := w.tx.Exec(ctx, "UPDATE "+s.set.positions.Sanitize()+
-		" SET batch = $4, row_count = $5, target_table = $6, committed_at = now() WHERE job = $1 AND sink = $2 AND part = $3",
-		string(w.key.Job), s.set.sinkName, w.key.Part, int64(w.key.Batch), w.rows, s.set.table.Sanitize())
+		" SET batch = $4, incarnation = $5, end_position = $6, row_count = $7, target_table = $8, committed_at = now()"+
+		" WHERE job = $1 AND sink = $2 AND part = $3",
+		string(w.key.Job), s.set.sinkName, w.key.Part, int64(w.key.Batch), w.key.Incarnation, stored, w.rows, s.set.table.Sanitize())
 	if err != nil {
 		w.finish(ctx)
-		return s.wrap("record position", err)
+		return nil, s.wrap("positions: record position", err)
 	}
 	err = w.tx.Commit(ctx)
 	w.tx = nil
@@ -90,9 +119,9 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err != nil {
 		// The outcome is unknown when the connection broke during COMMIT;
 		// a retry finds out from the positions row.
-		return s.wrap("commit", err)
+		return nil, s.wrap("commit", err)
 	}
-	return nil
+	return end, nil
 }
 
 // Abort rolls back whatever was sent. It is safe after Commit, when it does
@@ -139,6 +168,10 @@ func (w *writer) fail(err error) error {
 // first insert of the same key waits for the other transaction), and
 // SELECT ... FOR UPDATE then blocks any other attempt at the same key until
 // this transaction ends; whichever comes second sees the first's batch.
+//
+// A row of another incarnation (the job was deleted and submitted again
+// under the same name) is no replay: this writer writes and its commit
+// replaces the row.
 func (w *writer) begin(ctx context.Context) error {
 	s := w.s
 	if err := s.ensurePositions(ctx); err != nil {
@@ -151,22 +184,36 @@ func (w *writer) begin(ctx context.Context) error {
 	w.tx, w.begun = tx, true
 	pos := s.set.positions.Sanitize()
 	b := &pgx.Batch{}
-	b.Queue("INSERT INTO "+pos+" (job, sink, part, batch) VALUES ($1, $2, $3, -1) ON CONFLICT (job, sink, part) DO NOTHING",
-		string(w.key.Job), s.set.sinkName, w.key.Part)
-	var committed int64
-	b.Queue("SELECT batch FROM "+pos+" WHERE job = $1 AND sink = $2 AND part = $3 FOR UPDATE",
-		string(w.key.Job), s.set.sinkName, w.key.Part).QueryRow(func(row pgx.Row) error { return row.Scan(&committed) })
+	b.Queue("INSERT INTO "+pos+" (job, sink, part, batch, incarnation) VALUES ($1, $2, $3, -1, $4) ON CONFLICT (job, sink, part) DO NOTHING",
+		string(w.key.Job), s.set.sinkName, w.key.Part, w.key.Incarnation)
+	var (
+		committed   int64
+		incarnation string
+		storedEnd   []byte
+	)
+	b.Queue("SELECT batch, incarnation, end_position FROM "+pos+" WHERE job = $1 AND sink = $2 AND part = $3 FOR UPDATE",
+		string(w.key.Job), s.set.sinkName, w.key.Part).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&committed, &incarnation, &storedEnd)
+	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return s.wrap("lock position", err)
+		return s.wrap("positions: lock position", err)
+	}
+	if incarnation != w.key.Incarnation {
+		if committed >= 0 {
+			s.log.Info("the positions row belongs to an earlier incarnation of the job (deleted and submitted again); replacing it",
+				"job", w.key.Job, "batch", w.key.Batch, "part", w.key.Part, "rowBatch", committed, "table", s.set.table.Sanitize())
+		}
+		return nil
 	}
 	if committed >= int64(w.key.Batch) {
 		w.skip = true
 		level, msg := slog.LevelInfo, "batch already committed by an earlier attempt; writing nothing"
 		if committed > int64(w.key.Batch) {
-			// A zombie from an earlier batch, or a job deleted and created
-			// again under the same name: its positions rows must go too.
-			level, msg = slog.LevelWarn, "the positions table holds a later batch; writing nothing "+
-				"(if the job was deleted and submitted again, delete its rows from the positions table)"
+			// A zombie attempt of an earlier batch: the driver moved on
+			// and ignores what it reports.
+			level, msg = slog.LevelWarn, "the positions table holds a later batch of this job; writing nothing"
+		} else {
+			w.storedEnd = storedEnd
 		}
 		s.log.Log(ctx, level, msg, "job", w.key.Job, "batch", w.key.Batch, "part", w.key.Part,
 			"committedBatch", committed, "table", s.set.table.Sanitize())
