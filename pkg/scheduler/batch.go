@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"sort"
@@ -55,13 +56,55 @@ type task struct {
 
 // Batch tracks the attempts of one batch's tasks. It is not safe for
 // concurrent use: the driver's batch loop owns it.
+//
+// Every call costs O(log n) per task it touches, plus Ready's scan of the
+// pending tasks, so a batch of n tasks costs O(n log n) however its results
+// arrive: the loop calls Expire, Ready and NextWake once per turn.
 type Batch struct {
 	policy   RetryPolicy
 	tasks    map[string]*task
-	order    []string
 	attempts map[string]*task // live attempt id → task
-	done     int
-	failed   error
+	// pending holds tasks waiting to run, in plan order for the first run
+	// and then in failure order; entries of tasks no longer pending are
+	// dropped lazily.
+	pending []*task
+	// running orders live attempts by start time (for Expire and NextWake);
+	// entries of finished attempts are dropped lazily.
+	running startHeap
+	done    int
+	failed  error
+}
+
+// started is a heap entry: an attempt and when it started.
+type started struct {
+	at      time.Time
+	attempt string
+}
+
+type startHeap []started
+
+func (h startHeap) Len() int           { return len(h) }
+func (h startHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h startHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *startHeap) Push(x any)        { *h = append(*h, x.(started)) }
+func (h *startHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// oldest returns the live attempt that started first, dropping entries of
+// attempts that ended.
+func (b *Batch) oldest() (*task, bool) {
+	for b.running.Len() > 0 {
+		top := b.running[0]
+		if t, ok := b.attempts[top.attempt]; ok {
+			return t, true
+		}
+		heap.Pop(&b.running)
+	}
+	return nil, false
 }
 
 // NewBatch tracks the tasks named by keys, all pending.
@@ -74,24 +117,34 @@ func NewBatch(keys []string, policy RetryPolicy) *Batch {
 		if _, dup := b.tasks[k]; dup {
 			continue
 		}
-		b.tasks[k] = &task{key: k}
-		b.order = append(b.order, k)
+		t := &task{key: k}
+		b.tasks[k] = t
+		b.pending = append(b.pending, t)
 	}
 	return b
 }
 
-// Ready returns the pending tasks whose backoff has elapsed, in plan order.
+// Ready returns the pending tasks whose backoff has elapsed: first-run tasks
+// in plan order, retries after them in the order they failed.
 func (b *Batch) Ready(now time.Time) []string {
 	if b.failed != nil {
 		return nil
 	}
 	var out []string
-	for _, k := range b.order {
-		t := b.tasks[k]
-		if t.state == statePending && !now.Before(t.notBefore) {
-			out = append(out, k)
+	kept := b.pending[:0]
+	seen := make(map[*task]bool, len(b.pending))
+	for _, t := range b.pending {
+		if t.state != statePending || seen[t] {
+			continue
+		}
+		seen[t] = true
+		kept = append(kept, t)
+		if !now.Before(t.notBefore) {
+			out = append(out, t.key)
 		}
 	}
+	clear(b.pending[len(kept):])
+	b.pending = kept
 	return out
 }
 
@@ -99,18 +152,16 @@ func (b *Batch) Ready(now time.Time) []string {
 // one times out; zero when nothing is waiting on time.
 func (b *Batch) NextWake() time.Time {
 	var w time.Time
-	for _, t := range b.tasks {
-		var at time.Time
-		switch {
-		case t.state == statePending:
-			at = t.notBefore
-		case t.state == stateRunning && b.policy.Timeout > 0:
-			at = t.started.Add(b.policy.Timeout)
-		default:
-			continue
+	for _, t := range b.pending {
+		if t.state == statePending && (w.IsZero() || t.notBefore.Before(w)) {
+			w = t.notBefore
 		}
-		if w.IsZero() || at.Before(w) {
-			w = at
+	}
+	if b.policy.Timeout > 0 {
+		if t, ok := b.oldest(); ok {
+			if at := t.started.Add(b.policy.Timeout); w.IsZero() || at.Before(w) {
+				w = at
+			}
 		}
 	}
 	return w
@@ -125,6 +176,7 @@ func (b *Batch) Started(key, attempt, executor string, now time.Time) {
 	}
 	t.state, t.attempt, t.executor, t.started = stateRunning, attempt, executor, now
 	b.attempts[attempt] = t
+	heap.Push(&b.running, started{at: now, attempt: attempt})
 }
 
 // Succeeded records a successful result. It returns the task key, or
@@ -166,6 +218,7 @@ func (b *Batch) fail(t *task, err error, permanent bool, now time.Time) {
 	}
 	t.state = statePending
 	t.notBefore = now.Add(b.policy.backoff(t.failures))
+	b.pending = append(b.pending, t)
 }
 
 // requeue fails t retryably like fail, counting the failure (so a task that
@@ -202,10 +255,13 @@ func (b *Batch) Expire(now time.Time) []string {
 		return nil
 	}
 	var expired []string
-	for id, t := range b.attempts {
-		if now.Sub(t.started) >= b.policy.Timeout {
-			expired = append(expired, id)
+	for {
+		t, ok := b.oldest()
+		if !ok || now.Sub(t.started) < b.policy.Timeout {
+			break
 		}
+		heap.Pop(&b.running)
+		expired = append(expired, t.attempt)
 	}
 	sort.Strings(expired)
 	for _, id := range expired {
