@@ -158,7 +158,7 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 	case *sluicev1.Source_Kafka:
 		j.source = compileKafkaSource(src.Kafka, "source.kafka", e)
 	case *sluicev1.Source_Kinesis:
-		j.source = compileKinesisSource(src.Kinesis, "source.kinesis", e)
+		j.source = compileKinesisSource(src.Kinesis, "source.kinesis", spec.GetName(), e)
 	}
 
 	steps, err := transformSteps(spec.GetTransforms())

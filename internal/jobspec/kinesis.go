@@ -4,9 +4,11 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -23,20 +25,26 @@ func (k kinesisSource) identity() string {
 	return id
 }
 
-func compileKinesisSource(k *sluicev1.KinesisSource, field string, e *Error) sourceConfig {
+// compileKinesisSource validates the source of the job called job, whose
+// name the enhanced fan-out consumer's name is derived from when
+// consumerName is not set.
+func compileKinesisSource(k *sluicev1.KinesisSource, field, job string, e *Error) sourceConfig {
 	cfg := KinesisConfig(k)
-	ok := addKinesisErrors(e, field, cfg.Validate())
-	switch strings.ToLower(k.GetConsumerMode()) {
-	case "", "polling":
-	case "efo":
-		// TEMPORARY: the enhanced fan-out reader is being built separately
-		// and wires itself here.
-		e.add(field+".consumerMode", "efo is handled by the EFO reader")
-		ok = false
-	default:
-		e.add(field+".consumerMode", "%q is not one of polling, efo", k.GetConsumerMode())
-		ok = false
+	cfg.JobName = job
+	ok := true
+	if v := k.GetConsumerRefreshInterval(); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.add(field+".consumerRefreshInterval", "%q is not a duration like 30s or 5m", v)
+			ok = false
+		} else if d <= 0 {
+			e.add(field+".consumerRefreshInterval", "must be positive (got %s)", v)
+			ok = false
+		} else {
+			cfg.EFO.ConsumerRefreshInterval = d
+		}
 	}
+	ok = addKinesisErrors(e, field, cfg.Validate()) && ok
 	if !ok {
 		return nil
 	}
@@ -74,6 +82,13 @@ func KinesisConfig(k *sluicev1.KinesisSource) kinesis.Config {
 		RoleExternalID:        k.GetRoleExternalId(),
 		RoleSessionName:       k.GetRoleSessionName(),
 		STSEndpoint:           k.GetStsEndpoint(),
+		ConsumerMode:          strings.ToLower(strings.TrimSpace(k.GetConsumerMode())),
+		EFO: efo.Config{
+			ConsumerName:                  k.GetConsumerName(),
+			ConsumerNamePrefix:            k.GetConsumerNamePrefix(),
+			RequireConsumerDeregistration: k.GetRequireConsumerDeregistration(),
+			ConsumerLifecycle:             efo.Lifecycle(k.GetConsumerLifecycle()),
+		},
 	}
 }
 

@@ -4,6 +4,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 )
 
 const kinesisJob = `
@@ -93,7 +97,21 @@ func TestCompileKinesisRefusesBadOptions(t *testing.T) {
 		{"secret", "    awsSecretKey: very-secret\n    roleArn", "    roleArn", "source.kinesis.awsSecretKey", "required with awsAccessKey"},
 		{"no stream", `streamName: "events, clicks"`, `streamName: ""`, "source.kinesis.streamName", "required"},
 		{"mode", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: push", "source.kinesis.consumerMode", "not one of polling, efo"},
-		{"efo", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo", "source.kinesis.consumerMode", "efo is handled by the EFO reader"},
+		{"efo refresh", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo\n    consumerName: c\n    consumerRefreshInterval: soon",
+			"source.kinesis.consumerRefreshInterval", "not a duration"},
+		{"efo refresh range", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo\n    consumerName: c\n    consumerRefreshInterval: 2h",
+			"source.kinesis.consumerRefreshInterval", "outside 1s to 1h"},
+		{"efo refresh negative", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo\n    consumerName: c\n    consumerRefreshInterval: -1s",
+			"source.kinesis.consumerRefreshInterval", "must be positive"},
+		{"efo lifecycle", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo\n    consumerName: c\n    consumerLifecycle: mine",
+			"source.kinesis.consumerLifecycle", "not job-managed or self-managed"},
+		{"efo name", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo\n    consumerName: 'a b'", "source.kinesis.consumerName", "may only hold"},
+		{"efo self-managed", "roleExternalId: ext", "roleExternalId: ext\n    consumerMode: efo\n    consumerLifecycle: self-managed",
+			"source.kinesis.consumerName", "required with consumerLifecycle self-managed"},
+		{"efo self-managed dereg", "roleExternalId: ext",
+			"roleExternalId: ext\n    consumerMode: efo\n    consumerName: c\n    consumerLifecycle: SELF_MANAGED\n    requireConsumerDeregistration: true",
+			"source.kinesis.requireConsumerDeregistration", "cannot be true"},
+		{"efo option in polling mode", "roleExternalId: ext", "roleExternalId: ext\n    consumerName: c", "source.kinesis.consumerName", "only applies with consumerMode efo"},
 		{"sink key", "partitionKey: country", "partitionKey: ''", "sink.kinesis.partitionKey", "required"},
 		{"sink CEL", "partitionKey: country", "partitionKey: 'country +'", "sink.kinesis.partitionKey", "Syntax error"},
 		{"sink batch", "partitionKey: country", "partitionKey: country\n    maxRecordsPerRequest: 501", "sink.kinesis.maxRecordsPerRequest", "500"},
@@ -165,5 +183,60 @@ func TestKinesisConfigDefaultsFailOnDataLoss(t *testing.T) {
 	spec, _ := ParseYAML([]byte(strings.Replace(kinesisJob, "maxFetchRate: 1.5", "maxFetchRate: 1.5\n    failOnDataLoss: false", 1)))
 	if KinesisConfig(spec.GetSource().GetKinesis()).FailOnDataLoss {
 		t.Fatal("failOnDataLoss: false was ignored")
+	}
+}
+
+// TestCompileKinesisEFO maps the enhanced fan-out options into the source
+// config, derives the consumer name from the job when none is given, and
+// builds source and pool without calling AWS.
+func TestCompileKinesisEFO(t *testing.T) {
+	tests := []struct {
+		name, extra string
+		job         string // compileKinesisSource's job name
+		want        efo.Config
+		consumer    string
+	}{
+		{"named", "consumerMode: EFO\n    consumerName: mine\n    consumerNamePrefix: team-\n    consumerRefreshInterval: 30s\n" +
+			"    requireConsumerDeregistration: true", "",
+			efo.Config{ConsumerName: "mine", ConsumerNamePrefix: "team-", ConsumerRefreshInterval: 30 * time.Second, RequireConsumerDeregistration: true},
+			"team-mine"},
+		{"derived", "consumerMode: efo", "countries", efo.Config{}, "sluice_countries"},
+		{"self-managed", "consumerMode: efo\n    consumerName: theirs\n    consumerLifecycle: self-managed", "",
+			efo.Config{ConsumerName: "theirs", ConsumerLifecycle: efo.SelfManaged}, "theirs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := ParseYAML([]byte(strings.Replace(kinesisJob, "roleExternalId: ext", "roleExternalId: ext\n    "+tt.extra, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &Error{}
+			sc := compileKinesisSource(spec.GetSource().GetKinesis(), "source.kinesis", tt.job, e)
+			if len(e.List) > 0 || sc == nil {
+				t.Fatalf("compile: %v", e)
+			}
+			cfg := sc.(kinesisSource).cfg
+			if cfg.ConsumerMode != "efo" || cfg.EFO != tt.want || cfg.JobName != tt.job {
+				t.Fatalf("config mode %q efo %+v job %q", cfg.ConsumerMode, cfg.EFO, cfg.JobName)
+			}
+			if got := cfg.EFO.ConsumerNameFor(cfg.JobName); got != tt.consumer {
+				t.Fatalf("consumer name %q, want %q", got, tt.consumer)
+			}
+			src, err := sc.newSource()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := src.(connectors.Finisher); !ok {
+				t.Fatal("the efo source does not implement connectors.Finisher")
+			}
+			if err := src.Close(); err != nil {
+				t.Fatal(err)
+			}
+			pool, err := sc.newReaderPool()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool.Close()
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/pkg/awsauth"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 )
 
 // Config is the Kinesis source's options, named as the Databricks Kinesis
@@ -78,6 +79,20 @@ type Config struct {
 	// so callers that build a Config must set the default themselves.
 	FailOnDataLoss bool
 
+	// ConsumerMode is how shards are read: "polling" (GetRecords, the
+	// default) or "efo" (enhanced fan-out: SubscribeToShard through a
+	// registered consumer, see EFO). Both keep the same positions, so a job
+	// can switch between them and continue from its checkpoint.
+	ConsumerMode string
+	// EFO is the enhanced fan-out consumer's options (consumerName,
+	// consumerNamePrefix, consumerRefreshInterval,
+	// requireConsumerDeregistration, consumerLifecycle); only with
+	// ConsumerMode efo.
+	EFO efo.Config
+	// JobName derives the consumer name when EFO.ConsumerName is empty
+	// (see efo.Config.ConsumerNameFor). The job spec layer sets it.
+	JobName string
+
 	// Credentials: static keys, the default chain when empty, and an
 	// optional role to assume (cross-account).
 	AWSAccessKey    string
@@ -141,7 +156,18 @@ type settings struct {
 	listInterval     time.Duration
 	failOnDataLoss   bool
 	auth             awsauth.Options
+
+	efo          bool       // ConsumerMode efo
+	efoConfig    efo.Config // with defaults
+	jobName      string
+	consumerName string // efo: the registered consumer's name
 }
+
+// Consumer modes.
+const (
+	ConsumerModePolling = "polling"
+	ConsumerModeEFO     = "efo"
+)
 
 var streamNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
@@ -273,10 +299,63 @@ func (c Config) settings() (*settings, error) {
 			bad("stsEndpoint", "%q is not an http:// or https:// URL", c.STSEndpoint)
 		}
 	}
+	errs = append(errs, s.consumerMode(c)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
+}
+
+// consumerMode validates ConsumerMode and, in efo mode, the consumer
+// options; in polling mode those must be unset, so that a forgotten
+// consumerMode is not mistaken for an enhanced fan-out job.
+func (s *settings) consumerMode(c Config) []error {
+	switch strings.ToLower(strings.TrimSpace(c.ConsumerMode)) {
+	case "", ConsumerModePolling:
+		if c.EFO != (efo.Config{}) {
+			return []error{fieldErr(efoFieldSet(c.EFO), "only applies with consumerMode efo (consumerMode is polling)")}
+		}
+		return nil
+	case ConsumerModeEFO:
+	default:
+		return []error{fieldErr("consumerMode", "%q is not one of polling, efo", c.ConsumerMode)}
+	}
+	s.efo, s.jobName = true, c.JobName
+	if err := c.EFO.Validate(); err != nil {
+		return []error{efoFieldError(err)}
+	}
+	if c.EFO.ConsumerName == "" && c.JobName == "" {
+		return []error{fieldErr("consumerName", "is required with consumerMode efo when there is no job name to derive it from")}
+	}
+	s.efoConfig = c.EFO.WithDefaults()
+	s.consumerName = c.EFO.ConsumerNameFor(c.JobName)
+	return nil
+}
+
+// efoFieldSet names the first efo option set in c.
+func efoFieldSet(c efo.Config) string {
+	switch {
+	case c.ConsumerName != "":
+		return "consumerName"
+	case c.ConsumerNamePrefix != "":
+		return "consumerNamePrefix"
+	case c.ConsumerRefreshInterval != 0:
+		return "consumerRefreshInterval"
+	case c.RequireConsumerDeregistration:
+		return "requireConsumerDeregistration"
+	}
+	return "consumerLifecycle"
+}
+
+// efoFieldError turns efo.Config.Validate's "source.kinesis.<field>: reason"
+// into a *FieldError, whose path the job spec layer adds.
+func efoFieldError(err error) *FieldError {
+	msg := strings.TrimPrefix(err.Error(), "source.kinesis.")
+	field, reason, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return &FieldError{Field: "consumerMode", Reason: msg}
+	}
+	return &FieldError{Field: field, Reason: reason}
 }
 
 // authFieldError splits awsauth's "field: reason" message.

@@ -61,9 +61,20 @@
 // # Fetchers
 //
 // Reading one shard sits behind ShardFetcher: GetRecords polling by
-// default; enhanced fan-out (SubscribeToShard) plugs in with
-// WithFetcherFactory. KPL de-aggregation, limits, replay bounds and warm
-// state are the reader's, above any fetcher.
+// default; with ConsumerMode efo, enhanced fan-out (efofetcher.go: one
+// efo.Subscription per warm shard reader, so a subscription outlives
+// batches that continue where the last one stopped). Any other factory
+// plugs in with WithFetcherFactory. KPL de-aggregation (a corrupt aggregate
+// becomes one record with stream.Record.Err), limits, replay bounds and
+// warm state are the reader's, above any fetcher.
+//
+// # Enhanced fan-out consumers
+//
+// In efo mode the Source owns one efo.Manager per stream: Plan starts it
+// with a bounded wait and reports a consumer still CREATING or DELETING as
+// a plain (retried) error; Finish stops it, deregistering only on a clean
+// end with requireConsumerDeregistration; Close stops it without
+// deregistering (hand-over, shutdown).
 //
 // # Sink
 //

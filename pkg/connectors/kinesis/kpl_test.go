@@ -13,7 +13,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/kpl"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // TestKPLAggregates reads KPL aggregates (20 user records each) mixed with
@@ -21,7 +20,7 @@ import (
 // aggregates: every user record arrives once, in order, with its own
 // partition key and sub-sequence number; replaying a batch on a cold pool
 // stops at exactly the same user record; a corrupt aggregate arrives as one
-// raw record that a decode step rejects (so it meets onError).
+// raw record with stream.Record.Err set (so it meets onError).
 func TestKPLAggregates(t *testing.T) {
 	e := newEnv(t)
 	testenv.CreateStream(t, e.admin, "kpl", 1)
@@ -82,18 +81,22 @@ func TestKPLAggregates(t *testing.T) {
 		batches = append(batches, batch{r: r, end: d.lastEnds[r.Partition], data: datas(recs)})
 	}
 
-	// The corrupt aggregate is the last record, delivered raw.
+	// The corrupt aggregate is the last record, delivered raw with Err set
+	// (the task applies onError to it), its position fields intact; no
+	// other record carries an error.
 	last := got[len(got)-1]
 	got = got[:len(got)-1]
-	if !bytes.Equal(last.Fields["data"].([]byte), corrupt) || last.Fields["subSequenceNumber"] != int64(0) {
+	if last.Err == nil || !strings.Contains(last.Err.Error(), "corrupt KPL aggregate") {
+		t.Fatalf("corrupt aggregate delivered with Err %v", last.Err)
+	}
+	if !bytes.Equal(last.Fields["data"].([]byte), corrupt) || last.Fields["subSequenceNumber"] != int64(0) ||
+		last.Fields["partitionKey"] != "corrupt" || last.Fields["sequenceNumber"] == "" {
 		t.Fatalf("corrupt aggregate delivered as %v", last.Fields)
 	}
-	p, err := transform.Compile([]transform.Step{{Decode: &transform.Decode{Format: "json"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, bad := p.Process([]stream.Row{last.Fields}); len(out) != 0 || len(bad) != 1 {
-		t.Fatalf("a json decode step passed the corrupt aggregate: %v", out)
+	for _, r := range got {
+		if r.Err != nil {
+			t.Fatalf("record %v has Err %v", r.Fields["sequenceNumber"], r.Err)
+		}
 	}
 
 	if diff := cmp.Diff(want, datas(got)); diff != "" {

@@ -29,6 +29,11 @@ type options struct {
 	sleep        func(ctx context.Context, d time.Duration) error
 	backoffBase  time.Duration
 	backoffLimit time.Duration
+	// consumerWait bounds how long Plan waits for an enhanced fan-out
+	// consumer to become ACTIVE before it reports the wait as an error.
+	consumerWait       time.Duration
+	consumerBackoffMin time.Duration // efo.Manager's wait back-off; 0: its default
+	consumerBackoffMax time.Duration
 }
 
 func defaultOptions() options {
@@ -41,6 +46,7 @@ func defaultOptions() options {
 		sleep:        sleepCtx,
 		backoffBase:  250 * time.Millisecond,
 		backoffLimit: 5 * time.Second,
+		consumerWait: 5 * time.Second,
 	}
 }
 
@@ -105,6 +111,14 @@ func withClock(now func() time.Time, sleep func(context.Context, time.Duration) 
 // over base·2^n, capped at limit; for tests.
 func withBackoff(base, limit time.Duration) Option {
 	return optionFunc(func(o *options) { o.backoffBase, o.backoffLimit = base, limit })
+}
+
+// withConsumerWait sets how long Plan waits for the enhanced fan-out
+// consumer per call, and the manager's back-off while it waits; for tests.
+func withConsumerWait(wait, backoffMin, backoffMax time.Duration) Option {
+	return optionFunc(func(o *options) {
+		o.consumerWait, o.consumerBackoffMin, o.consumerBackoffMax = wait, backoffMin, backoffMax
+	})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -72,6 +72,18 @@ func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 		return nil, fmt.Errorf("new kinesis reader pool: %w", err)
 	}
 	p.describer = describer
+	if p.factory == nil && set.efo {
+		if err := checkSubscribeHTTPClient(o.httpClient); err != nil {
+			return nil, fmt.Errorf("new kinesis reader pool: %w", err)
+		}
+		// The SDK's retries would repeat a refused SubscribeToShard behind
+		// efo.Subscription's own back-off; lookups keep them.
+		sub, err := newClient(context.Background(), set.auth, set.endpoint, o, false)
+		if err != nil {
+			return nil, fmt.Errorf("new kinesis reader pool: %w", err)
+		}
+		p.factory = newEFOFactory(describer, sub, set.consumerName, o)
+	}
 	if p.factory == nil {
 		client, err := newClient(context.Background(), set.auth, set.endpoint, o, false)
 		if err != nil {
@@ -111,6 +123,7 @@ type userRecord struct {
 	key     string
 	data    []byte
 	arrival time.Time
+	err     error // a corrupt KPL aggregate: delivered with stream.Record.Err
 }
 
 func (u userRecord) after() position {
@@ -470,7 +483,7 @@ func (r *rangeReader) record(u userRecord) stream.Record {
 		"subSequenceNumber":           u.sub,
 		"partitionKey":                u.key,
 		"approximateArrivalTimestamp": u.arrival,
-	}, Size: len(u.data)}
+	}, Size: len(u.data), Err: u.err}
 }
 
 // appendRecords splits KPL aggregates and appends the user records that
@@ -488,15 +501,17 @@ func (p *ReaderPool) appendRecords(sr *shardReader, recs []types.Record) {
 		arrival := aws.ToTime(rec.ApproximateArrivalTimestamp).UTC()
 		users, err := kpl.Deaggregate(rec.Data)
 		if err != nil {
+			u := userRecord{seq: seq, last: true, key: key, data: rec.Data, arrival: arrival}
 			if !errors.Is(err, kpl.ErrNotAggregated) {
-				// As the KCL does, a corrupt aggregate is delivered as the
-				// one record it is. Its bytes start with the KPL magic,
-				// which no decode step accepts, so it meets the job's
-				// onError policy there.
-				p.opts.logger.Warn("kinesis: corrupt KPL aggregate delivered as one raw record",
+				// A corrupt aggregate is one record that cannot be
+				// unpacked: it is delivered whole, with Err set, so that
+				// the job's onError policy (fail, skip, deadLetter) decides
+				// its fate, with its raw bytes and position kept.
+				u.err = fmt.Errorf("kinesis: corrupt KPL aggregate at %s sequence number %s: %w", sr.shard, seq, err)
+				p.opts.logger.Warn("kinesis: corrupt KPL aggregate; delivered as one record with an error for onError",
 					"shard", sr.shard.String(), "sequenceNumber", seq, "err", err)
 			}
-			sr.pending = append(sr.pending, userRecord{seq: seq, last: true, key: key, data: rec.Data, arrival: arrival})
+			sr.pending = append(sr.pending, u)
 			continue
 		}
 		for i, u := range users {

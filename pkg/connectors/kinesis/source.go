@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -46,11 +47,20 @@ type Source struct {
 	cutoff     int64
 	lossWarned map[stream.PartitionID]bool
 	closed     bool
+
+	// consumers (efo only) are the enhanced fan-out consumers, one per
+	// stream, created with the source and started by Plan.
+	consumers map[string]*efo.Manager
+	// waiting is each stream's latest consumer status message, from the
+	// managers' status callbacks (their own goroutines).
+	waitMu  sync.Mutex
+	waiting map[string]string
 }
 
 var (
 	_ connectors.Source                = (*Source)(nil)
 	_ connectors.TaskMetricsSummarizer = (*Source)(nil)
+	_ connectors.Finisher              = (*Source)(nil)
 )
 
 // listing is one stream's description and shards, reused for
@@ -83,7 +93,89 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new kinesis source: %w", err)
 	}
-	return &Source{set: set, opts: o, client: client, listings: map[string]*listing{}, lossWarned: map[stream.PartitionID]bool{}}, nil
+	s := &Source{set: set, opts: o, client: client, listings: map[string]*listing{}, lossWarned: map[stream.PartitionID]bool{}}
+	if set.efo {
+		s.consumers, s.waiting = map[string]*efo.Manager{}, map[string]string{}
+		mopts := []efo.ManagerOption{efo.WithLogger(o.logger)}
+		if o.consumerBackoffMin > 0 {
+			mopts = append(mopts, efo.WithWaitBackoff(o.consumerBackoffMin, o.consumerBackoffMax))
+		}
+		for _, name := range set.streams {
+			m, err := efo.NewManager(client, name, set.jobName, set.efoConfig,
+				append(mopts, efo.WithStatusFunc(func(st efo.Status) { s.consumerStatus(name, st) }))...)
+			if err != nil {
+				return nil, fmt.Errorf("new kinesis source: %w", err)
+			}
+			s.consumers[name] = m
+		}
+	}
+	return s, nil
+}
+
+func (s *Source) consumerStatus(name string, st efo.Status) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if st.Phase == efo.PhaseWaiting || st.Phase == efo.PhaseLost {
+		s.waiting[name] = st.Message
+	}
+}
+
+// ensureConsumer makes sure the stream's enhanced fan-out consumer is
+// ACTIVE before its shards are planned. Start is given at most
+// consumerWait: a consumer still CREATING or DELETING (registration takes
+// seconds to minutes) is not waited for here but reported as a plain
+// error, which the driver retries with back-off and shows in the job's
+// status, so a slow registration never looks like a hung driver.
+func (s *Source) ensureConsumer(ctx context.Context, name string) error {
+	m := s.consumers[name]
+	if st := m.Status(); st.Phase == efo.PhaseLost {
+		// The refresh goroutine found it gone and is dealing with it
+		// (job-managed: registering it again); executors cannot subscribe.
+		return fmt.Errorf("enhanced fan-out consumer %s on stream %q: %s", m.ConsumerName(), name, st.Message)
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.opts.consumerWait)
+	_, err := m.Start(sctx)
+	cancel()
+	switch {
+	case err == nil:
+		return nil
+	case connectors.IsPermanent(err):
+		return fmt.Errorf("enhanced fan-out consumer %s on stream %q: %w", m.ConsumerName(), name, err)
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		s.waitMu.Lock()
+		msg := s.waiting[name]
+		s.waitMu.Unlock()
+		if msg == "" {
+			msg = "no answer yet"
+		}
+		return fmt.Errorf("waiting for enhanced fan-out consumer %s on stream %q to become ACTIVE: %s",
+			m.ConsumerName(), name, msg)
+	}
+	return fmt.Errorf("enhanced fan-out consumer %s on stream %q: %w", m.ConsumerName(), name, err)
+}
+
+// Finish ends the consumers' refresh and, on a clean end of the job (stopped
+// or deleted by the user, or finished) with requireConsumerDeregistration,
+// deregisters them. On a failure they are kept: the job will run again and
+// reuse them, instead of finding them DELETING. Polling mode: nothing to do.
+func (s *Source) Finish(ctx context.Context, clean bool) error {
+	kind := efo.StopFailed
+	if clean {
+		kind = efo.StopClean
+	}
+	return s.stopConsumers(ctx, kind)
+}
+
+func (s *Source) stopConsumers(ctx context.Context, kind efo.StopKind) error {
+	var errs []error
+	for _, name := range s.set.streams {
+		if m := s.consumers[name]; m != nil {
+			if err := m.Stop(ctx, kind); err != nil {
+				errs = append(errs, fmt.Errorf("stream %q: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Identity is the region, endpoint, role and sorted stream names, e.g.
@@ -91,12 +183,17 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 // AWS; the stream's ARN and creation time are checked by Plan.
 func (s *Source) Identity() string { return s.set.identity() }
 
-// Close ends planning; later Plan calls fail.
+// Close ends planning; later Plan calls fail. In efo mode it stops the
+// consumers' refresh goroutines without deregistering anything (a driver
+// shutting down or handing the job over: the job goes on elsewhere); Finish,
+// called before Close when the job ends for good, is what deregisters.
 func (s *Source) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	return nil
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.stopConsumers(ctx, efo.StopFailed)
 }
 
 // Plan lists the shards and returns batch req.Batch's ranges: one per
@@ -185,6 +282,11 @@ func (s *Source) plan(ctx context.Context, req connectors.PlanRequest) (connecto
 	}
 	lost := 0
 	for _, name := range s.set.streams {
+		if s.consumers != nil {
+			if err := s.ensureConsumer(ctx, name); err != nil {
+				return connectors.Plan{}, err
+			}
+		}
 		l, err := s.list(ctx, name)
 		if err != nil {
 			return connectors.Plan{}, err
