@@ -29,6 +29,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Listen, "listen", ":7077", "gRPC listen address")
 	fs.StringVar(&cfg.HTTP, "http", ":8080", "HTTP address for /metrics, /healthz, /readyz (empty disables)")
 	fs.StringVar(&etcd, "etcd", "", "comma-separated etcd endpoints; none runs a standalone driver on --checkpoint")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address executors and clients use to reach this driver (default: host name and --listen port)")
 	fs.StringVar(&cfg.Checkpoint, "checkpoint", "sluice-checkpoints", "local checkpoint directory of a standalone driver")
 	fs.StringVar(&cfg.Store, "store", "", "keep the job catalog and checkpoints in dynamodb://<table>?region=..&endpoint=.. or s3://<bucket>/<prefix>?region=..&endpoint=.. instead of etcd (needs --etcd)")

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"strings"
@@ -53,6 +54,8 @@ type Config struct {
 	Listen string
 	// HTTP serves /metrics, /healthz and /readyz (--http, default :8080; empty disables).
 	HTTP string
+	// Pprof adds Go's /debug/pprof/ profiles to the HTTP port (--pprof).
+	Pprof bool
 	// Etcd endpoints (--etcd). None means a standalone driver on a local
 	// checkpoint directory, which is then the only possible leader.
 	Etcd []string
@@ -490,6 +493,13 @@ func (d *Driver) httpHandler() http.Handler {
 		io.WriteString(w, "leader\n")
 	})
 	mux.Handle("/metrics", d.metrics.handler())
+	if d.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
