@@ -21,23 +21,19 @@ package file
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -138,22 +134,21 @@ func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connect
 	// other tools. Best effort: some file systems ignore modes.
 	_ = f.Chmod(0o644)
 	return &writer{
-		f:       f,
-		final:   filepath.Join(dir, name),
-		buf:     bufio.NewWriterSize(f, 64<<10),
-		columns: key.Columns,
+		f:     f,
+		final: filepath.Join(dir, name),
+		buf:   bufio.NewWriterSize(f, 64<<10),
+		enc:   rowjson.Encoder{Columns: key.Columns},
 	}, nil
 }
 
 // writer is one attempt's output. Its methods are called by one goroutine.
 type writer struct {
-	f       *os.File
-	final   string
-	buf     *bufio.Writer
-	columns []string
-	line    []byte
-	keys    []string
-	done    bool // committed or aborted
+	f     *os.File
+	final string
+	buf   *bufio.Writer
+	enc   rowjson.Encoder
+	line  []byte
+	done  bool // committed or aborted
 }
 
 func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
@@ -165,7 +160,7 @@ func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
 	}
 	for _, r := range rows {
 		var err error
-		w.line, err = w.appendRow(w.line[:0], r)
+		w.line, err = w.enc.Append(w.line[:0], r)
 		if err != nil {
 			return fmt.Errorf("file sink: %w", err)
 		}
@@ -227,201 +222,6 @@ func (w *writer) Abort() error {
 		return fmt.Errorf("file sink: abort: %w", cerr)
 	}
 	return nil
-}
-
-func (w *writer) appendRow(b []byte, r stream.Row) ([]byte, error) {
-	keys := w.keys[:0]
-	if len(w.columns) > 0 {
-		for _, c := range w.columns {
-			if _, ok := r[c]; ok {
-				keys = append(keys, c)
-			}
-		}
-		if len(keys) < len(r) {
-			extra := len(keys)
-			for k := range r {
-				if !slices.Contains(w.columns, k) {
-					keys = append(keys, k)
-				}
-			}
-			slices.Sort(keys[extra:])
-		}
-	} else {
-		for k := range r {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-	}
-	w.keys = keys
-	return appendObject(b, keys, r)
-}
-
-// appendValue appends v as JSON.
-func appendValue(b []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case bool:
-		return strconv.AppendBool(b, x), nil
-	case int64:
-		return strconv.AppendInt(b, x, 10), nil
-	case int:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int32:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case uint64:
-		return strconv.AppendUint(b, x, 10), nil
-	case uint32:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case float64:
-		return appendFloat(b, x), nil
-	case float32:
-		return appendFloat(b, float64(x)), nil
-	case string:
-		return appendString(b, x), nil
-	case []byte:
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, x)
-		return append(b, '"'), nil
-	case time.Time:
-		b = append(b, '"')
-		b = x.AppendFormat(b, time.RFC3339Nano)
-		return append(b, '"'), nil
-	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendValue(b, e); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
-	case map[string]any:
-		return appendMap(b, x)
-	case stream.Row:
-		return appendMap(b, x)
-	}
-	// Anything else a custom transform produced: as encoding/json sees it.
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, j...), nil
-}
-
-func appendMap(b []byte, m map[string]any) ([]byte, error) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return appendObject(b, keys, m)
-}
-
-// appendObject appends m as a JSON object with its fields in keys order. An
-// error names the field, so a nested one reads as a path.
-func appendObject(b []byte, keys []string, m map[string]any) ([]byte, error) {
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k)
-		b = append(b, ':')
-		var err error
-		if b, err = appendValue(b, m[k]); err != nil {
-			return nil, fmt.Errorf("field %q: %w", k, err)
-		}
-	}
-	return append(b, '}'), nil
-}
-
-func appendFloat(b []byte, f float64) []byte {
-	switch {
-	case math.IsNaN(f):
-		return append(b, `"NaN"`...)
-	case math.IsInf(f, 1):
-		return append(b, `"Infinity"`...)
-	case math.IsInf(f, -1):
-		return append(b, `"-Infinity"`...)
-	}
-	// encoding/json's choice of notation, plus a ".0" on whole numbers.
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	start := len(b)
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9, as encoding/json does
-		n := len(b) - start
-		if n >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
-			b[len(b)-2] = b[len(b)-1]
-			b = b[:len(b)-1]
-		}
-		return b
-	}
-	if !bytes.ContainsAny(b[start:], ".e") {
-		b = append(b, ".0"...)
-	}
-	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string: quotes, backslashes and control
-// characters escaped, invalid UTF-8 replaced by U+FFFD, and U+2028 and
-// U+2029 escaped for JavaScript readers. Unlike encoding/json it leaves <, >
-// and & alone.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // ReadAll reads every committed row of job under path, in batch order, then

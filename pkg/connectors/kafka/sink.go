@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -268,7 +269,7 @@ func (s *Sink) record(act *sinkActivation, row stream.Row, columns []string) (*k
 			return nil, fail("value", err)
 		}
 	} else {
-		b, err := appendRowJSON(nil, row, columns)
+		b, err := rowjson.Append(nil, row, columns)
 		if err != nil {
 			return nil, fail("value", err)
 		}

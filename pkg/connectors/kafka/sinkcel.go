@@ -17,6 +17,7 @@ import (
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -236,9 +237,9 @@ func toBytes(v any) ([]byte, error) {
 	case int64:
 		return strconv.AppendInt(nil, x, 10), nil
 	case float64:
-		return appendJSONFloat(nil, x), nil
+		return rowjson.AppendFloat(nil, x), nil
 	case time.Time:
 		return x.AppendFormat(nil, time.RFC3339Nano), nil
 	}
-	return appendJSON(nil, v)
+	return rowjson.AppendValue(nil, v)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
 
+	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -186,7 +187,7 @@ func parquetValue(v any, k colKind) (parquet.Value, error) {
 	case kindTime:
 		return parquet.Int64Value(v.(time.Time).UnixMicro()), nil
 	case kindJSON:
-		b, err := appendJSON(nil, v)
+		b, err := rowjson.AppendValue(nil, v)
 		if err != nil {
 			return parquet.Value{}, err
 		}
@@ -210,11 +211,11 @@ func textOf(v any) string {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return strconv.FormatFloat(x, 'g', -1, 64)
 		}
-		return string(appendJSONFloat(nil, x))
+		return string(rowjson.AppendFloat(nil, x))
 	case time.Time:
 		return x.Format(time.RFC3339Nano)
 	}
-	b, err := appendJSON(nil, v)
+	b, err := rowjson.AppendValue(nil, v)
 	if err != nil {
 		return fmt.Sprint(v)
 	}

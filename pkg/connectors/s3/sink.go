@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/file"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -302,7 +303,7 @@ func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
 			continue
 		}
 		var err error
-		if w.line, err = appendRowJSON(w.line[:0], r, w.key.Columns); err != nil {
+		if w.line, err = rowjson.Append(w.line[:0], r, w.key.Columns); err != nil {
 			return connectors.Permanent(fmt.Errorf("s3 sink: %w", err))
 		}
 		w.line = append(w.line, '\n')
