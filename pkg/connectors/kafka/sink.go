@@ -224,6 +224,13 @@ func (s *Sink) record(act *sinkActivation, row stream.Row, columns []string) (*k
 		return fmt.Errorf("kafka sink: sink.kafka.%s at %s: %w", field, describeRow(row), err)
 	}
 	eval := func(field string, e *sinkExpr) (any, error) {
+		if e.field != "" {
+			v, ok := row[e.field]
+			if !ok {
+				return nil, fail(field, fmt.Errorf("no such field %q", e.field))
+			}
+			return v, nil
+		}
 		v, err := e.eval(act, row)
 		if err != nil {
 			return nil, fail(field, err)

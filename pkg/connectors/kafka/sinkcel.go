@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,7 +49,16 @@ type sinkExpr struct {
 	src string
 	prg cel.Program
 	out *cel.Type
+	// field is set when src is just a field name (key: id): the value is
+	// then read from the row without evaluating CEL, which on a
+	// pass-through job costs more than the rest of the record.
+	field string
 }
+
+// celReserved are identifiers that are not field names in CEL.
+var celReserved = map[string]bool{"true": true, "false": true, "null": true, "in": true}
+
+var bareField = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // compileSinkExpr parses and checks src, declaring every identifier it
 // references as a dyn variable (fields are only known at run time).
@@ -99,7 +109,11 @@ func compileSinkExpr(src string) (*sinkExpr, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sinkExpr{src: src, prg: prg, out: checked.OutputType()}, nil
+	e := &sinkExpr{src: src, prg: prg, out: checked.OutputType()}
+	if bareField.MatchString(src) && src != sinkRowVar && !celReserved[src] {
+		e.field = src
+	}
+	return e, nil
 }
 
 // mayBe reports whether the expression's checked type can be one of kinds
