@@ -16,9 +16,10 @@ RACE_PKGS := ./internal/... ./pkg/...
 .PHONY: help build test test-short demo proto proto-check lint bench clean
 
 include mk/bench.mk
+include mk/k8s.mk
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/driver, bin/executor, bin/sluice
 	$(GO) build -o $(BIN)/driver ./cmd/driver
@@ -29,6 +30,7 @@ test: ## run every test (unit, real services, end-to-end with built binaries); r
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 30m ./cmd/... ./test/...
+	$(MAKE) test-k8s
 
 test-short: ## unit tests only
 	$(GO) test -short -count=1 ./...

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -59,6 +60,9 @@ type Config struct {
 	// Etcd endpoints (--etcd). None means a standalone driver on a local
 	// checkpoint directory, which is then the only possible leader.
 	Etcd []string
+	// EtcdCACert, EtcdCert and EtcdKey are PEM files for TLS to etcd
+	// (--etcd-cacert, --etcd-cert, --etcd-key); cert and key go together.
+	EtcdCACert, EtcdCert, EtcdKey string
 	// Advertise is the address executors and clients use to reach this
 	// driver (--advertise, default: Listen with the host name when the host is empty).
 	Advertise string
@@ -144,6 +148,9 @@ func (c *Config) Validate() error {
 	if c.HeartbeatTimeout < 3*c.HeartbeatInterval {
 		return fmt.Errorf("--heartbeat-timeout (%s) must be at least 3x --heartbeat-interval (%s)", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		return errors.New("--etcd-cert and --etcd-key go together")
+	}
 	if len(c.Etcd) == 0 && c.Checkpoint == "" {
 		return errors.New("--checkpoint is required without --etcd")
 	}
@@ -213,7 +220,16 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), ready: make(chan struct{}), lost: make(chan struct{})}
 	if len(cfg.Etcd) > 0 {
-		client, err := clientv3.New(clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: quietZap()})
+		ecfg := clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: quietZap()}
+		if cfg.EtcdCACert != "" || cfg.EtcdCert != "" {
+			tlsInfo := transport.TLSInfo{TrustedCAFile: cfg.EtcdCACert, CertFile: cfg.EtcdCert, KeyFile: cfg.EtcdKey}
+			tc, err := tlsInfo.ClientConfig()
+			if err != nil {
+				return nil, fmt.Errorf("etcd TLS (--etcd-cacert, --etcd-cert, --etcd-key): %w", err)
+			}
+			ecfg.TLS = tc
+		}
+		client, err := clientv3.New(ecfg)
 		if err != nil {
 			return nil, fmt.Errorf("connect to etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
 		}
