@@ -126,13 +126,13 @@ func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*s
 		return nil, fmt.Errorf("delete job %q: %w", name, err)
 	}
 	if rec.Spec != nil {
-		st, closeStore, err := a.d.logStore(ctx, rec)
+		st, err := a.d.logStore(ctx, rec)
 		if err != nil {
 			return nil, fmt.Errorf("delete job %q: open its checkpoint store: %w", name, err)
 		}
 		if st != a.d.store {
 			err := st.DeleteJob(ctx, m.fence, name)
-			closeStore()
+			a.d.jobStores.forget(name)
 			if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
 				return nil, fmt.Errorf("delete job %q: its checkpoints: %w", name, err)
 			}

@@ -193,14 +193,16 @@ func parseStoreURL(raw string) (storeOpener, error) {
 
 // Driver is one driver process.
 type Driver struct {
-	cfg     Config
-	log     *slog.Logger
-	store   checkpoint.Store
-	elector cluster.Elector
-	reg     *registry
-	status  *statusBoard
-	metrics *metrics
-	health  *health.Server
+	cfg   Config
+	log   *slog.Logger
+	store checkpoint.Store
+	// jobStores are the jobs' own checkpoint stores.
+	jobStores *jobStores
+	elector   cluster.Elector
+	reg       *registry
+	status    *statusBoard
+	metrics   *metrics
+	health    *health.Server
 
 	listener net.Listener
 	ready    chan struct{}
@@ -218,7 +220,8 @@ func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), ready: make(chan struct{}), lost: make(chan struct{})}
+	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), jobStores: newJobStores(cfg.Logger),
+		ready: make(chan struct{}), lost: make(chan struct{})}
 	if len(cfg.Etcd) > 0 {
 		ecfg := clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: quietZap()}
 		if cfg.EtcdCACert != "" || cfg.EtcdCert != "" {
@@ -412,6 +415,7 @@ func (d *Driver) closeAll() {
 			d.log.Warn("close elector", "err", err)
 		}
 	}
+	d.jobStores.closeAll()
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {
 			d.log.Warn("close checkpoint store", "err", err)
@@ -435,12 +439,11 @@ func (d *Driver) loadStatus(ctx context.Context) error {
 }
 
 func (d *Driver) lastProgress(ctx context.Context, rec checkpoint.JobRecord) *sluicev1.BatchProgress {
-	st, closeStore, err := d.logStore(ctx, rec)
+	st, err := d.logStore(ctx, rec)
 	if err != nil {
 		d.log.Warn("open the job's checkpoint store for its status", "job", rec.Name, "err", err)
 		return nil
 	}
-	defer closeStore()
 	c, err := st.LatestCommit(ctx, rec.Name)
 	if err != nil {
 		return nil
@@ -448,27 +451,28 @@ func (d *Driver) lastProgress(ctx context.Context, rec checkpoint.JobRecord) *sl
 	return loadProgress(c)
 }
 
-// logStore opens the store holding the plans, task ends and commits of job
-// rec: the job's own checkpoint store when its spec names one, else the
-// driver's. closeStore releases it.
-func (d *Driver) logStore(ctx context.Context, rec checkpoint.JobRecord) (st checkpoint.Store, closeStore func(), err error) {
+// logStore returns the store holding the plans, task ends and commits of
+// job rec: the job's own checkpoint store when its spec names one (kept open
+// by d.jobStores), else the driver's.
+func (d *Driver) logStore(ctx context.Context, rec checkpoint.JobRecord) (checkpoint.Store, error) {
 	spec := &sluicev1.JobSpec{}
 	if err := proto.Unmarshal(rec.Spec, spec); err != nil || spec.GetCheckpoint() == nil {
-		return d.store, func() {}, nil
+		return d.store, nil
 	}
 	job, err := jobspec.Compile(spec)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	own, err := job.OpenCheckpoint(ctx)
-	if err != nil {
-		return nil, nil, err
+	return d.jobLogStore(ctx, job)
+}
+
+// jobLogStore is logStore for a compiled job.
+func (d *Driver) jobLogStore(ctx context.Context, job *jobspec.Job) (checkpoint.Store, error) {
+	own, err := d.jobStores.get(ctx, job)
+	if err != nil || own == nil {
+		return d.store, err
 	}
-	return own, func() {
-		if err := own.Close(); err != nil {
-			d.log.Warn("close the job's checkpoint store", "job", rec.Name, "err", err)
-		}
-	}, nil
+	return own, nil
 }
 
 func (d *Driver) currentManager() *manager {

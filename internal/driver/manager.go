@@ -144,9 +144,8 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 	}
 	m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
 	log.Info("job running", "trigger", job.Trigger.String())
-	err = m.loop(ctx, run, job, incarnation(rec))
-
-	switch m.ending(run, err) {
+	end, err := m.loop(ctx, run, job, incarnation(rec))
+	switch end {
 	case endStopped:
 		log.Info("job stopped")
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_STOPPED, "")
@@ -194,23 +193,23 @@ func incarnation(rec checkpoint.JobRecord) string {
 	return strconv.FormatInt(rec.Created.UnixNano(), 36)
 }
 
-func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incarnation string) error {
+// loop runs the job's batch loop and reports how it ended; the source's
+// Finisher (if any) hears of an ending other than a hand-over.
+func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incarnation string) (jobEnding, error) {
+	fail := func(err error) (jobEnding, error) { return m.ending(run, err), err }
 	src, err := job.NewSource()
 	if err != nil {
-		return fmt.Errorf("create source: %w", err)
+		return fail(fmt.Errorf("create source: %w", err))
 	}
 	defer src.Close()
 	sink, err := job.NewSink(m.d.cfg.Stdout)
 	if err != nil {
-		return fmt.Errorf("create sink: %w", err)
+		return fail(fmt.Errorf("create sink: %w", err))
 	}
 	defer sink.Close()
 	store, retain, err := m.jobStore(ctx, job)
 	if err != nil {
-		return err
-	}
-	if store != m.d.store {
-		defer store.Close()
+		return fail(err)
 	}
 	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), incarnation: incarnation, source: src, sink: sink, store: store, retain: retain,
 		lastOwner: map[stream.PartitionID]string{}}
@@ -218,8 +217,9 @@ func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incar
 		l.collect = c.MaxRows()
 	}
 	err = l.run(ctx)
+	end := m.ending(run, err)
 	if f, ok := src.(connectors.Finisher); ok {
-		if end := m.ending(run, err); end != endHandedOver {
+		if end != endHandedOver {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			if ferr := f.Finish(fctx, end != endFailed); ferr != nil {
 				m.d.log.Warn("source clean-up at the end of the job failed", "job", l.name, "err", ferr)
@@ -227,36 +227,30 @@ func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incar
 			cancel()
 		}
 	}
-	return err
+	return end, err
 }
 
-// jobStore returns the store for the job's logs and how many batches it
-// keeps: the job's own checkpoint store when its spec names one, else the
-// driver's. The caller closes a store that is not the driver's.
+// jobStore returns the store for the job's logs, claimed for this leader,
+// and how many batches it keeps: the job's own checkpoint store when its
+// spec names one, else the driver's.
 func (m *manager) jobStore(ctx context.Context, job *jobspec.Job) (checkpoint.Store, int, error) {
-	st, err := job.OpenCheckpoint(ctx)
+	st, err := m.d.jobLogStore(ctx, job)
 	switch {
 	case err != nil:
 		return nil, 0, fmt.Errorf("open the job's checkpoint store: %w", err)
-	case st == nil:
-		return m.d.store, minBatchesToRetain, nil
+	case st == m.d.store:
+		return st, minBatchesToRetain, nil
 	case m.fence.Epoch == 0:
-		st.Close()
 		return nil, 0, connectors.Permanent(errors.New("a job checkpoint store (DynamoDB, S3) needs drivers elected through etcd " +
 			"(--etcd), whose epoch fences its writes; a standalone driver keeps checkpoints in --checkpoint"))
 	}
 	if err := checkpoint.Claim(ctx, st, m.fence); err != nil {
-		st.Close()
 		if errors.Is(err, checkpoint.ErrFenced) {
 			return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w: %w", errLostLeadership, err)
 		}
 		return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w", err)
 	}
-	retain := job.MinBatchesToRetain()
-	if retain <= 0 {
-		retain = minBatchesToRetain
-	}
-	return st, retain, nil
+	return st, job.MinBatchesToRetain(), nil
 }
 
 // setState writes the job's state to the catalog (fenced) and publishes it.
