@@ -257,7 +257,7 @@ func progressLine(b *sluicev1.BatchProgress) string {
 	fmt.Fprintf(&sb, "%s  batch %d: %d rows in, %d out, %d tasks, %.0f rows/s",
 		b.GetTimestamp().AsTime().Local().Format(time.TimeOnly), b.GetBatchId(), b.GetNumInputRows(), b.GetNumOutputRows(),
 		b.GetNumTasks(), b.GetProcessedRowsPerSecond())
-	for _, phase := range []string{"plan", "execute", "commit", "total"} {
+	for _, phase := range []string{"plan", "record", "dispatch", "execute", "commit", "total"} {
 		if ms, ok := b.GetDurationMs()[phase]; ok {
 			fmt.Fprintf(&sb, ", %s %dms", phase, ms)
 		}
@@ -268,8 +268,11 @@ func progressLine(b *sluicev1.BatchProgress) string {
 	if b.GetSkippedRows() > 0 || b.GetDeadLetteredRows() > 0 {
 		fmt.Fprintf(&sb, ", %d skipped, %d dead-lettered", b.GetSkippedRows(), b.GetDeadLetteredRows())
 	}
-	if v, ok := b.GetMetrics()["maxOffsetsBehindLatest"]; ok {
-		fmt.Fprintf(&sb, ", maxOffsetsBehindLatest %.0f", v)
+	// The lag the source reports: Kafka in offsets, Kinesis in milliseconds.
+	for _, lag := range []string{"maxOffsetsBehindLatest", "maxMsBehindLatest"} {
+		if v, ok := b.GetMetrics()[lag]; ok {
+			fmt.Fprintf(&sb, ", %s %.0f", lag, v)
+		}
 	}
 	return sb.String()
 }
