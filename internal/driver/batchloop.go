@@ -342,9 +342,10 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	return nil
 }
 
-// minBatchesToRetain follows spark.sql.streaming.minBatchesToRetain; a job's
-// checkpoint option may change it.
-const minBatchesToRetain = 100
+// minBatchesToRetain is the retention in the driver's store, the same
+// default (Spark's spark.sql.streaming.minBatchesToRetain) a job's own
+// checkpoint store gets.
+const minBatchesToRetain = jobspec.DefaultMinBatchesToRetain
 
 // dispatch places ready tasks on executors and records the attempts.
 func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []string, ranges map[string]stream.Range,

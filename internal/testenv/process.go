@@ -107,7 +107,9 @@ func npmDir() string {
 	return filepath.Join(filepath.Dir(file), "testdata", "npm")
 }
 
-var npmOnce sync.Mutex
+// npmMu keeps the test processes' own goroutines from installing twice;
+// the file lock does the same across processes.
+var npmMu sync.Mutex
 
 // NPMBin returns the path of an executable installed by the pinned
 // package-lock.json (kinesis-local, dynalite), running `npm ci` first when
@@ -120,8 +122,8 @@ func NPMBin(t testing.TB, name string) string {
 	}
 	dir := npmDir()
 	bin := filepath.Join(dir, "node_modules", ".bin", name)
-	npmOnce.Lock()
-	defer npmOnce.Unlock()
+	npmMu.Lock()
+	defer npmMu.Unlock()
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
