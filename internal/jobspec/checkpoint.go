@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/checkpoint/dynamodb"
 	"github.com/sluicehq/sluice/pkg/checkpoint/s3"
@@ -109,7 +108,7 @@ func dynamoDBCheckpointConfig(d *sluicev1.DynamoDBCheckpoint) dynamodb.Config {
 		Table:    d.GetTable(),
 		Region:   d.GetRegion(),
 		Endpoint: d.GetEndpoint(),
-		Auth:     checkpointAuth(d.GetAuth()),
+		Auth:     awsAuthOptions(d.GetAuth()),
 	}
 }
 
@@ -120,20 +119,7 @@ func s3CheckpointConfig(c *sluicev1.S3Checkpoint) s3.Config {
 		Prefix:   c.GetPrefix(),
 		Region:   c.GetRegion(),
 		Endpoint: c.GetEndpoint(),
-		Auth:     checkpointAuth(c.GetAuth()),
-	}
-}
-
-// checkpointAuth converts the stores' auth block (nil: the default chain).
-func checkpointAuth(a *sluicev1.AwsAuth) awsauth.Options {
-	return awsauth.Options{
-		AccessKey:       a.GetAwsAccessKey(),
-		SecretKey:       a.GetAwsSecretKey(),
-		SessionToken:    a.GetAwsSessionToken(),
-		RoleARN:         a.GetRoleArn(),
-		RoleExternalID:  a.GetRoleExternalId(),
-		RoleSessionName: a.GetRoleSessionName(),
-		STSEndpoint:     a.GetStsEndpoint(),
+		Auth:     awsAuthOptions(c.GetAuth()),
 	}
 }
 

@@ -26,7 +26,6 @@ func compileS3Sink(k *sluicev1.S3Sink, field string, e *Error) sinkConfig {
 
 // S3SinkConfig converts the proto options.
 func S3SinkConfig(k *sluicev1.S3Sink) s3.Config {
-	a := k.GetAuth()
 	return s3.Config{
 		Bucket:      k.GetBucket(),
 		Prefix:      k.GetPrefix(),
@@ -34,15 +33,21 @@ func S3SinkConfig(k *sluicev1.S3Sink) s3.Config {
 		Endpoint:    k.GetEndpoint(),
 		Format:      k.GetFormat(),
 		PartitionBy: k.GetPartitionBy(),
-		Auth: awsauth.Options{
-			Region:          k.GetRegion(),
-			AccessKey:       a.GetAwsAccessKey(),
-			SecretKey:       a.GetAwsSecretKey(),
-			SessionToken:    a.GetAwsSessionToken(),
-			RoleARN:         a.GetRoleArn(),
-			RoleExternalID:  a.GetRoleExternalId(),
-			RoleSessionName: a.GetRoleSessionName(),
-			STSEndpoint:     a.GetStsEndpoint(),
-		},
+		Auth:        awsAuthOptions(k.GetAuth()),
+	}
+}
+
+// awsAuthOptions converts an auth block (nil: the default chain) for the S3
+// sink and the S3 and DynamoDB checkpoint stores. It leaves Region empty:
+// each of them applies its own region option.
+func awsAuthOptions(a *sluicev1.AwsAuth) awsauth.Options {
+	return awsauth.Options{
+		AccessKey:       a.GetAwsAccessKey(),
+		SecretKey:       a.GetAwsSecretKey(),
+		SessionToken:    a.GetAwsSessionToken(),
+		RoleARN:         a.GetRoleArn(),
+		RoleExternalID:  a.GetRoleExternalId(),
+		RoleSessionName: a.GetRoleSessionName(),
+		STSEndpoint:     a.GetStsEndpoint(),
 	}
 }

@@ -44,9 +44,9 @@ type celExpr struct {
 	prg cel.Program
 	// ident is set when the expression is a bare field name.
 	ident string
-	// outType is what the checker inferred; mayBeBool is false when it is
+	// out is what the checker inferred; mayBeBool is false when it is
 	// known not to be bool.
-	outType   string
+	out       *cel.Type
 	mayBeBool bool
 }
 
@@ -104,7 +104,7 @@ func compileExpr(src string) (*celExpr, error) {
 		return nil, err
 	}
 	out := checked.OutputType()
-	e := &celExpr{src: src, prg: prg, outType: out.String()}
+	e := &celExpr{src: src, prg: prg, out: out}
 	switch out.Kind() {
 	case types.BoolKind, types.DynKind, types.AnyKind, types.ErrorKind:
 		e.mayBeBool = true
@@ -113,6 +113,48 @@ func compileExpr(src string) (*celExpr, error) {
 		e.ident = root.AsIdent()
 	}
 	return e, nil
+}
+
+// Expr is one CEL expression over a row, compiled on its own in the
+// transforms' dialect (a row's fields are identifiers, the whole row is
+// row). Sinks use it for options they evaluate per record, such as a Kafka
+// record's key, whose errors name the option rather than a transforms[i]
+// path. It is immutable and safe for concurrent use.
+type Expr struct{ e *celExpr }
+
+// CompileExpr compiles src as a select expression is compiled. The error is
+// CEL's, with the position and a snippet of src.
+func CompileExpr(src string) (*Expr, error) {
+	e, err := compileExpr(src)
+	if err != nil {
+		return nil, err
+	}
+	return &Expr{e: e}, nil
+}
+
+// OutputType is the type the checker inferred; it is dyn when the type
+// depends on the row's fields, whose types are only known at run time.
+func (x *Expr) OutputType() *cel.Type { return x.e.out }
+
+// Eval evaluates the expression over row and returns the result as a row
+// value (nil, bool, int64, float64, string, []byte, time.Time, []any or
+// map[string]any). A bare field name is read from the row without running
+// CEL, as in a select. An error names a missing field, or says that the
+// operands' types do not fit.
+func (x *Expr) Eval(row stream.Row) (any, error) {
+	if f := x.e.ident; f != "" {
+		v, ok := row[f]
+		if !ok {
+			return nil, fmt.Errorf("no such field %q", f)
+		}
+		return v, nil
+	}
+	var a activation
+	v, err := x.e.eval(&a, row)
+	if err != nil {
+		return nil, err
+	}
+	return toNative(v)
 }
 
 // activation resolves CEL identifiers to a row's fields. One is reused for

@@ -216,7 +216,7 @@ func compileFilter(v *validator, path, src string) *celExpr {
 		return nil
 	}
 	if !e.mayBeBool {
-		v.add(path, "must evaluate to bool, but %q is %s", src, e.outType)
+		v.add(path, "must evaluate to bool, but %q is %s", src, e.out)
 		return nil
 	}
 	return e

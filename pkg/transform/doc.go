@@ -47,4 +47,8 @@
 // does not mix them: write double(amount) * 1.5. The standard library is
 // extended with cel-go's strings, math, encoders and lists extensions and
 // optional types; timestamp accessors default to UTC.
+//
+// CompileExpr compiles one expression of this dialect on its own, for sinks
+// that evaluate options per record (a Kafka key, a Kinesis partition key)
+// and name the option in their errors.
 package transform

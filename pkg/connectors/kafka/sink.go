@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // Sink produces task outputs to Kafka with franz-go. It is safe for
@@ -159,24 +160,34 @@ func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connect
 	return &prodWriter{s: s, cl: s.shared, key: key}, nil
 }
 
-// produced tracks one writer's records in flight: how many, and the first
-// failure.
+// produced tracks one writer's records in flight: how many were produced,
+// how many are not yet acknowledged or failed, and the first failure.
 type produced struct {
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	err error
-	n   int64
+	n int64 // records produced; only the writer's goroutine touches it
+
+	mu      sync.Mutex // guards the fields below, which promises update
+	pending int
+	idle    chan struct{} // closed when pending drops to 0; nil while nobody waits
+	err     error
+}
+
+// add counts a record about to be handed to the client with p.promise.
+func (p *produced) add() {
+	p.mu.Lock()
+	p.pending++
+	p.mu.Unlock()
 }
 
 func (p *produced) promise(_ *kgo.Record, err error) {
-	if err != nil {
-		p.mu.Lock()
-		if p.err == nil {
-			p.err = err
-		}
-		p.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && p.err == nil {
+		p.err = err
 	}
-	p.wg.Done()
+	if p.pending--; p.pending == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
 }
 
 func (p *produced) firstErr() error {
@@ -186,16 +197,22 @@ func (p *produced) firstErr() error {
 }
 
 // wait blocks until every record is acknowledged or failed, or ctx ends.
+// Records left in flight when ctx ends are still delivered, or failed when
+// the client closes; nothing waits for them any more.
 func (p *produced) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		// Ends when the last promise runs: the client fails records whose
-		// produce context ended, and every buffered record when closed.
-		p.wg.Wait()
-		close(done)
-	}()
+	p.mu.Lock()
+	if p.pending == 0 {
+		err := p.err
+		p.mu.Unlock()
+		return err
+	}
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	idle := p.idle
+	p.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return p.firstErr()
 	case <-ctx.Done():
 		return ctx.Err()
@@ -203,13 +220,13 @@ func (p *produced) wait(ctx context.Context) error {
 }
 
 // produce builds the rows' records and hands them to cl.
-func (s *Sink) produce(ctx context.Context, cl *kgo.Client, act *sinkActivation, p *produced, columns []string, rows []stream.Row) error {
+func (s *Sink) produce(ctx context.Context, cl *kgo.Client, p *produced, columns []string, rows []stream.Row) error {
 	for _, row := range rows {
-		rec, err := s.record(act, row, columns)
+		rec, err := s.record(row, columns)
 		if err != nil {
 			return connectors.Permanent(err)
 		}
-		p.wg.Add(1)
+		p.add()
 		p.n++
 		cl.Produce(ctx, rec, p.promise)
 	}
@@ -217,29 +234,18 @@ func (s *Sink) produce(ctx context.Context, cl *kgo.Client, act *sinkActivation,
 }
 
 // record evaluates the options' expressions over row.
-func (s *Sink) record(act *sinkActivation, row stream.Row, columns []string) (*kgo.Record, error) {
+func (s *Sink) record(row stream.Row, columns []string) (*kgo.Record, error) {
 	set := s.set
 	rec := &kgo.Record{Topic: set.cfg.Topic}
 	fail := func(field string, err error) error {
 		return fmt.Errorf("kafka sink: sink.kafka.%s at %s: %w", field, describeRow(row), err)
 	}
-	eval := func(field string, e *sinkExpr) (any, error) {
-		if e.field != "" {
-			v, ok := row[e.field]
-			if !ok {
-				return nil, fail(field, fmt.Errorf("no such field %q", e.field))
-			}
-			return v, nil
-		}
-		v, err := e.eval(act, row)
+	eval := func(field string, e *transform.Expr) (any, error) {
+		v, err := e.Eval(row)
 		if err != nil {
 			return nil, fail(field, err)
 		}
-		n, err := celNative(v)
-		if err != nil {
-			return nil, fail(field, err)
-		}
-		return n, nil
+		return v, nil
 	}
 	if set.topicExpr != nil {
 		v, err := eval("topicExpr", set.topicExpr)
@@ -327,7 +333,6 @@ type prodWriter struct {
 	s    *Sink
 	cl   *kgo.Client
 	key  connectors.WriteKey
-	act  sinkActivation
 	recs produced
 	done bool
 }
@@ -339,7 +344,7 @@ func (w *prodWriter) Write(ctx context.Context, rows []stream.Row) error {
 	if err := w.recs.firstErr(); err != nil {
 		return w.s.wrap("produce", err)
 	}
-	return w.s.produce(ctx, w.cl, &w.act, &w.recs, w.key.Columns, rows)
+	return w.s.produce(ctx, w.cl, &w.recs, w.key.Columns, rows)
 }
 
 // Commit waits until every record is acknowledged by all in-sync replicas.

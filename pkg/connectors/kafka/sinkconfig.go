@@ -9,6 +9,8 @@ import (
 
 	"cel.dev/cel-go/common/types"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // SinkConfig is the Kafka sink's options, as the job spec's sink.kafka
@@ -88,10 +90,10 @@ func sinkErr(field, format string, args ...any) error {
 type sinkSettings struct {
 	cfg        SinkConfig
 	client     *settings // brokers and the shared client properties
-	topicExpr  *sinkExpr
-	key, value *sinkExpr
+	topicExpr  *transform.Expr
+	key, value *transform.Expr
 	headers    []headerExpr // sorted by name
-	partition  *sinkExpr
+	partition  *transform.Expr
 
 	compression  []kgo.CompressionCodec
 	linger       time.Duration
@@ -102,7 +104,7 @@ type sinkSettings struct {
 
 type headerExpr struct {
 	name string
-	expr *sinkExpr
+	expr *transform.Expr
 }
 
 // Validate reports the first problem with c as a *SinkConfigError. It
@@ -156,22 +158,22 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 			return nil, sinkErr("topic", "%v", err)
 		}
 	case c.TopicExpr != "":
-		if s.topicExpr, err = compileSinkExpr(c.TopicExpr); err != nil {
+		if s.topicExpr, err = transform.CompileExpr(c.TopicExpr); err != nil {
 			return nil, sinkErr("topicExpr", "%v", err)
 		}
-		if !s.topicExpr.mayBe(types.StringKind) {
-			return nil, sinkErr("topicExpr", "gives %s, want a string", s.topicExpr.out)
+		if t := s.topicExpr.OutputType(); !mayBe(t, types.StringKind) {
+			return nil, sinkErr("topicExpr", "gives %s, want a string", t)
 		}
 	default:
 		return nil, sinkErr("topic", "required (or topicExpr)")
 	}
 	if c.Key != "" {
-		if s.key, err = compileSinkExpr(c.Key); err != nil {
+		if s.key, err = transform.CompileExpr(c.Key); err != nil {
 			return nil, sinkErr("key", "%v", err)
 		}
 	}
 	if c.Value != "" {
-		if s.value, err = compileSinkExpr(c.Value); err != nil {
+		if s.value, err = transform.CompileExpr(c.Value); err != nil {
 			return nil, sinkErr("value", "%v", err)
 		}
 	}
@@ -187,18 +189,18 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 		if c.Headers[n] == "" {
 			return nil, sinkErr("headers."+n, "empty expression")
 		}
-		e, err := compileSinkExpr(c.Headers[n])
+		e, err := transform.CompileExpr(c.Headers[n])
 		if err != nil {
 			return nil, sinkErr("headers."+n, "%v", err)
 		}
 		s.headers = append(s.headers, headerExpr{name: n, expr: e})
 	}
 	if c.Partition != "" {
-		if s.partition, err = compileSinkExpr(c.Partition); err != nil {
+		if s.partition, err = transform.CompileExpr(c.Partition); err != nil {
 			return nil, sinkErr("partition", "%v", err)
 		}
-		if !s.partition.mayBe(types.IntKind, types.UintKind) {
-			return nil, sinkErr("partition", "gives %s, want an int", s.partition.out)
+		if t := s.partition.OutputType(); !mayBe(t, types.IntKind, types.UintKind) {
+			return nil, sinkErr("partition", "gives %s, want an int", t)
 		}
 	}
 

@@ -284,7 +284,6 @@ type txnWriter struct {
 	cl   *kgo.Client
 	key  connectors.WriteKey
 	mkey string
-	act  sinkActivation
 	recs produced
 	skip bool // the batch is already committed: write nothing
 	// storedEnd is the end the committed attempt stored, when skipping a
@@ -363,7 +362,7 @@ func (w *txnWriter) Write(ctx context.Context, rows []stream.Row) error {
 	if err := w.recs.firstErr(); err != nil {
 		return w.s.wrap("produce", err)
 	}
-	return w.s.produce(ctx, w.cl, &w.act, &w.recs, w.key.Columns, rows)
+	return w.s.produce(ctx, w.cl, &w.recs, w.key.Columns, rows)
 }
 
 var _ connectors.EndCommitter = (*txnWriter)(nil)
@@ -403,7 +402,7 @@ func (w *txnWriter) commit(ctx context.Context, end stream.Position) (stream.Pos
 	}
 	val, _ := json.Marshal(marker{Job: string(w.key.Job), Sink: w.s.set.name, Part: w.key.Part,
 		Incarnation: w.key.Incarnation, Batch: int64(w.key.Batch), Records: w.recs.n, End: end})
-	w.recs.wg.Add(1)
+	w.recs.add()
 	w.cl.Produce(ctx, &kgo.Record{
 		Topic: w.s.set.commitsTopic, Partition: markerPartition(w.mkey, meta.partitions),
 		Key: []byte(w.mkey), Value: val,
@@ -443,14 +442,23 @@ func (w *txnWriter) Abort() error {
 	return nil
 }
 
+// abort aborts the open transaction. A failure is only logged: the
+// transaction then stays open, holding back read_committed consumers of its
+// partitions, until the task's next attempt fences it or
+// transaction.timeout.ms passes. A fenced writer's transaction was already
+// aborted by the attempt that fenced it, so that failure is not logged.
 func (w *txnWriter) abort(ctx context.Context) {
 	if !w.begun {
 		return
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
-	_ = w.cl.AbortBufferedRecords(actx)
-	_ = w.cl.EndTransaction(actx, kgo.TryAbort)
+	errBuffered := w.cl.AbortBufferedRecords(actx)
+	err := errors.Join(errBuffered, w.cl.EndTransaction(actx, kgo.TryAbort))
+	if err != nil && !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+		w.s.log.Warn("kafka sink: abort transaction", "job", w.key.Job, "batch", w.key.Batch, "part", w.key.Part,
+			"transactionalId", TransactionalID(w.key.Job, w.s.set.name, w.key.Part), "err", err)
+	}
 }
 
 // wrap adds what to check to a produce or transaction error, keeping it

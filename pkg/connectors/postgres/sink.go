@@ -49,7 +49,9 @@ type Sink struct {
 	log  *slog.Logger
 	// flushRows: see WithFlushRows.
 	flushRows int
-	// secret is every spelling of the password, for scrubbing messages.
+	// connStr is the configured URL, whose password is scrubbed from error
+	// messages in every spelling; password is the one pgx resolved (from
+	// the URL, PGPASSWORD or ~/.pgpass), scrubbed as it is.
 	connStr, password string
 
 	mu sync.Mutex // guards the flags below
