@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
-	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo/efotest"
 )
 
 // sluiceKinesis runs the CLI in process and returns its output.
@@ -28,8 +28,8 @@ func TestKinesisConsumersCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kinesis-mock")
 	}
-	mock := efotest.StartMock(t, efotest.MockEnv("REGISTER_STREAM_CONSUMER_DURATION", "1s"))
-	efotest.CreateStream(t, mock.PlainClient(t), "clicks", 1)
+	mock := testenv.StartKinesis(t, testenv.KinesisEnv("REGISTER_STREAM_CONSUMER_DURATION", "1s"))
+	testenv.CreateStream(t, mock.Client(t, ""), "clicks", 1)
 	const secret = "s3cr3t-never-shown"
 	t.Setenv("SLUICE_AWS_SECRET_KEY", secret)
 	creds := []string{"--stream", "clicks", "--endpoint", mock.Endpoint, "--region", mock.Region, "--aws-access-key", "cli-test-key"}

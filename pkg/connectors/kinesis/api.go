@@ -27,18 +27,46 @@ type api interface {
 
 var _ api = (*kinesis.Client)(nil)
 
-// newClient builds a Kinesis client for the credential options. It does not
-// call AWS. With sdkRetries false the SDK makes one attempt per call: the
-// reader and the sink retry themselves, because throttling must slow a
-// shard down rather than be retried blindly.
-func newClient(ctx context.Context, auth awsauth.Options, endpoint string, o options, sdkRetries bool) (*kinesis.Client, error) {
+// prepare is what NewSource and NewReaderPool start with: the validated
+// settings, the options, and the AWS configuration that every client of the
+// constructor shares.
+func prepare(cfg Config, opts []Option) (*settings, options, aws.Config, error) {
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, options{}, aws.Config{}, err
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, options{}, aws.Config{}, err
+	}
+	// No caller's context to pass: loading reads the environment and the
+	// shared config files but does not call AWS.
+	awsCfg, err := awsConfig(context.Background(), set.auth, o)
+	if err != nil {
+		return nil, options{}, aws.Config{}, err
+	}
+	return set, o, awsCfg, nil
+}
+
+// awsConfig loads the AWS configuration for the credential options, with
+// WithHTTPClient's client. It does not call AWS: credentials are resolved
+// (and a role assumed) on first use and cached in the configuration, so
+// clients built from one configuration share them.
+func awsConfig(ctx context.Context, auth awsauth.Options, o options) (aws.Config, error) {
 	cfg, err := awsauth.Load(ctx, auth)
 	if err != nil {
-		return nil, err
+		return aws.Config{}, err
 	}
 	if o.httpClient != nil {
 		cfg.HTTPClient = o.httpClient
 	}
+	return cfg, nil
+}
+
+// kinesisClient builds a Kinesis client on cfg. With sdkRetries false the
+// SDK makes one attempt per call: the reader and the sink retry themselves,
+// because throttling must slow a shard down rather than be retried blindly.
+func kinesisClient(cfg aws.Config, endpoint string, sdkRetries bool) *kinesis.Client {
 	return kinesis.NewFromConfig(cfg, func(ko *kinesis.Options) {
 		if endpoint != "" {
 			ko.BaseEndpoint = aws.String(endpoint)
@@ -46,7 +74,17 @@ func newClient(ctx context.Context, auth awsauth.Options, endpoint string, o opt
 		if !sdkRetries {
 			ko.Retryer = aws.NopRetryer{}
 		}
-	}), nil
+	})
+}
+
+// newClient is awsConfig and kinesisClient, for a constructor that needs a
+// single client (NewSink). It does not call AWS.
+func newClient(ctx context.Context, auth awsauth.Options, endpoint string, o options, sdkRetries bool) (*kinesis.Client, error) {
+	cfg, err := awsConfig(ctx, auth, o)
+	if err != nil {
+		return nil, err
+	}
+	return kinesisClient(cfg, endpoint, sdkRetries), nil
 }
 
 // errKind classifies an error from a Kinesis call. This is the one place

@@ -221,14 +221,7 @@ func (c Config) settings() (*settings, error) {
 	}
 	s.initial, s.at = initial, at
 
-	switch n := c.MaxRecordsPerFetch; {
-	case n == 0:
-		s.maxRecords = DefaultMaxRecordsPerFetch
-	case n < 0 || n > 10000:
-		bad("maxRecordsPerFetch", "must be between 1 and 10000 (got %d)", n)
-	default:
-		s.maxRecords = int32(n)
-	}
+	s.maxRecords = int32(intOpt(&errs, "maxRecordsPerFetch", c.MaxRecordsPerFetch, DefaultMaxRecordsPerFetch, 10000))
 
 	rate := c.MaxFetchRate
 	switch {
@@ -261,22 +254,8 @@ func (c Config) settings() (*settings, error) {
 		}
 	}
 
-	switch n := c.ShardsPerTask; {
-	case n == 0:
-		s.shardsPerTask = DefaultShardsPerTask
-	case n < 0:
-		bad("shardsPerTask", "must be positive (got %d)", n)
-	default:
-		s.shardsPerTask = n
-	}
-	switch n := c.MaxShardsPerDescribe; {
-	case n == 0:
-		s.pageSize = DefaultMaxShardsPerDescribe
-	case n < 0 || n > 10000:
-		bad("maxShardsPerDescribe", "must be between 1 and 10000 (got %d)", n)
-	default:
-		s.pageSize = int32(n)
-	}
+	s.shardsPerTask = intOpt(&errs, "shardsPerTask", c.ShardsPerTask, DefaultShardsPerTask, 0)
+	s.pageSize = int32(intOpt(&errs, "maxShardsPerDescribe", c.MaxShardsPerDescribe, DefaultMaxShardsPerDescribe, 10000))
 
 	interval, field := c.ShardFetchInterval, "shardFetchInterval"
 	if c.DescribeShardInterval != "" {
@@ -365,6 +344,22 @@ func authFieldError(err error) *FieldError {
 		return &FieldError{Field: "awsAccessKey", Reason: err.Error()}
 	}
 	return &FieldError{Field: field, Reason: reason}
+}
+
+// intOpt reads an integer option: 0 is def; a value below 1, or above hi
+// when hi is not 0, is reported (and def returned).
+func intOpt(errs *[]error, field string, n, def, hi int) int {
+	switch {
+	case n == 0:
+		return def
+	case hi > 0 && (n < 0 || n > hi):
+		*errs = append(*errs, fieldErr(field, "must be between 1 and %d (got %d)", hi, n))
+	case n < 0:
+		*errs = append(*errs, fieldErr(field, "must be positive (got %d)", n))
+	default:
+		return n
+	}
+	return def
 }
 
 // durationOpt parses a duration option; "" is def, "0" is zero.

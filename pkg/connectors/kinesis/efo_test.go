@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,6 +120,46 @@ func TestEFOShardEndAndRenewal(t *testing.T) {
 	}
 }
 
+// TestEFOConsumerARNLookedUpOnce: shards that open together used to look
+// the consumer's ARN up one each (two calls per shard, against
+// DescribeStreamConsumer's 20 per second and stream); they now wait for one
+// lookup, and a waiter whose context ends stops waiting.
+func TestEFOConsumerARNLookedUpOnce(t *testing.T) {
+	f := newEFOFactory(nil, nil, "c", defaultOptions())
+	var calls atomic.Int32
+	release := make(chan struct{})
+	f.arnOf = func(ctx context.Context, _ string) (string, error) {
+		calls.Add(1)
+		select {
+		case <-release:
+			return "arn:c", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if arn, err := f.consumerARN(context.Background(), "s"); err != nil || arn != "arn:c" {
+				t.Errorf("consumerARN = %q, %v", arn, err)
+			}
+		})
+	}
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.consumerARN(ctx, "s"); !errors.Is(err, context.Canceled) {
+		t.Errorf("a waiter with an ended context: %v", err)
+	}
+	close(release)
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d lookups for 8 shards of one stream, want 1", n)
+	}
+}
+
 // TestEFOFetcherRefusesTimeoutClient: an HTTP client with an overall
 // timeout would cut every subscription.
 func TestEFOFetcherRefusesTimeoutClient(t *testing.T) {
@@ -139,10 +181,8 @@ func efoEnv(t *testing.T, regTime string) (*env, []Option) {
 	k := testenv.StartKinesis(t, testenv.KinesisEnv("REGISTER_STREAM_CONSUMER_DURATION", regTime),
 		testenv.KinesisEnv("DEREGISTER_STREAM_CONSUMER_DURATION", "500ms"))
 	e := &env{t: t, k: k, admin: k.Client(t, "")}
-	tr := efotest.InsecureTransport()
-	t.Cleanup(tr.CloseIdleConnections)
 	opts := []Option{
-		WithHTTPClient(&http.Client{Transport: efotest.InitialResponseShim(tr)}), WithLogger(testLog(t)),
+		WithHTTPClient(efotest.HTTPClient(t)), WithLogger(testLog(t)),
 		withBackoff(5*time.Millisecond, 50*time.Millisecond),
 		withConsumerWait(time.Second, 100*time.Millisecond, 300*time.Millisecond),
 	}

@@ -22,24 +22,27 @@ import (
 // (every five minutes) from the last position received.
 //
 // The consumer is the driver's (efo.Manager registers it and waits for it);
-// executors only look its ARN up, once per stream, and look again after a
-// subscription found it gone (a job-managed consumer registered again gets
-// a new ARN).
+// executors only look its ARN up, once per stream (shards opening together
+// wait for one lookup rather than each making their own: DescribeStreamConsumer
+// allows 20 calls per second per stream), and look again after a subscription
+// found it gone (a job-managed consumer registered again gets a new ARN).
 type efoFactory struct {
-	sub  efo.SubscribeAPI
-	opts options
+	sub efo.SubscribeAPI
 	// arnOf looks up the ACTIVE consumer's ARN of a stream; efo.StreamARN
 	// and efo.ActiveConsumerARN by default, replaced by tests.
 	arnOf    func(ctx context.Context, stream string) (string, error)
 	subOpts  []efo.SubscriptionOption
 	consumer string
 
-	mu   sync.Mutex
-	arns map[string]string // stream name → consumer ARN
+	// lookup admits one arnOf call at a time; a slot, not a mutex, so that
+	// a fetcher waiting for it still honours its context.
+	lookup chan struct{}
+	mu     sync.Mutex
+	arns   map[string]string // stream name → consumer ARN
 }
 
 func newEFOFactory(lookup efo.ConsumerAPI, sub efo.SubscribeAPI, consumer string, o options) *efoFactory {
-	f := &efoFactory{sub: sub, opts: o, consumer: consumer, arns: map[string]string{},
+	f := &efoFactory{sub: sub, consumer: consumer, lookup: make(chan struct{}, 1), arns: map[string]string{},
 		subOpts: []efo.SubscriptionOption{efo.WithSubscriptionLogger(o.logger), efo.WithMaxAttempts(o.maxAttempts)}}
 	f.arnOf = func(ctx context.Context, stream string) (string, error) {
 		streamARN, err := efo.StreamARN(ctx, lookup, stream)
@@ -69,11 +72,17 @@ func checkSubscribeHTTPClient(c aws.HTTPClient) error {
 }
 
 func (f *efoFactory) consumerARN(ctx context.Context, stream string) (string, error) {
-	f.mu.Lock()
-	arn := f.arns[stream]
-	f.mu.Unlock()
-	if arn != "" {
+	if arn := f.cachedARN(stream); arn != "" {
 		return arn, nil
+	}
+	select {
+	case f.lookup <- struct{}{}:
+		defer func() { <-f.lookup }()
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if arn := f.cachedARN(stream); arn != "" {
+		return arn, nil // found by the lookup this one waited for
 	}
 	arn, err := f.arnOf(ctx, stream)
 	if err != nil {
@@ -83,6 +92,12 @@ func (f *efoFactory) consumerARN(ctx context.Context, stream string) (string, er
 	f.arns[stream] = arn
 	f.mu.Unlock()
 	return arn, nil
+}
+
+func (f *efoFactory) cachedARN(stream string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.arns[stream]
 }
 
 // forget drops a stream's cached consumer ARN if it is still arn.

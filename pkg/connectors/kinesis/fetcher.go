@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 )
 
 // Shard names one shard of one stream.
@@ -155,7 +156,7 @@ func (p *pollingFetcher) Fetch(ctx context.Context) (FetchResult, error) {
 			recs := out.Records
 			if p.floor != "" {
 				// Started over after records already returned: drop those.
-				for len(recs) > 0 && seqCompare(aws.ToString(recs[0].SequenceNumber), p.floor) <= 0 {
+				for len(recs) > 0 && efo.CompareSequence(aws.ToString(recs[0].SequenceNumber), p.floor) <= 0 {
 					recs = recs[1:]
 				}
 				if len(recs) > 0 {

@@ -72,8 +72,9 @@ func buildOptions(opts []Option) (options, error) {
 // failOnDataLoss false). Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
 
-// WithHTTPClient sets the HTTP client of every AWS call (Kinesis and STS
-// use the SDK's own otherwise).
+// WithHTTPClient sets the HTTP client of every Kinesis call (the SDK's own
+// otherwise). STS calls for roleArn keep the SDK's client: awsauth builds
+// that client before this one is applied.
 func WithHTTPClient(c aws.HTTPClient) Option {
 	return optionFunc(func(o *options) { o.httpClient = c })
 }

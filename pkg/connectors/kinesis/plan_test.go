@@ -264,14 +264,3 @@ func FuzzPosition(f *testing.F) {
 		}
 	})
 }
-
-func TestSeqCompare(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want int
-	}{{"9", "10", -1}, {"10", "9", 1}, {"123", "123", 0}, {"49680430124529807666098469176398556071632477648542760962", "9223372036854775807", 1}} {
-		if got := seqCompare(tt.a, tt.b); got != tt.want {
-			t.Errorf("seqCompare(%s, %s) = %d", tt.a, tt.b, got)
-		}
-	}
-}

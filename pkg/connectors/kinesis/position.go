@@ -154,7 +154,8 @@ func (p position) starting() StartingPosition {
 }
 
 // isSeq reports whether s looks like a Kinesis sequence number: decimal
-// digits without a leading zero.
+// digits without a leading zero. Sequence numbers are ordered with
+// efo.CompareSequence.
 func isSeq(s string) bool {
 	if s == "" || len(s) > 128 || (len(s) > 1 && s[0] == '0') {
 		return false
@@ -165,18 +166,6 @@ func isSeq(s string) bool {
 		}
 	}
 	return true
-}
-
-// seqCompare orders sequence numbers numerically: they are decimal strings
-// of up to 128 digits without leading zeros, so a longer one is larger.
-func seqCompare(a, b string) int {
-	if len(a) != len(b) {
-		if len(a) < len(b) {
-			return -1
-		}
-		return 1
-	}
-	return strings.Compare(a, b)
 }
 
 // identityPos is the position of a stream's identity pseudo-partition.

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/kpl"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -54,42 +55,27 @@ var _ connectors.ReaderPool = (*ReaderPool)(nil)
 // starts one goroutine that drops idle readers (WithIdleTimeout); Close
 // stops it.
 func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
-	set, err := cfg.settings()
+	set, o, awsCfg, err := prepare(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("new kinesis reader pool: %w", err)
 	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, fmt.Errorf("new kinesis reader pool: %w", err)
-	}
+	describer := kinesisClient(awsCfg, set.endpoint, true)
 	p := &ReaderPool{
-		set: set, opts: o, factory: o.fetchers,
+		set: set, opts: o, factory: o.fetchers, describer: describer,
 		idle: map[stream.PartitionID]*shardReader{}, live: map[*shardReader]struct{}{},
 		stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
-	describer, err := newClient(context.Background(), set.auth, set.endpoint, o, true)
-	if err != nil {
-		return nil, fmt.Errorf("new kinesis reader pool: %w", err)
-	}
-	p.describer = describer
-	if p.factory == nil && set.efo {
+	switch {
+	case p.factory != nil: // WithFetcherFactory
+	case set.efo:
 		if err := checkSubscribeHTTPClient(o.httpClient); err != nil {
 			return nil, fmt.Errorf("new kinesis reader pool: %w", err)
 		}
 		// The SDK's retries would repeat a refused SubscribeToShard behind
 		// efo.Subscription's own back-off; lookups keep them.
-		sub, err := newClient(context.Background(), set.auth, set.endpoint, o, false)
-		if err != nil {
-			return nil, fmt.Errorf("new kinesis reader pool: %w", err)
-		}
-		p.factory = newEFOFactory(describer, sub, set.consumerName, o)
-	}
-	if p.factory == nil {
-		client, err := newClient(context.Background(), set.auth, set.endpoint, o, false)
-		if err != nil {
-			return nil, fmt.Errorf("new kinesis reader pool: %w", err)
-		}
-		p.polling = newPollingFactory(client, set, o)
+		p.factory = newEFOFactory(describer, kinesisClient(awsCfg, set.endpoint, false), set.consumerName, o)
+	default:
+		p.polling = newPollingFactory(kinesisClient(awsCfg, set.endpoint, false), set, o)
 		p.factory = p.polling
 	}
 	go p.janitor()
@@ -139,7 +125,7 @@ func (u userRecord) beyond(p position) bool {
 	if p.Seq == "" {
 		return true
 	}
-	switch c := seqCompare(u.seq, p.Seq); {
+	switch c := efo.CompareSequence(u.seq, p.Seq); {
 	case c != 0:
 		return c > 0
 	case p.Sub == nil:
@@ -493,7 +479,7 @@ func (p *ReaderPool) appendRecords(sr *shardReader, recs []types.Record) {
 	for _, rec := range recs {
 		seq := aws.ToString(rec.SequenceNumber)
 		if sr.pos.Seq != "" {
-			if c := seqCompare(seq, sr.pos.Seq); c < 0 || (c == 0 && sr.pos.Sub == nil) {
+			if c := efo.CompareSequence(seq, sr.pos.Seq); c < 0 || (c == 0 && sr.pos.Sub == nil) {
 				continue
 			}
 		}

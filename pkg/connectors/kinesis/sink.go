@@ -126,13 +126,8 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 			}
 			return
 		}
-		if _, err := transform.Compile([]transform.Step{{Select: []transform.SelectField{{Name: field, Expr: expr}}}}); err != nil {
-			var fe *transform.FieldError
-			if errors.As(err, &fe) {
-				bad(field, "%s", fe.Reason)
-			} else {
-				bad(field, "%v", err)
-			}
+		if _, err := transform.CompileExpr(expr); err != nil {
+			bad(field, "%v", err)
 			return
 		}
 		cols = append(cols, transform.SelectField{Name: field, Expr: expr})

@@ -81,18 +81,11 @@ type shardInfo struct {
 // missing stream or bad credentials show up as errors from Plan, which the
 // driver retries and shows in the job's status.
 func NewSource(cfg Config, opts ...Option) (*Source, error) {
-	set, err := cfg.settings()
+	set, o, awsCfg, err := prepare(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("new kinesis source: %w", err)
 	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, fmt.Errorf("new kinesis source: %w", err)
-	}
-	client, err := newClient(context.Background(), set.auth, set.endpoint, o, true)
-	if err != nil {
-		return nil, fmt.Errorf("new kinesis source: %w", err)
-	}
+	client := kinesisClient(awsCfg, set.endpoint, true)
 	s := &Source{set: set, opts: o, client: client, listings: map[string]*listing{}, lossWarned: map[stream.PartitionID]bool{}}
 	if set.efo {
 		s.consumers, s.waiting = map[string]*efo.Manager{}, map[string]string{}

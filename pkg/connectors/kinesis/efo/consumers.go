@@ -148,7 +148,7 @@ func DeregisterConsumer(ctx context.Context, api ConsumerAPI, streamARN, name st
 		if errors.Is(derr, ErrConsumerNotFound) || (derr == nil && c.Status == types.ConsumerStatusDeleting) {
 			break
 		}
-		if serr := sleep(ctx, bo.delay(attempt)); serr != nil {
+		if serr := sleep(ctx, nil, bo.delay(attempt)); serr != nil {
 			return fmt.Errorf("deregister consumer %s on %s: %w (last refusal: %w)", name, streamARN, serr, err)
 		}
 	}
@@ -160,7 +160,7 @@ func DeregisterConsumer(ctx context.Context, api ConsumerAPI, streamARN, name st
 		if errors.Is(err, ErrConsumerNotFound) {
 			return nil
 		}
-		if err := sleep(ctx, bo.delay(attempt)); err != nil {
+		if err := sleep(ctx, nil, bo.delay(attempt)); err != nil {
 			return fmt.Errorf("wait for consumer %s on %s to be deleted: %w", name, streamARN, err)
 		}
 	}

@@ -98,8 +98,10 @@ func (b backoff) delay(attempt int) time.Duration {
 	return half + rand.N(half+1)
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits d. It returns ctx's error if ctx ends first, and ErrClosed
+// if closed (nil for none: a Subscription passes its lifecycle's Done) is
+// closed first.
+func sleep(ctx context.Context, closed <-chan struct{}, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -110,5 +112,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-closed:
+		return ErrClosed
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo/efotest"
 )
 
 func TestMain(m *testing.M) {
@@ -33,6 +35,18 @@ func testLog(t testing.TB) *slog.Logger {
 // instead of seconds.
 func fastRetries(t testing.TB) []SubscriptionOption {
 	return []SubscriptionOption{WithRetryBackoff(10*time.Millisecond, 50*time.Millisecond), WithSubscriptionLogger(testLog(t))}
+}
+
+// serverSubscription subscribes to shardId-000000000000 at srv from start,
+// with fastRetries and extra options; it is closed when the test ends.
+func serverSubscription(t *testing.T, srv *efotest.Server, start types.StartingPosition, extra ...SubscriptionOption) *Subscription {
+	t.Helper()
+	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", start, append(fastRetries(t), extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func seqs(recs []types.Record) []string {

@@ -457,7 +457,7 @@ func ensureActive(ctx context.Context, api ConsumerAPI, streamARN, name string, 
 		report(Status{Phase: PhaseWaiting, Stream: streamARN, ConsumerStatus: st, Err: callErr,
 			Message: fmt.Sprintf("%s; checking again in %s", msg, d.Round(100*time.Millisecond))})
 		log.Info("waiting for enhanced fan-out consumer", "state", st, "retry_in", d, "err", callErr)
-		if err := sleep(ctx, d); err != nil {
+		if err := sleep(ctx, nil, d); err != nil {
 			return Consumer{}, fmt.Errorf("wait for consumer %s on %s (%s): %w", name, streamARN, msg, err)
 		}
 	}

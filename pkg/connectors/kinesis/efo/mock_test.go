@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo/efotest"
 )
@@ -27,19 +27,18 @@ func TestKinesisMock(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kinesis-mock")
 	}
-	mock := efotest.StartMock(t,
-		efotest.MockEnv("REGISTER_STREAM_CONSUMER_DURATION", "2s"),
-		efotest.MockEnv("DEREGISTER_STREAM_CONSUMER_DURATION", "2s"))
-	plain := mock.PlainClient(t)
-	streamARN := efotest.CreateStream(t, plain, "orders", 2)
+	mock := testenv.StartKinesis(t,
+		testenv.KinesisEnv("REGISTER_STREAM_CONSUMER_DURATION", "2s"),
+		testenv.KinesisEnv("DEREGISTER_STREAM_CONSUMER_DURATION", "2s"))
+	streamARN := testenv.CreateStream(t, mock.Client(t, ""), "orders", 2)
 
 	t.Run("lifecycle", func(t *testing.T) { testMockLifecycle(t, mock, streamARN) })
 	t.Run("subscription", func(t *testing.T) { testMockSubscription(t, mock, streamARN) })
 }
 
-func mockManager(t *testing.T, mock efotest.Mock, job string, cfg Config, log *statusLog) *Manager {
+func mockManager(t *testing.T, mock testenv.Kinesis, job string, cfg Config, log *statusLog) *Manager {
 	t.Helper()
-	m, err := NewManager(mock.PlainClient(t), "orders", job, cfg, WithLogger(testLog(t)), WithStatusFunc(log.add),
+	m, err := NewManager(mock.Client(t, ""), "orders", job, cfg, WithLogger(testLog(t)), WithStatusFunc(log.add),
 		WithWaitBackoff(200*time.Millisecond, time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +46,8 @@ func mockManager(t *testing.T, mock efotest.Mock, job string, cfg Config, log *s
 	return m
 }
 
-func testMockLifecycle(t *testing.T, mock efotest.Mock, streamARN string) {
-	api := mock.PlainClient(t)
+func testMockLifecycle(t *testing.T, mock testenv.Kinesis, streamARN string) {
+	api := mock.Client(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg := Config{RequireConsumerDeregistration: true, ConsumerRefreshInterval: time.Second}
@@ -143,9 +142,9 @@ func testMockLifecycle(t *testing.T, mock efotest.Mock, streamARN string) {
 	_ = d.Stop(ctx, StopClean)
 }
 
-func testMockSubscription(t *testing.T, mock efotest.Mock, streamARN string) {
-	plain := mock.PlainClient(t)
-	efoClient := mock.EFOClient(t)
+func testMockSubscription(t *testing.T, mock testenv.Kinesis, streamARN string) {
+	plain := mock.Client(t, "")
+	efoClient := efotest.EFOClient(t, mock)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	consumer, err := RegisterConsumer(ctx, plain, streamARN, "reader", nil)
@@ -165,12 +164,10 @@ func testMockSubscription(t *testing.T, mock efotest.Mock, streamARN string) {
 
 	// Why the shim exists: without it the SDK refuses kinesis-mock's
 	// answer, which starts without an initial-response event.
-	noShimTransport := efotest.InsecureTransport()
-	defer noShimTransport.CloseIdleConnections()
 	noShim := kinesis.New(kinesis.Options{
 		Region: mock.Region, BaseEndpoint: aws.String(mock.TLSEndpoint),
 		Credentials: credentials.NewStaticCredentialsProvider(mock.AccessKey, mock.SecretKey, ""),
-		HTTPClient:  &http.Client{Transport: noShimTransport},
+		HTTPClient:  testenv.KinesisTLSClient(t),
 	})
 	raw, err := NewSubscription(noShim, consumer.ARN, shards[1], TrimHorizon(), WithSubscriptionLogger(testLog(t)), WithMaxAttempts(1))
 	if err != nil {
@@ -181,15 +178,22 @@ func testMockSubscription(t *testing.T, mock efotest.Mock, streamARN string) {
 	}
 	raw.Close()
 
+	// subscribe opens a subscription that is closed when the test ends.
+	subscribe := func(consumerARN, shard string, start types.StartingPosition) *Subscription {
+		t.Helper()
+		s, err := NewSubscription(efoClient, consumerARN, shard, start, WithSubscriptionLogger(testLog(t)), WithRetryBackoff(200*time.Millisecond, time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+
 	// Each shard from TRIM_HORIZON: every record, in order, continuation
 	// numbers at the last record of each event.
 	subs := map[string]*Subscription{}
 	for i, shard := range shards {
-		s, err := NewSubscription(efoClient, consumer.ARN, shard, TrimHorizon(), WithSubscriptionLogger(testLog(t)), WithRetryBackoff(200*time.Millisecond, time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := subscribe(consumer.ARN, shard, TrimHorizon())
 		subs[shard] = s
 		want := []string{strings.Join(data0, ","), strings.Join(data1, ",")}[i]
 		wantSeqs := [][]string{seqs0, seqs1}[i]
@@ -243,11 +247,7 @@ func testMockSubscription(t *testing.T, mock efotest.Mock, streamARN string) {
 	pos := s0.Position()
 	s0.Close()
 	efotest.Put(t, plain, "orders", shards[0], "a8")
-	s0b, err := NewSubscription(efoClient, consumer.ARN, shards[0], pos, WithSubscriptionLogger(testLog(t)), WithRetryBackoff(200*time.Millisecond, time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s0b.Close()
+	s0b := subscribe(consumer.ARN, shards[0], pos)
 	if got := datas(allRecords(readUntil(t, s0b, 1))); got != "a8" {
 		t.Fatalf("after re-subscribing from %s: %q, want a8", PositionString(pos), got)
 	}
@@ -256,20 +256,12 @@ func testMockSubscription(t *testing.T, mock efotest.Mock, streamARN string) {
 	// subscription to a shard while one is open (ResourceInUseException), so
 	// the first one is closed.
 	subs[shards[1]].Close()
-	at, err := NewSubscription(efoClient, consumer.ARN, shards[1], AtSequence(seqs1[1]), WithSubscriptionLogger(testLog(t)), WithRetryBackoff(200*time.Millisecond, time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer at.Close()
+	at := subscribe(consumer.ARN, shards[1], AtSequence(seqs1[1]))
 	if got := datas(allRecords(readUntil(t, at, 2))); got != "b1,b2" {
 		t.Fatalf("AT_SEQUENCE_NUMBER %s: %q, want b1,b2", seqs1[1], got)
 	}
 	at.Close()
-	ts, err := NewSubscription(efoClient, consumer.ARN, shards[1], AtTimestamp(time.Now().Add(-time.Hour)), WithSubscriptionLogger(testLog(t)), WithRetryBackoff(200*time.Millisecond, time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ts.Close()
+	ts := subscribe(consumer.ARN, shards[1], AtTimestamp(time.Now().Add(-time.Hour)))
 	if got := datas(allRecords(readUntil(t, ts, 3))); got != "b0,b1,b2" {
 		t.Fatalf("AT_TIMESTAMP an hour ago: %q, want b0,b1,b2", got)
 	}
@@ -277,11 +269,7 @@ func testMockSubscription(t *testing.T, mock efotest.Mock, streamARN string) {
 
 	// A subscription of a consumer that does not exist ends with the
 	// service's ResourceNotFoundException, not a retry loop.
-	bad, err := NewSubscription(efoClient, consumer.ARN+"0", shards[1], TrimHorizon(), WithSubscriptionLogger(testLog(t)), WithRetryBackoff(200*time.Millisecond, time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bad.Close()
+	bad := subscribe(consumer.ARN+"0", shards[1], TrimHorizon())
 	_, err = bad.Next(ctx)
 	var nf *types.ResourceNotFoundException
 	if !errors.As(err, &nf) {

@@ -434,7 +434,7 @@ func (s *Subscription) connected(ctx context.Context) (eventStream, error) {
 			return nil, s.err
 		}
 		if wait := time.Until(s.retryAt); wait > 0 {
-			if err := sleepUntil(ctx, s.life, wait); err != nil {
+			if err := sleep(ctx, s.life.Done(), wait); err != nil {
 				return nil, err
 			}
 		}
@@ -462,20 +462,6 @@ func (s *Subscription) connected(ctx context.Context) (eventStream, error) {
 		s.mu.Unlock()
 		s.streamEvents = 0
 		s.log.Debug("subscribed", "from", PositionString(pos))
-	}
-}
-
-// sleepUntil waits d, or until ctx or life ends.
-func sleepUntil(ctx, life context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-life.Done():
-		return ErrClosed
 	}
 }
 

@@ -20,11 +20,7 @@ var base = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 func TestSubscriptionReadsInOrderWithContinuation(t *testing.T) {
 	recs := efotest.Records(7, base)
 	srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, PerEvent: 3}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, TrimHorizon())
 	bs := readUntil(t, s, 7)
 	if diff := cmp.Diff(seqs(recs), seqs(allRecords(bs))); diff != "" {
 		t.Fatalf("records (-want +got):\n%s", diff)
@@ -52,11 +48,7 @@ func TestSubscriptionReadsInOrderWithContinuation(t *testing.T) {
 func TestSubscriptionRenewsFromLastPosition(t *testing.T) {
 	recs := efotest.Records(9, base)
 	srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, PerEvent: 2, EventsPerCall: 2}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, TrimHorizon())
 	got := allRecords(readUntil(t, s, 9))
 	if diff := cmp.Diff(seqs(recs), seqs(got)); diff != "" {
 		t.Fatalf("records (-want +got):\n%s", diff)
@@ -88,11 +80,7 @@ func TestSubscriptionRenewsFromLastPosition(t *testing.T) {
 func TestSubscriptionRenewalAfterEmptyEventsUsesContinuation(t *testing.T) {
 	recs := efotest.Records(3, base)
 	srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, EventsPerCall: 1}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", Latest(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, Latest())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for range 3 {
@@ -127,11 +115,7 @@ func TestSubscriptionShardEndWithChildShards(t *testing.T) {
 			HashKeyRange: &types.HashKeyRange{StartingHashKey: aws.String("170141183460469231731687303715884105728"), EndingHashKey: aws.String("340282366920938463463374607431768211455")}},
 	}
 	srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, PerEvent: 2, EventsPerCall: 2, Children: children}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", AfterSequence(efotest.Seq(0)), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, AfterSequence(efotest.Seq(0)))
 	bs := readUntil(t, s, 100)
 	last := bs[len(bs)-1]
 	if !last.ShardEnded() {
@@ -165,11 +149,7 @@ func TestSubscriptionShardEndWithChildShards(t *testing.T) {
 func TestSubscriptionUnreadKeepsStreamAcrossBatches(t *testing.T) {
 	recs := efotest.Records(6, base)
 	srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, PerEvent: 4}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, TrimHorizon())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b, err := s.Next(ctx)
@@ -239,11 +219,7 @@ func TestSubscriptionUnreadKeepsStreamAcrossBatches(t *testing.T) {
 func TestSubscriptionNextDeadlineLosesNothing(t *testing.T) {
 	recs := efotest.Records(4, base)
 	srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, PerEvent: 1, Interval: 300 * time.Millisecond}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, TrimHorizon())
 	var got []types.Record
 	deadlines := 0
 	for len(got) < 4 {
@@ -296,11 +272,7 @@ func TestSubscriptionRetriesResourceInUseAndThrottling(t *testing.T) {
 		},
 	}
 	srv := efotest.NewServer(t, efotest.ShardHandler(sh))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, TrimHorizon())
 	got := allRecords(readUntil(t, s, 6))
 	if diff := cmp.Diff(seqs(recs), seqs(got)); diff != "" {
 		t.Fatalf("records (-want +got):\n%s", diff)
@@ -323,15 +295,10 @@ func TestSubscriptionGivesUpAfterMaxAttempts(t *testing.T) {
 			return &efotest.APIError{Type: "ResourceInUseException", Message: "held by someone else"}
 		},
 	}))
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(),
-		append(fastRetries(t), WithMaxAttempts(3))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverSubscription(t, srv, TrimHorizon(), WithMaxAttempts(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = s.Next(ctx)
+	_, err := s.Next(ctx)
 	var riu *types.ResourceInUseException
 	if !errors.As(err, &riu) {
 		t.Fatalf("Next = %v, want the ResourceInUseException", err)
@@ -361,14 +328,10 @@ func TestSubscriptionTerminalErrors(t *testing.T) {
 			srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{
 				Refuse: func(efotest.Call) *efotest.APIError { return &efotest.APIError{Type: tc.typ, Message: "no"} },
 			}))
-			s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := serverSubscription(t, srv, TrimHorizon())
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, err = s.Next(ctx)
+			_, err := s.Next(ctx)
 			if !tc.is(err) {
 				t.Fatalf("Next = %v (%T), want a %s", err, err, tc.typ)
 			}
@@ -398,11 +361,7 @@ func TestSubscriptionStartingPositions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := efotest.NewServer(t, efotest.ShardHandler(&efotest.Shard{Records: recs, PerEvent: 5}))
-			s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", tc.start, fastRetries(t)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := serverSubscription(t, srv, tc.start)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			b, err := s.Next(ctx)
@@ -428,10 +387,7 @@ func TestSubscriptionCloseUnblocksNext(t *testing.T) {
 		<-st.Context().Done() // then silence
 		return nil
 	})
-	s, err := NewSubscription(srv.Client(), testConsumerARN, "shardId-000000000000", TrimHorizon(), fastRetries(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := serverSubscription(t, srv, TrimHorizon())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := s.Next(ctx); err != nil {

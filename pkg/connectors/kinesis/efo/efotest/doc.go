@@ -1,8 +1,10 @@
 // Package efotest is test support for enhanced fan-out, imported only by
 // _test.go files (it imports internal/testenv):
 //
-//   - StartMock starts kinesis-mock (npm kinesis-local) on free ports, with
-//     helpers to create streams and put records into a given shard.
+//   - EFOClient and HTTPClient reach the TLS endpoint of a kinesis-mock
+//     started with testenv.StartKinesis (which starts it, creates streams
+//     and gives plain clients) through InitialResponseShim; ShardIDs and Put
+//     put records into a given shard.
 //   - InitialResponseShim makes aws-sdk-go-v2's SubscribeToShard work with
 //     kinesis-mock, which omits the initial-response event the SDK expects.
 //     Test code only: production clients talk to the real service, which
