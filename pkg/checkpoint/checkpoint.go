@@ -5,8 +5,8 @@
 //
 // Every write is fenced: it carries the writer's Fence and fails with
 // ErrFenced once the writer is no longer leader, so a deposed driver cannot
-// commit. Implementations live in sub-packages (etcd, local) and all pass the
-// contract suite in checkpointtest.
+// commit. Implementations live in sub-packages (etcd, local, dynamodb, s3)
+// and all pass the contract suite in checkpointtest.
 //
 // Batch life cycle as stored here:
 //
@@ -19,6 +19,7 @@ package checkpoint
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -115,6 +116,25 @@ type Claimer interface {
 func Claim(ctx context.Context, st Store, f Fence) error {
 	if c, ok := st.(Claimer); ok {
 		return c.Claim(ctx, f)
+	}
+	return nil
+}
+
+// CheckJob refuses an empty job name. Every Store checks its arguments with
+// CheckJob and CheckBatch before it touches storage, so that all refuse the
+// same arguments in the same words.
+func CheckJob(name string) error {
+	if name == "" {
+		return errors.New("job name must not be empty")
+	}
+	return nil
+}
+
+// CheckBatch refuses a negative batch: stores key batches by their
+// zero-padded number.
+func CheckBatch(b stream.BatchID) error {
+	if b < 0 {
+		return fmt.Errorf("batch %d is negative", b)
 	}
 	return nil
 }

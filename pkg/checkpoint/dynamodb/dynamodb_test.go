@@ -19,7 +19,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
-	"github.com/sluicehq/sluice/pkg/checkpoint/checkpointtest"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore/casstoretest"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -47,45 +46,26 @@ func openT(t *testing.T, cfg Config, o casstore.Options) *Store {
 	return s
 }
 
-var namespaces atomic.Int64
+var prefixes atomic.Int64
 
-func freshPrefix() string { return fmt.Sprintf("t%d/", namespaces.Add(1)) }
+func freshPrefix() string { return fmt.Sprintf("t%d/", prefixes.Add(1)) }
 
 func TestContract(t *testing.T) {
-	cfg := config(testenv.StartDynalite(t), "contract", "")
-	checkpointtest.Run(t, func(t *testing.T) (checkpoint.Store, checkpoint.Fence, func()) {
-		c := cfg
-		c.Prefix = freshPrefix()
-		s := openT(t, c, casstore.Options{})
-		depose := func() {
-			// A second driver process is elected (a higher epoch) and
-			// claims the table, as the driver does after an election.
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			other := openT(t, c, casstore.Options{})
-			if err := other.Claim(ctx, casstoretest.New); err != nil {
-				t.Fatalf("claim by the new leader: %v", err)
-			}
-			if err := other.PutJob(ctx, casstoretest.New, checkpoint.JobRecord{Name: "probe"}); err != nil {
-				t.Fatalf("write with the new leader's fence: %v", err)
-			}
-			if err := other.DeleteJob(ctx, casstoretest.New, "probe"); err != nil {
-				t.Fatalf("delete with the new leader's fence: %v", err)
-			}
-		}
-		return s, casstoretest.Old, depose
-	})
+	casstoretest.RunContract(t, namespaces(testenv.StartDynalite(t), "contract"))
 }
 
 func TestFencing(t *testing.T) {
-	cfg := config(testenv.StartDynalite(t), "fencing", "")
-	casstoretest.RunFencing(t, func(t *testing.T) func(hook func(point, job string)) casstoretest.Store {
-		c := cfg
-		c.Prefix = freshPrefix()
+	casstoretest.RunFencing(t, namespaces(testenv.StartDynalite(t), "fencing"))
+}
+
+// namespaces opens stores on a fresh prefix of table for each test.
+func namespaces(d testenv.Dynalite, table string) casstoretest.Namespace {
+	return func(t *testing.T) func(hook func(point, job string)) casstoretest.Store {
+		cfg := config(d, table, freshPrefix())
 		return func(hook func(point, job string)) casstoretest.Store {
-			return openT(t, c, casstore.Options{Hook: hook})
+			return openT(t, cfg, casstore.Options{Hook: hook})
 		}
-	})
+	}
 }
 
 // client is a raw DynamoDB client on the emulator, for looking behind the

@@ -4,30 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 
-	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/checkpoint/internal/awsstore"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore"
-	"github.com/sluicehq/sluice/pkg/stream"
 )
 
-// Store is a checkpoint.Store in a DynamoDB table. It is safe for
-// concurrent use.
+// Store is a checkpoint.Store in a DynamoDB table, and a
+// checkpoint.Claimer: a newly elected driver calls Claim before it reads
+// checkpoints (see the package doc). Its methods are casstore's, which
+// implements the records, fencing and reading rules over the table. It is
+// safe for concurrent use.
 type Store struct {
-	core      *casstore.Store
+	*core
 	transport *http.Transport
-	table     string
 }
 
-var _ checkpoint.Store = (*Store)(nil)
+// core is embedded under an unexported name, so that its methods are
+// Store's without exposing the internal type.
+type core = casstore.Store
+
+var (
+	_ checkpoint.Store   = (*Store)(nil)
+	_ checkpoint.Claimer = (*Store)(nil)
+)
 
 // Open validates cfg, connects, and makes sure the table exists: when it
 // does not, Open creates it (on-demand billing) and waits until it is
@@ -43,28 +49,21 @@ func open(ctx context.Context, cfg Config, o casstore.Options) (*Store, error) {
 		return nil, fmt.Errorf("dynamodb checkpoint store: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	awsCfg, err := awsauth.Load(ctx, cfg.Auth)
+	awsCfg, tr, err := awsstore.Load(ctx, cfg.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb checkpoint store: %w", err)
 	}
-	// An own transport, so Close can release its connections.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	awsCfg.HTTPClient = &http.Client{Transport: tr}
 	client := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 	})
-	s := &Store{
-		core:      casstore.New(&backend{client: client, table: cfg.Table, prefix: cfg.Prefix}, o),
-		transport: tr,
-		table:     cfg.Table,
-	}
 	if err := ensureTable(ctx, client, cfg); err != nil {
 		tr.CloseIdleConnections()
 		return nil, fmt.Errorf("dynamodb checkpoint store: %w", err)
 	}
-	return s, nil
+	b := &backend{client: client, table: cfg.Table, prefix: cfg.Prefix}
+	return &Store{core: casstore.New(b, o), transport: tr}, nil
 }
 
 // tablePoll is how often Open looks whether a new table is ACTIVE.
@@ -151,91 +150,18 @@ func checkSchema(where string, t *types.TableDescription) error {
 }
 
 // explain adds what to do to errors users can fix: credentials and
-// permissions, and an unreachable endpoint. AWS error messages do not carry
-// secrets; neither does anything added here.
+// permissions, and an unreachable endpoint.
 func explain(err error) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
+	return awsstore.Explain(err, func(code string) string {
+		switch code {
 		case "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignatureException",
 			"MissingAuthenticationTokenException", "ExpiredTokenException", "InvalidClientTokenId":
-			return fmt.Errorf("%w: the AWS credentials were refused; check the access key, secret key, session token or role", err)
+			return awsstore.CredentialsRefused
 		case "AccessDeniedException":
-			return fmt.Errorf("%w: the credentials lack a DynamoDB permission the store needs (see README: DescribeTable, CreateTable, GetItem, PutItem, Query, BatchWriteItem)", err)
+			return "the credentials lack a DynamoDB permission the store needs (see README: DescribeTable, CreateTable, GetItem, PutItem, Query, BatchWriteItem)"
 		}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return fmt.Errorf("%w: is the endpoint right and reachable?", err)
-	}
-	return err
-}
-
-// Claim raises the table's fence to f. A newly elected driver calls it
-// before it reads checkpoints, so that nothing an older leader still has in
-// flight can change what it reads; see the package doc. It fails with
-// checkpoint.ErrFenced when a newer leader claimed the store already.
-func (s *Store) Claim(ctx context.Context, f checkpoint.Fence) error {
-	return s.core.Claim(ctx, f)
-}
-
-// PutJob writes the job's catalog entry (fenced).
-func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.JobRecord) error {
-	return s.core.PutJob(ctx, f, job)
-}
-
-// GetJob reads a catalog entry; an unknown job is checkpoint.ErrNotFound.
-func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, error) {
-	return s.core.GetJob(ctx, name)
-}
-
-// ListJobs returns every catalog entry, sorted by name (a consistent read).
-func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
-	return s.core.ListJobs(ctx)
-}
-
-// DeleteJob removes the catalog entry and every log of the job (fenced).
-// Deleting an unknown job succeeds.
-func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) error {
-	return s.core.DeleteJob(ctx, f, name)
-}
-
-// PutPlan writes the offset log entry of plan.Batch (fenced).
-func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, plan checkpoint.BatchPlan) error {
-	return s.core.PutPlan(ctx, f, job, plan)
-}
-
-// LatestPlan returns the plan of the highest batch, or checkpoint.ErrNotFound.
-func (s *Store) LatestPlan(ctx context.Context, job string) (checkpoint.BatchPlan, error) {
-	return s.core.LatestPlan(ctx, job)
-}
-
-// PutTaskEnd records where the task key of batch stopped (fenced).
-func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, batch stream.BatchID, key string, end stream.Position) error {
-	return s.core.PutTaskEnd(ctx, f, job, batch, key, end)
-}
-
-// TaskEnds returns the task ends recorded for batch's current plan.
-func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) (map[string]stream.Position, error) {
-	return s.core.TaskEnds(ctx, job, batch)
-}
-
-// PutCommit writes the commit log entry of c.Batch (fenced).
-func (s *Store) PutCommit(ctx context.Context, f checkpoint.Fence, job string, c checkpoint.Commit) error {
-	return s.core.PutCommit(ctx, f, job, c)
-}
-
-// LatestCommit returns the commit of the highest batch, or
-// checkpoint.ErrNotFound.
-func (s *Store) LatestCommit(ctx context.Context, job string) (checkpoint.Commit, error) {
-	return s.core.LatestCommit(ctx, job)
-}
-
-// Purge deletes plans, task ends and commits of batches below before
-// (fenced). The driver calls it with its latest batch minus
-// minBatchesToRetain.
-func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, before stream.BatchID) error {
-	return s.core.Purge(ctx, f, job, before)
+		return ""
+	})
 }
 
 // Close releases the store's idle connections. The table stays.

@@ -60,7 +60,7 @@ func New(client *clientv3.Client, opts ...Option) (*Store, error) {
 func (s *Store) Close() error { return nil }
 
 // Keys. Job names are escaped; batches are fixed width so that key order is
-// numeric order (BatchID is never negative: see checkBatch).
+// numeric order (BatchID is never negative: see checkpoint.CheckBatch).
 
 func (s *Store) jobKey(job string) string { return s.prefix + "jobs/" + url.PathEscape(job) }
 func (s *Store) jobsPrefix() string       { return s.prefix + "jobs/" }
@@ -106,24 +106,10 @@ func (s *Store) fenced(ctx context.Context, f checkpoint.Fence, what string, ops
 	return nil
 }
 
-func checkJob(job string) error {
-	if job == "" {
-		return errors.New("job name must not be empty")
-	}
-	return nil
-}
-
-func checkBatch(b stream.BatchID) error {
-	if b < 0 {
-		return fmt.Errorf("batch %d is negative", b)
-	}
-	return nil
-}
-
 // PutJob writes the job's catalog entry.
 func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.JobRecord) error {
 	what := fmt.Sprintf("job %q: put catalog entry", job.Name)
-	if err := checkJob(job.Name); err != nil {
+	if err := checkpoint.CheckJob(job.Name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	v, err := json.Marshal(job)
@@ -137,7 +123,7 @@ func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.J
 func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, error) {
 	var rec checkpoint.JobRecord
 	what := fmt.Sprintf("job %q: get catalog entry", name)
-	if err := checkJob(name); err != nil {
+	if err := checkpoint.CheckJob(name); err != nil {
 		return rec, fmt.Errorf("%s: %w", what, err)
 	}
 	resp, err := s.client.Get(ctx, s.jobKey(name))
@@ -176,7 +162,7 @@ func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 // fail.
 func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) error {
 	what := fmt.Sprintf("job %q: delete", name)
-	if err := checkJob(name); err != nil {
+	if err := checkpoint.CheckJob(name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return s.fenced(ctx, f, what,
@@ -191,7 +177,7 @@ func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) 
 // plan of that batch.
 func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, plan checkpoint.BatchPlan) error {
 	what := fmt.Sprintf("job %q: put plan %d", job, plan.Batch)
-	if err := errors.Join(checkJob(job), checkBatch(plan.Batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(plan.Batch)); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	v, err := json.Marshal(plan)
@@ -211,7 +197,7 @@ func (s *Store) LatestPlan(ctx context.Context, job string) (checkpoint.BatchPla
 // PutTaskEnd records where the task key of batch stopped.
 func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, batch stream.BatchID, key string, end stream.Position) error {
 	what := fmt.Sprintf("job %q: batch %d: put task end %q", job, batch, key)
-	if err := errors.Join(checkJob(job), checkBatch(batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(batch)); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if key == "" {
@@ -228,7 +214,7 @@ func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, 
 // empty map, not an error.
 func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) (map[string]stream.Position, error) {
 	what := fmt.Sprintf("job %q: batch %d: task ends", job, batch)
-	if err := errors.Join(checkJob(job), checkBatch(batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(batch)); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	resp, err := s.client.Get(ctx, s.batchEndsPrefix(job, batch), clientv3.WithPrefix())
@@ -249,7 +235,7 @@ func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) 
 // PutCommit writes the commit log entry of c.Batch.
 func (s *Store) PutCommit(ctx context.Context, f checkpoint.Fence, job string, c checkpoint.Commit) error {
 	what := fmt.Sprintf("job %q: put commit %d", job, c.Batch)
-	if err := errors.Join(checkJob(job), checkBatch(c.Batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(c.Batch)); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	v, err := json.Marshal(c)
@@ -271,7 +257,7 @@ func (s *Store) LatestCommit(ctx context.Context, job string) (checkpoint.Commit
 // fenced transaction. The catalog entry stays.
 func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, before stream.BatchID) error {
 	what := fmt.Sprintf("job %q: purge batches below %d", job, before)
-	if err := checkJob(job); err != nil {
+	if err := checkpoint.CheckJob(job); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if before < 0 {
@@ -289,7 +275,7 @@ func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, befor
 // latest decodes into v the value of the greatest key under prefix.
 func (s *Store) latest(ctx context.Context, job, what, prefix string, v any) error {
 	what = fmt.Sprintf("job %q: %s", job, what)
-	if err := checkJob(job); err != nil {
+	if err := checkpoint.CheckJob(job); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	resp, err := s.client.Get(ctx, prefix,

@@ -121,8 +121,8 @@ func (s *Store) begin(ctx context.Context, job string, write bool) (func(), erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if job == "" {
-		return nil, errors.New("job name must not be empty")
+	if err := checkpoint.CheckJob(job); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -141,13 +141,6 @@ func (s *Store) begin(ctx context.Context, job string, write bool) (func(), erro
 	}
 	l.RLock()
 	return l.RUnlock, nil
-}
-
-func checkBatch(b stream.BatchID) error {
-	if b < 0 {
-		return fmt.Errorf("batch %d is negative", b)
-	}
-	return nil
 }
 
 // put writes v as JSON to path, creating its directory.
@@ -301,7 +294,7 @@ func (s *Store) DeleteJob(ctx context.Context, _ checkpoint.Fence, name string) 
 // plan of that batch.
 func (s *Store) PutPlan(ctx context.Context, _ checkpoint.Fence, job string, plan checkpoint.BatchPlan) error {
 	what := fmt.Sprintf("job %q: put plan %d", job, plan.Batch)
-	if err := checkBatch(plan.Batch); err != nil {
+	if err := checkpoint.CheckBatch(plan.Batch); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	done, err := s.begin(ctx, job, true)
@@ -325,7 +318,7 @@ func (s *Store) LatestPlan(ctx context.Context, job string) (checkpoint.BatchPla
 // PutTaskEnd records where the task key of batch stopped.
 func (s *Store) PutTaskEnd(ctx context.Context, _ checkpoint.Fence, job string, batch stream.BatchID, key string, end stream.Position) error {
 	what := fmt.Sprintf("job %q: batch %d: put task end %q", job, batch, key)
-	if err := checkBatch(batch); err != nil {
+	if err := checkpoint.CheckBatch(batch); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if key == "" {
@@ -347,7 +340,7 @@ func (s *Store) PutTaskEnd(ctx context.Context, _ checkpoint.Fence, job string, 
 // empty map, not an error.
 func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) (map[string]stream.Position, error) {
 	what := fmt.Sprintf("job %q: batch %d: task ends", job, batch)
-	if err := checkBatch(batch); err != nil {
+	if err := checkpoint.CheckBatch(batch); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	done, err := s.begin(ctx, job, false)
@@ -374,7 +367,7 @@ func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) 
 // PutCommit writes the commit log entry of c.Batch.
 func (s *Store) PutCommit(ctx context.Context, _ checkpoint.Fence, job string, c checkpoint.Commit) error {
 	what := fmt.Sprintf("job %q: put commit %d", job, c.Batch)
-	if err := checkBatch(c.Batch); err != nil {
+	if err := checkpoint.CheckBatch(c.Batch); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	done, err := s.begin(ctx, job, true)

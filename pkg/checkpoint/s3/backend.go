@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -31,8 +30,6 @@ const (
 	logSuffixRoom = 1 + 16 + 1 + 20 + 1 + len("commit-") + 20 + 1 + 12 + len(".json")
 	// deleteMax is DeleteObjects' limit of keys per call.
 	deleteMax = 1000
-	// listConcurrency bounds the heads ListHeads reads at once.
-	listConcurrency = 8
 	// maxAttempts bounds the read-modify-write loop of a batch's task ends.
 	maxAttempts = 64
 )
@@ -182,9 +179,12 @@ func (b *backend) PutHead(ctx context.Context, job string, value []byte, version
 }
 
 // ListHeads lists the job directories under the prefix (a listing, which
-// casstore uses only for the catalog) and reads each head.json.
+// casstore uses only for the catalog). It returns names only: casstore
+// reads each head.json with GetHead while it seals the heads, and leaves
+// out a directory without one (logs of a job whose head is gone after a
+// crash while deleting).
 func (b *backend) ListHeads(ctx context.Context) ([]casstore.Head, error) {
-	var jobs []string
+	var heads []casstore.Head
 	p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
 		Bucket: &b.bucket, Prefix: &b.prefix, Delimiter: aws.String("/"),
 	})
@@ -196,41 +196,11 @@ func (b *backend) ListHeads(ctx context.Context) ([]casstore.Head, error) {
 		for _, cp := range page.CommonPrefixes {
 			dir := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), b.prefix), "/")
 			if job, ok := unescape(dir); ok {
-				jobs = append(jobs, job)
+				heads = append(heads, casstore.Head{Job: job})
 			}
 		}
 	}
-	heads := make([]*casstore.Head, len(jobs))
-	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, listConcurrency)
-	var wg sync.WaitGroup
-	for i, job := range jobs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			v, ver, err := b.GetHead(ctx, job)
-			switch {
-			case errors.Is(err, casstore.ErrNotExist):
-				// A directory without a head: logs of a job whose head
-				// is gone (a crash while deleting), invisible.
-			case err != nil:
-				errs[i] = fmt.Errorf("job %q: read head: %w", job, err)
-			default:
-				heads[i] = &casstore.Head{Job: job, Value: v, Version: ver}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	out := make([]casstore.Head, 0, len(heads))
-	for _, h := range heads {
-		if h != nil {
-			out = append(out, *h)
-		}
-	}
-	return out, nil
+	return heads, nil
 }
 
 func (b *backend) blobKey(r casstore.BlobRef) (string, error) {

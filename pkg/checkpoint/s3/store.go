@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -13,10 +13,9 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/checkpoint/internal/awsstore"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore"
-	"github.com/sluicehq/sluice/pkg/stream"
 )
 
 // ErrNoConditionalWrites means the endpoint accepted a write that its
@@ -25,14 +24,23 @@ import (
 // fence a deposed driver and refuses to run on it.
 var ErrNoConditionalWrites = errors.New("the S3 endpoint ignores conditional writes (If-None-Match / If-Match)")
 
-// Store is a checkpoint.Store in an S3 bucket. It is safe for concurrent
-// use.
+// Store is a checkpoint.Store in an S3 bucket, and a checkpoint.Claimer: a
+// newly elected driver calls Claim before it reads checkpoints (see the
+// package doc). Its methods are casstore's, which implements the records,
+// fencing and reading rules over the bucket. It is safe for concurrent use.
 type Store struct {
-	core      *casstore.Store
+	*core
 	transport *http.Transport
 }
 
-var _ checkpoint.Store = (*Store)(nil)
+// core is embedded under an unexported name, so that its methods are
+// Store's without exposing the internal type.
+type core = casstore.Store
+
+var (
+	_ checkpoint.Store   = (*Store)(nil)
+	_ checkpoint.Claimer = (*Store)(nil)
+)
 
 // Open validates cfg, checks that the bucket exists and can be read, and
 // that the endpoint honours conditional writes (it writes, overwrites
@@ -48,13 +56,10 @@ func open(ctx context.Context, cfg Config, o casstore.Options) (*Store, error) {
 		return nil, fmt.Errorf("s3 checkpoint store: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	awsCfg, err := awsauth.Load(ctx, cfg.Auth)
+	awsCfg, tr, err := awsstore.Load(ctx, cfg.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("s3 checkpoint store: %w", err)
 	}
-	// An own transport, so Close can release its connections.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	awsCfg.HTTPClient = &http.Client{Transport: tr}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
@@ -101,6 +106,9 @@ func checkBucket(ctx context.Context, b *backend, cfg Config) error {
 	return probeConditionalWrites(ctx, b, where)
 }
 
+// probeCleanup bounds the removal of the probe object.
+const probeCleanup = 10 * time.Second
+
 // probeConditionalWrites checks that the endpoint refuses a create over an
 // existing object (If-None-Match: *) and a replace of a version that is not
 // the current one (If-Match). The probe's name contains a '.', which no
@@ -108,8 +116,12 @@ func checkBucket(ctx context.Context, b *backend, cfg Config) error {
 func probeConditionalWrites(ctx context.Context, b *backend, where string) error {
 	key := b.prefix + "probe-" + randomHex(8) + ".json"
 	defer func() {
-		// Best effort: the probe is tiny and never read.
-		_, _ = b.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &key})
+		// Best effort, also when ctx has ended, but bounded: the probe is
+		// tiny and never read, and Open must not hang on an endpoint that
+		// stops answering.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeCleanup)
+		defer cancel()
+		_, _ = b.client.DeleteObject(dctx, &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &key})
 	}()
 	if _, err := b.put(ctx, key, []byte(`{"probe":1}`), ""); err != nil {
 		return fmt.Errorf("%s: write probe object %s: %w", where, key, err)
@@ -130,97 +142,19 @@ func probeConditionalWrites(ctx context.Context, b *backend, where string) error
 }
 
 // explain adds what to do to errors users can fix: credentials and
-// permissions, a missing bucket, an unreachable endpoint. AWS error
-// messages do not carry secrets; neither does anything added here.
+// permissions, a missing bucket, an unreachable endpoint.
 func explain(err error, bucket string) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
+	return awsstore.Explain(err, func(code string) string {
+		switch code {
 		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
-			return fmt.Errorf("%w: the AWS credentials were refused; check the access key, secret key, session token or role", err)
+			return awsstore.CredentialsRefused
 		case "AccessDenied":
-			return fmt.Errorf("%w: the credentials lack an S3 permission the store needs on bucket %q (see README: s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject)", err, bucket)
+			return fmt.Sprintf("the credentials lack an S3 permission the store needs on bucket %q (see README: s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject)", bucket)
 		case "NoSuchBucket":
-			return fmt.Errorf("%w: bucket %q does not exist; create it first", err, bucket)
+			return fmt.Sprintf("bucket %q does not exist; create it first", bucket)
 		}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return fmt.Errorf("%w: is the endpoint right and reachable?", err)
-	}
-	return err
-}
-
-// Claim raises the store's fence to f. A newly elected driver calls it
-// before it reads checkpoints, so that nothing an older leader still has in
-// flight can change what it reads; see the package doc. It fails with
-// checkpoint.ErrFenced when a newer leader claimed the store already.
-func (s *Store) Claim(ctx context.Context, f checkpoint.Fence) error {
-	return s.core.Claim(ctx, f)
-}
-
-// PutJob writes the job's catalog entry (fenced).
-func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.JobRecord) error {
-	return s.core.PutJob(ctx, f, job)
-}
-
-// GetJob reads a catalog entry; an unknown job is checkpoint.ErrNotFound.
-func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, error) {
-	return s.core.GetJob(ctx, name)
-}
-
-// ListJobs returns every catalog entry, sorted by name. It lists the
-// prefix, so on a store whose listings lag, a job created a moment ago may
-// be missing.
-func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
-	return s.core.ListJobs(ctx)
-}
-
-// DeleteJob removes the catalog entry and every log of the job (fenced).
-// Deleting an unknown job succeeds.
-func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) error {
-	return s.core.DeleteJob(ctx, f, name)
-}
-
-// PutPlan writes the offset log entry of plan.Batch (fenced).
-func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, plan checkpoint.BatchPlan) error {
-	return s.core.PutPlan(ctx, f, job, plan)
-}
-
-// LatestPlan returns the plan of the highest batch, or checkpoint.ErrNotFound.
-// It reads the job's head and the plan it points to; it does not list.
-func (s *Store) LatestPlan(ctx context.Context, job string) (checkpoint.BatchPlan, error) {
-	return s.core.LatestPlan(ctx, job)
-}
-
-// PutTaskEnd records where the task key of batch stopped (fenced).
-func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, batch stream.BatchID, key string, end stream.Position) error {
-	return s.core.PutTaskEnd(ctx, f, job, batch, key, end)
-}
-
-// TaskEnds returns the task ends recorded for batch's current plan (one
-// GET, no listing).
-func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) (map[string]stream.Position, error) {
-	return s.core.TaskEnds(ctx, job, batch)
-}
-
-// PutCommit writes the commit log entry of c.Batch (fenced).
-func (s *Store) PutCommit(ctx context.Context, f checkpoint.Fence, job string, c checkpoint.Commit) error {
-	return s.core.PutCommit(ctx, f, job, c)
-}
-
-// LatestCommit returns the commit of the highest batch, or
-// checkpoint.ErrNotFound. It reads the job's head and the commit it points
-// to; it does not list.
-func (s *Store) LatestCommit(ctx context.Context, job string) (checkpoint.Commit, error) {
-	return s.core.LatestCommit(ctx, job)
-}
-
-// Purge deletes plans, task ends and commits of batches below before
-// (fenced). The driver calls it with its latest batch minus
-// minBatchesToRetain.
-func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, before stream.BatchID) error {
-	return s.core.Purge(ctx, f, job, before)
+		return ""
+	})
 }
 
 // Close releases the store's idle connections.

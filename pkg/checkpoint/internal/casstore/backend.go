@@ -36,7 +36,9 @@ type Backend interface {
 	PutHead(ctx context.Context, job string, value []byte, version string) (newVersion string, err error)
 	// ListHeads returns the heads of every job. It may be eventually
 	// consistent (an S3 listing): a head written a moment ago may be
-	// missing, never one that does not exist.
+	// missing. A Head may come without its Value (nil) when the listing
+	// names jobs without reading them; the Store then reads it with
+	// GetHead, and a job whose head is not there is left out.
 	ListHeads(ctx context.Context) ([]Head, error)
 
 	// PutBlob writes a blob that must not exist yet.
@@ -53,7 +55,8 @@ type Backend interface {
 	DeleteLogs(ctx context.Context, log LogRef, before int64) error
 }
 
-// Head is one job's head as ListHeads returns it.
+// Head is one job's head as ListHeads returns it; Value nil (and Version
+// "") when it was listed but not read.
 type Head struct {
 	Job     string
 	Value   []byte

@@ -12,7 +12,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/pkg/checkpoint"
-	"github.com/sluicehq/sluice/pkg/checkpoint/checkpointtest"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore/casstoretest"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -150,24 +149,42 @@ func (m *memory) DeleteLogs(_ context.Context, l casstore.LogRef, before int64) 
 	return nil
 }
 
-func TestContract(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) (checkpoint.Store, checkpoint.Fence, func()) {
-		s := casstore.New(newMemory(), casstore.Options{})
-		return s, casstoretest.Old, func() {
-			if err := s.Claim(context.Background(), casstoretest.New); err != nil {
-				t.Fatalf("claim by the new leader: %v", err)
-			}
+// namespaces gives each test a fresh memory backend; wrap, if set, is the
+// backend the stores see instead.
+func namespaces(wrap func(*memory) casstore.Backend) casstoretest.Namespace {
+	return func(t *testing.T) func(hook func(point, job string)) casstoretest.Store {
+		var b casstore.Backend = newMemory()
+		if wrap != nil {
+			b = wrap(b.(*memory))
 		}
-	})
+		return func(hook func(point, job string)) casstoretest.Store {
+			return casstore.New(b, casstore.Options{Hook: hook})
+		}
+	}
 }
 
-func TestFencing(t *testing.T) {
-	casstoretest.RunFencing(t, func(t *testing.T) func(hook func(point, job string)) casstoretest.Store {
-		m := newMemory()
-		return func(hook func(point, job string)) casstoretest.Store {
-			return casstore.New(m, casstore.Options{Hook: hook})
-		}
-	})
+func TestContract(t *testing.T) { casstoretest.RunContract(t, namespaces(nil)) }
+
+func TestFencing(t *testing.T) { casstoretest.RunFencing(t, namespaces(nil)) }
+
+// namesOnly lists jobs without reading their heads, as the S3 backend
+// does, plus one name without a head (a directory left behind).
+type namesOnly struct{ *memory }
+
+func (n namesOnly) ListHeads(ctx context.Context) ([]casstore.Head, error) {
+	hs, err := n.memory.ListHeads(ctx)
+	for i := range hs {
+		hs[i] = casstore.Head{Job: hs[i].Job}
+	}
+	return append(hs, casstore.Head{Job: "no-head"}), err
+}
+
+// TestListingNamesOnly: ListJobs reads the heads a listing names without
+// them, seals them as well, and leaves out a name without a head.
+func TestListingNamesOnly(t *testing.T) {
+	ns := namespaces(func(m *memory) casstore.Backend { return namesOnly{m} })
+	t.Run("Contract", func(t *testing.T) { casstoretest.RunContract(t, ns) })
+	t.Run("Fencing", func(t *testing.T) { casstoretest.RunFencing(t, ns) })
 }
 
 // TestDeposedWithoutClaim: a new leader that writes instead of claiming

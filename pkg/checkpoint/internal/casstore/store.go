@@ -122,20 +122,6 @@ func checkFence(f checkpoint.Fence) error {
 	return nil
 }
 
-func checkJob(job string) error {
-	if job == "" {
-		return errors.New("job name must not be empty")
-	}
-	return nil
-}
-
-func checkBatch(b stream.BatchID) error {
-	if b < 0 {
-		return fmt.Errorf("batch %d is negative", b)
-	}
-	return nil
-}
-
 // readFence returns the fence record's stamp (zero when there is none yet)
 // and version.
 func (s *Store) readFence(ctx context.Context) (stamp, string, error) {
@@ -291,19 +277,35 @@ func (s *Store) read(ctx context.Context, job string) (head, bool, error) {
 	if err != nil {
 		return head{}, false, err
 	}
-	for range maxAttempts {
-		h, ver, ok, err := s.getHead(ctx, job)
-		if err != nil || !ok {
+	return s.sealed(ctx, Head{Job: job}, fence)
+}
+
+// sealed returns the head hd, sealed with fence. It reads the head when hd
+// does not carry it (a read, or a listing without values), and again after
+// a seal lost a race; ok is false when the job has no head.
+func (s *Store) sealed(ctx context.Context, hd Head, fence stamp) (h head, ok bool, err error) {
+	v, ver := hd.Value, hd.Version
+	for attempt := range maxAttempts {
+		if attempt > 0 || v == nil {
+			v, ver, err = s.b.GetHead(ctx, hd.Job)
+			if errors.Is(err, ErrNotExist) {
+				return head{}, false, nil
+			}
+			if err != nil {
+				return head{}, false, fmt.Errorf("read head: %w", err)
+			}
+		}
+		if h, err = decodeHead(hd.Job, v); err != nil {
 			return head{}, false, err
 		}
-		sealed, err := s.seal(ctx, job, h, ver, fence)
+		h, err = s.seal(ctx, hd.Job, h, ver, fence)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return head{}, false, err
 		}
-		return sealed, true, nil
+		return h, true, nil
 	}
 	return head{}, false, fmt.Errorf("seal head: still changing after %d attempts", maxAttempts)
 }
@@ -339,7 +341,7 @@ func (s *Store) Claim(ctx context.Context, f checkpoint.Fence) error {
 // PutJob writes the job's catalog entry.
 func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.JobRecord) error {
 	what := fmt.Sprintf("job %q: put catalog entry", job.Name)
-	if err := checkJob(job.Name); err != nil {
+	if err := checkpoint.CheckJob(job.Name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	w, err := s.begin(ctx, f, job.Name)
@@ -362,7 +364,7 @@ func (s *Store) PutJob(ctx context.Context, f checkpoint.Fence, job checkpoint.J
 // GetJob reads a catalog entry; an unknown job is checkpoint.ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, error) {
 	what := fmt.Sprintf("job %q: get catalog entry", name)
-	if err := checkJob(name); err != nil {
+	if err := checkpoint.CheckJob(name); err != nil {
 		return checkpoint.JobRecord{}, fmt.Errorf("%s: %w", what, err)
 	}
 	h, ok, err := s.read(ctx, name)
@@ -375,7 +377,7 @@ func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, 
 	return *h.Job, nil
 }
 
-// listConcurrency bounds the heads sealed at once by ListJobs.
+// listConcurrency bounds the heads ListJobs reads and seals at once.
 const listConcurrency = 8
 
 // ListJobs returns every catalog entry, sorted by name, sealing each head
@@ -415,34 +417,18 @@ func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 	return jobs, nil
 }
 
-// listed seals one listed head and returns its catalog entry, if any.
+// listed seals one listed head and returns its catalog entry, if any; a
+// job without a head (S3: a directory whose head is gone, after a crash
+// while deleting) has none.
 func (s *Store) listed(ctx context.Context, hd Head, fence stamp) (*checkpoint.JobRecord, error) {
-	v, ver := hd.Value, hd.Version
-	for range maxAttempts {
-		h, err := decodeHead(hd.Job, v)
-		if err != nil {
-			return nil, err
-		}
-		h, err = s.seal(ctx, hd.Job, h, ver, fence)
-		if errors.Is(err, ErrConflict) {
-			v, ver, err = s.b.GetHead(ctx, hd.Job)
-			if errors.Is(err, ErrNotExist) {
-				return nil, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("job %q: read head: %w", hd.Job, err)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("job %q: %w", hd.Job, err)
-		}
-		if !h.live() || h.Job == nil {
-			return nil, nil
-		}
-		return h.Job, nil
+	h, ok, err := s.sealed(ctx, hd, fence)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", hd.Job, err)
 	}
-	return nil, fmt.Errorf("job %q: seal head: still changing after %d attempts", hd.Job, maxAttempts)
+	if !ok || !h.live() || h.Job == nil {
+		return nil, nil
+	}
+	return h.Job, nil
 }
 
 // DeleteJob turns the job's head into a tombstone, then removes the logs of
@@ -450,7 +436,7 @@ func (s *Store) listed(ctx context.Context, hd Head, fence stamp) (*checkpoint.J
 // finishes a removal an error interrupted.
 func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) error {
 	what := fmt.Sprintf("job %q: delete", name)
-	if err := checkJob(name); err != nil {
+	if err := checkpoint.CheckJob(name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	w, err := s.begin(ctx, f, name)
@@ -518,7 +504,7 @@ func (s *Store) putLog(ctx context.Context, w stamp, job, kind string, batch int
 // highest batch, and writing a batch again replaces its plan.
 func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, plan checkpoint.BatchPlan) error {
 	what := fmt.Sprintf("job %q: put plan %d", job, plan.Batch)
-	if err := errors.Join(checkJob(job), checkBatch(plan.Batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(plan.Batch)); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	data, err := json.Marshal(plan)
@@ -545,7 +531,7 @@ func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, pla
 // PutCommit writes the commit log entry of c.Batch.
 func (s *Store) PutCommit(ctx context.Context, f checkpoint.Fence, job string, c checkpoint.Commit) error {
 	what := fmt.Sprintf("job %q: put commit %d", job, c.Batch)
-	if err := errors.Join(checkJob(job), checkBatch(c.Batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(c.Batch)); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	data, err := json.Marshal(c)
@@ -586,7 +572,7 @@ func (s *Store) LatestCommit(ctx context.Context, job string) (checkpoint.Commit
 
 func (s *Store) latest(ctx context.Context, job, kind string, ptr func(head) *pointer, v any) error {
 	what := fmt.Sprintf("job %q: latest %s", job, kind)
-	if err := checkJob(job); err != nil {
+	if err := checkpoint.CheckJob(job); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	h, ok, err := s.read(ctx, job)
@@ -616,7 +602,7 @@ func (s *Store) latest(ctx context.Context, job, kind string, ptr func(head) *po
 // (checkpoint.ErrFenced).
 func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, batch stream.BatchID, key string, end stream.Position) error {
 	what := fmt.Sprintf("job %q: batch %d: put task end %q", job, batch, key)
-	if err := errors.Join(checkJob(job), checkBatch(batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(batch)); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if key == "" {
@@ -646,7 +632,7 @@ func (s *Store) PutTaskEnd(ctx context.Context, f checkpoint.Fence, job string, 
 // plan are left out: they belong to a plan a newer leader replaced.
 func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) (map[string]stream.Position, error) {
 	what := fmt.Sprintf("job %q: batch %d: task ends", job, batch)
-	if err := errors.Join(checkJob(job), checkBatch(batch)); err != nil {
+	if err := errors.Join(checkpoint.CheckJob(job), checkpoint.CheckBatch(batch)); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	h, ok, err := s.read(ctx, job)
@@ -678,7 +664,7 @@ func (s *Store) TaskEnds(ctx context.Context, job string, batch stream.BatchID) 
 // removed after. The catalog entry stays.
 func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, before stream.BatchID) error {
 	what := fmt.Sprintf("job %q: purge batches below %d", job, before)
-	if err := checkJob(job); err != nil {
+	if err := checkpoint.CheckJob(job); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if before < 0 {

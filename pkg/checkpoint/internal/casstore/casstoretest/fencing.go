@@ -1,7 +1,8 @@
-// Package casstoretest holds the fencing tests every casstore-based store
-// (DynamoDB, S3) runs against its real service, beyond the shared contract
-// of checkpointtest: takeovers by a second store instance (a second driver
-// process), and a deposed leader's write caught between its fence check and
+// Package casstoretest holds the tests every casstore-based store
+// (DynamoDB, S3) runs against its real service: the checkpointtest contract,
+// deposing a leader as a second driver process does (RunContract), and the
+// fencing tests beyond it (RunFencing): takeovers by a second store
+// instance, and a deposed leader's write caught between its fence check and
 // its write, interleaved deterministically through casstore's hooks.
 package casstoretest
 
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/checkpoint/checkpointtest"
 	"github.com/sluicehq/sluice/pkg/checkpoint/internal/casstore"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -39,6 +41,31 @@ var (
 	Old = checkpoint.Fence{Key: "/sluice/leader/694d9a1b2c3d0001", Epoch: 41}
 	New = checkpoint.Fence{Key: "/sluice/leader/694d9a1b2c3d0007", Epoch: 57}
 )
+
+// RunContract runs the checkpointtest contract, each test on a fresh
+// namespace. A leader is deposed as after an election: a second store
+// instance (a second driver process) claims the namespace with a newer
+// fence and writes with it.
+func RunContract(t *testing.T, ns Namespace) {
+	checkpointtest.Run(t, func(t *testing.T) (checkpoint.Store, checkpoint.Fence, func()) {
+		open := ns(t)
+		depose := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			other := open(nil)
+			if err := other.Claim(ctx, New); err != nil {
+				t.Fatalf("claim by the new leader: %v", err)
+			}
+			if err := other.PutJob(ctx, New, checkpoint.JobRecord{Name: "probe"}); err != nil {
+				t.Fatalf("write with the new leader's fence: %v", err)
+			}
+			if err := other.DeleteJob(ctx, New, "probe"); err != nil {
+				t.Fatalf("delete with the new leader's fence: %v", err)
+			}
+		}
+		return open(nil), Old, depose
+	})
+}
 
 // RunFencing runs the fencing tests.
 func RunFencing(t *testing.T, ns Namespace) {
