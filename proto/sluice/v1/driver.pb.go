@@ -24,7 +24,9 @@ const (
 
 // PENDING → RUNNING → STOPPING → STOPPED
 //
-//	↘ FINISHED | FAILED
+//	  ↑   ↓ ↘ FINISHED | FAILED
+//	RETRYING (a retryable failure; the recorded plan runs again
+//	          when the restart strategy's back-off expires)
 type JobState int32
 
 const (
@@ -35,6 +37,9 @@ const (
 	JobState_JOB_STATE_STOPPED     JobState = 4
 	JobState_JOB_STATE_FINISHED    JobState = 5
 	JobState_JOB_STATE_FAILED      JobState = 6
+	// A batch could not finish for a cause that may go away (a sink, broker or
+	// store outage); the job runs again after its restart strategy's back-off.
+	JobState_JOB_STATE_RETRYING JobState = 7
 )
 
 // Enum value maps for JobState.
@@ -47,6 +52,7 @@ var (
 		4: "JOB_STATE_STOPPED",
 		5: "JOB_STATE_FINISHED",
 		6: "JOB_STATE_FAILED",
+		7: "JOB_STATE_RETRYING",
 	}
 	JobState_value = map[string]int32{
 		"JOB_STATE_UNSPECIFIED": 0,
@@ -56,6 +62,7 @@ var (
 		"JOB_STATE_STOPPED":     4,
 		"JOB_STATE_FINISHED":    5,
 		"JOB_STATE_FAILED":      6,
+		"JOB_STATE_RETRYING":    7,
 	}
 )
 
@@ -98,8 +105,10 @@ type Job struct {
 	LastProgress       *BatchProgress         `protobuf:"bytes,6,opt,name=last_progress,json=lastProgress,proto3" json:"last_progress,omitempty"`
 	Created            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
 	Updated            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated,proto3" json:"updated,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Set while the job is RETRYING (and after a restart, until a batch commits).
+	Restart       *RestartInfo `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -188,6 +197,77 @@ func (x *Job) GetUpdated() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Job) GetRestart() *RestartInfo {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+// RestartInfo says why a job is restarting and when it tries next.
+type RestartInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Restarts since the job last committed a batch (1 = the first).
+	Attempt int32 `protobuf:"varint,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// When the recorded plan runs again.
+	NextAttempt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	// The failure that caused the restart.
+	Cause         string `protobuf:"bytes,3,opt,name=cause,proto3" json:"cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartInfo) Reset() {
+	*x = RestartInfo{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartInfo) ProtoMessage() {}
+
+func (x *RestartInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartInfo.ProtoReflect.Descriptor instead.
+func (*RestartInfo) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RestartInfo) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RestartInfo) GetNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttempt
+	}
+	return nil
+}
+
+func (x *RestartInfo) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
 type SubmitJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -197,7 +277,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	mi := &file_sluice_v1_driver_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +289,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	mi := &file_sluice_v1_driver_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +302,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -241,7 +321,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[2]
+	mi := &file_sluice_v1_driver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +333,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[2]
+	mi := &file_sluice_v1_driver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +346,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetJobRequest) GetName() string {
@@ -284,7 +364,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[3]
+	mi := &file_sluice_v1_driver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +376,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[3]
+	mi := &file_sluice_v1_driver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +389,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{4}
 }
 
 type ListJobsResponse struct {
@@ -321,7 +401,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[4]
+	mi := &file_sluice_v1_driver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +413,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[4]
+	mi := &file_sluice_v1_driver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +426,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -365,7 +445,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[5]
+	mi := &file_sluice_v1_driver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +457,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[5]
+	mi := &file_sluice_v1_driver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +470,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StopJobRequest) GetName() string {
@@ -409,7 +489,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[6]
+	mi := &file_sluice_v1_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +501,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[6]
+	mi := &file_sluice_v1_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +514,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteJobRequest) GetName() string {
@@ -452,7 +532,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[7]
+	mi := &file_sluice_v1_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +544,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[7]
+	mi := &file_sluice_v1_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +557,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{8}
 }
 
 type WatchJobRequest struct {
@@ -489,7 +569,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[8]
+	mi := &file_sluice_v1_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +581,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[8]
+	mi := &file_sluice_v1_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +594,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchJobRequest) GetName() string {
@@ -535,7 +615,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[9]
+	mi := &file_sluice_v1_driver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +627,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[9]
+	mi := &file_sluice_v1_driver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +640,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -607,7 +687,7 @@ type BatchProgress struct {
 
 func (x *BatchProgress) Reset() {
 	*x = BatchProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	mi := &file_sluice_v1_driver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +699,7 @@ func (x *BatchProgress) String() string {
 func (*BatchProgress) ProtoMessage() {}
 
 func (x *BatchProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	mi := &file_sluice_v1_driver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +712,7 @@ func (x *BatchProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchProgress.ProtoReflect.Descriptor instead.
 func (*BatchProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchProgress) GetBatchId() int64 {
@@ -748,7 +828,7 @@ type PartitionProgress struct {
 
 func (x *PartitionProgress) Reset() {
 	*x = PartitionProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	mi := &file_sluice_v1_driver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +840,7 @@ func (x *PartitionProgress) String() string {
 func (*PartitionProgress) ProtoMessage() {}
 
 func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	mi := &file_sluice_v1_driver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +853,7 @@ func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProgress.ProtoReflect.Descriptor instead.
 func (*PartitionProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PartitionProgress) GetPartition() string {
@@ -826,7 +906,7 @@ type ListExecutorsRequest struct {
 
 func (x *ListExecutorsRequest) Reset() {
 	*x = ListExecutorsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	mi := &file_sluice_v1_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +918,7 @@ func (x *ListExecutorsRequest) String() string {
 func (*ListExecutorsRequest) ProtoMessage() {}
 
 func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	mi := &file_sluice_v1_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +931,7 @@ func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutorsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{13}
 }
 
 type ListExecutorsResponse struct {
@@ -863,7 +943,7 @@ type ListExecutorsResponse struct {
 
 func (x *ListExecutorsResponse) Reset() {
 	*x = ListExecutorsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[13]
+	mi := &file_sluice_v1_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +955,7 @@ func (x *ListExecutorsResponse) String() string {
 func (*ListExecutorsResponse) ProtoMessage() {}
 
 func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[13]
+	mi := &file_sluice_v1_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +968,7 @@ func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutorsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
@@ -914,7 +994,7 @@ type ExecutorInfo struct {
 
 func (x *ExecutorInfo) Reset() {
 	*x = ExecutorInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[14]
+	mi := &file_sluice_v1_driver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1006,7 @@ func (x *ExecutorInfo) String() string {
 func (*ExecutorInfo) ProtoMessage() {}
 
 func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[14]
+	mi := &file_sluice_v1_driver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1019,7 @@ func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutorInfo.ProtoReflect.Descriptor instead.
 func (*ExecutorInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecutorInfo) GetId() string {
@@ -1008,7 +1088,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[15]
+	mi := &file_sluice_v1_driver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1100,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[15]
+	mi := &file_sluice_v1_driver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1113,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LeaderInfo) GetAddress() string {
@@ -1047,7 +1127,7 @@ var File_sluice_v1_driver_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\xe8\x02\n" +
+	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x9a\x03\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.sluice.v1.JobSpecR\x04spec\x12)\n" +
@@ -1057,7 +1137,12 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x14last_committed_batch\x18\x05 \x01(\x03R\x12lastCommittedBatch\x12=\n" +
 	"\rlast_progress\x18\x06 \x01(\v2\x18.sluice.v1.BatchProgressR\flastProgress\x124\n" +
 	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
-	"\aupdated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\":\n" +
+	"\aupdated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x120\n" +
+	"\arestart\x18\t \x01(\v2\x16.sluice.v1.RestartInfoR\arestart\"|\n" +
+	"\vRestartInfo\x12\x18\n" +
+	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12=\n" +
+	"\fnext_attempt\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\x12\x14\n" +
+	"\x05cause\x18\x03 \x01(\tR\x05cause\":\n" +
 	"\x10SubmitJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.sluice.v1.JobSpecR\x04spec\"#\n" +
 	"\rGetJobRequest\x12\x12\n" +
@@ -1125,7 +1210,7 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\ftasks_failed\x18\b \x01(\x03R\vtasksFailed\"&\n" +
 	"\n" +
 	"LeaderInfo\x12\x18\n" +
-	"\aaddress\x18\x01 \x01(\tR\aaddress*\xb0\x01\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress*\xc8\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -1133,7 +1218,8 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x12JOB_STATE_STOPPING\x10\x03\x12\x15\n" +
 	"\x11JOB_STATE_STOPPED\x10\x04\x12\x16\n" +
 	"\x12JOB_STATE_FINISHED\x10\x05\x12\x14\n" +
-	"\x10JOB_STATE_FAILED\x10\x062\xd3\x03\n" +
+	"\x10JOB_STATE_FAILED\x10\x06\x12\x16\n" +
+	"\x12JOB_STATE_RETRYING\x10\a2\xd3\x03\n" +
 	"\rDriverService\x128\n" +
 	"\tSubmitJob\x12\x1b.sluice.v1.SubmitJobRequest\x1a\x0e.sluice.v1.Job\x122\n" +
 	"\x06GetJob\x12\x18.sluice.v1.GetJobRequest\x1a\x0e.sluice.v1.Job\x12C\n" +
@@ -1156,68 +1242,71 @@ func file_sluice_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_sluice_v1_driver_proto_goTypes = []any{
 	(JobState)(0),                 // 0: sluice.v1.JobState
 	(*Job)(nil),                   // 1: sluice.v1.Job
-	(*SubmitJobRequest)(nil),      // 2: sluice.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),         // 3: sluice.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 4: sluice.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 5: sluice.v1.ListJobsResponse
-	(*StopJobRequest)(nil),        // 6: sluice.v1.StopJobRequest
-	(*DeleteJobRequest)(nil),      // 7: sluice.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),     // 8: sluice.v1.DeleteJobResponse
-	(*WatchJobRequest)(nil),       // 9: sluice.v1.WatchJobRequest
-	(*JobEvent)(nil),              // 10: sluice.v1.JobEvent
-	(*BatchProgress)(nil),         // 11: sluice.v1.BatchProgress
-	(*PartitionProgress)(nil),     // 12: sluice.v1.PartitionProgress
-	(*ListExecutorsRequest)(nil),  // 13: sluice.v1.ListExecutorsRequest
-	(*ListExecutorsResponse)(nil), // 14: sluice.v1.ListExecutorsResponse
-	(*ExecutorInfo)(nil),          // 15: sluice.v1.ExecutorInfo
-	(*LeaderInfo)(nil),            // 16: sluice.v1.LeaderInfo
-	nil,                           // 17: sluice.v1.BatchProgress.DurationMsEntry
-	nil,                           // 18: sluice.v1.BatchProgress.MetricsEntry
-	nil,                           // 19: sluice.v1.PartitionProgress.MetricsEntry
-	(*JobSpec)(nil),               // 20: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*RestartInfo)(nil),           // 2: sluice.v1.RestartInfo
+	(*SubmitJobRequest)(nil),      // 3: sluice.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),         // 4: sluice.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 5: sluice.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 6: sluice.v1.ListJobsResponse
+	(*StopJobRequest)(nil),        // 7: sluice.v1.StopJobRequest
+	(*DeleteJobRequest)(nil),      // 8: sluice.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),     // 9: sluice.v1.DeleteJobResponse
+	(*WatchJobRequest)(nil),       // 10: sluice.v1.WatchJobRequest
+	(*JobEvent)(nil),              // 11: sluice.v1.JobEvent
+	(*BatchProgress)(nil),         // 12: sluice.v1.BatchProgress
+	(*PartitionProgress)(nil),     // 13: sluice.v1.PartitionProgress
+	(*ListExecutorsRequest)(nil),  // 14: sluice.v1.ListExecutorsRequest
+	(*ListExecutorsResponse)(nil), // 15: sluice.v1.ListExecutorsResponse
+	(*ExecutorInfo)(nil),          // 16: sluice.v1.ExecutorInfo
+	(*LeaderInfo)(nil),            // 17: sluice.v1.LeaderInfo
+	nil,                           // 18: sluice.v1.BatchProgress.DurationMsEntry
+	nil,                           // 19: sluice.v1.BatchProgress.MetricsEntry
+	nil,                           // 20: sluice.v1.PartitionProgress.MetricsEntry
+	(*JobSpec)(nil),               // 21: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_sluice_v1_driver_proto_depIdxs = []int32{
-	20, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
+	21, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
 	0,  // 1: sluice.v1.Job.state:type_name -> sluice.v1.JobState
-	11, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
-	21, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
-	21, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
-	20, // 5: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
-	1,  // 6: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
-	1,  // 7: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
-	11, // 8: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
-	21, // 9: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
-	17, // 10: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
-	18, // 11: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
-	12, // 12: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
-	19, // 13: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
-	15, // 14: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
-	21, // 15: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
-	21, // 16: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	2,  // 17: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
-	3,  // 18: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
-	4,  // 19: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
-	6,  // 20: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
-	7,  // 21: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
-	9,  // 22: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
-	13, // 23: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
-	1,  // 24: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
-	1,  // 25: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
-	5,  // 26: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
-	1,  // 27: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
-	8,  // 28: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
-	10, // 29: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
-	14, // 30: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	12, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
+	22, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
+	22, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
+	2,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
+	22, // 6: sluice.v1.RestartInfo.next_attempt:type_name -> google.protobuf.Timestamp
+	21, // 7: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
+	1,  // 8: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
+	1,  // 9: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
+	12, // 10: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
+	22, // 11: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
+	18, // 12: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
+	19, // 13: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
+	13, // 14: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
+	20, // 15: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
+	16, // 16: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
+	22, // 17: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
+	22, // 18: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	3,  // 19: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
+	4,  // 20: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
+	5,  // 21: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
+	7,  // 22: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
+	8,  // 23: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
+	10, // 24: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
+	14, // 25: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
+	1,  // 26: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
+	1,  // 27: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
+	6,  // 28: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
+	1,  // 29: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
+	9,  // 30: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
+	11, // 31: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
+	15, // 32: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_driver_proto_init() }
@@ -1232,7 +1321,7 @@ func file_sluice_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_driver_proto_rawDesc), len(file_sluice_v1_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

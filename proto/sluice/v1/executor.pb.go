@@ -247,6 +247,7 @@ type DriverMessage struct {
 	//	*DriverMessage_Welcome
 	//	*DriverMessage_Tasks
 	//	*DriverMessage_Cancel
+	//	*DriverMessage_Ping
 	Kind          isDriverMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -316,6 +317,15 @@ func (x *DriverMessage) GetCancel() *CancelTasks {
 	return nil
 }
 
+func (x *DriverMessage) GetPing() *Ping {
+	if x != nil {
+		if x, ok := x.Kind.(*DriverMessage_Ping); ok {
+			return x.Ping
+		}
+	}
+	return nil
+}
+
 type isDriverMessage_Kind interface {
 	isDriverMessage_Kind()
 }
@@ -332,11 +342,57 @@ type DriverMessage_Cancel struct {
 	Cancel *CancelTasks `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
 }
 
+type DriverMessage_Ping struct {
+	Ping *Ping `protobuf:"bytes,4,opt,name=ping,proto3,oneof"`
+}
+
 func (*DriverMessage_Welcome) isDriverMessage_Kind() {}
 
 func (*DriverMessage_Tasks) isDriverMessage_Kind() {}
 
 func (*DriverMessage_Cancel) isDriverMessage_Kind() {}
+
+func (*DriverMessage_Ping) isDriverMessage_Kind() {}
+
+// Ping tells the executor every heartbeat interval that the driver still
+// hears it. An executor that hears nothing for heartbeat_fence_ms cancels its
+// attempts (they are about to be run elsewhere) before the driver's
+// heartbeat timeout re-dispatches them.
+type Ping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ping) Reset() {
+	*x = Ping{}
+	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ping) ProtoMessage() {}
+
+func (x *Ping) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ping.ProtoReflect.Descriptor instead.
+func (*Ping) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{4}
+}
 
 type Welcome struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -344,13 +400,18 @@ type Welcome struct {
 	// Heartbeat period the executor must keep, in milliseconds.
 	HeartbeatIntervalMs int64 `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	Epoch               int64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// An executor that hears nothing from the driver (pings, tasks) for this
+	// long fences itself: it cancels its attempts and aborts their writes. The
+	// driver's heartbeat timeout minus one interval, so it happens before the
+	// driver declares the executor lost and runs the attempts elsewhere.
+	HeartbeatFenceMs int64 `protobuf:"varint,4,opt,name=heartbeat_fence_ms,json=heartbeatFenceMs,proto3" json:"heartbeat_fence_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	mi := &file_sluice_v1_executor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +423,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	mi := &file_sluice_v1_executor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +436,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Welcome) GetDriverId() string {
@@ -399,6 +460,13 @@ func (x *Welcome) GetEpoch() int64 {
 	return 0
 }
 
+func (x *Welcome) GetHeartbeatFenceMs() int64 {
+	if x != nil {
+		return x.HeartbeatFenceMs
+	}
+	return 0
+}
+
 type TaskAssignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Specs of the jobs the tasks below belong to, each once.
@@ -410,7 +478,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[5]
+	mi := &file_sluice_v1_executor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +490,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[5]
+	mi := &file_sluice_v1_executor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +503,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskAssignment) GetJobs() []*JobSpec {
@@ -473,14 +541,17 @@ type Task struct {
 	// Identifies this incarnation of the job (its catalog creation time): a
 	// job deleted and submitted again under the same name starts at batch 0,
 	// and exactly-once sinks must not take its output for a replay.
-	Incarnation   string `protobuf:"bytes,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Incarnation string `protobuf:"bytes,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// A secret per attempt: a result counts only with it, from the stream the
+	// attempt was sent on.
+	Token         string `protobuf:"bytes,13,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[6]
+	mi := &file_sluice_v1_executor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +563,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[6]
+	mi := &file_sluice_v1_executor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +576,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Task) GetJob() string {
@@ -592,6 +663,13 @@ func (x *Task) GetIncarnation() string {
 	return ""
 }
 
+func (x *Task) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type CancelTasks struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AttemptIds    []string               `protobuf:"bytes,1,rep,name=attempt_ids,json=attemptIds,proto3" json:"attempt_ids,omitempty"`
@@ -601,7 +679,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[7]
+	mi := &file_sluice_v1_executor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +691,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[7]
+	mi := &file_sluice_v1_executor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +704,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelTasks) GetAttemptIds() []string {
@@ -663,13 +741,15 @@ type TaskResult struct {
 	// Figures the source's reader reports for this task, e.g. Kinesis
 	// millisBehindLatest.
 	SourceMetrics map[string]float64 `protobuf:"bytes,19,rep,name=source_metrics,json=sourceMetrics,proto3" json:"source_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// The attempt's token (Task.token).
+	Token         string `protobuf:"bytes,20,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[8]
+	mi := &file_sluice_v1_executor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +761,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[8]
+	mi := &file_sluice_v1_executor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +774,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskResult) GetAttemptId() string {
@@ -830,6 +910,13 @@ func (x *TaskResult) GetSourceMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *TaskResult) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 var File_sluice_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_executor_proto_rawDesc = "" +
@@ -848,19 +935,22 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12)\n" +
 	"\x10running_attempts\x18\x05 \x03(\tR\x0frunningAttempts\"6\n" +
 	"\tHeartbeat\x12)\n" +
-	"\x10running_attempts\x18\x01 \x03(\tR\x0frunningAttempts\"\xac\x01\n" +
+	"\x10running_attempts\x18\x01 \x03(\tR\x0frunningAttempts\"\xd3\x01\n" +
 	"\rDriverMessage\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.sluice.v1.WelcomeH\x00R\awelcome\x121\n" +
 	"\x05tasks\x18\x02 \x01(\v2\x19.sluice.v1.TaskAssignmentH\x00R\x05tasks\x120\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x16.sluice.v1.CancelTasksH\x00R\x06cancelB\x06\n" +
-	"\x04kind\"p\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x16.sluice.v1.CancelTasksH\x00R\x06cancel\x12%\n" +
+	"\x04ping\x18\x04 \x01(\v2\x0f.sluice.v1.PingH\x00R\x04pingB\x06\n" +
+	"\x04kind\"\x06\n" +
+	"\x04Ping\"\x9e\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tdriver_id\x18\x01 \x01(\tR\bdriverId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\"_\n" +
+	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12,\n" +
+	"\x12heartbeat_fence_ms\x18\x04 \x01(\x03R\x10heartbeatFenceMs\"_\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xc4\x02\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xda\x02\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -875,10 +965,11 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\tspec_hash\x18\n" +
 	" \x01(\tR\bspecHash\x12$\n" +
 	"\x0etasks_per_slot\x18\v \x01(\x05R\ftasksPerSlot\x12 \n" +
-	"\vincarnation\x18\f \x01(\tR\vincarnation\".\n" +
+	"\vincarnation\x18\f \x01(\tR\vincarnation\x12\x14\n" +
+	"\x05token\x18\r \x01(\tR\x05token\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
-	"attemptIds\"\x8c\x05\n" +
+	"attemptIds\"\xa2\x05\n" +
 	"\n" +
 	"TaskResult\x12\x1d\n" +
 	"\n" +
@@ -906,7 +997,8 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x04rows\x18\x11 \x01(\fR\x04rows\x12\x1d\n" +
 	"\n" +
 	"rows_total\x18\x12 \x01(\x03R\trowsTotal\x12O\n" +
-	"\x0esource_metrics\x18\x13 \x03(\v2(.sluice.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x1a@\n" +
+	"\x0esource_metrics\x18\x13 \x03(\v2(.sluice.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x12\x14\n" +
+	"\x05token\x18\x14 \x01(\tR\x05token\x1a@\n" +
 	"\x12SourceMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012V\n" +
@@ -925,37 +1017,39 @@ func file_sluice_v1_executor_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_executor_proto_rawDescData
 }
 
-var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_sluice_v1_executor_proto_goTypes = []any{
 	(*ExecutorMessage)(nil), // 0: sluice.v1.ExecutorMessage
 	(*Hello)(nil),           // 1: sluice.v1.Hello
 	(*Heartbeat)(nil),       // 2: sluice.v1.Heartbeat
 	(*DriverMessage)(nil),   // 3: sluice.v1.DriverMessage
-	(*Welcome)(nil),         // 4: sluice.v1.Welcome
-	(*TaskAssignment)(nil),  // 5: sluice.v1.TaskAssignment
-	(*Task)(nil),            // 6: sluice.v1.Task
-	(*CancelTasks)(nil),     // 7: sluice.v1.CancelTasks
-	(*TaskResult)(nil),      // 8: sluice.v1.TaskResult
-	nil,                     // 9: sluice.v1.TaskResult.SourceMetricsEntry
-	(*JobSpec)(nil),         // 10: sluice.v1.JobSpec
+	(*Ping)(nil),            // 4: sluice.v1.Ping
+	(*Welcome)(nil),         // 5: sluice.v1.Welcome
+	(*TaskAssignment)(nil),  // 6: sluice.v1.TaskAssignment
+	(*Task)(nil),            // 7: sluice.v1.Task
+	(*CancelTasks)(nil),     // 8: sluice.v1.CancelTasks
+	(*TaskResult)(nil),      // 9: sluice.v1.TaskResult
+	nil,                     // 10: sluice.v1.TaskResult.SourceMetricsEntry
+	(*JobSpec)(nil),         // 11: sluice.v1.JobSpec
 }
 var file_sluice_v1_executor_proto_depIdxs = []int32{
 	1,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
 	2,  // 1: sluice.v1.ExecutorMessage.heartbeat:type_name -> sluice.v1.Heartbeat
-	8,  // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
-	4,  // 3: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
-	5,  // 4: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
-	7,  // 5: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
-	10, // 6: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
-	6,  // 7: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
-	9,  // 8: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
-	0,  // 9: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
-	3,  // 10: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
-	10, // [10:11] is the sub-list for method output_type
-	9,  // [9:10] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
+	5,  // 3: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
+	6,  // 4: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
+	8,  // 5: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
+	4,  // 6: sluice.v1.DriverMessage.ping:type_name -> sluice.v1.Ping
+	11, // 7: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
+	7,  // 8: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
+	10, // 9: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
+	0,  // 10: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
+	3,  // 11: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_executor_proto_init() }
@@ -973,6 +1067,7 @@ func file_sluice_v1_executor_proto_init() {
 		(*DriverMessage_Welcome)(nil),
 		(*DriverMessage_Tasks)(nil),
 		(*DriverMessage_Cancel)(nil),
+		(*DriverMessage_Ping)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -980,7 +1075,7 @@ func file_sluice_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_executor_proto_rawDesc), len(file_sluice_v1_executor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

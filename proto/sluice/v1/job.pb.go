@@ -42,9 +42,12 @@ type JobSpec struct {
 	// checkpoint keeps this job's offset log, task ends and commit log in a
 	// store of its own instead of the driver's (etcd or local directory). The
 	// job catalog always stays in the driver's store.
-	Checkpoint    *Checkpoint `protobuf:"bytes,9,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checkpoint *Checkpoint `protobuf:"bytes,9,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// restartStrategy: what happens when a batch cannot finish for a cause that
+	// may go away. Default: exponentialDelay from 1s to 5m, retrying forever.
+	RestartStrategy *RestartStrategy `protobuf:"bytes,10,opt,name=restart_strategy,json=restartStrategy,proto3" json:"restart_strategy,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -140,6 +143,122 @@ func (x *JobSpec) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *JobSpec) GetRestartStrategy() *RestartStrategy {
+	if x != nil {
+		return x.RestartStrategy
+	}
+	return nil
+}
+
+// RestartStrategy follows Flink's restart strategies (names and meaning). A
+// retryable failure (an outage of a sink, broker, store or etcd; a task that
+// failed limits.maxTaskFailures times) puts the job in RETRYING; after the
+// back-off the job re-loads its last commit and re-runs its recorded plan.
+// Permanent causes (refused credentials, a bad record under onError fail,
+// data loss under failOnDataLoss, a schema the sink rejects) fail the job at
+// once whatever the strategy. The back-off and the attempt count start again
+// once a batch commits.
+type RestartStrategy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "exponentialDelay" (default), "fixedDelay" or "none" (fail at once, as
+	// before restart strategies existed).
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// exponentialDelay: the first back-off. Default 1s.
+	InitialBackoff string `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
+	// exponentialDelay: the largest back-off. Default 5m.
+	MaxBackoff string `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
+	// exponentialDelay: how much each back-off grows. Default 2.0, at least 1.
+	BackoffMultiplier float64 `protobuf:"fixed64,4,opt,name=backoff_multiplier,json=backoffMultiplier,proto3" json:"backoff_multiplier,omitempty"`
+	// Random spread of each back-off, as a fraction of it (0 to 1). Default 0.1.
+	Jitter float64 `protobuf:"fixed64,5,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	// Restarts without a committed batch in between before the job fails; 0
+	// (default) retries forever.
+	Attempts int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// fixedDelay: the back-off between restarts. Default 1s.
+	Delay         string `protobuf:"bytes,7,opt,name=delay,proto3" json:"delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartStrategy) Reset() {
+	*x = RestartStrategy{}
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartStrategy) ProtoMessage() {}
+
+func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartStrategy.ProtoReflect.Descriptor instead.
+func (*RestartStrategy) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RestartStrategy) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *RestartStrategy) GetInitialBackoff() string {
+	if x != nil {
+		return x.InitialBackoff
+	}
+	return ""
+}
+
+func (x *RestartStrategy) GetMaxBackoff() string {
+	if x != nil {
+		return x.MaxBackoff
+	}
+	return ""
+}
+
+func (x *RestartStrategy) GetBackoffMultiplier() float64 {
+	if x != nil {
+		return x.BackoffMultiplier
+	}
+	return 0
+}
+
+func (x *RestartStrategy) GetJitter() float64 {
+	if x != nil {
+		return x.Jitter
+	}
+	return 0
+}
+
+func (x *RestartStrategy) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RestartStrategy) GetDelay() string {
+	if x != nil {
+		return x.Delay
+	}
+	return ""
+}
+
 type Checkpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -156,7 +275,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +287,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +300,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Checkpoint) GetKind() isCheckpoint_Kind {
@@ -247,7 +366,7 @@ type DynamoDBCheckpoint struct {
 
 func (x *DynamoDBCheckpoint) Reset() {
 	*x = DynamoDBCheckpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +378,7 @@ func (x *DynamoDBCheckpoint) String() string {
 func (*DynamoDBCheckpoint) ProtoMessage() {}
 
 func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +391,7 @@ func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamoDBCheckpoint.ProtoReflect.Descriptor instead.
 func (*DynamoDBCheckpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DynamoDBCheckpoint) GetTable() string {
@@ -319,7 +438,7 @@ type S3Checkpoint struct {
 
 func (x *S3Checkpoint) Reset() {
 	*x = S3Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +450,7 @@ func (x *S3Checkpoint) String() string {
 func (*S3Checkpoint) ProtoMessage() {}
 
 func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +463,7 @@ func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Checkpoint.ProtoReflect.Descriptor instead.
 func (*S3Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *S3Checkpoint) GetBucket() string {
@@ -404,7 +523,7 @@ type AwsAuth struct {
 
 func (x *AwsAuth) Reset() {
 	*x = AwsAuth{}
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +535,7 @@ func (x *AwsAuth) String() string {
 func (*AwsAuth) ProtoMessage() {}
 
 func (x *AwsAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +548,7 @@ func (x *AwsAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsAuth.ProtoReflect.Descriptor instead.
 func (*AwsAuth) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AwsAuth) GetAwsAccessKey() string {
@@ -494,7 +613,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +625,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +638,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Source) GetKind() isSource_Kind {
@@ -597,7 +716,7 @@ type KafkaSource struct {
 
 func (x *KafkaSource) Reset() {
 	*x = KafkaSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +728,7 @@ func (x *KafkaSource) String() string {
 func (*KafkaSource) ProtoMessage() {}
 
 func (x *KafkaSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +741,7 @@ func (x *KafkaSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSource.ProtoReflect.Descriptor instead.
 func (*KafkaSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KafkaSource) GetBootstrapServers() string {
@@ -778,7 +897,7 @@ type KinesisSource struct {
 
 func (x *KinesisSource) Reset() {
 	*x = KinesisSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +909,7 @@ func (x *KinesisSource) String() string {
 func (*KinesisSource) ProtoMessage() {}
 
 func (x *KinesisSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +922,7 @@ func (x *KinesisSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSource.ProtoReflect.Descriptor instead.
 func (*KinesisSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KinesisSource) GetStreamName() string {
@@ -1024,7 +1143,7 @@ type Transform struct {
 
 func (x *Transform) Reset() {
 	*x = Transform{}
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1155,7 @@ func (x *Transform) String() string {
 func (*Transform) ProtoMessage() {}
 
 func (x *Transform) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1168,7 @@ func (x *Transform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transform.ProtoReflect.Descriptor instead.
 func (*Transform) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Transform) GetKind() isTransform_Kind {
@@ -1142,7 +1261,7 @@ type Decode struct {
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1273,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1286,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Decode) GetFormat() string {
@@ -1216,7 +1335,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1347,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1360,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -1262,7 +1381,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1393,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1406,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SelectField) GetName() string {
@@ -1316,7 +1435,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1447,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1460,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -1379,7 +1498,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1510,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1523,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -1446,7 +1565,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1577,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1590,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -1622,7 +1741,7 @@ type KinesisSink struct {
 
 func (x *KinesisSink) Reset() {
 	*x = KinesisSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1753,7 @@ func (x *KinesisSink) String() string {
 func (*KinesisSink) ProtoMessage() {}
 
 func (x *KinesisSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1766,7 @@ func (x *KinesisSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
 func (*KinesisSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KinesisSink) GetStreamName() string {
@@ -1782,7 +1901,7 @@ type PostgresSink struct {
 
 func (x *PostgresSink) Reset() {
 	*x = PostgresSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1913,7 @@ func (x *PostgresSink) String() string {
 func (*PostgresSink) ProtoMessage() {}
 
 func (x *PostgresSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1926,7 @@ func (x *PostgresSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
 func (*PostgresSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PostgresSink) GetUrl() string {
@@ -1879,7 +1998,7 @@ type PostgresColumn struct {
 
 func (x *PostgresColumn) Reset() {
 	*x = PostgresColumn{}
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2010,7 @@ func (x *PostgresColumn) String() string {
 func (*PostgresColumn) ProtoMessage() {}
 
 func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2023,7 @@ func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
 func (*PostgresColumn) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PostgresColumn) GetName() string {
@@ -1947,7 +2066,7 @@ type S3Sink struct {
 
 func (x *S3Sink) Reset() {
 	*x = S3Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2078,7 @@ func (x *S3Sink) String() string {
 func (*S3Sink) ProtoMessage() {}
 
 func (x *S3Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2091,7 @@ func (x *S3Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
 func (*S3Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *S3Sink) GetBucket() string {
@@ -2049,7 +2168,7 @@ type KafkaSink struct {
 
 func (x *KafkaSink) Reset() {
 	*x = KafkaSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2180,7 @@ func (x *KafkaSink) String() string {
 func (*KafkaSink) ProtoMessage() {}
 
 func (x *KafkaSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2193,7 @@ func (x *KafkaSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
 func (*KafkaSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KafkaSink) GetBootstrapServers() string {
@@ -2152,7 +2271,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2283,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2296,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -2206,7 +2325,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2337,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2350,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FileSink) GetPath() string {
@@ -2256,7 +2375,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2387,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2400,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 type Trigger struct {
@@ -2298,7 +2417,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2429,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2442,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -2395,7 +2514,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2526,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2539,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -2441,7 +2560,7 @@ var File_sluice_v1_job_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\x80\x03\n" +
+	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xc7\x03\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06source\x18\x02 \x01(\v2\x11.sluice.v1.SourceR\x06source\x124\n" +
@@ -2456,7 +2575,18 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x06limits\x18\b \x01(\v2\x11.sluice.v1.LimitsR\x06limits\x125\n" +
 	"\n" +
 	"checkpoint\x18\t \x01(\v2\x15.sluice.v1.CheckpointR\n" +
-	"checkpoint\"\xaf\x01\n" +
+	"checkpoint\x12E\n" +
+	"\x10restart_strategy\x18\n" +
+	" \x01(\v2\x1a.sluice.v1.RestartStrategyR\x0frestartStrategy\"\xe8\x01\n" +
+	"\x0fRestartStrategy\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12'\n" +
+	"\x0finitial_backoff\x18\x02 \x01(\tR\x0einitialBackoff\x12\x1f\n" +
+	"\vmax_backoff\x18\x03 \x01(\tR\n" +
+	"maxBackoff\x12-\n" +
+	"\x12backoff_multiplier\x18\x04 \x01(\x01R\x11backoffMultiplier\x12\x16\n" +
+	"\x06jitter\x18\x05 \x01(\x01R\x06jitter\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\x12\x14\n" +
+	"\x05delay\x18\a \x01(\tR\x05delay\"\xaf\x01\n" +
 	"\n" +
 	"Checkpoint\x12;\n" +
 	"\bdynamodb\x18\x01 \x01(\v2\x1d.sluice.v1.DynamoDBCheckpointH\x00R\bdynamodb\x12)\n" +
@@ -2664,73 +2794,75 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_sluice_v1_job_proto_goTypes = []any{
 	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
-	(*Checkpoint)(nil),         // 1: sluice.v1.Checkpoint
-	(*DynamoDBCheckpoint)(nil), // 2: sluice.v1.DynamoDBCheckpoint
-	(*S3Checkpoint)(nil),       // 3: sluice.v1.S3Checkpoint
-	(*AwsAuth)(nil),            // 4: sluice.v1.AwsAuth
-	(*Source)(nil),             // 5: sluice.v1.Source
-	(*KafkaSource)(nil),        // 6: sluice.v1.KafkaSource
-	(*KinesisSource)(nil),      // 7: sluice.v1.KinesisSource
-	(*Transform)(nil),          // 8: sluice.v1.Transform
-	(*Decode)(nil),             // 9: sluice.v1.Decode
-	(*Select)(nil),             // 10: sluice.v1.Select
-	(*SelectField)(nil),        // 11: sluice.v1.SelectField
-	(*Aggregate)(nil),          // 12: sluice.v1.Aggregate
-	(*Aggregation)(nil),        // 13: sluice.v1.Aggregation
-	(*Sink)(nil),               // 14: sluice.v1.Sink
-	(*KinesisSink)(nil),        // 15: sluice.v1.KinesisSink
-	(*PostgresSink)(nil),       // 16: sluice.v1.PostgresSink
-	(*PostgresColumn)(nil),     // 17: sluice.v1.PostgresColumn
-	(*S3Sink)(nil),             // 18: sluice.v1.S3Sink
-	(*KafkaSink)(nil),          // 19: sluice.v1.KafkaSink
-	(*ConsoleSink)(nil),        // 20: sluice.v1.ConsoleSink
-	(*FileSink)(nil),           // 21: sluice.v1.FileSink
-	(*DiscardSink)(nil),        // 22: sluice.v1.DiscardSink
-	(*Trigger)(nil),            // 23: sluice.v1.Trigger
-	(*Limits)(nil),             // 24: sluice.v1.Limits
-	nil,                        // 25: sluice.v1.KafkaSource.PropertiesEntry
-	nil,                        // 26: sluice.v1.KafkaSink.HeadersEntry
-	nil,                        // 27: sluice.v1.KafkaSink.PropertiesEntry
+	(*RestartStrategy)(nil),    // 1: sluice.v1.RestartStrategy
+	(*Checkpoint)(nil),         // 2: sluice.v1.Checkpoint
+	(*DynamoDBCheckpoint)(nil), // 3: sluice.v1.DynamoDBCheckpoint
+	(*S3Checkpoint)(nil),       // 4: sluice.v1.S3Checkpoint
+	(*AwsAuth)(nil),            // 5: sluice.v1.AwsAuth
+	(*Source)(nil),             // 6: sluice.v1.Source
+	(*KafkaSource)(nil),        // 7: sluice.v1.KafkaSource
+	(*KinesisSource)(nil),      // 8: sluice.v1.KinesisSource
+	(*Transform)(nil),          // 9: sluice.v1.Transform
+	(*Decode)(nil),             // 10: sluice.v1.Decode
+	(*Select)(nil),             // 11: sluice.v1.Select
+	(*SelectField)(nil),        // 12: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 13: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 14: sluice.v1.Aggregation
+	(*Sink)(nil),               // 15: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 16: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 17: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 18: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 19: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 20: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 21: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 22: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 23: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 24: sluice.v1.Trigger
+	(*Limits)(nil),             // 25: sluice.v1.Limits
+	nil,                        // 26: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 27: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 28: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
-	5,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
-	8,  // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	14, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	23, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	14, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	24, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
-	1,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
-	2,  // 7: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
-	3,  // 8: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
-	4,  // 9: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
-	4,  // 10: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
-	6,  // 11: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
-	7,  // 12: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
-	25, // 13: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	9,  // 14: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	10, // 15: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	12, // 16: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	11, // 17: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	13, // 18: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	20, // 19: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	21, // 20: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	22, // 21: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	15, // 22: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
-	16, // 23: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
-	18, // 24: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
-	19, // 25: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
-	17, // 26: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
-	4,  // 27: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
-	26, // 28: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
-	27, // 29: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	6,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
+	9,  // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
+	15, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	24, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	15, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	25, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	2,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
+	1,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
+	3,  // 8: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
+	4,  // 9: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
+	5,  // 10: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
+	5,  // 11: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
+	7,  // 12: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
+	8,  // 13: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
+	26, // 14: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	10, // 15: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	11, // 16: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	13, // 17: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	12, // 18: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	14, // 19: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	21, // 20: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	22, // 21: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	23, // 22: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	16, // 23: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	17, // 24: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	19, // 25: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	20, // 26: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	18, // 27: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	5,  // 28: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	27, // 29: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	28, // 30: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -2738,23 +2870,23 @@ func file_sluice_v1_job_proto_init() {
 	if File_sluice_v1_job_proto != nil {
 		return
 	}
-	file_sluice_v1_job_proto_msgTypes[1].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[2].OneofWrappers = []any{
 		(*Checkpoint_Dynamodb)(nil),
 		(*Checkpoint_S3)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[5].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[6].OneofWrappers = []any{
 		(*Source_Kafka)(nil),
 		(*Source_Kinesis)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[6].OneofWrappers = []any{}
 	file_sluice_v1_job_proto_msgTypes[7].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{
 		(*Transform_Decode)(nil),
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[14].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[15].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
@@ -2763,8 +2895,8 @@ func file_sluice_v1_job_proto_init() {
 		(*Sink_S3)(nil),
 		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[20].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[23].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[21].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[24].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -2775,7 +2907,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
