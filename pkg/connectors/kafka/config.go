@@ -163,6 +163,9 @@ type settings struct {
 	props     map[string]string // normalised keys (no "kafka." prefix)
 
 	includeHeaders bool
+	// failOnDataLoss: readers fail on records deleted after planning
+	// instead of reading what remains.
+	failOnDataLoss bool
 }
 
 // Validate reports the first problem with c, naming the option as the user
@@ -177,7 +180,7 @@ func fieldErr(field, format string, args ...any) error {
 }
 
 func (c Config) settings() (*settings, error) {
-	s := &settings{includeHeaders: c.IncludeHeaders}
+	s := &settings{includeHeaders: c.IncludeHeaders, failOnDataLoss: c.FailOnDataLoss}
 	if strings.TrimSpace(c.BootstrapServers) == "" {
 		return nil, fieldErr("bootstrapServers", "required (a comma separated list of host:port)")
 	}

@@ -22,7 +22,9 @@
 //   - Neither half ever moves an offset by itself: no consumer group, no
 //     commits, no offset reset. Records that are gone are data loss: a
 //     *connectors.DataLossError, or with failOnDataLoss false a warning and a
-//     skip to the earliest offset, decided on the driver only.
+//     skip to the earliest offset: on the driver when planning, and in a
+//     reader whose planned records were deleted before it read them (it
+//     then reads what remains and still ends at until).
 //   - A plan is a pure function of the committed positions, the cluster's
 //     offsets and the options (plus, for availableNow, the first plan's
 //     snapshot): ranges are sorted by topic, partition and split, and

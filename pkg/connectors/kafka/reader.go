@@ -24,8 +24,13 @@ import (
 // continues from the records already fetched.
 //
 // Executors do only what the driver says: no consumer group, no offset
-// commits, and no offset reset. A range whose records are gone fails with a
-// *connectors.DataLossError rather than silently reading something else.
+// commits, and no offset reset. A range whose records are gone (deleted by
+// retention or deleteRecords between planning and reading, or a deleted or
+// recreated topic) fails with a *connectors.DataLossError when
+// failOnDataLoss is true. With failOnDataLoss false it reads what remains of
+// the range, from the partition's earliest offset up to the planned until,
+// ends at until and logs a warning, as Spark does; LostRanges counts such
+// ranges.
 type ReaderPool struct {
 	set        *settings
 	opts       options
@@ -50,6 +55,9 @@ type poolStats struct {
 	created int // partition readers (clients) created
 	reused  int // opens served by a warm reader at the right offset
 	evicted int // idle readers closed for the idle timeout or the capacity
+	// lost counts ranges that found planned records deleted and, with
+	// failOnDataLoss false, skipped them.
+	lost int
 }
 
 var _ connectors.ReaderPool = (*ReaderPool)(nil)
@@ -164,24 +172,53 @@ func (p *ReaderPool) Open(ctx context.Context, r stream.Range) (connectors.Reade
 		for _, pr := range discard {
 			delete(p.live, pr)
 		}
-		errs := &brokerErrs{}
-		cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)],
-			kgo.WithHooks(errs),
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-				tp.topic: {tp.partition: kgo.NewOffset().At(from)},
-			}))...)
+		pr, err = p.newPartReaderLocked(r.Partition, tp, from)
 		if err != nil {
 			p.mu.Unlock()
 			closeAll(discard)
 			return nil, fmt.Errorf("open %s: %w", r.Key(), err)
 		}
-		pr = &partReader{id: r.Partition, tp: tp, cl: cl, errs: errs, next: from}
-		p.live[pr] = struct{}{}
-		p.stats.created++
 	}
 	p.mu.Unlock()
 	closeAll(discard)
 	return &rangeReader{pool: p, pr: pr, key: r.Key(), until: until}, nil
+}
+
+// newPartReaderLocked starts a client consuming tp from offset from and
+// counts it live.
+func (p *ReaderPool) newPartReaderLocked(id stream.PartitionID, tp topicPartition, from int64) (*partReader, error) {
+	errs := &brokerErrs{}
+	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)],
+		kgo.WithHooks(errs),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			tp.topic: {tp.partition: kgo.NewOffset().At(from)},
+		}))...)
+	if err != nil {
+		return nil, err
+	}
+	pr := &partReader{id: id, tp: tp, cl: cl, errs: errs, next: from}
+	p.live[pr] = struct{}{}
+	p.stats.created++
+	return pr, nil
+}
+
+// reopen replaces old, in use by a rangeReader, with a new client reading
+// from offset from, and closes old.
+func (p *ReaderPool) reopen(old *partReader, from int64) (*partReader, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("reader pool closed")
+	}
+	pr, err := p.newPartReaderLocked(old.id, old.tp, from)
+	if err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
+	delete(p.live, old)
+	p.mu.Unlock()
+	old.closeClient()
+	return pr, nil
 }
 
 // takeIdleLocked removes and returns the partition's idle reader that
@@ -315,6 +352,14 @@ func (p *ReaderPool) Close() error {
 	return nil
 }
 
+// LostRanges is how many ranges this pool found with planned records deleted
+// and, failOnDataLoss being false, read without them.
+func (p *ReaderPool) LostRanges() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats.lost
+}
+
 // stats returns a copy of the counters.
 func (p *ReaderPool) statsSnapshot() poolStats {
 	p.mu.Lock()
@@ -367,7 +412,8 @@ func (r *rangeReader) Close() error {
 // at a time, then io.EOF. It blocks until records arrive or ctx ends.
 // Records beyond the range that were fetched stay buffered for the
 // partition's next range. Errors: *connectors.DataLossError when the
-// records are no longer in Kafka; ctx's error when it ended.
+// records are no longer in Kafka and failOnDataLoss is true (with false the
+// lost records are skipped, see ReaderPool); ctx's error when it ended.
 func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 	if r.closed {
 		return nil, fmt.Errorf("read %s: reader closed", r.key)
@@ -379,6 +425,7 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 	started := time.Now()
 	for {
 		out := r.drain()
+		pr = r.pr // poll may have replaced it (skipping lost records)
 		if len(out) > 0 || pr.next >= r.until {
 			if len(out) == 0 {
 				return nil, io.EOF
@@ -386,6 +433,7 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 			return out, nil
 		}
 		if err := r.poll(ctx, started); err != nil {
+			pr = r.pr
 			// The context ending leaves the client sound and warm; any
 			// other failure may not, so the client is then dropped.
 			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
@@ -453,7 +501,7 @@ func (r *rangeReader) poll(ctx context.Context, started time.Time) error {
 			// Below the log start: retention or deleteRecords removed the
 			// records. Above the end: the topic was recreated or its log
 			// truncated. Either way the planned records are gone.
-			return r.lost(ctx, "offset out of range: the records were deleted (retention, deleteRecords) or the topic was recreated")
+			return r.lost(ctx, "offset out of range: the records were deleted (retention, deleteRecords) or the topic was recreated", true)
 		case ctx.Err() != nil:
 			return hint(pr.errs.explain(ctx, ctx.Err(), started), r.pool.set.brokers)
 		case errors.Is(ferr, context.DeadlineExceeded) || errors.Is(ferr, context.Canceled):
@@ -481,30 +529,75 @@ func (r *rangeReader) checkStalled(ctx context.Context) error {
 	}
 	if o, ok := ends.Lookup(pr.tp.topic, pr.tp.partition); ok && o.Err == nil {
 		if o.Offset < r.until {
-			return r.lost(ctx, fmt.Sprintf("the partition's latest offset %d is below the planned end %d: was the topic recreated or the log truncated?", o.Offset, r.until))
+			return r.lost(ctx, fmt.Sprintf("the partition's latest offset %d is below the planned end %d: was the topic recreated or the log truncated?", o.Offset, r.until), false)
 		}
 		return nil
 	}
 	if o, ok := ends.Lookup(pr.tp.topic, -1); ok && errors.Is(o.Err, kerr.UnknownTopicOrPartition) {
-		return r.lost(ctx, fmt.Sprintf("topic %q no longer exists", pr.tp.topic))
+		return r.lost(ctx, fmt.Sprintf("topic %q no longer exists", pr.tp.topic), false)
 	}
 	return nil
 }
 
-// lost builds the DataLossError, asking for the partition's earliest offset
-// on a best-effort basis.
-func (r *rangeReader) lost(ctx context.Context, reason string) error {
-	earliest := "unknown"
+// lost handles planned records that are gone. With failOnDataLoss it
+// returns the DataLossError, asking for the partition's earliest offset on a
+// best-effort basis. Without, as Spark's failOnDataLoss false, it logs a
+// warning and skips the lost records: it moves the reader to the earliest
+// offset when that lies inside the range and records remain there
+// (remaining), and otherwise to the range's end. It returns nil when the
+// read can go on, or an error worth retrying when the earliest offset
+// cannot be learnt.
+func (r *rangeReader) lost(ctx context.Context, reason string, remaining bool) error {
+	pr := r.pr
+	earliest, known := int64(-1), false
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(r.pr.cl)
-	starts, err := await(lctx, &r.pool.calls, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(lctx, r.pr.tp.topic) })
+	adm := kadm.NewClient(pr.cl)
+	starts, err := await(lctx, &r.pool.calls, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(lctx, pr.tp.topic) })
 	if err == nil {
-		if o, ok := starts.Lookup(r.pr.tp.topic, r.pr.tp.partition); ok && o.Err == nil {
-			earliest = strconv.FormatInt(o.Offset, 10)
+		if o, ok := starts.Lookup(pr.tp.topic, pr.tp.partition); ok && o.Err == nil {
+			earliest, known = o.Offset, true
 		}
 	}
-	return dataLoss(r.pr.tp, strconv.FormatInt(r.pr.next, 10), earliest, reason)
+	earliestText := "unknown"
+	if known {
+		earliestText = strconv.FormatInt(earliest, 10)
+	}
+	if r.pool.set.failOnDataLoss {
+		return dataLoss(pr.tp, strconv.FormatInt(pr.next, 10), earliestText, reason)
+	}
+	if remaining && !known {
+		if err == nil {
+			err = errors.New("no earliest offset in the answer")
+		}
+		return fmt.Errorf("records lost (%s); listing the earliest offset to skip to: %w", reason, err)
+	}
+	requested := pr.next
+	skipTo := r.until
+	if remaining && earliest > pr.next && earliest < r.until {
+		skipTo = earliest
+	}
+	r.pool.mu.Lock()
+	r.pool.stats.lost++
+	r.pool.mu.Unlock()
+	r.pool.opts.logger.Warn("kafka reader: records lost, skipping ahead (failOnDataLoss is false)",
+		"range", r.key, "partition", string(pr.tp.id()), "requested", requested,
+		"earliest", earliestText, "skippedTo", skipTo, "until", r.until, "reason", reason)
+	if skipTo == r.until {
+		// Nothing of the range is left. The client stopped on the error:
+		// do not reuse it.
+		pr.broken = true
+		pr.buf = nil
+		pr.next = r.until
+		return nil
+	}
+	npr, err := r.pool.reopen(pr, skipTo)
+	if err != nil {
+		pr.broken = true
+		return fmt.Errorf("records lost (%s); reopening at the earliest offset %d: %w", reason, skipTo, err)
+	}
+	r.pr = npr
+	return nil
 }
 
 // record converts a franz-go record to the columns Spark users know.

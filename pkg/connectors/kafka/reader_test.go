@@ -395,3 +395,65 @@ func TestPoolCloseStopsOpenReaders(t *testing.T) {
 		t.Fatal("Open after Close succeeded")
 	}
 }
+
+// Executors used to fail with a DataLossError on records deleted between
+// planning and reading even with failOnDataLoss false; as in Spark, false
+// must read what remains of the range, end at the planned until and warn.
+func TestReaderDataLossSkipsWhenNotFailing(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		failOnDataLoss bool
+		deleteBefore   int64
+		from, until    string
+		want           []int64 // read from the range
+		next           []int64 // read from [until, 30) afterwards
+	}{
+		{name: "start deleted", deleteBefore: 10, from: "0", until: "20", want: seq(10, 20), next: seq(20, 30)},
+		{name: "middle of a range", deleteBefore: 10, from: "5", until: "15", want: seq(10, 15), next: seq(15, 30)},
+		{name: "whole range deleted", deleteBefore: 25, from: "0", until: "20", want: nil, next: seq(25, 30)},
+		{name: "failOnDataLoss true fails", failOnDataLoss: true, deleteBefore: 10, from: "0", until: "20"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 1, "ret")
+			c.produce("ret", 0, 30)
+			c.deleteRecords("ret", 0, tt.deleteBefore) // retention strikes between plan and read
+			cfg := c.config("ret")
+			cfg.FailOnDataLoss = tt.failOnDataLoss
+			log, logged := logBuffer()
+			pool := newPool(t, cfg, kafka.WithLogger(log))
+			r := rng("ret/0", tt.from, tt.until)
+
+			if tt.failOnDataLoss {
+				ctx := testCtx(t)
+				rd, err := pool.Open(ctx, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = rd.Close() }()
+				_, err = rd.Read(ctx)
+				if !errors.Is(err, connectors.ErrDataLoss) || !connectors.IsPermanent(err) {
+					t.Fatalf("Read = %v, want a permanent data loss error", err)
+				}
+				if pool.LostRanges() != 0 {
+					t.Fatalf("LostRanges = %d, want 0", pool.LostRanges())
+				}
+				return
+			}
+
+			got := offsets(readRange(t, pool, r)) // checks End == until
+			if !cmp.Equal(got, tt.want) {
+				t.Fatalf("read %v, want %v", got, tt.want)
+			}
+			if n := pool.LostRanges(); n != 1 {
+				t.Fatalf("LostRanges = %d, want 1", n)
+			}
+			if s := logged.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, "partition=ret/0") {
+				t.Fatalf("no warning logged for the skipped records: %q", s)
+			}
+			// The partition's next range reads on normally.
+			if got := offsets(readRange(t, pool, rng("ret/0", tt.until, "30"))); !cmp.Equal(got, tt.next) {
+				t.Fatalf("next range read %v, want %v", got, tt.next)
+			}
+		})
+	}
+}
