@@ -235,10 +235,11 @@ func checkIdentifier(id string) error {
 	return nil
 }
 
-// RedactURL returns connection string s with its password (in the URL's
-// user info, a password query parameter or a password=... pair) replaced by
-// mask, for showing a job's configuration. Everything else stays as the
-// user wrote it.
+// RedactURL returns connection string s with its secrets (the password in
+// the URL's user info, and the value of every password or sslpassword query
+// parameter or key=value pair, keys compared case-insensitively after
+// percent-decoding, as in pass%77ord) replaced by mask, for showing a job's
+// configuration. Everything else stays as the user wrote it.
 func RedactURL(s, mask string) string {
 	if s == "" {
 		return s
@@ -265,12 +266,53 @@ func RedactURL(s, mask string) string {
 	if strings.Contains(s, "://") {
 		return redactQuery(maskUserinfo(s, mask), mask)
 	}
-	return keyValuePasswordRE.ReplaceAllString(s, "${1}"+mask)
+	return redactKeyValues(s, mask)
 }
 
-// keyValuePasswordRE finds password=... in a key=value connection string;
-// the value may be single-quoted with backslash escapes.
-var keyValuePasswordRE = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s]*)`)
+// secretKey reports whether a connection parameter named k (as written,
+// possibly percent-encoded) holds a secret: password or sslpassword, in any
+// case.
+func secretKey(k string) bool {
+	if d, err := url.QueryUnescape(k); err == nil {
+		k = d
+	} else if d, err := url.PathUnescape(k); err == nil {
+		k = d
+	}
+	k = strings.TrimSpace(k)
+	return strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword")
+}
+
+// keyValueRE finds each key = value pair of a key=value connection string:
+// 1 is the key with the = and the spaces around it, 2 the key, 3 the value,
+// which may be single-quoted with backslash escapes.
+var keyValueRE = regexp.MustCompile(`(?:^|\s)(([^\s=']+)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s]*)`)
+
+// redactKeyValues masks the values of secret keys in a key=value string.
+func redactKeyValues(s, mask string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range keyValueRE.FindAllStringSubmatchIndex(s, -1) {
+		if !secretKey(s[m[4]:m[5]]) {
+			continue
+		}
+		b.WriteString(s[last:m[6]])
+		b.WriteString(mask)
+		last = m[7]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// keyValueSecrets lists the values of secret keys in a key=value string.
+func keyValueSecrets(s string) []string {
+	var out []string
+	for _, m := range keyValueRE.FindAllStringSubmatch(s, -1) {
+		if secretKey(m[2]) {
+			out = append(out, m[3])
+		}
+	}
+	return out
+}
 
 // userinfoRE finds the password of scheme://user:password@ when the URL
 // does not parse.
@@ -280,7 +322,8 @@ func maskUserinfo(s, mask string) string {
 	return userinfoRE.ReplaceAllString(s, "${1}"+mask+"${3}")
 }
 
-// redactQuery masks password=... in the query part of a URL.
+// redactQuery masks password=... and sslpassword=... (keys percent-decoded)
+// in the query part of a URL.
 func redactQuery(s, mask string) string {
 	before, query, ok := strings.Cut(s, "?")
 	if !ok {
@@ -293,7 +336,7 @@ func redactQuery(s, mask string) string {
 	params := strings.Split(query, "&")
 	for i, p := range params {
 		k, _, _ := strings.Cut(p, "=")
-		if strings.EqualFold(k, "password") {
+		if secretKey(k) {
 			params[i] = k + "=" + mask
 		}
 	}
@@ -325,13 +368,28 @@ func passwords(connStr string) []string {
 		if pw, ok := u.User.Password(); ok {
 			out = append(out, pw)
 		}
-		out = append(out, u.Query()["password"]...)
+	}
+	if strings.Contains(connStr, "://") {
+		// Query parameters, also of a URL that does not parse.
+		if _, query, ok := strings.Cut(connStr, "?"); ok {
+			query, _, _ = strings.Cut(query, "#")
+			for _, p := range strings.Split(query, "&") {
+				k, v, _ := strings.Cut(p, "=")
+				if !secretKey(k) || v == "" {
+					continue
+				}
+				out = append(out, v)
+				if d, err := url.QueryUnescape(v); err == nil {
+					out = append(out, d)
+				}
+			}
+		}
 	}
 	if m := userinfoRE.FindStringSubmatch(connStr); m != nil && m[2] != "" {
 		out = append(out, m[2])
 	}
-	for _, m := range keyValuePasswordRE.FindAllStringSubmatch(connStr, -1) {
-		v := strings.Trim(m[2], "'")
+	for _, v := range keyValueSecrets(connStr) {
+		v = strings.Trim(v, "'")
 		if v != "" {
 			out = append(out, v)
 		}

@@ -134,3 +134,33 @@ func TestDedupeKeepsLastPerKey(t *testing.T) {
 		t.Fatalf("dedupe (-want +got):\n%s", diff)
 	}
 }
+
+// RedactURL used to mask only a key spelled exactly "password": sslpassword
+// and percent-encoded keys that the driver decodes to password (pass%77ord)
+// were shown in clear, in URLs and in key=value strings alike.
+func TestRedactURLSecretKeys(t *testing.T) {
+	for _, tt := range []struct{ name, in, want string }{
+		{"url sslpassword", "postgres://u@h/db?sslpassword=secret&sslmode=require", "postgres://u@h/db?sslpassword=*****&sslmode=require"},
+		{"url SSLPassword", "postgres://u@h/db?SSLPassword=secret", "postgres://u@h/db?SSLPassword=*****"},
+		{"url encoded password key", "postgres://u@h/db?pass%77ord=secret", "postgres://u@h/db?pass%77ord=*****"},
+		{"url encoded sslpassword key", "postgres://u@h/db?ssl%70assword=secret&x=1", "postgres://u@h/db?ssl%70assword=*****&x=1"},
+		{"url encoded upper", "postgresql://h/db?%50ASSWORD=secret", "postgresql://h/db?%50ASSWORD=*****"},
+		{"url both", "postgres://u:a@h/db?password=b&sslpassword=c", "postgres://u:*****@h/db?password=*****&sslpassword=*****"},
+		{"unparsable url", "postgres://u:x@h:bad/db?ssl%70assword=secret", "postgres://u:*****@h:bad/db?ssl%70assword=*****"},
+		{"kv sslpassword", "host=h sslpassword=secret sslkey=/k", "host=h sslpassword=***** sslkey=/k"},
+		{"kv SSLPASSWORD quoted", "host=h SSLPASSWORD = 'se cret' user=u", "host=h SSLPASSWORD = ***** user=u"},
+		{"kv encoded key", "host=h pass%77ord=secret", "host=h pass%77ord=*****"},
+		{"kv encoded sslpassword first", "ssl%70assword=secret host=h", "ssl%70assword=***** host=h"},
+		{"kv password inside another value", "options='-c password=x' password=secret", "options='-c password=x' password=*****"},
+		{"kv not a secret", "host=h passwordfile=/p user=u", "host=h passwordfile=/p user=u"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RedactURL(tt.in, "*****"); got != tt.want {
+				t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if got := scrub("error: secret", tt.in); strings.Contains(got, "secret") && strings.Contains(tt.in, "secret") {
+				t.Errorf("scrub with %q left the secret: %q", tt.in, got)
+			}
+		})
+	}
+}
