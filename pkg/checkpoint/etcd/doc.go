@@ -12,9 +12,23 @@
 //	/sluice/plans/<job>/<batch %020d>           BatchPlan (JSON)
 //	/sluice/ends/<job>/<batch %020d>/<range>    task end (JSON), range key as is
 //	/sluice/commits/<job>/<batch %020d>         Commit (JSON)
+//	/sluice/planparts/<job>/<batch %020d>/<gen>/<part %06d>    chunk of a large plan
+//	/sluice/commitparts/<job>/<batch %020d>/<gen>/<part %06d>  chunk of a large commit
 //
 // The latest plan or commit is a prefix read sorted by key, descending,
-// limit 1. Purge and DeleteJob are range deletes.
+// limit 1. Purge and DeleteJob are range deletes, parts included.
+//
+// # Large plans and commits
+//
+// etcd refuses a request above --max-request-bytes (1.5 MiB by default),
+// and a plan or commit of some ten thousand partitions is larger. A plan or
+// commit whose JSON exceeds DefaultChunkSize is stored as parts of that
+// size, each written in its own fenced transaction under a generation new
+// to this write, followed by a head at the usual key,
+// {"chunked":{"gen":…,"parts":…,"size":…,"sha256":…}}, written last in a
+// fenced transaction that also deletes the batch's parts of every other
+// generation. Readers reach parts only through a head, reading them at the
+// head's revision, so an entry is seen whole or not at all.
 //
 // # Fencing
 //

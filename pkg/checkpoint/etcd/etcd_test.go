@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/internal/cluster"
@@ -17,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/checkpoint/checkpointtest"
 	"github.com/sluicehq/sluice/pkg/checkpoint/etcd"
+	"github.com/sluicehq/sluice/pkg/stream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -157,5 +161,134 @@ func TestNewValidates(t *testing.T) {
 				t.Fatalf("got %v, want error containing %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// A plan of ~12,000 partitions used to be one etcd value, and etcd refused
+// the request as too large (1.5 MiB by default), so such a job could never
+// run. Large plans and commits are now chunked; this writes, rewrites, reads
+// back, purges and deletes them.
+func TestLargePlanAndCommit(t *testing.T) {
+	endpoints := testenv.StartEtcd(t)
+	client := testenv.EtcdClient(t, endpoints)
+	l := leader(t, endpoints, "/big/leader", "d:1")
+	s, err := etcd.New(client, etcd.WithPrefix("/big/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := l.Fence()
+	const job = "wide"
+
+	bigPlan := func(b stream.BatchID, n int, tag string) checkpoint.BatchPlan {
+		p := checkpoint.BatchPlan{Batch: b, Start: map[stream.PartitionID]stream.Position{}, Planned: time.Unix(1700000000, 0).UTC()}
+		for i := range n {
+			id := stream.PartitionID(fmt.Sprintf("topic-with-a-long-name/%d", i))
+			// Large positions, e.g. Kinesis sequence numbers.
+			from := stream.Position(fmt.Sprintf("%s-4959%052d", tag, i))
+			until := stream.Position(fmt.Sprintf("%s-4960%052d", tag, i))
+			p.Ranges = append(p.Ranges, stream.Range{Partition: id, From: from, Until: until})
+			p.Start[id] = from
+		}
+		return p
+	}
+	bigCommit := func(p checkpoint.BatchPlan) checkpoint.Commit {
+		c := checkpoint.Commit{Batch: p.Batch, Ends: map[stream.PartitionID]stream.Position{}, Committed: p.Planned}
+		for _, r := range p.Ranges {
+			c.Ends[r.Partition] = r.Until
+		}
+		return c
+	}
+	countKeys := func(prefix string) int64 {
+		t.Helper()
+		resp, err := client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+
+	for _, tt := range []struct {
+		name   string
+		batch  stream.BatchID
+		ranges int
+		tag    string
+	}{
+		{"large plan", 1, 12000, "a"},
+		{"rewritten larger", 1, 13000, "b"},
+		{"rewritten small", 1, 3, "c"},
+		{"next batch large", 2, 12000, "d"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := bigPlan(tt.batch, tt.ranges, tt.tag)
+			if err := s.PutPlan(ctx, f, job, want); err != nil {
+				t.Fatalf("PutPlan of %d ranges: %v", tt.ranges, err)
+			}
+			got, err := s.LatestPlan(ctx, job)
+			if err != nil {
+				t.Fatalf("LatestPlan: %v", err)
+			}
+			if !reflect.DeepEqual(want, got) { // cmp.Diff is slow on 12,000 ranges
+				t.Fatalf("plan read back (-want +got):\n%s", cmp.Diff(want, got))
+			}
+			wantC := bigCommit(want)
+			if err := s.PutCommit(ctx, f, job, wantC); err != nil {
+				t.Fatalf("PutCommit of %d ends: %v", tt.ranges, err)
+			}
+			gotC, err := s.LatestCommit(ctx, job)
+			if err != nil {
+				t.Fatalf("LatestCommit: %v", err)
+			}
+			if !reflect.DeepEqual(wantC, gotC) {
+				t.Fatalf("commit read back (-want +got):\n%s", cmp.Diff(wantC, gotC))
+			}
+		})
+	}
+	// Only the parts of the latest generation of batch 2 remain: batch 1's
+	// small rewrite removed its parts.
+	if n := countKeys("/big/planparts/wide/00000000000000000001/"); n != 0 {
+		t.Fatalf("%d plan parts of batch 1 left after a small rewrite", n)
+	}
+	if countKeys("/big/planparts/wide/00000000000000000002/") == 0 || countKeys("/big/commitparts/wide/00000000000000000002/") == 0 {
+		t.Fatal("batch 2 was not chunked")
+	}
+	if err := s.Purge(ctx, f, job, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/big/planparts/", "/big/commitparts/"} {
+		if n := countKeys(p); n != 0 {
+			t.Fatalf("%d keys under %s after Purge", n, p)
+		}
+	}
+	if err := s.PutPlan(ctx, f, job, bigPlan(3, 12000, "e")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteJob(ctx, f, job); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys("/big/"); n != countKeys("/big/leader") {
+		t.Fatalf("%d keys left under /big/ after DeleteJob besides the election", n)
+	}
+}
+
+// A head whose parts are missing is an error, never a partial entry.
+func TestChunkedHeadWithoutParts(t *testing.T) {
+	endpoints := testenv.StartEtcd(t)
+	client := testenv.EtcdClient(t, endpoints)
+	s, err := etcd.New(client, etcd.WithPrefix("/h/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	head := `{"chunked":{"gen":"00","parts":2,"size":10,"sha256":"x"}}`
+	if _, err := client.Put(ctx, "/h/plans/j/00000000000000000001", head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Put(ctx, "/h/planparts/j/00000000000000000001/00/000000", `{"batch":`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LatestPlan(ctx, "j"); err == nil || !strings.Contains(err.Error(), "1 of its 2 parts") {
+		t.Fatalf("LatestPlan with a missing part = %v, want an error", err)
 	}
 }

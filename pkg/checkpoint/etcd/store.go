@@ -1,7 +1,11 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +26,18 @@ const DefaultPrefix = "/sluice/"
 type Option func(*options)
 
 type options struct {
-	prefix string
+	prefix    string
+	chunkSize int
+}
+
+// DefaultChunkSize is the largest plan or commit stored as one value; larger
+// ones are split into parts of this size (see the package documentation).
+// etcd refuses requests above 1.5 MiB by default (--max-request-bytes).
+const DefaultChunkSize = 512 << 10
+
+// withChunkSize sets the chunk size; for tests.
+func withChunkSize(n int) Option {
+	return func(o *options) { o.chunkSize = n }
 }
 
 // WithPrefix sets the prefix under which every key of the store lives.
@@ -34,8 +49,9 @@ func WithPrefix(prefix string) Option {
 
 // Store is a checkpoint.Store in etcd. It is safe for concurrent use.
 type Store struct {
-	client *clientv3.Client
-	prefix string
+	client    *clientv3.Client
+	prefix    string
+	chunkSize int
 }
 
 var _ checkpoint.Store = (*Store)(nil)
@@ -46,14 +62,17 @@ func New(client *clientv3.Client, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("new etcd checkpoint store: etcd client is nil")
 	}
-	o := options{prefix: DefaultPrefix}
+	o := options{prefix: DefaultPrefix, chunkSize: DefaultChunkSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.prefix == "" || !strings.HasSuffix(o.prefix, "/") {
 		return nil, fmt.Errorf("new etcd checkpoint store: prefix %q must be non-empty and end with '/'", o.prefix)
 	}
-	return &Store{client: client, prefix: o.prefix}, nil
+	if o.chunkSize <= 0 {
+		return nil, fmt.Errorf("new etcd checkpoint store: chunk size %d must be positive", o.chunkSize)
+	}
+	return &Store{client: client, prefix: o.prefix, chunkSize: o.chunkSize}, nil
 }
 
 // Close does nothing: the client belongs to the caller.
@@ -72,6 +91,15 @@ func (s *Store) commitsPrefix(job string) string {
 	return s.prefix + "commits/" + url.PathEscape(job) + "/"
 }
 func batchKey(b stream.BatchID) string { return fmt.Sprintf("%020d", int64(b)) }
+
+// Parts of chunked plans and commits live beside, not under, the plans and
+// commits prefixes, so that the latest-entry reads see heads only.
+func (s *Store) planPartsPrefix(job string) string {
+	return s.prefix + "planparts/" + url.PathEscape(job) + "/"
+}
+func (s *Store) commitPartsPrefix(job string) string {
+	return s.prefix + "commitparts/" + url.PathEscape(job) + "/"
+}
 
 func (s *Store) planKey(job string, b stream.BatchID) string { return s.plansPrefix(job) + batchKey(b) }
 func (s *Store) commitKey(job string, b stream.BatchID) string {
@@ -170,6 +198,8 @@ func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) 
 		clientv3.OpDelete(s.plansPrefix(name), clientv3.WithPrefix()),
 		clientv3.OpDelete(s.endsPrefix(name), clientv3.WithPrefix()),
 		clientv3.OpDelete(s.commitsPrefix(name), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.planPartsPrefix(name), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.commitPartsPrefix(name), clientv3.WithPrefix()),
 	)
 }
 
@@ -184,13 +214,13 @@ func (s *Store) PutPlan(ctx context.Context, f checkpoint.Fence, job string, pla
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return s.fenced(ctx, f, what, clientv3.OpPut(s.planKey(job, plan.Batch), string(v)))
+	return s.putChunked(ctx, f, what, s.planKey(job, plan.Batch), s.planPartsPrefix(job)+batchKey(plan.Batch)+"/", v)
 }
 
 // LatestPlan returns the plan of the highest batch, or checkpoint.ErrNotFound.
 func (s *Store) LatestPlan(ctx context.Context, job string) (checkpoint.BatchPlan, error) {
 	var plan checkpoint.BatchPlan
-	err := s.latest(ctx, job, "latest plan", s.plansPrefix(job), &plan)
+	err := s.latest(ctx, job, "latest plan", s.plansPrefix(job), s.planPartsPrefix(job), &plan)
 	return plan, err
 }
 
@@ -242,14 +272,14 @@ func (s *Store) PutCommit(ctx context.Context, f checkpoint.Fence, job string, c
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return s.fenced(ctx, f, what, clientv3.OpPut(s.commitKey(job, c.Batch), string(v)))
+	return s.putChunked(ctx, f, what, s.commitKey(job, c.Batch), s.commitPartsPrefix(job)+batchKey(c.Batch)+"/", v)
 }
 
 // LatestCommit returns the commit of the highest batch, or
 // checkpoint.ErrNotFound.
 func (s *Store) LatestCommit(ctx context.Context, job string) (checkpoint.Commit, error) {
 	var c checkpoint.Commit
-	err := s.latest(ctx, job, "latest commit", s.commitsPrefix(job), &c)
+	err := s.latest(ctx, job, "latest commit", s.commitsPrefix(job), s.commitPartsPrefix(job), &c)
 	return c, err
 }
 
@@ -269,11 +299,14 @@ func (s *Store) Purge(ctx context.Context, f checkpoint.Fence, job string, befor
 		clientv3.OpDelete(s.plansPrefix(job), clientv3.WithRange(s.planKey(job, before))),
 		clientv3.OpDelete(s.endsPrefix(job), clientv3.WithRange(s.endsPrefix(job)+batchKey(before))),
 		clientv3.OpDelete(s.commitsPrefix(job), clientv3.WithRange(s.commitKey(job, before))),
+		clientv3.OpDelete(s.planPartsPrefix(job), clientv3.WithRange(s.planPartsPrefix(job)+batchKey(before))),
+		clientv3.OpDelete(s.commitPartsPrefix(job), clientv3.WithRange(s.commitPartsPrefix(job)+batchKey(before))),
 	)
 }
 
-// latest decodes into v the value of the greatest key under prefix.
-func (s *Store) latest(ctx context.Context, job, what, prefix string, v any) error {
+// latest decodes into v the value of the greatest key under prefix,
+// assembling it from its parts under partsPrefix when it is chunked.
+func (s *Store) latest(ctx context.Context, job, what, prefix, partsPrefix string, v any) error {
 	what = fmt.Sprintf("job %q: %s", job, what)
 	if err := checkpoint.CheckJob(job); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -286,8 +319,110 @@ func (s *Store) latest(ctx context.Context, job, what, prefix string, v any) err
 	if len(resp.Kvs) == 0 {
 		return fmt.Errorf("%s: %w", what, checkpoint.ErrNotFound)
 	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
-		return fmt.Errorf("%s: decode %s: %w", what, resp.Kvs[0].Key, err)
+	kv := resp.Kvs[0]
+	value, err := s.assemble(ctx, kv.Value, partsPrefix+strings.TrimPrefix(string(kv.Key), prefix)+"/", resp.Header.Revision)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", what, kv.Key, err)
+	}
+	if err := json.Unmarshal(value, v); err != nil {
+		return fmt.Errorf("%s: decode %s: %w", what, kv.Key, err)
 	}
 	return nil
+}
+
+// chunkHead is the value of a plan or commit key whose entry was too large
+// for one etcd request: it names the parts holding the entry's JSON. Entries
+// themselves are JSON objects without a "chunked" member, so one decoding
+// tells the two apart.
+type chunkHead struct {
+	Chunked *chunkRef `json:"chunked"`
+}
+
+type chunkRef struct {
+	Gen    string `json:"gen"`    // the parts' generation: one per write
+	Parts  int    `json:"parts"`  // parts 000000 .. Parts-1
+	Size   int    `json:"size"`   // bytes of the whole entry
+	SHA256 string `json:"sha256"` // of the whole entry, hex
+}
+
+// putChunked writes value at key, fenced. A value up to the chunk size is
+// stored as is. A larger one is split into parts, each written in its own
+// fenced transaction under batchParts+gen+"/", and then the head at key,
+// which references them, in a last fenced transaction: etcd limits the
+// size of a whole transaction (1.5 MiB by default), so they cannot all be
+// one. Readers find an entry only through its head, so they see it once
+// all its parts are there and never partly. Each write uses a new
+// generation, so rewriting the entry never changes parts that the current
+// head references; the head's transaction deletes every other generation of
+// the batch (parts of earlier writes, or of a write that failed before its
+// head). Fencing holds throughout: a deposed leader's parts are refused,
+// or, written before it was deposed, are orphans that the next write of the
+// batch, Purge or DeleteJob remove.
+func (s *Store) putChunked(ctx context.Context, f checkpoint.Fence, what, key, batchParts string, value []byte) error {
+	if len(value) <= s.chunkSize {
+		return s.fenced(ctx, f, what,
+			clientv3.OpPut(key, string(value)),
+			clientv3.OpDelete(batchParts, clientv3.WithPrefix()))
+	}
+	var g [8]byte
+	if _, err := rand.Read(g[:]); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	sum := sha256.Sum256(value)
+	ref := chunkRef{Gen: hex.EncodeToString(g[:]), Size: len(value), SHA256: hex.EncodeToString(sum[:])}
+	genPrefix := batchParts + ref.Gen + "/"
+	for off := 0; off < len(value); off += s.chunkSize {
+		part := value[off:min(off+s.chunkSize, len(value))]
+		if err := s.fenced(ctx, f, fmt.Sprintf("%s: part %d", what, ref.Parts),
+			clientv3.OpPut(genPrefix+partKey(ref.Parts), string(part))); err != nil {
+			return err
+		}
+		ref.Parts++
+	}
+	head, err := json.Marshal(chunkHead{Chunked: &ref})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.fenced(ctx, f, what,
+		clientv3.OpPut(key, string(head)),
+		// Every other generation of the batch: [batchParts, genPrefix) and
+		// [end of genPrefix, end of batchParts).
+		clientv3.OpDelete(batchParts, clientv3.WithRange(genPrefix)),
+		clientv3.OpDelete(clientv3.GetPrefixRangeEnd(genPrefix), clientv3.WithRange(clientv3.GetPrefixRangeEnd(batchParts))))
+}
+
+func partKey(i int) string { return fmt.Sprintf("%06d", i) }
+
+// assemble returns the entry a head value stands for: the value itself, or,
+// for a chunked head, its parts under batchParts read at revision rev (the
+// head's read), checked against the head.
+func (s *Store) assemble(ctx context.Context, value []byte, batchParts string, rev int64) ([]byte, error) {
+	if !bytes.Contains(value, []byte(`"chunked"`)) {
+		return value, nil // cannot be a head; skip decoding it twice
+	}
+	var h chunkHead
+	if err := json.Unmarshal(value, &h); err != nil || h.Chunked == nil {
+		return value, nil // not a head: the entry's own decoding reports errors
+	}
+	ref := h.Chunked
+	resp, err := s.client.Get(ctx, batchParts+ref.Gen+"/", clientv3.WithPrefix(), clientv3.WithRev(rev),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("read %d parts: %w", ref.Parts, err)
+	}
+	if len(resp.Kvs) != ref.Parts {
+		return nil, fmt.Errorf("chunked entry has %d of its %d parts (generation %s)", len(resp.Kvs), ref.Parts, ref.Gen)
+	}
+	out := make([]byte, 0, ref.Size)
+	for i, kv := range resp.Kvs {
+		if want := batchParts + ref.Gen + "/" + partKey(i); string(kv.Key) != want {
+			return nil, fmt.Errorf("chunked entry: part %s where %s was expected", kv.Key, want)
+		}
+		out = append(out, kv.Value...)
+	}
+	sum := sha256.Sum256(out)
+	if len(out) != ref.Size || hex.EncodeToString(sum[:]) != ref.SHA256 {
+		return nil, fmt.Errorf("chunked entry: parts of generation %s do not match its head (%d bytes, want %d)", ref.Gen, len(out), ref.Size)
+	}
+	return out, nil
 }
