@@ -59,6 +59,13 @@ func (m *manager) start() error {
 		return fmt.Errorf("load job catalog: %w", err)
 	}
 	for _, j := range jobs {
+		if j.Unreadable != nil {
+			// Shown as failed, never launched; the other jobs still start.
+			j.State = stateName(sluicev1.JobState_JOB_STATE_FAILED)
+			j.LastError = fmt.Sprintf("catalog entry unreadable: %v; delete it with sluice delete %s", j.Unreadable, j.Name)
+			m.d.status.update(j, nil)
+			continue
+		}
 		switch j.State {
 		case stateName(sluicev1.JobState_JOB_STATE_STOPPING):
 			j.State = stateName(sluicev1.JobState_JOB_STATE_STOPPED)

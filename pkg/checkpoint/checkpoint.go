@@ -52,6 +52,13 @@ type JobRecord struct {
 	LastError      string    `json:"lastError,omitempty"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
+
+	// Unreadable is set, by ListJobs only, on the entry of a job whose
+	// stored catalog entry cannot be decoded (truncated, corrupted): the
+	// record then holds only Name and this error, and the other jobs are
+	// still listed. It is never stored. Such a job cannot run; DeleteJob
+	// removes it.
+	Unreadable error `json:"-"`
 }
 
 // BatchPlan is an offset log entry.
@@ -82,6 +89,9 @@ type Store interface {
 	PutJob(ctx context.Context, f Fence, job JobRecord) error
 	// GetJob returns ErrNotFound for an unknown job.
 	GetJob(ctx context.Context, name string) (JobRecord, error)
+	// ListJobs returns every catalog entry, sorted by name. An entry that
+	// cannot be decoded does not fail the listing: it is returned with its
+	// Name and Unreadable set.
 	ListJobs(ctx context.Context) ([]JobRecord, error)
 	// DeleteJob removes the catalog entry and every log of the job.
 	DeleteJob(ctx context.Context, f Fence, name string) error

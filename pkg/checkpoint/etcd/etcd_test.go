@@ -292,3 +292,55 @@ func TestChunkedHeadWithoutParts(t *testing.T) {
 		t.Fatalf("LatestPlan with a missing part = %v, want an error", err)
 	}
 }
+
+// One truncated catalog entry used to fail ListJobs as a whole, so an
+// elected driver could start none of the jobs and exited. The bad entry
+// must be listed by name with Unreadable set, the others as usual, and
+// DeleteJob must remove it.
+func TestListJobsUnreadableEntry(t *testing.T) {
+	endpoints := testenv.StartEtcd(t)
+	client := testenv.EtcdClient(t, endpoints)
+	l := leader(t, endpoints, "/u/leader", "d:1")
+	f := l.Fence()
+	for i, tt := range []struct{ name, value string }{
+		{"truncated", `{"name":"team/bad","spec":"CgN`},
+		{"empty", ``},
+		{"wrong type", `{"name":42}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := fmt.Sprintf("/u/%d/", i)
+			s, err := etcd.New(client, etcd.WithPrefix(prefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for _, rec := range []checkpoint.JobRecord{{Name: "a-good", State: "RUNNING"}, {Name: "team/bad"}, {Name: "z-good"}} {
+				if err := s.PutJob(ctx, f, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := client.Put(ctx, prefix+"jobs/team%2Fbad", tt.value); err != nil {
+				t.Fatal(err)
+			}
+			jobs, err := s.ListJobs(ctx)
+			if err != nil {
+				t.Fatalf("ListJobs with one bad entry: %v", err)
+			}
+			if len(jobs) != 3 || jobs[0].Name != "a-good" || jobs[1].Name != "team/bad" || jobs[2].Name != "z-good" {
+				t.Fatalf("ListJobs = %+v, want a-good, team/bad, z-good", jobs)
+			}
+			if jobs[0].Unreadable != nil || jobs[2].Unreadable != nil || jobs[0].State != "RUNNING" {
+				t.Fatalf("good entries: %+v", jobs)
+			}
+			if jobs[1].Unreadable == nil {
+				t.Fatalf("bad entry listed without Unreadable: %+v", jobs[1])
+			}
+			if err := s.DeleteJob(ctx, f, "team/bad"); err != nil {
+				t.Fatalf("DeleteJob of the bad entry: %v", err)
+			}
+			if jobs, err = s.ListJobs(ctx); err != nil || len(jobs) != 2 {
+				t.Fatalf("after DeleteJob: %+v, %v", jobs, err)
+			}
+		})
+	}
+}

@@ -167,7 +167,8 @@ func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, 
 	return rec, nil
 }
 
-// ListJobs returns every catalog entry, sorted by name.
+// ListJobs returns every catalog entry, sorted by name; an entry that does
+// not decode is listed with its name and Unreadable set.
 func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 	resp, err := s.client.Get(ctx, s.jobsPrefix(), clientv3.WithPrefix())
 	if err != nil {
@@ -177,7 +178,13 @@ func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 	for _, kv := range resp.Kvs {
 		var rec checkpoint.JobRecord
 		if err := json.Unmarshal(kv.Value, &rec); err != nil {
-			return nil, fmt.Errorf("list jobs: decode %s: %w", kv.Key, err)
+			// One bad entry must not hide the others (nor stop a driver
+			// from starting them): list it as unreadable, by its key.
+			name, uerr := url.PathUnescape(strings.TrimPrefix(string(kv.Key), s.jobsPrefix()))
+			if uerr != nil {
+				name = strings.TrimPrefix(string(kv.Key), s.jobsPrefix())
+			}
+			rec = checkpoint.JobRecord{Name: name, Unreadable: fmt.Errorf("decode %s: %w", kv.Key, err)}
 		}
 		jobs = append(jobs, rec)
 	}

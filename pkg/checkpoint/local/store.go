@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -218,7 +219,8 @@ func (s *Store) GetJob(ctx context.Context, name string) (checkpoint.JobRecord, 
 	return rec, nil
 }
 
-// ListJobs returns every catalog entry, sorted by name.
+// ListJobs returns every catalog entry, sorted by name; an entry that does
+// not decode is listed with its name and Unreadable set.
 func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
@@ -245,7 +247,15 @@ func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 			if errors.Is(err, checkpoint.ErrNotFound) {
 				continue
 			}
-			return nil, fmt.Errorf("list jobs: %w", err)
+			name, uerr := url.PathUnescape(strings.TrimSuffix(e.Name(), ".json"))
+			var syn *json.SyntaxError
+			var typ *json.UnmarshalTypeError
+			if uerr != nil || !(errors.As(err, &syn) || errors.As(err, &typ)) {
+				return nil, fmt.Errorf("list jobs: %w", err)
+			}
+			// One bad entry must not hide the others: list it as unreadable.
+			jobs = append(jobs, checkpoint.JobRecord{Name: name, Unreadable: err})
+			continue
 		}
 		jobs = append(jobs, rec)
 	}
