@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -61,7 +62,15 @@ type Config struct {
 	// (the default) for the main sink, "deadLetter" for the dead-letter
 	// sink, so that both may commit the same (job, batch, part).
 	SinkName string
+	// LockTimeout bounds how long a writer waits for the lock on its
+	// positions row (the transaction's lock_timeout), e.g. held by a zombie
+	// attempt whose connection is not yet gone; the write then fails with a
+	// retryable error (SQLSTATE 55P03). 0 means DefaultLockTimeout.
+	LockTimeout time.Duration
 }
+
+// DefaultLockTimeout is the LockTimeout used when it is 0.
+const DefaultLockTimeout = 10 * time.Second
 
 // Column is one target column.
 type Column struct {
@@ -97,6 +106,8 @@ type settings struct {
 	copy      bool
 	sinkName  string
 	columns   []Column // Field filled in
+	// lockTimeout is the transaction's lock_timeout, e.g. "10000ms".
+	lockTimeout string
 }
 
 // Validate reports the first problem with c as a *ConfigError. It parses
@@ -142,6 +153,16 @@ func (c Config) settings() (*settings, error) {
 	}
 	if slices.Equal(s.positions, s.table) {
 		return nil, configErr("positionsTable", "must differ from table %q", c.Table)
+	}
+
+	switch {
+	case c.LockTimeout < 0:
+		return nil, configErr("lockTimeout", "must not be negative (got %s)", c.LockTimeout)
+	case c.LockTimeout == 0:
+		s.lockTimeout = fmt.Sprintf("%dms", DefaultLockTimeout.Milliseconds())
+	default:
+		// lock_timeout 0 would mean no limit: round up to a millisecond.
+		s.lockTimeout = fmt.Sprintf("%dms", max(1, (c.LockTimeout+time.Millisecond-1).Milliseconds()))
 	}
 
 	switch c.Mode {

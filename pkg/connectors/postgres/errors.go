@@ -82,6 +82,10 @@ func (s *Sink) wrap(op string, err error) error {
 			e.Hint = "a row with this key already exists; to replace rows by key use mode: upsert with keyColumns"
 		case class == "22":
 			e.Hint = "a value does not fit its column's type: convert it with a select transform or change the column type"
+		case pgErr.Code == "55P03":
+			// lock_timeout: another attempt (a zombie?) holds the lock.
+			permanent = false
+			e.Hint = "another transaction held the lock longer than lockTimeout (an earlier attempt of the task still running?); the task is retried"
 		case class == "42", class == "23", class == "0A", class == "2B", class == "3F":
 		default:
 			// Server shutting down, out of resources, serialization

@@ -184,6 +184,9 @@ func (w *writer) begin(ctx context.Context) error {
 	w.tx, w.begun = tx, true
 	pos := s.set.positions.Sanitize()
 	b := &pgx.Batch{}
+	// Wait for the row lock no longer than lockTimeout: a zombie attempt
+	// holding it must not block this one forever (55P03, retried).
+	b.Queue("SELECT set_config('lock_timeout', $1, true)", s.set.lockTimeout)
 	b.Queue("INSERT INTO "+pos+" (job, sink, part, batch, incarnation) VALUES ($1, $2, $3, -1, $4) ON CONFLICT (job, sink, part) DO NOTHING",
 		string(w.key.Job), s.set.sinkName, w.key.Part, w.key.Incarnation)
 	var (
