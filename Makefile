@@ -13,10 +13,11 @@ STATICCHECK_VERSION := v0.8.2
 # Packages that run concurrent code are tested with the race detector.
 RACE_PKGS := ./internal/... ./pkg/...
 
-.PHONY: help build test test-short demo proto proto-check lint bench clean
+.PHONY: help build test test-short demo proto proto-check lint bench chaos clean
 
 include mk/bench.mk
 include mk/k8s.mk
+include mk/chaos.mk
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'

@@ -31,6 +31,43 @@ type Postgres struct {
 	Database string
 	// SocketDir holds the cluster's unix socket.
 	SocketDir string
+
+	// ctl restarts the cluster on its data directory (Stop, Start).
+	ctl *pgControl
+}
+
+// pgControl is what Stop and Start need to run pg_ctl on the cluster's data
+// directory, port and options.
+type pgControl struct {
+	run     func(name string, args ...string) ([]byte, error)
+	dataDir string
+	logFile string
+	opts    string
+}
+
+// Stop shuts the cluster down (pg_ctl stop -m fast) and waits until it has
+// stopped: clients are disconnected and new connections are refused until
+// Start. The data directory is kept.
+func (p Postgres) Stop() error {
+	if p.ctl == nil {
+		return errors.New("postgres: Stop needs a cluster from StartPostgres")
+	}
+	if out, err := p.ctl.run("pg_ctl", "stop", "-D", p.ctl.dataDir, "-m", "fast", "-w", "-t", "60"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// Start starts a cluster stopped by Stop again on the same data directory,
+// port and options, and waits until it accepts connections.
+func (p Postgres) Start() error {
+	if p.ctl == nil {
+		return errors.New("postgres: Start needs a cluster from StartPostgres")
+	}
+	if out, err := p.ctl.run("pg_ctl", "start", "-D", p.ctl.dataDir, "-l", p.ctl.logFile, "-w", "-t", "60", "-o", p.ctl.opts); err != nil {
+		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, tail(p.ctl.logFile))
+	}
+	return nil
 }
 
 // URLFor is URL with another user, password and database.
@@ -158,9 +195,10 @@ func StartPostgres(t testing.TB) Postgres {
 	// The port is free a moment before postgres binds it; another process
 	// may take it in between, so try a few.
 	var port int
+	var opts string
 	for attempt := 1; ; attempt++ {
 		port = FreePort(t)
-		opts := strings.Join([]string{
+		opts = strings.Join([]string{
 			"-p", strconv.Itoa(port), "-k", sockDir, "-c", "listen_addresses=127.0.0.1",
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=200", "-c", "log_min_messages=warning",
@@ -186,6 +224,7 @@ func StartPostgres(t testing.TB) Postgres {
 	p := Postgres{
 		Host: "127.0.0.1", Port: port, User: "sluice", Password: password, Database: "postgres",
 		SocketDir: sockDir,
+		ctl:       &pgControl{run: run, dataDir: dataDir, logFile: logFile, opts: opts},
 	}
 	p.URL = p.URLFor(p.User, p.Password, p.Database)
 	return p
