@@ -1,6 +1,8 @@
 // Command executor runs a Sluice executor: it connects to the leading driver,
-// announces --slots task slots and runs the tasks it is given. Every flag can
-// also be set as SLUICE_<FLAG> (e.g. SLUICE_DRIVER).
+// announces --slots task slots and runs the tasks it is given. --http serves
+// /healthz (liveness), /readyz (ready = connected to the leading driver and
+// not draining) and /metrics (Prometheus). Every flag can also be set as
+// SLUICE_<FLAG> (e.g. SLUICE_DRIVER).
 package main
 
 import (
@@ -30,6 +32,10 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Slots, "slots", runtime.NumCPU(), "tasks run at once")
 	fs.StringVar(&cfg.ID, "id", "", "executor id (default: host name and pid)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address shown in `sluice executors`")
+	// Off by default, unlike the driver's :8080: several executors often share
+	// a host (tests, bare metal), and a fixed port would make the second one
+	// fail. The Helm chart sets :8081.
+	fs.StringVar(&cfg.HTTP, "http", "", "HTTP address for /metrics, /healthz, /readyz, e.g. :8081 (empty disables)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long running tasks may finish on SIGTERM")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := flagenv.Parse(fs, args); err != nil {

@@ -415,8 +415,9 @@ func servicePortTo(svc *corev1.Service, c *corev1.Container, containerPortNum in
 }
 
 // checkExecutor: executors dial the driver Service on its gRPC port (which
-// reaches the leader's gRPC container port), identify as their pod, and get a
-// grace period longer than their drain bound.
+// reaches the leader's gRPC container port), identify as their pod, serve
+// HTTP on executor.httpPort with liveness on /healthz and readiness on /readyz
+// there, and get a grace period longer than their drain bound.
 func checkExecutor(t *testing.T, objs *objects, vals map[string]any) {
 	t.Helper()
 	w := objs.byComponent(t, "executor")
@@ -451,6 +452,25 @@ func checkExecutor(t *testing.T, objs *objects, vals map[string]any) {
 	if i, j := envIndex(c, "POD_NAME"), envIndex(c, "SLUICE_ID"); i < 0 || i > j {
 		t.Errorf("executor: POD_NAME must be defined before SLUICE_ID")
 	}
+	httpAddr, _ := env(c, "SLUICE_HTTP")
+	httpPort := portOf(t, httpAddr)
+	if httpPort != intValue(t, vals, "executor.httpPort") {
+		t.Errorf("executor SLUICE_HTTP %q, want port executor.httpPort %d", httpAddr, intValue(t, vals, "executor.httpPort"))
+	}
+	for kind, want := range map[string]struct {
+		p    *corev1.Probe
+		path string
+	}{"liveness": {c.LivenessProbe, "/healthz"}, "readiness": {c.ReadinessProbe, "/readyz"}} {
+		p := want.p
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != want.path {
+			t.Errorf("executor %s probe %+v must be GET %s", kind, p, want.path)
+			continue
+		}
+		if cp, _ := containerPort(c, p.HTTPGet.Port.String()); int(cp.ContainerPort) != httpPort {
+			t.Errorf("executor %s probe port %s resolves to %d, but --http listens on %d", kind, p.HTTPGet.Port.String(), cp.ContainerPort, httpPort)
+		}
+	}
+
 	drain := intValue(t, vals, "executor.drainTimeoutSeconds")
 	if v, _ := env(c, "SLUICE_DRAIN_TIMEOUT"); v != fmt.Sprintf("%ds", drain) {
 		t.Errorf("executor SLUICE_DRAIN_TIMEOUT %q, want %ds", v, drain)

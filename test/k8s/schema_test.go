@@ -28,6 +28,7 @@ func TestBadValuesRefused(t *testing.T) {
 		{"string for a number", m{"executor": m{"slots": "four"}}, []string{"/executor/slots"}},
 		{"zero slots", m{"executor": m{"slots": 0}}, []string{"/executor/slots", "minimum"}},
 		{"port out of range", m{"driver": m{"grpcPort": 70000}}, []string{"/driver/grpcPort", "maximum"}},
+		{"executor port out of range", m{"executor": m{"httpPort": 0}}, []string{"/executor/httpPort", "minimum"}},
 		{"even etcd members", m{"etcd": m{"bundled": m{"replicas": 2}}}, []string{"/etcd/bundled/replicas"}},
 		{"unknown log level", m{"logLevel": "verbose"}, []string{"/logLevel"}},
 		{"unknown pull policy", m{"image": m{"pullPolicy": "Sometimes"}}, []string{"/image/pullPolicy"}},

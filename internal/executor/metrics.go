@@ -1,0 +1,129 @@
+package executor
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicehq/sluice/internal/rpc"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// Outcomes of a task attempt in sluice_executor_task_attempts_total: ok, or
+// the failure kind reported to the driver (rpc.ErrorKind*), or cancelled
+// when the attempt was cut short by the driver, a broken stream or shutdown.
+const outcomeOK, outcomeCancelled = "ok", "cancelled"
+
+// metrics are the executor's Prometheus series, the connection state
+// behind /readyz and the HTTP server's address. Each executor has its own registry, so that several can
+// live in one process (sluice local, tests). Labels are bounded: the job
+// name and the outcome, never attempt ids or partitions.
+type metrics struct {
+	reg        *prometheus.Registry
+	running    prometheus.Gauge
+	attempts   *prometheus.CounterVec
+	recordsIn  *prometheus.CounterVec
+	recordsOut *prometheus.CounterVec
+	bytesIn    *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	connected  prometheus.Gauge
+	reconnects prometheus.Counter
+
+	mu       sync.Mutex
+	driver   string // address of the driver that welcomed the current stream; "" while not connected
+	welcomes int
+	httpAddr net.Addr // where --http listens, once Run started it
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg:     prometheus.NewRegistry(),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_executor_tasks_running", Help: "Task attempts in progress on this executor."}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_executor_task_attempts_total",
+			Help: "Finished task attempts by outcome: ok, retryable, fatal, data_loss, cancelled."}, []string{"job", "outcome"}),
+		recordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_executor_records_read_total",
+			Help: "Records read by task attempts, failed ones included."}, []string{"job"}),
+		recordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_executor_records_written_total",
+			Help: "Rows written (or returned to the driver) by task attempts, failed ones included."}, []string{"job"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_executor_bytes_read_total",
+			Help: "Bytes read from the source by task attempts, failed ones included."}, []string{"job"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_executor_task_duration_seconds",
+			Help:    "Duration of task attempts, from arrival at the executor to the result.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"job"}),
+		connected:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_executor_connected", Help: "1 while a leading driver has welcomed this executor's stream."}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_executor_reconnects_total", Help: "Streams welcomed by a driver after the first."}),
+	}
+	m.reg.MustRegister(m.running, m.attempts, m.recordsIn, m.recordsOut, m.bytesIn, m.duration, m.connected, m.reconnects,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// attempt counts a task attempt as running and returns what records its
+// end; runTask defers the returned function, so res holds the final result:
+//
+//	defer e.metrics.attempt(ctx, t.GetJob(), res)()
+//
+// ctx is the session's: an attempt that failed after it ended (stream
+// broken, shutdown) counts as cancelled, as does one whose error is a
+// cancellation (the driver's CancelTasks).
+func (m *metrics) attempt(ctx context.Context, job string, res *sluicev1.TaskResult) func() {
+	start := time.Now()
+	m.running.Inc()
+	return func() {
+		m.running.Dec()
+		m.duration.WithLabelValues(job).Observe(time.Since(start).Seconds())
+		m.recordsIn.WithLabelValues(job).Add(float64(max(res.GetRecordsIn(), 0)))
+		m.recordsOut.WithLabelValues(job).Add(float64(max(res.GetRecordsOut(), 0)))
+		m.bytesIn.WithLabelValues(job).Add(float64(max(res.GetBytesIn(), 0)))
+		m.attempts.WithLabelValues(job, outcome(ctx, res)).Inc()
+	}
+}
+
+func outcome(ctx context.Context, res *sluicev1.TaskResult) string {
+	switch {
+	case res.GetOk():
+		return outcomeOK
+	case ctx.Err() != nil || strings.Contains(res.GetError(), context.Canceled.Error()):
+		return outcomeCancelled
+	case res.GetErrorKind() == "":
+		return rpc.ErrorKindRetryable
+	}
+	return res.GetErrorKind()
+}
+
+// welcomed records that the driver at addr accepted the stream.
+func (m *metrics) welcomed(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.driver = addr
+	m.welcomes++
+	if m.welcomes > 1 {
+		m.reconnects.Inc()
+	}
+	m.connected.Set(1)
+}
+
+// disconnected records that the stream ended.
+func (m *metrics) disconnected() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.driver = ""
+	m.connected.Set(0)
+}
+
+// connectedTo returns the address of the driver that welcomed the current
+// stream, "" when there is none.
+func (m *metrics) connectedTo() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.driver
+}
