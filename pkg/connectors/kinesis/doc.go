@@ -47,7 +47,15 @@
 // Plan compares the checkpoint's ARN and creation time with
 // DescribeStreamSummary: a stream deleted and recreated under the same name
 // fails the job (connectors.Permanent) instead of being read with sequence
-// numbers that mean nothing there. Identity() itself never calls AWS.
+// numbers that mean nothing there. Identity() itself never calls AWS. A
+// reader of a range planned before a recreation sees the old position as a
+// sequence number the new stream never issued (AWS: InvalidArgument;
+// kinesis-mock: ResourceNotFound) and then compares the creation time the
+// range carries with the live stream's, also when failOnDataLoss false would
+// otherwise start over at TRIM_HORIZON. kinesis-mock derives sequence numbers
+// from the shard's creation second and the record's index and second, so a
+// stream recreated and written as far within one second issues its
+// predecessor's numbers again (AWS never does); tests avoid that case.
 //
 // # Throttling
 //

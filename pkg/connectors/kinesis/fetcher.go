@@ -65,6 +65,13 @@ type FetchResult struct {
 	// because failOnDataLoss is false, the fetcher started over at the
 	// shard's TRIM_HORIZON: Records do not follow the starting position.
 	SkippedAhead bool
+	// Restarted says the fetcher found a sequence number missing (its
+	// records trimmed, or the stream deleted and recreated) and, because
+	// failOnDataLoss is false, started over at TRIM_HORIZON since the last
+	// result: with SkippedAhead, or, after records were already returned,
+	// dropping those again. The reader then checks the stream's identity
+	// before it delivers anything more.
+	Restarted bool
 }
 
 // FetcherFactory creates shard fetchers. NewFetcher must not block on the
@@ -120,6 +127,7 @@ type pollingFetcher struct {
 	ended    bool
 	children []string
 	skipped  bool   // renew skipped ahead; the next result says so
+	restart  bool   // renew started over at TRIM_HORIZON; the next result says so
 	floor    string // after a skip past records already returned: drop those up to here
 }
 
@@ -163,8 +171,8 @@ func (p *pollingFetcher) Fetch(ctx context.Context) (FetchResult, error) {
 					p.floor = ""
 				}
 			}
-			res := FetchResult{Records: recs, MillisBehindLatest: -1, SkippedAhead: p.skipped}
-			p.skipped = false
+			res := FetchResult{Records: recs, MillisBehindLatest: -1, SkippedAhead: p.skipped, Restarted: p.restart}
+			p.skipped, p.restart = false, false
 			if out.MillisBehindLatest != nil {
 				res.MillisBehindLatest = *out.MillisBehindLatest
 			}
@@ -274,7 +282,7 @@ func (p *pollingFetcher) renew(ctx context.Context) (gone bool, err error) {
 			} else {
 				p.floor = p.last // keep the order: never return a record twice
 			}
-			p.start, p.last = StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}, ""
+			p.start, p.last, p.restart = StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}, "", true
 			continue
 		}
 		switch classify(ctx, err) {

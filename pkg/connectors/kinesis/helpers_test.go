@@ -112,6 +112,34 @@ func (e *env) shardHashKeys(streamName string) map[string]string {
 	return keys
 }
 
+// shardSeqs returns the sequence numbers of every record in a shard, read
+// with the admin client from TRIM_HORIZON.
+func (e *env) shardSeqs(streamName, shardID string) []string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	it, err := e.admin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(streamName),
+		ShardId: aws.String(shardID), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var seqs []string
+	for iter := it.ShardIterator; iter != nil; {
+		out, err := e.admin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, r := range out.Records {
+			seqs = append(seqs, aws.ToString(r.SequenceNumber))
+		}
+		if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
+			break
+		}
+		iter = out.NextShardIterator
+	}
+	return seqs
+}
+
 // put writes records (raw data) with their partition keys and optional
 // explicit hash keys, in calls of at most 500.
 type putRec struct {

@@ -291,12 +291,30 @@ func (p *ReaderPool) Close() error {
 // belong): if the stream's creation time is not the one the range was
 // planned for, it returns the permanent "deleted and recreated" error; else
 // nil, and the caller reports the original error.
+//
+// A recreated stream is seen this way because its predecessor's sequence
+// numbers are ones it never issued: AWS refuses them (InvalidArgument, "did
+// not come from this stream"), kinesis-mock does not find them
+// (ResourceNotFound). A successful read proves nothing either way and is
+// not checked: that would cost a DescribeStreamSummary (20 per second per
+// account) per task; the next plan compares the identity anyway.
 func (p *ReaderPool) checkRecreated(ctx context.Context, streamName string, created int64, err error) error {
 	var (
 		nf  *types.ResourceNotFoundException
 		inv *types.InvalidArgumentException
 	)
-	if created == 0 || ctx.Err() != nil || !(errors.Is(err, connectors.ErrDataLoss) || errors.As(err, &nf) || errors.As(err, &inv)) {
+	if !(errors.Is(err, connectors.ErrDataLoss) || errors.As(err, &nf) || errors.As(err, &inv)) {
+		return nil
+	}
+	return p.recreatedSince(ctx, streamName, created)
+}
+
+// recreatedSince returns the permanent "deleted and recreated" error when
+// the live stream's creation time is not created (the creation time the
+// range was planned for; 0, from an older plan, is not checked). It returns
+// nil when it cannot tell.
+func (p *ReaderPool) recreatedSince(ctx context.Context, streamName string, created int64) error {
+	if created == 0 || ctx.Err() != nil {
 		return nil
 	}
 	out, derr := p.describer.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(streamName)})
@@ -397,6 +415,16 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 				return nil, fmt.Errorf("read %s: %w", r.key, rerr)
 			}
 			return nil, fmt.Errorf("read %s after %s: %w", r.key, sr.pos.encode(), err)
+		}
+		if res.Restarted {
+			// A sequence number was not found and, failOnDataLoss being
+			// false, the fetcher started over at TRIM_HORIZON. Lost records
+			// are one explanation; a recreated stream, whose records must
+			// not be mixed into this checkpoint, is the other.
+			if rerr := r.pool.recreatedSince(ctx, sr.shard.Stream, r.created); rerr != nil {
+				sr.broken = true
+				return nil, fmt.Errorf("read %s: %w", r.key, rerr)
+			}
 		}
 		r.fetched = true
 		sr.behind, r.behind = res.MillisBehindLatest, res.MillisBehindLatest
