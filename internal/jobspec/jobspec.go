@@ -103,6 +103,9 @@ type Job struct {
 	Trigger  Trigger
 	OnError  string
 	Retry    scheduler.RetryPolicy
+	// Restart decides whether and when the job runs again after a batch
+	// failed for a cause that may go away (restartStrategy).
+	Restart scheduler.RestartPolicy
 	// Hash identifies the spec's content; executors key cached state by it.
 	Hash string
 
@@ -239,6 +242,7 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 			}
 		}
 	}
+	j.Restart = compileRestart(spec.GetRestartStrategy(), "restartStrategy", e)
 	if err := e.orNil(); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"time"
 )
@@ -21,17 +22,26 @@ type RetryPolicy struct {
 	MaxBackoff  time.Duration
 	// Timeout marks a running attempt lost after this long; 0 disables it.
 	Timeout time.Duration
+	// Jitter spreads each back-off by up to ± this fraction of it, so tasks
+	// failing together on one outage do not retry in lockstep.
+	Jitter float64
 }
 
 // DefaultRetryPolicy is what a job gets unless its limits say otherwise.
-var DefaultRetryPolicy = RetryPolicy{MaxFailures: 4, BaseBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second, Timeout: 10 * time.Minute}
+var DefaultRetryPolicy = RetryPolicy{MaxFailures: 4, BaseBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second, Timeout: 10 * time.Minute, Jitter: 0.2}
 
+// backoff is the wait before the next attempt after failures failures:
+// doubling from BaseBackoff, capped at MaxBackoff, then spread by Jitter.
 func (p RetryPolicy) backoff(failures int) time.Duration {
 	d := p.BaseBackoff
 	for i := 1; i < failures && d < p.MaxBackoff; i++ {
 		d *= 2
 	}
-	return min(d, p.MaxBackoff)
+	d = min(d, p.MaxBackoff)
+	if p.Jitter > 0 {
+		d += time.Duration((rand.Float64()*2 - 1) * p.Jitter * float64(d))
+	}
+	return d
 }
 
 type taskState int
@@ -229,6 +239,27 @@ func (b *Batch) requeue(t *task, err error, now time.Time) {
 	if t.state == statePending {
 		t.notBefore = now
 	}
+}
+
+// Running returns the task key of a live attempt.
+func (b *Batch) Running(attempt string) (string, bool) {
+	t, ok := b.attempts[attempt]
+	if !ok {
+		return "", false
+	}
+	return t.key, true
+}
+
+// AttemptLost fails one live attempt whose executor went away (retryably,
+// and ready to run again at once) and returns its task key; false when the
+// attempt is not live.
+func (b *Batch) AttemptLost(attempt string, err error, now time.Time) (string, bool) {
+	t, ok := b.attempts[attempt]
+	if !ok {
+		return "", false
+	}
+	b.requeue(t, err, now)
+	return t.key, true
 }
 
 // ExecutorLost fails every live attempt on executor (retryably, and ready
