@@ -52,6 +52,9 @@ type Config struct {
 	ID string
 	// Advertise is shown in `sluice executors` (--advertise).
 	Advertise string
+	// HTTP serves /healthz, /readyz and /metrics (--http, e.g. :8081; the
+	// Helm chart sets it). Empty, the default, disables it. See http.go.
+	HTTP string
 	// DrainTimeout bounds how long running tasks may finish on shutdown
 	// (--drain-timeout, default 30s).
 	DrainTimeout time.Duration
@@ -99,6 +102,9 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("--drain-timeout (%s) must not be negative", c.DrainTimeout)
 	}
+	if err := checkHTTP(c.HTTP); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -112,6 +118,8 @@ type Executor struct {
 	running  map[string]context.CancelFunc
 	draining bool
 	slots    *semaphore.Weighted
+
+	metrics *metrics // Prometheus series and readiness (metrics.go, http.go)
 }
 
 type jobCache struct {
@@ -131,13 +139,19 @@ func New(cfg Config) (*Executor, error) {
 		return nil, err
 	}
 	return &Executor{cfg: cfg, log: cfg.Logger.With("executor", cfg.ID), jobs: map[string]*jobCache{},
-		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits)}, nil
+		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits),
+		metrics: newMetrics()}, nil
 }
 
 // Run connects to the driver and serves tasks until ctx ends, reconnecting
 // with back-off (and to a new leader) when the stream breaks.
 func (e *Executor) Run(ctx context.Context) error {
 	defer e.closeCaches()
+	stopHTTP, err := e.serveHTTP() // --http; stopped after the drain
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	drivers := strings.Split(e.cfg.Driver, ",")
 	next := 0
 	addr := drivers[0]
@@ -208,10 +222,18 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 		return false, "", errors.New("driver did not welcome us")
 	}
 	e.log.Info("connected to driver", "driver", addr, "slots", e.cfg.Slots, "epoch", w.GetEpoch())
+	e.welcomed(addr) // readiness and metrics (http.go)
+	defer e.disconnected()
 	interval := time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
+	fence := time.Duration(w.GetHeartbeatFenceMs()) * time.Millisecond
+	if fence <= 0 {
+		fence = 4 * interval
+	}
+	ls := newLease(fence, time.Now)
+	fenced := make(chan error, 1)
 
 	out := make(chan *sluicev1.ExecutorMessage, e.cfg.Slots+16)
 	var sessionTasks sync.WaitGroup
@@ -220,6 +242,16 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 		// re-dispatched them elsewhere.
 		cancel()
 		sessionTasks.Wait()
+	}()
+
+	// The lease's watchdog turns four times per interval, so a pause of the
+	// process shows as a gap long before the fence.
+	watchTick := time.NewTicker(max(interval/4, 10*time.Millisecond))
+	defer watchTick.Stop()
+	sessionTasks.Add(1)
+	go func() {
+		defer sessionTasks.Done()
+		ls.watch(sctx, watchTick.C, func(err error) { fenced <- err })
 	}()
 
 	sendDone := make(chan error, 1)
@@ -252,6 +284,7 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 				recvErr <- err
 				return
 			}
+			ls.heardFromDriver()
 			switch k := m.GetKind().(type) {
 			case *sluicev1.DriverMessage_Tasks:
 				specs := map[string]*sluicev1.JobSpec{}
@@ -262,7 +295,7 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 					sessionTasks.Add(1)
 					go func() {
 						defer sessionTasks.Done()
-						res := e.runTask(sctx, specs[t.GetJob()], t)
+						res := e.runTask(sctx, specs[t.GetJob()], t, ls.valid)
 						select {
 						case out <- &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: res}}:
 						case <-streamCtx.Done():
@@ -277,6 +310,11 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 
 	select {
 	case err = <-recvErr:
+	case err = <-fenced:
+		// Cut off from the driver, or paused: the driver is about to run
+		// these attempts elsewhere. Cancelling them (the deferred cancel)
+		// aborts their writers; a commit already under way checks the lease.
+		e.log.Warn("fencing this executor: cancelling its running attempts", "attempts", len(e.runningIDs()), "err", err)
 	case <-ctx.Done():
 		// Drain: let this session's running tasks finish and report.
 		e.mu.Lock()
@@ -304,8 +342,12 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 	return true, "", err
 }
 
-func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluicev1.Task) *sluicev1.TaskResult {
-	res := &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(), Split: t.GetSplit()}
+// runTask runs one attempt. current is the session's lease: the attempt
+// commits its output only while it holds.
+func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluicev1.Task, current func() error) *sluicev1.TaskResult {
+	res := &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(), Split: t.GetSplit(),
+		Token: t.GetToken()}
+	defer e.metrics.attempt(ctx, t.GetJob(), res)() // sees the final res (metrics.go)
 	fail := func(err error) *sluicev1.TaskResult {
 		res.Ok, res.Error, res.ErrorKind = false, err.Error(), rpc.ErrorKindRetryable
 		switch {
@@ -349,7 +391,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Range:   stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit()), From: t.GetFrom(), Until: t.GetUntil()},
 		Readers: jc.readers, Pipeline: jc.job.Pipeline, Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
-		CollectRows: jc.collect,
+		CollectRows: jc.collect, Current: current,
 	})
 	res.RecordsIn, res.RecordsOut, res.BytesIn = r.RecordsIn, r.RecordsOut, r.BytesIn
 	res.Skipped, res.DeadLettered, res.DurationMs = r.Skipped, r.DeadLettered, r.Duration.Milliseconds()

@@ -77,6 +77,15 @@ type Plan struct {
 	TasksPerSlot int
 }
 
+// EndChecker is implemented by sources whose ranges may be open-ended
+// (Kinesis): the driver asks it about the end a task reports for a range
+// without a planned or recorded end, and refuses the result on an error (the
+// task runs again). A range with an end must end exactly there; the driver
+// checks that itself.
+type EndChecker interface {
+	CheckEnd(r stream.Range, end stream.Position) error
+}
+
 // ReaderPool is the executor half of a source connector. It keeps readers
 // warm between batches (sticky assignment pays off here).
 type ReaderPool interface {
@@ -131,6 +140,23 @@ type WriteKey struct {
 	// Columns is the column order when the pipeline knows it (after select or
 	// aggregate); sinks that print tables use it, others may ignore it.
 	Columns []string
+	// Current, when set, is nil while the attempt may still commit. Sinks
+	// without a transaction (files, objects) ask it right before the step
+	// that makes output visible (a rename, a PUT): an executor cut off from
+	// the driver must not overwrite what the attempt's replacement wrote.
+	Current func() error
+}
+
+// StillCurrent is nil while the key's attempt may commit: ctx is live and
+// Current (if set) agrees.
+func (k WriteKey) StillCurrent(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if k.Current != nil {
+		return k.Current()
+	}
+	return nil
 }
 
 // Writer receives one task's rows.

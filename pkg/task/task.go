@@ -46,6 +46,10 @@ type Attempt struct {
 	// CollectRows > 0: instead of writing, return up to this many rows (JSON
 	// lines) for the driver to show (console sink).
 	CollectRows int
+	// Current, when set, is asked right before the output is committed; an
+	// error means the attempt may already run elsewhere (its executor lost
+	// the driver), so the output is aborted instead.
+	Current func() error
 }
 
 // Result is what the attempt reports.
@@ -99,7 +103,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		agg = a.Pipeline.NewAggregator()
 	case a.CollectRows > 0:
 	default:
-		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Part: part, Columns: a.Pipeline.Columns()}); err != nil {
+		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: part, Columns: a.Pipeline.Columns()}); err != nil {
 			return res, fmt.Errorf("open sink writer: %w", err)
 		}
 	}
@@ -112,7 +116,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		case OnErrorDeadLetter:
 			if dl == nil {
 				var err error
-				if dl, err = a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Part: part}); err != nil {
+				if dl, err = a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: part}); err != nil {
 					return fmt.Errorf("open dead-letter writer: %w", err)
 				}
 			}
@@ -205,6 +209,9 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		res.Rows = sample.Bytes()
 		res.RecordsOut = res.RowsTotal
 	default:
+		if err := a.stillCurrent(ctx); err != nil {
+			return res, fmt.Errorf("commit sink output %s: %w", part, err)
+		}
 		end, err := commit(ctx, w, res.End)
 		if err != nil {
 			return res, fmt.Errorf("commit sink output %s: %w", part, err)
@@ -216,12 +223,26 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		res.End = end
 	}
 	if dl != nil {
+		if err := a.stillCurrent(ctx); err != nil {
+			return res, fmt.Errorf("commit dead letters: %w", err)
+		}
 		if _, err := commit(ctx, dl, res.End); err != nil {
 			return res, fmt.Errorf("commit dead letters: %w", err)
 		}
 		dl = nil
 	}
 	return res, nil
+}
+
+// stillCurrent is nil while the attempt may commit.
+func (a Attempt) stillCurrent(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if a.Current != nil {
+		return a.Current()
+	}
+	return nil
 }
 
 // commit commits w, through CommitEnd when the sink stores ends with its

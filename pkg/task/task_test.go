@@ -218,3 +218,33 @@ func TestReaderBadRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleAttemptDoesNotCommit pins the zombie bug: an attempt whose
+// executor no longer heard the driver still committed its file, possibly
+// over the output of its replacement. An attempt that is no longer current
+// commits nothing.
+func TestStaleAttemptDoesNotCommit(t *testing.T) {
+	for _, current := range []bool{true, false} {
+		dir := t.TempDir()
+		sink, err := file.New(file.Config{Path: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := attempt(t, OnErrorSkip)
+		a.Sink = sink
+		a.Current = func() error {
+			if current {
+				return nil
+			}
+			return errors.New("fenced")
+		}
+		_, err = Run(context.Background(), a)
+		rows, _ := file.ReadAll(dir, "j")
+		switch {
+		case current && (err != nil || len(rows) != 3):
+			t.Fatalf("current attempt: err %v, %d rows, want 3", err, len(rows))
+		case !current && (err == nil || len(rows) != 0):
+			t.Fatalf("stale attempt: err %v, %d rows, want an error and none", err, len(rows))
+		}
+	}
+}

@@ -134,6 +134,7 @@ func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connect
 	// other tools. Best effort: some file systems ignore modes.
 	_ = f.Chmod(0o644)
 	return &writer{
+		key:   key,
 		f:     f,
 		final: filepath.Join(dir, name),
 		buf:   bufio.NewWriterSize(f, 64<<10),
@@ -143,6 +144,7 @@ func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connect
 
 // writer is one attempt's output. Its methods are called by one goroutine.
 type writer struct {
+	key   connectors.WriteKey
 	f     *os.File
 	final string
 	buf   *bufio.Writer
@@ -190,6 +192,12 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		// The rename replaces any earlier attempt's file: only an attempt
+		// that is still current may do it (its executor still hears the
+		// driver), checked after the slow flush and sync.
+		err = w.key.StillCurrent(ctx)
 	}
 	if err == nil {
 		err = os.Rename(tmp, w.final)

@@ -336,6 +336,9 @@ func (w *writer) Commit(ctx context.Context) error {
 		}
 		uploaded[key] = true
 	}
+	if err := w.key.StillCurrent(ctx); err != nil {
+		return fmt.Errorf("s3 sink: remove stale objects: %w", err)
+	}
 	return w.removeStale(ctx, uploaded)
 }
 
@@ -403,6 +406,11 @@ func (w *writer) upload(ctx context.Context, g *group) (string, error) {
 		}
 		body, size = bytes.NewReader(b.Bytes()), int64(b.Len())
 		contentType = "application/vnd.apache.parquet"
+	}
+	// A PUT replaces an earlier attempt's object: only an attempt that is
+	// still current may do it (its executor still hears the driver).
+	if err := w.key.StillCurrent(ctx); err != nil {
+		return "", fmt.Errorf("s3 sink: upload %s: %w", key, err)
 	}
 	_, err := w.s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(w.s.cfg.Bucket), Key: aws.String(key), Body: body,
