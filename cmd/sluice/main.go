@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(tw, "NAME\tSTATE\tLAST BATCH\tROWS/S\tLAST ERROR")
 		for _, j := range resp.GetJobs() {
 			p := j.GetLastProgress()
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\n", j.GetName(), state(j.GetState()), batchID(j), p.GetProcessedRowsPerSecond(), oneLine(j.GetLastError()))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\n", j.GetName(), stateWithRestart(j), batchID(j), p.GetProcessedRowsPerSecond(), oneLine(j.GetLastError()))
 		}
 		return tw.Flush()
 	case "status":
@@ -238,7 +238,7 @@ func watch(ctx context.Context, c *client, name string, out io.Writer) error {
 			}
 			j := ev.GetJob()
 			if j.GetState() != lastState || j.GetLastError() != lastErr {
-				fmt.Fprintf(out, "%s  job %s %s", time.Now().Format(time.TimeOnly), j.GetName(), state(j.GetState()))
+				fmt.Fprintf(out, "%s  job %s %s", time.Now().Format(time.TimeOnly), j.GetName(), stateWithRestart(j))
 				if j.GetLastError() != "" {
 					fmt.Fprintf(out, ": %s", oneLine(j.GetLastError()))
 				}
@@ -282,6 +282,11 @@ func printStatus(out io.Writer, j *sluicev1.Job) {
 	if j.GetLastError() != "" {
 		fmt.Fprintf(out, "Last error:   %s\n", j.GetLastError())
 	}
+	if r := j.GetRestart(); r != nil {
+		fmt.Fprintf(out, "Restart:      attempt %d, next try %s (in %s)\n", r.GetAttempt(),
+			r.GetNextAttempt().AsTime().Local().Format(time.DateTime), untilText(r.GetNextAttempt().AsTime()))
+		fmt.Fprintf(out, "  cause:      %s\n", oneLine(r.GetCause()))
+	}
 	fmt.Fprintf(out, "Created:      %s\nUpdated:      %s\n", j.GetCreated().AsTime().Local().Format(time.DateTime),
 		j.GetUpdated().AsTime().Local().Format(time.DateTime))
 	if p := j.GetLastProgress(); p != nil && p.GetTimestamp() != nil {
@@ -314,6 +319,25 @@ func indent(s, pre string) string {
 }
 
 func state(s sluicev1.JobState) string { return strings.TrimPrefix(s.String(), "JOB_STATE_") }
+
+// stateWithRestart is the state, plus the restart attempt and the time to
+// the next try while the job is RETRYING ("RETRYING (3, next in 4s)").
+func stateWithRestart(j *sluicev1.Job) string {
+	st := state(j.GetState())
+	if r := j.GetRestart(); r != nil && j.GetState() == sluicev1.JobState_JOB_STATE_RETRYING {
+		st += fmt.Sprintf(" (%d, next in %s)", r.GetAttempt(), untilText(r.GetNextAttempt().AsTime()))
+	}
+	return st
+}
+
+// untilText is the time left until t, rounded for people; "now" once passed.
+func untilText(t time.Time) string {
+	d := time.Until(t)
+	if d <= 0 {
+		return "now"
+	}
+	return d.Round(time.Second).String()
+}
 
 func batchID(j *sluicev1.Job) string {
 	if j.GetLastProgress() == nil {

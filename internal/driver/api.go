@@ -46,6 +46,11 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 		return nil, err
 	}
 	name := job.Spec.GetName()
+	unlock, err := a.d.jobLocks.lock(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("submit job %q: %w", name, err)
+	}
+	defer unlock()
 	identity := job.SourceIdentity()
 	now := time.Now().UTC()
 	rec := checkpoint.JobRecord{Name: name, SourceIdentity: identity, Created: now}
@@ -73,8 +78,12 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 		return nil, fmt.Errorf("record job %q: %w", name, err)
 	}
 	a.d.status.update(rec, a.d.lastProgress(ctx, rec))
+	if !m.launch(rec) {
+		// Cannot happen while the name is locked and the catalog said the job
+		// had ended; refuse rather than run a second loop.
+		return nil, fmt.Errorf("job %q already has a running batch loop: %w", name, rpc.ErrAlreadyExists)
+	}
 	a.d.log.Info("job submitted", "job", name, "resumed", rec.Created != now)
-	m.launch(rec)
 	return a.d.status.get(name), nil
 }
 
@@ -100,6 +109,11 @@ func (a *api) StopJob(ctx context.Context, req *sluicev1.StopJobRequest) (*sluic
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := a.d.jobLocks.lock(ctx, req.GetName())
+	if err != nil {
+		return nil, fmt.Errorf("stop job %q: %w", req.GetName(), err)
+	}
+	defer unlock()
 	if a.d.status.get(req.GetName()) == nil {
 		return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
 	}
@@ -115,8 +129,23 @@ func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*s
 		return nil, err
 	}
 	name := req.GetName()
+	unlock, err := a.d.jobLocks.lock(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("delete job %q: %w", name, err)
+	}
+	defer unlock()
 	if a.d.status.get(name) == nil {
 		return nil, fmt.Errorf("job %q: %w", name, rpc.ErrNotFound)
+	}
+	if a.d.status.unreadable(name) {
+		// Nothing to stop and no spec to find its own store by: remove the
+		// entry (and the logs in the driver's store) so the name is free.
+		if err := a.d.store.DeleteJob(ctx, m.fence, name); err != nil {
+			return nil, fmt.Errorf("delete job %q: %w", name, err)
+		}
+		a.d.status.forget(name)
+		a.d.log.Info("unreadable job entry deleted", "job", name)
+		return &sluicev1.DeleteJobResponse{}, nil
 	}
 	if err := m.stopJob(ctx, name); err != nil {
 		return nil, fmt.Errorf("stop job %q: %w", name, err)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +54,12 @@ type batchLoop struct {
 	next      stream.BatchID
 	lastStart time.Time
 	lastOwner map[stream.PartitionID]string
-	attemptN  int64
+	// loopID and attemptN make attempt ids unique across the loops a job
+	// has had on this leader (restarts), and the epoch across leaders.
+	loopID   int64
+	attemptN int64
+	// commits counts the batches this loop committed.
+	commits int
 	// lastMetrics are the source figures of the last plan.
 	lastMetrics map[string]float64
 	// planned is when the source returned the current batch's plan.
@@ -218,6 +225,17 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 			return nil
 		}
 		if res.GetOk() {
+			if key, ok := b.Running(res.GetAttemptId()); ok {
+				if err := l.checkEnd(ranges[key], res.GetEnd()); err != nil {
+					// Never commit an end the plan does not allow: the
+					// attempt counts as failed and the task runs again.
+					d.log.Warn("task result refused", "job", l.name, "batch", batch, "task", key,
+						"executor", executorOf[res.GetAttemptId()], "attempt", res.GetAttemptId(), "err", err)
+					l.m.setError(l.name, fmt.Sprintf("batch %d task %s: result refused (retrying): %v", batch, key, err))
+					_, _ = b.Failed(res.GetAttemptId(), err, false, time.Now())
+					return nil
+				}
+			}
 			key, err := b.Succeeded(res.GetAttemptId())
 			if err != nil {
 				return nil // a stale attempt: its range was retried elsewhere
@@ -233,7 +251,13 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 			return nil
 		}
 		permanent := res.GetErrorKind() == rpc.ErrorKindFatal || res.GetErrorKind() == rpc.ErrorKindDataLoss
-		key, err := b.Failed(res.GetAttemptId(), errors.New(res.GetError()), permanent, time.Now())
+		cause := errors.New(res.GetError())
+		if permanent {
+			// The job must fail, not restart: the restart strategy asks
+			// connectors.IsPermanent.
+			cause = connectors.Permanent(cause)
+		}
+		key, err := b.Failed(res.GetAttemptId(), cause, permanent, time.Now())
 		if err == nil {
 			d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
 				"executor", executorOf[res.GetAttemptId()], "err", res.GetError(), "permanent", permanent)
@@ -270,9 +294,12 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		case <-ctx.Done():
 			d.reg.cancel(b.Live())
 			return ctx.Err()
-		case e := <-sub.lost:
-			for _, a := range b.ExecutorLost(e, time.Now()) {
-				d.log.Warn("task attempt lost with its executor; retrying", "job", l.name, "batch", batch, "attempt", a, "executor", e)
+		case n := <-sub.lost:
+			now := time.Now()
+			for _, a := range n.attempts {
+				if key, ok := b.AttemptLost(a, fmt.Errorf("executor %s lost", n.executor), now); ok {
+					d.log.Warn("task attempt lost with its executor; retrying", "job", l.name, "batch", batch, "task", key, "attempt", a, "executor", n.executor)
+				}
 			}
 		case res := <-sub.results:
 			// Take every result already waiting before the next scheduling
@@ -329,6 +356,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	if err := l.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
 		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
 	}
+	l.commits++
 	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
 	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()
 	l.committed = ends
@@ -364,7 +392,8 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []st
 			From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
 			Incarnation: l.incarnation,
 			AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + a.Key + "/" +
-				strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.attemptN, 10),
+				strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
+			Token: newToken(),
 		}
 		if _, ok := byExec[a.Executor]; !ok {
 			order = append(order, a.Executor)
@@ -495,6 +524,34 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 	}
 	l.lastStart = planStart
 	return bp
+}
+
+// checkEnd refuses an end that the range does not allow. A range with a
+// planned or recorded end (Kafka's until, a Kinesis end recorded by an
+// earlier attempt) must end exactly there: a short read would commit records
+// as read that never were, and a long one would read records twice. An open
+// range's end is checked by the source when it can (connectors.EndChecker).
+func (l *batchLoop) checkEnd(r stream.Range, end stream.Position) error {
+	if len(end) == 0 {
+		return errors.New("the result has no end position")
+	}
+	if r.Until != nil {
+		if !bytes.Equal(end, r.Until) {
+			return fmt.Errorf("end %s differs from the range's end %s", end, r.Until)
+		}
+		return nil
+	}
+	if c, ok := l.source.(connectors.EndChecker); ok {
+		return c.CheckEnd(r, end)
+	}
+	return nil
+}
+
+// newToken returns a secret for one attempt: results count only with it.
+func newToken() string {
+	var b [16]byte
+	_, _ = cryptorand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

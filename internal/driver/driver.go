@@ -198,11 +198,13 @@ type Driver struct {
 	store checkpoint.Store
 	// jobStores are the jobs' own checkpoint stores.
 	jobStores *jobStores
-	elector   cluster.Elector
-	reg       *registry
-	status    *statusBoard
-	metrics   *metrics
-	health    *health.Server
+	// jobLocks serialise submit, stop and delete per job name.
+	jobLocks *nameLocks
+	elector  cluster.Elector
+	reg      *registry
+	status   *statusBoard
+	metrics  *metrics
+	health   *health.Server
 
 	listener net.Listener
 	ready    chan struct{}
@@ -220,7 +222,7 @@ func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), jobStores: newJobStores(cfg.Logger),
+	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), jobStores: newJobStores(cfg.Logger), jobLocks: newNameLocks(),
 		ready: make(chan struct{}), lost: make(chan struct{})}
 	if len(cfg.Etcd) > 0 {
 		ecfg := clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: quietZap()}
@@ -433,6 +435,10 @@ func (d *Driver) loadStatus(ctx context.Context) error {
 		return fmt.Errorf("load job catalog: %w", err)
 	}
 	for _, j := range jobs {
+		if j.Unreadable != nil {
+			d.status.update(unreadableJob(j), nil)
+			continue
+		}
 		d.status.update(j, d.lastProgress(ctx, j))
 	}
 	return nil

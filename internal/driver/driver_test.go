@@ -28,6 +28,7 @@ import (
 // cluster is a standalone driver and one executor in this process, talking
 // gRPC over loopback.
 type testCluster struct {
+	d      *Driver
 	api    sluicev1.DriverServiceClient
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -35,6 +36,11 @@ type testCluster struct {
 }
 
 func startCluster(t *testing.T, ckpt string) *testCluster {
+	return startClusterWith(t, ckpt, 1)
+}
+
+// startClusterWith starts a driver and n in-process executors (e1, e2, …).
+func startClusterWith(t *testing.T, ckpt string, executors int) *testCluster {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	d, err := New(Config{Listen: "127.0.0.1:0", Advertise: "127.0.0.1:0", Checkpoint: ckpt, Logger: log, Stdout: io.Discard,
@@ -43,16 +49,18 @@ func startCluster(t *testing.T, ckpt string) *testCluster {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &testCluster{cancel: cancel, ckpt: ckpt}
+	c := &testCluster{d: d, cancel: cancel, ckpt: ckpt}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); d.Run(ctx) }()
 	addr := d.Addr()
-	e, err := executor.New(executor.Config{Driver: addr, Slots: 2, ID: "e1", Logger: log, Stdout: io.Discard, DrainTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
+	for i := range executors {
+		e, err := executor.New(executor.Config{Driver: addr, Slots: 2, ID: fmt.Sprintf("e%d", i+1), Logger: log, Stdout: io.Discard, DrainTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); e.Run(ctx) }()
 	}
-	c.wg.Add(1)
-	go func() { defer c.wg.Done(); e.Run(ctx) }()
 	conn, err := rpc.Dial(addr)
 	if err != nil {
 		t.Fatal(err)

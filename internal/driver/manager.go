@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -27,7 +28,9 @@ import (
 // Job states:
 //
 //	PENDING → RUNNING → STOPPING → STOPPED
-//	                  ↘ FINISHED | FAILED
+//	            ↑   ↓ ↘ FINISHED | FAILED
+//	          RETRYING (retryable failure: back off, then re-run the
+//	                    recorded plan; restartStrategy)
 //
 // Lock order: manager.mu, then jobStatus.mu.
 type manager struct {
@@ -39,6 +42,9 @@ type manager struct {
 	mu   sync.Mutex
 	runs map[string]*jobRun
 	wg   sync.WaitGroup
+	// loopSeq numbers batch loops, so attempt ids of a restarted loop never
+	// repeat those of the loop before it.
+	loopSeq atomic.Int64
 }
 
 type jobRun struct {
@@ -61,9 +67,7 @@ func (m *manager) start() error {
 	for _, j := range jobs {
 		if j.Unreadable != nil {
 			// Shown as failed, never launched; the other jobs still start.
-			j.State = stateName(sluicev1.JobState_JOB_STATE_FAILED)
-			j.LastError = fmt.Sprintf("catalog entry unreadable: %v; delete it with sluice delete %s", j.Unreadable, j.Name)
-			m.d.status.update(j, nil)
+			m.d.status.update(unreadableJob(j), nil)
 			continue
 		}
 		switch j.State {
@@ -73,7 +77,8 @@ func (m *manager) start() error {
 				return fmt.Errorf("mark job %s stopped: %w", j.Name, err)
 			}
 			m.d.status.update(j, nil)
-		case stateName(sluicev1.JobState_JOB_STATE_PENDING), stateName(sluicev1.JobState_JOB_STATE_RUNNING):
+		case stateName(sluicev1.JobState_JOB_STATE_PENDING), stateName(sluicev1.JobState_JOB_STATE_RUNNING),
+			stateName(sluicev1.JobState_JOB_STATE_RETRYING):
 			m.launch(j)
 		default:
 			m.d.status.update(j, nil)
@@ -82,16 +87,31 @@ func (m *manager) start() error {
 	return nil
 }
 
+// unreadableJob is how a catalog entry that cannot be decoded shows: FAILED,
+// with what to do about it.
+func unreadableJob(j checkpoint.JobRecord) checkpoint.JobRecord {
+	j.State = stateName(sluicev1.JobState_JOB_STATE_FAILED)
+	j.LastError = fmt.Sprintf("catalog entry unreadable: %v; delete it with sluice delete %s", j.Unreadable, j.Name)
+	return j
+}
+
 // close cancels every job loop and waits for them to return.
 func (m *manager) close() {
 	m.stop()
 	m.wg.Wait()
 }
 
-func (m *manager) launch(rec checkpoint.JobRecord) {
+// launch starts the job's loop; false when one already runs: a job has at
+// most one loop on a leader.
+func (m *manager) launch(rec checkpoint.JobRecord) bool {
 	ctx, cancel := context.WithCancel(m.ctx)
 	run := &jobRun{cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
+	if _, ok := m.runs[rec.Name]; ok {
+		m.mu.Unlock()
+		cancel()
+		return false
+	}
 	m.runs[rec.Name] = run
 	m.mu.Unlock()
 	m.wg.Add(1)
@@ -106,6 +126,7 @@ func (m *manager) launch(rec checkpoint.JobRecord) {
 		}
 		m.mu.Unlock()
 	}()
+	return true
 }
 
 // running reports whether a loop for job is live.
@@ -149,23 +170,60 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
 		return
 	}
-	m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
-	log.Info("job running", "trigger", job.Trigger.String())
-	end, err := m.loop(ctx, run, job, incarnation(rec))
-	switch end {
-	case endStopped:
-		log.Info("job stopped")
-		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_STOPPED, "")
-	case endHandedOver:
-		// Leadership moved or the driver shuts down: the job stays RUNNING
-		// in the catalog and the next leader resumes it from its last commit.
-		log.Info("job handed over", "reason", err)
-	case endFinished:
-		log.Info("job finished")
-		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FINISHED, "")
-	case endFailed:
-		log.Error("job failed", "err", err)
-		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
+	// restarts counts restarts since the job last committed a batch: an
+	// outage that keeps coming back without progress backs off further,
+	// one that went away starts the back-off afresh.
+	restarts := 0
+	for {
+		m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
+		log.Info("job running", "trigger", job.Trigger.String(), "restarts", restarts)
+		var committed int
+		end, err := m.loop(ctx, run, job, incarnation(rec), &committed)
+		if committed > 0 {
+			restarts = 0
+		}
+		if end == endFailed && !connectors.IsPermanent(err) && job.Restart.Allows(restarts+1) {
+			restarts++
+			delay := job.Restart.DelayRand(restarts)
+			next := time.Now().Add(delay)
+			log.Warn("job cannot finish its batch; restarting it after a back-off", "err", err, "restart", restarts, "retryIn", delay)
+			m.retrying(rec.Name, restarts, next, err)
+			if werr := sleepUntil(ctx, next); werr != nil {
+				end, err = m.ending(run, werr), werr
+			} else {
+				continue
+			}
+		}
+		switch end {
+		case endStopped:
+			log.Info("job stopped")
+			m.finish(rec.Name, sluicev1.JobState_JOB_STATE_STOPPED, "")
+		case endHandedOver:
+			// Leadership moved or the driver shuts down: the job stays
+			// RUNNING (or RETRYING) in the catalog and the next leader
+			// resumes it from its last commit.
+			log.Info("job handed over", "reason", err)
+		case endFinished:
+			log.Info("job finished")
+			m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FINISHED, "")
+		case endFailed:
+			if !connectors.IsPermanent(err) && restarts > 0 {
+				err = fmt.Errorf("%w (gave up after %d restarts, restartStrategy.attempts)", err, restarts)
+			}
+			log.Error("job failed", "err", err)
+			m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
+		}
+		return
+	}
+}
+
+// retrying records that the job waits to restart: RETRYING in the catalog
+// (so a new leader resumes it) and the attempt, cause and next try in the
+// status.
+func (m *manager) retrying(job string, attempt int, next time.Time, cause error) {
+	m.d.status.setRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttempt: timestamppb.New(next), Cause: cause.Error()})
+	if !m.fenced() {
+		m.setState(job, sluicev1.JobState_JOB_STATE_RETRYING, cause.Error())
 	}
 }
 
@@ -202,7 +260,9 @@ func incarnation(rec checkpoint.JobRecord) string {
 
 // loop runs the job's batch loop and reports how it ended; the source's
 // Finisher (if any) hears of an ending other than a hand-over.
-func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incarnation string) (jobEnding, error) {
+//
+// committed counts the batches the loop committed.
+func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incarnation string, committed *int) (jobEnding, error) {
 	fail := func(err error) (jobEnding, error) { return m.ending(run, err), err }
 	src, err := job.NewSource()
 	if err != nil {
@@ -219,7 +279,8 @@ func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incar
 		return fail(err)
 	}
 	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), incarnation: incarnation, source: src, sink: sink, store: store, retain: retain,
-		lastOwner: map[stream.PartitionID]string{}}
+		lastOwner: map[stream.PartitionID]string{}, loopID: m.loopSeq.Add(1)}
+	defer func() { *committed = l.commits }()
 	if c, ok := sink.(connectors.DriverCollector); ok && !job.Pipeline.Aggregating() {
 		l.collect = c.MaxRows()
 	}
@@ -317,8 +378,10 @@ type jobStatus struct {
 	// rather than on every view and watch event.
 	spec     *sluicev1.JobSpec
 	transErr string
-	last     *sluicev1.BatchProgress
-	lastID   int64
+	// restart is set from a restart until the next committed batch.
+	restart *sluicev1.RestartInfo
+	last    *sluicev1.BatchProgress
+	lastID  int64
 }
 
 func newStatusBoard() *statusBoard {
@@ -353,6 +416,16 @@ func (s *statusBoard) setError(job, msg string) {
 	}
 }
 
+// setRestart shows why and when the job restarts.
+func (s *statusBoard) setRestart(job string, r *sluicev1.RestartInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if js := s.jobs[job]; js != nil {
+		js.restart = r
+		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
+	}
+}
+
 func (s *statusBoard) batch(job string, p *sluicev1.BatchProgress) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -360,7 +433,7 @@ func (s *statusBoard) batch(job string, p *sluicev1.BatchProgress) {
 	if js == nil {
 		return
 	}
-	js.last, js.lastID, js.transErr = p, p.GetBatchId(), ""
+	js.last, js.lastID, js.transErr, js.restart = p, p.GetBatchId(), "", nil
 	s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js), Batch: p})
 }
 
@@ -368,6 +441,14 @@ func (s *statusBoard) forget(job string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.jobs, job)
+}
+
+// unreadable reports whether the job's catalog entry could not be decoded.
+func (s *statusBoard) unreadable(job string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	js := s.jobs[job]
+	return js != nil && js.rec.Unreadable != nil
 }
 
 // get returns the job's view, or nil when the board does not know it.
@@ -426,6 +507,9 @@ func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
 	// ended, the recorded reason is the one that counts.
 	if js.transErr != "" && !terminal(j.State) {
 		j.LastError = js.transErr
+	}
+	if !terminal(j.State) {
+		j.Restart = js.restart
 	}
 	return j
 }

@@ -41,10 +41,14 @@ type registry struct {
 	running   map[string]attempt       // attempt ID → where it runs
 }
 
-// attempt is a running task attempt: its executor and what it costs there in
-// scheduler.SlotUnits.
+// attempt is a running task attempt: its executor, the stream it was sent
+// on, its token, and what it costs there in scheduler.SlotUnits. A result
+// counts only from that stream and with that token.
 type attempt struct {
 	executor string
+	conn     *executorConn
+	token    string
+	job      string
 	cost     int
 }
 
@@ -62,7 +66,14 @@ type executorConn struct {
 
 type subscription struct {
 	results chan *sluicev1.TaskResult
-	lost    chan string
+	lost    chan lostNotice
+}
+
+// lostNotice names the attempts of one job that were running on an executor
+// stream that ended.
+type lostNotice struct {
+	executor string
+	attempts []string
 }
 
 func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading func() (bool, string, int64)) *registry {
@@ -97,38 +108,48 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 		connected: now, lastBeat: now, send: make(chan *sluicev1.DriverMessage, 64), cancel: cancel,
 	}
 	r.mu.Lock()
+	var lost map[*subscription][]string
 	if old, ok := r.executors[ec.id]; ok {
 		// The same executor reconnected before its old stream was noticed
-		// dead: the old stream's attempts are lost.
+		// dead: the old stream's attempts are lost, and their loops must hear
+		// it now rather than wait for the task timeout.
 		old.cancel()
-		r.dropLocked(old)
+		lost = r.dropLocked(old)
 	}
 	r.executors[ec.id] = ec
 	r.mu.Unlock()
+	r.notifyLost(ec.id, lost)
 	r.log.Info("executor connected", "executor", ec.id, "slots", ec.slots, "address", ec.addr)
 	var endErr error
 	defer func() { r.remove(ec, endErr) }()
 
 	if err := stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
-		HeartbeatIntervalMs: r.heartbeat.Milliseconds(), Epoch: epoch,
+		HeartbeatIntervalMs: r.heartbeat.Milliseconds(), Epoch: epoch, HeartbeatFenceMs: r.fenceAfter().Milliseconds(),
 	}}}); err != nil {
 		return err
 	}
 
 	// Sender: the only goroutine that calls stream.Send after the welcome.
+	// It pings every heartbeat interval, so an executor cut off from this
+	// driver notices and fences itself (see fenceAfter).
 	sendErr := make(chan error, 1)
 	go func() {
+		ping := time.NewTicker(r.heartbeat)
+		defer ping.Stop()
 		for {
+			var m *sluicev1.DriverMessage
 			select {
 			case <-ctx.Done():
 				sendErr <- nil
 				return
-			case m := <-ec.send:
-				if err := stream.Send(m); err != nil {
-					cancel()
-					sendErr <- err
-					return
-				}
+			case <-ping.C:
+				m = &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Ping{Ping: &sluicev1.Ping{}}}
+			case m = <-ec.send:
+			}
+			if err := stream.Send(m); err != nil {
+				cancel()
+				sendErr <- err
+				return
 			}
 		}
 	}()
@@ -188,16 +209,34 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 	return err
 }
 
+// deliver routes a result to its job's loop. It counts only for a live
+// attempt that was sent on this very stream and with the attempt's token:
+// anything else (an attempt given to another executor or to an earlier
+// stream of this one, cancelled, re-dispatched, or a forged id) is refused
+// and logged with the executor's id.
 func (r *registry) deliver(ctx context.Context, ec *executorConn, res *sluicev1.TaskResult) {
 	r.mu.Lock()
-	if a, ok := r.running[res.GetAttemptId()]; ok && a.executor == ec.id {
-		delete(r.running, res.GetAttemptId())
-		ec.release(a.cost)
-		if res.GetOk() {
-			ec.done++
-		} else {
-			ec.fail++
-		}
+	a, ok := r.running[res.GetAttemptId()]
+	var refused string
+	switch {
+	case !ok:
+		refused = "the attempt is not running (cancelled, re-dispatched or unknown)"
+	case a.conn != ec:
+		refused = "the attempt was sent to executor " + a.executor + " on another stream"
+	case a.token != res.GetToken() || a.job != res.GetJob():
+		refused = "the result does not carry the attempt's token and job"
+	}
+	if refused != "" {
+		r.mu.Unlock()
+		r.log.Warn("task result refused", "executor", ec.id, "attempt", res.GetAttemptId(), "job", res.GetJob(), "reason", refused)
+		return
+	}
+	delete(r.running, res.GetAttemptId())
+	ec.release(a.cost)
+	if res.GetOk() {
+		ec.done++
+	} else {
+		ec.fail++
 	}
 	sub := r.subs[res.GetJob()]
 	r.mu.Unlock()
@@ -217,40 +256,55 @@ func (r *registry) remove(ec *executorConn, cause error) {
 		return
 	}
 	delete(r.executors, ec.id)
-	subs := r.dropLocked(ec)
+	lost := r.dropLocked(ec)
 	r.mu.Unlock()
 	if cause != nil {
 		r.log.Warn("executor disconnected", "executor", ec.id, "err", cause)
 	} else {
 		r.log.Info("executor left", "executor", ec.id)
 	}
-	for _, s := range subs {
-		// Never block the registry on a slow loop: the loop also notices
-		// through attempt timeouts, so a dropped notice is not fatal.
+	r.notifyLost(ec.id, lost)
+}
+
+// dropLocked forgets the attempts sent on ec's stream and returns them by the
+// subscription of their job.
+func (r *registry) dropLocked(ec *executorConn) map[*subscription][]string {
+	lost := map[*subscription][]string{}
+	for id, a := range r.running {
+		if a.conn != ec {
+			continue
+		}
+		delete(r.running, id)
+		if s := r.subs[a.job]; s != nil {
+			lost[s] = append(lost[s], id)
+		}
+	}
+	return lost
+}
+
+// notifyLost tells each loop which of its attempts were lost with an
+// executor's stream. It never blocks the registry on a slow loop: the loop
+// also notices through attempt timeouts, so a dropped notice only delays.
+func (r *registry) notifyLost(executor string, lost map[*subscription][]string) {
+	for s, ids := range lost {
 		select {
-		case s.lost <- ec.id:
+		case s.lost <- lostNotice{executor: executor, attempts: ids}:
 		default:
+			r.log.Warn("a job loop is not keeping up with lost-executor notices", "executor", executor, "attempts", len(ids))
 		}
 	}
 }
 
-func (r *registry) dropLocked(ec *executorConn) []*subscription {
-	for id, a := range r.running {
-		if a.executor == ec.id {
-			delete(r.running, id)
-		}
-	}
-	subs := make([]*subscription, 0, len(r.subs))
-	for _, s := range r.subs {
-		subs = append(subs, s)
-	}
-	return subs
-}
+// fenceAfter is how long an executor may go without hearing from this driver
+// before it cancels its attempts: one heartbeat interval less than the
+// timeout after which this driver declares it lost and runs them elsewhere,
+// so a cut-off executor has stopped writing before the replacement starts.
+func (r *registry) fenceAfter() time.Duration { return r.timeout - r.heartbeat }
 
 // subscribe routes results of job to the returned subscription until
 // unsubscribe is called.
 func (r *registry) subscribe(job string) (*subscription, func()) {
-	s := &subscription{results: make(chan *sluicev1.TaskResult, 1024), lost: make(chan string, 256)}
+	s := &subscription{results: make(chan *sluicev1.TaskResult, 1024), lost: make(chan lostNotice, 256)}
 	r.mu.Lock()
 	r.subs[job] = s
 	r.mu.Unlock()
@@ -305,7 +359,7 @@ func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1
 		return 0
 	}
 	for _, t := range tasks[:n] {
-		r.running[t.GetAttemptId()] = attempt{executor: executor, cost: cost}
+		r.running[t.GetAttemptId()] = attempt{executor: executor, conn: ec, token: t.GetToken(), job: t.GetJob(), cost: cost}
 	}
 	ec.running += n
 	ec.used += n * cost
@@ -337,19 +391,15 @@ func (r *registry) cancel(attempts []string) {
 		return
 	}
 	byExec := map[string][]string{}
+	conns := map[string]*executorConn{}
 	r.mu.Lock()
 	for _, id := range attempts {
 		if a, ok := r.running[id]; ok {
 			byExec[a.executor] = append(byExec[a.executor], id)
 			delete(r.running, id)
-			if ec := r.executors[a.executor]; ec != nil {
-				ec.release(a.cost)
-			}
+			a.conn.release(a.cost)
+			conns[a.executor] = a.conn
 		}
-	}
-	conns := map[string]*executorConn{}
-	for e := range byExec {
-		conns[e] = r.executors[e]
 	}
 	r.mu.Unlock()
 	for e, ids := range byExec {
