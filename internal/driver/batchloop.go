@@ -232,6 +232,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 					d.log.Warn("task result refused", "job", l.name, "batch", batch, "task", key,
 						"executor", executorOf[res.GetAttemptId()], "attempt", res.GetAttemptId(), "err", err)
 					l.m.setError(l.name, fmt.Sprintf("batch %d task %s: result refused (retrying): %v", batch, key, err))
+					d.metrics.refused.WithLabelValues("end").Inc()
 					_, _ = b.Failed(res.GetAttemptId(), err, false, time.Now())
 					return nil
 				}

@@ -268,6 +268,7 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d.reg = newRegistry(cfg.Logger, cfg.HeartbeatInterval, cfg.HeartbeatTimeout, d.leading)
 	d.metrics = newMetrics(d)
+	d.reg.refused = func(reason string) { d.metrics.refused.WithLabelValues(reason).Inc() }
 	return d, nil
 }
 

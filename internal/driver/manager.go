@@ -221,6 +221,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 // (so a new leader resumes it) and the attempt, cause and next try in the
 // status.
 func (m *manager) retrying(job string, attempt int, next time.Time, cause error) {
+	m.d.metrics.restarts.WithLabelValues(job).Inc()
 	m.d.status.setRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttempt: timestamppb.New(next), Cause: cause.Error()})
 	if !m.fenced() {
 		m.setState(job, sluicev1.JobState_JOB_STATE_RETRYING, cause.Error())

@@ -24,6 +24,8 @@ type metrics struct {
 	phase       *prometheus.HistogramVec
 	lastBatch   *prometheus.GaugeVec
 	sourceGauge *prometheus.GaugeVec
+	restarts    *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 }
 
 func newMetrics(d *Driver) *metrics {
@@ -39,10 +41,12 @@ func newMetrics(d *Driver) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"job", "phase"}),
 		lastBatch:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_last_committed_batch", Help: "Id of the last committed batch."}, []string{"job"}),
 		sourceGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_metric", Help: "Source figures of the last batch, e.g. maxOffsetsBehindLatest, maxMsBehindLatest."}, []string{"job", "name"}),
+		restarts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_job_restarts_total", Help: "Restarts of a job after a retryable failure (restartStrategy)."}, []string{"job"}),
+		refused:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_task_results_refused_total", Help: "Task results refused: wrong stream or token, or an end the range does not allow."}, []string{"reason"}),
 	}
 	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
 		func() float64 { return float64(len(d.reg.snapshot(scheduler.SlotUnits))) })
-	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, executors,
+	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, executors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

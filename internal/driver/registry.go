@@ -34,6 +34,8 @@ type registry struct {
 	// leading reports whether this driver currently leads; Connect refuses
 	// executors otherwise.
 	leading func() (bool, string, int64)
+	// refused, when set, counts a refused result by reason (metrics).
+	refused func(reason string)
 
 	mu        sync.Mutex
 	executors map[string]*executorConn
@@ -217,18 +219,21 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 func (r *registry) deliver(ctx context.Context, ec *executorConn, res *sluicev1.TaskResult) {
 	r.mu.Lock()
 	a, ok := r.running[res.GetAttemptId()]
-	var refused string
+	var refused, kind string
 	switch {
 	case !ok:
-		refused = "the attempt is not running (cancelled, re-dispatched or unknown)"
+		refused, kind = "the attempt is not running (cancelled, re-dispatched or unknown)", "not_running"
 	case a.conn != ec:
-		refused = "the attempt was sent to executor " + a.executor + " on another stream"
+		refused, kind = "the attempt was sent to executor "+a.executor+" on another stream", "other_stream"
 	case a.token != res.GetToken() || a.job != res.GetJob():
-		refused = "the result does not carry the attempt's token and job"
+		refused, kind = "the result does not carry the attempt's token and job", "token"
 	}
 	if refused != "" {
 		r.mu.Unlock()
 		r.log.Warn("task result refused", "executor", ec.id, "attempt", res.GetAttemptId(), "job", res.GetJob(), "reason", refused)
+		if r.refused != nil {
+			r.refused(kind)
+		}
 		return
 	}
 	delete(r.running, res.GetAttemptId())
