@@ -19,6 +19,18 @@ func (p postgresSink) newSink(io.Writer) (connectors.Sink, error) { return postg
 // compilePostgresSink validates sink.postgres (or deadLetter.postgres).
 func compilePostgresSink(k *sluicev1.PostgresSink, field string, e *Error) sinkConfig {
 	cfg := PostgresConfig(k, sinkRole(field))
+	if s := k.GetLockTimeout(); s != "" {
+		d, err := parseDuration(s)
+		switch {
+		case err != nil:
+			e.add(field+".lockTimeout", "%q is not a duration like 10s", s)
+			return nil
+		case d <= 0:
+			e.add(field+".lockTimeout", "must be positive (got %s)", s)
+			return nil
+		}
+		cfg.LockTimeout = d
+	}
 	if err := cfg.Validate(); err != nil {
 		addConfigError(e, field, err)
 		return nil

@@ -36,7 +36,7 @@ func TestCompileProductionSinks(t *testing.T) {
 	}{
 		{"postgres", `sink: {postgres: {url: "postgres://u:pw@db:5432/treasury?sslmode=require", table: transaction_flow, createTable: true,
   columns: [{name: branch_name, field: branch}, {name: batch_value, type: "numeric(18,2)"}]}}`},
-		{"postgres upsert", `sink: {postgres: {url: "host=db user=u password=pw", table: "s.t", mode: upsert, keyColumns: [id], writeMethod: insert, positionsTable: s.pos}}`},
+		{"postgres upsert", `sink: {postgres: {url: "host=db user=u password=pw", table: "s.t", mode: upsert, keyColumns: [id], writeMethod: insert, positionsTable: s.pos, lockTimeout: 30s}}`},
 		{"s3 jsonl", `sink: {s3: {bucket: lake, prefix: raw/, region: eu-west-1}}`},
 		{"s3 parquet", `sink: {s3: {bucket: lake, format: parquet, partitionBy: day, endpoint: "http://127.0.0.1:9000",
   auth: {awsAccessKey: AK, awsSecretKey: SK, roleArn: "arn:aws:iam::1:role/r", roleExternalId: x}}}`},
@@ -106,6 +106,8 @@ func TestCompileRefusesBadSinks(t *testing.T) {
 	}{
 		{"postgres url", `sink: {postgres: {table: t}}`, "sink.postgres.url", "required"},
 		{"postgres table", `sink: {postgres: {url: "postgres://u:pw@db/x"}}`, "sink.postgres.table", "required"},
+		{"postgres lock timeout", `sink: {postgres: {url: "postgres://db/x", table: t, lockTimeout: soon}}`, "sink.postgres.lockTimeout", "not a duration"},
+		{"postgres lock timeout zero", `sink: {postgres: {url: "postgres://db/x", table: t, lockTimeout: 0s}}`, "sink.postgres.lockTimeout", "positive"},
 		{"postgres mode", `sink: {postgres: {url: "postgres://db/x", table: t, mode: merge}}`, "sink.postgres.mode", `"merge" is not append or upsert`},
 		{"postgres upsert keys", `sink: {postgres: {url: "postgres://db/x", table: t, mode: upsert}}`, "sink.postgres.keyColumns", "required with mode upsert"},
 		{"postgres column type", `sink: {postgres: {url: "postgres://db/x", table: t, columns: [{name: a}, {name: b, type: "int; drop table t"}]}}`,

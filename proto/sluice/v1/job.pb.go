@@ -1895,8 +1895,12 @@ type PostgresSink struct {
 	WriteMethod string `protobuf:"bytes,7,opt,name=write_method,json=writeMethod,proto3" json:"write_method,omitempty"`
 	// Table of committed positions, default "sluice_positions".
 	PositionsTable string `protobuf:"bytes,8,opt,name=positions_table,json=positionsTable,proto3" json:"positions_table,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How long a task's transaction waits for a lock (PostgreSQL
+	// lock_timeout), above all the positions row held by a zombie attempt,
+	// before failing retryably. Default 10s.
+	LockTimeout   string `protobuf:"bytes,9,opt,name=lock_timeout,json=lockTimeout,proto3" json:"lock_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PostgresSink) Reset() {
@@ -1981,6 +1985,13 @@ func (x *PostgresSink) GetWriteMethod() string {
 func (x *PostgresSink) GetPositionsTable() string {
 	if x != nil {
 		return x.PositionsTable
+	}
+	return ""
+}
+
+func (x *PostgresSink) GetLockTimeout() string {
+	if x != nil {
+		return x.LockTimeout
 	}
 	return ""
 }
@@ -2723,7 +2734,7 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\brole_arn\x18\f \x01(\tR\aroleArn\x12(\n" +
 	"\x10role_external_id\x18\r \x01(\tR\x0eroleExternalId\x12*\n" +
 	"\x11role_session_name\x18\x0e \x01(\tR\x0froleSessionName\x12!\n" +
-	"\fsts_endpoint\x18\x0f \x01(\tR\vstsEndpoint\"\x8f\x02\n" +
+	"\fsts_endpoint\x18\x0f \x01(\tR\vstsEndpoint\"\xb2\x02\n" +
 	"\fPostgresSink\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12\x12\n" +
@@ -2733,7 +2744,8 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\acolumns\x18\x05 \x03(\v2\x19.sluice.v1.PostgresColumnR\acolumns\x12!\n" +
 	"\fcreate_table\x18\x06 \x01(\bR\vcreateTable\x12!\n" +
 	"\fwrite_method\x18\a \x01(\tR\vwriteMethod\x12'\n" +
-	"\x0fpositions_table\x18\b \x01(\tR\x0epositionsTable\"N\n" +
+	"\x0fpositions_table\x18\b \x01(\tR\x0epositionsTable\x12!\n" +
+	"\flock_timeout\x18\t \x01(\tR\vlockTimeout\"N\n" +
 	"\x0ePostgresColumn\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x12\n" +
