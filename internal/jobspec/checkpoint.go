@@ -122,8 +122,3 @@ func s3CheckpointConfig(c *sluicev1.S3Checkpoint) s3.Config {
 		Auth:     awsAuthOptions(c.GetAuth()),
 	}
 }
-
-func redactCheckpoint(c *sluicev1.Checkpoint) {
-	redactAWSAuth(c.GetDynamodb().GetAuth())
-	redactAWSAuth(c.GetS3().GetAuth())
-}

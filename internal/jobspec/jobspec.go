@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/internal/secrets"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/scheduler"
@@ -109,6 +110,10 @@ type Job struct {
 	// Hash identifies the spec's content; executors key cached state by it.
 	Hash string
 
+	// validateOnly: Compile replaced secret references or encrypted values
+	// with placeholders, so nothing may be built from this Job.
+	validateOnly bool
+
 	source     sourceConfig
 	sink       sinkConfig
 	deadLetter sinkConfig
@@ -137,9 +142,38 @@ type checkpointConfig interface {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// Option changes how Compile treats a spec.
+type Option func(*compileOptions)
+
+type compileOptions struct {
+	resolver *secrets.Resolver
+}
+
+// ResolveSecrets makes Compile resolve the spec's secret references
+// (${env:NAME}, ${file:/path}) with r, so the job's sources, sinks and
+// checkpoint store get the values. Without it, Compile only checks their
+// syntax and the Job can be inspected but builds nothing.
+func ResolveSecrets(r secrets.Resolver) Option {
+	return func(o *compileOptions) { o.resolver = &r }
+}
+
+// CompileForUse compiles a spec that is about to run here: its secret
+// references are resolved against this process's environment and files
+// (secrets.OS). spec must hold no encrypted value (the driver decrypts
+// catalog entries with secrets.Open first). Errors name the field and the
+// reference, never a secret value.
+func CompileForUse(spec *sluicev1.JobSpec) (*Job, error) {
+	return Compile(spec, ResolveSecrets(secrets.OS))
+}
+
 // Compile validates spec completely and returns the job. Every problem is
-// reported, each under its field path; the error is an *Error.
-func Compile(spec *sluicev1.JobSpec) (*Job, error) {
+// reported, each under its field path; the error is an *Error. Secret
+// values are never quoted in it.
+func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
+	var o compileOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e := &Error{}
 	if spec == nil {
 		e.add("spec", "is required")
@@ -147,6 +181,10 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 	}
 	checkUnknown(spec.ProtoReflect(), "", e)
 	j := &Job{Spec: spec, Retry: scheduler.DefaultRetryPolicy}
+	// The connector options are read from a copy whose secrets are
+	// resolved (for use) or replaced by placeholders (to validate);
+	// j.Spec stays as written, references and envelopes included.
+	spec, values := secretsFor(j, o, e)
 
 	switch {
 	case spec.GetName() == "":
@@ -243,12 +281,49 @@ func Compile(spec *sluicev1.JobSpec) (*Job, error) {
 		}
 	}
 	j.Restart = compileRestart(spec.GetRestartStrategy(), "restartStrategy", e)
-	if err := e.orNil(); err != nil {
-		return nil, err
+	if len(e.List) > 0 {
+		// A connector may quote an option it rejects; never a secret.
+		for i := range e.List {
+			e.List[i].Description = secrets.Scrub(e.List[i].Description, values)
+		}
+		return nil, e
 	}
-	j.Hash = Hash(spec)
+	j.Hash = Hash(j.Spec)
 	return j, nil
 }
+
+// secretsFor checks the syntax of spec's secret values and returns the
+// copy of it the connector options are read from, with the secret values
+// it holds. With a resolver, references are resolved; otherwise they and
+// encrypted values become placeholders and j builds nothing.
+func secretsFor(j *Job, o compileOptions, e *Error) (*sluicev1.JobSpec, []string) {
+	problems := secrets.Check(j.Spec)
+	for _, p := range problems {
+		e.add(p.Field, "%s", p.Description)
+	}
+	if o.resolver != nil && len(problems) == 0 {
+		resolved, values, err := secrets.Resolve(j.Spec, *o.resolver)
+		if err == nil {
+			return resolved, values
+		}
+		var re *secrets.ReferenceError
+		var ke *secrets.KeyError
+		switch {
+		case errors.As(err, &re):
+			e.add(re.Field, "secret reference %s: %s", re.Reference, re.Reason)
+		case errors.As(err, &ke):
+			e.add(ke.Field, "%s", strings.TrimPrefix(ke.Error(), ke.Field+": "))
+		default:
+			e.add("spec", "%v", err)
+		}
+	}
+	spec, changed := secrets.Placeholders(j.Spec)
+	j.validateOnly = changed
+	return spec, nil
+}
+
+// errValidateOnly refuses to build connectors from placeholders.
+var errValidateOnly = errors.New("job spec compiled for validation only: its secret references were not resolved (use CompileForUse)")
 
 // addFieldErrors adds every *transform.FieldError in err (which may join
 // several) under its own field.
@@ -343,19 +418,37 @@ func transformSteps(ts []*sluicev1.Transform) ([]transform.Step, error) {
 }
 
 // NewSource builds the driver half of the job's source.
-func (j *Job) NewSource() (connectors.Source, error) { return j.source.newSource() }
+func (j *Job) NewSource() (connectors.Source, error) {
+	if j.validateOnly {
+		return nil, errValidateOnly
+	}
+	return j.source.newSource()
+}
 
 // NewReaderPool builds the executor half of the job's source.
-func (j *Job) NewReaderPool() (connectors.ReaderPool, error) { return j.source.newReaderPool() }
+func (j *Job) NewReaderPool() (connectors.ReaderPool, error) {
+	if j.validateOnly {
+		return nil, errValidateOnly
+	}
+	return j.source.newReaderPool()
+}
 
 // NewSink builds the job's sink; console output goes to out.
-func (j *Job) NewSink(out io.Writer) (connectors.Sink, error) { return j.sink.newSink(out) }
+func (j *Job) NewSink(out io.Writer) (connectors.Sink, error) {
+	if j.validateOnly {
+		return nil, errValidateOnly
+	}
+	return j.sink.newSink(out)
+}
 
 // NewDeadLetterSink builds the dead-letter sink, or returns nil when the job
 // has none.
 func (j *Job) NewDeadLetterSink(out io.Writer) (connectors.Sink, error) {
 	if j.deadLetter == nil {
 		return nil, nil
+	}
+	if j.validateOnly {
+		return nil, errValidateOnly
 	}
 	return j.deadLetter.newSink(out)
 }
@@ -365,6 +458,9 @@ func (j *Job) NewDeadLetterSink(out io.Writer) (connectors.Sink, error) {
 func (j *Job) OpenCheckpoint(ctx context.Context) (checkpoint.Store, error) {
 	if j.checkpoint == nil {
 		return nil, nil
+	}
+	if j.validateOnly {
+		return nil, errValidateOnly
 	}
 	return j.checkpoint.open(ctx)
 }
@@ -392,37 +488,15 @@ func Hash(spec *sluicev1.JobSpec) string {
 // Redacted is the text shown for secrets.
 const Redacted = "*****"
 
-// Redact returns a copy of spec with every secret replaced, for API answers,
-// logs and the UI.
+// Redact returns a copy of spec with every secret value (in clear or
+// encrypted) replaced by Redacted, for API answers, logs and the UI; the
+// fields are those secrets.Fields marks. References (${env:NAME},
+// ${file:/path}) are shown as written: they hold no secret.
 func Redact(spec *sluicev1.JobSpec) *sluicev1.JobSpec {
 	if spec == nil {
 		return nil
 	}
 	out := proto.Clone(spec).(*sluicev1.JobSpec)
-	switch k := out.GetSource().GetKind().(type) {
-	case *sluicev1.Source_Kafka:
-		redactKafkaSource(k.Kafka)
-	case *sluicev1.Source_Kinesis:
-		redactKinesisSource(k.Kinesis)
-	}
-	redactSink(out.GetSink())
-	redactSink(out.GetDeadLetter())
-	redactCheckpoint(out.GetCheckpoint())
+	secrets.Redact(out, Redacted)
 	return out
-}
-
-// redactString replaces a non-empty secret.
-func redactString(s *string) {
-	if *s != "" {
-		*s = Redacted
-	}
-}
-
-// redactAWSAuth hides the secret half of static credentials.
-func redactAWSAuth(a *sluicev1.AwsAuth) {
-	if a == nil {
-		return
-	}
-	redactString(&a.AwsSecretKey)
-	redactString(&a.AwsSessionToken)
 }

@@ -50,17 +50,3 @@ func KafkaConfig(k *sluicev1.KafkaSource) kafka.Config {
 		Properties:             k.GetProperties(),
 	}
 }
-
-func redactKafkaSource(k *sluicev1.KafkaSource) {
-	redactProperties(k.GetProperties())
-}
-
-// redactProperties hides the values of Kafka client properties that look
-// secret (sasl.jaas.config, ssl.key.password, ...).
-func redactProperties(props map[string]string) {
-	for key := range props {
-		if kafka.IsSecretProperty(key) {
-			props[key] = Redacted
-		}
-	}
-}

@@ -142,13 +142,3 @@ func addKinesisErrors(e *Error, field string, err error) bool {
 	}
 	return false
 }
-
-func redactKinesisSource(k *sluicev1.KinesisSource) {
-	redactString(&k.AwsSecretKey)
-	redactString(&k.AwsSessionToken)
-}
-
-func redactKinesisSink(k *sluicev1.KinesisSink) {
-	redactString(&k.AwsSecretKey)
-	redactString(&k.AwsSessionToken)
-}

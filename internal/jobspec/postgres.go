@@ -57,13 +57,6 @@ func PostgresConfig(k *sluicev1.PostgresSink, role string) postgres.Config {
 	return cfg
 }
 
-// redactPostgresSink hides the password inside the connection URL.
-func redactPostgresSink(k *sluicev1.PostgresSink) {
-	if k != nil {
-		k.Url = postgres.RedactURL(k.GetUrl(), Redacted)
-	}
-}
-
 // sinkRole is the first element of a sink's field path: "sink" or
 // "deadLetter". (Shared by the production sinks: postgres.go, s3.go,
 // kafkasink.go.)

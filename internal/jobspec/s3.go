@@ -14,7 +14,7 @@ type s3Sink struct{ cfg s3.Config }
 func (s s3Sink) newSink(io.Writer) (connectors.Sink, error) { return s3.New(s.cfg) }
 
 // compileS3Sink validates sink.s3 (or deadLetter.s3). Its secrets are
-// redacted by redactSink through redactAWSAuth.
+// marked in secrets.Fields (AwsAuth).
 func compileS3Sink(k *sluicev1.S3Sink, field string, e *Error) sinkConfig {
 	cfg := S3SinkConfig(k)
 	if err := cfg.Validate(); err != nil {

@@ -50,20 +50,6 @@ func compileSink(s *sluicev1.Sink, field string, required bool, e *Error) sinkCo
 	return nil
 }
 
-// redactSink hides the secrets of any sink kind; s may be nil.
-func redactSink(s *sluicev1.Sink) {
-	switch k := s.GetKind().(type) {
-	case *sluicev1.Sink_Kinesis:
-		redactKinesisSink(k.Kinesis)
-	case *sluicev1.Sink_Postgres:
-		redactPostgresSink(k.Postgres)
-	case *sluicev1.Sink_S3:
-		redactAWSAuth(k.S3.GetAuth())
-	case *sluicev1.Sink_Kafka:
-		redactProperties(k.Kafka.GetProperties())
-	}
-}
-
 type consoleSink struct{ cfg console.Config }
 
 func (c consoleSink) newSink(out io.Writer) (connectors.Sink, error) { return console.New(c.cfg, out) }
