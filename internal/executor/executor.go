@@ -61,8 +61,14 @@ type Config struct {
 	// IdleTimeout closes a job's cached readers and sinks after no task of
 	// that job ran for this long (default 10m).
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
-	Stdout      io.Writer
+	// TLS dials the driver with TLS when non-nil: TLS.CAFile (--tls-ca)
+	// verifies the driver, TLS.CertFile and TLS.KeyFile (--tls-cert,
+	// --tls-key) are this executor's certificate, which a driver with
+	// --tls-client-ca requires. Without --id, the ID is the certificate's
+	// name (common name, else first DNS name), the one the driver admits.
+	TLS    *rpc.ClientTLSConfig
+	Logger *slog.Logger
+	Stdout io.Writer
 }
 
 // Defaults fills unset fields.
@@ -72,6 +78,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Slots == 0 {
 		c.Slots = runtime.NumCPU()
+	}
+	if c.ID == "" && c.TLS != nil && c.TLS.CertFile != "" {
+		c.ID, _ = rpc.CertFileName(c.TLS.CertFile, c.TLS.KeyFile) // an unreadable pair fails in New
 	}
 	if c.ID == "" {
 		h, _ := os.Hostname()
@@ -112,6 +121,8 @@ func (c *Config) Validate() error {
 type Executor struct {
 	cfg Config
 	log *slog.Logger
+	// dial opens a connection to a driver, with TLS when configured.
+	dial func(addr string) (*grpc.ClientConn, error)
 
 	mu       sync.Mutex
 	jobs     map[string]*jobCache // by spec hash
@@ -138,9 +149,17 @@ func New(cfg Config) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	dial := func(addr string) (*grpc.ClientConn, error) { return rpc.Dial(addr) }
+	if cfg.TLS != nil {
+		tc, err := cfg.TLS.Build()
+		if err != nil {
+			return nil, fmt.Errorf("TLS (--tls-ca, --tls-cert, --tls-key): %w", err)
+		}
+		dial = func(addr string) (*grpc.ClientConn, error) { return rpc.Dial(addr, rpc.WithTLS(tc)) }
+	}
 	return &Executor{cfg: cfg, log: cfg.Logger.With("executor", cfg.ID), jobs: map[string]*jobCache{},
 		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits),
-		metrics: newMetrics()}, nil
+		metrics: newMetrics(), dial: dial}, nil
 }
 
 // Run connects to the driver and serves tasks until ctx ends, reconnecting
@@ -190,7 +209,7 @@ func (e *Executor) Run(ctx context.Context) error {
 // session holds one stream. It returns whether the driver accepted us, and a
 // leader address when the driver was a follower.
 func (e *Executor) session(ctx context.Context, addr string) (connected bool, leader string, err error) {
-	conn, err := rpc.Dial(addr)
+	conn, err := e.dial(addr)
 	if err != nil {
 		return false, "", err
 	}
@@ -210,7 +229,11 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 	}}}); err != nil {
 		return false, "", err
 	}
+	// Until welcomed there is nothing to drain: shutting down ends the wait
+	// (a hung driver must not keep the executor from exiting).
+	stopWait := context.AfterFunc(ctx, streamCancel)
 	first, err := stream.Recv()
+	stopWait()
 	if err != nil {
 		if l, ok := rpc.LeaderFrom(err); ok && l != "" && l != addr {
 			return false, l, err
@@ -417,7 +440,7 @@ func (e *Executor) cache(spec *sluicev1.JobSpec, hash string) (*jobCache, error)
 	if spec == nil {
 		return nil, errors.New("task arrived without its job spec")
 	}
-	job, err := jobspec.Compile(spec)
+	job, err := jobspec.CompileForUse(spec) // resolves secret references here
 	if err != nil {
 		return nil, connectors.Permanent(err)
 	}

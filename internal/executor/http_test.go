@@ -25,6 +25,11 @@ import (
 // welcomed stream to the test on conns, and passes task results on.
 type fakeDriver struct {
 	sluicev1.UnimplementedExecutorServiceServer
+	// fenceMs is sent in the welcome; 0 means a fence far beyond any test
+	// (the fake sends no pings).
+	fenceMs int64
+	// hellos, when set, hears of every stream's hello.
+	hellos  chan struct{}
 	welcome chan struct{}
 	conns   chan *fakeConn
 	results chan *sluicev1.TaskResult
@@ -40,14 +45,24 @@ func (f *fakeDriver) Connect(s sluicev1.ExecutorService_ConnectServer) error {
 	if _, err := s.Recv(); err != nil { // Hello
 		return err
 	}
+	if f.hellos != nil {
+		select {
+		case f.hellos <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	fence := f.fenceMs
+	if fence == 0 {
+		fence = 60_000
+	}
 	select {
 	case <-f.welcome:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	if err := s.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
-		// A fence far beyond any test: the fake sends no Pings.
-		DriverId: "fake", HeartbeatIntervalMs: 100, HeartbeatFenceMs: 60_000, Epoch: 1,
+		DriverId: "fake", HeartbeatIntervalMs: 100, HeartbeatFenceMs: fence, Epoch: 1,
 	}}}); err != nil {
 		return err
 	}
