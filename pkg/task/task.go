@@ -236,13 +236,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 
 // stillCurrent is nil while the attempt may commit.
 func (a Attempt) stillCurrent(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if a.Current != nil {
-		return a.Current()
-	}
-	return nil
+	return connectors.WriteKey{Current: a.Current}.StillCurrent(ctx)
 }
 
 // commit commits w, through CommitEnd when the sink stores ends with its
