@@ -25,6 +25,8 @@ func TestToStatus(t *testing.T) {
 		{fmt.Errorf("submit: %w", ErrConflict), codes.FailedPrecondition},
 		{&NotLeaderError{Leader: "10.0.0.1:7077"}, codes.FailedPrecondition},
 		{badReq{v: []FieldViolation{{"name", "required"}}}, codes.InvalidArgument},
+		{fmt.Errorf("no credentials: %w", ErrUnauthenticated), codes.Unauthenticated},
+		{fmt.Errorf("viewer may not submit: %w", ErrPermissionDenied), codes.PermissionDenied},
 		{errors.New("boom"), codes.Internal},
 	}
 	for _, tt := range tests {
