@@ -40,6 +40,11 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often executors heartbeat")
 	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "drop an executor silent this long (at least 3x --heartbeat-interval)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on the graceful gRPC stop")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate served on --listen and --http (with --tls-key); re-read when it changes")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA that signs executors' certificates (required on the executor stream) and users' (role in the OU)")
+	fs.StringVar(&cfg.AuthFile, "auth-file", "", "YAML file of user tokens (SHA-256 digests) and their roles; re-read when it changes")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback --listen without TLS and client authentication (logs a warning)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err

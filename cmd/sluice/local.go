@@ -29,6 +29,8 @@ func runLocal(ctx context.Context, args []string, out io.Writer) error {
 	httpAddr := fs.String("http", "127.0.0.1:8080", "driver HTTP address (metrics, health); empty disables")
 	dir := fs.String("dir", "sluice-local", "directory for etcd data")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	// Local mode has no certificates: a non-loopback --listen must say so.
+	insecure := fs.Bool("insecure", false, "allow a non-loopback --listen (plaintext, no authentication)")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
 	}
@@ -60,7 +62,7 @@ func runLocal(ctx context.Context, args []string, out io.Writer) error {
 
 	d, err := driver.New(driver.Config{
 		Listen: *listen, HTTP: *httpAddr, Etcd: etcd.Endpoints(), Advertise: *listen,
-		LeaseTTL: 5 * time.Second, ShutdownTimeout: 5 * time.Second, Logger: log.With("component", "driver"), Stdout: out,
+		LeaseTTL: 5 * time.Second, ShutdownTimeout: 5 * time.Second, Insecure: *insecure, Logger: log.With("component", "driver"), Stdout: out,
 	})
 	if err != nil {
 		return err

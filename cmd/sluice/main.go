@@ -44,6 +44,8 @@ Usage:
                                             manage enhanced fan-out consumers
 
 --driver defaults to $SLUICE_DRIVER, then localhost:7077.
+--token (SLUICE_TOKEN) is sent as a bearer token; --tls-ca (SLUICE_TLS_CA)
+verifies a TLS driver; --tls-cert/--tls-key present a client certificate.
 `
 
 func main() {
@@ -59,6 +61,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	driverAddr := fs.String("driver", "localhost:7077", "driver address")
+	var tc rpc.ClientTLSConfig
+	useTLS := fs.Bool("tls", false, "dial the driver with TLS, verified against the system roots unless --tls-ca is given")
+	fs.StringVar(&tc.CAFile, "tls-ca", "", "PEM CA that signed the driver's certificate (implies --tls)")
+	fs.StringVar(&tc.CertFile, "tls-cert", "", "PEM client certificate whose OU names your role (with --tls-key; implies --tls)")
+	fs.StringVar(&tc.KeyFile, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&tc.ServerName, "tls-server-name", "", "name to verify in the driver's certificate (default: the host dialed)")
+	token := fs.String("token", "", "bearer token (prefer SLUICE_TOKEN: flags show in the process list)")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +84,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runKinesis(ctx, rest, out)
 	}
 	c := &client{addr: *driverAddr}
+	if *useTLS || tc != (rpc.ClientTLSConfig{}) {
+		tlsConfig, err := tc.Build()
+		if err != nil {
+			return fmt.Errorf("TLS (--tls-ca, --tls-cert, --tls-key): %w", err)
+		}
+		c.opts = append(c.opts, rpc.WithTLS(tlsConfig))
+	}
+	if *token != "" {
+		c.opts = append(c.opts, rpc.WithToken(*token))
+	}
 	defer c.close()
 	needName := func() (string, error) {
 		if len(rest) != 1 {
@@ -190,6 +209,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // client talks to the leader, following redirects from followers.
 type client struct {
 	addr string
+	// opts (TLS, token) apply to every driver dialed, the leader of a
+	// redirect included.
+	opts []rpc.DialOption
 	conn *grpc.ClientConn
 }
 
@@ -202,7 +224,7 @@ func (c *client) close() {
 func (c *client) call(ctx context.Context, f func(context.Context, sluicev1.DriverServiceClient) error) error {
 	for hop := 0; ; hop++ {
 		if c.conn == nil {
-			conn, err := rpc.Dial(c.addr)
+			conn, err := rpc.Dial(c.addr, c.opts...)
 			if err != nil {
 				return err
 			}
@@ -364,9 +386,13 @@ func describe(err error) string {
 	msg := st.Message()
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Sprintf("cannot reach the driver: %s (is it running, and is --driver or SLUICE_DRIVER right?)", msg)
+		return fmt.Sprintf("cannot reach the driver: %s (is it running, is --driver or SLUICE_DRIVER right, and does it serve TLS, needing --tls-ca?)", msg)
 	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
 		return msg
+	case codes.Unauthenticated:
+		return fmt.Sprintf("not authenticated: %s (set SLUICE_TOKEN or --token, or --tls-cert and --tls-key)", msg)
+	case codes.PermissionDenied:
+		return fmt.Sprintf("permission denied: %s", msg)
 	}
 	return fmt.Sprintf("%s: %s", st.Code(), msg)
 }

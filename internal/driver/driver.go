@@ -84,7 +84,19 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	// ShutdownTimeout bounds the graceful gRPC stop (--shutdown-timeout, default 20s).
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// TLSCert and TLSKey serve TLS on the gRPC and HTTP ports (--tls-cert,
+	// --tls-key), re-read when the files change. See auth.go.
+	TLSCert, TLSKey string
+	// TLSClientCA admits executors, and users whose certificate's OU names
+	// a role, by a client certificate it signed (--tls-client-ca).
+	TLSClientCA string
+	// AuthFile lists users' tokens as SHA-256 digests with a role each
+	// (--auth-file), re-read when it changes.
+	AuthFile string
+	// Insecure lets a non-loopback --listen serve without TLS and client
+	// authentication (--insecure); a warning is logged at every start.
+	Insecure bool
+	Logger   *slog.Logger
 	// Stdout receives console sink output.
 	Stdout io.Writer
 }
@@ -148,6 +160,9 @@ func (c *Config) Validate() error {
 	if c.HeartbeatTimeout < 3*c.HeartbeatInterval {
 		return fmt.Errorf("--heartbeat-timeout (%s) must be at least 3x --heartbeat-interval (%s)", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
 	if (c.EtcdCert == "") != (c.EtcdKey == "") {
 		return errors.New("--etcd-cert and --etcd-key go together")
 	}
@@ -205,6 +220,7 @@ type Driver struct {
 	status   *statusBoard
 	metrics  *metrics
 	health   *health.Server
+	sec      *security // TLS and access control (auth.go)
 
 	listener net.Listener
 	ready    chan struct{}
@@ -224,6 +240,11 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), jobStores: newJobStores(cfg.Logger), jobLocks: newNameLocks(),
 		ready: make(chan struct{}), lost: make(chan struct{})}
+	sec, err := newSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.sec = sec
 	if len(cfg.Etcd) > 0 {
 		ecfg := clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: quietZap()}
 		if cfg.EtcdCACert != "" || cfg.EtcdCert != "" {
@@ -294,7 +315,7 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 	d.listener = lis
 	close(d.ready)
 
-	srv := grpc.NewServer(rpc.ServerOptions()...)
+	srv := grpc.NewServer(append(rpc.ServerOptions(), d.sec.serverOptions()...)...)
 	sluicev1.RegisterDriverServiceServer(srv, &api{d: d})
 	sluicev1.RegisterExecutorServiceServer(srv, d.reg)
 	d.health = health.NewServer()
@@ -323,7 +344,12 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := func() error { return hs.Serve(hl) }
+			if d.sec.tls != nil {
+				hs.TLSConfig = d.sec.tls.Config()
+				serve = func() error { return hs.ServeTLS(hl, "", "") }
+			}
+			if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("http server stopped", "err", err)
 			}
 		}()
@@ -334,7 +360,8 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 		}()
 	}
 	d.log.Info("driver serving", "grpc", lis.Addr().String(), "http", d.cfg.HTTP, "advertise", d.cfg.Advertise,
-		"etcd", strings.Join(d.cfg.Etcd, ","))
+		"etcd", strings.Join(d.cfg.Etcd, ","), "tls", d.sec.tls != nil)
+	d.sec.warnIfInsecure(d.cfg)
 
 	lead, err := d.elector.Campaign(ctx, d.cfg.Advertise)
 	if err != nil {
@@ -521,11 +548,12 @@ func (d *Driver) httpHandler() http.Handler {
 	})
 	mux.Handle("/metrics", d.metrics.handler())
 	if d.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		guard := func(h http.HandlerFunc) http.Handler { return d.sec.requireAdmin(d.cfg.HTTP, h) }
+		mux.Handle("/debug/pprof/", guard(pprof.Index))
+		mux.Handle("/debug/pprof/cmdline", guard(pprof.Cmdline))
+		mux.Handle("/debug/pprof/profile", guard(pprof.Profile))
+		mux.Handle("/debug/pprof/symbol", guard(pprof.Symbol))
+		mux.Handle("/debug/pprof/trace", guard(pprof.Trace))
 	}
 	return mux
 }

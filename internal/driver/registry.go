@@ -102,6 +102,9 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 	if hello == nil || hello.GetExecutorId() == "" || hello.GetSlots() < 1 {
 		return fmt.Errorf("first executor message must be a hello with an id and at least one slot: %w", rpc.ErrConflict)
 	}
+	if err := checkExecutorID(stream.Context(), hello.GetExecutorId()); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	now := time.Now()
