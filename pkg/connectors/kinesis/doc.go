@@ -79,9 +79,12 @@
 // # Enhanced fan-out consumers
 //
 // In efo mode the Source owns one efo.Manager per stream: Plan starts it
-// with a bounded wait and reports a consumer still CREATING or DELETING as
-// a plain (retried) error; Finish stops it, deregistering only on a clean
-// end with requireConsumerDeregistration; Close stops it without
+// in the background (efo.Manager.Await) and waits for it a bounded time,
+// reporting a consumer not ACTIVE yet as a plain (retried) error that says
+// what is awaited (a call the service has not answered, CREATING,
+// DELETING); the bound never cuts a call to the service short, so a slow
+// RegisterStreamConsumer is ridden out. Finish stops it, deregistering only
+// on a clean end with requireConsumerDeregistration; Close stops it without
 // deregistering (hand-over, shutdown).
 //
 // # Sink

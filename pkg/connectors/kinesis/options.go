@@ -30,7 +30,8 @@ type options struct {
 	backoffBase  time.Duration
 	backoffLimit time.Duration
 	// consumerWait bounds how long Plan waits for an enhanced fan-out
-	// consumer to become ACTIVE before it reports the wait as an error.
+	// consumer to become ACTIVE before it reports the wait as an error. It
+	// bounds the wait only: the manager's calls go on in the background.
 	consumerWait       time.Duration
 	consumerBackoffMin time.Duration // efo.Manager's wait back-off; 0: its default
 	consumerBackoffMax time.Duration

@@ -51,10 +51,6 @@ type Source struct {
 	// consumers (efo only) are the enhanced fan-out consumers, one per
 	// stream, created with the source and started by Plan.
 	consumers map[string]*efo.Manager
-	// waiting is each stream's latest consumer status message, from the
-	// managers' status callbacks (their own goroutines).
-	waitMu  sync.Mutex
-	waiting map[string]string
 }
 
 var (
@@ -88,14 +84,13 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 	client := kinesisClient(awsCfg, set.endpoint, true)
 	s := &Source{set: set, opts: o, client: client, listings: map[string]*listing{}, lossWarned: map[stream.PartitionID]bool{}}
 	if set.efo {
-		s.consumers, s.waiting = map[string]*efo.Manager{}, map[string]string{}
+		s.consumers = map[string]*efo.Manager{}
 		mopts := []efo.ManagerOption{efo.WithLogger(o.logger)}
 		if o.consumerBackoffMin > 0 {
 			mopts = append(mopts, efo.WithWaitBackoff(o.consumerBackoffMin, o.consumerBackoffMax))
 		}
 		for _, name := range set.streams {
-			m, err := efo.NewManager(client, name, set.jobName, set.efoConfig,
-				append(mopts, efo.WithStatusFunc(func(st efo.Status) { s.consumerStatus(name, st) }))...)
+			m, err := efo.NewManager(client, name, set.jobName, set.efoConfig, mopts...)
 			if err != nil {
 				return nil, fmt.Errorf("new kinesis source: %w", err)
 			}
@@ -105,20 +100,16 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 	return s, nil
 }
 
-func (s *Source) consumerStatus(name string, st efo.Status) {
-	s.waitMu.Lock()
-	defer s.waitMu.Unlock()
-	if st.Phase == efo.PhaseWaiting || st.Phase == efo.PhaseLost {
-		s.waiting[name] = st.Message
-	}
-}
-
 // ensureConsumer makes sure the stream's enhanced fan-out consumer is
-// ACTIVE before its shards are planned. Start is given at most
-// consumerWait: a consumer still CREATING or DELETING (registration takes
-// seconds to minutes) is not waited for here but reported as a plain
-// error, which the driver retries with back-off and shows in the job's
-// status, so a slow registration never looks like a hung driver.
+// ACTIVE before its shards are planned. The manager registers and waits for
+// it in the background (efo.Manager.Await), and Plan waits for that at most
+// consumerWait: a consumer not ACTIVE yet (registration takes seconds to
+// minutes, and a busy service may be slow to answer even one call) is
+// reported as a plain error saying what is being waited for, which the
+// driver retries with back-off and shows in the job's status, so a slow
+// registration never looks like a hung driver. Plan's bound never cuts a
+// call to the service short: a slow RegisterStreamConsumer goes on, and
+// later plans wait for that same one instead of starting another.
 func (s *Source) ensureConsumer(ctx context.Context, name string) error {
 	m := s.consumers[name]
 	if st := m.Status(); st.Phase == efo.PhaseLost {
@@ -127,22 +118,20 @@ func (s *Source) ensureConsumer(ctx context.Context, name string) error {
 		return fmt.Errorf("enhanced fan-out consumer %s on stream %q: %s", m.ConsumerName(), name, st.Message)
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.opts.consumerWait)
-	_, err := m.Start(sctx)
+	_, err := m.Await(sctx)
+	timedOut := sctx.Err() != nil
 	cancel()
 	switch {
 	case err == nil:
 		return nil
 	case connectors.IsPermanent(err):
 		return fmt.Errorf("enhanced fan-out consumer %s on stream %q: %w", m.ConsumerName(), name, err)
-	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
-		s.waitMu.Lock()
-		msg := s.waiting[name]
-		s.waitMu.Unlock()
-		if msg == "" {
-			msg = "no answer yet"
-		}
+	case ctx.Err() == nil && timedOut && errors.Is(err, context.DeadlineExceeded):
+		// Only this wait ended; the manager goes on. Its status says what
+		// it is doing (which call it awaits, the consumer's state, the last
+		// failed call and when it tries again).
 		return fmt.Errorf("waiting for enhanced fan-out consumer %s on stream %q to become ACTIVE: %s",
-			m.ConsumerName(), name, msg)
+			m.ConsumerName(), name, m.Status().Message)
 	}
 	return fmt.Errorf("enhanced fan-out consumer %s on stream %q: %w", m.ConsumerName(), name, err)
 }

@@ -11,9 +11,11 @@
 //     consumerLifecycle), with Validate naming each field.
 //   - Manager: one job's consumer on one stream. Start registers or reuses
 //     it (job-managed) or only finds it (self-managed) and waits out
-//     CREATING and DELETING with back-off and a readable Status; a refresh
-//     goroutine checks it stays ACTIVE; Stop deregisters it only on a clean
-//     stop, never on failure.
+//     CREATING and DELETING with back-off and a readable Status; Await runs
+//     that Start in the background for a caller that may only wait a while
+//     (the driver's Plan), so giving up never cuts a slow call short; a
+//     refresh goroutine checks it stays ACTIVE; Stop deregisters it only on
+//     a clean stop, never on failure.
 //   - Subscription: one shard through one consumer, batch by batch, kept
 //     open across micro-batches and renewed by itself from the last position
 //     received when the service ends it (every five minutes) or it fails.
@@ -22,7 +24,7 @@
 // and records at or before it are dropped; a consumer is deregistered only
 // by Manager.Stop(StopClean) with RequireConsumerDeregistration, or by an
 // explicit DeregisterConsumer; every goroutine (the Manager's refresh, the
-// SDK's event-stream readers) ends on Stop or Close.
+// SDK's event-stream readers, a Start run by Await) ends on Stop or Close.
 //
 // Package efotest holds what tests need: kinesis-mock's initial-response
 // shim and an HTTP/2 server speaking the SubscribeToShard event stream.

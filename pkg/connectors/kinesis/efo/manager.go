@@ -108,6 +108,15 @@ type Manager struct {
 	stopped   bool
 	cancel    context.CancelFunc // stops the refresh goroutine
 	done      chan struct{}      // closed when the refresh goroutine returned
+	run       *startRun          // Await's start in progress, or finished and not yet collected
+}
+
+// startRun is one Start run by Await in the background.
+type startRun struct {
+	cancel context.CancelFunc // ends the run (Stop)
+	done   chan struct{}      // closed when Start returned; then arn and err are set
+	arn    string
+	err    error
 }
 
 // NewManager returns a Manager for the consumer of job on stream (a stream
@@ -204,6 +213,11 @@ func (m *Manager) Start(ctx context.Context) (string, error) {
 	}
 	m.mu.Unlock()
 
+	// Each call may take a while (a slow or busy service): the status says
+	// which one is awaited, so that a caller that stops waiting can tell the
+	// user something better than nothing.
+	m.setStatus(Status{Phase: PhaseStarting,
+		Message: fmt.Sprintf("looking up stream %s (DescribeStreamSummary sent, no answer yet)", m.stream)})
 	streamARN, err := StreamARN(ctx, m.api, m.stream)
 	if err != nil {
 		if isPermanentAPIError(err) {
@@ -216,7 +230,9 @@ func (m *Manager) Start(ctx context.Context) (string, error) {
 	m.streamARN = streamARN
 	m.mu.Unlock()
 
-	c, err := ensureActive(ctx, m.api, streamARN, m.name, m.cfg.ConsumerLifecycle, m.bo, m.log, m.setStatus)
+	m.setStatus(Status{Phase: PhaseStarting,
+		Message: fmt.Sprintf("looking up consumer %s on %s (DescribeStreamConsumer sent, no answer yet)", m.name, streamARN)})
+	c, err := ensureActive(ctx, m.api, streamARN, m.name, m.cfg.ConsumerLifecycle, m.bo, m.log, PhaseWaiting, m.setStatus)
 	if err != nil {
 		m.setStatus(Status{Phase: PhaseFailed, Message: err.Error(), Err: err})
 		return "", err
@@ -237,6 +253,56 @@ func (m *Manager) Start(ctx context.Context) (string, error) {
 	m.log.Info("enhanced fan-out consumer active", "arn", c.ARN)
 	go m.refresh(life)
 	return c.ARN, nil
+}
+
+// Await is Start for a caller that can only wait a while, such as a
+// driver's Plan, which must not hang while a registration takes seconds to
+// minutes. The first call starts Start in the background on a context that
+// only Stop ends (keeping ctx's values), and every call waits for that one
+// Start until ctx ends. A caller giving up returns ctx's error and leaves
+// the Start going: a slow call to the service (RegisterStreamConsumer,
+// DescribeStreamConsumer) is never cut off half-way and made again by the
+// next caller, and Status says what the Start is doing meanwhile. Once
+// ACTIVE, Await returns the ARN at once. A Start that failed returns its
+// error to the callers waiting (or to the next one); the call after that
+// starts again. Safe for concurrent use; do not mix with Start.
+func (m *Manager) Await(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	switch {
+	case m.stopped:
+		m.mu.Unlock()
+		return "", ErrClosed
+	case m.started:
+		arn := m.arn
+		m.mu.Unlock()
+		return arn, nil
+	}
+	r := m.run
+	if r == nil {
+		bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		r = &startRun{cancel: cancel, done: make(chan struct{})}
+		m.run = r
+		go func() {
+			defer cancel()
+			arn, err := m.Start(bg)
+			m.mu.Lock()
+			r.arn, r.err = arn, err
+			m.mu.Unlock()
+			close(r.done)
+		}()
+	}
+	m.mu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.run == r {
+		m.run = nil // collected: a failed run is returned once, then started again
+	}
+	return r.arn, r.err
 }
 
 // refresh checks every ConsumerRefreshInterval that the consumer is still
@@ -301,7 +367,7 @@ func (m *Manager) check(ctx context.Context) {
 	m.log.Warn("enhanced fan-out consumer lost; registering it again", "state", what)
 	m.setStatus(Status{Phase: PhaseLost, ConsumerStatus: st,
 		Message: fmt.Sprintf("consumer %s on %s %s; registering it again", m.name, streamARN, what)})
-	c, err = ensureActive(ctx, m.api, streamARN, m.name, JobManaged, m.bo, m.log, m.setStatus)
+	c, err = ensureActive(ctx, m.api, streamARN, m.name, JobManaged, m.bo, m.log, PhaseLost, m.setStatus)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.setStatus(Status{Phase: PhaseLost, Message: err.Error(), Err: err})
@@ -321,7 +387,8 @@ func (m *Manager) check(ctx context.Context) {
 // refresh goroutine to return or for ctx to end, then returns the
 // deregistration's error, if any. Later calls return nil and do nothing.
 // Stop does not interrupt a Start in progress (cancel Start's ctx for that);
-// such a Start returns ErrClosed instead of starting the refresh.
+// such a Start returns ErrClosed instead of starting the refresh. A Start
+// run by Await is Stop's own to end: it is cancelled and waited for.
 func (m *Manager) Stop(ctx context.Context, kind StopKind) error {
 	m.mu.Lock()
 	if m.stopped {
@@ -329,8 +396,16 @@ func (m *Manager) Stop(ctx context.Context, kind StopKind) error {
 		return nil
 	}
 	m.stopped = true
-	cancel, done, streamARN := m.cancel, m.done, m.streamARN
+	cancel, done, run := m.cancel, m.done, m.run
 	m.mu.Unlock()
+	if run != nil {
+		run.cancel()
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return fmt.Errorf("stop consumer manager %s: %w", m.name, ctx.Err())
+		}
+	}
 	if cancel != nil {
 		cancel()
 		select {
@@ -339,6 +414,9 @@ func (m *Manager) Stop(ctx context.Context, kind StopKind) error {
 			return fmt.Errorf("stop consumer manager %s: %w", m.name, ctx.Err())
 		}
 	}
+	m.mu.Lock()
+	streamARN := m.streamARN // Await's Start may have resolved it since
+	m.mu.Unlock()
 	var err error
 	if kind == StopClean && m.cfg.RequireConsumerDeregistration && m.cfg.ConsumerLifecycle == JobManaged {
 		if streamARN == "" {
@@ -379,7 +457,7 @@ func RegisterConsumer(ctx context.Context, api ConsumerAPI, streamARN, name stri
 		onStatus = func(Status) {}
 	}
 	return ensureActive(ctx, api, streamARN, name, JobManaged, backoff{min: 500 * time.Millisecond, max: 10 * time.Second},
-		slog.New(slog.DiscardHandler), func(s Status) {
+		slog.New(slog.DiscardHandler), PhaseWaiting, func(s Status) {
 			s.Consumer, s.Stream = name, streamARN
 			onStatus(s)
 		})
@@ -394,9 +472,11 @@ func RegisterConsumer(ctx context.Context, api ConsumerAPI, streamARN, name stri
 // Self-managed, "not registered" ends it with ErrConsumerNotFound.
 // Transient failures are retried with back-off, as is a registration that
 // the service refuses with LimitExceededException (too many calls, or the
-// stream's 20 consumers are taken: the status says which to check).
+// stream's 20 consumers are taken: the status says which to check). A
+// registration is reported (in phase busy) before it is sent, so that its
+// wait shows while the service has not answered.
 func ensureActive(ctx context.Context, api ConsumerAPI, streamARN, name string, lc Lifecycle, bo backoff,
-	log *slog.Logger, report func(Status)) (Consumer, error) {
+	log *slog.Logger, busy Phase, report func(Status)) (Consumer, error) {
 	for attempt := 1; ; attempt++ {
 		var msg string
 		var st types.ConsumerStatus
@@ -425,11 +505,15 @@ func ensureActive(ctx context.Context, api ConsumerAPI, streamARN, name string, 
 					"--stream %s --consumer %s) or use consumerLifecycle job-managed: %w",
 				name, streamARN, streamARN, name, ErrConsumerNotFound))
 		case errors.Is(err, ErrConsumerNotFound):
+			report(Status{Phase: busy, Stream: streamARN,
+				Message: fmt.Sprintf("consumer %s is not registered on %s; registering it (RegisterStreamConsumer sent, no answer yet)", name, streamARN)})
 			registered, rerr := registerConsumer(ctx, api, streamARN, name)
 			switch {
+			case ctx.Err() != nil:
+				return Consumer{}, fmt.Errorf("register consumer %s on %s: %w", name, streamARN, ctx.Err())
 			case rerr == nil && registered:
 				log.Info("registered enhanced fan-out consumer")
-				msg = fmt.Sprintf("registered consumer %s on %s; waiting until it is ACTIVE", name, streamARN)
+				msg = fmt.Sprintf("registered consumer %s on %s; it is CREATING, waiting until it is ACTIVE", name, streamARN)
 				// Describe at once: kinesis-mock and a quick service are
 				// ACTIVE within the first back-off.
 				attempt = 0

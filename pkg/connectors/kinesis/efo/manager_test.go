@@ -32,6 +32,9 @@ type fakeConsumers struct {
 	// registerErrs are returned by the next RegisterStreamConsumer calls.
 	registerErrs []error
 	describeErrs []error
+	// registerDelay is how long RegisterStreamConsumer takes to answer (a
+	// busy service); set before the calls start.
+	registerDelay time.Duration
 }
 
 type fakeConsumer struct {
@@ -97,7 +100,17 @@ func (f *fakeConsumers) DescribeStreamSummary(_ context.Context, in *kinesis.Des
 	return &kinesis.DescribeStreamSummaryOutput{StreamDescriptionSummary: &types.StreamDescriptionSummary{StreamARN: aws.String(fakeStreamARN)}}, nil
 }
 
-func (f *fakeConsumers) RegisterStreamConsumer(_ context.Context, in *kinesis.RegisterStreamConsumerInput, _ ...func(*kinesis.Options)) (*kinesis.RegisterStreamConsumerOutput, error) {
+func (f *fakeConsumers) RegisterStreamConsumer(ctx context.Context, in *kinesis.RegisterStreamConsumerInput, _ ...func(*kinesis.Options)) (*kinesis.RegisterStreamConsumerOutput, error) {
+	if f.registerDelay > 0 {
+		select {
+		case <-time.After(f.registerDelay):
+		case <-ctx.Done():
+			f.mu.Lock()
+			f.calls["RegisterStreamConsumer (cut off)"]++
+			f.mu.Unlock()
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["RegisterStreamConsumer"]++
@@ -477,4 +490,110 @@ func TestManagerStopDeregistersOnlyOnCleanStop(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A caller of Await that stops waiting (a driver's Plan, after its bounded
+// wait) does not cut off the Start: a RegisterStreamConsumer slower than
+// every caller's wait is made once and answered, while the callers see in
+// Status that it was sent and not answered yet; then CREATING; then the
+// consumer is ACTIVE and Await returns its ARN.
+func TestManagerAwaitRidesOutSlowCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api, log := newFakeConsumers(), &statusLog{}
+		// Answered at 17s, CREATING until 27s: the callers ending at 20s
+		// and 25s see CREATING.
+		api.registerDelay, api.createFor = 17*time.Second, 10*time.Second
+		m := newTestManager(t, api, Config{}, log)
+		defer m.Stop(context.Background(), StopFailed)
+		await := func() (string, error) {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			return m.Await(ctx)
+		}
+		for range 3 { // 15s: the registration has not answered
+			if _, err := await(); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Await = %v, want the caller's deadline", err)
+			}
+			if s := m.Status(); s.Phase != PhaseWaiting || !strings.Contains(s.Message, "registering it (RegisterStreamConsumer sent, no answer yet)") {
+				t.Fatalf("status while registering: %+v", s)
+			}
+		}
+		var sawCreating bool
+		for {
+			arn, err := await()
+			if err == nil {
+				if !strings.Contains(arn, "/consumer/sluice_job1:") {
+					t.Fatalf("ARN %q", arn)
+				}
+				break
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Await = %v", err)
+			}
+			sawCreating = sawCreating || m.Status().ConsumerStatus == types.ConsumerStatusCreating
+		}
+		if !sawCreating {
+			t.Errorf("no caller saw CREATING:\n%s", log.messages())
+		}
+		if n, cut := api.count("RegisterStreamConsumer"), api.count("RegisterStreamConsumer (cut off)"); n != 1 || cut != 0 {
+			t.Errorf("%d registrations answered, %d cut off; want 1 and 0", n, cut)
+		}
+		if n := api.count("DescribeStreamSummary"); n != 1 {
+			t.Errorf("the stream was looked up %d times: each caller started again", n)
+		}
+		if arn, err := m.Await(t.Context()); err != nil || arn != m.ConsumerARN() {
+			t.Errorf("Await once ACTIVE = %q, %v", arn, err)
+		}
+	})
+}
+
+// A Start run by Await that fails is returned once; the next Await starts
+// again. Stop ends a Start in progress (no goroutine left behind: synctest
+// would hang) and still deregisters what it registered on a clean stop.
+func TestManagerAwaitFailureAndStop(t *testing.T) {
+	t.Run("failure is returned, then started again", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			api := newFakeConsumers()
+			m, err := NewManager(api, "nope", "job1", Config{}, WithLogger(testLog(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i <= 2; i++ {
+				var nf *types.ResourceNotFoundException
+				if _, err := m.Await(t.Context()); !errors.As(err, &nf) {
+					t.Fatalf("Await = %v, want the stream's ResourceNotFoundException", err)
+				}
+				if n := api.count("DescribeStreamSummary"); n != i {
+					t.Fatalf("%d lookups after %d Awaits", n, i)
+				}
+			}
+		})
+	})
+	t.Run("stop ends a start in progress", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			api, log := newFakeConsumers(), &statusLog{}
+			api.registerDelay = time.Hour
+			m := newTestManager(t, api, Config{RequireConsumerDeregistration: true}, log)
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			if _, err := m.Await(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Await = %v", err)
+			}
+			if err := m.Stop(t.Context(), StopClean); err != nil {
+				t.Fatal(err)
+			}
+			if n := api.count("RegisterStreamConsumer (cut off)"); n != 1 {
+				t.Errorf("%d registrations cut off by Stop, want 1", n)
+			}
+			if n := api.count("DeregisterStreamConsumer"); n != 1 {
+				t.Errorf("%d deregistrations on a clean stop, want 1", n)
+			}
+			if _, err := m.Await(t.Context()); !errors.Is(err, ErrClosed) {
+				t.Errorf("Await after Stop = %v, want ErrClosed", err)
+			}
+			if s := m.Status(); s.Phase != PhaseStopped {
+				t.Errorf("status %+v, want stopped", s)
+			}
+		})
+	})
 }
