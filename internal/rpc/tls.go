@@ -136,8 +136,8 @@ func (s *ServerTLS) Config() *tls.Config {
 		}
 		return c, nil
 	}
-	// Also set for callers that never reach GetConfigForClient's result
-	// (it is always consulted by crypto/tls; this keeps the config usable alone).
+	// net/http's ServeTLS insists on a certificate source in the base
+	// config; crypto/tls uses GetConfigForClient's answer.
 	base.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.get(), nil }
 	return base
 }
