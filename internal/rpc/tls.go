@@ -136,9 +136,6 @@ func (s *ServerTLS) Config() *tls.Config {
 		}
 		return c, nil
 	}
-	// net/http's ServeTLS insists on a certificate source in the base
-	// config; crypto/tls uses GetConfigForClient's answer.
-	base.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.get(), nil }
 	return base
 }
 
