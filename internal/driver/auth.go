@@ -179,6 +179,9 @@ func (s *security) authorize(ctx context.Context, method string) (context.Contex
 				rpc.ErrUnauthenticated)
 		case !p.Executor:
 			return nil, rule, fmt.Errorf("certificate %q is a user's (role %s), not an executor's: %w", p.Name, p.Role, rpc.ErrPermissionDenied)
+		case p.Name == "":
+			// The name is the executor's id; without one there is nothing to bind its hello to.
+			return nil, rule, fmt.Errorf("the executor's certificate names no one (no common name or DNS name): %w", rpc.ErrPermissionDenied)
 		}
 		return rpc.WithPrincipal(ctx, p), rule, nil
 	}
