@@ -35,6 +35,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.EtcdCACert, "etcd-cacert", "", "PEM file of the CA that signed etcd's certificate (TLS to etcd)")
 	fs.StringVar(&cfg.EtcdCert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")
 	fs.StringVar(&cfg.EtcdKey, "etcd-key", "", "PEM client key for etcd (with --etcd-cert)")
+	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "file of AES-256 keys, newest first, that encrypt literal secrets of job specs in the catalog (create one: head -c32 /dev/urandom | base64); default: a standalone driver generates <checkpoint>/secrets.key, drivers on etcd refuse literal secrets (use ${env:NAME} or ${file:/path} references)")
 	fs.StringVar(&cfg.Store, "store", "", "keep the job catalog and checkpoints in dynamodb://<table>?region=..&endpoint=.. or s3://<bucket>/<prefix>?region=..&endpoint=.. instead of etcd (needs --etcd)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 10*time.Second, "etcd election lease; a dead leader is replaced after about this long")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often executors heartbeat")

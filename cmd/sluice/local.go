@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/executor"
 	"github.com/sluicehq/sluice/internal/flagenv"
+	"github.com/sluicehq/sluice/internal/secrets"
 )
 
 // runLocal starts an embedded etcd, one driver and N executors in this
@@ -60,8 +61,14 @@ func runLocal(ctx context.Context, args []string, out io.Writer) error {
 		etcd.Close(cctx)
 	}()
 
+	// Literal secrets of job specs are encrypted in the local catalog with
+	// a key kept in --dir, created once (mode 0600).
+	keyFile := filepath.Join(*dir, "secrets.key")
+	if _, err := secrets.GenerateKeyFile(keyFile); err != nil {
+		return fmt.Errorf("create the local secrets key: %w", err)
+	}
 	d, err := driver.New(driver.Config{
-		Listen: *listen, HTTP: *httpAddr, Etcd: etcd.Endpoints(), Advertise: *listen,
+		Listen: *listen, HTTP: *httpAddr, Etcd: etcd.Endpoints(), Advertise: *listen, SecretsKeyFile: keyFile,
 		LeaseTTL: 5 * time.Second, ShutdownTimeout: 5 * time.Second, Insecure: *insecure, Logger: log.With("component", "driver"), Stdout: out,
 	})
 	if err != nil {

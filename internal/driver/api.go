@@ -69,8 +69,13 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 	default:
 		return nil, fmt.Errorf("read job %q: %w", name, err)
 	}
+	// Literal secrets are encrypted before the spec reaches the catalog.
+	sealed, err := a.d.sealSpec(job.Spec)
+	if err != nil {
+		return nil, err
+	}
 	opts := proto.MarshalOptions{Deterministic: true}
-	if rec.Spec, err = opts.Marshal(job.Spec); err != nil {
+	if rec.Spec, err = opts.Marshal(sealed); err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
 	rec.State, rec.Updated = stateName(sluicev1.JobState_JOB_STATE_PENDING), now

@@ -36,6 +36,7 @@ import (
 	"github.com/sluicehq/sluice/internal/cluster"
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/internal/secrets"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	dynamodbstore "github.com/sluicehq/sluice/pkg/checkpoint/dynamodb"
 	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
@@ -74,6 +75,12 @@ type Config struct {
 	// s3://<bucket>/<prefix>?region=..&endpoint=..); needs Etcd for the
 	// election, whose epoch fences the store's writes.
 	Store string
+	// SecretsKeyFile holds the cluster key(s) that encrypt literal secrets
+	// of job specs in the catalog (--secrets-key-file; AES-256-GCM, newest
+	// key first). Default: a standalone driver generates
+	// <Checkpoint>/secrets.key; drivers on etcd have none and refuse
+	// literal secrets, while references work (secrets.go).
+	SecretsKeyFile string
 	// LeaseTTL is the etcd election lease (--lease-ttl, default 10s): how long
 	// a dead leader keeps its leadership.
 	LeaseTTL time.Duration
@@ -220,7 +227,8 @@ type Driver struct {
 	status   *statusBoard
 	metrics  *metrics
 	health   *health.Server
-	sec      *security // TLS and access control (auth.go)
+	sec      *security        // TLS and access control (auth.go)
+	keys     *secrets.Keyring // encrypts the catalog's literal secrets; nil: none (secrets.go)
 
 	listener net.Listener
 	ready    chan struct{}
@@ -240,6 +248,11 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), jobStores: newJobStores(cfg.Logger), jobLocks: newNameLocks(),
 		ready: make(chan struct{}), lost: make(chan struct{})}
+	keys, err := loadKeyring(cfg, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	d.keys = keys
 	sec, err := newSecurity(cfg)
 	if err != nil {
 		return nil, err
@@ -493,7 +506,7 @@ func (d *Driver) logStore(ctx context.Context, rec checkpoint.JobRecord) (checkp
 	if err := proto.Unmarshal(rec.Spec, spec); err != nil || spec.GetCheckpoint() == nil {
 		return d.store, nil
 	}
-	job, err := jobspec.Compile(spec)
+	job, err := d.compileForUse(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -165,7 +165,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, fmt.Sprintf("stored spec is unreadable: %v", err))
 		return
 	}
-	job, err := jobspec.Compile(spec)
+	job, err := m.d.compileForUse(spec) // decrypts and resolves secrets (secrets.go)
 	if err != nil {
 		m.finish(rec.Name, sluicev1.JobState_JOB_STATE_FAILED, err.Error())
 		return

@@ -174,7 +174,8 @@ func TestChaos(t *testing.T) {
 		c.grpc, c.http = append(c.grpc, addr), append(c.http, httpAddr)
 		c.drivers = append(c.drivers, supervise(t, logDir, name, "driver", time.Second,
 			"--listen", addr, "--advertise", addr, "--http", httpAddr, "--etcd", c.etcd.endpoint(),
-			"--lease-ttl", leaseTTL.String(), "--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms", "--shutdown-timeout", "2s"))
+			"--lease-ttl", leaseTTL.String(), "--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms", "--shutdown-timeout", "2s",
+			"--secrets-key-file", secretsKeyFile))
 		conn, err := rpc.Dial(addr)
 		if err != nil {
 			t.Fatal(err)

@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
+	secretsKeyFile = writeKeyFile(dir)
 	for b, pkg := range map[string]string{
 		"driver": "../../cmd/driver", "executor": "../../cmd/executor", "sluice": "../../cmd/sluice", "etcdproc": "./etcdproc",
 	} {

@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
+	secretsKeyFile = writeKeyFile(dir)
 	for _, b := range []string{"driver", "executor", "sluice"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -116,7 +117,8 @@ func freeAddr(t *testing.T) string {
 func startDriver(t *testing.T, name string, etcd []string, extra ...string) (*proc, string) {
 	addr := freeAddr(t)
 	args := append([]string{"--listen", addr, "--advertise", addr, "--http", "", "--etcd", strings.Join(etcd, ","),
-		"--lease-ttl", "2s", "--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms", "--shutdown-timeout", "2s"}, extra...)
+		"--lease-ttl", "2s", "--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms", "--shutdown-timeout", "2s",
+		"--secrets-key-file", secretsKeyFile}, extra...)
 	p := start(t, name, "driver", args...)
 	return p, addr
 }
