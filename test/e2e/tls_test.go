@@ -19,9 +19,9 @@ import (
 
 // TestTLSAndTokens runs two drivers with TLS, executor certificates and a
 // token file, executors and the CLI pointed at the follower (so both follow
-// the redirect to the leader over TLS), and a Kafka → file job submitted by
-// an operator token through the CLI; an executor is killed mid-run and the
-// output still holds every record once.
+// the redirect to the leader over TLS), and a Kafka → PostgreSQL job submitted by
+// an operator token through the CLI into PostgreSQL; an executor is killed
+// mid-run and the table still holds every record once.
 func TestTLSAndTokens(t *testing.T) {
 	ca := testenv.NewCA(t, "e2e")
 	srv := ca.Server(t, "driver", "127.0.0.1", "localhost")
@@ -74,13 +74,14 @@ func TestTLSAndTokens(t *testing.T) {
 
 	brokers := startKafka(t, 3, "ev")
 	produce(t, brokers, "ev", 0, 3000)
-	out := filepath.Join(dir, "out")
+	pg := testenv.StartPostgres(t)
+	db := pgConn(t, pg)
 	job := filepath.Join(dir, "job.yaml")
 	os.WriteFile(job, []byte(`name: secure
 source: {kafka: {bootstrapServers: "`+strings.Join(brokers, ",")+`", subscribe: [ev], startingOffsets: earliest, maxOffsetsPerTrigger: 150}}
 transforms:
   - decode: {format: json}
-sink: {file: {path: "`+out+`"}}
+sink: {postgres: {url: "`+pg.URL+`", table: secure, createTable: true}}
 trigger: {processingTime: 100ms}
 `), 0o644)
 	sluice := func(env []string, args ...string) (string, error) {
@@ -108,7 +109,20 @@ trigger: {processingTime: 100ms}
 	}
 
 	killSinkExecutorMidBatch(t, c, "secure", 2, victim)
-	exactlyOnce(t, out, "secure", 3000)
+	const n = 3000
+	eventually(t, 2*time.Minute, fmt.Sprintf("the table holds all %d ids", n), func() error {
+		d, err := pgInt(db, `SELECT count(DISTINCT id) FROM secure`)
+		if err != nil || d < n {
+			return fmt.Errorf("%d of %d ids so far (err %v)", d, n, err)
+		}
+		return nil
+	})
+	if rows, err := pgInt(db, `SELECT count(*) FROM secure`); err != nil || rows != n {
+		t.Fatalf("table secure holds %d rows (err %v), want %d: each record once", rows, err, n)
+	}
+	if _, err := db.Exec(context.Background(), `ALTER TABLE secure ADD UNIQUE ("partition", "offset")`); err != nil {
+		t.Fatalf("(partition, offset) is not unique: %v", err)
+	}
 
 	logs, _ := os.ReadFile(leaderProc.log)
 	if !strings.Contains(string(logs), "msg=audit method=SubmitJob job=secure principal=ci") {
