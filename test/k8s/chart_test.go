@@ -48,6 +48,7 @@ func TestRenderValueSets(t *testing.T) {
 			if err != nil {
 				t.Fatalf("decode: %v", err)
 			}
+			objs.values = r.Values
 			checkMetadata(t, objs)
 			checkWorkloads(t, objs)
 			checkServices(t, objs)
@@ -58,6 +59,8 @@ func TestRenderValueSets(t *testing.T) {
 			checkServiceMonitor(t, objs, r.Values)
 			checkServiceAccount(t, objs, r.Values)
 			checkFlags(t, objs, flags)
+			checkSecurity(t, objs, r.Values)
+			checkNetworkPolicies(t, objs, r.Values)
 			if !strings.Contains(r.Notes, "port-forward svc/"+objs.byComponent(t, "driver").name) {
 				t.Errorf("NOTES.txt does not tell how to port-forward to the driver Service:\n%s", r.Notes)
 			}
@@ -87,6 +90,8 @@ func checkMetadata(t *testing.T, objs *objects) {
 func metaOf(typed any) metav1.ObjectMeta {
 	switch v := typed.(type) {
 	case *serviceMonitor:
+		return v.ObjectMeta
+	case *certificate:
 		return v.ObjectMeta
 	case metav1.ObjectMetaAccessor:
 		return *v.GetObjectMeta().(*metav1.ObjectMeta)
@@ -312,7 +317,31 @@ func checkDriver(t *testing.T, objs *objects, vals map[string]any) {
 	if cp, _ := containerPort(c, rp.HTTPGet.Port.String()); int(cp.ContainerPort) != httpPort {
 		t.Errorf("driver readiness probe port %s resolves to %d, but --http listens on %d", rp.HTTPGet.Port.String(), cp.ContainerPort, httpPort)
 	}
+	tlsOn := boolValue(vals, "tls.enabled")
+	wantScheme := corev1.URISchemeHTTP
+	if tlsOn {
+		wantScheme = corev1.URISchemeHTTPS
+	}
+	if rp.HTTPGet.Scheme != wantScheme && !(rp.HTTPGet.Scheme == "" && !tlsOn) {
+		t.Errorf("driver readiness probe scheme %q, want %s (tls.enabled %v)", rp.HTTPGet.Scheme, wantScheme, tlsOn)
+	}
+	if tlsOn {
+		// The kubelet's gRPC probe speaks plaintext only: with TLS the
+		// driver is probed on /healthz over HTTPS.
+		for kind, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+				t.Errorf("driver %s probe %+v must be GET /healthz over HTTPS with TLS on", kind, p)
+				continue
+			}
+			if cp, _ := containerPort(c, p.HTTPGet.Port.String()); int(cp.ContainerPort) != httpPort {
+				t.Errorf("driver %s probe port %s is not the --http port %d", kind, p.HTTPGet.Port.String(), httpPort)
+			}
+		}
+	}
 	for kind, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+		if tlsOn {
+			break
+		}
 		if p == nil || p.GRPC == nil || int(p.GRPC.Port) != grpcPort {
 			t.Errorf("driver %s probe %+v must be the gRPC health check on port %d", kind, p, grpcPort)
 			continue
@@ -421,9 +450,9 @@ func servicePortTo(svc *corev1.Service, c *corev1.Container, containerPortNum in
 func checkExecutor(t *testing.T, objs *objects, vals map[string]any) {
 	t.Helper()
 	w := objs.byComponent(t, "executor")
-	d := objs.deployments[w.name]
+	d := objs.statefulSets[w.name]
 	if d == nil {
-		t.Fatalf("executor %s is not a Deployment", w.name)
+		t.Fatalf("executor %s is not a StatefulSet (every executor needs a stable name for a certificate of its own)", w.name)
 	}
 	c := &w.template.Spec.Containers[0]
 	target, _ := env(c, "SLUICE_DRIVER")
@@ -478,9 +507,11 @@ func checkExecutor(t *testing.T, objs *objects, vals map[string]any) {
 	if g := *w.template.Spec.TerminationGracePeriodSeconds; g < int64(drain)+10 {
 		t.Errorf("executor terminationGracePeriodSeconds %d: below the drain bound %ds + 10s", g, drain)
 	}
-	ru := d.Spec.Strategy.RollingUpdate
-	if ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
-		t.Errorf("executor strategy %+v: an update must not take capacity away (maxUnavailable 0)", d.Spec.Strategy)
+	if d.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType || d.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("executor StatefulSet: update strategy %+v, pod management %q; want RollingUpdate (one at a time) and Parallel scaling", d.Spec.UpdateStrategy, d.Spec.PodManagementPolicy)
+	}
+	if hs := objs.services[d.Spec.ServiceName]; hs == nil || hs.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("executor StatefulSet serviceName %q must name a headless Service of the chart", d.Spec.ServiceName)
 	}
 }
 
@@ -493,8 +524,10 @@ func checkEtcd(t *testing.T, objs *objects, vals map[string]any) {
 	dc := &objs.byComponent(t, "driver").template.Spec.Containers[0]
 	got, _ := env(dc, "SLUICE_ETCD")
 	if !boolValue(vals, "etcd.bundled.enabled") {
-		if len(objs.statefulSets) != 0 {
-			t.Errorf("external etcd, yet a StatefulSet is rendered")
+		for _, w := range objs.workloads() {
+			if w.template.Labels["app.kubernetes.io/component"] == "etcd" {
+				t.Errorf("external etcd, yet %s %s is rendered", w.kind, w.name)
+			}
 		}
 		eps, _ := valueAt(vals, "etcd.endpoints")
 		var want []string
@@ -526,11 +559,15 @@ func checkEtcd(t *testing.T, objs *objects, vals map[string]any) {
 	if hs == nil || hs.Spec.ClusterIP != corev1.ClusterIPNone || !hs.Spec.PublishNotReadyAddresses {
 		t.Fatalf("etcd serviceName %q must be a headless Service publishing not-ready addresses", sts.Spec.ServiceName)
 	}
+	scheme := "http"
+	if boolValue(vals, "tls.enabled") {
+		scheme = "https"
+	}
 	var want, peers []string
 	for i := 0; i < members; i++ {
 		host := fmt.Sprintf("%s-%d.%s.%s.svc", sts.Name, i, hs.Name, objs.namespace)
-		want = append(want, "http://"+host+":2379")
-		peers = append(peers, fmt.Sprintf("%s-%d=http://%s:2380", sts.Name, i, host))
+		want = append(want, scheme+"://"+host+":2379")
+		peers = append(peers, fmt.Sprintf("%s-%d=%s://%s:2380", sts.Name, i, scheme, host))
 	}
 	if got != strings.Join(want, ",") {
 		t.Errorf("driver SLUICE_ETCD %q, want the members %q", got, strings.Join(want, ","))
@@ -538,6 +575,24 @@ func checkEtcd(t *testing.T, objs *objects, vals map[string]any) {
 	ec := &w.template.Spec.Containers[0]
 	if !slicesContains(ec.Args, "--initial-cluster="+strings.Join(peers, ",")) {
 		t.Errorf("etcd args %q lack --initial-cluster=%s", ec.Args, strings.Join(peers, ","))
+	}
+	for _, a := range []string{"--listen-client-urls=" + scheme + "://0.0.0.0:2379", "--listen-peer-urls=" + scheme + "://0.0.0.0:2380"} {
+		if !slicesContains(ec.Args, a) {
+			t.Errorf("etcd args %q lack %s", ec.Args, a)
+		}
+	}
+	if scheme == "https" {
+		// Client and peer TLS with client-certificate auth, from a mounted Secret.
+		dir := mountOf(t, &w.template.Spec, ec, objs.secretName(t, "etcd"))
+		for _, a := range []string{"--cert-file=" + dir + "/tls.crt", "--key-file=" + dir + "/tls.key", "--client-cert-auth", "--trusted-ca-file=" + dir + "/ca.crt",
+			"--peer-cert-file=" + dir + "/tls.crt", "--peer-key-file=" + dir + "/tls.key", "--peer-client-cert-auth", "--peer-trusted-ca-file=" + dir + "/ca.crt"} {
+			if !slicesContains(ec.Args, a) {
+				t.Errorf("etcd args %q lack %s", ec.Args, a)
+			}
+		}
+		checkTLSMount(t, objs, dc, objs.secretName(t, "etcdClient"))
+	} else if slicesContains(ec.Args, "--client-cert-auth") {
+		t.Errorf("etcd without TLS asks for client certificates")
 	}
 	for _, port := range []int{2379, 2380} {
 		if servicePortTo(hs, ec, port) == nil {
@@ -613,8 +668,8 @@ func checkAutoscalingAndDisruption(t *testing.T, objs *objects, vals map[string]
 	}
 	for _, h := range objs.hpas {
 		ref := h.Spec.ScaleTargetRef
-		if ref.Kind != "Deployment" || ref.APIVersion != "apps/v1" || ref.Name != ex.name {
-			t.Errorf("HPA %s targets %+v, want the executor Deployment %s", h.Name, ref, ex.name)
+		if ref.Kind != "StatefulSet" || ref.APIVersion != "apps/v1" || ref.Name != ex.name {
+			t.Errorf("HPA %s targets %+v, want the executor StatefulSet %s", h.Name, ref, ex.name)
 		}
 		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas > h.Spec.MaxReplicas {
 			t.Errorf("HPA %s: min %v max %d", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
@@ -693,6 +748,15 @@ func checkServiceMonitor(t *testing.T, objs *objects, vals map[string]any) {
 			}
 			if !found || ep.Path != "/metrics" {
 				t.Errorf("ServiceMonitor endpoint %+v: port must be a named port of %s, path /metrics", ep, matched[0].Name)
+			}
+		}
+		for _, ep := range sm.Spec.Endpoints {
+			tlsOn := boolValue(vals, "tls.enabled")
+			if tlsOn != (ep.Scheme == "https") || tlsOn != (ep.TLSConfig != nil) {
+				t.Errorf("ServiceMonitor endpoint scheme %q, tlsConfig %v with tls.enabled %v", ep.Scheme, ep.TLSConfig, tlsOn)
+			}
+			if ep.TLSConfig != nil && (ep.TLSConfig.ServerName != objs.byComponent(t, "driver").name || ep.TLSConfig.CA.Secret.Key != "ca.crt" || ep.TLSConfig.CA.Secret.Name != objs.secretName(t, "driver")) {
+				t.Errorf("ServiceMonitor tlsConfig %+v: want the driver Service's name and ca.crt of the driver's Secret", *ep.TLSConfig)
 			}
 		}
 		if !slicesContains(sm.Spec.NamespaceSelector.MatchNames, objs.namespace) {

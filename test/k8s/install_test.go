@@ -2,6 +2,8 @@ package k8s
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -66,7 +68,8 @@ func TestAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	installServiceMonitorCRD(t, ctx, dyn, mapper)
+	installCRD(t, ctx, dyn, mapper, "testdata/servicemonitor-crd.yaml", serviceMonitorGVK)
+	installCRD(t, ctx, dyn, mapper, "testdata/certificate-crd.yaml", certificateGVK)
 
 	c, err := chart.Load(chart.Dir(repoRoot))
 	if err != nil {
@@ -103,7 +106,7 @@ func TestAPIServer(t *testing.T) {
 		tests := []struct {
 			name string
 			vals m
-			kind string // the object that must be refused
+			kind string // the kind of object that must be refused ("|" separates several)
 			want string
 			// unknownField: a plain create, as Helm does it, with the
 			// apiserver's default field validation (Warn) accepts the object
@@ -111,13 +114,13 @@ func TestAPIServer(t *testing.T) {
 			unknownField bool
 		}{
 			{"misspelled env field", m{"extraEnv": []any{m{"name": "AWS_REGION", "valu": "eu-west-1"}}},
-				"Deployment", `env[name="AWS_REGION"].valu: field not declared in schema`, true},
+				"Deployment|StatefulSet", `env[name="AWS_REGION"].valu: field not declared in schema`, true},
 			{"mount of a missing volume", m{"executor": m{"extraVolumeMounts": []any{m{"name": "out", "mountPath": "/out"}}}},
-				"Deployment", `volumeMounts[1].name: Not found: "out"`, false},
+				"StatefulSet", `volumeMounts[2].name: Not found: "out"`, false},
 			{"bad toleration operator", m{"driver": m{"tolerations": []any{m{"key": "a", "operator": "Sometimes"}}}},
 				"Deployment", `tolerations[0].operator: Unsupported value: "Sometimes"`, false},
 			{"bad pod label", m{"executor": m{"podLabels": m{"team!": "data"}}},
-				"Deployment", `spec.template.labels: Invalid value: "team!"`, false},
+				"StatefulSet", `spec.template.labels: Invalid value: "team!"`, false},
 			{"bad node selector", m{"driver": m{"nodeSelector": m{"bad key!": "x"}}},
 				"Deployment", `nodeSelector: Invalid value: "bad key!"`, false},
 		}
@@ -135,13 +138,14 @@ func TestAPIServer(t *testing.T) {
 				}
 				var refused []string
 				for _, o := range allObjects(t, r.Manifest, objs) {
-					if tt.unknownField && o.gvk.Kind == tt.kind {
+					isKind := slicesContains(strings.Split(tt.kind, "|"), o.gvk.Kind)
+					if tt.unknownField && isKind {
 						if err := createDryRun(ctx, dyn, mapper, o); err != nil {
 							t.Errorf("%s %s: a plain create refused it too (%v); this case no longer shows why the tests apply strictly", o.gvk.Kind, o.name, err)
 						}
 					}
 					if err := applyDryRun(ctx, dyn, mapper, o); err != nil {
-						if o.gvk.Kind != tt.kind || !strings.Contains(err.Error(), tt.want) {
+						if !isKind || !strings.Contains(err.Error(), tt.want) {
 							t.Errorf("%s %s refused with %v; want only a %s refused with %q", o.gvk.Kind, o.name, err, tt.kind, tt.want)
 						}
 						refused = append(refused, o.gvk.Kind+" "+o.name)
@@ -241,11 +245,11 @@ func resourceFor(dyn dynamic.Interface, mapper meta.RESTMapper, o object) (dynam
 	return dyn.Resource(m.Resource).Namespace(om.Metadata.Namespace), nil
 }
 
-// installServiceMonitorCRD creates the ServiceMonitor CRD subset of testdata
-// and waits until the apiserver serves the kind.
-func installServiceMonitorCRD(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper *restmapper.DeferredDiscoveryRESTMapper) {
+// installCRD creates a CRD subset of testdata (ServiceMonitor, cert-manager's
+// Certificate) and waits until the apiserver serves the kind.
+func installCRD(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper *restmapper.DeferredDiscoveryRESTMapper, file string, gvk schema.GroupVersionKind) {
 	t.Helper()
-	b, err := os.ReadFile("testdata/servicemonitor-crd.yaml")
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,11 +259,11 @@ func installServiceMonitorCRD(t *testing.T, ctx context.Context, dyn dynamic.Int
 	}
 	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	if _, err := dyn.Resource(crds).Create(ctx, u, metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict}); err != nil {
-		t.Fatalf("create ServiceMonitor CRD: %v", err)
+		t.Fatalf("create %s CRD: %v", gvk.Kind, err)
 	}
-	err = waitFor(ctx, "ServiceMonitor CRD served", func(ctx context.Context) (bool, error) {
+	err = waitFor(ctx, gvk.Kind+" CRD served", func(ctx context.Context) (bool, error) {
 		mapper.Reset()
-		_, err := mapper.RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version)
+		_, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		return err == nil, err
 	})
 	if err != nil {
@@ -299,16 +303,48 @@ func helmLifecycle(t *testing.T, ctx context.Context, srv *apiServer, cs kuberne
 	mustExist(t, ctx, cs, ns, "Service", "sluice-etcd", true)
 	mustExist(t, ctx, cs, ns, "PodDisruptionBudget", "sluice-executor", true)
 	mustExist(t, ctx, cs, ns, "HorizontalPodAutoscaler", "sluice-executor", false)
+	mustExist(t, ctx, cs, ns, "StatefulSet", "sluice-executor", true)
+	mustExist(t, ctx, cs, ns, "NetworkPolicy", "sluice-driver", true)
 
-	// Upgrade 1: executors autoscaled. The HPA appears and the Deployment
-	// no longer pins a replica count of its own in the chart.
+	// The generated CAs, certificates, tokens and secrets key are read back
+	// (lookup) by every upgrade: the same values keep every byte.
+	generated := []string{"sluice-ca", "sluice-etcd-ca", "sluice-driver-tls", "sluice-executor-tls", "sluice-etcd-tls",
+		"sluice-etcd-client-tls", "sluice-tokens", "sluice-auth", "sluice-secrets-key"}
+	first := secretsData(t, ctx, cs, ns, generated)
 	upgrade := action.NewUpgrade(cfg)
 	upgrade.Namespace, upgrade.Timeout = ns, 2*time.Minute
+	if rel, err = upgrade.RunWithContext(ctx, "sluice", c, vals["default"]); err != nil || rel.Version != 2 {
+		t.Fatalf("helm upgrade with the same values: %v", err)
+	}
+	again := secretsData(t, ctx, cs, ns, generated)
+	for _, name := range generated {
+		if !equalData(first[name], again[name]) {
+			t.Errorf("Secret %s changed on an upgrade with the same values", name)
+		}
+	}
+	checkStoredTokens(t, again["sluice-tokens"], again["sluice-auth"]["auth.yaml"])
+
+	// Upgrade 1: executors autoscaled. The HPA appears and the StatefulSet
+	// no longer pins a replica count of its own in the chart. The executor
+	// Secret gains a certificate per possible executor; the CA, the other
+	// certificates, the tokens and the key stay.
 	rel, err = upgrade.RunWithContext(ctx, "sluice", c, vals["autoscaling"])
 	if err != nil {
 		t.Fatalf("helm upgrade to autoscaling: %v", err)
 	}
-	if rel.Version != 2 || rel.Info.Status != release.StatusDeployed {
+	scaled := secretsData(t, ctx, cs, ns, generated)
+	for _, name := range generated {
+		if same := equalData(first[name], scaled[name]); same != (name != "sluice-executor-tls") {
+			t.Errorf("Secret %s unchanged %v after the upgrade to autoscaling", name, same)
+		}
+	}
+	if n := len(scaled["sluice-executor-tls"]); n != 1+2*20 {
+		t.Errorf("executor Secret has %d keys after scaling to at most 20 executors, want ca.crt and 20 pairs", n)
+	}
+	if string(scaled["sluice-executor-tls"]["ca.crt"]) != string(first["sluice-ca"]["tls.crt"]) {
+		t.Errorf("executor certificates re-issued by another CA")
+	}
+	if rel.Version != 3 || rel.Info.Status != release.StatusDeployed {
 		t.Fatalf("after upgrade: version %d status %s", rel.Version, rel.Info.Status)
 	}
 	mustExist(t, ctx, cs, ns, "HorizontalPodAutoscaler", "sluice-executor", true)
@@ -319,9 +355,12 @@ func helmLifecycle(t *testing.T, ctx context.Context, srv *apiServer, cs kuberne
 	if err != nil {
 		t.Fatalf("helm upgrade to ha-external-etcd: %v", err)
 	}
-	if rel.Version != 3 {
-		t.Fatalf("after the second upgrade: version %d, want 3", rel.Version)
+	if rel.Version != 4 {
+		t.Fatalf("after the second upgrade: version %d, want 4", rel.Version)
 	}
+	// The bundled etcd's certificates go with it.
+	mustExist(t, ctx, cs, ns, "Secret", "sluice-etcd-tls", false)
+	mustExist(t, ctx, cs, ns, "NetworkPolicy", "sluice-etcd", false)
 	mustExist(t, ctx, cs, ns, "StatefulSet", "sluice-etcd", false)
 	mustExist(t, ctx, cs, ns, "Service", "sluice-etcd", false)
 	mustExist(t, ctx, cs, ns, "HorizontalPodAutoscaler", "sluice-executor", false)
@@ -367,7 +406,7 @@ func helmLifecycle(t *testing.T, ctx context.Context, srv *apiServer, cs kuberne
 			t.Fatalf("helm uninstall %s: %v", name, err)
 		}
 	}
-	for _, kind := range []string{"Deployment", "StatefulSet", "Service", "ServiceAccount", "HorizontalPodAutoscaler", "PodDisruptionBudget"} {
+	for _, kind := range []string{"Deployment", "StatefulSet", "Service", "ServiceAccount", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "NetworkPolicy"} {
 		if n := countObjects(t, ctx, cs, ns, kind); n != 0 {
 			t.Errorf("%d %s objects left after uninstall", n, kind)
 		}
@@ -405,6 +444,10 @@ func mustExist(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, k
 		_, err = cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, name, metav1.GetOptions{})
 	case "HorizontalPodAutoscaler":
 		_, err = cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
+	case "Secret":
+		_, err = cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	case "NetworkPolicy":
+		_, err = cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, name, metav1.GetOptions{})
 	default:
 		t.Fatalf("mustExist: kind %s", kind)
 	}
@@ -460,9 +503,64 @@ func countObjects(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns
 		if e == nil {
 			n = len(l.Items)
 		}
+	case "Secret":
+		l, e := cs.CoreV1().Secrets(ns).List(ctx, opts)
+		err = e
+		if e == nil {
+			n = len(l.Items)
+		}
+	case "NetworkPolicy":
+		l, e := cs.NetworkingV1().NetworkPolicies(ns).List(ctx, opts)
+		err = e
+		if e == nil {
+			n = len(l.Items)
+		}
+	default:
+		t.Fatalf("countObjects: kind %s", kind)
 	}
 	if err != nil {
 		t.Fatalf("list %s: %v", kind, err)
 	}
 	return n
+}
+
+// secretsData reads the data of the named Secrets.
+func secretsData(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, names []string) map[string]map[string][]byte {
+	t.Helper()
+	out := map[string]map[string][]byte{}
+	for _, name := range names {
+		s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("get Secret %s: %v", name, err)
+		}
+		out[name] = s.Data
+	}
+	return out
+}
+
+func equalData(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if string(b[k]) != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkStoredTokens: the stored auth.yaml (stringData became data) lists the
+// digests of the stored tokens.
+func checkStoredTokens(t *testing.T, tokens map[string][]byte, authYAML []byte) {
+	t.Helper()
+	for name, tok := range tokens {
+		sum := sha256.Sum256(tok)
+		if !strings.Contains(string(authYAML), fmt.Sprintf("{name: %q, sha256: %q", name, hex.EncodeToString(sum[:]))) {
+			t.Errorf("stored auth.yaml lacks the digest of token %s:\n%s", name, authYAML)
+		}
+	}
+	if len(tokens) != 3 {
+		t.Errorf("%d stored tokens, want admin, operator, viewer", len(tokens))
+	}
 }

@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -38,7 +39,7 @@ type valueSet struct {
 
 // requiredValueSets must exist among the chart's ci/ files: the issue asks for
 // these renders at least.
-var requiredValueSets = []string{"default", "ha-external-etcd", "autoscaling", "everything"}
+var requiredValueSets = []string{"default", "ha-external-etcd", "autoscaling", "everything", "tls-off", "cert-manager"}
 
 func loadValueSets(t *testing.T) []valueSet {
 	t.Helper()
@@ -82,11 +83,49 @@ type serviceMonitor struct {
 			Interval      string `json:"interval"`
 			ScrapeTimeout string `json:"scrapeTimeout"`
 			HonorLabels   bool   `json:"honorLabels"`
+			Scheme        string `json:"scheme"`
+			TLSConfig     *struct {
+				ServerName string `json:"serverName"`
+				CA         struct {
+					Secret struct {
+						Name string `json:"name"`
+						Key  string `json:"key"`
+					} `json:"secret"`
+				} `json:"ca"`
+			} `json:"tlsConfig"`
 		} `json:"endpoints"`
 	} `json:"spec"`
 }
 
 var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
+
+// certificate mirrors the fields of cert-manager.io/v1 Certificate that the
+// chart sets, decoded strictly like every other object.
+type certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretName  string   `json:"secretName"`
+		CommonName  string   `json:"commonName"`
+		DNSNames    []string `json:"dnsNames"`
+		IPAddresses []string `json:"ipAddresses"`
+		Usages      []string `json:"usages"`
+		Duration    string   `json:"duration"`
+		RenewBefore string   `json:"renewBefore"`
+		PrivateKey  struct {
+			Algorithm      string `json:"algorithm"`
+			Size           int    `json:"size"`
+			RotationPolicy string `json:"rotationPolicy"`
+		} `json:"privateKey"`
+		IssuerRef struct {
+			Name  string `json:"name"`
+			Kind  string `json:"kind"`
+			Group string `json:"group"`
+		} `json:"issuerRef"`
+	} `json:"spec"`
+}
+
+var certificateGVK = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
 
 // object is one rendered document: its JSON, as the apiserver receives it,
 // and the typed object it strictly decodes into.
@@ -109,6 +148,11 @@ type objects struct {
 	hpas            map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	serviceMonitors map[string]*serviceMonitor
+	secrets         map[string]*corev1.Secret
+	networkPolicies map[string]*networkingv1.NetworkPolicy
+	certificates    map[string]*certificate
+	// values are those of the render, when the caller sets them (secretName).
+	values map[string]any
 }
 
 // strictCodecs refuse unknown and duplicated fields: a misspelled field in a
@@ -128,6 +172,9 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 		hpas:            map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		pdbs:            map[string]*policyv1.PodDisruptionBudget{},
 		serviceMonitors: map[string]*serviceMonitor{},
+		secrets:         map[string]*corev1.Secret{},
+		networkPolicies: map[string]*networkingv1.NetworkPolicy{},
+		certificates:    map[string]*certificate{},
 	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
 	for {
@@ -153,15 +200,25 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
 		o := object{source: source, gvk: tm.GroupVersionKind(), json: js}
-		if o.gvk == serviceMonitorGVK {
-			sm := &serviceMonitor{}
+		if o.gvk == serviceMonitorGVK || o.gvk == certificateGVK {
+			var v metav1.Object
+			if o.gvk == serviceMonitorGVK {
+				v = &serviceMonitor{}
+			} else {
+				v = &certificate{}
+			}
 			dec := json.NewDecoder(bytes.NewReader(js))
 			dec.DisallowUnknownFields()
-			if err := dec.Decode(sm); err != nil {
-				return nil, fmt.Errorf("%s: ServiceMonitor: %w", source, err)
+			if err := dec.Decode(v); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", source, o.gvk.Kind, err)
 			}
-			o.name, o.typed = sm.Name, sm
-			objs.serviceMonitors[sm.Name] = sm
+			switch v := v.(type) {
+			case *serviceMonitor:
+				objs.serviceMonitors[v.Name] = v
+			case *certificate:
+				objs.certificates[v.Name] = v
+			}
+			o.name, o.typed = v.GetName(), v
 			objs.all = append(objs.all, o)
 			continue
 		}
@@ -189,6 +246,12 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 		case *policyv1.PodDisruptionBudget:
 			o.name = v.Name
 			objs.pdbs[v.Name] = v
+		case *corev1.Secret:
+			o.name = v.Name
+			objs.secrets[v.Name] = v
+		case *networkingv1.NetworkPolicy:
+			o.name = v.Name
+			objs.networkPolicies[v.Name] = v
 		default:
 			return nil, fmt.Errorf("%s: kind %s is not checked by these tests; add it to decodeManifest", source, o.gvk)
 		}

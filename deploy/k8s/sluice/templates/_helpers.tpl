@@ -73,7 +73,7 @@ The --etcd endpoints: every member of the bundled etcd through its stable DNS na
 {{- $svc := include "sluice.etcdService" . -}}
 {{- $eps := list -}}
 {{- range $i := until (int .Values.etcd.bundled.replicas) -}}
-{{- $eps = append $eps (printf "http://%s-%d.%s.%s.svc:2379" $svc $i $svc $.Release.Namespace) -}}
+{{- $eps = append $eps (printf "%s://%s-%d.%s.%s.svc:2379" (ternary "https" "http" (eq (include "sluice.etcdBundledTLS" $) "true")) $svc $i $svc $.Release.Namespace) -}}
 {{- end -}}
 {{- join "," $eps -}}
 {{- else -}}
@@ -116,7 +116,7 @@ names the values involved.
 {{- fail "etcd.endpoints and etcd.bundled.enabled are exclusive: disable the bundled etcd to use your own" -}}
 {{- end -}}
 {{- if and .Values.etcd.tls.enabled .Values.etcd.bundled.enabled -}}
-{{- fail "etcd.tls.enabled applies to an external etcd; the bundled etcd serves plain HTTP inside the cluster" -}}
+{{- fail "etcd.tls.enabled applies to an external etcd; the bundled etcd gets its TLS from tls.* (on with tls.enabled)" -}}
 {{- end -}}
 {{- if and .Values.etcd.tls.enabled (not .Values.etcd.tls.secretName) -}}
 {{- fail "etcd.tls.secretName is required when etcd.tls.enabled is true (a Secret with ca.crt, tls.crt and tls.key)" -}}
