@@ -370,8 +370,13 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluicev1.Task, current func() error) *sluicev1.TaskResult {
 	res := &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(), Split: t.GetSplit(),
 		Token: t.GetToken()}
-	defer e.metrics.attempt(ctx, t.GetJob(), res)() // sees the final res (metrics.go)
+	// cancelled: the attempt ended because it was cancelled (by the driver,
+	// the session ending or a fence), told by the error's chain, not its text.
+	var cancelled bool
+	done := e.metrics.attempt(t.GetJob(), res) // sees the final res (metrics.go)
+	defer func() { done(cancelled || ctx.Err() != nil) }()
 	fail := func(err error) *sluicev1.TaskResult {
+		cancelled = errors.Is(err, context.Canceled)
 		res.Ok, res.Error, res.ErrorKind = false, err.Error(), rpc.ErrorKindRetryable
 		switch {
 		case errors.Is(err, connectors.ErrDataLoss):

@@ -1,10 +1,8 @@
 package executor
 
 import (
-	"context"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -72,27 +70,27 @@ func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 //
 //	defer e.metrics.attempt(ctx, t.GetJob(), res)()
 //
-// ctx is the session's: an attempt that failed after it ended (stream
-// broken, shutdown) counts as cancelled, as does one whose error is a
-// cancellation (the driver's CancelTasks).
-func (m *metrics) attempt(ctx context.Context, job string, res *sluicev1.TaskResult) func() {
+// The returned func takes whether the attempt was cancelled (the session
+// ended — stream broken, shutdown, fence — or the driver's CancelTasks); a
+// cancelled failure counts as cancelled, not as a failure kind.
+func (m *metrics) attempt(job string, res *sluicev1.TaskResult) func(cancelled bool) {
 	start := time.Now()
 	m.running.Inc()
-	return func() {
+	return func(cancelled bool) {
 		m.running.Dec()
 		m.duration.WithLabelValues(job).Observe(time.Since(start).Seconds())
 		m.recordsIn.WithLabelValues(job).Add(float64(max(res.GetRecordsIn(), 0)))
 		m.recordsOut.WithLabelValues(job).Add(float64(max(res.GetRecordsOut(), 0)))
 		m.bytesIn.WithLabelValues(job).Add(float64(max(res.GetBytesIn(), 0)))
-		m.attempts.WithLabelValues(job, outcome(ctx, res)).Inc()
+		m.attempts.WithLabelValues(job, outcome(res, cancelled)).Inc()
 	}
 }
 
-func outcome(ctx context.Context, res *sluicev1.TaskResult) string {
+func outcome(res *sluicev1.TaskResult, cancelled bool) string {
 	switch {
 	case res.GetOk():
 		return outcomeOK
-	case ctx.Err() != nil || strings.Contains(res.GetError(), context.Canceled.Error()):
+	case cancelled:
 		return outcomeCancelled
 	case res.GetErrorKind() == "":
 		return rpc.ErrorKindRetryable
