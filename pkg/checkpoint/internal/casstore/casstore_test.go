@@ -236,3 +236,41 @@ func TestConflictsRetry(t *testing.T) {
 		t.Fatalf("latest plan %d, want 159", p.Batch)
 	}
 }
+
+// TestUnreadableHead pins that one corrupted job head (an item or object
+// edited outside Sluice) failed ListJobs, so every elected driver exited.
+// Now the job is listed as unreadable and DeleteJob removes it.
+func TestUnreadableHead(t *testing.T) {
+	m := newMemory()
+	s := casstore.New(m, casstore.Options{})
+	ctx := context.Background()
+	for _, name := range []string{"broken", "fine"} {
+		if err := s.PutJob(ctx, casstoretest.Old, checkpoint.JobRecord{Name: name, State: "RUNNING"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, ver, err := m.GetHead(ctx, "broken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.PutHead(ctx, "broken", []byte(`{"epoch": 41, "name": "bro`), ver); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := s.ListJobs(ctx)
+	if err != nil {
+		t.Fatalf("ListJobs with one unreadable head: %v", err)
+	}
+	if len(jobs) != 2 || jobs[0].Name != "broken" || jobs[0].Unreadable == nil || jobs[1].Name != "fine" || jobs[1].Unreadable != nil {
+		t.Fatalf("listed %+v, want broken (unreadable) and fine", jobs)
+	}
+	if err := s.DeleteJob(ctx, casstoretest.Old, "broken"); err != nil {
+		t.Fatalf("delete of the unreadable job: %v", err)
+	}
+	if jobs, err = s.ListJobs(ctx); err != nil || len(jobs) != 1 || jobs[0].Name != "fine" {
+		t.Fatalf("after delete: %+v, %v", jobs, err)
+	}
+	// The name is free again.
+	if err := s.PutJob(ctx, casstoretest.Old, checkpoint.JobRecord{Name: "broken", State: "PENDING"}); err != nil {
+		t.Fatal(err)
+	}
+}

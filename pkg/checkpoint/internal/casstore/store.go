@@ -89,10 +89,16 @@ type head struct {
 // logs written without one) rather than a deleted job's tombstone.
 func (h *head) live() bool { return !h.Deleted }
 
+// errUnreadableHead marks a head whose bytes do not decode (an item or
+// object corrupted outside Sluice): ListJobs lists the job with
+// JobRecord.Unreadable set instead of failing, and DeleteJob replaces the
+// head with a tombstone.
+var errUnreadableHead = errors.New("unreadable job head")
+
 func decodeHead(job string, v []byte) (head, error) {
 	var h head
 	if err := json.Unmarshal(v, &h); err != nil {
-		return h, fmt.Errorf("decode head of job %q: %w", job, err)
+		return h, fmt.Errorf("decode head of job %q: %w: %w", job, errUnreadableHead, err)
 	}
 	return h, nil
 }
@@ -422,6 +428,9 @@ func (s *Store) ListJobs(ctx context.Context) ([]checkpoint.JobRecord, error) {
 // while deleting) has none.
 func (s *Store) listed(ctx context.Context, hd Head, fence stamp) (*checkpoint.JobRecord, error) {
 	h, ok, err := s.sealed(ctx, hd, fence)
+	if errors.Is(err, errUnreadableHead) {
+		return &checkpoint.JobRecord{Name: hd.Job, Unreadable: err}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("job %q: %w", hd.Job, err)
 	}
@@ -443,6 +452,9 @@ func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) 
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	if err := s.dropUnreadable(ctx, w, name); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	var existed bool
 	h, err := s.change(ctx, w, name, func(h *head, exists bool) bool {
 		existed = h.Inc != ""
@@ -460,6 +472,29 @@ func (s *Store) DeleteJob(ctx context.Context, f checkpoint.Fence, name string) 
 	}
 	if err := s.b.DeleteLogs(ctx, LogRef{Job: name, Inc: h.Inc}, AllBatches); err != nil {
 		return fmt.Errorf("%s: remove logs (the job is already gone; delete again to finish): %w", what, err)
+	}
+	return nil
+}
+
+// dropUnreadable replaces a head that does not decode with a tombstone
+// stamped w, so that DeleteJob can go on. Such a head has no stamp to check
+// against w; begin has just checked the fence, and a newer leader's write
+// would have replaced the head with a readable one and changed its version,
+// so the conditional put fails in that case. Logs of the lost incarnation
+// cannot be found without the head and stay behind.
+func (s *Store) dropUnreadable(ctx context.Context, w stamp, job string) error {
+	v, ver, err := s.b.GetHead(ctx, job)
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read head: %w", err)
+	}
+	if _, err := decodeHead(job, v); err == nil {
+		return nil
+	}
+	if _, err := s.putHead(ctx, job, head{stamp: w, Name: job, Deleted: true}, ver); err != nil {
+		return fmt.Errorf("replace the unreadable head: %w", err)
 	}
 	return nil
 }
