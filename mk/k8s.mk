@@ -14,10 +14,10 @@ image: ## build the driver, executor and CLI images (needs a Docker engine; VERS
 	$(DOCKER) build --target executor --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/sluice-executor:$(VERSION) .
 	$(DOCKER) build --target cli --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/sluice:$(VERSION) .
 
-manifests: ## render deploy/k8s/manifests from the Helm chart (commit the result)
+manifests: ## render deploy/k8s/manifests and the operations kit copies (deploy/grafana, deploy/prometheus) from the Helm chart (commit the result)
 	cd $(K8S_DIR) && GOWORK=off $(GO) run ./cmd/manifests -root $(CURDIR)
 
-manifests-check: ## fail when deploy/k8s/manifests differs from a fresh render of the chart
+manifests-check: ## fail when deploy/k8s/manifests or the operations kit copies differ from a fresh render of the chart
 	cd $(K8S_DIR) && GOWORK=off $(GO) run ./cmd/manifests -root $(CURDIR) -check
 
 # The first run builds kube-apiserver into $SLUICE_TOOLS_DIR (default ~/.cache/sluice/tools),

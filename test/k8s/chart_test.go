@@ -57,6 +57,7 @@ func TestRenderValueSets(t *testing.T) {
 			checkEtcd(t, objs, r.Values)
 			checkAutoscalingAndDisruption(t, objs, r.Values)
 			checkServiceMonitor(t, objs, r.Values)
+			checkMonitoring(t, objs, r.Values)
 			checkServiceAccount(t, objs, r.Values)
 			checkFlags(t, objs, flags)
 			checkSecurity(t, objs, r.Values)
@@ -92,6 +93,8 @@ func metaOf(typed any) metav1.ObjectMeta {
 	case *serviceMonitor:
 		return v.ObjectMeta
 	case *certificate:
+		return v.ObjectMeta
+	case *prometheusRule:
 		return v.ObjectMeta
 	case metav1.ObjectMetaAccessor:
 		return *v.GetObjectMeta().(*metav1.ObjectMeta)

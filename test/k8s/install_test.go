@@ -70,6 +70,7 @@ func TestAPIServer(t *testing.T) {
 	}
 	installCRD(t, ctx, dyn, mapper, "testdata/servicemonitor-crd.yaml", serviceMonitorGVK)
 	installCRD(t, ctx, dyn, mapper, "testdata/certificate-crd.yaml", certificateGVK)
+	installCRD(t, ctx, dyn, mapper, "testdata/prometheusrule-crd.yaml", prometheusRuleGVK)
 
 	c, err := chart.Load(chart.Dir(repoRoot))
 	if err != nil {
@@ -398,6 +399,10 @@ func helmLifecycle(t *testing.T, ctx context.Context, srv *apiServer, cs kuberne
 	mustExist(t, ctx, cs, ns, "StatefulSet", "stream-etcd", true)
 	mustExist(t, ctx, cs, ns, "PodDisruptionBudget", "stream-etcd", true)
 	mustExist(t, ctx, cs, ns, "HorizontalPodAutoscaler", "stream-executor", true)
+	// The operations kit: the dashboard ConfigMap and the PrometheusRule,
+	// stored as the chart rendered them.
+	mustExist(t, ctx, cs, ns, "ConfigMap", "stream-dashboard", true)
+	checkStoredPrometheusRule(t, ctx, srv, ns, "stream")
 
 	for _, name := range []string{"sluice", "stream"} {
 		un := action.NewUninstall(cfg)
@@ -406,7 +411,7 @@ func helmLifecycle(t *testing.T, ctx context.Context, srv *apiServer, cs kuberne
 			t.Fatalf("helm uninstall %s: %v", name, err)
 		}
 	}
-	for _, kind := range []string{"Deployment", "StatefulSet", "Service", "ServiceAccount", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "NetworkPolicy"} {
+	for _, kind := range []string{"Deployment", "StatefulSet", "Service", "ServiceAccount", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "NetworkPolicy", "ConfigMap"} {
 		if n := countObjects(t, ctx, cs, ns, kind); n != 0 {
 			t.Errorf("%d %s objects left after uninstall", n, kind)
 		}
@@ -448,6 +453,8 @@ func mustExist(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, k
 		_, err = cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	case "NetworkPolicy":
 		_, err = cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, name, metav1.GetOptions{})
+	case "ConfigMap":
+		_, err = cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	default:
 		t.Fatalf("mustExist: kind %s", kind)
 	}
@@ -515,6 +522,12 @@ func countObjects(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns
 		if e == nil {
 			n = len(l.Items)
 		}
+	case "ConfigMap":
+		l, e := cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
+		err = e
+		if e == nil {
+			n = len(l.Items)
+		}
 	default:
 		t.Fatalf("countObjects: kind %s", kind)
 	}
@@ -562,5 +575,33 @@ func checkStoredTokens(t *testing.T, tokens map[string][]byte, authYAML []byte) 
 	}
 	if len(tokens) != 3 {
 		t.Errorf("%d stored tokens, want admin, operator, viewer", len(tokens))
+	}
+}
+
+// checkStoredPrometheusRule reads the release's PrometheusRule back from the
+// apiserver: the CRD accepted every group and rule, and they are still a
+// valid rules file with the alerts.
+func checkStoredPrometheusRule(t *testing.T, ctx context.Context, srv *apiServer, ns, name string) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(srv.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvr := schema.GroupVersionResource{Group: prometheusRuleGVK.Group, Version: prometheusRuleGVK.Version, Resource: "prometheusrules"}
+	u, err := dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("PrometheusRule %s: %v", name, err)
+	}
+	js, err := u.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr prometheusRule
+	if err := json.Unmarshal(js, &pr); err != nil {
+		t.Fatal(err)
+	}
+	alerts := checkRuleFile(t, "stored PrometheusRule "+name, pr.Spec, knownMetrics(t))
+	if strings.Join(alerts, ",") != strings.Join(wantAlerts, ",") {
+		t.Errorf("stored PrometheusRule %s: alerts %v, want %v", name, alerts, wantAlerts)
 	}
 }

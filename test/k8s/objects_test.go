@@ -127,6 +127,34 @@ type certificate struct {
 
 var certificateGVK = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
 
+// prometheusRule mirrors monitoring.coreos.com/v1 PrometheusRule: its spec is
+// a Prometheus rules file (rulefmt), decoded strictly like every other object.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              ruleFile `json:"spec"`
+}
+
+// ruleFile is a Prometheus rules file: the fields of Prometheus' rulefmt.
+type ruleFile struct {
+	Groups []struct {
+		Name     string `json:"name"`
+		Interval string `json:"interval,omitempty"`
+		Limit    int    `json:"limit,omitempty"`
+		Rules    []struct {
+			Record        string            `json:"record,omitempty"`
+			Alert         string            `json:"alert,omitempty"`
+			Expr          string            `json:"expr"`
+			For           string            `json:"for,omitempty"`
+			KeepFiringFor string            `json:"keep_firing_for,omitempty"`
+			Labels        map[string]string `json:"labels,omitempty"`
+			Annotations   map[string]string `json:"annotations,omitempty"`
+		} `json:"rules"`
+	} `json:"groups"`
+}
+
+var prometheusRuleGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}
+
 // object is one rendered document: its JSON, as the apiserver receives it,
 // and the typed object it strictly decodes into.
 type object struct {
@@ -151,6 +179,8 @@ type objects struct {
 	secrets         map[string]*corev1.Secret
 	networkPolicies map[string]*networkingv1.NetworkPolicy
 	certificates    map[string]*certificate
+	configMaps      map[string]*corev1.ConfigMap
+	prometheusRules map[string]*prometheusRule
 	// values are those of the render, when the caller sets them (secretName).
 	values map[string]any
 }
@@ -175,6 +205,8 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 		secrets:         map[string]*corev1.Secret{},
 		networkPolicies: map[string]*networkingv1.NetworkPolicy{},
 		certificates:    map[string]*certificate{},
+		configMaps:      map[string]*corev1.ConfigMap{},
+		prometheusRules: map[string]*prometheusRule{},
 	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
 	for {
@@ -200,12 +232,15 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
 		o := object{source: source, gvk: tm.GroupVersionKind(), json: js}
-		if o.gvk == serviceMonitorGVK || o.gvk == certificateGVK {
+		if o.gvk == serviceMonitorGVK || o.gvk == certificateGVK || o.gvk == prometheusRuleGVK {
 			var v metav1.Object
-			if o.gvk == serviceMonitorGVK {
+			switch o.gvk {
+			case serviceMonitorGVK:
 				v = &serviceMonitor{}
-			} else {
+			case certificateGVK:
 				v = &certificate{}
+			default:
+				v = &prometheusRule{}
 			}
 			dec := json.NewDecoder(bytes.NewReader(js))
 			dec.DisallowUnknownFields()
@@ -217,6 +252,8 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 				objs.serviceMonitors[v.Name] = v
 			case *certificate:
 				objs.certificates[v.Name] = v
+			case *prometheusRule:
+				objs.prometheusRules[v.Name] = v
 			}
 			o.name, o.typed = v.GetName(), v
 			objs.all = append(objs.all, o)
@@ -252,6 +289,9 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 		case *networkingv1.NetworkPolicy:
 			o.name = v.Name
 			objs.networkPolicies[v.Name] = v
+		case *corev1.ConfigMap:
+			o.name = v.Name
+			objs.configMaps[v.Name] = v
 		default:
 			return nil, fmt.Errorf("%s: kind %s is not checked by these tests; add it to decodeManifest", source, o.gvk)
 		}

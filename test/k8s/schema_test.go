@@ -40,6 +40,12 @@ func TestBadValuesRefused(t *testing.T) {
 		{"lease below 2s", m{"driver": m{"leaseTTLSeconds": 1}}, []string{"/driver/leaseTTLSeconds"}},
 		{"unknown checkpoint store", m{"driver": m{"store": "redis://cache/0"}}, []string{"/driver/store"}},
 		{"bad scrape interval", m{"metrics": m{"serviceMonitor": m{"interval": "often"}}}, []string{"/metrics/serviceMonitor/interval"}},
+		{"bad alert duration", m{"monitoring": m{"prometheusRule": m{"noLeader": m{"for": "2 minutes"}}}}, []string{"/monitoring/prometheusRule/noLeader/for"}},
+		{"bad alert window", m{"monitoring": m{"prometheusRule": m{"lagGrowing": m{"window": "10"}}}}, []string{"/monitoring/prometheusRule/lagGrowing/window"}},
+		{"zero expected executors", m{"monitoring": m{"prometheusRule": m{"executorsMissing": m{"minExecutors": 0}}}}, []string{"/monitoring/prometheusRule/executorsMissing/minExecutors", "minimum"}},
+		{"misspelled alert", m{"monitoring": m{"prometheusRule": m{"noLeaders": m{"enabled": false}}}}, []string{"/monitoring/prometheusRule", "noLeaders"}},
+		{"severity with a space", m{"monitoring": m{"prometheusRule": m{"jobRetrying": m{"severity": "very bad"}}}}, []string{"/monitoring/prometheusRule/jobRetrying/severity"}},
+		{"dashboard label not a string", m{"monitoring": m{"dashboard": m{"labels": m{"grafana_dashboard": 1}}}}, []string{"/monitoring/dashboard/labels/grafana_dashboard"}},
 
 		// Checks across values, in the chart's templates.
 		{"heartbeat timeout below 3x interval", m{"driver": m{"heartbeatIntervalSeconds": 2, "heartbeatTimeoutSeconds": 5}},

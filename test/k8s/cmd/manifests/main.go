@@ -1,5 +1,6 @@
 // Command manifests writes deploy/k8s/manifests/sluice.yaml from the Helm
-// chart (make manifests), or with -check fails when the committed file differs
+// chart, and the operations kit's deploy/grafana and deploy/prometheus files
+// from the chart's files/ (make manifests), or with -check fails when the committed file differs
 // from a fresh render (make manifests-check).
 package main
 
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/sluicehq/sluice/test/k8s/internal/chart"
 )
@@ -36,19 +38,37 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(chart.ManifestsDir(*root), chart.ManifestsFile)
-	if *check {
-		got, err := os.ReadFile(path)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if !bytes.Equal(got, want) {
-			return fmt.Errorf("%s is stale: run make manifests and commit the result", path)
-		}
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	outputs := map[string][]byte{filepath.Join(chart.ManifestsDir(*root), chart.ManifestsFile): want}
+	kit, err := chart.OpsKit(c)
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, want, 0o644)
+	for rel, b := range kit {
+		outputs[filepath.Join(*root, filepath.FromSlash(rel))] = b
+	}
+	paths := make([]string, 0, len(outputs))
+	for p := range outputs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, path := range paths {
+		want := outputs[path]
+		if *check {
+			got, err := os.ReadFile(path)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if !bytes.Equal(got, want) {
+				return fmt.Errorf("%s is stale: run make manifests and commit the result", path)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
