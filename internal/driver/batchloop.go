@@ -89,6 +89,7 @@ func (l *batchLoop) run(ctx context.Context) error {
 		return fmt.Errorf("load last plan: %w", err)
 	}
 
+	l.watchCommitErrors()
 	trig := l.job.Trigger
 	nextAt := time.Now()
 	for {
@@ -358,6 +359,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
 	}
 	l.commits++
+	l.observeCommit(ctx, batch, ends)
 	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
 	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()
 	l.committed = ends

@@ -26,6 +26,9 @@ type metrics struct {
 	sourceGauge *prometheus.GaugeVec
 	restarts    *prometheus.CounterVec
 	refused     *prometheus.CounterVec
+	// groupCommitErrors counts failed commits of batch ends to a source's
+	// consumer group (Kafka commitOffsetsToGroup), which never fail a job.
+	groupCommitErrors *prometheus.CounterVec
 }
 
 func newMetrics(d *Driver) *metrics {
@@ -44,9 +47,11 @@ func newMetrics(d *Driver) *metrics {
 		restarts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_job_restarts_total", Help: "Restarts of a job after a retryable failure (restartStrategy)."}, []string{"job"}),
 		refused:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_task_results_refused_total", Help: "Task results refused: wrong stream or token, or an end the range does not allow."}, []string{"reason"}),
 	}
+	m.groupCommitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_group_commit_errors_total",
+		Help: "Failed commits of batch end offsets to the source's consumer group (commitOffsetsToGroup); the job goes on."}, []string{"job"})
 	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
 		func() float64 { return float64(len(d.reg.snapshot(scheduler.SlotUnits))) })
-	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, executors,
+	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, executors, m.groupCommitErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -48,5 +48,6 @@ func KafkaConfig(k *sluicev1.KafkaSource) kafka.Config {
 		IncludeHeaders:         k.GetIncludeHeaders(),
 		MaxRecordsPerPartition: k.GetMaxRecordsPerPartition(),
 		Properties:             k.GetProperties(),
+		CommitOffsetsToGroup:   k.GetCommitOffsetsToGroup(),
 	}
 }

@@ -120,6 +120,23 @@ type TaskMetricsSummarizer interface {
 	SummarizeTaskMetrics(perPartition map[stream.PartitionID]map[string]float64) map[string]float64
 }
 
+// BatchCommitObserver is implemented by sources that tell their service how
+// far a job got, e.g. Kafka's commitOffsetsToGroup for lag tools. What they
+// tell is for monitoring only: the checkpoint stays the one record of where
+// the job reads, and nothing the service holds is ever read back.
+//
+// The driver calls ReportErrorsTo once, before the first Committed, then
+// Committed from the batch loop right after each batch's commit is stored,
+// with the ends that commit holds (the caller keeps ownership: copy what you
+// keep). Committed must return at once and cannot fail the batch: hand the
+// ends to a goroutine the source owns (the latest ends win) and stop it in
+// Close. That goroutine passes each failure to the function ReportErrorsTo
+// set (the driver counts them); a nil function drops them.
+type BatchCommitObserver interface {
+	ReportErrorsTo(fn func(error))
+	Committed(ctx context.Context, batch stream.BatchID, ends map[stream.PartitionID]stream.Position)
+}
+
 // Sink writes task outputs.
 type Sink interface {
 	OpenWriter(ctx context.Context, key WriteKey) (Writer, error)

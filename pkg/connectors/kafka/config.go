@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -98,6 +100,15 @@ type Config struct {
 	// Any other key is refused, so a misspelt option is never silently
 	// ignored.
 	Properties map[string]string
+
+	// CommitOffsetsToGroup, when set, names a consumer group to which the
+	// source commits each committed batch's end offsets, so that lag tools
+	// (kafka-consumer-groups.sh, Burrow, kminion) see the job. The group is
+	// never joined (it has no members) and never read: the checkpoint alone
+	// says where the job reads. A failed commit is logged and reported to
+	// the driver, never fatal; the next batch's commit supersedes it. At
+	// most 255 characters. Empty (the default): off.
+	CommitOffsetsToGroup string
 }
 
 // Property names Config.Properties accepts.
@@ -166,6 +177,8 @@ type settings struct {
 	// failOnDataLoss: readers fail on records deleted after planning
 	// instead of reading what remains.
 	failOnDataLoss bool
+	// group is commitOffsetsToGroup; "" when off.
+	group string
 }
 
 // Validate reports the first problem with c, naming the option as the user
@@ -284,7 +297,28 @@ func (c Config) settings() (*settings, error) {
 		return nil, err
 	}
 	s.props = props
+
+	if err := validGroup(c.CommitOffsetsToGroup); err != nil {
+		return nil, fieldErr("commitOffsetsToGroup", "%w", err)
+	}
+	s.group = c.CommitOffsetsToGroup
 	return s, nil
+}
+
+// validGroup accepts "" (off) or a group id that shows plainly in the lag
+// tools: not blank, at most 255 characters, no control characters.
+func validGroup(g string) error {
+	switch {
+	case g == "":
+		return nil
+	case strings.TrimSpace(g) == "":
+		return errors.New("must not be blank (leave it empty to commit to no group)")
+	case utf8.RuneCountInString(g) > 255:
+		return fmt.Errorf("group id is %d characters long; at most 255", utf8.RuneCountInString(g))
+	case strings.IndexFunc(g, unicode.IsControl) >= 0:
+		return fmt.Errorf("group id %q holds a control character", g)
+	}
+	return nil
 }
 
 // validTopic applies Kafka's topic name rules, so that a typo fails at submit

@@ -42,6 +42,8 @@ type Source struct {
 	// calls tracks goroutines running client calls that Plan stopped
 	// waiting for (see await); Close waits for them.
 	calls sync.WaitGroup
+	// group commits batch ends to commitOffsetsToGroup; nil when off.
+	group *groupCommitter
 
 	mu sync.Mutex // serialises Plan; guards the fields below
 	// snapshot holds the end offsets seen by the first AvailableNow plan:
@@ -71,7 +73,7 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new kafka source: %w", err)
 	}
-	return &Source{
+	s := &Source{
 		cfg:        cfg,
 		set:        set,
 		opts:       o,
@@ -79,7 +81,11 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 		errs:       errs,
 		adm:        kadm.NewClient(cl),
 		goneWarned: map[topicPartition]bool{},
-	}, nil
+	}
+	if set.group != "" {
+		s.group = newGroupCommitter(set.group, s.adm, o.logger)
+	}
+	return s, nil
 }
 
 // Identity is the sorted bootstrap servers and the subscription, e.g.
@@ -87,14 +93,26 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 func (s *Source) Identity() string { return s.set.identity() }
 
 // Close releases the client and waits for calls an earlier Plan abandoned
-// when its context ended (closing the client ends them). Plan calls after
-// Close fail.
+// when its context ended (closing the client ends them). With
+// commitOffsetsToGroup it first
+//
+//  1. stops the committing goroutine, which commits the last ends handed
+//     over and not yet committed,
+//  2. waits for that at most 5s, then closes the client, which ends a
+//     commit still in flight,
+//  3. waits for the goroutine to return.
+//
+// Plan calls after Close fail; Committed calls do nothing.
 func (s *Source) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
-		s.cl.Close()
+		if s.group != nil {
+			s.group.close(s.cl.Close)
+		} else {
+			s.cl.Close()
+		}
 		s.calls.Wait()
 	}
 	return nil

@@ -709,9 +709,14 @@ type KafkaSource struct {
 	MaxRecordsPerPartition int64 `protobuf:"varint,11,opt,name=max_records_per_partition,json=maxRecordsPerPartition,proto3" json:"max_records_per_partition,omitempty"`
 	// Client properties (TLS, SASL...). Values of keys that look secret are
 	// never shown back.
-	Properties    map[string]string `protobuf:"bytes,12,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Properties map[string]string `protobuf:"bytes,12,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// After each committed batch, commit its end offsets to this consumer
+	// group so that lag tools (kafka-consumer-groups.sh, Burrow, kminion) see
+	// the job. The group has no members and is never read back: the
+	// checkpoint alone says where the job reads. Empty = off.
+	CommitOffsetsToGroup string `protobuf:"bytes,13,opt,name=commit_offsets_to_group,json=commitOffsetsToGroup,proto3" json:"commit_offsets_to_group,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *KafkaSource) Reset() {
@@ -826,6 +831,13 @@ func (x *KafkaSource) GetProperties() map[string]string {
 		return x.Properties
 	}
 	return nil
+}
+
+func (x *KafkaSource) GetCommitOffsetsToGroup() string {
+	if x != nil {
+		return x.CommitOffsetsToGroup
+	}
+	return ""
 }
 
 // KinesisSource follows the option names of the Databricks Kinesis connector
@@ -2626,7 +2638,7 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x06Source\x12.\n" +
 	"\x05kafka\x18\x01 \x01(\v2\x16.sluice.v1.KafkaSourceH\x00R\x05kafka\x124\n" +
 	"\akinesis\x18\x02 \x01(\v2\x18.sluice.v1.KinesisSourceH\x00R\akinesisB\x06\n" +
-	"\x04kind\"\x94\x05\n" +
+	"\x04kind\"\xcb\x05\n" +
 	"\vKafkaSource\x12+\n" +
 	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x12\x1c\n" +
 	"\tsubscribe\x18\x02 \x03(\tR\tsubscribe\x12+\n" +
@@ -2642,7 +2654,8 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x19max_records_per_partition\x18\v \x01(\x03R\x16maxRecordsPerPartition\x12F\n" +
 	"\n" +
 	"properties\x18\f \x03(\v2&.sluice.v1.KafkaSource.PropertiesEntryR\n" +
-	"properties\x1a=\n" +
+	"properties\x125\n" +
+	"\x17commit_offsets_to_group\x18\r \x01(\tR\x14commitOffsetsToGroup\x1a=\n" +
 	"\x0fPropertiesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x14\n" +
