@@ -51,7 +51,7 @@ func newMetrics(d *Driver) *metrics {
 		Help: "Failed commits of batch end offsets to the source's consumer group (commitOffsetsToGroup); the job goes on."}, []string{"job"})
 	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
 		func() float64 { return float64(len(d.reg.snapshot(scheduler.SlotUnits))) })
-	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, executors, m.groupCommitErrors,
+	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, executors, m.groupCommitErrors, jobStates{d},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -74,5 +74,34 @@ func (m *metrics) batch(job string, p *sluicev1.BatchProgress) {
 func (m *metrics) source(job string, figures map[string]float64) {
 	for k, v := range figures {
 		m.sourceGauge.WithLabelValues(job, k).Set(v)
+	}
+}
+
+// jobStateDesc is sluice_job_state: one series per job and state, 1 for the
+// state the job is in and 0 for the others, as kube-state-metrics exposes
+// pod phases, so an alert can say "RETRYING for 10 minutes" or "FAILED".
+var jobStateDesc = prometheus.NewDesc("sluice_job_state",
+	"1 for the state each job is in (PENDING, RUNNING, RETRYING, STOPPING, STOPPED, FINISHED, FAILED), 0 for the others; served by the leading driver only.",
+	[]string{"job", "state"}, nil)
+
+// jobStates collects sluice_job_state from the status board at scrape time,
+// so deleted jobs vanish and nothing has to be kept in step. Only the
+// leader's board is current; followers serve no series.
+type jobStates struct{ d *Driver }
+
+func (c jobStates) Describe(ch chan<- *prometheus.Desc) { ch <- jobStateDesc }
+
+func (c jobStates) Collect(ch chan<- prometheus.Metric) {
+	if c.d.currentManager() == nil {
+		return
+	}
+	for _, j := range c.d.status.list() {
+		for v := sluicev1.JobState_JOB_STATE_PENDING; v <= sluicev1.JobState_JOB_STATE_RETRYING; v++ {
+			set := 0.0
+			if j.GetState() == v {
+				set = 1
+			}
+			ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, set, j.GetName(), stateName(v))
+		}
 	}
 }

@@ -391,3 +391,37 @@ func TestUnreadableCatalogEntry(t *testing.T) {
 		t.Fatalf("after delete: %v", err)
 	}
 }
+
+// TestJobStateMetric: sluice_job_state says which state each job is in, so
+// alerts can name RETRYING and FAILED instead of guessing from counters.
+func TestJobStateMetric(t *testing.T) {
+	_, brokers := kafkaWith(t, "ev", 1, 20)
+	c := startCluster(t, t.TempDir())
+	if _, err := c.api.SubmitJob(context.Background(), &sluicev1.SubmitJobRequest{Spec: spec("done", brokers, "ev", t.TempDir(), availableNow)}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c.api, "done", sluicev1.JobState_JOB_STATE_FINISHED)
+	families, err := c.d.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "sluice_job_state" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["job"] == "done" {
+				got[labels["state"]] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{"PENDING": 0, "RUNNING": 0, "STOPPING": 0, "STOPPED": 0, "FINISHED": 1, "FAILED": 0, "RETRYING": 0}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sluice_job_state{job=\"done\"} = %v, want %v", got, want)
+	}
+}

@@ -173,4 +173,3 @@ func TestDialRefusesPlaintextTokenOffHost(t *testing.T) {
 	}
 	conn.Close()
 }
-

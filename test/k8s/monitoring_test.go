@@ -37,7 +37,7 @@ var metricsSources = []string{"internal/driver/metrics.go", "internal/executor/m
 // the executor register; histograms also expose _bucket, _sum and _count.
 func knownMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	re := regexp.MustCompile(`Name:\s*"(sluice_[a-z0-9_]+)"`)
+	re := regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*)"(sluice_[a-z0-9_]+)"`)
 	histogram := regexp.MustCompile(`prometheus\.HistogramOpts\{\s*Name:\s*"(sluice_[a-z0-9_]+)"`)
 	known := map[string]bool{}
 	for _, f := range metricsSources {
@@ -355,7 +355,7 @@ func checkRuleFile(t *testing.T, name string, rf ruleFile, known map[string]bool
 
 // wantAlerts are the issue's alerts: no leader, executors missing, a job
 // retrying, a job failed or stuck, lag growing.
-var wantAlerts = []string{"SluiceNoLeader", "SluiceExecutorsMissing", "SluiceJobRetrying", "SluiceJobStalled", "SluiceLagGrowing"}
+var wantAlerts = []string{"SluiceNoLeader", "SluiceExecutorsMissing", "SluiceJobFailed", "SluiceJobRetrying", "SluiceJobStalled", "SluiceLagGrowing"}
 
 // TestAlertRules: the rules file in deploy/prometheus is the chart's
 // PrometheusRule with the default values, and it is a valid rules file;
@@ -422,6 +422,7 @@ func TestAlertRules(t *testing.T) {
 		pr := render(t, m{"monitoring": m{"prometheusRule": m{"enabled": true, "labels": m{"release": "prom"},
 			"noLeader":         m{"for": "1m", "severity": "page"},
 			"executorsMissing": m{"minExecutors": 7},
+			"jobFailed":        m{"for": "2m", "severity": "page"},
 			"jobRetrying":      m{"window": "3m", "for": "20m"},
 			"jobStalled":       m{"window": "1h"},
 			"lagGrowing":       m{"window": "30m", "minMs": 5000, "minRecords": 42}}}})
@@ -431,6 +432,7 @@ func TestAlertRules(t *testing.T) {
 		checks := []struct{ alert, expr, forDur, severity string }{
 			{"SluiceNoLeader", "< 1", "1m", "page"},
 			{"SluiceExecutorsMissing", "< 7", "5m", "warning"},
+			{"SluiceJobFailed", `state="FAILED"`, "2m", "page"},
 			{"SluiceJobRetrying", "[3m]", "20m", "warning"},
 			{"SluiceJobStalled", "[1h]", "5m", "critical"},
 			{"SluiceLagGrowing", `> 5000`, "15m", "warning"},
@@ -463,7 +465,7 @@ func TestAlertRules(t *testing.T) {
 				alerts = append(alerts, r.Alert)
 			}
 		}
-		if !slices.Equal(alerts, []string{"SluiceNoLeader", "SluiceExecutorsMissing", "SluiceJobRetrying"}) {
+		if !slices.Equal(alerts, []string{"SluiceNoLeader", "SluiceExecutorsMissing", "SluiceJobFailed", "SluiceJobRetrying"}) {
 			t.Errorf("alerts %v", alerts)
 		}
 	})
