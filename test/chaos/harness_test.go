@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/secrets"
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 var binDir string
@@ -39,31 +39,16 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "sluice-chaos-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	// Drivers on etcd refuse job specs with literal secrets (the
-	// PostgreSQL URLs of testenv carry a password) unless they have a key
-	// to encrypt them in the catalog: --secrets-key-file.
-	secretsKeyFile = filepath.Join(dir, "secrets.key")
-	if _, err := secrets.GenerateKeyFile(secretsKeyFile); err != nil {
-		panic(err)
-	}
-	for b, pkg := range map[string]string{
+	bins, err := testenv.BuildBinaries("sluice-chaos-bin-", map[string]string{
 		"driver": "../../cmd/driver", "executor": "../../cmd/executor", "sluice": "../../cmd/sluice", "etcdproc": "./etcdproc",
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), pkg)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", b, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	binDir, secretsKeyFile = bins.Dir, bins.SecretsKeyFile
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(binDir)
 	os.Exit(code)
 }
 

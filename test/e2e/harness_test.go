@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/rpc"
-	"github.com/sluicehq/sluice/internal/secrets"
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/connectors/file"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
@@ -37,28 +37,16 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "sluice-e2e-bin-")
+	bins, err := testenv.BuildBinaries("sluice-e2e-bin-", map[string]string{
+		"driver": "../../cmd/driver", "executor": "../../cmd/executor", "sluice": "../../cmd/sluice",
+	})
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	binDir = dir
-	// Drivers on etcd refuse job specs with literal secrets (the
-	// PostgreSQL URLs of testenv carry a password) unless they have a key
-	// to encrypt them in the catalog: --secrets-key-file.
-	secretsKeyFile = filepath.Join(dir, "secrets.key")
-	if _, err := secrets.GenerateKeyFile(secretsKeyFile); err != nil {
-		panic(err)
-	}
-	for _, b := range []string{"driver", "executor", "sluice"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", b, err)
-			os.Exit(1)
-		}
-	}
+	binDir, secretsKeyFile = bins.Dir, bins.SecretsKeyFile
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(binDir)
 	os.Exit(code)
 }
 
