@@ -106,7 +106,9 @@ type Job struct {
 	Created            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
 	Updated            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated,proto3" json:"updated,omitempty"`
 	// Set while the job is RETRYING (and after a restart, until a batch commits).
-	Restart       *RestartInfo `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
+	Restart *RestartInfo `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
+	// The batch in flight, while the job runs one.
+	Current       *BatchRun `protobuf:"bytes,10,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +206,119 @@ func (x *Job) GetRestart() *RestartInfo {
 	return nil
 }
 
+func (x *Job) GetCurrent() *BatchRun {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+// BatchRun is the progress of the batch in flight.
+type BatchRun struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BatchId int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Started *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started,proto3" json:"started,omitempty"`
+	// plan, record, execute or commit.
+	Phase      string `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
+	TasksTotal int32  `protobuf:"varint,4,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
+	// Tasks whose result was accepted.
+	TasksDone int32 `protobuf:"varint,5,opt,name=tasks_done,json=tasksDone,proto3" json:"tasks_done,omitempty"`
+	// Attempts on executors now (more than tasks_total - tasks_done when
+	// attempts are retried).
+	TasksRunning int32 `protobuf:"varint,6,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"`
+	// Records read by the finished tasks.
+	InputRows     int64 `protobuf:"varint,7,opt,name=input_rows,json=inputRows,proto3" json:"input_rows,omitempty"`
+	TaskRetries   int32 `protobuf:"varint,8,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRun) Reset() {
+	*x = BatchRun{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRun) ProtoMessage() {}
+
+func (x *BatchRun) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRun.ProtoReflect.Descriptor instead.
+func (*BatchRun) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchRun) GetBatchId() int64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *BatchRun) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *BatchRun) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *BatchRun) GetTasksTotal() int32 {
+	if x != nil {
+		return x.TasksTotal
+	}
+	return 0
+}
+
+func (x *BatchRun) GetTasksDone() int32 {
+	if x != nil {
+		return x.TasksDone
+	}
+	return 0
+}
+
+func (x *BatchRun) GetTasksRunning() int32 {
+	if x != nil {
+		return x.TasksRunning
+	}
+	return 0
+}
+
+func (x *BatchRun) GetInputRows() int64 {
+	if x != nil {
+		return x.InputRows
+	}
+	return 0
+}
+
+func (x *BatchRun) GetTaskRetries() int32 {
+	if x != nil {
+		return x.TaskRetries
+	}
+	return 0
+}
+
 // RestartInfo says why a job is restarting and when it tries next.
 type RestartInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -219,7 +334,7 @@ type RestartInfo struct {
 
 func (x *RestartInfo) Reset() {
 	*x = RestartInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	mi := &file_sluice_v1_driver_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +346,7 @@ func (x *RestartInfo) String() string {
 func (*RestartInfo) ProtoMessage() {}
 
 func (x *RestartInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	mi := &file_sluice_v1_driver_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +359,7 @@ func (x *RestartInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartInfo.ProtoReflect.Descriptor instead.
 func (*RestartInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RestartInfo) GetAttempt() int32 {
@@ -277,7 +392,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[2]
+	mi := &file_sluice_v1_driver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +404,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[2]
+	mi := &file_sluice_v1_driver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +417,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -321,7 +436,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[3]
+	mi := &file_sluice_v1_driver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +448,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[3]
+	mi := &file_sluice_v1_driver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +461,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetJobRequest) GetName() string {
@@ -364,7 +479,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[4]
+	mi := &file_sluice_v1_driver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +491,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[4]
+	mi := &file_sluice_v1_driver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +504,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{5}
 }
 
 type ListJobsResponse struct {
@@ -401,7 +516,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[5]
+	mi := &file_sluice_v1_driver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +528,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[5]
+	mi := &file_sluice_v1_driver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +541,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -445,7 +560,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[6]
+	mi := &file_sluice_v1_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +572,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[6]
+	mi := &file_sluice_v1_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +585,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StopJobRequest) GetName() string {
@@ -489,7 +604,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[7]
+	mi := &file_sluice_v1_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +616,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[7]
+	mi := &file_sluice_v1_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +629,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteJobRequest) GetName() string {
@@ -532,7 +647,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[8]
+	mi := &file_sluice_v1_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +659,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[8]
+	mi := &file_sluice_v1_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +672,149 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{9}
+}
+
+type ResumeJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeJobRequest) Reset() {
+	*x = ResumeJobRequest{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeJobRequest) ProtoMessage() {}
+
+func (x *ResumeJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeJobRequest.ProtoReflect.Descriptor instead.
+func (*ResumeJobRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ResumeJobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetRecentProgressRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// At most this many batches, the newest; 0 means all that are kept (100,
+	// Spark's spark.sql.streaming.numRecentProgressUpdates).
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRecentProgressRequest) Reset() {
+	*x = GetRecentProgressRequest{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRecentProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRecentProgressRequest) ProtoMessage() {}
+
+func (x *GetRecentProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRecentProgressRequest.ProtoReflect.Descriptor instead.
+func (*GetRecentProgressRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetRecentProgressRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetRecentProgressRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type GetRecentProgressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Progress      []*BatchProgress       `protobuf:"bytes,1,rep,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRecentProgressResponse) Reset() {
+	*x = GetRecentProgressResponse{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRecentProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRecentProgressResponse) ProtoMessage() {}
+
+func (x *GetRecentProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRecentProgressResponse.ProtoReflect.Descriptor instead.
+func (*GetRecentProgressResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetRecentProgressResponse) GetProgress() []*BatchProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
 }
 
 type WatchJobRequest struct {
@@ -569,7 +826,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[9]
+	mi := &file_sluice_v1_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +838,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[9]
+	mi := &file_sluice_v1_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +851,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchJobRequest) GetName() string {
@@ -615,7 +872,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	mi := &file_sluice_v1_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +884,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	mi := &file_sluice_v1_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +897,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -687,7 +944,7 @@ type BatchProgress struct {
 
 func (x *BatchProgress) Reset() {
 	*x = BatchProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	mi := &file_sluice_v1_driver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +956,7 @@ func (x *BatchProgress) String() string {
 func (*BatchProgress) ProtoMessage() {}
 
 func (x *BatchProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	mi := &file_sluice_v1_driver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +969,7 @@ func (x *BatchProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchProgress.ProtoReflect.Descriptor instead.
 func (*BatchProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BatchProgress) GetBatchId() int64 {
@@ -821,14 +1078,18 @@ type PartitionProgress struct {
 	Records   int64                  `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
 	Executor  string                 `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
 	// The reader's figures for this partition, e.g. millisBehindLatest.
-	Metrics       map[string]float64 `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Metrics map[string]float64 `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// From the dispatch of the attempt that succeeded to its result.
+	DurationMs int64 `protobuf:"varint,7,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// Attempts the task took (1 without retries).
+	Attempts      int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartitionProgress) Reset() {
 	*x = PartitionProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	mi := &file_sluice_v1_driver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1101,7 @@ func (x *PartitionProgress) String() string {
 func (*PartitionProgress) ProtoMessage() {}
 
 func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	mi := &file_sluice_v1_driver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1114,7 @@ func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProgress.ProtoReflect.Descriptor instead.
 func (*PartitionProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PartitionProgress) GetPartition() string {
@@ -898,6 +1159,20 @@ func (x *PartitionProgress) GetMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *PartitionProgress) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *PartitionProgress) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 type ListExecutorsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -906,7 +1181,7 @@ type ListExecutorsRequest struct {
 
 func (x *ListExecutorsRequest) Reset() {
 	*x = ListExecutorsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[13]
+	mi := &file_sluice_v1_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1193,7 @@ func (x *ListExecutorsRequest) String() string {
 func (*ListExecutorsRequest) ProtoMessage() {}
 
 func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[13]
+	mi := &file_sluice_v1_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1206,7 @@ func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutorsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{17}
 }
 
 type ListExecutorsResponse struct {
@@ -943,7 +1218,7 @@ type ListExecutorsResponse struct {
 
 func (x *ListExecutorsResponse) Reset() {
 	*x = ListExecutorsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[14]
+	mi := &file_sluice_v1_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1230,7 @@ func (x *ListExecutorsResponse) String() string {
 func (*ListExecutorsResponse) ProtoMessage() {}
 
 func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[14]
+	mi := &file_sluice_v1_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1243,7 @@ func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutorsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
@@ -994,7 +1269,7 @@ type ExecutorInfo struct {
 
 func (x *ExecutorInfo) Reset() {
 	*x = ExecutorInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[15]
+	mi := &file_sluice_v1_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1281,7 @@ func (x *ExecutorInfo) String() string {
 func (*ExecutorInfo) ProtoMessage() {}
 
 func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[15]
+	mi := &file_sluice_v1_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1294,7 @@ func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutorInfo.ProtoReflect.Descriptor instead.
 func (*ExecutorInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExecutorInfo) GetId() string {
@@ -1080,15 +1355,17 @@ func (x *ExecutorInfo) GetTasksFailed() int64 {
 
 // LeaderInfo travels as a status detail on FAILED_PRECONDITION from a follower.
 type LeaderInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// The leader's web UI and HTTP API (--advertise-http), when known.
+	HttpUrl       string `protobuf:"bytes,2,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[16]
+	mi := &file_sluice_v1_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1377,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[16]
+	mi := &file_sluice_v1_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1390,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaderInfo) GetAddress() string {
@@ -1123,11 +1400,18 @@ func (x *LeaderInfo) GetAddress() string {
 	return ""
 }
 
+func (x *LeaderInfo) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
+}
+
 var File_sluice_v1_driver_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x9a\x03\n" +
+	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\xc9\x03\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.sluice.v1.JobSpecR\x04spec\x12)\n" +
@@ -1138,7 +1422,21 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\rlast_progress\x18\x06 \x01(\v2\x18.sluice.v1.BatchProgressR\flastProgress\x124\n" +
 	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aupdated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x120\n" +
-	"\arestart\x18\t \x01(\v2\x16.sluice.v1.RestartInfoR\arestart\"|\n" +
+	"\arestart\x18\t \x01(\v2\x16.sluice.v1.RestartInfoR\arestart\x12-\n" +
+	"\acurrent\x18\n" +
+	" \x01(\v2\x13.sluice.v1.BatchRunR\acurrent\"\x98\x02\n" +
+	"\bBatchRun\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x124\n" +
+	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x14\n" +
+	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x1f\n" +
+	"\vtasks_total\x18\x04 \x01(\x05R\n" +
+	"tasksTotal\x12\x1d\n" +
+	"\n" +
+	"tasks_done\x18\x05 \x01(\x05R\ttasksDone\x12#\n" +
+	"\rtasks_running\x18\x06 \x01(\x05R\ftasksRunning\x12\x1d\n" +
+	"\n" +
+	"input_rows\x18\a \x01(\x03R\tinputRows\x12!\n" +
+	"\ftask_retries\x18\b \x01(\x05R\vtaskRetries\"|\n" +
 	"\vRestartInfo\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12=\n" +
 	"\fnext_attempt\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\x12\x14\n" +
@@ -1154,7 +1452,14 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"&\n" +
 	"\x10DeleteJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x13\n" +
-	"\x11DeleteJobResponse\"%\n" +
+	"\x11DeleteJobResponse\"&\n" +
+	"\x10ResumeJobRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\x18GetRecentProgressRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"Q\n" +
+	"\x19GetRecentProgressResponse\x124\n" +
+	"\bprogress\x18\x01 \x03(\v2\x18.sluice.v1.BatchProgressR\bprogress\"%\n" +
 	"\x0fWatchJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
 	"\bJobEvent\x12 \n" +
@@ -1185,14 +1490,17 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x90\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcd\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\tR\x03end\x12\x18\n" +
 	"\arecords\x18\x04 \x01(\x03R\arecords\x12\x1a\n" +
 	"\bexecutor\x18\x05 \x01(\tR\bexecutor\x12C\n" +
-	"\ametrics\x18\x06 \x03(\v2).sluice.v1.PartitionProgress.MetricsEntryR\ametrics\x1a:\n" +
+	"\ametrics\x18\x06 \x03(\v2).sluice.v1.PartitionProgress.MetricsEntryR\ametrics\x12\x1f\n" +
+	"\vduration_ms\x18\a \x01(\x03R\n" +
+	"durationMs\x12\x1a\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x16\n" +
@@ -1207,10 +1515,11 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\tconnected\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tconnected\x12A\n" +
 	"\x0elast_heartbeat\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12'\n" +
 	"\x0ftasks_completed\x18\a \x01(\x03R\x0etasksCompleted\x12!\n" +
-	"\ftasks_failed\x18\b \x01(\x03R\vtasksFailed\"&\n" +
+	"\ftasks_failed\x18\b \x01(\x03R\vtasksFailed\"A\n" +
 	"\n" +
 	"LeaderInfo\x12\x18\n" +
-	"\aaddress\x18\x01 \x01(\tR\aaddress*\xc8\x01\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x19\n" +
+	"\bhttp_url\x18\x02 \x01(\tR\ahttpUrl*\xc8\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -1219,7 +1528,7 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x11JOB_STATE_STOPPED\x10\x04\x12\x16\n" +
 	"\x12JOB_STATE_FINISHED\x10\x05\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x06\x12\x16\n" +
-	"\x12JOB_STATE_RETRYING\x10\a2\xd3\x03\n" +
+	"\x12JOB_STATE_RETRYING\x10\a2\xed\x04\n" +
 	"\rDriverService\x128\n" +
 	"\tSubmitJob\x12\x1b.sluice.v1.SubmitJobRequest\x1a\x0e.sluice.v1.Job\x122\n" +
 	"\x06GetJob\x12\x18.sluice.v1.GetJobRequest\x1a\x0e.sluice.v1.Job\x12C\n" +
@@ -1227,7 +1536,9 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\aStopJob\x12\x19.sluice.v1.StopJobRequest\x1a\x0e.sluice.v1.Job\x12F\n" +
 	"\tDeleteJob\x12\x1b.sluice.v1.DeleteJobRequest\x1a\x1c.sluice.v1.DeleteJobResponse\x12=\n" +
 	"\bWatchJob\x12\x1a.sluice.v1.WatchJobRequest\x1a\x13.sluice.v1.JobEvent0\x01\x12R\n" +
-	"\rListExecutors\x12\x1f.sluice.v1.ListExecutorsRequest\x1a .sluice.v1.ListExecutorsResponseB5Z3github.com/sluicehq/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\rListExecutors\x12\x1f.sluice.v1.ListExecutorsRequest\x1a .sluice.v1.ListExecutorsResponse\x128\n" +
+	"\tResumeJob\x12\x1b.sluice.v1.ResumeJobRequest\x1a\x0e.sluice.v1.Job\x12^\n" +
+	"\x11GetRecentProgress\x12#.sluice.v1.GetRecentProgressRequest\x1a$.sluice.v1.GetRecentProgressResponseB5Z3github.com/sluicehq/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_driver_proto_rawDescOnce sync.Once
@@ -1242,71 +1553,82 @@ func file_sluice_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_sluice_v1_driver_proto_goTypes = []any{
-	(JobState)(0),                 // 0: sluice.v1.JobState
-	(*Job)(nil),                   // 1: sluice.v1.Job
-	(*RestartInfo)(nil),           // 2: sluice.v1.RestartInfo
-	(*SubmitJobRequest)(nil),      // 3: sluice.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),         // 4: sluice.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 5: sluice.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 6: sluice.v1.ListJobsResponse
-	(*StopJobRequest)(nil),        // 7: sluice.v1.StopJobRequest
-	(*DeleteJobRequest)(nil),      // 8: sluice.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),     // 9: sluice.v1.DeleteJobResponse
-	(*WatchJobRequest)(nil),       // 10: sluice.v1.WatchJobRequest
-	(*JobEvent)(nil),              // 11: sluice.v1.JobEvent
-	(*BatchProgress)(nil),         // 12: sluice.v1.BatchProgress
-	(*PartitionProgress)(nil),     // 13: sluice.v1.PartitionProgress
-	(*ListExecutorsRequest)(nil),  // 14: sluice.v1.ListExecutorsRequest
-	(*ListExecutorsResponse)(nil), // 15: sluice.v1.ListExecutorsResponse
-	(*ExecutorInfo)(nil),          // 16: sluice.v1.ExecutorInfo
-	(*LeaderInfo)(nil),            // 17: sluice.v1.LeaderInfo
-	nil,                           // 18: sluice.v1.BatchProgress.DurationMsEntry
-	nil,                           // 19: sluice.v1.BatchProgress.MetricsEntry
-	nil,                           // 20: sluice.v1.PartitionProgress.MetricsEntry
-	(*JobSpec)(nil),               // 21: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(JobState)(0),                     // 0: sluice.v1.JobState
+	(*Job)(nil),                       // 1: sluice.v1.Job
+	(*BatchRun)(nil),                  // 2: sluice.v1.BatchRun
+	(*RestartInfo)(nil),               // 3: sluice.v1.RestartInfo
+	(*SubmitJobRequest)(nil),          // 4: sluice.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),             // 5: sluice.v1.GetJobRequest
+	(*ListJobsRequest)(nil),           // 6: sluice.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 7: sluice.v1.ListJobsResponse
+	(*StopJobRequest)(nil),            // 8: sluice.v1.StopJobRequest
+	(*DeleteJobRequest)(nil),          // 9: sluice.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),         // 10: sluice.v1.DeleteJobResponse
+	(*ResumeJobRequest)(nil),          // 11: sluice.v1.ResumeJobRequest
+	(*GetRecentProgressRequest)(nil),  // 12: sluice.v1.GetRecentProgressRequest
+	(*GetRecentProgressResponse)(nil), // 13: sluice.v1.GetRecentProgressResponse
+	(*WatchJobRequest)(nil),           // 14: sluice.v1.WatchJobRequest
+	(*JobEvent)(nil),                  // 15: sluice.v1.JobEvent
+	(*BatchProgress)(nil),             // 16: sluice.v1.BatchProgress
+	(*PartitionProgress)(nil),         // 17: sluice.v1.PartitionProgress
+	(*ListExecutorsRequest)(nil),      // 18: sluice.v1.ListExecutorsRequest
+	(*ListExecutorsResponse)(nil),     // 19: sluice.v1.ListExecutorsResponse
+	(*ExecutorInfo)(nil),              // 20: sluice.v1.ExecutorInfo
+	(*LeaderInfo)(nil),                // 21: sluice.v1.LeaderInfo
+	nil,                               // 22: sluice.v1.BatchProgress.DurationMsEntry
+	nil,                               // 23: sluice.v1.BatchProgress.MetricsEntry
+	nil,                               // 24: sluice.v1.PartitionProgress.MetricsEntry
+	(*JobSpec)(nil),                   // 25: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
 }
 var file_sluice_v1_driver_proto_depIdxs = []int32{
-	21, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
+	25, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
 	0,  // 1: sluice.v1.Job.state:type_name -> sluice.v1.JobState
-	12, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
-	22, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
-	22, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
-	2,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
-	22, // 6: sluice.v1.RestartInfo.next_attempt:type_name -> google.protobuf.Timestamp
-	21, // 7: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
-	1,  // 8: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
-	1,  // 9: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
-	12, // 10: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
-	22, // 11: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
-	18, // 12: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
-	19, // 13: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
-	13, // 14: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
-	20, // 15: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
-	16, // 16: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
-	22, // 17: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
-	22, // 18: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	3,  // 19: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
-	4,  // 20: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
-	5,  // 21: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
-	7,  // 22: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
-	8,  // 23: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
-	10, // 24: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
-	14, // 25: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
-	1,  // 26: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
-	1,  // 27: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
-	6,  // 28: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
-	1,  // 29: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
-	9,  // 30: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
-	11, // 31: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
-	15, // 32: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
+	26, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
+	26, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
+	3,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
+	2,  // 6: sluice.v1.Job.current:type_name -> sluice.v1.BatchRun
+	26, // 7: sluice.v1.BatchRun.started:type_name -> google.protobuf.Timestamp
+	26, // 8: sluice.v1.RestartInfo.next_attempt:type_name -> google.protobuf.Timestamp
+	25, // 9: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
+	1,  // 10: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
+	16, // 11: sluice.v1.GetRecentProgressResponse.progress:type_name -> sluice.v1.BatchProgress
+	1,  // 12: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
+	16, // 13: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
+	26, // 14: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
+	22, // 15: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
+	23, // 16: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
+	17, // 17: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
+	24, // 18: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
+	20, // 19: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
+	26, // 20: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
+	26, // 21: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	4,  // 22: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
+	5,  // 23: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
+	6,  // 24: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
+	8,  // 25: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
+	9,  // 26: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
+	14, // 27: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
+	18, // 28: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
+	11, // 29: sluice.v1.DriverService.ResumeJob:input_type -> sluice.v1.ResumeJobRequest
+	12, // 30: sluice.v1.DriverService.GetRecentProgress:input_type -> sluice.v1.GetRecentProgressRequest
+	1,  // 31: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
+	1,  // 32: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
+	7,  // 33: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
+	1,  // 34: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
+	10, // 35: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
+	15, // 36: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
+	19, // 37: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
+	1,  // 38: sluice.v1.DriverService.ResumeJob:output_type -> sluice.v1.Job
+	13, // 39: sluice.v1.DriverService.GetRecentProgress:output_type -> sluice.v1.GetRecentProgressResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_driver_proto_init() }
@@ -1321,7 +1643,7 @@ func file_sluice_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_driver_proto_rawDesc), len(file_sluice_v1_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DriverService_SubmitJob_FullMethodName     = "/sluice.v1.DriverService/SubmitJob"
-	DriverService_GetJob_FullMethodName        = "/sluice.v1.DriverService/GetJob"
-	DriverService_ListJobs_FullMethodName      = "/sluice.v1.DriverService/ListJobs"
-	DriverService_StopJob_FullMethodName       = "/sluice.v1.DriverService/StopJob"
-	DriverService_DeleteJob_FullMethodName     = "/sluice.v1.DriverService/DeleteJob"
-	DriverService_WatchJob_FullMethodName      = "/sluice.v1.DriverService/WatchJob"
-	DriverService_ListExecutors_FullMethodName = "/sluice.v1.DriverService/ListExecutors"
+	DriverService_SubmitJob_FullMethodName         = "/sluice.v1.DriverService/SubmitJob"
+	DriverService_GetJob_FullMethodName            = "/sluice.v1.DriverService/GetJob"
+	DriverService_ListJobs_FullMethodName          = "/sluice.v1.DriverService/ListJobs"
+	DriverService_StopJob_FullMethodName           = "/sluice.v1.DriverService/StopJob"
+	DriverService_DeleteJob_FullMethodName         = "/sluice.v1.DriverService/DeleteJob"
+	DriverService_WatchJob_FullMethodName          = "/sluice.v1.DriverService/WatchJob"
+	DriverService_ListExecutors_FullMethodName     = "/sluice.v1.DriverService/ListExecutors"
+	DriverService_ResumeJob_FullMethodName         = "/sluice.v1.DriverService/ResumeJob"
+	DriverService_GetRecentProgress_FullMethodName = "/sluice.v1.DriverService/GetRecentProgress"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -44,6 +46,14 @@ type DriverServiceClient interface {
 	// until the job ends or the caller goes away.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	ListExecutors(ctx context.Context, in *ListExecutorsRequest, opts ...grpc.CallOption) (*ListExecutorsResponse, error)
+	// ResumeJob runs a STOPPED, FINISHED or FAILED job again with the spec it
+	// was last submitted with, from its last committed batch (what submitting
+	// the same file again does, without needing the file or its secrets).
+	ResumeJob(ctx context.Context, in *ResumeJobRequest, opts ...grpc.CallOption) (*Job, error)
+	// GetRecentProgress returns the progress of the job's last batches, oldest
+	// first (Spark's StreamingQuery.recentProgress): those committed while this
+	// driver led, after the last batch committed before it.
+	GetRecentProgress(ctx context.Context, in *GetRecentProgressRequest, opts ...grpc.CallOption) (*GetRecentProgressResponse, error)
 }
 
 type driverServiceClient struct {
@@ -133,6 +143,26 @@ func (c *driverServiceClient) ListExecutors(ctx context.Context, in *ListExecuto
 	return out, nil
 }
 
+func (c *driverServiceClient) ResumeJob(ctx context.Context, in *ResumeJobRequest, opts ...grpc.CallOption) (*Job, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Job)
+	err := c.cc.Invoke(ctx, DriverService_ResumeJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) GetRecentProgress(ctx context.Context, in *GetRecentProgressRequest, opts ...grpc.CallOption) (*GetRecentProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRecentProgressResponse)
+	err := c.cc.Invoke(ctx, DriverService_GetRecentProgress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -149,6 +179,14 @@ type DriverServiceServer interface {
 	// until the job ends or the caller goes away.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[JobEvent]) error
 	ListExecutors(context.Context, *ListExecutorsRequest) (*ListExecutorsResponse, error)
+	// ResumeJob runs a STOPPED, FINISHED or FAILED job again with the spec it
+	// was last submitted with, from its last committed batch (what submitting
+	// the same file again does, without needing the file or its secrets).
+	ResumeJob(context.Context, *ResumeJobRequest) (*Job, error)
+	// GetRecentProgress returns the progress of the job's last batches, oldest
+	// first (Spark's StreamingQuery.recentProgress): those committed while this
+	// driver led, after the last batch committed before it.
+	GetRecentProgress(context.Context, *GetRecentProgressRequest) (*GetRecentProgressResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -179,6 +217,12 @@ func (UnimplementedDriverServiceServer) WatchJob(*WatchJobRequest, grpc.ServerSt
 }
 func (UnimplementedDriverServiceServer) ListExecutors(context.Context, *ListExecutorsRequest) (*ListExecutorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExecutors not implemented")
+}
+func (UnimplementedDriverServiceServer) ResumeJob(context.Context, *ResumeJobRequest) (*Job, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeJob not implemented")
+}
+func (UnimplementedDriverServiceServer) GetRecentProgress(context.Context, *GetRecentProgressRequest) (*GetRecentProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRecentProgress not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -320,6 +364,42 @@ func _DriverService_ListExecutors_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_ResumeJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ResumeJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ResumeJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ResumeJob(ctx, req.(*ResumeJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_GetRecentProgress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRecentProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).GetRecentProgress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_GetRecentProgress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).GetRecentProgress(ctx, req.(*GetRecentProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -350,6 +430,14 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListExecutors",
 			Handler:    _DriverService_ListExecutors_Handler,
+		},
+		{
+			MethodName: "ResumeJob",
+			Handler:    _DriverService_ResumeJob_Handler,
+		},
+		{
+			MethodName: "GetRecentProgress",
+			Handler:    _DriverService_GetRecentProgress_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
