@@ -31,6 +31,7 @@ func run(args []string) error {
 	fs.StringVar(&etcd, "etcd", "", "comma-separated etcd endpoints; none runs a standalone driver on --checkpoint")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address executors and clients use to reach this driver (default: host name and --listen port)")
+	fs.StringVar(&cfg.AdvertiseHTTP, "advertise-http", "", "URL of this driver's web UI as browsers reach it; followers redirect there (default: --http's port on --advertise's host)")
 	fs.StringVar(&cfg.Checkpoint, "checkpoint", "sluice-checkpoints", "local checkpoint directory of a standalone driver")
 	fs.StringVar(&cfg.EtcdCACert, "etcd-cacert", "", "PEM file of the CA that signed etcd's certificate (TLS to etcd)")
 	fs.StringVar(&cfg.EtcdCert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")

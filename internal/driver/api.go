@@ -24,14 +24,12 @@ type api struct {
 func (a *api) leader() (*manager, error) {
 	m := a.d.currentManager()
 	if m == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		addr, _ := a.d.elector.Leader(ctx)
+		addr, httpURL := a.d.leaderAddrs()
 		if addr == a.d.cfg.Advertise {
 			// Elected but still loading the catalog.
 			return nil, fmt.Errorf("this driver is taking over leadership: %w", rpc.ErrUnavailable)
 		}
-		return nil, &rpc.NotLeaderError{Leader: addr}
+		return nil, &rpc.NotLeaderError{Leader: addr, HTTP: httpURL}
 	}
 	return m, nil
 }
@@ -78,18 +76,82 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 	if rec.Spec, err = opts.Marshal(sealed); err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
-	rec.State, rec.Updated = stateName(sluicev1.JobState_JOB_STATE_PENDING), now
+	if err := a.launch(ctx, m, rec, now); err != nil {
+		return nil, err
+	}
+	a.d.log.Info("job submitted", "job", name, "resumed", rec.Created != now)
+	return a.d.status.get(name), nil
+}
+
+// launch records rec as PENDING and starts its batch loop. The caller holds
+// the job's name lock and has checked that the job is not running.
+func (a *api) launch(ctx context.Context, m *manager, rec checkpoint.JobRecord, now time.Time) error {
+	rec.State, rec.Updated, rec.LastError = stateName(sluicev1.JobState_JOB_STATE_PENDING), now, ""
 	if err := a.d.store.PutJob(ctx, m.fence, rec); err != nil {
-		return nil, fmt.Errorf("record job %q: %w", name, err)
+		return fmt.Errorf("record job %q: %w", rec.Name, err)
 	}
 	a.d.status.update(rec, a.d.lastProgress(ctx, rec))
 	if !m.launch(rec) {
 		// Cannot happen while the name is locked and the catalog said the job
 		// had ended; refuse rather than run a second loop.
-		return nil, fmt.Errorf("job %q already has a running batch loop: %w", name, rpc.ErrAlreadyExists)
+		return fmt.Errorf("job %q already has a running batch loop: %w", rec.Name, rpc.ErrAlreadyExists)
 	}
-	a.d.log.Info("job submitted", "job", name, "resumed", rec.Created != now)
+	return nil
+}
+
+// ResumeJob starts an ended job again with its stored (sealed) spec: the
+// spec is checked as a submit would check it, but its secrets never leave
+// the catalog.
+func (a *api) ResumeJob(ctx context.Context, req *sluicev1.ResumeJobRequest) (*sluicev1.Job, error) {
+	m, err := a.leader()
+	if err != nil {
+		return nil, err
+	}
+	name := req.GetName()
+	unlock, err := a.d.jobLocks.lock(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("resume job %q: %w", name, err)
+	}
+	defer unlock()
+	rec, err := a.d.store.GetJob(ctx, name)
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound):
+		return nil, fmt.Errorf("job %q: %w", name, rpc.ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("read job %q: %w", name, err)
+	case rec.Unreadable != nil || rec.Spec == nil:
+		return nil, fmt.Errorf("job %q has an unreadable catalog entry; submit its spec again or delete it: %w", name, rpc.ErrConflict)
+	case m.running(name) || !terminal(parseState(rec.State)):
+		return nil, fmt.Errorf("job %q is %s; only a stopped, finished or failed job can be resumed: %w", name, rec.State, rpc.ErrConflict)
+	}
+	spec := &sluicev1.JobSpec{}
+	if err := proto.Unmarshal(rec.Spec, spec); err != nil {
+		return nil, fmt.Errorf("job %q: decode its stored spec: %w", name, err)
+	}
+	if _, err := a.d.compileForUse(spec); err != nil {
+		return nil, fmt.Errorf("job %q: its stored spec no longer compiles; submit it again: %w", name, err)
+	}
+	if err := a.launch(ctx, m, rec, time.Now().UTC()); err != nil {
+		return nil, err
+	}
+	a.d.log.Info("job resumed", "job", name)
 	return a.d.status.get(name), nil
+}
+
+// GetRecentProgress returns the job's last batches' progress (Spark's
+// recentProgress), oldest first.
+func (a *api) GetRecentProgress(ctx context.Context, req *sluicev1.GetRecentProgressRequest) (*sluicev1.GetRecentProgressResponse, error) {
+	if _, err := a.leader(); err != nil {
+		return nil, err
+	}
+	if req.GetLimit() < 0 {
+		return nil, fmt.Errorf("limit %d: must be 0 (all) or more: %w", req.GetLimit(), rpc.ErrInvalidArgument)
+	}
+	p, ok := a.d.status.recentProgress(req.GetName(), int(req.GetLimit()))
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
+	}
+	return &sluicev1.GetRecentProgressResponse{Progress: p}, nil
 }
 
 func (a *api) GetJob(ctx context.Context, req *sluicev1.GetJobRequest) (*sluicev1.Job, error) {

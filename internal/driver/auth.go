@@ -47,14 +47,16 @@ type methodRule struct {
 // methodRules is the access table: a DriverService or ExecutorService
 // method missing from it is refused (new methods are closed until listed).
 var methodRules = map[string]methodRule{
-	sluicev1.DriverService_ListJobs_FullMethodName:      {role: rpc.RoleViewer},
-	sluicev1.DriverService_GetJob_FullMethodName:        {role: rpc.RoleViewer},
-	sluicev1.DriverService_WatchJob_FullMethodName:      {role: rpc.RoleViewer},
-	sluicev1.DriverService_ListExecutors_FullMethodName: {role: rpc.RoleViewer},
-	sluicev1.DriverService_SubmitJob_FullMethodName:     {role: rpc.RoleOperator, audit: true},
-	sluicev1.DriverService_StopJob_FullMethodName:       {role: rpc.RoleOperator, audit: true},
-	sluicev1.DriverService_DeleteJob_FullMethodName:     {role: rpc.RoleAdmin, audit: true},
-	sluicev1.ExecutorService_Connect_FullMethodName:     {executor: true},
+	sluicev1.DriverService_ListJobs_FullMethodName:          {role: rpc.RoleViewer},
+	sluicev1.DriverService_GetJob_FullMethodName:            {role: rpc.RoleViewer},
+	sluicev1.DriverService_WatchJob_FullMethodName:          {role: rpc.RoleViewer},
+	sluicev1.DriverService_ListExecutors_FullMethodName:     {role: rpc.RoleViewer},
+	sluicev1.DriverService_GetRecentProgress_FullMethodName: {role: rpc.RoleViewer},
+	sluicev1.DriverService_ResumeJob_FullMethodName:         {role: rpc.RoleOperator, audit: true},
+	sluicev1.DriverService_SubmitJob_FullMethodName:         {role: rpc.RoleOperator, audit: true},
+	sluicev1.DriverService_StopJob_FullMethodName:           {role: rpc.RoleOperator, audit: true},
+	sluicev1.DriverService_DeleteJob_FullMethodName:         {role: rpc.RoleAdmin, audit: true},
+	sluicev1.ExecutorService_Connect_FullMethodName:         {executor: true},
 }
 
 // openServices need no credentials: see the package comment above.

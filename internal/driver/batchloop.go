@@ -66,6 +66,19 @@ type batchLoop struct {
 	planned time.Time
 }
 
+// attemptLog is what the batch loop knows of the attempts of one batch:
+// where each ran and since when, and how many each task took.
+type attemptLog struct {
+	executor map[string]string    // attempt id → executor
+	started  map[string]time.Time // attempt id → dispatch time
+	tries    map[string]int32     // task key → attempts dispatched
+	took     map[string]time.Duration
+}
+
+func newAttemptLog() *attemptLog {
+	return &attemptLog{executor: map[string]string{}, started: map[string]time.Time{}, tries: map[string]int32{}, took: map[string]time.Duration{}}
+}
+
 // run repeats the micro-batch until the trigger says the job is finished
 // (nil), ctx ends (ctx.Err()), or the job fails.
 func (l *batchLoop) run(ctx context.Context) error {
@@ -120,6 +133,8 @@ func (l *batchLoop) run(ctx context.Context) error {
 			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart,
 				TasksPerSlot: p.TasksPerSlot}
 			l.m.metricsFor(l.name, p.Metrics)
+			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(plan.Batch), Started: timestamppb.New(planStart),
+				Phase: "record", TasksTotal: int32(len(plan.Ranges))}, true)
 			if err := st.PutPlan(ctx, l.m.fence, l.name, plan); err != nil {
 				return l.storeErr("record plan", err)
 			}
@@ -214,7 +229,10 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	defer unsub()
 	b := scheduler.NewBatch(keys, l.job.Retry)
 	results := make(map[string]*sluicev1.TaskResult, len(keys))
-	executorOf := map[string]string{}
+	att := newAttemptLog()
+	executorOf := att.executor
+	run := &sluicev1.BatchRun{BatchId: int64(batch), Started: timestamppb.New(planStart), Phase: "execute", TasksTotal: int32(len(keys))}
+	l.m.d.status.setCurrent(l.name, run, true)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var noExecutorsSince time.Time
@@ -243,6 +261,9 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				return nil // a stale attempt: its range was retried elsewhere
 			}
 			results[key] = res
+			att.took[key] = time.Since(att.started[res.GetAttemptId()])
+			run.TasksDone++
+			run.InputRows += res.GetRecordsIn()
 			if r := ranges[key]; r.Until == nil && res.GetEnd() != nil {
 				if err := l.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
 					d.reg.cancel(b.Live())
@@ -284,9 +305,11 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				noExecutorsSince = time.Time{}
 				l.m.clearError(l.name)
 			}
-			l.dispatch(ctx, b, ready, ranges, batch, plan.TasksPerSlot, execs, executorOf)
+			l.dispatch(ctx, b, ready, ranges, batch, plan.TasksPerSlot, execs, att)
 			dispatching += time.Since(now)
 		}
+		run.TasksRunning, run.TaskRetries = int32(b.NumLive()), int32(b.Retries())
+		l.m.d.status.setCurrent(l.name, run, false)
 		wake := 250 * time.Millisecond
 		if w := b.NextWake(); !w.IsZero() {
 			wake = min(wake, max(time.Until(w), time.Millisecond))
@@ -325,6 +348,8 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		return fmt.Errorf("batch %d: %w", batch, err)
 	}
 	execDone := time.Now()
+	run.Phase, run.TasksRunning = "commit", 0
+	l.m.d.status.setCurrent(l.name, run, true)
 
 	var outRows int64
 	var err error
@@ -350,7 +375,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		lastSplit[r.Partition] = r.Split
 		ends[r.Partition] = results[k].GetEnd()
 	}
-	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, executorOf, b.Retries(), outRows)
+	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, att, b.Retries(), outRows)
 	progress.DurationMs["dispatch"] = dispatching.Milliseconds()
 	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
 	pj, _ := protojson.Marshal(progress)
@@ -380,7 +405,7 @@ const minBatchesToRetain = jobspec.DefaultMinBatchesToRetain
 
 // dispatch places ready tasks on executors and records the attempts.
 func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []string, ranges map[string]stream.Range,
-	batch stream.BatchID, tasksPerSlot int, execs []scheduler.Executor, executorOf map[string]string) {
+	batch stream.BatchID, tasksPerSlot int, execs []scheduler.Executor, att *attemptLog) {
 	refs := make([]scheduler.TaskRef, len(ready))
 	for i, k := range ready {
 		refs[i] = scheduler.TaskRef{Key: k, Partition: ranges[k].Partition}
@@ -411,7 +436,9 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []st
 		for _, t := range tasks[:n] {
 			key := stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit())}.Key()
 			b.Started(key, t.GetAttemptId(), e, now)
-			executorOf[t.GetAttemptId()] = e
+			att.executor[t.GetAttemptId()] = e
+			att.started[t.GetAttemptId()] = now
+			att.tries[key]++
 		}
 	}
 }
@@ -476,7 +503,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 }
 
 func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, execDone time.Time, keys []string,
-	ranges map[string]stream.Range, results map[string]*sluicev1.TaskResult, executorOf map[string]string, retries int, outRows int64) *sluicev1.BatchProgress {
+	ranges map[string]stream.Range, results map[string]*sluicev1.TaskResult, att *attemptLog, retries int, outRows int64) *sluicev1.BatchProgress {
 	bp := &sluicev1.BatchProgress{
 		BatchId: int64(plan.Batch), Timestamp: timestamppb.New(planStart), NumTasks: int32(len(keys)), TaskRetries: int32(retries),
 		NumOutputRows: outRows,
@@ -506,7 +533,8 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 			r := ranges[k]
 			bp.Partitions = append(bp.Partitions, &sluicev1.PartitionProgress{
 				Partition: k, Start: r.From.String(), End: stream.Position(res.GetEnd()).String(),
-				Records: res.GetRecordsIn(), Executor: executorOf[res.GetAttemptId()], Metrics: res.GetSourceMetrics(),
+				Records: res.GetRecordsIn(), Executor: att.executor[res.GetAttemptId()], Metrics: res.GetSourceMetrics(),
+				DurationMs: att.took[k].Milliseconds(), Attempts: att.tries[k],
 			})
 		}
 	}

@@ -11,6 +11,7 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,7 @@ import (
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/internal/secrets"
+	"github.com/sluicehq/sluice/internal/webui"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	dynamodbstore "github.com/sluicehq/sluice/pkg/checkpoint/dynamodb"
 	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
@@ -67,6 +69,11 @@ type Config struct {
 	// Advertise is the address executors and clients use to reach this
 	// driver (--advertise, default: Listen with the host name when the host is empty).
 	Advertise string
+	// AdvertiseHTTP is the URL of this driver's web UI and HTTP API as
+	// browsers reach it (--advertise-http, default: --http's port on
+	// --advertise's host, https with --tls-cert). Followers redirect the UI
+	// to the leader's.
+	AdvertiseHTTP string
 	// Checkpoint is the local checkpoint directory of a standalone driver
 	// (--checkpoint, default ./sluice-checkpoints).
 	Checkpoint string
@@ -137,6 +144,19 @@ func (c *Config) Defaults() {
 			c.Advertise = net.JoinHostPort(host, port)
 		}
 	}
+	if c.AdvertiseHTTP == "" && c.HTTP != "" {
+		host, port, err := net.SplitHostPort(c.HTTP)
+		if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+			host, _, err = net.SplitHostPort(c.Advertise)
+		}
+		if err == nil {
+			scheme := "http"
+			if c.TLSCert != "" {
+				scheme = "https"
+			}
+			c.AdvertiseHTTP = scheme + "://" + net.JoinHostPort(host, port)
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -157,6 +177,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Advertise == "" {
 		return errors.New("--advertise is required when the host name cannot be found")
+	}
+	if c.AdvertiseHTTP != "" {
+		if u, err := url.Parse(c.AdvertiseHTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--advertise-http (%q) must be an http:// or https:// URL", c.AdvertiseHTTP)
+		}
 	}
 	if c.LeaseTTL < 2*time.Second {
 		return fmt.Errorf("--lease-ttl (%s) must be at least 2s", c.LeaseTTL)
@@ -376,7 +401,7 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 		"etcd", strings.Join(d.cfg.Etcd, ","), "tls", d.sec.tls != nil)
 	d.sec.warnIfInsecure(d.cfg)
 
-	lead, err := d.elector.Campaign(ctx, d.cfg.Advertise)
+	lead, err := d.elector.Campaign(ctx, encodeLeader(d.cfg.Advertise, d.cfg.AdvertiseHTTP))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -537,10 +562,46 @@ func (d *Driver) leading() (bool, string, int64) {
 	if m != nil {
 		return true, d.cfg.Advertise, fence.Epoch
 	}
+	addr, _ := d.leaderAddrs()
+	return false, addr, 0
+}
+
+// leaderAddrs returns the leader's gRPC address and HTTP URL as far as this
+// driver knows ("" when no leader is known).
+func (d *Driver) leaderAddrs() (grpcAddr, httpURL string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	addr, _ := d.elector.Leader(ctx)
-	return false, addr, 0
+	v, _ := d.elector.Leader(ctx)
+	return decodeLeader(v)
+}
+
+// encodeLeader is the value a driver campaigns with: its gRPC address, or,
+// when it serves HTTP, a JSON object with both addresses. A plain address
+// stays readable by drivers of earlier versions during a rolling upgrade of
+// drivers without HTTP.
+func encodeLeader(grpcAddr, httpURL string) string {
+	if httpURL == "" {
+		return grpcAddr
+	}
+	b, _ := json.Marshal(leaderValue{GRPC: grpcAddr, HTTP: httpURL})
+	return string(b)
+}
+
+type leaderValue struct {
+	GRPC string `json:"grpc"`
+	HTTP string `json:"http,omitempty"`
+}
+
+// decodeLeader reads encodeLeader's value.
+func decodeLeader(v string) (grpcAddr, httpURL string) {
+	if !strings.HasPrefix(v, "{") {
+		return v, ""
+	}
+	var lv leaderValue
+	if err := json.Unmarshal([]byte(v), &lv); err != nil {
+		return "", ""
+	}
+	return lv.GRPC, lv.HTTP
 }
 
 func (d *Driver) lostCh() <-chan struct{} {
@@ -560,6 +621,21 @@ func (d *Driver) httpHandler() http.Handler {
 		io.WriteString(w, "leader\n")
 	})
 	mux.Handle("/metrics", d.metrics.handler())
+	(&httpAPI{d: d, api: &api{d: d}}).register(mux)
+	// The web UI: the leader serves it, a follower sends browsers to the
+	// leader when it knows its URL (else it serves the page, which shows
+	// the API's "not the leader" answer).
+	ui := webui.Handler()
+	mux.Handle("/ui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lead, _, _ := d.leading(); !lead {
+			if _, leaderURL := d.leaderAddrs(); leaderURL != "" && leaderURL != d.cfg.AdvertiseHTTP {
+				http.Redirect(w, r, strings.TrimSuffix(leaderURL, "/")+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+				return
+			}
+		}
+		ui.ServeHTTP(w, r)
+	}))
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	if d.cfg.Pprof {
 		guard := func(h http.HandlerFunc) http.Handler { return d.sec.requireAdmin(d.cfg.HTTP, h) }
 		mux.Handle("/debug/pprof/", guard(pprof.Index))

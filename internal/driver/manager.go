@@ -179,6 +179,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 		log.Info("job running", "trigger", job.Trigger.String(), "restarts", restarts)
 		var committed int
 		end, err := m.loop(ctx, run, job, incarnation(rec), &committed)
+		m.d.status.setCurrent(rec.Name, nil, true) // a batch that did not commit is no longer in flight
 		if committed > 0 {
 			restarts = 0
 		}
@@ -383,7 +384,48 @@ type jobStatus struct {
 	restart *sluicev1.RestartInfo
 	last    *sluicev1.BatchProgress
 	lastID  int64
+	// recent are the last batches' progress, oldest first, at most
+	// numRecentProgress (GetRecentProgress).
+	recent []*sluicev1.BatchProgress
+	// current is the batch in flight, nil between batches; published is
+	// when a change of it was last sent to watchers.
+	current   *sluicev1.BatchRun
+	published time.Time
+	// errors are the last distinct errors, oldest first.
+	errors []*sluicev1.JobError
 }
+
+// numRecentErrors is how many distinct errors a job's status keeps.
+const numRecentErrors = 10
+
+// noteError adds msg to the job's recent errors; the same message again
+// counts up instead of pushing older ones out.
+func (js *jobStatus) noteError(msg string, at time.Time) {
+	if msg == "" {
+		return
+	}
+	if n := len(js.errors); n > 0 && js.errors[n-1].GetMessage() == msg {
+		e := proto.Clone(js.errors[n-1]).(*sluicev1.JobError) // views handed out keep the old one
+		e.Count++
+		e.Time = timestamppb.New(at)
+		js.errors[n-1] = e
+		return
+	}
+	if len(js.errors) >= numRecentErrors {
+		js.errors = append(js.errors[:0:0], js.errors[1:]...)
+	}
+	js.errors = append(js.errors, &sluicev1.JobError{Time: timestamppb.New(at), Message: msg, Count: 1})
+}
+
+// numRecentProgress is how many batches' progress a job keeps in memory for
+// GetRecentProgress and the UI's charts: Spark's default for
+// spark.sql.streaming.numRecentProgressUpdates.
+const numRecentProgress = 100
+
+// currentEvery bounds how often progress within a batch is sent to
+// watchers: often enough for a live view, rarely enough that a batch of
+// thousands of tasks does not send thousands of events.
+const currentEvery = 250 * time.Millisecond
 
 func newStatusBoard() *statusBoard {
 	return &statusBoard{jobs: map[string]*jobStatus{}, watchers: map[string]map[chan *sluicev1.JobEvent]struct{}{}}
@@ -396,12 +438,16 @@ func (s *statusBoard) update(rec checkpoint.JobRecord, last *sluicev1.BatchProgr
 		js = &jobStatus{lastID: -1}
 		s.jobs[rec.Name] = js
 	}
+	if rec.LastError != "" && rec.LastError != js.rec.LastError {
+		js.noteError(rec.LastError, rec.Updated)
+	}
 	js.rec = rec
 	js.spec = &sluicev1.JobSpec{}
 	_ = proto.Unmarshal(rec.Spec, js.spec) // written by this driver from a valid spec
 	js.spec = jobspec.Redact(js.spec)
-	if last != nil {
+	if last != nil && last.GetBatchId() != js.lastID {
 		js.last, js.lastID = last, last.GetBatchId()
+		js.recent = append(js.recent, last)
 	}
 	ev := &sluicev1.JobEvent{Job: s.viewLocked(js)}
 	s.publishLocked(rec.Name, ev)
@@ -413,6 +459,7 @@ func (s *statusBoard) setError(job, msg string) {
 	defer s.mu.Unlock()
 	if js := s.jobs[job]; js != nil && js.transErr != msg {
 		js.transErr = msg
+		js.noteError(msg, time.Now())
 		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
 	}
 }
@@ -434,8 +481,49 @@ func (s *statusBoard) batch(job string, p *sluicev1.BatchProgress) {
 	if js == nil {
 		return
 	}
-	js.last, js.lastID, js.transErr, js.restart = p, p.GetBatchId(), "", nil
+	js.last, js.lastID, js.transErr, js.restart, js.current = p, p.GetBatchId(), "", nil, nil
+	if n := len(js.recent); n >= numRecentProgress {
+		js.recent = append(js.recent[:0], js.recent[n-numRecentProgress+1:]...)
+	}
+	js.recent = append(js.recent, p)
 	s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js), Batch: p})
+}
+
+// setCurrent shows the batch in flight (nil: none). run is copied, so the
+// caller may go on changing it. Watchers hear of a change at most every
+// currentEvery, or at once when force is set (a new phase, the end).
+func (s *statusBoard) setCurrent(job string, run *sluicev1.BatchRun, force bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	js := s.jobs[job]
+	if js == nil {
+		return
+	}
+	if run == nil {
+		js.current = nil
+	} else {
+		js.current = proto.Clone(run).(*sluicev1.BatchRun)
+	}
+	if now := time.Now(); force || now.Sub(js.published) >= currentEvery {
+		js.published = now
+		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
+	}
+}
+
+// recentProgress returns up to limit (0: all) of the job's last batches'
+// progress, oldest first; ok is false when the board does not know the job.
+func (s *statusBoard) recentProgress(job string, limit int) ([]*sluicev1.BatchProgress, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	js := s.jobs[job]
+	if js == nil {
+		return nil, false
+	}
+	out := js.recent
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return append([]*sluicev1.BatchProgress(nil), out...), true
 }
 
 func (s *statusBoard) forget(job string) {
@@ -503,6 +591,7 @@ func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
 		Name: rec.Name, Spec: js.spec, State: parseState(rec.State), LastError: rec.LastError,
 		LastCommittedBatch: js.lastID, LastProgress: js.last,
 		Created: timestamppb.New(rec.Created), Updated: timestamppb.New(rec.Updated),
+		RecentErrors: append([]*sluicev1.JobError(nil), js.errors...),
 	}
 	// A transient problem (retrying) describes a live job; once the job has
 	// ended, the recorded reason is the one that counts.
@@ -511,6 +600,7 @@ func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
 	}
 	if !terminal(j.State) {
 		j.Restart = js.restart
+		j.Current = js.current
 	}
 	return j
 }

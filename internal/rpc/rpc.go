@@ -38,6 +38,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: try again later (e.g. leadership is changing).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrInvalidArgument: a request field is out of range (a whole spec's
+	// problems travel as a BadRequester instead).
+	ErrInvalidArgument = errors.New("invalid argument")
 )
 
 // Error kinds an executor reports with a failed task, so the driver knows
@@ -49,8 +52,9 @@ const (
 )
 
 // NotLeaderError is returned by a follower; Leader is the leader's advertised
-// address, empty while no leader is known.
-type NotLeaderError struct{ Leader string }
+// address, empty while no leader is known, and HTTP its web UI's URL when
+// known.
+type NotLeaderError struct{ Leader, HTTP string }
 
 func (e *NotLeaderError) Error() string {
 	if e.Leader == "" {
@@ -86,7 +90,7 @@ func ToStatus(err error) error {
 	switch {
 	case errors.As(err, &nl):
 		st := status.New(codes.FailedPrecondition, err.Error())
-		if d, derr := st.WithDetails(&sluicev1.LeaderInfo{Address: nl.Leader}); derr == nil {
+		if d, derr := st.WithDetails(&sluicev1.LeaderInfo{Address: nl.Leader, HttpUrl: nl.HTTP}); derr == nil {
 			st = d
 		}
 		return st.Err()
@@ -108,6 +112,8 @@ func ToStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrInvalidArgument):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, ErrPermissionDenied):

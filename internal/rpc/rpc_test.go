@@ -23,6 +23,7 @@ func TestToStatus(t *testing.T) {
 		{fmt.Errorf("get job x: %w", ErrNotFound), codes.NotFound},
 		{ErrAlreadyExists, codes.AlreadyExists},
 		{fmt.Errorf("submit: %w", ErrConflict), codes.FailedPrecondition},
+		{fmt.Errorf("limit -1: %w", ErrInvalidArgument), codes.InvalidArgument},
 		{&NotLeaderError{Leader: "10.0.0.1:7077"}, codes.FailedPrecondition},
 		{badReq{v: []FieldViolation{{"name", "required"}}}, codes.InvalidArgument},
 		{fmt.Errorf("no credentials: %w", ErrUnauthenticated), codes.Unauthenticated},

@@ -311,6 +311,9 @@ func (b *Batch) Live() []string {
 	return out
 }
 
+// NumLive counts running attempts (len(Live()) without the list).
+func (b *Batch) NumLive() int { return len(b.attempts) }
+
 // Complete reports whether every task is done.
 func (b *Batch) Complete() bool { return b.failed == nil && b.done == len(b.tasks) }
 

@@ -108,7 +108,11 @@ type Job struct {
 	// Set while the job is RETRYING (and after a restart, until a batch commits).
 	Restart *RestartInfo `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
 	// The batch in flight, while the job runs one.
-	Current       *BatchRun `protobuf:"bytes,10,opt,name=current,proto3" json:"current,omitempty"`
+	Current *BatchRun `protobuf:"bytes,10,opt,name=current,proto3" json:"current,omitempty"`
+	// The job's last distinct errors, oldest first (at most 10, kept by the
+	// leading driver since it took over): retried task failures, sink and
+	// source outages, refusals, the reason a job failed.
+	RecentErrors  []*JobError `protobuf:"bytes,11,rep,name=recent_errors,json=recentErrors,proto3" json:"recent_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,12 +217,82 @@ func (x *Job) GetCurrent() *BatchRun {
 	return nil
 }
 
+func (x *Job) GetRecentErrors() []*JobError {
+	if x != nil {
+		return x.RecentErrors
+	}
+	return nil
+}
+
+type JobError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was last seen.
+	Time    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// How many times in a row it was seen.
+	Count         int32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobError) Reset() {
+	*x = JobError{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobError) ProtoMessage() {}
+
+func (x *JobError) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobError.ProtoReflect.Descriptor instead.
+func (*JobError) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JobError) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *JobError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *JobError) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // BatchRun is the progress of the batch in flight.
 type BatchRun struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	BatchId int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	Started *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started,proto3" json:"started,omitempty"`
-	// plan, record, execute or commit.
+	// record (writing the plan to the offset log), execute (tasks on
+	// executors) or commit (driver-side output, sink and commit log).
 	Phase      string `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
 	TasksTotal int32  `protobuf:"varint,4,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
 	// Tasks whose result was accepted.
@@ -235,7 +309,7 @@ type BatchRun struct {
 
 func (x *BatchRun) Reset() {
 	*x = BatchRun{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	mi := &file_sluice_v1_driver_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +321,7 @@ func (x *BatchRun) String() string {
 func (*BatchRun) ProtoMessage() {}
 
 func (x *BatchRun) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[1]
+	mi := &file_sluice_v1_driver_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +334,7 @@ func (x *BatchRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRun.ProtoReflect.Descriptor instead.
 func (*BatchRun) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *BatchRun) GetBatchId() int64 {
@@ -334,7 +408,7 @@ type RestartInfo struct {
 
 func (x *RestartInfo) Reset() {
 	*x = RestartInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[2]
+	mi := &file_sluice_v1_driver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +420,7 @@ func (x *RestartInfo) String() string {
 func (*RestartInfo) ProtoMessage() {}
 
 func (x *RestartInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[2]
+	mi := &file_sluice_v1_driver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +433,7 @@ func (x *RestartInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartInfo.ProtoReflect.Descriptor instead.
 func (*RestartInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RestartInfo) GetAttempt() int32 {
@@ -392,7 +466,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[3]
+	mi := &file_sluice_v1_driver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +478,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[3]
+	mi := &file_sluice_v1_driver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +491,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -436,7 +510,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[4]
+	mi := &file_sluice_v1_driver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +522,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[4]
+	mi := &file_sluice_v1_driver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +535,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetJobRequest) GetName() string {
@@ -479,7 +553,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[5]
+	mi := &file_sluice_v1_driver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +565,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[5]
+	mi := &file_sluice_v1_driver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +578,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{6}
 }
 
 type ListJobsResponse struct {
@@ -516,7 +590,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[6]
+	mi := &file_sluice_v1_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +602,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[6]
+	mi := &file_sluice_v1_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +615,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -560,7 +634,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[7]
+	mi := &file_sluice_v1_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +646,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[7]
+	mi := &file_sluice_v1_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +659,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StopJobRequest) GetName() string {
@@ -604,7 +678,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[8]
+	mi := &file_sluice_v1_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +690,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[8]
+	mi := &file_sluice_v1_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +703,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteJobRequest) GetName() string {
@@ -647,7 +721,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[9]
+	mi := &file_sluice_v1_driver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +733,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[9]
+	mi := &file_sluice_v1_driver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +746,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{10}
 }
 
 type ResumeJobRequest struct {
@@ -684,7 +758,7 @@ type ResumeJobRequest struct {
 
 func (x *ResumeJobRequest) Reset() {
 	*x = ResumeJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	mi := &file_sluice_v1_driver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +770,7 @@ func (x *ResumeJobRequest) String() string {
 func (*ResumeJobRequest) ProtoMessage() {}
 
 func (x *ResumeJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[10]
+	mi := &file_sluice_v1_driver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +783,7 @@ func (x *ResumeJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeJobRequest.ProtoReflect.Descriptor instead.
 func (*ResumeJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResumeJobRequest) GetName() string {
@@ -731,7 +805,7 @@ type GetRecentProgressRequest struct {
 
 func (x *GetRecentProgressRequest) Reset() {
 	*x = GetRecentProgressRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	mi := &file_sluice_v1_driver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +817,7 @@ func (x *GetRecentProgressRequest) String() string {
 func (*GetRecentProgressRequest) ProtoMessage() {}
 
 func (x *GetRecentProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[11]
+	mi := &file_sluice_v1_driver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +830,7 @@ func (x *GetRecentProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecentProgressRequest.ProtoReflect.Descriptor instead.
 func (*GetRecentProgressRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRecentProgressRequest) GetName() string {
@@ -782,7 +856,7 @@ type GetRecentProgressResponse struct {
 
 func (x *GetRecentProgressResponse) Reset() {
 	*x = GetRecentProgressResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	mi := &file_sluice_v1_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +868,7 @@ func (x *GetRecentProgressResponse) String() string {
 func (*GetRecentProgressResponse) ProtoMessage() {}
 
 func (x *GetRecentProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[12]
+	mi := &file_sluice_v1_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +881,7 @@ func (x *GetRecentProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecentProgressResponse.ProtoReflect.Descriptor instead.
 func (*GetRecentProgressResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetRecentProgressResponse) GetProgress() []*BatchProgress {
@@ -826,7 +900,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[13]
+	mi := &file_sluice_v1_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +912,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[13]
+	mi := &file_sluice_v1_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +925,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchJobRequest) GetName() string {
@@ -872,7 +946,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[14]
+	mi := &file_sluice_v1_driver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +958,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[14]
+	mi := &file_sluice_v1_driver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +971,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -944,7 +1018,7 @@ type BatchProgress struct {
 
 func (x *BatchProgress) Reset() {
 	*x = BatchProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[15]
+	mi := &file_sluice_v1_driver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1030,7 @@ func (x *BatchProgress) String() string {
 func (*BatchProgress) ProtoMessage() {}
 
 func (x *BatchProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[15]
+	mi := &file_sluice_v1_driver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1043,7 @@ func (x *BatchProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchProgress.ProtoReflect.Descriptor instead.
 func (*BatchProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BatchProgress) GetBatchId() int64 {
@@ -1089,7 +1163,7 @@ type PartitionProgress struct {
 
 func (x *PartitionProgress) Reset() {
 	*x = PartitionProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[16]
+	mi := &file_sluice_v1_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1175,7 @@ func (x *PartitionProgress) String() string {
 func (*PartitionProgress) ProtoMessage() {}
 
 func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[16]
+	mi := &file_sluice_v1_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1188,7 @@ func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProgress.ProtoReflect.Descriptor instead.
 func (*PartitionProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PartitionProgress) GetPartition() string {
@@ -1181,7 +1255,7 @@ type ListExecutorsRequest struct {
 
 func (x *ListExecutorsRequest) Reset() {
 	*x = ListExecutorsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[17]
+	mi := &file_sluice_v1_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1267,7 @@ func (x *ListExecutorsRequest) String() string {
 func (*ListExecutorsRequest) ProtoMessage() {}
 
 func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[17]
+	mi := &file_sluice_v1_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1280,7 @@ func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutorsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{18}
 }
 
 type ListExecutorsResponse struct {
@@ -1218,7 +1292,7 @@ type ListExecutorsResponse struct {
 
 func (x *ListExecutorsResponse) Reset() {
 	*x = ListExecutorsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[18]
+	mi := &file_sluice_v1_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1304,7 @@ func (x *ListExecutorsResponse) String() string {
 func (*ListExecutorsResponse) ProtoMessage() {}
 
 func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[18]
+	mi := &file_sluice_v1_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1317,7 @@ func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutorsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
@@ -1269,7 +1343,7 @@ type ExecutorInfo struct {
 
 func (x *ExecutorInfo) Reset() {
 	*x = ExecutorInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[19]
+	mi := &file_sluice_v1_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1355,7 @@ func (x *ExecutorInfo) String() string {
 func (*ExecutorInfo) ProtoMessage() {}
 
 func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[19]
+	mi := &file_sluice_v1_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1368,7 @@ func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutorInfo.ProtoReflect.Descriptor instead.
 func (*ExecutorInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExecutorInfo) GetId() string {
@@ -1365,7 +1439,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[20]
+	mi := &file_sluice_v1_driver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1451,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[20]
+	mi := &file_sluice_v1_driver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1464,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaderInfo) GetAddress() string {
@@ -1411,7 +1485,7 @@ var File_sluice_v1_driver_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\xc9\x03\n" +
+	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x83\x04\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.sluice.v1.JobSpecR\x04spec\x12)\n" +
@@ -1424,7 +1498,12 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\aupdated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x120\n" +
 	"\arestart\x18\t \x01(\v2\x16.sluice.v1.RestartInfoR\arestart\x12-\n" +
 	"\acurrent\x18\n" +
-	" \x01(\v2\x13.sluice.v1.BatchRunR\acurrent\"\x98\x02\n" +
+	" \x01(\v2\x13.sluice.v1.BatchRunR\acurrent\x128\n" +
+	"\rrecent_errors\x18\v \x03(\v2\x13.sluice.v1.JobErrorR\frecentErrors\"j\n" +
+	"\bJobError\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\"\x98\x02\n" +
 	"\bBatchRun\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x124\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x14\n" +
@@ -1553,82 +1632,85 @@ func file_sluice_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_sluice_v1_driver_proto_goTypes = []any{
 	(JobState)(0),                     // 0: sluice.v1.JobState
 	(*Job)(nil),                       // 1: sluice.v1.Job
-	(*BatchRun)(nil),                  // 2: sluice.v1.BatchRun
-	(*RestartInfo)(nil),               // 3: sluice.v1.RestartInfo
-	(*SubmitJobRequest)(nil),          // 4: sluice.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),             // 5: sluice.v1.GetJobRequest
-	(*ListJobsRequest)(nil),           // 6: sluice.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 7: sluice.v1.ListJobsResponse
-	(*StopJobRequest)(nil),            // 8: sluice.v1.StopJobRequest
-	(*DeleteJobRequest)(nil),          // 9: sluice.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),         // 10: sluice.v1.DeleteJobResponse
-	(*ResumeJobRequest)(nil),          // 11: sluice.v1.ResumeJobRequest
-	(*GetRecentProgressRequest)(nil),  // 12: sluice.v1.GetRecentProgressRequest
-	(*GetRecentProgressResponse)(nil), // 13: sluice.v1.GetRecentProgressResponse
-	(*WatchJobRequest)(nil),           // 14: sluice.v1.WatchJobRequest
-	(*JobEvent)(nil),                  // 15: sluice.v1.JobEvent
-	(*BatchProgress)(nil),             // 16: sluice.v1.BatchProgress
-	(*PartitionProgress)(nil),         // 17: sluice.v1.PartitionProgress
-	(*ListExecutorsRequest)(nil),      // 18: sluice.v1.ListExecutorsRequest
-	(*ListExecutorsResponse)(nil),     // 19: sluice.v1.ListExecutorsResponse
-	(*ExecutorInfo)(nil),              // 20: sluice.v1.ExecutorInfo
-	(*LeaderInfo)(nil),                // 21: sluice.v1.LeaderInfo
-	nil,                               // 22: sluice.v1.BatchProgress.DurationMsEntry
-	nil,                               // 23: sluice.v1.BatchProgress.MetricsEntry
-	nil,                               // 24: sluice.v1.PartitionProgress.MetricsEntry
-	(*JobSpec)(nil),                   // 25: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(*JobError)(nil),                  // 2: sluice.v1.JobError
+	(*BatchRun)(nil),                  // 3: sluice.v1.BatchRun
+	(*RestartInfo)(nil),               // 4: sluice.v1.RestartInfo
+	(*SubmitJobRequest)(nil),          // 5: sluice.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),             // 6: sluice.v1.GetJobRequest
+	(*ListJobsRequest)(nil),           // 7: sluice.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 8: sluice.v1.ListJobsResponse
+	(*StopJobRequest)(nil),            // 9: sluice.v1.StopJobRequest
+	(*DeleteJobRequest)(nil),          // 10: sluice.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),         // 11: sluice.v1.DeleteJobResponse
+	(*ResumeJobRequest)(nil),          // 12: sluice.v1.ResumeJobRequest
+	(*GetRecentProgressRequest)(nil),  // 13: sluice.v1.GetRecentProgressRequest
+	(*GetRecentProgressResponse)(nil), // 14: sluice.v1.GetRecentProgressResponse
+	(*WatchJobRequest)(nil),           // 15: sluice.v1.WatchJobRequest
+	(*JobEvent)(nil),                  // 16: sluice.v1.JobEvent
+	(*BatchProgress)(nil),             // 17: sluice.v1.BatchProgress
+	(*PartitionProgress)(nil),         // 18: sluice.v1.PartitionProgress
+	(*ListExecutorsRequest)(nil),      // 19: sluice.v1.ListExecutorsRequest
+	(*ListExecutorsResponse)(nil),     // 20: sluice.v1.ListExecutorsResponse
+	(*ExecutorInfo)(nil),              // 21: sluice.v1.ExecutorInfo
+	(*LeaderInfo)(nil),                // 22: sluice.v1.LeaderInfo
+	nil,                               // 23: sluice.v1.BatchProgress.DurationMsEntry
+	nil,                               // 24: sluice.v1.BatchProgress.MetricsEntry
+	nil,                               // 25: sluice.v1.PartitionProgress.MetricsEntry
+	(*JobSpec)(nil),                   // 26: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
 }
 var file_sluice_v1_driver_proto_depIdxs = []int32{
-	25, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
+	26, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
 	0,  // 1: sluice.v1.Job.state:type_name -> sluice.v1.JobState
-	16, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
-	26, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
-	26, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
-	3,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
-	2,  // 6: sluice.v1.Job.current:type_name -> sluice.v1.BatchRun
-	26, // 7: sluice.v1.BatchRun.started:type_name -> google.protobuf.Timestamp
-	26, // 8: sluice.v1.RestartInfo.next_attempt:type_name -> google.protobuf.Timestamp
-	25, // 9: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
-	1,  // 10: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
-	16, // 11: sluice.v1.GetRecentProgressResponse.progress:type_name -> sluice.v1.BatchProgress
-	1,  // 12: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
-	16, // 13: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
-	26, // 14: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
-	22, // 15: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
-	23, // 16: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
-	17, // 17: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
-	24, // 18: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
-	20, // 19: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
-	26, // 20: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
-	26, // 21: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	4,  // 22: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
-	5,  // 23: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
-	6,  // 24: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
-	8,  // 25: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
-	9,  // 26: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
-	14, // 27: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
-	18, // 28: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
-	11, // 29: sluice.v1.DriverService.ResumeJob:input_type -> sluice.v1.ResumeJobRequest
-	12, // 30: sluice.v1.DriverService.GetRecentProgress:input_type -> sluice.v1.GetRecentProgressRequest
-	1,  // 31: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
-	1,  // 32: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
-	7,  // 33: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
-	1,  // 34: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
-	10, // 35: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
-	15, // 36: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
-	19, // 37: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
-	1,  // 38: sluice.v1.DriverService.ResumeJob:output_type -> sluice.v1.Job
-	13, // 39: sluice.v1.DriverService.GetRecentProgress:output_type -> sluice.v1.GetRecentProgressResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
+	27, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
+	27, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
+	4,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
+	3,  // 6: sluice.v1.Job.current:type_name -> sluice.v1.BatchRun
+	2,  // 7: sluice.v1.Job.recent_errors:type_name -> sluice.v1.JobError
+	27, // 8: sluice.v1.JobError.time:type_name -> google.protobuf.Timestamp
+	27, // 9: sluice.v1.BatchRun.started:type_name -> google.protobuf.Timestamp
+	27, // 10: sluice.v1.RestartInfo.next_attempt:type_name -> google.protobuf.Timestamp
+	26, // 11: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
+	1,  // 12: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
+	17, // 13: sluice.v1.GetRecentProgressResponse.progress:type_name -> sluice.v1.BatchProgress
+	1,  // 14: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
+	17, // 15: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
+	27, // 16: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
+	23, // 17: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
+	24, // 18: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
+	18, // 19: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
+	25, // 20: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
+	21, // 21: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
+	27, // 22: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
+	27, // 23: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	5,  // 24: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
+	6,  // 25: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
+	7,  // 26: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
+	9,  // 27: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
+	10, // 28: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
+	15, // 29: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
+	19, // 30: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
+	12, // 31: sluice.v1.DriverService.ResumeJob:input_type -> sluice.v1.ResumeJobRequest
+	13, // 32: sluice.v1.DriverService.GetRecentProgress:input_type -> sluice.v1.GetRecentProgressRequest
+	1,  // 33: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
+	1,  // 34: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
+	8,  // 35: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
+	1,  // 36: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
+	11, // 37: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
+	16, // 38: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
+	20, // 39: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
+	1,  // 40: sluice.v1.DriverService.ResumeJob:output_type -> sluice.v1.Job
+	14, // 41: sluice.v1.DriverService.GetRecentProgress:output_type -> sluice.v1.GetRecentProgressResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_driver_proto_init() }
@@ -1643,7 +1725,7 @@ func file_sluice_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_driver_proto_rawDesc), len(file_sluice_v1_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
