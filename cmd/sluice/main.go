@@ -37,7 +37,8 @@ Usage:
   sluice [--driver ADDR] status JOB         show a job, its last batch and its spec
   sluice [--driver ADDR] stop JOB           stop a job; submit it again to resume
   sluice [--driver ADDR] delete JOB         stop a job and delete its checkpoints
-  sluice [--driver ADDR] watch JOB          follow a job batch by batch until it ends
+  sluice [--driver ADDR] watch JOB          follow a job live until it ends (a line per
+                                            batch and state change when piped)
   sluice [--driver ADDR] executors          list connected executors
   sluice local [flags]                      etcd, a driver and executors in one process
   sluice kinesis consumers list|register|deregister --stream S [--region R --endpoint URL ...]
@@ -243,37 +244,6 @@ func (c *client) call(ctx context.Context, f func(context.Context, sluicev1.Driv
 	}
 }
 
-func watch(ctx context.Context, c *client, name string, out io.Writer) error {
-	return c.call(ctx, func(_ context.Context, d sluicev1.DriverServiceClient) error {
-		stream, err := d.WatchJob(ctx, &sluicev1.WatchJobRequest{Name: name})
-		if err != nil {
-			return err
-		}
-		lastState, lastErr := sluicev1.JobState_JOB_STATE_UNSPECIFIED, ""
-		for {
-			ev, err := stream.Recv()
-			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			j := ev.GetJob()
-			if j.GetState() != lastState || j.GetLastError() != lastErr {
-				fmt.Fprintf(out, "%s  job %s %s", time.Now().Format(time.TimeOnly), j.GetName(), stateWithRestart(j))
-				if j.GetLastError() != "" {
-					fmt.Fprintf(out, ": %s", oneLine(j.GetLastError()))
-				}
-				fmt.Fprintln(out)
-				lastState, lastErr = j.GetState(), j.GetLastError()
-			}
-			if b := ev.GetBatch(); b != nil {
-				fmt.Fprintln(out, progressLine(b))
-			}
-		}
-	})
-}
-
 func progressLine(b *sluicev1.BatchProgress) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s  batch %d: %d rows in, %d out, %d tasks, %.0f rows/s",
@@ -344,22 +314,10 @@ func state(s sluicev1.JobState) string { return strings.TrimPrefix(s.String(), "
 
 // stateWithRestart is the state, plus the restart attempt and the time to
 // the next try while the job is RETRYING ("RETRYING (3, next in 4s)").
-func stateWithRestart(j *sluicev1.Job) string {
-	st := state(j.GetState())
-	if r := j.GetRestart(); r != nil && j.GetState() == sluicev1.JobState_JOB_STATE_RETRYING {
-		st += fmt.Sprintf(" (%d, next in %s)", r.GetAttempt(), untilText(r.GetNextAttempt().AsTime()))
-	}
-	return st
-}
+func stateWithRestart(j *sluicev1.Job) string { return stateAt(j, time.Now()) }
 
 // untilText is the time left until t, rounded for people; "now" once passed.
-func untilText(t time.Time) string {
-	d := time.Until(t)
-	if d <= 0 {
-		return "now"
-	}
-	return d.Round(time.Second).String()
-}
+func untilText(t time.Time) string { return untilAt(t, time.Now()) }
 
 func batchID(j *sluicev1.Job) string {
 	if j.GetLastProgress() == nil {
