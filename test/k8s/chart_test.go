@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -57,6 +58,7 @@ func TestRenderValueSets(t *testing.T) {
 			checkEtcd(t, objs, r.Values)
 			checkAutoscalingAndDisruption(t, objs, r.Values)
 			checkServiceMonitor(t, objs, r.Values)
+			checkPodMonitor(t, objs, r.Values)
 			checkMonitoring(t, objs, r.Values)
 			checkServiceAccount(t, objs, r.Values)
 			checkFlags(t, objs, flags)
@@ -91,6 +93,8 @@ func checkMetadata(t *testing.T, objs *objects) {
 func metaOf(typed any) metav1.ObjectMeta {
 	switch v := typed.(type) {
 	case *serviceMonitor:
+		return v.ObjectMeta
+	case *podMonitor:
 		return v.ObjectMeta
 	case *certificate:
 		return v.ObjectMeta
@@ -765,6 +769,132 @@ func checkServiceMonitor(t *testing.T, objs *objects, vals map[string]any) {
 		if !slicesContains(sm.Spec.NamespaceSelector.MatchNames, objs.namespace) {
 			t.Errorf("ServiceMonitor namespaceSelector %v lacks %s", sm.Spec.NamespaceSelector.MatchNames, objs.namespace)
 		}
+	}
+}
+
+// checkPodMonitor: it selects the executor pods and no other workload's,
+// in the release's namespace, and scrapes /metrics on a named port of the
+// executor container, executor.httpPort, in plain HTTP whatever tls.enabled
+// says (executors serve HTTP without TLS; their TLS settings are those of
+// their connection to the driver), with the interval, timeout, honorLabels
+// and labels of metrics.podMonitor.
+func checkPodMonitor(t *testing.T, objs *objects, vals map[string]any) {
+	t.Helper()
+	on := boolValue(vals, "metrics.podMonitor.enabled")
+	if on != (len(objs.podMonitors) == 1) {
+		t.Fatalf("metrics.podMonitor.enabled %v, %d PodMonitors rendered", on, len(objs.podMonitors))
+	}
+	ex := objs.byComponent(t, "executor")
+	for _, pm := range objs.podMonitors {
+		sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+		if err != nil || sel.Empty() {
+			t.Fatalf("PodMonitor selector %v: %v (empty selects every pod)", pm.Spec.Selector, err)
+		}
+		for _, w := range objs.workloads() {
+			if sel.Matches(labels.Set(w.template.Labels)) != (w.name == ex.name) {
+				t.Errorf("PodMonitor selector %v: matches %s %s %v, want the executor pods only", pm.Spec.Selector, w.kind, w.name, sel.Matches(labels.Set(w.template.Labels)))
+			}
+		}
+		if !slicesContains(pm.Spec.NamespaceSelector.MatchNames, objs.namespace) {
+			t.Errorf("PodMonitor namespaceSelector %v lacks %s", pm.Spec.NamespaceSelector.MatchNames, objs.namespace)
+		}
+		if len(pm.Spec.PodMetricsEndpoints) != 1 {
+			t.Fatalf("PodMonitor has %d endpoints, want 1", len(pm.Spec.PodMetricsEndpoints))
+		}
+		ep := pm.Spec.PodMetricsEndpoints[0]
+		p, ok := containerPort(&ex.template.Spec.Containers[0], ep.Port)
+		if !ok || p.Name != ep.Port || ep.Path != "/metrics" {
+			t.Errorf("PodMonitor endpoint port %q path %q: want a named port of the executor container, path /metrics", ep.Port, ep.Path)
+		}
+		if want := intValue(t, vals, "executor.httpPort"); int(p.ContainerPort) != want {
+			t.Errorf("PodMonitor scrapes port %q (%d), want executor.httpPort (%d), where SLUICE_HTTP serves /metrics", ep.Port, p.ContainerPort, want)
+		}
+		if ep.Scheme != "http" || ep.TLSConfig != nil {
+			t.Errorf("PodMonitor scheme %q, tlsConfig %v with tls.enabled %v: executors serve /metrics in plain HTTP", ep.Scheme, ep.TLSConfig, boolValue(vals, "tls.enabled"))
+		}
+		interval, _ := valueAt(vals, "metrics.podMonitor.interval")
+		timeout, _ := valueAt(vals, "metrics.podMonitor.scrapeTimeout")
+		if ep.Interval != interval || ep.ScrapeTimeout != timeout || ep.HonorLabels != boolValue(vals, "metrics.podMonitor.honorLabels") {
+			t.Errorf("PodMonitor endpoint interval %q, scrapeTimeout %q, honorLabels %v; want metrics.podMonitor's %v, %v, %v",
+				ep.Interval, ep.ScrapeTimeout, ep.HonorLabels, interval, timeout, boolValue(vals, "metrics.podMonitor.honorLabels"))
+		}
+		extra, _ := valueAt(vals, "metrics.podMonitor.labels")
+		for k, v := range extra.(map[string]any) {
+			if pm.Labels[k] != v {
+				t.Errorf("PodMonitor label %s=%q, want %q (metrics.podMonitor.labels)", k, pm.Labels[k], v)
+			}
+		}
+		if pm.Labels["app.kubernetes.io/component"] != "executor" {
+			t.Errorf("PodMonitor labels %v: want component executor", pm.Labels)
+		}
+	}
+}
+
+// withPodMonitor is vals (a deep copy) with metrics.podMonitor enabled,
+// labelled for a Prometheus and with its own interval, as a user would set
+// it; no ci/*-values.yaml enables it.
+func withPodMonitor(t *testing.T, vals map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]any{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := out["metrics"].(map[string]any)
+	if metrics == nil {
+		metrics = map[string]any{}
+		out["metrics"] = metrics
+	}
+	metrics["podMonitor"] = map[string]any{"enabled": true, "interval": "15s", "scrapeTimeout": "5s", "honorLabels": true,
+		"labels": map[string]any{"release": "prometheus"}}
+	return out
+}
+
+// TestPodMonitor renders every value set with metrics.podMonitor enabled
+// (TLS on and off, cert-manager, autoscaled executors) and checks the
+// PodMonitor, and that the executors' NetworkPolicy, when there is one, lets
+// Prometheus reach the port it scrapes.
+func TestPodMonitor(t *testing.T) {
+	c, err := chart.Load(chart.Dir(repoRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range loadValueSets(t) {
+		t.Run(set.name, func(t *testing.T) {
+			r, err := chart.Render(c, testRelease, testNamespace, withPodMonitor(t, set.vals))
+			if err != nil {
+				t.Fatalf("render with %s and metrics.podMonitor.enabled: %v", set.path, err)
+			}
+			objs, err := decodeManifest(r.Manifest, testNamespace)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			checkMetadata(t, objs)
+			checkPodMonitor(t, objs, r.Values)
+			if len(objs.podMonitors) != 1 {
+				t.Fatalf("%d PodMonitors rendered, want 1", len(objs.podMonitors))
+			}
+			np, ok := objs.networkPolicies[objs.byComponent(t, "executor").name]
+			if !ok {
+				return
+			}
+			port := ""
+			for _, pm := range objs.podMonitors {
+				port = pm.Spec.PodMetricsEndpoints[0].Port
+			}
+			allowed := false
+			for _, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					allowed = allowed || (p.Port != nil && p.Port.String() == port)
+				}
+			}
+			if !allowed {
+				t.Errorf("NetworkPolicy %s lets no one reach port %q, which the PodMonitor scrapes", np.Name, port)
+			}
+		})
 	}
 }
 

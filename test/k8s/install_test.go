@@ -69,6 +69,7 @@ func TestAPIServer(t *testing.T) {
 		}
 	}
 	installCRD(t, ctx, dyn, mapper, "testdata/servicemonitor-crd.yaml", serviceMonitorGVK)
+	installCRD(t, ctx, dyn, mapper, "testdata/podmonitor-crd.yaml", podMonitorGVK)
 	installCRD(t, ctx, dyn, mapper, "testdata/certificate-crd.yaml", certificateGVK)
 	installCRD(t, ctx, dyn, mapper, "testdata/prometheusrule-crd.yaml", prometheusRuleGVK)
 
@@ -79,7 +80,15 @@ func TestAPIServer(t *testing.T) {
 	sets := loadValueSets(t)
 
 	t.Run("server-side apply", func(t *testing.T) {
+		// No value set enables the executors' PodMonitor; the default one
+		// with it on (TLS on) and the one with TLS off cover it.
+		applied := append([]valueSet(nil), sets...)
 		for _, set := range sets {
+			if set.name == "default" || set.name == "tls-off" {
+				applied = append(applied, valueSet{name: set.name + "+podMonitor", path: set.path, vals: withPodMonitor(t, set.vals)})
+			}
+		}
+		for _, set := range applied {
 			t.Run(set.name, func(t *testing.T) {
 				r, err := chart.Render(c, testRelease, testNamespace, set.vals)
 				if err != nil {
@@ -389,13 +398,15 @@ func helmLifecycle(t *testing.T, ctx context.Context, srv *apiServer, cs kuberne
 	mustExist(t, ctx, cs, ns, "StatefulSet", "sluice-etcd", true)
 	mustExist(t, ctx, cs, ns, "Service", "sluice-etcd", true)
 
-	// A second release with every option on, next to the first: no name
-	// collides, and the ServiceMonitor is stored.
+	// A second release with every option on (the executors' PodMonitor
+	// too), next to the first: no name collides, and the ServiceMonitor and
+	// the PodMonitor are stored.
 	install2 := action.NewInstall(cfg)
 	install2.ReleaseName, install2.Namespace, install2.Timeout = "stream", ns, 2*time.Minute
-	if _, err := install2.RunWithContext(ctx, c, vals["everything"]); err != nil {
+	if _, err := install2.RunWithContext(ctx, c, withPodMonitor(t, vals["everything"])); err != nil {
 		t.Fatalf("helm install everything: %v", err)
 	}
+	checkStoredPodMonitor(t, ctx, srv, ns, "stream-executor")
 	mustExist(t, ctx, cs, ns, "StatefulSet", "stream-etcd", true)
 	mustExist(t, ctx, cs, ns, "PodDisruptionBudget", "stream-etcd", true)
 	mustExist(t, ctx, cs, ns, "HorizontalPodAutoscaler", "stream-executor", true)
@@ -603,5 +614,32 @@ func checkStoredPrometheusRule(t *testing.T, ctx context.Context, srv *apiServer
 	alerts := checkRuleFile(t, "stored PrometheusRule "+name, pr.Spec, knownMetrics(t))
 	if strings.Join(alerts, ",") != strings.Join(wantAlerts, ",") {
 		t.Errorf("stored PrometheusRule %s: alerts %v, want %v", name, alerts, wantAlerts)
+	}
+}
+
+// checkStoredPodMonitor reads the executors' PodMonitor back from the
+// apiserver: stored, selecting the executor pods, scraping their http port.
+func checkStoredPodMonitor(t *testing.T, ctx context.Context, srv *apiServer, ns, name string) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(srv.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvr := schema.GroupVersionResource{Group: podMonitorGVK.Group, Version: podMonitorGVK.Version, Resource: "podmonitors"}
+	u, err := dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("PodMonitor %s: %v", name, err)
+	}
+	js, err := u.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm podMonitor
+	if err := json.Unmarshal(js, &pm); err != nil {
+		t.Fatal(err)
+	}
+	if pm.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "executor" || len(pm.Spec.PodMetricsEndpoints) != 1 ||
+		pm.Spec.PodMetricsEndpoints[0].Port != "http" || pm.Labels["release"] != "prometheus" {
+		t.Errorf("stored PodMonitor %s: %s", name, js)
 	}
 }

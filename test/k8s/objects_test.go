@@ -99,6 +99,32 @@ type serviceMonitor struct {
 
 var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
 
+// podMonitor mirrors the fields of monitoring.coreos.com/v1 PodMonitor that
+// the chart may set, decoded strictly like the ServiceMonitor.
+type podMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector          metav1.LabelSelector `json:"selector"`
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames"`
+		} `json:"namespaceSelector"`
+		PodMetricsEndpoints []struct {
+			Port          string `json:"port"`
+			Path          string `json:"path"`
+			Scheme        string `json:"scheme"`
+			Interval      string `json:"interval"`
+			ScrapeTimeout string `json:"scrapeTimeout"`
+			HonorLabels   bool   `json:"honorLabels"`
+			TLSConfig     *struct {
+				ServerName string `json:"serverName"`
+			} `json:"tlsConfig"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+var podMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "PodMonitor"}
+
 // certificate mirrors the fields of cert-manager.io/v1 Certificate that the
 // chart sets, decoded strictly like every other object.
 type certificate struct {
@@ -176,6 +202,7 @@ type objects struct {
 	hpas            map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	serviceMonitors map[string]*serviceMonitor
+	podMonitors     map[string]*podMonitor
 	secrets         map[string]*corev1.Secret
 	networkPolicies map[string]*networkingv1.NetworkPolicy
 	certificates    map[string]*certificate
@@ -202,6 +229,7 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 		hpas:            map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		pdbs:            map[string]*policyv1.PodDisruptionBudget{},
 		serviceMonitors: map[string]*serviceMonitor{},
+		podMonitors:     map[string]*podMonitor{},
 		secrets:         map[string]*corev1.Secret{},
 		networkPolicies: map[string]*networkingv1.NetworkPolicy{},
 		certificates:    map[string]*certificate{},
@@ -232,11 +260,13 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
 		o := object{source: source, gvk: tm.GroupVersionKind(), json: js}
-		if o.gvk == serviceMonitorGVK || o.gvk == certificateGVK || o.gvk == prometheusRuleGVK {
+		if o.gvk == serviceMonitorGVK || o.gvk == podMonitorGVK || o.gvk == certificateGVK || o.gvk == prometheusRuleGVK {
 			var v metav1.Object
 			switch o.gvk {
 			case serviceMonitorGVK:
 				v = &serviceMonitor{}
+			case podMonitorGVK:
+				v = &podMonitor{}
 			case certificateGVK:
 				v = &certificate{}
 			default:
@@ -250,6 +280,8 @@ func decodeManifest(manifest, namespace string) (*objects, error) {
 			switch v := v.(type) {
 			case *serviceMonitor:
 				objs.serviceMonitors[v.Name] = v
+			case *podMonitor:
+				objs.podMonitors[v.Name] = v
 			case *certificate:
 				objs.certificates[v.Name] = v
 			case *prometheusRule:

@@ -40,6 +40,8 @@ func TestBadValuesRefused(t *testing.T) {
 		{"lease below 2s", m{"driver": m{"leaseTTLSeconds": 1}}, []string{"/driver/leaseTTLSeconds"}},
 		{"unknown checkpoint store", m{"driver": m{"store": "redis://cache/0"}}, []string{"/driver/store"}},
 		{"bad scrape interval", m{"metrics": m{"serviceMonitor": m{"interval": "often"}}}, []string{"/metrics/serviceMonitor/interval"}},
+		{"bad executor scrape timeout", m{"metrics": m{"podMonitor": m{"scrapeTimeout": "10"}}}, []string{"/metrics/podMonitor/scrapeTimeout"}},
+		{"misspelled monitor", m{"metrics": m{"podMonitors": m{"enabled": true}}}, []string{"/metrics", "podMonitors"}},
 		{"bad alert duration", m{"monitoring": m{"prometheusRule": m{"noLeader": m{"for": "2 minutes"}}}}, []string{"/monitoring/prometheusRule/noLeader/for"}},
 		{"bad alert window", m{"monitoring": m{"prometheusRule": m{"lagGrowing": m{"window": "10"}}}}, []string{"/monitoring/prometheusRule/lagGrowing/window"}},
 		{"zero expected executors", m{"monitoring": m{"prometheusRule": m{"executorsMissing": m{"minExecutors": 0}}}}, []string{"/monitoring/prometheusRule/executorsMissing/minExecutors", "minimum"}},
