@@ -10,6 +10,20 @@
 // warm franz-go client per partition between batches so that a partition's
 // next range continues from records already fetched.
 //
+// Lag figures. Plan.Metrics carries Spark's minOffsetsBehindLatest,
+// maxOffsetsBehindLatest and avgOffsetsBehindLatest (latest offset minus
+// planned until, at plan time) and dataLoss. After each batch the driver
+// passes the readers' figures (lastRecordOffset, lastRecordTimestampMs: the
+// last record each range returned) to Source.SummarizeTaskMetrics, which
+// adds avgMsBehindLatest, maxMsBehindLatest and minMsBehindLatest (the
+// Kinesis source's names): per partition, the newest record's timestamp
+// minus the timestamp of the last record the job read, 0 when the plan read
+// up to the latest offset, never negative; and, per partition,
+// msBehindLatest and offsetsBehindLatest. The newest timestamps come from
+// one ListOffsets request (max timestamp, KIP-734) beside the end offsets:
+// brokers before Kafka 3.0 cannot answer it and get no ms figures. Details
+// in lag.go.
+//
 // Partitions are named "topic/partition" (e.g. "transaction/3"); a position
 // is a Kafka offset in decimal ASCII (e.g. "42"), the offset of the next
 // record to read, so a range's until is the next range's from.

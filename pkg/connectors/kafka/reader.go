@@ -375,7 +375,7 @@ func (r *emptyReader) End() stream.Position                          { return r.
 func (r *emptyReader) Close() error                                  { return nil }
 
 // rangeReader reads one range through a partReader it holds until Close.
-// Read, End and Close must not be called concurrently.
+// Read, End, Metrics and Close must not be called concurrently.
 type rangeReader struct {
 	pool   *ReaderPool
 	pr     *partReader // nil after Close
@@ -383,6 +383,27 @@ type rangeReader struct {
 	until  int64
 	end    int64 // == pr.next while open; kept after Close for End
 	closed bool
+	// The last record returned, for Metrics: its offset and timestamp (ms).
+	hasLast         bool
+	lastOff, lastTs int64
+}
+
+var _ connectors.ReaderMetrics = (*rangeReader)(nil)
+
+// Metrics reports the offset and timestamp (ms since the epoch) of the last
+// record the range returned (lastRecordOffset, lastRecordTimestampMs), from
+// which the source's SummarizeTaskMetrics works out the lag in
+// milliseconds. Nothing when the range returned no record (only
+// transaction markers or compacted offsets) or the last one has no
+// timestamp (message format v0).
+func (r *rangeReader) Metrics() map[string]float64 {
+	if !r.hasLast || r.lastTs < 0 {
+		return nil
+	}
+	return map[string]float64{
+		MetricLastRecordOffset:      float64(r.lastOff),
+		MetricLastRecordTimestampMs: float64(r.lastTs),
+	}
 }
 
 // End is the offset after the last record returned, or further when the
@@ -448,7 +469,10 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 func (r *rangeReader) drain() []stream.Record {
 	pr := r.pr
 	limit := r.pool.opts.maxRecords
-	var out []stream.Record
+	var (
+		out  []stream.Record
+		last *kgo.Record
+	)
 	i := 0
 	for ; i < len(pr.buf) && len(out) < limit; i++ {
 		rec := pr.buf[i]
@@ -466,6 +490,10 @@ func (r *rangeReader) drain() []stream.Record {
 			continue // a transaction marker occupies an offset, holds no data
 		}
 		out = append(out, r.pool.record(rec))
+		last = rec
+	}
+	if last != nil {
+		r.hasLast, r.lastOff, r.lastTs = true, last.Offset, last.Timestamp.UnixMilli()
 	}
 	pr.buf = pr.buf[i:]
 	if len(pr.buf) == 0 {

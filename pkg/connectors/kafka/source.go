@@ -18,7 +18,8 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
-// Metric names in Plan.Metrics.
+// Metric names in Plan.Metrics. The lag in milliseconds comes after the
+// batch, from SummarizeTaskMetrics (see lag.go).
 const (
 	MetricMinOffsetsBehindLatest = "minOffsetsBehindLatest"
 	MetricMaxOffsetsBehindLatest = "maxOffsetsBehindLatest"
@@ -56,6 +57,13 @@ type Source struct {
 	goneWarned map[topicPartition]bool
 	started    time.Time // the current Plan's start, for brokerErrs.explain
 	closed     bool
+	// noMaxTimestamp: a broker could not list max timestamps (before
+	// Kafka 3.0), so Plan no longer asks (see awaitNewest).
+	noMaxTimestamp bool
+
+	// lag is what SummarizeTaskMetrics needs of the last plan (lag.go).
+	// Lock order: mu, then lag.mu.
+	lag lagState
 }
 
 var _ connectors.Source = (*Source)(nil)
@@ -159,6 +167,10 @@ func await[T any](ctx context.Context, wg *sync.WaitGroup, fn func() (T, error))
 // startingOffsets are connectors.Permanent; lost records are a
 // *connectors.DataLossError unless FailOnDataLoss is false. Plan blocks on
 // the brokers no longer than ctx allows.
+//
+// Alongside the end offsets Plan lists each partition's newest record
+// timestamp for SummarizeTaskMetrics; that listing never fails or delays a
+// plan (see awaitNewest).
 func (s *Source) Plan(ctx context.Context, req connectors.PlanRequest) (connectors.Plan, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -212,9 +224,18 @@ func (s *Source) plan(ctx context.Context, req connectors.PlanRequest) (connecto
 		parts = append(parts, pp)
 		byTP[tp] = pp
 	}
+	// The newest record timestamps, for the ms lag figures, are listed
+	// beside the bounds so that the plan does not take longer.
+	var newestCh <-chan newestAnswer
+	if !s.noMaxTimestamp && len(parts) > 0 {
+		nctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		newestCh = s.listNewest(nctx, parts)
+	}
 	if err := s.listBounds(ctx, parts); err != nil {
 		return connectors.Plan{}, err
 	}
+	newest := s.awaitNewest(ctx, newestCh)
 
 	lost := 0
 	loss := func(tp topicPartition, requested, earliest, reason string) error {
@@ -324,12 +345,21 @@ func (s *Source) plan(ctx context.Context, req connectors.PlanRequest) (connecto
 	shares := prorate(lags, s.cfg.MaxOffsetsPerTrigger, int64(req.Batch))
 
 	out := connectors.Plan{Start: start, Metrics: map[string]float64{MetricDataLoss: float64(lost)}}
+	lp := &lagPlan{parts: make(map[topicPartition]partLag, len(parts)), newestKnown: newest != nil}
 	for i, pp := range parts {
 		pp.until = pp.start + shares[i]
+		pl := partLag{start: pp.start, until: pp.until, lastSplit: pp.start, latest: pp.latest, newestTs: -1}
+		if ts, ok := newest[pp.tp]; ok {
+			pl.newestTs = ts
+		}
+		lp.parts[pp.tp] = pl
 		if shares[i] == 0 {
 			continue
 		}
-		for k, r := range splitRange(pp.start, pp.until, s.cfg.MaxRecordsPerPartition) {
+		splits := splitRange(pp.start, pp.until, s.cfg.MaxRecordsPerPartition)
+		pl.lastSplit = splits[len(splits)-1][0]
+		lp.parts[pp.tp] = pl
+		for k, r := range splits {
 			out.Ranges = append(out.Ranges, stream.Range{
 				Partition: pp.tp.id(),
 				Split:     k,
@@ -365,6 +395,7 @@ func (s *Source) plan(ctx context.Context, req connectors.PlanRequest) (connecto
 			}
 		}
 	}
+	s.lag.setPlan(lp)
 	return out, nil
 }
 
