@@ -260,7 +260,7 @@ func progressLine(b *sluicev1.BatchProgress) string {
 	if b.GetSkippedRows() > 0 || b.GetDeadLetteredRows() > 0 {
 		fmt.Fprintf(&sb, ", %d skipped, %d dead-lettered", b.GetSkippedRows(), b.GetDeadLetteredRows())
 	}
-	// The lag the source reports: Kafka in offsets, Kinesis in milliseconds.
+	// The lag the source reports: Kafka in offsets and milliseconds, Kinesis in milliseconds.
 	for _, lag := range []string{"maxOffsetsBehindLatest", "maxMsBehindLatest"} {
 		if v, ok := b.GetMetrics()[lag]; ok {
 			fmt.Fprintf(&sb, ", %s %.0f", lag, v)

@@ -62,6 +62,8 @@ type batchLoop struct {
 	commits int
 	// lastMetrics are the source figures of the last plan.
 	lastMetrics map[string]float64
+	// summarized are the figures of the last TaskMetricsSummarizer call.
+	summarized map[string]float64
 	// planned is when the source returned the current batch's plan.
 	planned time.Time
 }
@@ -173,12 +175,16 @@ func (l *batchLoop) newPartitions(start map[stream.PartitionID]stream.Position) 
 // back-off and showing them in the job's status.
 func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
 	backoff := time.Second
+	started, planning := time.Now(), false
 	for {
 		p, err := l.source.Plan(ctx, connectors.PlanRequest{
 			Batch: l.next, Committed: l.committed, Interval: l.job.Trigger.Interval, AvailableNow: l.job.Trigger.AvailableNow,
 		})
 		if err == nil {
 			l.m.clearError(l.name)
+			if planning {
+				l.m.d.status.setCurrent(l.name, nil, true)
+			}
 			return p, nil
 		}
 		if ctx.Err() != nil {
@@ -189,6 +195,12 @@ func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
 		}
 		l.m.d.log.Warn("planning failed; retrying", "job", l.name, "batch", l.next, "err", err, "retryIn", backoff)
 		l.m.setError(l.name, fmt.Sprintf("plan batch %d: %v (retrying in %s)", l.next, err, backoff))
+		if !planning {
+			// Show the batch as in flight (planning) while planning fails;
+			// a plan that succeeds at once is too short to show.
+			planning = true
+			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(l.next), Started: timestamppb.New(started), Phase: "plan"}, true)
+		}
 		if err := sleepUntil(ctx, time.Now().Add(backoff)); err != nil {
 			return p, err
 		}
@@ -519,11 +531,16 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 	}
 	sorted := append([]string(nil), keys...)
 	sort.Strings(sorted)
+	// A partition's figures are those of its last split (the reader that
+	// got furthest), as its committed end is.
 	perPartition := map[stream.PartitionID]map[string]float64{}
+	figuresSplit := map[stream.PartitionID]int{}
 	for _, k := range sorted {
 		res := results[k]
-		if m := res.GetSourceMetrics(); len(m) > 0 {
-			perPartition[ranges[k].Partition] = m
+		if m, r := res.GetSourceMetrics(), ranges[k]; len(m) > 0 {
+			if s, seen := figuresSplit[r.Partition]; !seen || r.Split > s {
+				perPartition[r.Partition], figuresSplit[r.Partition] = m, r.Split
+			}
 		}
 		bp.NumInputRows += res.GetRecordsIn()
 		bp.InputBytes += res.GetBytesIn()
@@ -538,11 +555,19 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 			})
 		}
 	}
-	if s, ok := l.source.(connectors.TaskMetricsSummarizer); ok && len(perPartition) > 0 {
+	if s, ok := l.source.(connectors.TaskMetricsSummarizer); ok {
 		summary := s.SummarizeTaskMetrics(perPartition)
 		for k, v := range summary {
 			bp.Metrics[k] = v
 		}
+		// A figure the summary no longer has (no records read, a replayed
+		// batch) must not stay in Prometheus at its old value.
+		for k := range l.summarized {
+			if _, ok := summary[k]; !ok {
+				l.m.d.metrics.dropSource(l.name, k)
+			}
+		}
+		l.summarized = summary
 		l.m.metricsFor(l.name, summary)
 	}
 	if secs := execDone.Sub(planStart).Seconds(); secs > 0 {

@@ -49,8 +49,25 @@ type manager struct {
 
 type jobRun struct {
 	cancel   context.CancelFunc
-	stopping bool
+	stopping bool // guarded by manager.mu
 	done     chan struct{}
+	// stateMu orders the loop's state writes (RUNNING, RETRYING) against a
+	// stop's STOPPING: without it a loop starting as the user stops could
+	// write RUNNING after STOPPING, and a leader taking over then would run
+	// the job the user stopped.
+	stateMu sync.Mutex
+}
+
+// setRunState writes a state of the running loop unless a stop has begun.
+func (m *manager) setRunState(run *jobRun, job string, state sluicev1.JobState, lastErr string) {
+	run.stateMu.Lock()
+	defer run.stateMu.Unlock()
+	m.mu.Lock()
+	stopping := run.stopping
+	m.mu.Unlock()
+	if !stopping {
+		m.setState(job, state, lastErr)
+	}
 }
 
 func newManager(ctx context.Context, d *Driver, fence checkpoint.Fence) *manager {
@@ -148,7 +165,9 @@ func (m *manager) stopJob(ctx context.Context, job string) error {
 	if run == nil {
 		return nil
 	}
+	run.stateMu.Lock()
 	m.setState(job, sluicev1.JobState_JOB_STATE_STOPPING, "")
+	run.stateMu.Unlock()
 	run.cancel()
 	select {
 	case <-run.done:
@@ -175,7 +194,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 	// one that went away starts the back-off afresh.
 	restarts := 0
 	for {
-		m.setState(rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
+		m.setRunState(run, rec.Name, sluicev1.JobState_JOB_STATE_RUNNING, "")
 		log.Info("job running", "trigger", job.Trigger.String(), "restarts", restarts)
 		var committed int
 		end, err := m.loop(ctx, run, job, incarnation(rec), &committed)
@@ -188,7 +207,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 			delay := job.Restart.DelayRand(restarts)
 			next := time.Now().Add(delay)
 			log.Warn("job cannot finish its batch; restarting it after a back-off", "err", err, "restart", restarts, "retryIn", delay)
-			m.retrying(rec.Name, restarts, next, err)
+			m.retrying(run, rec.Name, restarts, next, err)
 			if werr := sleepUntil(ctx, next); werr != nil {
 				end, err = m.ending(run, werr), werr
 			} else {
@@ -221,11 +240,11 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 // retrying records that the job waits to restart: RETRYING in the catalog
 // (so a new leader resumes it) and the attempt, cause and next try in the
 // status.
-func (m *manager) retrying(job string, attempt int, next time.Time, cause error) {
+func (m *manager) retrying(run *jobRun, job string, attempt int, next time.Time, cause error) {
 	m.d.metrics.restarts.WithLabelValues(job).Inc()
 	m.d.status.setRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttempt: timestamppb.New(next), Cause: cause.Error()})
 	if !m.fenced() {
-		m.setState(job, sluicev1.JobState_JOB_STATE_RETRYING, cause.Error())
+		m.setRunState(run, job, sluicev1.JobState_JOB_STATE_RETRYING, cause.Error())
 	}
 }
 

@@ -77,6 +77,9 @@ func (m *metrics) source(job string, figures map[string]float64) {
 	}
 }
 
+// dropSource removes a source figure the job no longer reports.
+func (m *metrics) dropSource(job, name string) { m.sourceGauge.DeleteLabelValues(job, name) }
+
 // jobStateDesc is sluice_job_state: one series per job and state, 1 for the
 // state the job is in and 0 for the others, as kube-state-metrics exposes
 // pod phases, so an alert can say "RETRYING for 10 minutes" or "FAILED".

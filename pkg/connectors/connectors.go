@@ -107,15 +107,23 @@ type Reader interface {
 }
 
 // ReaderMetrics is implemented by readers that report figures about the
-// range they read, e.g. Kinesis millisBehindLatest. The task sends them back
-// with its result; they show per partition in the batch progress.
+// range they read, e.g. Kinesis millisBehindLatest, Kafka
+// lastRecordTimestampMs. The task sends them back with its result; they show
+// per partition in the batch progress.
 type ReaderMetrics interface {
 	Metrics() map[string]float64
 }
 
 // TaskMetricsSummarizer is implemented by sources whose readers report
-// ReaderMetrics: after a batch the driver passes each partition's figures and
-// adds the summary (e.g. avgMsBehindLatest) to the batch's source metrics.
+// ReaderMetrics: after each batch the driver passes each partition's figures
+// (those of its last split) and adds the summary (e.g. avgMsBehindLatest) to
+// the batch's source metrics and Prometheus; a name missing from the summary
+// is dropped from Prometheus.
+//
+// The maps are the ones the batch progress shows per partition: a summarizer
+// may add per-partition figures to them (e.g. Kafka's msBehindLatest).
+// Partitions without a task this batch are absent, so a summarizer keeps
+// what it needs across batches; perPartition may be empty.
 type TaskMetricsSummarizer interface {
 	SummarizeTaskMetrics(perPartition map[stream.PartitionID]map[string]float64) map[string]float64
 }

@@ -291,8 +291,9 @@ type BatchRun struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	BatchId int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	Started *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started,proto3" json:"started,omitempty"`
-	// record (writing the plan to the offset log), execute (tasks on
-	// executors) or commit (driver-side output, sink and commit log).
+	// plan (shown only while planning fails and is retried), record (writing
+	// the plan to the offset log), execute (tasks on executors) or commit
+	// (driver-side output, sink and commit log).
 	Phase      string `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
 	TasksTotal int32  `protobuf:"varint,4,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
 	// Tasks whose result was accepted.
