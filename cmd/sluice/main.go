@@ -35,7 +35,9 @@ Usage:
   sluice [--driver ADDR] submit FILE.yaml   submit a job (or resume a stopped one of the same name)
   sluice [--driver ADDR] jobs               list jobs
   sluice [--driver ADDR] status JOB         show a job, its last batch and its spec
-  sluice [--driver ADDR] stop JOB           stop a job; submit it again to resume
+  sluice [--driver ADDR] stop JOB           stop a job
+  sluice [--driver ADDR] resume JOB         run a stopped, finished or failed job again
+                                            from its last commit, with its stored spec
   sluice [--driver ADDR] delete JOB         stop a job and delete its checkpoints
   sluice [--driver ADDR] watch JOB          follow a job live until it ends (a line per
                                             batch and state change when piped)
@@ -167,6 +169,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "job %s %s at batch %s\n", name, state(job.GetState()), batchID(job))
+		return nil
+	case "resume":
+		name, err := needName()
+		if err != nil {
+			return err
+		}
+		var job *sluicev1.Job
+		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+			job, err = d.ResumeJob(ctx, &sluicev1.ResumeJobRequest{Name: name})
+			return err
+		}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "job %s %s from batch %s\n", name, state(job.GetState()), batchID(job))
 		return nil
 	case "delete":
 		name, err := needName()

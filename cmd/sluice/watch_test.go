@@ -422,4 +422,16 @@ func TestWatchCLI(t *testing.T) {
 	if !strings.HasSuffix(lines[len(lines)-1], "job j STOPPED") || strings.Contains(out.String(), "\x1b[") {
 		t.Errorf("want plain lines ending with the stop, got:\n%s", out.String())
 	}
+
+	// resume runs the stopped job again; a running job cannot be resumed.
+	out.Reset()
+	if err := cli(&out, "resume", "j"); err != nil || !strings.HasPrefix(out.String(), "job j ") {
+		t.Fatalf("resume: %v, printed %q", err, out.String())
+	}
+	if err := cli(io.Discard, "resume", "j"); err == nil || !strings.Contains(err.Error(), "only a stopped, finished or failed job can be resumed") {
+		t.Fatalf("resume a resumed job: %v", err)
+	}
+	if err := cli(io.Discard, "resume", "nope"); err == nil {
+		t.Fatal("resume an unknown job: no error")
+	}
 }
