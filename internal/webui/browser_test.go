@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluicehq/sluice/internal/testenv"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
 // The browser tests load the UI in headless Chromium against fakeAPI. They
@@ -335,7 +336,7 @@ func TestPagesUpdateThemselves(t *testing.T) {
 		t.Errorf("newest task row %q", got)
 	}
 
-	p.api.set(func(f *fakeAPI) { f.jobs[runningJob].State = 5 }) // FINISHED
+	p.api.set(func(f *fakeAPI) { f.jobs[runningJob].State = sluicev1.JobState_JOB_STATE_FINISHED })
 	p.wait(`document.querySelector('#job-badge [data-testid=job-state]')?.textContent === 'FINISHED'`, "the new state")
 	if !eval[bool](p, `window.notReloaded === true`) {
 		t.Error("the page reloaded")

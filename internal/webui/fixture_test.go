@@ -114,7 +114,7 @@ func newFakeAPI(role string) *fakeAPI {
 			Source: &sluicev1.Source{Kind: &sluicev1.Source_Kinesis{Kinesis: &sluicev1.KinesisSource{
 				StreamName: "clicks", Region: "eu-west-1", AwsAccessKey: "AKIAEXAMPLE", AwsSecretKey: "*****",
 			}}},
-			Sink: &sluicev1.Sink{Kind: &sluicev1.Sink_S3{S3: &sluicev1.S3Sink{Bucket: "archive", Prefix: "clicks/", Region: "eu-west-1"}}},
+			Sink:    &sluicev1.Sink{Kind: &sluicev1.Sink_S3{S3: &sluicev1.S3Sink{Bucket: "archive", Prefix: "clicks/", Region: "eu-west-1"}}},
 			Trigger: &sluicev1.Trigger{Kind: &sluicev1.Trigger_ProcessingTime{ProcessingTime: "10s"}},
 			Checkpoint: &sluicev1.Checkpoint{Kind: &sluicev1.Checkpoint_Dynamodb{Dynamodb: &sluicev1.DynamoDBCheckpoint{
 				Table: "sluice_checkpoints", Region: "eu-west-1"}}, MinBatchesToRetain: 50},

@@ -1078,7 +1078,7 @@ function lineChart(id, title, points, cls, unit) {
   const w = plotWidth(id);
   const n = points.length;
   const vals = points.map((p) => p.v);
-  const ymax = niceMax(Math.max(...vals, 0));
+  const ymax = niceMax(Math.max(...vals, 0) * 1.05);
   const lastV = n ? vals[n - 1] : 0;
   const avg = n ? vals.reduce((a, b) => a + b, 0) / n : 0;
   const svg = svgRoot(w, `${title} over ${n} batches: latest ${fmtNum(lastV)} ${unit}, average ${fmtNum(avg)}, max ${fmtNum(Math.max(...vals, 0))}.`, `${id}-svg`);
