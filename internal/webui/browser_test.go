@@ -380,7 +380,7 @@ func TestStopSendsTheActionHeader(t *testing.T) {
 	p.api.set(func(f *fakeAPI) { f.role = "viewer" })
 	p.click(rowOf(runningJob) + ` [data-testid=action-resume]`)
 	p.wait(`!document.querySelector('#error-banner').hidden`, "the refusal")
-	if got := p.text(`#error-banner`); !strings.Contains(got, "Not allowed to resume orders-enrich.") || !strings.Contains(got, "alice has role viewer; this needs operator") {
+	if got := p.text(`#error-banner`); !strings.Contains(got, "Not allowed to resume orders-enrich. alice has role viewer; this needs operator (HTTP 403)") {
 		t.Errorf("banner %q", got)
 	}
 	p.wait(`document.querySelectorAll('[data-testid=job-row] button').length === 0`, "actions hidden for a viewer")
@@ -462,6 +462,32 @@ func TestTokenPrompt(t *testing.T) {
 	p.wait(fmt.Sprintf(`document.querySelector(%q)?.dataset.state === 'STOPPED'`, rowOf(runningJob)), "the stopped state")
 	if calls := p.api.seen("POST", ""); len(calls) != 1 || calls[0].Authorization != "Bearer s3cret" {
 		t.Errorf("stop calls %+v", calls)
+	}
+
+	// Signing out forgets the token and offers signing in again, without
+	// forcing the prompt open.
+	p.click(`#signout`)
+	p.wait(`!document.querySelector('#error-banner').hidden && !document.querySelector('#error-signin').hidden`, "the sign-in banner")
+	if eval[bool](p, `document.querySelector('#token-dialog').open`) {
+		t.Error("signing out opened the prompt")
+	}
+	if got := eval[string](p, `sessionStorage.getItem('sluice.token') || ''`); got != "" {
+		t.Errorf("token %q kept after signing out", got)
+	}
+	p.wait(`[...document.querySelectorAll('button[data-action]')].every(b => b.hidden)`, "actions hidden once signed out")
+}
+
+// A driver without authentication (loopback or --insecure) allows every
+// action and says so.
+func TestWithoutAuthEverythingIsAllowed(t *testing.T) {
+	p := openUI(t, "", func(f *fakeAPI) { f.authOff = true })
+	p.open("")
+	p.wait(jobsListed, "the jobs")
+	if got := p.text(`#principal`); got != "No sign-in needed" {
+		t.Errorf("principal %q", got)
+	}
+	if got := eval[[]string](p, fmt.Sprintf(`[...document.querySelectorAll(%q)].map(b => b.dataset.action)`, rowOf(runningJob)+" button")); strings.Join(got, ",") != "stop,delete" {
+		t.Errorf("actions without auth: %v", got)
 	}
 }
 

@@ -26,6 +26,7 @@ type fakeAPI struct {
 	mu        sync.Mutex
 	base      time.Time
 	role      string // the principal's role: viewer, operator or admin
+	authOff   bool   // no authentication: no principal, everything allowed
 	token     string // required bearer token; "" accepts any or none
 	fail      *apiError
 	jobs      map[string]*sluicev1.Job
@@ -228,6 +229,10 @@ func (f *fakeAPI) server(t *testing.T) *httptest.Server {
 	mux.HandleFunc("GET /api/v1/info", f.wrap("viewer", func(r *http.Request) (any, *apiError) {
 		info := map[string]any{"leader": "10.0.0.5:7070", "leaderHttp": "http://10.0.0.5:8080", "isLeader": true,
 			"authRequired": true, "principal": map[string]string{"name": "alice", "role": f.role, "via": "token"}, "checkpointStore": "etcd"}
+		if f.authOff {
+			info["authRequired"] = false
+			delete(info, "principal")
+		}
 		return info, nil
 	}))
 	mux.HandleFunc("GET /api/v1/jobs", f.wrap("viewer", func(r *http.Request) (any, *apiError) {
@@ -309,7 +314,7 @@ func (f *fakeAPI) wrap(need string, run func(*http.Request) (any, *apiError)) ht
 			e = &apiError{status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: "unknown token"}
 		case r.Method != http.MethodGet && r.Header.Get("X-Sluice-Action") == "":
 			e = &apiError{status: http.StatusForbidden, Code: "PERMISSION_DENIED", Message: "a change needs the X-Sluice-Action header"}
-		case roles[f.role] < roles[need]:
+		case !f.authOff && roles[f.role] < roles[need]:
 			e = &apiError{status: http.StatusForbidden, Code: "PERMISSION_DENIED", Message: fmt.Sprintf("alice has role %s; this needs %s", f.role, need)}
 		default:
 			v, e = run(r)

@@ -486,6 +486,10 @@ function showError(e, what) {
   const status = e instanceof ApiError ? e.status : 0;
   const code = e instanceof ApiError ? e.code : 'ERROR';
   if (status === 401) {
+    // Whoever was signed in is not any more: offer no action meanwhile.
+    state.info = { ...(state.info || {}), authRequired: true, principal: undefined };
+    renderSession();
+    markBusy();
     setLive('signin');
     const why = token()
       ? 'The driver refused the token this tab sent. Enter another one (the same tokens as the CLI).'
@@ -497,9 +501,9 @@ function showError(e, what) {
   let title = what ? `Could not ${what}.` : "The driver's API failed.";
   let message = `${code}: ${e.message}`;
   if (status === 403) {
-    const p = state.info?.principal;
+    // The driver's message names the caller, its role and the role needed.
     title = what ? `Not allowed to ${what}.` : 'Not allowed.';
-    message = `${p ? `${p.name} has role ${p.role}. ` : ''}${e.message}`;
+    message = e.message;
   }
   if (status) message += ` (HTTP ${status})`;
   const leaderHttp = e.leaderHttp || '';
@@ -662,7 +666,7 @@ async function act(job, action) {
     const ok = await askConfirm(
       `Delete job ${job}?`,
       `This stops ${job} and deletes its checkpoints (offset log, task ends, commit log). ` +
-        'A job submitted later under this name starts from its startingOffsets again. This cannot be undone.',
+        'A job submitted later under this name starts without them, from its starting position. This cannot be undone.',
       'Delete job',
     );
     if (!ok) return;
@@ -707,9 +711,12 @@ function mergeJob(j) {
   PAGES[state.route.page].render(d, state.route);
 }
 
+// markBusy disables the buttons of actions in flight and hides those the
+// user may no longer take (signed out, or a token of a lower role).
 function markBusy() {
   for (const b of document.querySelectorAll('button[data-action]')) {
     b.disabled = state.busy.has(`${b.dataset.job} ${b.dataset.action}`);
+    b.hidden = !(b.dataset.action === 'delete' ? canAdmin() : canOperate());
   }
 }
 
