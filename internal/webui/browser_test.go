@@ -332,6 +332,9 @@ func TestPagesUpdateThemselves(t *testing.T) {
 		t.Errorf("%d points after one more batch, want 21", n)
 	}
 	p.wait(`document.querySelector('[data-testid=current]')?.dataset.batch === '43'`, "the next batch in flight")
+	if got := eval[[]string](p, `[...document.querySelectorAll('[data-testid=current] .phases li')].map(l => l.className + ':' + l.textContent)`); strings.Join(got, " ") != "done:plan now:record :execute :commit" {
+		t.Errorf("phases of a batch recording its plan: %v", got)
+	}
 	if got := p.text(`[data-testid=task-row]`); !strings.HasPrefix(got, fmt.Sprintf("#%d", b)) {
 		t.Errorf("newest task row %q", got)
 	}

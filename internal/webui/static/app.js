@@ -19,7 +19,7 @@ const PROGRESS_LIMIT = 100;
 const TASK_BATCHES = 5;
 const MAX_TASK_ROWS = 200;
 const PHASES = ['plan', 'record', 'dispatch', 'execute', 'commit'];
-const RUN_PHASES = ['record', 'execute', 'commit']; // BatchRun.phase
+const RUN_PHASES = ['plan', 'record', 'execute', 'commit']; // BatchRun.phase
 const ACTIVE = new Set(['PENDING', 'RUNNING', 'RETRYING', 'STOPPING']);
 const STOPPABLE = new Set(['PENDING', 'RUNNING', 'RETRYING']);
 const RESUMABLE = new Set(['STOPPED', 'FINISHED', 'FAILED']);
@@ -987,7 +987,7 @@ function renderCurrent(job) {
   }
   const total = num(c.tasksTotal);
   const done = num(c.tasksDone);
-  const phase = c.phase || 'record';
+  const phase = c.phase || 'plan';
   const pi = RUN_PHASES.indexOf(phase);
   const started = when(c.started);
   const bar = h('progress', { id: 'current-progress', 'data-testid': 'current-progress', 'aria-label': `Batch ${num(c.batchId)}: ${done} of ${total} tasks done` });
@@ -997,7 +997,7 @@ function renderCurrent(job) {
   } else if (total > 0) {
     bar.max = total;
     bar.value = done;
-  } // else indeterminate while recording the plan
+  } // else indeterminate while planning and recording the plan
   replace(region,
     h('div', { 'data-testid': 'current', dataset: { batch: num(c.batchId), phase } },
       h('p', {}, h('strong', { text: `Batch #${num(c.batchId)}` }), ' · ', phase, started ? ' · started ' : '', started ? timeEl(started) : ''),
