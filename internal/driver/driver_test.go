@@ -43,7 +43,9 @@ func startCluster(t *testing.T, ckpt string) *testCluster {
 func startClusterWith(t *testing.T, ckpt string, executors int) *testCluster {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := New(Config{Listen: "127.0.0.1:0", Advertise: "127.0.0.1:0", Checkpoint: ckpt, Logger: log, Stdout: io.Discard,
+	// HTTP on loopback: the JSON API (httpapi.go) is then open without
+	// credentials, as on a real driver with a loopback --http.
+	d, err := New(Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Advertise: "127.0.0.1:0", Checkpoint: ckpt, Logger: log, Stdout: io.Discard,
 		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second, ShutdownTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
