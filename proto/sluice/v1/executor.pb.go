@@ -7,6 +7,7 @@
 package sluicev1
 
 import (
+	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -722,8 +723,17 @@ type TaskResult struct {
 	Partition string                 `protobuf:"bytes,4,opt,name=partition,proto3" json:"partition,omitempty"`
 	Split     int32                  `protobuf:"varint,5,opt,name=split,proto3" json:"split,omitempty"`
 	Ok        bool                   `protobuf:"varint,6,opt,name=ok,proto3" json:"ok,omitempty"`
-	Error     string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	// ERROR_KIND: "retryable", "fatal", "data_loss".
+	// Replaced by status. For one release, executors fill all three and
+	// drivers read these two only when status is absent (a result from an
+	// executor of the previous release), so drivers and executors can be
+	// upgraded in either order. The release after stops writing and reading
+	// them and reserves 7, 8, "error" and "error_kind".
+	//
+	// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// Replaced by status (see error): "retryable", "fatal" or "data_loss".
+	//
+	// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
 	ErrorKind        string `protobuf:"bytes,8,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
 	RecordsIn        int64  `protobuf:"varint,9,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
 	RecordsOut       int64  `protobuf:"varint,10,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
@@ -742,7 +752,15 @@ type TaskResult struct {
 	// millisBehindLatest.
 	SourceMetrics map[string]float64 `protobuf:"bytes,19,rep,name=source_metrics,json=sourceMetrics,proto3" json:"source_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// The attempt's token (Task.token).
-	Token         string `protobuf:"bytes,20,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,20,opt,name=token,proto3" json:"token,omitempty"`
+	// Why the attempt failed (ok false). internal/rpc turns the executor's
+	// error into it and back, so the driver branches on the same sentinels and
+	// typed errors the task saw, never on text: the code and an ErrorInfo
+	// (domain "github.com/sluicehq/sluice") name the sentinel; a data loss is
+	// DATA_LOSS with the partition and the requested and earliest positions in
+	// the ErrorInfo's metadata; metadata "permanent": "true" marks a failure a
+	// retry cannot fix.
+	Status        *status.Status `protobuf:"bytes,21,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +837,7 @@ func (x *TaskResult) GetOk() bool {
 	return false
 }
 
+// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
 func (x *TaskResult) GetError() string {
 	if x != nil {
 		return x.Error
@@ -826,6 +845,7 @@ func (x *TaskResult) GetError() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
 func (x *TaskResult) GetErrorKind() string {
 	if x != nil {
 		return x.ErrorKind
@@ -917,11 +937,18 @@ func (x *TaskResult) GetToken() string {
 	return ""
 }
 
+func (x *TaskResult) GetStatus() *status.Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_sluice_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x13sluice/v1/job.proto\"\xaa\x01\n" +
+	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xaa\x01\n" +
 	"\x0fExecutorMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.sluice.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.sluice.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
@@ -969,7 +996,7 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x05token\x18\r \x01(\tR\x05token\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
-	"attemptIds\"\xa2\x05\n" +
+	"attemptIds\"\xd6\x05\n" +
 	"\n" +
 	"TaskResult\x12\x1d\n" +
 	"\n" +
@@ -978,10 +1005,10 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
 	"\tpartition\x18\x04 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05split\x18\x05 \x01(\x05R\x05split\x12\x0e\n" +
-	"\x02ok\x18\x06 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\x12\x1d\n" +
+	"\x02ok\x18\x06 \x01(\bR\x02ok\x12\x18\n" +
+	"\x05error\x18\a \x01(\tB\x02\x18\x01R\x05error\x12!\n" +
 	"\n" +
-	"error_kind\x18\b \x01(\tR\terrorKind\x12\x1d\n" +
+	"error_kind\x18\b \x01(\tB\x02\x18\x01R\terrorKind\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\t \x01(\x03R\trecordsIn\x12\x1f\n" +
 	"\vrecords_out\x18\n" +
@@ -998,7 +1025,8 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\n" +
 	"rows_total\x18\x12 \x01(\x03R\trowsTotal\x12O\n" +
 	"\x0esource_metrics\x18\x13 \x03(\v2(.sluice.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x12\x14\n" +
-	"\x05token\x18\x14 \x01(\tR\x05token\x1a@\n" +
+	"\x05token\x18\x14 \x01(\tR\x05token\x12*\n" +
+	"\x06status\x18\x15 \x01(\v2\x12.google.rpc.StatusR\x06status\x1a@\n" +
 	"\x12SourceMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012V\n" +
@@ -1031,6 +1059,7 @@ var file_sluice_v1_executor_proto_goTypes = []any{
 	(*TaskResult)(nil),      // 9: sluice.v1.TaskResult
 	nil,                     // 10: sluice.v1.TaskResult.SourceMetricsEntry
 	(*JobSpec)(nil),         // 11: sluice.v1.JobSpec
+	(*status.Status)(nil),   // 12: google.rpc.Status
 }
 var file_sluice_v1_executor_proto_depIdxs = []int32{
 	1,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
@@ -1043,13 +1072,14 @@ var file_sluice_v1_executor_proto_depIdxs = []int32{
 	11, // 7: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
 	7,  // 8: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
 	10, // 9: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
-	0,  // 10: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
-	3,  // 11: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 10: sluice.v1.TaskResult.status:type_name -> google.rpc.Status
+	0,  // 11: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
+	3,  // 12: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_executor_proto_init() }
