@@ -21,6 +21,19 @@ type api struct {
 	d *Driver
 }
 
+// lockJob is the start of every call that changes a job: this driver must
+// lead, and the job's name is locked (namelock.go) until unlock, so two
+// calls on one job never interleave.
+func (a *api) lockJob(ctx context.Context, verb, name string) (m *manager, unlock func(), err error) {
+	if m, err = a.leader(); err != nil {
+		return nil, nil, err
+	}
+	if unlock, err = a.d.jobLocks.lock(ctx, name); err != nil {
+		return nil, nil, fmt.Errorf("%s job %q: %w", verb, name, err)
+	}
+	return m, unlock, nil
+}
+
 func (a *api) leader() (*manager, error) {
 	m := a.d.currentManager()
 	if m == nil {
@@ -35,18 +48,14 @@ func (a *api) leader() (*manager, error) {
 }
 
 func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*sluicev1.Job, error) {
-	m, err := a.leader()
-	if err != nil {
-		return nil, err
-	}
 	job, err := jobspec.Compile(req.GetSpec())
 	if err != nil {
 		return nil, err
 	}
 	name := job.Spec.GetName()
-	unlock, err := a.d.jobLocks.lock(ctx, name)
+	m, unlock, err := a.lockJob(ctx, "submit", name)
 	if err != nil {
-		return nil, fmt.Errorf("submit job %q: %w", name, err)
+		return nil, err
 	}
 	defer unlock()
 	identity := job.SourceIdentity()
@@ -103,14 +112,10 @@ func (a *api) launch(ctx context.Context, m *manager, rec checkpoint.JobRecord, 
 // spec is checked as a submit would check it, but its secrets never leave
 // the catalog.
 func (a *api) ResumeJob(ctx context.Context, req *sluicev1.ResumeJobRequest) (*sluicev1.Job, error) {
-	m, err := a.leader()
+	name := req.GetName()
+	m, unlock, err := a.lockJob(ctx, "resume", name)
 	if err != nil {
 		return nil, err
-	}
-	name := req.GetName()
-	unlock, err := a.d.jobLocks.lock(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("resume job %q: %w", name, err)
 	}
 	defer unlock()
 	rec, err := a.d.store.GetJob(ctx, name)
@@ -172,13 +177,9 @@ func (a *api) ListJobs(ctx context.Context, _ *sluicev1.ListJobsRequest) (*sluic
 }
 
 func (a *api) StopJob(ctx context.Context, req *sluicev1.StopJobRequest) (*sluicev1.Job, error) {
-	m, err := a.leader()
+	m, unlock, err := a.lockJob(ctx, "stop", req.GetName())
 	if err != nil {
 		return nil, err
-	}
-	unlock, err := a.d.jobLocks.lock(ctx, req.GetName())
-	if err != nil {
-		return nil, fmt.Errorf("stop job %q: %w", req.GetName(), err)
 	}
 	defer unlock()
 	if a.d.status.get(req.GetName()) == nil {
@@ -191,14 +192,10 @@ func (a *api) StopJob(ctx context.Context, req *sluicev1.StopJobRequest) (*sluic
 }
 
 func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*sluicev1.DeleteJobResponse, error) {
-	m, err := a.leader()
+	name := req.GetName()
+	m, unlock, err := a.lockJob(ctx, "delete", name)
 	if err != nil {
 		return nil, err
-	}
-	name := req.GetName()
-	unlock, err := a.d.jobLocks.lock(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("delete job %q: %w", name, err)
 	}
 	defer unlock()
 	if a.d.status.get(name) == nil {
