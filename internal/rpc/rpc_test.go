@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -8,6 +9,9 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/connectors"
 )
 
 type badReq struct{ v []FieldViolation }
@@ -28,6 +32,13 @@ func TestToStatus(t *testing.T) {
 		{badReq{v: []FieldViolation{{"name", "required"}}}, codes.InvalidArgument},
 		{fmt.Errorf("no credentials: %w", ErrUnauthenticated), codes.Unauthenticated},
 		{fmt.Errorf("viewer may not submit: %w", ErrPermissionDenied), codes.PermissionDenied},
+		// A fenced checkpoint write used to come out as INTERNAL, as if the
+		// driver had a bug, when it had only lost its leadership.
+		{fmt.Errorf("put commit 9: %w", checkpoint.ErrFenced), codes.Aborted},
+		{fmt.Errorf("get plan 9: %w", checkpoint.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("read t/0: %w", &connectors.DataLossError{Partition: "t/0"}), codes.DataLoss},
+		{connectors.Permanent(errors.New("bad spec")), codes.FailedPrecondition},
+		{fmt.Errorf("shutting down: %w", context.Canceled), codes.Canceled},
 		{errors.New("boom"), codes.Internal},
 	}
 	for _, tt := range tests {
