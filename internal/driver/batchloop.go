@@ -285,19 +285,17 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 			l.lastOwner[ranges[key].Partition] = executorOf[res.GetAttemptId()]
 			return nil
 		}
-		permanent := res.GetErrorKind() == rpc.ErrorKindFatal || res.GetErrorKind() == rpc.ErrorKindDataLoss
-		cause := errors.New(res.GetError())
-		if permanent {
-			// The job must fail, not restart: the restart strategy asks
-			// connectors.IsPermanent.
-			cause = connectors.Permanent(cause)
-		}
+		// The executor's error, decoded from the result's status: a data
+		// loss or a permanent failure fails the job (the restart strategy
+		// asks connectors.IsPermanent of the same error), not its text.
+		cause := rpc.TaskFailure(res)
+		permanent := connectors.IsPermanent(cause)
 		key, err := b.Failed(res.GetAttemptId(), cause, permanent, time.Now())
 		if err == nil {
 			d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
-				"executor", executorOf[res.GetAttemptId()], "err", res.GetError(), "permanent", permanent)
+				"executor", executorOf[res.GetAttemptId()], "err", cause, "permanent", permanent)
 			if !permanent {
-				l.m.setError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %s", batch, key, res.GetError()))
+				l.m.setError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %v", batch, key, cause))
 			}
 		}
 		return nil
