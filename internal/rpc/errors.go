@@ -134,8 +134,9 @@ type BadRequester interface {
 //   - any other connectors.Permanent error: FAILED_PRECONDITION;
 //   - anything else: INTERNAL.
 //
-// The message is err.Error(), word for word. A permanent error's ErrorInfo
-// says so in its metadata, whatever its code.
+// The message is err.Error(), word for word. A permanent error carries an
+// ErrorInfo that says so in its metadata, whatever its code (a spec that
+// does not compile on the executor is INVALID_ARGUMENT and permanent).
 func ToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -147,47 +148,57 @@ func statusOf(err error) *status.Status {
 	if st, ok := status.FromError(err); ok {
 		return st
 	}
+	code := codes.Internal
+	var details []protoadapt.MessageV1
+	var info *errdetails.ErrorInfo
 	var nl *NotLeaderError
 	var br BadRequester
 	switch {
 	case errors.As(err, &nl):
-		return withDetails(status.New(codes.FailedPrecondition, err.Error()), &sluicev1.LeaderInfo{Address: nl.Leader, HttpUrl: nl.HTTP})
+		code = codes.FailedPrecondition
+		details = append(details, &sluicev1.LeaderInfo{Address: nl.Leader, HttpUrl: nl.HTTP})
 	case errors.As(err, &br):
+		code = codes.InvalidArgument
 		var fv []*errdetails.BadRequest_FieldViolation
 		for _, v := range br.Violations() {
 			fv = append(fv, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
 		}
-		return withDetails(status.New(codes.InvalidArgument, err.Error()), &errdetails.BadRequest{FieldViolations: fv})
-	}
-	code, info := codes.Internal, (*errdetails.ErrorInfo)(nil)
-	for _, m := range table {
-		if errors.Is(err, m.err) {
-			code, info = m.code, &errdetails.ErrorInfo{Reason: m.reason, Domain: ErrorDomain}
-			break
+		details = append(details, &errdetails.BadRequest{FieldViolations: fv})
+	default:
+		for _, m := range table {
+			if errors.Is(err, m.err) {
+				code, info = m.code, &errdetails.ErrorInfo{Reason: m.reason, Domain: ErrorDomain}
+				break
+			}
 		}
-	}
-	var dl *connectors.DataLossError
-	if info != nil && code == codes.DataLoss && errors.As(err, &dl) {
-		info.Metadata = map[string]string{MetaPartition: string(dl.Partition), MetaRequested: dl.Requested,
-			MetaEarliest: dl.Earliest, MetaCause: dl.Reason}
+		var dl *connectors.DataLossError
+		if code == codes.DataLoss && errors.As(err, &dl) {
+			info.Metadata = map[string]string{MetaPartition: string(dl.Partition), MetaRequested: dl.Requested,
+				MetaEarliest: dl.Earliest, MetaCause: dl.Reason}
+		}
 	}
 	if connectors.IsPermanent(err) {
 		if info == nil {
-			code, info = codes.FailedPrecondition, &errdetails.ErrorInfo{Reason: reasonPermanent, Domain: ErrorDomain}
+			info = &errdetails.ErrorInfo{Reason: reasonPermanent, Domain: ErrorDomain}
+			if code == codes.Internal {
+				code = codes.FailedPrecondition
+			}
 		}
 		if info.Metadata == nil {
 			info.Metadata = map[string]string{}
 		}
 		info.Metadata[MetaPermanent] = "true"
 	}
-	st := status.New(code, err.Error())
-	if info == nil {
-		return st
+	if info != nil {
+		details = append(details, info)
 	}
-	return withDetails(st, info)
+	return withDetails(status.New(code, err.Error()), details...)
 }
 
 func withDetails(st *status.Status, d ...protoadapt.MessageV1) *status.Status {
+	if len(d) == 0 {
+		return st
+	}
 	if ds, err := st.WithDetails(d...); err == nil {
 		return ds
 	}

@@ -136,6 +136,23 @@ func TestTypedRoundTrip(t *testing.T) {
 		if diff := cmp.Diff(v, br.Violations()); diff != "" {
 			t.Errorf("violations (-sent +decoded):\n%s", diff)
 		}
+		if connectors.IsPermanent(got) {
+			t.Error("a bad request decoded as permanent")
+		}
+	})
+	// A spec that does not compile on the executor is both: its violations
+	// and a failure no retry fixes. The permanence used to be dropped for
+	// any error with details of its own.
+	t.Run("permanent bad request", func(t *testing.T) {
+		err := connectors.Permanent(fmt.Errorf("compile: %w", badReq{v: []FieldViolation{{"source", "is required"}}}))
+		st, got := overWire(t, err)
+		var br BadRequester
+		if st.Code() != codes.InvalidArgument || !errors.As(got, &br) || len(br.Violations()) != 1 || !connectors.IsPermanent(got) {
+			t.Fatalf("code %s, decoded %q, permanent %v", st.Code(), got, connectors.IsPermanent(got))
+		}
+		if FailureKind(got) != ErrorKindFatal {
+			t.Errorf("kind %s", FailureKind(got))
+		}
 	})
 }
 
