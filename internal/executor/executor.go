@@ -368,29 +368,24 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 // runTask runs one attempt. current is the session's lease: the attempt
 // commits its output only while it holds.
 func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluicev1.Task, current func() error) *sluicev1.TaskResult {
-	res := &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(), Split: t.GetSplit(),
-		Token: t.GetToken()}
-	// cancelled: the attempt ended because it was cancelled (by the driver,
-	// the session ending or a fence), told by the error's chain, not its text.
-	var cancelled bool
+	res := newResult(t)
+	// failure is the attempt's error, nil when it succeeded. The metrics
+	// outcome and the result's status both come from it, never from its
+	// text; so does whether the attempt was cancelled (by the driver, the
+	// session ending or a fence).
+	var failure error
 	done := e.metrics.attempt(t.GetJob(), res) // sees the final res (metrics.go)
-	defer func() { done(cancelled || ctx.Err() != nil) }()
+	defer func() { done(failure, errors.Is(failure, context.Canceled) || ctx.Err() != nil) }()
 	fail := func(err error) *sluicev1.TaskResult {
-		cancelled = errors.Is(err, context.Canceled)
-		res.Ok, res.Error, res.ErrorKind = false, err.Error(), rpc.ErrorKindRetryable
-		switch {
-		case errors.Is(err, connectors.ErrDataLoss):
-			res.ErrorKind = rpc.ErrorKindDataLoss
-		case connectors.IsPermanent(err):
-			res.ErrorKind = rpc.ErrorKindFatal
-		}
+		failure = err
+		rpc.SetTaskFailure(res, err)
 		return res
 	}
 	e.mu.Lock()
 	draining := e.draining
 	e.mu.Unlock()
 	if draining {
-		return fail(errors.New("executor is shutting down"))
+		return fail(fmt.Errorf("%w: executor %s is shutting down", rpc.ErrUnavailable, e.cfg.ID))
 	}
 	// Tasks of I/O-bound sources may share a slot (Kinesis shardsPerTask).
 	cost := int64(scheduler.TaskCost(int(t.GetTasksPerSlot())))
@@ -430,6 +425,12 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 	res.Ok, res.End, res.PartialAggregate, res.Rows, res.RowsTotal = true, r.End, r.Partial, r.Rows, r.RowsTotal
 	res.SourceMetrics = r.SourceMetrics
 	return res
+}
+
+// newResult is the result of t's attempt, before it ran.
+func newResult(t *sluicev1.Task) *sluicev1.TaskResult {
+	return &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(),
+		Split: t.GetSplit(), Token: t.GetToken()}
 }
 
 // cache returns the job's compiled state, building it on first use.

@@ -15,8 +15,9 @@ import (
 )
 
 // Outcomes of a task attempt in sluice_executor_task_attempts_total: ok, or
-// the failure kind reported to the driver (rpc.ErrorKind*), or cancelled
-// when the attempt was cut short by the driver, a broken stream or shutdown.
+// the kind of its error (rpc.FailureKind: retryable, fatal, data_loss), or
+// cancelled when the attempt was cut short by the driver, a broken stream,
+// a fence or shutdown.
 const outcomeOK, outcomeCancelled = "ok", "cancelled"
 
 // metrics are the executor's Prometheus series, the connection state
@@ -68,34 +69,36 @@ func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 // attempt counts a task attempt as running and returns what records its
 // end; runTask defers the returned function, so res holds the final result:
 //
-//	defer e.metrics.attempt(ctx, t.GetJob(), res)()
+//	done := e.metrics.attempt(t.GetJob(), res)
+//	defer func() { done(failure, cancelled) }()
 //
-// The returned func takes whether the attempt was cancelled (the session
-// ended — stream broken, shutdown, fence — or the driver's CancelTasks); a
-// cancelled failure counts as cancelled, not as a failure kind.
-func (m *metrics) attempt(job string, res *sluicev1.TaskResult) func(cancelled bool) {
+// The returned func takes the attempt's error (nil when it succeeded) and
+// whether the attempt was cancelled (the session ended — stream broken,
+// shutdown, fence — or the driver's CancelTasks); a cancelled failure counts
+// as cancelled, not as a failure kind.
+func (m *metrics) attempt(job string, res *sluicev1.TaskResult) func(err error, cancelled bool) {
 	start := time.Now()
 	m.running.Inc()
-	return func(cancelled bool) {
+	return func(err error, cancelled bool) {
 		m.running.Dec()
 		m.duration.WithLabelValues(job).Observe(time.Since(start).Seconds())
 		m.recordsIn.WithLabelValues(job).Add(float64(max(res.GetRecordsIn(), 0)))
 		m.recordsOut.WithLabelValues(job).Add(float64(max(res.GetRecordsOut(), 0)))
 		m.bytesIn.WithLabelValues(job).Add(float64(max(res.GetBytesIn(), 0)))
-		m.attempts.WithLabelValues(job, outcome(res, cancelled)).Inc()
+		m.attempts.WithLabelValues(job, outcome(err, cancelled)).Inc()
 	}
 }
 
-func outcome(res *sluicev1.TaskResult, cancelled bool) string {
+// outcome labels an attempt by its error's type, the same classification
+// the driver applies to the error it decodes from the result.
+func outcome(err error, cancelled bool) string {
 	switch {
-	case res.GetOk():
+	case err == nil:
 		return outcomeOK
 	case cancelled:
 		return outcomeCancelled
-	case res.GetErrorKind() == "":
-		return rpc.ErrorKindRetryable
 	}
-	return res.GetErrorKind()
+	return rpc.FailureKind(err)
 }
 
 // welcomed records that the driver at addr accepted the stream.

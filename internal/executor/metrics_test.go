@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -58,9 +59,11 @@ func TestMetricsAfterTasks(t *testing.T) {
 	kinds := map[string]string{}
 	for range tasks {
 		r := <-f.results
-		kinds[r.GetAttemptId()] = r.GetErrorKind()
+		if err := rpc.TaskFailure(r); err != nil {
+			kinds[r.GetAttemptId()] = rpc.FailureKind(err)
+		}
 		if strings.HasPrefix(r.GetAttemptId(), "ok-") && !r.GetOk() {
-			t.Fatalf("task %s failed: %s", r.GetAttemptId(), r.GetError())
+			t.Fatalf("task %s failed: %v", r.GetAttemptId(), rpc.TaskFailure(r))
 		}
 	}
 	if kinds["nospec-1"] != rpc.ErrorKindRetryable || kinds["broken-1"] != rpc.ErrorKindFatal {
@@ -122,25 +125,26 @@ func TestMetricsAfterTasks(t *testing.T) {
 }
 
 // TestOutcome: cancellations, by the session ending or by the driver, are
-// told apart from the failure kinds reported to the driver.
+// told apart from the failure kinds, and the kinds come from the error's
+// type, as on the driver.
 func TestOutcome(t *testing.T) {
 	for _, c := range []struct {
 		cancelled bool
-		res       *sluicev1.TaskResult
+		err       error
 		want      string
 	}{
-		{false, &sluicev1.TaskResult{Ok: true}, "ok"},
-		{true, &sluicev1.TaskResult{Ok: true}, "ok"},
-		{false, &sluicev1.TaskResult{Error: "boom", ErrorKind: rpc.ErrorKindRetryable}, "retryable"},
-		{false, &sluicev1.TaskResult{Error: "boom"}, "retryable"},
-		{false, &sluicev1.TaskResult{Error: "bad record", ErrorKind: rpc.ErrorKindFatal}, "fatal"},
-		{false, &sluicev1.TaskResult{Error: "gone", ErrorKind: rpc.ErrorKindDataLoss}, "data_loss"},
-		{true, &sluicev1.TaskResult{Error: "read: EOF", ErrorKind: rpc.ErrorKindRetryable}, "cancelled"},
+		{false, nil, "ok"},
+		{true, nil, "ok"},
+		{false, errors.New("boom"), "retryable"},
+		{false, connectors.Permanent(errors.New("bad record")), "fatal"},
+		{false, fmt.Errorf("read t/0: %w", &connectors.DataLossError{Partition: "t/0"}), "data_loss"},
+		{true, errors.New("read: EOF"), "cancelled"},
 		// The text alone says nothing: only the error's chain does.
-		{false, &sluicev1.TaskResult{Error: "fetch p0: context canceled", ErrorKind: rpc.ErrorKindRetryable}, "retryable"},
+		{false, errors.New("fetch p0: context canceled"), "retryable"},
+		{false, errors.New("data loss on t/0; set failOnDataLoss: false"), "retryable"},
 	} {
-		if got := outcome(c.res, c.cancelled); got != c.want {
-			t.Errorf("outcome(%+v, cancelled %v) = %q, want %q", c.res, c.cancelled, got, c.want)
+		if got := outcome(c.err, c.cancelled); got != c.want {
+			t.Errorf("outcome(%v, cancelled %v) = %q, want %q", c.err, c.cancelled, got, c.want)
 		}
 	}
 }
