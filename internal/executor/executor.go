@@ -9,9 +9,16 @@
 // already declared them lost and re-dispatched them. A follower's refusal
 // names the leader, which the executor dials next.
 //
-// Shutdown (ctx ends): 1. refuse new tasks (they fail retryably, so the
-// driver moves them); 2. let running attempts finish for up to DrainTimeout;
-// 3. close the stream; 4. close cached readers and sinks.
+// A failed attempt's error travels to the driver as a google.rpc.Status
+// (internal/rpc: SetTaskFailure), so the driver branches on its type: a data
+// loss, a permanent failure, a retryable one.
+//
+// Each stream is a session (session.go) that owns its goroutines and joins
+// them before it returns. Shutdown (ctx ends): 1. refuse new tasks (they
+// fail retryably, so the driver moves them); 2. let running attempts finish
+// for up to DrainTimeout, heartbeating meanwhile; 3. cancel what still runs;
+// 4. send the queued results; 5. close the stream; then Run closes cached
+// readers and sinks and the HTTP server.
 package executor
 
 import (
@@ -206,165 +213,6 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 }
 
-// session holds one stream. It returns whether the driver accepted us, and a
-// leader address when the driver was a follower.
-func (e *Executor) session(ctx context.Context, addr string) (connected bool, leader string, err error) {
-	conn, err := e.dial(addr)
-	if err != nil {
-		return false, "", err
-	}
-	defer conn.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// The stream's own context is not ctx: on shutdown we still want to
-	// send the results of draining tasks.
-	streamCtx, streamCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer streamCancel()
-	stream, err := sluicev1.NewExecutorServiceClient(conn).Connect(streamCtx, grpc.WaitForReady(false))
-	if err != nil {
-		return false, "", err
-	}
-	if err := stream.Send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Hello{Hello: &sluicev1.Hello{
-		ExecutorId: e.cfg.ID, Slots: int32(e.cfg.Slots), Address: e.cfg.Advertise, Version: "dev",
-	}}}); err != nil {
-		return false, "", err
-	}
-	// Until welcomed there is nothing to drain: shutting down ends the wait
-	// (a hung driver must not keep the executor from exiting).
-	stopWait := context.AfterFunc(ctx, streamCancel)
-	first, err := stream.Recv()
-	stopWait()
-	if err != nil {
-		if l, ok := rpc.LeaderFrom(err); ok && l != "" && l != addr {
-			return false, l, err
-		}
-		return false, "", err
-	}
-	w := first.GetWelcome()
-	if w == nil {
-		return false, "", errors.New("driver did not welcome us")
-	}
-	e.log.Info("connected to driver", "driver", addr, "slots", e.cfg.Slots, "epoch", w.GetEpoch())
-	e.welcomed(addr) // readiness and metrics (http.go)
-	defer e.disconnected()
-	interval := time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	fence := time.Duration(w.GetHeartbeatFenceMs()) * time.Millisecond
-	if fence <= 0 {
-		fence = 4 * interval
-	}
-	ls := newLease(fence, time.Now)
-	fenced := make(chan error, 1)
-
-	out := make(chan *sluicev1.ExecutorMessage, e.cfg.Slots+16)
-	var sessionTasks sync.WaitGroup
-	defer func() {
-		// Attempts of this session are cancelled with it: the driver has
-		// re-dispatched them elsewhere.
-		cancel()
-		sessionTasks.Wait()
-	}()
-
-	// The lease's watchdog turns four times per interval, so a pause of the
-	// process shows as a gap long before the fence.
-	watchTick := time.NewTicker(max(interval/4, 10*time.Millisecond))
-	defer watchTick.Stop()
-	sessionTasks.Add(1)
-	go func() {
-		defer sessionTasks.Done()
-		ls.watch(sctx, watchTick.C, func(err error) { fenced <- err })
-	}()
-
-	sendDone := make(chan error, 1)
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			var m *sluicev1.ExecutorMessage
-			select {
-			case <-streamCtx.Done():
-				sendDone <- nil
-				return
-			case m = <-out:
-			case <-t.C:
-				m = &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Heartbeat{Heartbeat: &sluicev1.Heartbeat{RunningAttempts: e.runningIDs()}}}
-			}
-			if err := stream.Send(m); err != nil {
-				sendDone <- err
-				return
-			}
-		}
-	}()
-	defer func() { streamCancel(); <-sendDone }()
-
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			ls.heardFromDriver()
-			switch k := m.GetKind().(type) {
-			case *sluicev1.DriverMessage_Tasks:
-				specs := map[string]*sluicev1.JobSpec{}
-				for _, s := range k.Tasks.GetJobs() {
-					specs[s.GetName()] = s
-				}
-				for _, t := range k.Tasks.GetTasks() {
-					sessionTasks.Add(1)
-					go func() {
-						defer sessionTasks.Done()
-						res := e.runTask(sctx, specs[t.GetJob()], t, ls.valid)
-						select {
-						case out <- &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: res}}:
-						case <-streamCtx.Done():
-						}
-					}()
-				}
-			case *sluicev1.DriverMessage_Cancel:
-				e.cancelAttempts(k.Cancel.GetAttemptIds())
-			}
-		}
-	}()
-
-	select {
-	case err = <-recvErr:
-	case err = <-fenced:
-		// Cut off from the driver, or paused: the driver is about to run
-		// these attempts elsewhere. Cancelling them (the deferred cancel)
-		// aborts their writers; a commit already under way checks the lease.
-		e.log.Warn("fencing this executor: cancelling its running attempts", "attempts", len(e.runningIDs()), "err", err)
-	case <-ctx.Done():
-		// Drain: let this session's running tasks finish and report.
-		e.mu.Lock()
-		e.draining = true
-		e.mu.Unlock()
-		done := make(chan struct{})
-		go func() { sessionTasks.Wait(); close(done) }()
-		select {
-		case <-done:
-			e.log.Info("drained running tasks")
-		case <-time.After(e.cfg.DrainTimeout):
-			e.log.Warn("drain timed out; abandoning running tasks", "timeout", e.cfg.DrainTimeout)
-		case err = <-recvErr:
-		}
-		// Give the sender a moment to flush results queued by the drain.
-		flush := time.After(time.Second)
-		for len(out) > 0 {
-			select {
-			case <-flush:
-				return true, "", err
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
-	return true, "", err
-}
-
 // runTask runs one attempt. current is the session's lease: the attempt
 // commits its output only while it holds.
 func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluicev1.Task, current func() error) *sluicev1.TaskResult {
@@ -431,6 +279,25 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 func newResult(t *sluicev1.Task) *sluicev1.TaskResult {
 	return &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(),
 		Split: t.GetSplit(), Token: t.GetToken()}
+}
+
+// refuseTask answers a task that arrives once its session no longer admits
+// tasks: it fails with why at once, retryably, so that the driver runs it
+// elsewhere; it counts as an attempt like any other.
+func (e *Executor) refuseTask(t *sluicev1.Task, why error) *sluicev1.TaskResult {
+	res := newResult(t)
+	done := e.metrics.attempt(t.GetJob(), res)
+	rpc.SetTaskFailure(res, why)
+	done(why, false)
+	return res
+}
+
+// setDraining marks the executor as shutting down: not ready (/readyz), and
+// runTask refuses new attempts.
+func (e *Executor) setDraining() {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
 }
 
 // cache returns the job's compiled state, building it on first use.

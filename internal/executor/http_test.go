@@ -29,7 +29,9 @@ type fakeDriver struct {
 	// (the fake sends no pings).
 	fenceMs int64
 	// hellos, when set, hears of every stream's hello.
-	hellos  chan struct{}
+	hellos chan struct{}
+	// beats, when set, hears of heartbeats (dropped when full).
+	beats   chan struct{}
 	welcome chan struct{}
 	conns   chan *fakeConn
 	results chan *sluicev1.TaskResult
@@ -78,6 +80,12 @@ func (f *fakeDriver) Connect(s sluicev1.ExecutorService_ConnectServer) error {
 				select {
 				case f.results <- r:
 				case <-ctx.Done():
+				}
+			}
+			if m.GetHeartbeat() != nil && f.beats != nil {
+				select {
+				case f.beats <- struct{}{}:
+				default:
 				}
 			}
 		}
