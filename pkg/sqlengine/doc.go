@@ -1,0 +1,90 @@
+// Package sqlengine runs Spark-flavoured SQL over Arrow record batches with
+// an embedded DuckDB. It is the SQL step of a job: compile a query once
+// against the Arrow schema of its input, then run it over each task's
+// batches.
+//
+// The package needs cgo and the build tag duckdb_arrow (duckdb-go's Arrow
+// interface exists only with it); the Makefile passes the tag to every go
+// command. Without the tag the package is this documentation only.
+//
+// # Main types
+//
+// Engine is one in-memory DuckDB database per process (Open, Close), with
+// WithThreads and WithMemoryLimit, locked down before any query: no files,
+// network or extensions, and settings user SQL cannot change (Open lists
+// them and why; one of them avoids silently wrong results in DuckDB's Arrow
+// scan). Compiled is a query bound to its input schema (Engine.Compile);
+// Compiled.Run runs it over an array.RecordReader on a connection of its
+// own, so runs go on concurrently. Registry holds Go scalar functions a
+// binary adds to SQL (Scalar1, Scalar2, Scalar3, WithFunctions).
+//
+// # Invariants
+//
+//   - A query is one SELECT that reads only its view (default "source", see
+//     WithView), its own CTEs and range/generate_series/unnest. Anything else
+//     is refused at Compile with a *QueryError giving the position in the
+//     query as written (see QueryError and the sentinels).
+//   - Each run's input is a fresh Arrow stream under a database-wide unique
+//     name, seen by the query through a TEMP view on the run's connection,
+//     dropped before the stream is released. A query that would read its
+//     view twice reads a TEMP table copy instead (the stream is one-shot).
+//   - Every Arrow record handed in is released exactly once by its owner;
+//     results hold a connection until released; Close waits for them.
+//
+// # Spark SQL
+//
+// DuckDB's dialect is close to Spark's; the engine adds or redefines these
+// functions (SparkFunctions lists them) so Spark queries run as written:
+//
+//	unix_timestamp()            the current time, epoch seconds (BIGINT)
+//	unix_timestamp(x)           a timestamp, date or 'yyyy-MM-dd HH:mm:ss' string, in seconds
+//	unix_timestamp(s, fmt)      s parsed with a Spark pattern; NULL if it does not parse
+//	from_unixtime(n[, fmt])     epoch seconds as a string, default 'yyyy-MM-dd HH:mm:ss', UTC
+//	to_timestamp(x[, fmt])      TIMESTAMPTZ from a string (pattern), date or epoch seconds; NULL if invalid
+//	to_date(x[, fmt])           DATE likewise
+//	date_format(ts, fmt)        a timestamp (or timestamp string) formatted with a Spark pattern
+//	window(ts, '1 minute')      the tumbling window holding ts, as STRUCT(start, end), aligned to the epoch
+//	from_json(s, 'a STRING, b BIGINT')   a STRUCT from a JSON string or BLOB, with a Spark DDL schema; NULL if malformed
+//	get_json_object(s, '$.a.b') the value at a JSON path as a string; NULL if missing or malformed
+//	nvl(a, b), nvl2(a, b, c)    as in Spark (ifnull, coalesce, concat_ws are DuckDB's own, and agree)
+//	regexp_replace(s, re, r)    replaces every match, $1 names a group (DuckDB's replaces the first)
+//	split(s, re)                splits on a regular expression (DuckDB's split takes a literal)
+//	current_timestamp[()], now(), current_date[()]   pinned for a run by WithNow
+//
+// Spark datetime patterns are translated to strftime for y, yy, M..MMMM, d,
+// dd, D, DDD, H, HH, h, hh, m, mm, s, ss, SSS, SSSSSS, a, E..EEEE, quoted
+// text and the zone letters; any other letter is refused at Compile (see
+// javaPattern in sparkfmt.go). from_json schemas take STRING, BOOLEAN,
+// TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), DATE,
+// TIMESTAMP (TIMESTAMPTZ), TIMESTAMP_NTZ, ARRAY<>, MAP<> and STRUCT<>, or a
+// DuckDB json_transform structure ({"a":"BIGINT"}).
+//
+// Other differences the engine handles:
+//
+//   - sum of integers: DuckDB returns a 128-bit HUGEINT, Spark a bigint.
+//     HUGEINT output columns are cast to BIGINT (the query is wrapped in a
+//     projection); a sum beyond int64 fails the run instead of wrapping.
+//     Only top-level columns: a HUGEINT inside a struct or list stays.
+//   - offset, Kafka's column, is reserved in DuckDB. Written unquoted where
+//     a column name must come (after SELECT, a comma, an operator, WHERE,
+//     BY, a parenthesis...), it is quoted for DuckDB; LIMIT 10 OFFSET 5
+//     keeps its meaning. "offset", `offset` and t.offset work anywhere.
+//   - window is reserved too: window(...) is rewritten to call the macro.
+//     Spark's bare window.start after GROUP BY window(...) has no DuckDB
+//     equivalent: write window(ts, '1 minute').start in the SELECT list, or
+//     GROUP BY window(ts, '1 minute') AS w in a subquery and read w.start
+//     outside.
+//   - CAST(value AS STRING) on a binary column (Kafka's key and value) is
+//     refused: DuckDB escapes bytes (\x22) where Spark decodes UTF-8; use
+//     decode(value), or give value to from_json/get_json_object directly.
+//   - Double quotes name columns (standard SQL); Spark also reads "EUR" as a
+//     string. An unknown column written in double quotes says so.
+//   - NULLs sort first ascending and last descending, as in Spark.
+//   - The session time zone is UTC; timestamps come out as Arrow
+//     timestamp[us, tz=UTC].
+//
+// Known differences left as DuckDB has them: concat skips NULL arguments
+// (Spark's returns NULL), integer division by zero gives NULL in both but
+// DuckDB's / of integers is a double, as Spark's; window(ts, width, slide)
+// (sliding windows) does not exist.
+package sqlengine

@@ -1,0 +1,221 @@
+//go:build duckdb_arrow
+
+package sqlengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+// RunOption configures one Run. Only this package makes them.
+type RunOption interface{ applyRun(*runConfig) }
+
+type runOptionFunc func(*runConfig)
+
+func (f runOptionFunc) applyRun(c *runConfig) { f(c) }
+
+type runConfig struct{ now time.Time }
+
+// WithNow pins the current time the query sees: current_timestamp,
+// current_timestamp(), now(), current_date, current_date() and
+// unix_timestamp(). Spark fixes it once per micro-batch; passing the batch's
+// time keeps every task of a batch, and every replay of it, on one instant.
+// Default: DuckDB's, the start of the query.
+func WithNow(t time.Time) RunOption { return runOptionFunc(func(c *runConfig) { c.now = t }) }
+
+// Run runs the query over in, one task's batches, and returns the result.
+//
+// The query runs to completion inside Run (DuckDB materialises the result),
+// so in is read entirely before Run returns; Run retains in while it reads
+// and releases its own reference, and the caller still releases its own.
+// in's schema must equal InputSchema (ErrSchemaMismatch otherwise).
+//
+// The caller must Release the result, which holds a DuckDB connection until
+// then; its records are at most 2048 rows each and live in C memory freed
+// by their last Release. Records are valid until the next call to Next;
+// Retain one to keep it.
+//
+// Cancelling ctx interrupts the query; the error then wraps ctx's error. An
+// error DuckDB raises while running is a *QueryError wrapping ErrExecution;
+// an error from in is wrapped as it is. Runs may go on concurrently, each on
+// its own connection.
+func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOption) (array.RecordReader, error) {
+	var cfg runConfig
+	for _, o := range opts {
+		o.applyRun(&cfg)
+	}
+	if !in.Schema().Equal(c.input) {
+		return nil, fmt.Errorf("%w: got %s, compiled for %s", ErrSchemaMismatch, in.Schema(), c.input)
+	}
+	// The query's context ends with the caller's, or when the engine
+	// closes; it lives until the result is released, because reading the
+	// result checks it.
+	rctx, cancel := context.WithCancelCause(ctx)
+	stopAfter := context.AfterFunc(c.e.life, func() { cancel(ErrClosed) })
+	cleanup := func() {
+		stopAfter()
+		cancel(nil)
+	}
+	s, err := c.e.connect(rctx)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	fail := func(err error) (array.RecordReader, error) {
+		s.close()
+		cleanup()
+		return nil, err
+	}
+	if !cfg.now.IsZero() {
+		q := fmt.Sprintf("SET VARIABLE %s = TIMESTAMPTZ '%s'", nowVariable, cfg.now.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
+		if err := s.execContext(rctx, q); err != nil {
+			return fail(fmt.Errorf("sqlengine: run: pin the time: %w", err))
+		}
+	}
+	detach, err := s.attach(rctx, in, c.view, c.materialize)
+	if err != nil {
+		return fail(c.runError(rctx, in, err))
+	}
+	rr, err := s.arrow.QueryContext(rctx, c.sql)
+	if derr := detach(); derr != nil {
+		if rr != nil {
+			rr.Release()
+		}
+		return fail(derr)
+	}
+	if err != nil {
+		return fail(c.runError(rctx, in, err))
+	}
+	res := &result{RecordReader: rr, finish: func() {
+		s.close()
+		cleanup()
+	}}
+	res.refs.Store(1)
+	return res, nil
+}
+
+// runError classifies an error of a run: the context's, the input's, or the
+// query's.
+func (c *Compiled) runError(ctx context.Context, in array.RecordReader, err error) error {
+	if ctx.Err() != nil {
+		// DuckDB's own error is only "Interrupted!".
+		return fmt.Errorf("sqlengine: run interrupted: %w", context.Cause(ctx))
+	}
+	if ierr := in.Err(); ierr != nil {
+		return fmt.Errorf("sqlengine: run: read input: %w", ierr)
+	}
+	err = fromDuck(err, c.query, c.pos, ErrExecution)
+	var qe *QueryError
+	if errors.As(err, &qe) && len(c.names) > 0 {
+		// A failure in the BIGINT wrapper names its internal columns.
+		qe.Reason = wrapperColumn.ReplaceAllStringFunc(qe.Reason, func(m string) string {
+			i, _ := strconv.Atoi(m[len(`column __c`):])
+			if i >= len(c.names) {
+				return m
+			}
+			return "column " + quoteIdent(c.names[i]) + " (a sum of integers is a BIGINT, as in Spark)"
+		})
+	}
+	return err
+}
+
+var wrapperColumn = regexp.MustCompile(`column __c[0-9]+`)
+
+// RunBatches is Run over a slice of batches, collecting the result. The
+// caller releases each returned record (and still owns in).
+func (c *Compiled) RunBatches(ctx context.Context, in []arrow.RecordBatch, opts ...RunOption) ([]arrow.RecordBatch, error) {
+	rdr, err := array.NewRecordReader(c.input, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSchemaMismatch, err)
+	}
+	defer rdr.Release()
+	res, err := c.Run(ctx, rdr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Release()
+	var out []arrow.RecordBatch
+	for res.Next() {
+		r := res.RecordBatch()
+		r.Retain()
+		out = append(out, r)
+	}
+	if err := res.Err(); err != nil {
+		for _, r := range out {
+			r.Release()
+		}
+		return nil, fmt.Errorf("sqlengine: read result: %w", err)
+	}
+	return out, nil
+}
+
+// result is DuckDB's reader over a materialised result, owning the
+// connection it came from: the last Release closes both.
+type result struct {
+	array.RecordReader
+	refs   atomic.Int64
+	finish func()
+}
+
+func (r *result) Retain() { r.refs.Add(1) }
+
+func (r *result) Release() {
+	if r.refs.Add(-1) == 0 {
+		r.RecordReader.Release()
+		r.finish()
+	}
+}
+
+// attach makes in readable as view on this connection. duckdb-go registers
+// an Arrow stream as a view in the database's main schema, visible to every
+// connection, dangling after its release (a query on it then crashes the
+// process), and readable once. So the stream gets a unique internal name,
+// the user's name is a connection-local TEMP view over it (or a TEMP table
+// copy when the query reads it more than once), and detach drops the
+// internal view before releasing the stream.
+func (s *session) attach(ctx context.Context, in array.RecordReader, view string, materialize bool) (detach func() error, err error) {
+	name := s.e.nextSourceName()
+	release, err := s.arrow.RegisterView(in, name)
+	if err != nil {
+		return nil, fmt.Errorf("sqlengine: register input: %w", err)
+	}
+	done := false
+	detach = func() error {
+		if done {
+			return nil
+		}
+		done = true
+		// Dropping needs no context: it must happen even when ctx is done.
+		if err := s.execContext(context.Background(), "DROP VIEW IF EXISTS "+quoteIdent(name)); err != nil {
+			// Releasing now would leave a view on freed memory in the
+			// catalog. Keep the stream (and the input) alive instead.
+			s.e.cfg.log.Error("sqlengine: drop input view failed; leaking its stream to keep the catalog safe", "view", name, "err", err)
+			return fmt.Errorf("sqlengine: drop input view %s: %w", name, err)
+		}
+		release()
+		return nil
+	}
+	create := "CREATE TEMP VIEW " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+	if materialize {
+		// SELECT * in schema order is the one read that the pushdown bug
+		// cannot get wrong.
+		create = "CREATE TEMP TABLE " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+	}
+	if err := s.execContext(ctx, create); err != nil {
+		return nil, errors.Join(err, detach())
+	}
+	if materialize {
+		if err := detach(); err != nil {
+			return nil, err
+		}
+	}
+	return detach, nil
+}
