@@ -126,7 +126,8 @@ type BadRequester interface {
 // FromStatus are the only places where that mapping is decided (see table):
 //
 //   - an error that already carries a status (a gRPC call's error, or one
-//     FromStatus decoded, possibly wrapped) keeps its code and details;
+//     FromStatus decoded, possibly wrapped) keeps its code and details, and
+//     gains the permanent flag when wrapped in connectors.Permanent;
 //   - *NotLeaderError: FAILED_PRECONDITION with a LeaderInfo detail;
 //   - BadRequester: INVALID_ARGUMENT with a BadRequest detail;
 //   - a sentinel of the table: its code, with an ErrorInfo naming it (and,
@@ -146,6 +147,11 @@ func ToStatus(err error) error {
 
 func statusOf(err error) *status.Status {
 	if st, ok := status.FromError(err); ok {
+		if connectors.IsPermanent(err) {
+			// Permanent(a gRPC call's error): the status is the callee's,
+			// the permanence ours, and it must not get lost on the way.
+			st = markPermanent(st)
+		}
 		return st
 	}
 	code := codes.Internal
@@ -193,6 +199,31 @@ func statusOf(err error) *status.Status {
 		details = append(details, info)
 	}
 	return withDetails(status.New(code, err.Error()), details...)
+}
+
+// markPermanent returns st with the permanent flag in its Sluice
+// ErrorInfo, adding one (reason PERMANENT) when it has none.
+func markPermanent(st *status.Status) *status.Status {
+	p := st.Proto()
+	for _, d := range p.GetDetails() {
+		info := &errdetails.ErrorInfo{}
+		if d.UnmarshalTo(info) != nil || info.GetDomain() != ErrorDomain {
+			continue
+		}
+		if info.GetMetadata()[MetaPermanent] == "true" {
+			return st
+		}
+		if info.Metadata == nil {
+			info.Metadata = map[string]string{}
+		}
+		info.Metadata[MetaPermanent] = "true"
+		if d.MarshalFrom(info) != nil {
+			return st
+		}
+		return status.FromProto(p)
+	}
+	return withDetails(st, &errdetails.ErrorInfo{Reason: reasonPermanent, Domain: ErrorDomain,
+		Metadata: map[string]string{MetaPermanent: "true"}})
 }
 
 func withDetails(st *status.Status, d ...protoadapt.MessageV1) *status.Status {

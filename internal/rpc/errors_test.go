@@ -168,6 +168,27 @@ func TestRelayKeepsDetails(t *testing.T) {
 	}
 }
 
+// TestPermanentStatusError: a permanent error wrapping a gRPC call's error
+// kept the callee's status and lost its permanence, so the driver retried
+// a failure no retry fixes.
+func TestPermanentStatusError(t *testing.T) {
+	for _, inner := range []error{
+		status.Error(codes.NotFound, "table t"),
+		FromStatus(status.Convert(ToStatus(fmt.Errorf("plan: %w", checkpoint.ErrNotFound)))), // already has our ErrorInfo
+	} {
+		err := connectors.Permanent(fmt.Errorf("open sink: %w", inner))
+		st, got := overWire(t, err)
+		if st.Code() != codes.NotFound || !connectors.IsPermanent(got) || got.Error() != err.Error() {
+			t.Errorf("%v: code %s, permanent %v, %q", inner, st.Code(), connectors.IsPermanent(got), got)
+		}
+	}
+	// Not permanent, the status goes through as it is.
+	st, got := overWire(t, fmt.Errorf("open sink: %w", status.Error(codes.NotFound, "table t")))
+	if st.Code() != codes.NotFound || connectors.IsPermanent(got) || len(st.Details()) != 0 {
+		t.Errorf("code %s, permanent %v, details %v", st.Code(), connectors.IsPermanent(got), st.Details())
+	}
+}
+
 // TestFromStatusWithoutSluiceDetail: statuses from gRPC itself or older
 // peers decode by code where the code is unambiguous, and to nothing where
 // it is not (an ABORTED from a proxy is no fenced checkpoint write).
