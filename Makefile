@@ -13,6 +13,15 @@ STATICCHECK_VERSION := v0.8.2
 # Packages that run concurrent code are tested with the race detector.
 RACE_PKGS := ./internal/... ./pkg/...
 
+# Build tags for every go command these targets run, exported through GOFLAGS so that
+# the go commands tests start themselves (binary builds, go list) get them too. The
+# base is `go env GOFLAGS`, so flags set with `go env -w` are kept. duckdb_arrow turns
+# on duckdb-go's Arrow interface, which pkg/sqlengine is built on; without it that
+# package is its documentation only. Add tags here, comma-separated
+# (TAGS=duckdb_arrow,netgo), rather than as -tags in GOFLAGS, which this replaces.
+TAGS ?= duckdb_arrow
+export GOFLAGS := $(strip $(filter-out -tags=%,$(shell $(GO) env GOFLAGS)) -tags=$(TAGS))
+
 .PHONY: help build test test-short demo proto proto-check lint bench chaos clean
 
 include mk/bench.mk

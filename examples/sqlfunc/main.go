@@ -1,0 +1,145 @@
+//go:build duckdb_arrow
+
+// Command sqlfunc shows how a Go program adds its own scalar functions to
+// Sluice's SQL: it registers two Go functions, builds an Arrow batch of
+// payments, and runs a Spark-style query that calls them.
+//
+//	go run -tags duckdb_arrow ./examples/sqlfunc
+//
+// A binary of your own does the same in main: build a sqlengine.Registry,
+// Register the functions, and open the engine WithFunctions. Functions must
+// be deterministic and safe to call from several threads; a NULL argument
+// gives NULL without calling them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/pkg/sqlengine"
+)
+
+func main() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := run(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "sqlfunc:", err)
+		os.Exit(1)
+	}
+}
+
+// eurPerUnit converts the example's currencies to euros.
+var eurPerUnit = map[string]float64{"EUR": 1, "USD": 0.92, "GBP": 1.17}
+
+// functions are the example's Go functions: a string one and a numeric one
+// that can fail.
+func functions() (*sqlengine.Registry, error) {
+	r := sqlengine.NewRegistry()
+	err := r.Register(
+		// mask_iban('DE89370400440532013000') = 'DE89 **** 3000'
+		sqlengine.Scalar1("mask_iban", func(iban string) (string, error) {
+			if len(iban) < 8 {
+				return "****", nil
+			}
+			return iban[:4] + " **** " + iban[len(iban)-4:], nil
+		}),
+		// to_eur(amount, currency): an error fails the query, naming it.
+		sqlengine.Scalar2("to_eur", func(amount int64, currency string) (float64, error) {
+			rate, ok := eurPerUnit[strings.ToUpper(currency)]
+			if !ok {
+				return 0, fmt.Errorf("to_eur: no rate for %q", currency)
+			}
+			return float64(amount) * rate, nil
+		}),
+	)
+	return r, err
+}
+
+var paymentsSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "branch", Type: arrow.BinaryTypes.String},
+	{Name: "iban", Type: arrow.BinaryTypes.String},
+	{Name: "currency", Type: arrow.BinaryTypes.String},
+	{Name: "amount", Type: arrow.PrimitiveTypes.Int64},
+}, nil)
+
+// payments builds the input batch, as a source would hand it to the SQL step.
+func payments(mem memory.Allocator) arrow.RecordBatch {
+	b := array.NewRecordBuilder(mem, paymentsSchema)
+	defer b.Release()
+	for _, p := range []struct {
+		branch, iban, currency string
+		amount                 int64
+	}{
+		{"lisbon", "PT50000201231234567890154", "EUR", 1200},
+		{"lisbon", "PT50000201231234567890154", "USD", 500},
+		{"london", "GB29NWBK60161331926819", "GBP", 300},
+		{"london", "GB29NWBK60161331926819", "EUR", 100},
+		{"london", "GB94BARC10201530093459", "GBP", 50},
+	} {
+		b.Field(0).(*array.StringBuilder).Append(p.branch)
+		b.Field(1).(*array.StringBuilder).Append(p.iban)
+		b.Field(2).(*array.StringBuilder).Append(p.currency)
+		b.Field(3).(*array.Int64Builder).Append(p.amount)
+	}
+	return b.NewRecordBatch()
+}
+
+const query = `select branch, mask_iban(iban) as account, round(sum(to_eur(amount, currency)), 2) as eur, count(*) as payments
+from payments group by branch, iban order by branch, account`
+
+// run opens an engine with the functions, runs the query over one batch and
+// prints the result as a table.
+func run(ctx context.Context, w io.Writer) (err error) {
+	fns, err := functions()
+	if err != nil {
+		return err
+	}
+	engine, err := sqlengine.Open(ctx, sqlengine.WithThreads(2), sqlengine.WithMemoryLimit(256<<20), sqlengine.WithFunctions(fns))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, engine.Close(ctx)) }()
+
+	compiled, err := engine.Compile(ctx, query, paymentsSchema, sqlengine.WithView("payments"))
+	if err != nil {
+		return err // a *sqlengine.QueryError with the position of the problem
+	}
+	batch := payments(memory.DefaultAllocator)
+	defer batch.Release()
+	out, err := compiled.RunBatches(ctx, []arrow.RecordBatch{batch})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, r := range out {
+			r.Release()
+		}
+	}()
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var header []string
+	for _, f := range compiled.OutputSchema().Fields() {
+		header = append(header, f.Name)
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range out {
+		for i := range int(r.NumRows()) {
+			cells := make([]string, r.NumCols())
+			for j := range cells {
+				cells[j] = r.Column(j).ValueStr(i)
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
+	}
+	return tw.Flush()
+}
