@@ -3,7 +3,6 @@ package driver
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,7 +59,7 @@ func (s *syncBuffer) Bytes() []byte {
 // make jobs fail — runs them, then reads every byte the cluster produced:
 // each file of the checkpoint directory, the debug logs of the driver and
 // both executors, every API answer (SubmitJob, GetJob, ListJobs, WatchJob
-// events, a refused submit) and the driver's and executors' /metrics. No
+// events, a refused submit, the JSON API of the web UI) and the driver's and executors' /metrics. No
 // marker may appear.
 func TestNoSecretLeavesTheCluster(t *testing.T) {
 	const (
@@ -113,7 +112,7 @@ func TestNoSecretLeavesTheCluster(t *testing.T) {
 	logger := func(name string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(logs[name], &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	d, err := New(Config{Listen: "127.0.0.1:0", Advertise: "127.0.0.1:0", Checkpoint: ckpt, Logger: logger("driver"), Stdout: io.Discard,
+	d, err := New(Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Advertise: "127.0.0.1:0", Checkpoint: ckpt, Logger: logger("driver"), Stdout: io.Discard,
 		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second, ShutdownTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +236,20 @@ func TestNoSecretLeavesTheCluster(t *testing.T) {
 		keep(api.GetJob(context.Background(), &sluicev1.GetJobRequest{Name: name}))
 	}
 	keep(api.ListExecutors(context.Background(), &sluicev1.ListExecutorsRequest{}))
+	// The web UI's JSON API: the same answers as protojson, and errors.
+	paths := []string{"/api/v1/info", "/api/v1/jobs", "/api/v1/executors", "/api/v1/jobs/refused"}
+	for _, name := range []string{"good", "bad-sasl", "bad-pg", "missing-ref"} {
+		paths = append(paths, "/api/v1/jobs/"+name, "/api/v1/jobs/"+name+"/progress")
+	}
+	for _, path := range paths {
+		rec := httptest.NewRecorder()
+		d.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK && path != "/api/v1/jobs/refused" {
+			t.Errorf("GET %s: %d %s", path, rec.Code, rec.Body.String())
+		}
+		answers.Write(rec.Body.Bytes())
+		answers.WriteString("\n")
+	}
 
 	// /metrics of the driver and the executors.
 	var metrics bytes.Buffer
@@ -282,33 +295,13 @@ func TestNoSecretLeavesTheCluster(t *testing.T) {
 	}
 	for where, b := range sources {
 		for _, m := range markers {
-			for _, v := range encodings(m) {
+			for _, v := range testenv.SecretEncodings(m) {
 				if i := bytes.Index(b, []byte(v)); i >= 0 {
 					t.Errorf("%s holds secret marker %s (as %q): ...%s...", where, m, v, b[max(0, i-200):min(len(b), i+len(v)+50)])
 				}
 			}
 		}
 	}
-}
-
-// encodings lists the forms marker m takes in stored bytes: itself and the
-// middle of its base64 encodings (standard and URL alphabets) at each of
-// the three alignments, which JSON uses for bytes fields such as a
-// catalog entry's spec.
-func encodings(m string) []string {
-	out := []string{m}
-	for off := range 3 {
-		plain := strings.Repeat("\x00", off) + m
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			e := enc.EncodeToString([]byte(plain))
-			start := 0
-			if off > 0 {
-				start = 4 // the block shared with the bytes before m
-			}
-			out = append(out, e[start:len(e)-4]) // and the one after it
-		}
-	}
-	return out
 }
 
 func literalSpec(name, secret string) *sluicev1.JobSpec {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,30 +264,11 @@ restartStrategy: {type: none}
 	}
 	for where, b := range sources {
 		for _, m := range markers {
-			for _, v := range markerEncodings(m) {
+			for _, v := range testenv.SecretEncodings(m) {
 				if i := bytes.Index(b, []byte(v)); i >= 0 {
 					t.Errorf("%s holds secret marker %s (as %q): ...%q...", where, m, v, b[max(0, i-200):min(len(b), i+len(v)+50)])
 				}
 			}
 		}
 	}
-}
-
-// markerEncodings lists the forms marker m takes in stored bytes: itself
-// and the middle of its base64 encodings (standard and URL alphabets) at
-// each of the three alignments.
-func markerEncodings(m string) []string {
-	out := []string{m}
-	for off := range 3 {
-		plain := strings.Repeat("\x00", off) + m
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			e := enc.EncodeToString([]byte(plain))
-			start := 0
-			if off > 0 {
-				start = 4
-			}
-			out = append(out, e[start:len(e)-4])
-		}
-	}
-	return out
 }
