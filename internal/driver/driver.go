@@ -219,7 +219,7 @@ func parseStoreURL(raw string) (storeOpener, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse quotes the input, which may carry credentials.
-		return nil, errors.New("not a URL like dynamodb://<table>?region=.. or s3://<bucket>/<prefix>?region=..")
+		return nil, errors.New("not a URL of the form dynamodb://<table>?region=<region> or s3://<bucket>/<prefix>?region=<region>")
 	}
 	switch u.Scheme {
 	case "dynamodb":
