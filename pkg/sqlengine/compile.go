@@ -123,7 +123,6 @@ func (e *Engine) Compile(ctx context.Context, query string, input *arrow.Schema,
 		return nil, ast.err
 	}
 	sql, m := translateLiterals(rw.sql, m, ast.literals)
-	recursive := ast.recursive
 
 	// 2. Bind against an empty stream with the input's schema, exactly as a
 	// run sees it, and plan.
@@ -147,7 +146,7 @@ func (e *Engine) Compile(ctx context.Context, query string, input *arrow.Schema,
 		// rows, silently. A query that reads its view twice (a self-join, a
 		// subquery on the same view, UNION of two reads) or re-reads it (a
 		// recursive CTE) runs over a TEMP table copy instead.
-		recursive = recursive || scans > 1
+		ast.recursive = ast.recursive || scans > 1
 	}
 	if derr := detach(); err == nil {
 		err = derr
@@ -156,7 +155,7 @@ func (e *Engine) Compile(ctx context.Context, query string, input *arrow.Schema,
 		return nil, err
 	}
 
-	c := &Compiled{e: e, query: query, view: cfg.view, input: input, sql: sql, pos: m, materialize: recursive}
+	c := &Compiled{e: e, query: query, view: cfg.view, input: input, sql: sql, pos: m, materialize: ast.recursive}
 	c.wrapBigint(hugeints, names)
 
 	// 3. Run it over no rows to learn the Arrow schema DuckDB produces.
@@ -318,10 +317,11 @@ func (s *session) countScans(ctx context.Context, sql string) (int, error) {
 			return 0, fmt.Errorf("sqlengine: explain: read plan: %w", err)
 		}
 		walkJSON(plan, func(node map[string]any) {
-			switch node["name"] {
-			case "ARROW_SCAN":
+			name, _ := node["name"].(string)
+			switch {
+			case strings.HasPrefix(name, "ARROW_SCAN"):
 				n++
-			case "RECURSIVE_CTE", "RECURSIVE_KEY_CTE":
+			case strings.HasPrefix(name, "RECURSIVE_"):
 				n += 2
 			}
 		})

@@ -80,11 +80,13 @@
 //   - Double quotes name columns (standard SQL); Spark also reads "EUR" as a
 //     string. An unknown column written in double quotes says so.
 //   - NULLs sort first ascending and last descending, as in Spark.
+//   - x / 0 and x % 0 are NULL, as in Spark without ANSI mode.
 //   - The session time zone is UTC; timestamps come out as Arrow
 //     timestamp[us, tz=UTC].
 //
 // Known differences left as DuckDB has them: concat skips NULL arguments
-// (Spark's returns NULL), integer division by zero gives NULL in both but
-// DuckDB's / of integers is a double, as Spark's; window(ts, width, slide)
-// (sliding windows) does not exist.
+// (Spark's returns NULL); a malformed date string gives NULL in the Spark
+// functions but an error in a plain CAST; window(ts, width, slide) (sliding
+// windows) does not exist; unaliased columns are named as DuckDB prints the
+// expression (count_star() where Spark says count(1)): alias them.
 package sqlengine

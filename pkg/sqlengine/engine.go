@@ -113,6 +113,9 @@ type Engine struct {
 //   - TimeZone=UTC: Spark's session time zone, as the Spark functions and
 //     Arrow's timestamp[us, tz=UTC] outputs assume.
 //   - default_null_order=nulls_first_on_asc_last_on_desc: Spark's.
+//   - error_on_division_by_zero=false, ieee_floating_point_ops=false: x / 0
+//     and x % 0 are NULL, as in Spark (without ANSI mode), not an error
+//     (DuckDB 2.0's default for integers) or Infinity (for doubles).
 //   - Arrow output as utf8/binary (not large or view types), pinned so that
 //     output schemas do not change with DuckDB's defaults.
 func Open(ctx context.Context, opts ...Option) (*Engine, error) {
@@ -140,6 +143,8 @@ func Open(ctx context.Context, opts ...Option) (*Engine, error) {
 		"allow_community_extensions":   "false",
 		"errors_as_json":               "true",
 		"default_null_order":           "nulls_first_on_asc_last_on_desc",
+		"error_on_division_by_zero":    "false",
+		"ieee_floating_point_ops":      "false",
 		"arrow_large_buffer_size":      "false",
 		"produce_arrow_string_view":    "false",
 		"arrow_lossless_conversion":    "false",

@@ -82,7 +82,7 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 	}
 	detach, err := s.attach(rctx, in, c.view, c.materialize)
 	if err != nil {
-		return fail(c.runError(rctx, in, err))
+		return fail(fmt.Errorf("sqlengine: run: %w", c.runError(rctx, in, err)))
 	}
 	rr, err := s.arrow.QueryContext(rctx, c.sql)
 	if derr := detach(); derr != nil {
@@ -185,7 +185,7 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view string
 	name := s.e.nextSourceName()
 	release, err := s.arrow.RegisterView(in, name)
 	if err != nil {
-		return nil, fmt.Errorf("sqlengine: register input: %w", err)
+		return nil, fmt.Errorf("register input: %w", err)
 	}
 	done := false
 	detach = func() error {
