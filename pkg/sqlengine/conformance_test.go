@@ -5,6 +5,7 @@ package sqlengine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,20 +266,13 @@ func TestConformance(t *testing.T) {
 			if !tc.now.IsZero() {
 				opts = append(opts, WithNow(tc.now))
 			}
-			got := runRows(t, c, batches, opts...)
-			copied := *c
-			copied.materialize = true
-			viaTable := runRows(t, &copied, batches, opts...)
+			got := runRows(t, c, batches, opts...) // also checked against a TEMP table copy
 			if !tc.ordered {
 				sortRows(got)
-				sortRows(viaTable)
 				sortRows(tc.want)
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("rows (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(viaTable, got); diff != "" {
-				t.Errorf("Arrow view and TEMP table differ (-table +view):\n%s", diff)
 			}
 		})
 	}
@@ -292,8 +286,29 @@ func conformanceInput(mem memory.Allocator, input string) (*arrow.Schema, []arro
 }
 
 // runRows runs c over batches and returns the rows, checking the result's
-// schema against OutputSchema.
+// schema against OutputSchema, and the rows (as a multiset) against the same
+// query over a TEMP table copy of the batches, which reads them with a plain
+// SELECT * and so cannot suffer from what the Arrow scan gets wrong.
 func runRows(t *testing.T, c *Compiled, batches []arrow.RecordBatch, opts ...RunOption) [][]any {
+	t.Helper()
+	got := runRowsOnce(t, c, batches, opts...)
+	if !c.materialize {
+		copied := *c
+		copied.materialize = true
+		viaTable := runRowsOnce(t, &copied, batches, opts...)
+		a, b := slices.Clone(got), slices.Clone(viaTable)
+		sortRows(a)
+		sortRows(b)
+		if diff := cmp.Diff(b, a); diff != "" {
+			t.Errorf("Arrow view and TEMP table differ (-table +view):\n%s", diff)
+		}
+	}
+	return got
+}
+
+// runRowsOnce is runRows without the comparison, for queries whose result
+// changes from one run to the next (the unpinned current time).
+func runRowsOnce(t *testing.T, c *Compiled, batches []arrow.RecordBatch, opts ...RunOption) [][]any {
 	t.Helper()
 	out, err := c.RunBatches(context.Background(), batches, opts...)
 	if err != nil {

@@ -307,6 +307,35 @@ func (r *endless) RecordBatch() arrow.RecordBatch { return r.rec }
 func (r *endless) Record() arrow.RecordBatch      { return r.rec }
 func (r *endless) Err() error                     { return nil }
 
+// failing is an input that breaks after its first batch.
+type failing struct {
+	endless
+	n int
+}
+
+func (r *failing) Next() bool { r.n++; return r.n == 1 }
+func (r *failing) Err() error {
+	if r.n > 1 {
+		return errors.New("broker went away")
+	}
+	return nil
+}
+
+func TestRunInputError(t *testing.T) {
+	e := newEngine(t)
+	mem := checkedMem(t)
+	batches := treasuryBatches(mem, treasuryRows, 7)
+	defer releaseAll(batches)
+	c, err := e.Compile(context.Background(), `select count(*) from source`, treasurySchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Run(context.Background(), &failing{endless: endless{refs: 1, schema: treasurySchema, rec: batches[0]}})
+	if err == nil || !strings.Contains(err.Error(), "sqlengine: run: read input: broker went away") {
+		t.Errorf("Run = %v, want the input's error", err)
+	}
+}
+
 func TestRunCancelled(t *testing.T) {
 	e := newEngine(t)
 	mem := checkedMem(t)
@@ -403,7 +432,7 @@ func TestNowIsPerRun(t *testing.T) {
 	batches := treasuryBatches(mem, treasuryRows[:1], 1)
 	defer releaseAll(batches)
 	pinnedRows := runRows(t, c, batches, WithNow(pinned))
-	free := runRows(t, c, batches)
+	free := runRowsOnce(t, c, batches)
 	if pinnedRows[0][0] != pinned {
 		t.Errorf("pinned run saw %v, want %v", pinnedRows[0][0], pinned)
 	}

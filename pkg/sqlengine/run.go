@@ -34,19 +34,22 @@ func WithNow(t time.Time) RunOption { return runOptionFunc(func(c *runConfig) { 
 // Run runs the query over in, one task's batches, and returns the result.
 //
 // The query runs to completion inside Run (DuckDB materialises the result),
-// so in is read entirely before Run returns; Run retains in while it reads
-// and releases its own reference, and the caller still releases its own.
-// in's schema must equal InputSchema (ErrSchemaMismatch otherwise).
+// so Run has read in (all of it, unless the query stopped early, as with
+// LIMIT) when it returns; it retains in while it reads and releases its own
+// reference, and the caller still releases its own. in's schema must equal
+// InputSchema (ErrSchemaMismatch otherwise).
 //
 // The caller must Release the result, which holds a DuckDB connection until
-// then; its records are at most 2048 rows each and live in C memory freed
-// by their last Release. Records are valid until the next call to Next;
-// Retain one to keep it.
+// then. Its records are at most 2048 rows each and live in C memory freed by
+// their last Release: valid until the next call to Next unless retained, and
+// strings read from them (array.String.Value) alias that memory, so copy
+// what must outlive the record.
 //
-// Cancelling ctx interrupts the query; the error then wraps ctx's error. An
-// error DuckDB raises while running is a *QueryError wrapping ErrExecution;
-// an error from in is wrapped as it is. Runs may go on concurrently, each on
-// its own connection.
+// Cancelling ctx interrupts the query; the error then wraps ctx's error.
+// ctx still applies while the result is read: Next stops once it is done.
+// An error DuckDB raises while running is a *QueryError wrapping
+// ErrExecution; an error from in is wrapped as it is. Runs may go on
+// concurrently, each on its own connection.
 func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOption) (array.RecordReader, error) {
 	var cfg runConfig
 	for _, o := range opts {
@@ -82,7 +85,7 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 	}
 	detach, err := s.attach(rctx, in, c.view, c.materialize)
 	if err != nil {
-		return fail(fmt.Errorf("sqlengine: run: %w", c.runError(rctx, in, err)))
+		return fail(c.runError(rctx, in, err))
 	}
 	rr, err := s.arrow.QueryContext(rctx, c.sql)
 	if derr := detach(); derr != nil {
@@ -114,7 +117,10 @@ func (c *Compiled) runError(ctx context.Context, in array.RecordReader, err erro
 	}
 	err = fromDuck(err, c.query, c.pos, ErrExecution)
 	var qe *QueryError
-	if errors.As(err, &qe) && len(c.names) > 0 {
+	if !errors.As(err, &qe) {
+		return fmt.Errorf("sqlengine: run: %w", err)
+	}
+	if len(c.names) > 0 {
 		// A failure in the BIGINT wrapper names its internal columns.
 		qe.Reason = wrapperColumn.ReplaceAllStringFunc(qe.Reason, func(m string) string {
 			i, _ := strconv.Atoi(m[len(`column __c`):])

@@ -29,7 +29,7 @@ var sparkMacros = []string{
 		ELSE TRY_CAST(x AS TIMESTAMPTZ) END`,
 	`CREATE MACRO __sluice_seconds(x) AS TRY_CAST(trunc(TRY_CAST(x AS DOUBLE)) AS BIGINT)`,
 
-	// The current time, pinned by RunAt through the connection's variable.
+	// The current time, pinned by WithNow through a connection variable.
 	`CREATE MACRO get_current_timestamp() AS coalesce(TRY_CAST(getvariable('` + nowVariable + `') AS TIMESTAMPTZ), system.main.get_current_timestamp())`,
 	`CREATE MACRO now() AS get_current_timestamp()`,
 	`CREATE MACRO current_timestamp() AS get_current_timestamp()`,
@@ -69,7 +69,7 @@ var sparkMacros = []string{
 	`CREATE MACRO split(s, pattern) AS regexp_split_to_array(s, pattern)`,
 }
 
-// nowVariable is the connection variable RunAt sets.
+// nowVariable is the connection variable WithNow sets.
 const nowVariable = "__sluice_now"
 
 // sparkNames are the names the engine defines; a Registry refuses them.
