@@ -54,7 +54,9 @@
 // Spark datetime patterns are translated to strftime for y, yy, M..MMMM, d,
 // dd, D, DDD, H, HH, h, hh, m, mm, s, ss, SSS, SSSSSS, a, E..EEEE, quoted
 // text and the zone letters; any other letter is refused at Compile (see
-// javaPattern in sparkfmt.go). from_json schemas take STRING, BOOLEAN,
+// javaPattern in sparkfmt.go). Patterns and from_json schemas must be string
+// literals: Compile translates them into DuckDB's forms in the query text.
+// from_json schemas take STRING, BOOLEAN,
 // TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), DATE,
 // TIMESTAMP (TIMESTAMPTZ), TIMESTAMP_NTZ, ARRAY<>, MAP<> and STRUCT<>, or a
 // DuckDB json_transform structure ({"a":"BIGINT"}).
@@ -72,8 +74,8 @@
 //   - window is reserved too: window(...) is rewritten to call the macro.
 //     Spark's bare window.start after GROUP BY window(...) has no DuckDB
 //     equivalent: write window(ts, '1 minute').start in the SELECT list, or
-//     GROUP BY window(ts, '1 minute') AS w in a subquery and read w.start
-//     outside.
+//     SELECT window(ts, '1 minute') AS w, ... GROUP BY w in a subquery and
+//     read w.start outside.
 //   - CAST(value AS STRING) on a binary column (Kafka's key and value) is
 //     refused: DuckDB escapes bytes (\x22) where Spark decodes UTF-8; use
 //     decode(value), or give value to from_json/get_json_object directly.

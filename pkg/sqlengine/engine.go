@@ -101,15 +101,15 @@ type Engine struct {
 //     and hands back every column and row. DuckDB then reads the wrong
 //     columns and skips no rows: silently wrong results (duckdb/duckdb-go#24,
 //     duckdb/duckdb#16050). Both optimizers must be off; either alone still
-//     gives wrong rows (the spike of issue 13 measured it). Every test in
-//     this package compares the Arrow path with a materialised table so a
-//     new pushdown shows up as a failure.
+//     gives wrong rows (the spike of issue 13 measured it). The tests compare
+//     every result read through the Arrow view with the same query over a
+//     TEMP table copy, so a new pushdown shows up as a failure.
 //   - enable_external_access=false, autoinstall/autoload_known_extensions=
 //     false, allow_community_extensions=false: no files, no network, no
 //     extensions (JSON, ICU and parquet are built in).
 //   - errors_as_json=true: errors carry the byte offset of the token at
 //     fault, which QueryError turns into a position in the user's text.
-//   - temp_directory=”: nothing spills to disk; memory_limit is a limit.
+//   - temp_directory empty: nothing spills to disk; memory_limit is a limit.
 //   - TimeZone=UTC: Spark's session time zone, as the Spark functions and
 //     Arrow's timestamp[us, tz=UTC] outputs assume.
 //   - default_null_order=nulls_first_on_asc_last_on_desc: Spark's.
