@@ -268,10 +268,13 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 					return nil
 				}
 			}
-			key, err := b.Succeeded(res.GetAttemptId())
+			key, err := b.Succeeded(res.GetAttemptId(), time.Now())
 			if err != nil {
-				return nil // a stale attempt: its range was retried elsewhere
+				return nil // a stale attempt: its range was retried elsewhere, or its twin won
 			}
+			// The speculative twin of this attempt lost: cancel it. Whatever
+			// it wrote is discarded by the sinks' (job, batch, part) keys.
+			d.reg.cancel(b.Superseded())
 			results[key] = res
 			att.took[key] = time.Since(att.started[res.GetAttemptId()])
 			run.TasksDone++
@@ -291,6 +294,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		cause := rpc.TaskFailure(res)
 		permanent := connectors.IsPermanent(cause)
 		key, err := b.Failed(res.GetAttemptId(), cause, permanent, time.Now())
+		d.reg.cancel(b.Superseded()) // a permanent failure ends the twin too
 		if err == nil {
 			d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
 				"executor", executorOf[res.GetAttemptId()], "err", cause, "permanent", permanent)
@@ -316,6 +320,10 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				l.m.clearError(l.name)
 			}
 			l.dispatch(ctx, b, ready, ranges, batch, plan.TasksPerSlot, execs, att)
+			dispatching += time.Since(now)
+		}
+		if stragglers := b.Stragglers(now); len(stragglers) > 0 {
+			l.speculate(ctx, b, stragglers, ranges, batch, plan.TasksPerSlot, cost, att)
 			dispatching += time.Since(now)
 		}
 		run.TasksRunning, run.TaskRetries = int32(b.NumLive()), int32(b.Retries())
@@ -386,6 +394,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		ends[r.Partition] = results[k].GetEnd()
 	}
 	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, att, b.Retries(), outRows)
+	progress.SpeculativeTasks = int32(b.Copies())
 	progress.DurationMs["dispatch"] = dispatching.Milliseconds()
 	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
 	pj, _ := protojson.Marshal(progress)
@@ -423,34 +432,80 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []st
 	byExec := map[string][]*sluicev1.Task{}
 	var order []string
 	for _, a := range scheduler.Assign(refs, execs, l.lastOwner) {
-		r := ranges[a.Key]
-		l.attemptN++
-		t := &sluicev1.Task{
-			Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
-			From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
-			Incarnation: l.incarnation,
-			AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + a.Key + "/" +
-				strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
-			Token: newToken(),
-		}
+		t := l.newTask(ranges[a.Key], batch, tasksPerSlot)
 		if _, ok := byExec[a.Executor]; !ok {
 			order = append(order, a.Executor)
 		}
 		byExec[a.Executor] = append(byExec[a.Executor], t)
 	}
-	spec := l.job.Spec
 	now := time.Now()
 	for _, e := range order {
 		tasks := byExec[e]
-		n := l.m.d.reg.dispatch(ctx, e, spec, tasks)
+		n := l.m.d.reg.dispatch(ctx, e, l.job.Spec, tasks)
 		for _, t := range tasks[:n] {
-			key := stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit())}.Key()
+			key := taskKey(t)
 			b.Started(key, t.GetAttemptId(), e, now)
-			att.executor[t.GetAttemptId()] = e
-			att.started[t.GetAttemptId()] = now
+			att.started[t.GetAttemptId()], att.executor[t.GetAttemptId()] = now, e
 			att.tries[key]++
 		}
 	}
+}
+
+// speculate starts a copy of each straggler whose range has a planned end
+// on another executor with a free slot, the most free first. A range
+// without one (an open Kinesis range on its first run) ends where its
+// reader stops, so two attempts would read different records: it is never
+// copied (the job spec refuses speculation for such sources anyway).
+func (l *batchLoop) speculate(ctx context.Context, b *scheduler.Batch, stragglers []scheduler.Straggler, ranges map[string]stream.Range,
+	batch stream.BatchID, tasksPerSlot int, cost int, att *attemptLog) {
+	execs := l.m.d.reg.snapshot(cost)
+	for _, st := range stragglers {
+		r := ranges[st.Key]
+		if r.Until == nil {
+			continue
+		}
+		best := -1
+		for i, e := range execs {
+			if e.ID != st.Executor && e.Free > 0 && (best < 0 || e.Free > execs[best].Free) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return // no other executor has room; the next turn looks again
+		}
+		t := l.newTask(r, batch, tasksPerSlot)
+		e := execs[best].ID
+		if l.m.d.reg.dispatch(ctx, e, l.job.Spec, []*sluicev1.Task{t}) == 0 {
+			continue
+		}
+		now := time.Now()
+		execs[best].Free--
+		b.StartedCopy(st.Key, t.GetAttemptId(), e, now)
+		att.started[t.GetAttemptId()], att.executor[t.GetAttemptId()] = now, e
+		att.tries[st.Key]++
+		l.m.d.metrics.speculative.WithLabelValues(l.name).Inc()
+		l.m.d.log.Info("speculative attempt of a straggling task", "job", l.name, "batch", batch, "task", st.Key,
+			"straggler", st.Executor, "copy", e, "attempt", t.GetAttemptId())
+	}
+}
+
+// newTask is a new attempt of range r: a fresh attempt id (unique across
+// this job's loops on this leader and across leaders) and token.
+func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot int) *sluicev1.Task {
+	l.attemptN++
+	return &sluicev1.Task{
+		Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
+		From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
+		Incarnation: l.incarnation,
+		AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + r.Key() + "/" +
+			strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
+		Token: newToken(),
+	}
+}
+
+// taskKey is the key of the range a task reads.
+func taskKey(t *sluicev1.Task) string {
+	return stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit())}.Key()
 }
 
 // driverWrite writes what the driver itself outputs for a batch: the merged

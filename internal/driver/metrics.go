@@ -26,6 +26,8 @@ type metrics struct {
 	sourceGauge *prometheus.GaugeVec
 	restarts    *prometheus.CounterVec
 	refused     *prometheus.CounterVec
+	// speculative counts speculative copies of straggling tasks started.
+	speculative *prometheus.CounterVec
 	// groupCommitErrors counts failed commits of batch ends to a source's
 	// consumer group (Kafka commitOffsetsToGroup), which never fail a job.
 	groupCommitErrors *prometheus.CounterVec
@@ -47,11 +49,13 @@ func newMetrics(d *Driver) *metrics {
 		restarts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_job_restarts_total", Help: "Restarts of a job after a retryable failure (restartStrategy)."}, []string{"job"}),
 		refused:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_task_results_refused_total", Help: "Task results refused: wrong stream or token, or an end the range does not allow."}, []string{"reason"}),
 	}
+	m.speculative = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_speculative_tasks_total",
+		Help: "Speculative copies of straggling tasks started (speculation.enabled); the first attempt to finish wins."}, []string{"job"})
 	m.groupCommitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_group_commit_errors_total",
 		Help: "Failed commits of batch end offsets to the source's consumer group (commitOffsetsToGroup); the job goes on."}, []string{"job"})
 	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
 		func() float64 { return float64(len(d.reg.snapshot(scheduler.SlotUnits))) })
-	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, executors, m.groupCommitErrors, jobStates{d},
+	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, m.speculative, executors, m.groupCommitErrors, jobStates{d},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

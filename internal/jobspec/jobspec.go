@@ -281,6 +281,7 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 		}
 	}
 	j.Restart = compileRestart(spec.GetRestartStrategy(), "restartStrategy", e)
+	j.Retry.Speculation = compileSpeculation(spec, e)
 	if len(e.List) > 0 {
 		// A connector may quote an option it rejects; never a secret.
 		for i := range e.List {

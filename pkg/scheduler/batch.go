@@ -4,8 +4,11 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -25,10 +28,29 @@ type RetryPolicy struct {
 	// Jitter spreads each back-off by up to ± this fraction of it, so tasks
 	// failing together on one outage do not retry in lockstep.
 	Jitter float64
+	// Speculation starts a second attempt of a straggling task.
+	Speculation Speculation
 }
 
+// Speculation is Spark's speculative execution (spark.speculation.*): once
+// Quantile of a batch's tasks have succeeded, a task that has run longer
+// than Multiplier times their median duration (and at least
+// MinTaskRuntime) gets a copy on another executor. The first attempt to
+// succeed wins; the other is cancelled, and whatever it wrote is discarded
+// by the sinks' (job, batch, part) keys as a retry's would be.
+type Speculation struct {
+	Enabled        bool
+	Quantile       float64
+	Multiplier     float64
+	MinTaskRuntime time.Duration
+}
+
+// DefaultSpeculation holds Spark's defaults (off, 0.75, 1.5, 100ms).
+var DefaultSpeculation = Speculation{Quantile: 0.75, Multiplier: 1.5, MinTaskRuntime: 100 * time.Millisecond}
+
 // DefaultRetryPolicy is what a job gets unless its limits say otherwise.
-var DefaultRetryPolicy = RetryPolicy{MaxFailures: 4, BaseBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second, Timeout: 10 * time.Minute, Jitter: 0.2}
+var DefaultRetryPolicy = RetryPolicy{MaxFailures: 4, BaseBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second, Timeout: 10 * time.Minute, Jitter: 0.2,
+	Speculation: DefaultSpeculation}
 
 // backoff is the wait before the next attempt after failures failures:
 // doubling from BaseBackoff, capped at MaxBackoff, then spread by Jitter.
@@ -58,22 +80,35 @@ type task struct {
 	state     taskState
 	failures  int
 	notBefore time.Time
-	attempt   string // live attempt id while running
-	executor  string
-	started   time.Time
-	lastErr   error
+	// live are the task's running attempts: one, or two once a speculative
+	// copy runs (the original first).
+	live []*attempt
+	// speculated is set once a copy was started: like Spark, a task is
+	// speculated at most once per run.
+	speculated bool
+	lastErr    error
+}
+
+// attempt is one running attempt of a task.
+type attempt struct {
+	id       string
+	executor string
+	started  time.Time
+	task     *task
+	copy     bool // a speculative copy
 }
 
 // Batch tracks the attempts of one batch's tasks. It is not safe for
 // concurrent use: the driver's batch loop owns it.
 //
 // Every call costs O(log n) per task it touches, plus Ready's scan of the
-// pending tasks, so a batch of n tasks costs O(n log n) however its results
-// arrive: the loop calls Expire, Ready and NextWake once per turn.
+// pending tasks and Stragglers' scan of the running ones, so a batch of n
+// tasks costs O(n log n) however its results arrive: the loop calls
+// Expire, Ready, Stragglers and NextWake once per turn.
 type Batch struct {
 	policy   RetryPolicy
 	tasks    map[string]*task
-	attempts map[string]*task // live attempt id → task
+	attempts map[string]*attempt // live attempt id → attempt
 	// pending holds tasks waiting to run, in plan order for the first run
 	// and then in failure order; entries of tasks no longer pending are
 	// dropped lazily.
@@ -83,6 +118,12 @@ type Batch struct {
 	running startHeap
 	done    int
 	failed  error
+	// took are the durations of the attempts that succeeded, for
+	// speculation's median.
+	took []time.Duration
+	// superseded are the ids of attempts that lost to their task's other
+	// attempt, until Superseded hands them out to be cancelled.
+	superseded []string
 }
 
 // started is a heap entry: an attempt and when it started.
@@ -106,11 +147,11 @@ func (h *startHeap) Pop() any {
 
 // oldest returns the live attempt that started first, dropping entries of
 // attempts that ended.
-func (b *Batch) oldest() (*task, bool) {
+func (b *Batch) oldest() (*attempt, bool) {
 	for b.running.Len() > 0 {
 		top := b.running[0]
-		if t, ok := b.attempts[top.attempt]; ok {
-			return t, true
+		if a, ok := b.attempts[top.attempt]; ok {
+			return a, true
 		}
 		heap.Pop(&b.running)
 	}
@@ -122,7 +163,7 @@ func NewBatch(keys []string, policy RetryPolicy) *Batch {
 	if policy.MaxFailures < 1 {
 		policy.MaxFailures = 1
 	}
-	b := &Batch{policy: policy, tasks: make(map[string]*task, len(keys)), attempts: make(map[string]*task)}
+	b := &Batch{policy: policy, tasks: make(map[string]*task, len(keys)), attempts: make(map[string]*attempt)}
 	for _, k := range keys {
 		if _, dup := b.tasks[k]; dup {
 			continue
@@ -158,19 +199,30 @@ func (b *Batch) Ready(now time.Time) []string {
 	return out
 }
 
-// NextWake is the earliest time a pending task becomes ready, or a running
-// one times out; zero when nothing is waiting on time.
+// NextWake is the earliest time a pending task becomes ready, a running one
+// times out, or one becomes a straggler; zero when nothing is waiting on
+// time.
 func (b *Batch) NextWake() time.Time {
 	var w time.Time
+	earlier := func(at time.Time) {
+		if w.IsZero() || at.Before(w) {
+			w = at
+		}
+	}
 	for _, t := range b.pending {
-		if t.state == statePending && (w.IsZero() || t.notBefore.Before(w)) {
-			w = t.notBefore
+		if t.state == statePending {
+			earlier(t.notBefore)
 		}
 	}
 	if b.policy.Timeout > 0 {
-		if t, ok := b.oldest(); ok {
-			if at := t.started.Add(b.policy.Timeout); w.IsZero() || at.Before(w) {
-				w = at
+		if a, ok := b.oldest(); ok {
+			earlier(a.started.Add(b.policy.Timeout))
+		}
+	}
+	if threshold, ok := b.stragglerThreshold(); ok {
+		for _, a := range b.attempts {
+			if !a.copy && !a.task.speculated {
+				earlier(a.started.Add(threshold))
 			}
 		}
 	}
@@ -179,87 +231,124 @@ func (b *Batch) NextWake() time.Time {
 
 // Started records that attempt now runs task key on executor. It panics if
 // the task is not pending: the caller dispatches only what Ready returned.
-func (b *Batch) Started(key, attempt, executor string, now time.Time) {
+func (b *Batch) Started(key, id, executor string, now time.Time) {
 	t := b.tasks[key]
 	if t == nil || t.state != statePending {
 		panic(fmt.Sprintf("scheduler: start of task %q that is not pending", key))
 	}
-	t.state, t.attempt, t.executor, t.started = stateRunning, attempt, executor, now
-	b.attempts[attempt] = t
-	heap.Push(&b.running, started{at: now, attempt: attempt})
+	t.state = stateRunning
+	b.start(t, id, executor, now, false)
 }
 
-// Succeeded records a successful result. It returns the task key, or
+func (b *Batch) start(t *task, id, executor string, now time.Time, copy bool) {
+	a := &attempt{id: id, executor: executor, started: now, task: t, copy: copy}
+	t.live = append(t.live, a)
+	b.attempts[id] = a
+	heap.Push(&b.running, started{at: now, attempt: id})
+}
+
+// Succeeded records a successful result at now. It returns the task key, or
 // ErrStaleAttempt when the attempt is not live (already retried, timed out,
-// or its executor was declared lost); the caller must then ignore the result.
-func (b *Batch) Succeeded(attempt string) (string, error) {
-	t, ok := b.attempts[attempt]
+// superseded by its speculative twin, or its executor was declared lost);
+// the caller must then ignore the result. The task's other attempt, if
+// any, is superseded: Superseded hands out its id to be cancelled.
+func (b *Batch) Succeeded(id string, now time.Time) (string, error) {
+	a, ok := b.attempts[id]
 	if !ok {
 		return "", ErrStaleAttempt
 	}
-	delete(b.attempts, attempt)
-	t.state, t.attempt = stateDone, ""
+	t := a.task
+	for _, other := range t.live {
+		delete(b.attempts, other.id)
+		if other != a {
+			b.superseded = append(b.superseded, other.id)
+		}
+	}
+	t.live = nil
+	t.state = stateDone
 	b.done++
+	b.took = append(b.took, now.Sub(a.started))
 	return t.key, nil
+}
+
+// Superseded returns, once, the ids of attempts whose task another attempt
+// finished first; the caller cancels them. Their results are stale.
+func (b *Batch) Superseded() []string {
+	out := b.superseded
+	b.superseded = nil
+	return out
 }
 
 // Failed records a failed attempt. A permanent error fails the batch at once;
-// otherwise the task is retried after a backoff until MaxFailures.
-func (b *Batch) Failed(attempt string, err error, permanent bool, now time.Time) (string, error) {
-	t, ok := b.attempts[attempt]
+// otherwise the task is retried after a backoff until MaxFailures. While the
+// task's other attempt (a speculative twin) still runs, the failure counts
+// but nothing is retried: the twin may still finish the task.
+func (b *Batch) Failed(id string, err error, permanent bool, now time.Time) (string, error) {
+	a, ok := b.attempts[id]
 	if !ok {
 		return "", ErrStaleAttempt
 	}
-	b.fail(t, err, permanent, now)
-	return t.key, nil
+	b.fail(a, err, permanent, now)
+	return a.task.key, nil
 }
 
-func (b *Batch) fail(t *task, err error, permanent bool, now time.Time) {
-	delete(b.attempts, t.attempt)
-	t.attempt, t.executor = "", ""
+func (b *Batch) fail(a *attempt, err error, permanent bool, now time.Time) {
+	t := a.task
+	delete(b.attempts, a.id)
+	t.live = slices.DeleteFunc(t.live, func(x *attempt) bool { return x == a })
 	t.failures++
 	t.lastErr = err
 	if permanent || t.failures >= b.policy.MaxFailures {
+		for _, other := range t.live {
+			delete(b.attempts, other.id)
+			b.superseded = append(b.superseded, other.id)
+		}
+		t.live = nil
 		t.state = stateFailed
 		if b.failed == nil {
 			b.failed = fmt.Errorf("task %s failed %d time(s), last: %w", t.key, t.failures, err)
 		}
 		return
 	}
+	if len(t.live) > 0 {
+		return // the twin runs on
+	}
 	t.state = statePending
 	t.notBefore = now.Add(b.policy.backoff(t.failures))
 	b.pending = append(b.pending, t)
 }
 
-// requeue fails t retryably like fail, counting the failure (so a task that
+// requeue fails a retryably like fail, counting the failure (so a task that
 // keeps killing its executor still ends), but without back-off: the range
 // did nothing wrong, its executor went away.
-func (b *Batch) requeue(t *task, err error, now time.Time) {
-	b.fail(t, err, false, now)
+func (b *Batch) requeue(a *attempt, err error, now time.Time) {
+	t := a.task
+	b.fail(a, err, false, now)
 	if t.state == statePending {
 		t.notBefore = now
 	}
 }
 
 // Running returns the task key of a live attempt.
-func (b *Batch) Running(attempt string) (string, bool) {
-	t, ok := b.attempts[attempt]
+func (b *Batch) Running(id string) (string, bool) {
+	a, ok := b.attempts[id]
 	if !ok {
 		return "", false
 	}
-	return t.key, true
+	return a.task.key, true
 }
 
 // AttemptLost fails one live attempt whose executor went away (retryably,
 // and ready to run again at once) and returns its task key; false when the
 // attempt is not live.
-func (b *Batch) AttemptLost(attempt string, err error, now time.Time) (string, bool) {
-	t, ok := b.attempts[attempt]
+func (b *Batch) AttemptLost(id string, err error, now time.Time) (string, bool) {
+	a, ok := b.attempts[id]
 	if !ok {
 		return "", false
 	}
-	b.requeue(t, err, now)
-	return t.key, true
+	key := a.task.key
+	b.requeue(a, err, now)
+	return key, true
 }
 
 // ExecutorLost fails every live attempt on executor (retryably, and ready
@@ -267,14 +356,16 @@ func (b *Batch) AttemptLost(attempt string, err error, now time.Time) (string, b
 // forget them.
 func (b *Batch) ExecutorLost(executor string, now time.Time) []string {
 	var lost []string
-	for id, t := range b.attempts {
-		if t.executor == executor {
+	for id, a := range b.attempts {
+		if a.executor == executor {
 			lost = append(lost, id)
 		}
 	}
 	sort.Strings(lost)
 	for _, id := range lost {
-		b.requeue(b.attempts[id], fmt.Errorf("executor %s lost", executor), now)
+		if a, ok := b.attempts[id]; ok {
+			b.requeue(a, fmt.Errorf("executor %s lost", executor), now)
+		}
 	}
 	return lost
 }
@@ -287,18 +378,97 @@ func (b *Batch) Expire(now time.Time) []string {
 	}
 	var expired []string
 	for {
-		t, ok := b.oldest()
-		if !ok || now.Sub(t.started) < b.policy.Timeout {
+		a, ok := b.oldest()
+		if !ok || now.Sub(a.started) < b.policy.Timeout {
 			break
 		}
 		heap.Pop(&b.running)
-		expired = append(expired, t.attempt)
+		expired = append(expired, a.id)
 	}
 	sort.Strings(expired)
 	for _, id := range expired {
-		b.fail(b.attempts[id], fmt.Errorf("attempt timed out after %s", b.policy.Timeout), false, now)
+		if a, ok := b.attempts[id]; ok {
+			b.fail(a, fmt.Errorf("attempt timed out after %s", b.policy.Timeout), false, now)
+		}
 	}
 	return expired
+}
+
+// Straggler is a running task to speculate: its key and the executor its
+// attempt runs on, where the copy must not go.
+type Straggler struct {
+	Key      string
+	Executor string
+}
+
+// stragglerThreshold is how long an attempt may run before it is a
+// straggler: Multiplier times the median duration of the succeeded
+// attempts, at least MinTaskRuntime; ok is false while speculation is off
+// or fewer than Quantile of the tasks have succeeded (Spark:
+// spark.speculation.quantile, multiplier, minTaskRuntime).
+func (b *Batch) stragglerThreshold() (time.Duration, bool) {
+	sp := b.policy.Speculation
+	if !sp.Enabled || b.failed != nil || len(b.took) == 0 || b.done == len(b.tasks) {
+		return 0, false
+	}
+	need := max(int(math.Floor(sp.Quantile*float64(len(b.tasks)))), 1)
+	if b.done < need {
+		return 0, false
+	}
+	sorted := slices.Clone(b.took)
+	slices.Sort(sorted)
+	median := sorted[len(sorted)/2]
+	return max(time.Duration(sp.Multiplier*float64(median)), sp.MinTaskRuntime), true
+}
+
+// Stragglers returns the running tasks that have run past the straggler
+// threshold and have no copy yet, longest-running first. The caller starts
+// a copy of each it can place with StartedCopy.
+func (b *Batch) Stragglers(now time.Time) []Straggler {
+	threshold, ok := b.stragglerThreshold()
+	if !ok {
+		return nil
+	}
+	var slow []*attempt
+	for _, a := range b.attempts {
+		if !a.copy && !a.task.speculated && now.Sub(a.started) > threshold {
+			slow = append(slow, a)
+		}
+	}
+	slices.SortFunc(slow, func(x, y *attempt) int {
+		if c := x.started.Compare(y.started); c != 0 {
+			return c
+		}
+		return strings.Compare(x.task.key, y.task.key)
+	})
+	var out []Straggler
+	for _, a := range slow {
+		out = append(out, Straggler{Key: a.task.key, Executor: a.executor})
+	}
+	return out
+}
+
+// StartedCopy records that id runs a speculative copy of the running task
+// key on executor. It panics unless Stragglers named the task (running,
+// not yet speculated).
+func (b *Batch) StartedCopy(key, id, executor string, now time.Time) {
+	t := b.tasks[key]
+	if t == nil || t.state != stateRunning || t.speculated || len(t.live) != 1 {
+		panic(fmt.Sprintf("scheduler: speculative copy of task %q that is not a running straggler", key))
+	}
+	t.speculated = true
+	b.start(t, id, executor, now, true)
+}
+
+// Copies counts the speculative copies started so far.
+func (b *Batch) Copies() int {
+	n := 0
+	for _, t := range b.tasks {
+		if t.speculated {
+			n++
+		}
+	}
+	return n
 }
 
 // Live returns the ids of running attempts.

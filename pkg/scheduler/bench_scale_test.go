@@ -123,7 +123,7 @@ func simulateBatch(b *testing.B, f scaleFixture) {
 		}
 		id := queue[next]
 		next++
-		if _, err := batch.Succeeded(id); err != nil {
+		if _, err := batch.Succeeded(id, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 		execs[index[placed[id]]].Free++

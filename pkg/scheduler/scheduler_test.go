@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"testing"
@@ -142,7 +143,7 @@ func TestBatchStaleResults(t *testing.T) {
 	if lost := b.ExecutorLost("e1", now); len(lost) != 1 {
 		t.Fatalf("lost = %v", lost)
 	}
-	if _, err := b.Succeeded("a1"); !errors.Is(err, ErrStaleAttempt) {
+	if _, err := b.Succeeded("a1", time.Now()); !errors.Is(err, ErrStaleAttempt) {
 		t.Fatalf("result of a lost attempt accepted: %v", err)
 	}
 	b.Started("a", "a2", "e2", now)
@@ -150,17 +151,19 @@ func TestBatchStaleResults(t *testing.T) {
 		t.Fatalf("expired = %v", exp)
 	}
 	b.Started("a", "a3", "e2", now.Add(time.Minute))
-	if _, err := b.Succeeded("a2"); !errors.Is(err, ErrStaleAttempt) {
+	if _, err := b.Succeeded("a2", time.Now()); !errors.Is(err, ErrStaleAttempt) {
 		t.Fatalf("result of a timed-out attempt accepted: %v", err)
 	}
-	if _, err := b.Succeeded("a3"); err != nil || !b.Complete() {
+	if _, err := b.Succeeded("a3", time.Now()); err != nil || !b.Complete() {
 		t.Fatalf("live attempt refused: %v complete=%v", err, b.Complete())
 	}
 }
 
 // TestBatchProperties drives a batch with random events and checks its
-// safety rules: no task done twice, no two live attempts of one task, only
-// live attempts succeed, complete only when every task is done.
+// safety rules: no task done twice, at most two live attempts of one task
+// (the second a speculative copy), only live attempts succeed, a success
+// supersedes only its own task's twin, complete only when every task is
+// done.
 func TestBatchProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		n := rapid.IntRange(1, 10).Draw(t, "tasks")
@@ -168,14 +171,17 @@ func TestBatchProperties(t *testing.T) {
 		for i := range n {
 			keys = append(keys, fmt.Sprintf("t%d", i))
 		}
-		b := NewBatch(keys, RetryPolicy{MaxFailures: 3, BaseBackoff: time.Second, MaxBackoff: 4 * time.Second, Timeout: 10 * time.Second})
+		spec := Speculation{Enabled: rapid.Bool().Draw(t, "speculate"), Quantile: rapid.Float64Range(0, 1).Draw(t, "quantile"),
+			Multiplier: 1.5, MinTaskRuntime: time.Second}
+		b := NewBatch(keys, RetryPolicy{MaxFailures: 3, BaseBackoff: time.Second, MaxBackoff: 4 * time.Second, Timeout: 10 * time.Second,
+			Speculation: spec})
 		now := time.Unix(0, 0)
 		live := map[string]string{} // attempt → key
 		var stale []string
 		doneKeys := map[string]bool{}
 		next := 0
 		for step := 0; step < 200 && !b.Complete() && b.Err() == nil; step++ {
-			switch rapid.IntRange(0, 5).Draw(t, "event") {
+			switch rapid.IntRange(0, 6).Draw(t, "event") {
 			case 0: // dispatch everything ready
 				for _, k := range b.Ready(now) {
 					for _, lk := range live {
@@ -190,7 +196,7 @@ func TestBatchProperties(t *testing.T) {
 				}
 			case 1, 2: // a live attempt succeeds
 				if id, ok := anyKey(t, live); ok {
-					k, err := b.Succeeded(id)
+					k, err := b.Succeeded(id, now)
 					if err != nil {
 						t.Fatalf("live attempt %s refused: %v", id, err)
 					}
@@ -199,6 +205,13 @@ func TestBatchProperties(t *testing.T) {
 					}
 					doneKeys[k] = true
 					delete(live, id)
+					for _, lost := range b.Superseded() {
+						if live[lost] != k {
+							t.Fatalf("attempt %s of %s superseded by %s's success", lost, live[lost], k)
+						}
+						delete(live, lost)
+						stale = append(stale, lost)
+					}
 				}
 			case 3: // a live attempt fails
 				if id, ok := anyKey(t, live); ok {
@@ -212,6 +225,20 @@ func TestBatchProperties(t *testing.T) {
 					delete(live, id)
 					stale = append(stale, id)
 				}
+			case 6: // stragglers get a copy on another executor
+				for _, st := range b.Stragglers(now) {
+					if !spec.Enabled {
+						t.Fatalf("straggler %s with speculation off", st.Key)
+					}
+					next++
+					id := fmt.Sprintf("copy%d", next)
+					e := "e0"
+					if st.Executor == e {
+						e = "e1"
+					}
+					b.StartedCopy(st.Key, id, e, now)
+					live[id] = st.Key
+				}
 			case 5: // time passes
 				now = now.Add(time.Duration(rapid.IntRange(1, 12).Draw(t, "secs")) * time.Second)
 				for _, id := range b.Expire(now) {
@@ -219,8 +246,14 @@ func TestBatchProperties(t *testing.T) {
 					stale = append(stale, id)
 				}
 			}
+			perKey := map[string]int{}
+			for _, k := range live {
+				if perKey[k]++; perKey[k] > 2 {
+					t.Fatalf("task %s has %d live attempts", k, perKey[k])
+				}
+			}
 			for _, id := range stale {
-				if _, err := b.Succeeded(id); !errors.Is(err, ErrStaleAttempt) {
+				if _, err := b.Succeeded(id, now); !errors.Is(err, ErrStaleAttempt) {
 					t.Fatalf("stale attempt %s accepted", id)
 				}
 			}
@@ -279,4 +312,142 @@ func TestExecutorLostRunsAgainAtOnce(t *testing.T) {
 	if b.Err() == nil {
 		t.Fatal("two lost executors with maxTaskFailures 2 should fail the batch")
 	}
+}
+
+// TestSpeculation follows Spark's rules on a fake clock: no copy before
+// quantile of the tasks succeeded; a straggler is a task running past
+// multiplier × the median duration (at least minTaskRuntime); one copy per
+// task, on another executor; the first attempt to succeed wins and the
+// other is superseded; a failure of one twin leaves the other running.
+func TestSpeculation(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	policy := RetryPolicy{MaxFailures: 4, BaseBackoff: time.Second, MaxBackoff: time.Second,
+		Speculation: Speculation{Enabled: true, Quantile: 0.75, Multiplier: 1.5, MinTaskRuntime: 100 * time.Millisecond}}
+	// start runs a, b, c, d on e1 at t0; a, b, c finish after 100, 200 and
+	// 300 ms (median 200 ms: stragglers after 300 ms).
+	start := func(t *testing.T, p RetryPolicy, finished int) *Batch {
+		t.Helper()
+		b := NewBatch([]string{"a", "b", "c", "d"}, p)
+		for _, k := range b.Ready(t0) {
+			b.Started(k, k+"1", "e1", t0)
+		}
+		for i, k := range []string{"a", "b", "c"}[:finished] {
+			if _, err := b.Succeeded(k+"1", ms(100*(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b
+	}
+	tests := []struct {
+		name     string
+		policy   func(RetryPolicy) RetryPolicy
+		finished int
+		at       int // ms
+		want     []Straggler
+	}{
+		{"off", func(p RetryPolicy) RetryPolicy { p.Speculation.Enabled = false; return p }, 3, 10_000, nil},
+		{"before the quantile", nil, 2, 10_000, nil},
+		{"not yet slow", nil, 3, 300, nil},
+		{"a straggler", nil, 3, 301, []Straggler{{Key: "d", Executor: "e1"}}},
+		{"minTaskRuntime floors the threshold", func(p RetryPolicy) RetryPolicy { p.Speculation.MinTaskRuntime = time.Second; return p }, 3, 999, nil},
+		{"quantile 0 waits for one success", func(p RetryPolicy) RetryPolicy { p.Speculation.Quantile = 0; return p }, 0, 10_000, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := policy
+			if tt.policy != nil {
+				p = tt.policy(p)
+			}
+			b := start(t, p, tt.finished)
+			if diff := cmp.Diff(tt.want, b.Stragglers(ms(tt.at))); diff != "" {
+				t.Errorf("stragglers at %d ms (-want +got):\n%s", tt.at, diff)
+			}
+		})
+	}
+
+	t.Run("the copy wins", func(t *testing.T) {
+		b := start(t, policy, 3)
+		if w := b.NextWake(); !w.Equal(ms(300)) {
+			t.Errorf("next wake %v, want the straggler threshold at 300 ms", w.Sub(t0))
+		}
+		b.StartedCopy("d", "d2", "e2", ms(301))
+		if got := b.Stragglers(ms(5000)); len(got) != 0 {
+			t.Fatalf("speculated twice: %v", got)
+		}
+		if k, err := b.Succeeded("d2", ms(350)); err != nil || k != "d" {
+			t.Fatalf("copy: %q %v", k, err)
+		}
+		if got := b.Superseded(); !slices.Equal(got, []string{"d1"}) {
+			t.Fatalf("superseded %v, want [d1]", got)
+		}
+		if got := b.Superseded(); len(got) != 0 {
+			t.Fatalf("superseded handed out twice: %v", got)
+		}
+		if _, err := b.Succeeded("d1", ms(400)); !errors.Is(err, ErrStaleAttempt) {
+			t.Fatalf("the original after the copy won: %v", err)
+		}
+		if !b.Complete() {
+			t.Fatal("not complete")
+		}
+	})
+	t.Run("the original wins", func(t *testing.T) {
+		b := start(t, policy, 3)
+		b.StartedCopy("d", "d2", "e2", ms(301))
+		if _, err := b.Succeeded("d1", ms(320)); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.Superseded(); !slices.Equal(got, []string{"d2"}) {
+			t.Fatalf("superseded %v, want [d2]", got)
+		}
+		if _, err := b.Failed("d2", errors.New("cancelled"), false, ms(330)); !errors.Is(err, ErrStaleAttempt) {
+			t.Fatalf("the cancelled copy's failure: %v", err)
+		}
+		if !b.Complete() || b.Retries() != 0 {
+			t.Fatalf("complete %v, retries %d", b.Complete(), b.Retries())
+		}
+	})
+	t.Run("a twin's failure leaves the other running", func(t *testing.T) {
+		b := start(t, policy, 3)
+		b.StartedCopy("d", "d2", "e2", ms(301))
+		if _, err := b.Failed("d1", errors.New("broker hiccup"), false, ms(310)); err != nil {
+			t.Fatal(err)
+		}
+		if r := b.Ready(ms(5000)); len(r) != 0 {
+			t.Fatalf("retried %v while the copy runs", r)
+		}
+		if b.NumLive() != 1 || b.Retries() != 1 {
+			t.Fatalf("live %d, retries %d; want the copy alone and one failure", b.NumLive(), b.Retries())
+		}
+		if _, err := b.Succeeded("d2", ms(400)); err != nil || !b.Complete() {
+			t.Fatalf("copy: %v, complete %v", err, b.Complete())
+		}
+	})
+	t.Run("both twins fail: retried", func(t *testing.T) {
+		b := start(t, policy, 3)
+		b.StartedCopy("d", "d2", "e2", ms(301))
+		b.Failed("d1", errors.New("x"), false, ms(310))
+		b.Failed("d2", errors.New("y"), false, ms(320))
+		if r := b.Ready(ms(320 + 1000)); !slices.Equal(r, []string{"d"}) {
+			t.Fatalf("ready %v, want d after its back-off", r)
+		}
+	})
+	t.Run("a permanent failure supersedes the twin", func(t *testing.T) {
+		b := start(t, policy, 3)
+		b.StartedCopy("d", "d2", "e2", ms(301))
+		b.Failed("d2", errors.New("bad config"), true, ms(310))
+		if b.Err() == nil || !slices.Equal(b.Superseded(), []string{"d1"}) {
+			t.Fatalf("err %v; the original must be superseded", b.Err())
+		}
+	})
+	t.Run("the copy's executor is lost", func(t *testing.T) {
+		b := start(t, policy, 3)
+		b.StartedCopy("d", "d2", "e2", ms(301))
+		if lost := b.ExecutorLost("e2", ms(310)); !slices.Equal(lost, []string{"d2"}) {
+			t.Fatalf("lost %v", lost)
+		}
+		if k, ok := b.Running("d1"); !ok || k != "d" {
+			t.Fatal("the original stopped running")
+		}
+	})
 }

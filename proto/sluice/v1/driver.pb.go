@@ -1011,10 +1011,13 @@ type BatchProgress struct {
 	// Source metrics: minOffsetsBehindLatest, maxOffsetsBehindLatest,
 	// avgOffsetsBehindLatest (Kafka); avgMsBehindLatest, maxMsBehindLatest,
 	// minMsBehindLatest (Kinesis).
-	Metrics       map[string]float64   `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Partitions    []*PartitionProgress `protobuf:"bytes,14,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Metrics    map[string]float64   `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Partitions []*PartitionProgress `protobuf:"bytes,14,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// Speculative copies of straggling tasks started in this batch
+	// (speculation.enabled).
+	SpeculativeTasks int32 `protobuf:"varint,15,opt,name=speculative_tasks,json=speculativeTasks,proto3" json:"speculative_tasks,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *BatchProgress) Reset() {
@@ -1143,6 +1146,13 @@ func (x *BatchProgress) GetPartitions() []*PartitionProgress {
 		return x.Partitions
 	}
 	return nil
+}
+
+func (x *BatchProgress) GetSpeculativeTasks() int32 {
+	if x != nil {
+		return x.SpeculativeTasks
+	}
+	return 0
 }
 
 type PartitionProgress struct {
@@ -1544,7 +1554,7 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
 	"\bJobEvent\x12 \n" +
 	"\x03job\x18\x01 \x01(\v2\x0e.sluice.v1.JobR\x03job\x12.\n" +
-	"\x05batch\x18\x02 \x01(\v2\x18.sluice.v1.BatchProgressR\x05batch\"\x97\x06\n" +
+	"\x05batch\x18\x02 \x01(\v2\x18.sluice.v1.BatchProgressR\x05batch\"\xc4\x06\n" +
 	"\rBatchProgress\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12$\n" +
@@ -1564,7 +1574,8 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\ametrics\x18\r \x03(\v2%.sluice.v1.BatchProgress.MetricsEntryR\ametrics\x12<\n" +
 	"\n" +
 	"partitions\x18\x0e \x03(\v2\x1c.sluice.v1.PartitionProgressR\n" +
-	"partitions\x1a=\n" +
+	"partitions\x12+\n" +
+	"\x11speculative_tasks\x18\x0f \x01(\x05R\x10speculativeTasks\x1a=\n" +
 	"\x0fDurationMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a:\n" +

@@ -46,8 +46,11 @@ type JobSpec struct {
 	// restartStrategy: what happens when a batch cannot finish for a cause that
 	// may go away. Default: exponentialDelay from 1s to 5m, retrying forever.
 	RestartStrategy *RestartStrategy `protobuf:"bytes,10,opt,name=restart_strategy,json=restartStrategy,proto3" json:"restart_strategy,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// speculation: a straggling task gets a second attempt on another
+	// executor (Spark's spark.speculation.*). Off by default.
+	Speculation   *Speculation `protobuf:"bytes,11,opt,name=speculation,proto3" json:"speculation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -150,6 +153,95 @@ func (x *JobSpec) GetRestartStrategy() *RestartStrategy {
 	return nil
 }
 
+func (x *JobSpec) GetSpeculation() *Speculation {
+	if x != nil {
+		return x.Speculation
+	}
+	return nil
+}
+
+// Speculation follows Spark's speculative execution, names and defaults:
+// once quantile of a batch's tasks have succeeded, a task that has run longer
+// than multiplier times their median duration, and at least minTaskRuntime,
+// gets a copy on another executor. The first attempt to succeed wins; the
+// other is cancelled and what it wrote is discarded by the sinks' (job,
+// batch, part) keys, as a retry's would be. Not for sources whose ranges
+// end where the reader stops (Kinesis): two attempts would end differently.
+type Speculation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// spark.speculation. Default false.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// spark.speculation.quantile: the fraction of tasks that must have
+	// succeeded first, 0 to 1. Default 0.75.
+	Quantile float64 `protobuf:"fixed64,2,opt,name=quantile,proto3" json:"quantile,omitempty"`
+	// spark.speculation.multiplier: how many times slower than the median a
+	// straggler is, at least 1. Default 1.5.
+	Multiplier float64 `protobuf:"fixed64,3,opt,name=multiplier,proto3" json:"multiplier,omitempty"`
+	// spark.speculation.minTaskRuntime: never speculate a task that has run
+	// less. Default 100ms.
+	MinTaskRuntime string `protobuf:"bytes,4,opt,name=min_task_runtime,json=minTaskRuntime,proto3" json:"min_task_runtime,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Speculation) Reset() {
+	*x = Speculation{}
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Speculation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Speculation) ProtoMessage() {}
+
+func (x *Speculation) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Speculation.ProtoReflect.Descriptor instead.
+func (*Speculation) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Speculation) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *Speculation) GetQuantile() float64 {
+	if x != nil {
+		return x.Quantile
+	}
+	return 0
+}
+
+func (x *Speculation) GetMultiplier() float64 {
+	if x != nil {
+		return x.Multiplier
+	}
+	return 0
+}
+
+func (x *Speculation) GetMinTaskRuntime() string {
+	if x != nil {
+		return x.MinTaskRuntime
+	}
+	return ""
+}
+
 // RestartStrategy follows Flink's restart strategies (names and meaning). A
 // retryable failure (an outage of a sink, broker, store or etcd; a task that
 // failed limits.maxTaskFailures times) puts the job in RETRYING; after the
@@ -182,7 +274,7 @@ type RestartStrategy struct {
 
 func (x *RestartStrategy) Reset() {
 	*x = RestartStrategy{}
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +286,7 @@ func (x *RestartStrategy) String() string {
 func (*RestartStrategy) ProtoMessage() {}
 
 func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +299,7 @@ func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartStrategy.ProtoReflect.Descriptor instead.
 func (*RestartStrategy) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RestartStrategy) GetType() string {
@@ -275,7 +367,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +379,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +392,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Checkpoint) GetKind() isCheckpoint_Kind {
@@ -366,7 +458,7 @@ type DynamoDBCheckpoint struct {
 
 func (x *DynamoDBCheckpoint) Reset() {
 	*x = DynamoDBCheckpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +470,7 @@ func (x *DynamoDBCheckpoint) String() string {
 func (*DynamoDBCheckpoint) ProtoMessage() {}
 
 func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +483,7 @@ func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamoDBCheckpoint.ProtoReflect.Descriptor instead.
 func (*DynamoDBCheckpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DynamoDBCheckpoint) GetTable() string {
@@ -438,7 +530,7 @@ type S3Checkpoint struct {
 
 func (x *S3Checkpoint) Reset() {
 	*x = S3Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +542,7 @@ func (x *S3Checkpoint) String() string {
 func (*S3Checkpoint) ProtoMessage() {}
 
 func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +555,7 @@ func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Checkpoint.ProtoReflect.Descriptor instead.
 func (*S3Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *S3Checkpoint) GetBucket() string {
@@ -523,7 +615,7 @@ type AwsAuth struct {
 
 func (x *AwsAuth) Reset() {
 	*x = AwsAuth{}
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +627,7 @@ func (x *AwsAuth) String() string {
 func (*AwsAuth) ProtoMessage() {}
 
 func (x *AwsAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +640,7 @@ func (x *AwsAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsAuth.ProtoReflect.Descriptor instead.
 func (*AwsAuth) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AwsAuth) GetAwsAccessKey() string {
@@ -613,7 +705,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +717,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +730,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Source) GetKind() isSource_Kind {
@@ -721,7 +813,7 @@ type KafkaSource struct {
 
 func (x *KafkaSource) Reset() {
 	*x = KafkaSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +825,7 @@ func (x *KafkaSource) String() string {
 func (*KafkaSource) ProtoMessage() {}
 
 func (x *KafkaSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +838,7 @@ func (x *KafkaSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSource.ProtoReflect.Descriptor instead.
 func (*KafkaSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KafkaSource) GetBootstrapServers() string {
@@ -909,7 +1001,7 @@ type KinesisSource struct {
 
 func (x *KinesisSource) Reset() {
 	*x = KinesisSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1013,7 @@ func (x *KinesisSource) String() string {
 func (*KinesisSource) ProtoMessage() {}
 
 func (x *KinesisSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1026,7 @@ func (x *KinesisSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSource.ProtoReflect.Descriptor instead.
 func (*KinesisSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KinesisSource) GetStreamName() string {
@@ -1155,7 +1247,7 @@ type Transform struct {
 
 func (x *Transform) Reset() {
 	*x = Transform{}
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1259,7 @@ func (x *Transform) String() string {
 func (*Transform) ProtoMessage() {}
 
 func (x *Transform) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1272,7 @@ func (x *Transform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transform.ProtoReflect.Descriptor instead.
 func (*Transform) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Transform) GetKind() isTransform_Kind {
@@ -1273,7 +1365,7 @@ type Decode struct {
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1377,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1390,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Decode) GetFormat() string {
@@ -1347,7 +1439,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1451,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1464,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -1393,7 +1485,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1497,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1510,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SelectField) GetName() string {
@@ -1447,7 +1539,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1551,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1564,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -1510,7 +1602,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1614,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1627,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -1577,7 +1669,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1681,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1694,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -1753,7 +1845,7 @@ type KinesisSink struct {
 
 func (x *KinesisSink) Reset() {
 	*x = KinesisSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1857,7 @@ func (x *KinesisSink) String() string {
 func (*KinesisSink) ProtoMessage() {}
 
 func (x *KinesisSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1870,7 @@ func (x *KinesisSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
 func (*KinesisSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KinesisSink) GetStreamName() string {
@@ -1917,7 +2009,7 @@ type PostgresSink struct {
 
 func (x *PostgresSink) Reset() {
 	*x = PostgresSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2021,7 @@ func (x *PostgresSink) String() string {
 func (*PostgresSink) ProtoMessage() {}
 
 func (x *PostgresSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2034,7 @@ func (x *PostgresSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
 func (*PostgresSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PostgresSink) GetUrl() string {
@@ -2021,7 +2113,7 @@ type PostgresColumn struct {
 
 func (x *PostgresColumn) Reset() {
 	*x = PostgresColumn{}
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2125,7 @@ func (x *PostgresColumn) String() string {
 func (*PostgresColumn) ProtoMessage() {}
 
 func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2138,7 @@ func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
 func (*PostgresColumn) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PostgresColumn) GetName() string {
@@ -2089,7 +2181,7 @@ type S3Sink struct {
 
 func (x *S3Sink) Reset() {
 	*x = S3Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2193,7 @@ func (x *S3Sink) String() string {
 func (*S3Sink) ProtoMessage() {}
 
 func (x *S3Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2206,7 @@ func (x *S3Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
 func (*S3Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *S3Sink) GetBucket() string {
@@ -2191,7 +2283,7 @@ type KafkaSink struct {
 
 func (x *KafkaSink) Reset() {
 	*x = KafkaSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2295,7 @@ func (x *KafkaSink) String() string {
 func (*KafkaSink) ProtoMessage() {}
 
 func (x *KafkaSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2308,7 @@ func (x *KafkaSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
 func (*KafkaSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KafkaSink) GetBootstrapServers() string {
@@ -2294,7 +2386,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2398,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2411,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -2348,7 +2440,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2452,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2465,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileSink) GetPath() string {
@@ -2398,7 +2490,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2502,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2515,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 type Trigger struct {
@@ -2440,7 +2532,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2544,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2557,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -2537,7 +2629,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2641,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2654,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -2583,7 +2675,7 @@ var File_sluice_v1_job_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xc7\x03\n" +
+	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\x81\x04\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06source\x18\x02 \x01(\v2\x11.sluice.v1.SourceR\x06source\x124\n" +
@@ -2600,7 +2692,15 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"checkpoint\x18\t \x01(\v2\x15.sluice.v1.CheckpointR\n" +
 	"checkpoint\x12E\n" +
 	"\x10restart_strategy\x18\n" +
-	" \x01(\v2\x1a.sluice.v1.RestartStrategyR\x0frestartStrategy\"\xe8\x01\n" +
+	" \x01(\v2\x1a.sluice.v1.RestartStrategyR\x0frestartStrategy\x128\n" +
+	"\vspeculation\x18\v \x01(\v2\x16.sluice.v1.SpeculationR\vspeculation\"\x8d\x01\n" +
+	"\vSpeculation\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1a\n" +
+	"\bquantile\x18\x02 \x01(\x01R\bquantile\x12\x1e\n" +
+	"\n" +
+	"multiplier\x18\x03 \x01(\x01R\n" +
+	"multiplier\x12(\n" +
+	"\x10min_task_runtime\x18\x04 \x01(\tR\x0eminTaskRuntime\"\xe8\x01\n" +
 	"\x0fRestartStrategy\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12'\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\tR\x0einitialBackoff\x12\x1f\n" +
@@ -2819,75 +2919,77 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_sluice_v1_job_proto_goTypes = []any{
 	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
-	(*RestartStrategy)(nil),    // 1: sluice.v1.RestartStrategy
-	(*Checkpoint)(nil),         // 2: sluice.v1.Checkpoint
-	(*DynamoDBCheckpoint)(nil), // 3: sluice.v1.DynamoDBCheckpoint
-	(*S3Checkpoint)(nil),       // 4: sluice.v1.S3Checkpoint
-	(*AwsAuth)(nil),            // 5: sluice.v1.AwsAuth
-	(*Source)(nil),             // 6: sluice.v1.Source
-	(*KafkaSource)(nil),        // 7: sluice.v1.KafkaSource
-	(*KinesisSource)(nil),      // 8: sluice.v1.KinesisSource
-	(*Transform)(nil),          // 9: sluice.v1.Transform
-	(*Decode)(nil),             // 10: sluice.v1.Decode
-	(*Select)(nil),             // 11: sluice.v1.Select
-	(*SelectField)(nil),        // 12: sluice.v1.SelectField
-	(*Aggregate)(nil),          // 13: sluice.v1.Aggregate
-	(*Aggregation)(nil),        // 14: sluice.v1.Aggregation
-	(*Sink)(nil),               // 15: sluice.v1.Sink
-	(*KinesisSink)(nil),        // 16: sluice.v1.KinesisSink
-	(*PostgresSink)(nil),       // 17: sluice.v1.PostgresSink
-	(*PostgresColumn)(nil),     // 18: sluice.v1.PostgresColumn
-	(*S3Sink)(nil),             // 19: sluice.v1.S3Sink
-	(*KafkaSink)(nil),          // 20: sluice.v1.KafkaSink
-	(*ConsoleSink)(nil),        // 21: sluice.v1.ConsoleSink
-	(*FileSink)(nil),           // 22: sluice.v1.FileSink
-	(*DiscardSink)(nil),        // 23: sluice.v1.DiscardSink
-	(*Trigger)(nil),            // 24: sluice.v1.Trigger
-	(*Limits)(nil),             // 25: sluice.v1.Limits
-	nil,                        // 26: sluice.v1.KafkaSource.PropertiesEntry
-	nil,                        // 27: sluice.v1.KafkaSink.HeadersEntry
-	nil,                        // 28: sluice.v1.KafkaSink.PropertiesEntry
+	(*Speculation)(nil),        // 1: sluice.v1.Speculation
+	(*RestartStrategy)(nil),    // 2: sluice.v1.RestartStrategy
+	(*Checkpoint)(nil),         // 3: sluice.v1.Checkpoint
+	(*DynamoDBCheckpoint)(nil), // 4: sluice.v1.DynamoDBCheckpoint
+	(*S3Checkpoint)(nil),       // 5: sluice.v1.S3Checkpoint
+	(*AwsAuth)(nil),            // 6: sluice.v1.AwsAuth
+	(*Source)(nil),             // 7: sluice.v1.Source
+	(*KafkaSource)(nil),        // 8: sluice.v1.KafkaSource
+	(*KinesisSource)(nil),      // 9: sluice.v1.KinesisSource
+	(*Transform)(nil),          // 10: sluice.v1.Transform
+	(*Decode)(nil),             // 11: sluice.v1.Decode
+	(*Select)(nil),             // 12: sluice.v1.Select
+	(*SelectField)(nil),        // 13: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 14: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 15: sluice.v1.Aggregation
+	(*Sink)(nil),               // 16: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 17: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 18: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 19: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 20: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 21: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 22: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 23: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 24: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 25: sluice.v1.Trigger
+	(*Limits)(nil),             // 26: sluice.v1.Limits
+	nil,                        // 27: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 28: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 29: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
-	6,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
-	9,  // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	15, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	24, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	15, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	25, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
-	2,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
-	1,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
-	3,  // 8: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
-	4,  // 9: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
-	5,  // 10: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
-	5,  // 11: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
-	7,  // 12: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
-	8,  // 13: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
-	26, // 14: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	10, // 15: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	11, // 16: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	13, // 17: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	12, // 18: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	14, // 19: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	21, // 20: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	22, // 21: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	23, // 22: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	16, // 23: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
-	17, // 24: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
-	19, // 25: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
-	20, // 26: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
-	18, // 27: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
-	5,  // 28: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
-	27, // 29: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
-	28, // 30: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	7,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
+	10, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
+	16, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	25, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	16, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	26, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	3,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
+	2,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
+	1,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
+	4,  // 9: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
+	5,  // 10: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
+	6,  // 11: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
+	6,  // 12: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
+	8,  // 13: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
+	9,  // 14: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
+	27, // 15: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	11, // 16: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	12, // 17: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	14, // 18: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	13, // 19: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	15, // 20: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	22, // 21: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	23, // 22: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	24, // 23: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	17, // 24: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	18, // 25: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	20, // 26: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	21, // 27: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	19, // 28: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	6,  // 29: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	28, // 30: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	29, // 31: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -2895,23 +2997,23 @@ func file_sluice_v1_job_proto_init() {
 	if File_sluice_v1_job_proto != nil {
 		return
 	}
-	file_sluice_v1_job_proto_msgTypes[2].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[3].OneofWrappers = []any{
 		(*Checkpoint_Dynamodb)(nil),
 		(*Checkpoint_S3)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[6].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[7].OneofWrappers = []any{
 		(*Source_Kafka)(nil),
 		(*Source_Kinesis)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[7].OneofWrappers = []any{}
 	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{
 		(*Transform_Decode)(nil),
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[15].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[16].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
@@ -2920,8 +3022,8 @@ func file_sluice_v1_job_proto_init() {
 		(*Sink_S3)(nil),
 		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[21].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[24].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[22].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[25].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -2932,7 +3034,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
