@@ -18,10 +18,15 @@ import (
 )
 
 // ReaderPool is the executor half of the Kafka source. It reads exactly the
-// ranges the driver planned and keeps one warm partition reader (a franz-go
-// client consuming that one partition) per partition between batches, so
-// that a partition's next range, which starts where the last one ended,
-// continues from the records already fetched.
+// ranges the driver planned, through one franz-go client for all the
+// partitions it reads (a fetcher; fetcher.go explains the design), and keeps
+// each partition it read warm between batches: consumed, at the offset where
+// its last range ended, with the records fetched since buffered within a
+// pool-wide budget (WithMaxPrefetchBytes). A partition's next range, which
+// starts where the last one ended, takes what is already there; a range
+// that starts elsewhere (a retry, a replay) moves the partition. Two ranges
+// of one partition open at once (the splits of a hot partition) read
+// through a second client.
 //
 // Executors do only what the driver says: no consumer group, no offset
 // commits, and no offset reset. A range whose records are gone (deleted by
@@ -31,20 +36,33 @@ import (
 // the range, from the partition's earliest offset up to the planned until,
 // ends at until and logs a warning, as Spark does; LostRanges counts such
 // ranges.
+//
+// Goroutines: one per client (fetcher.run), one that closes idle partitions
+// (janitor), and the admin calls a Read stopped waiting for; Close joins
+// them all.
 type ReaderPool struct {
 	set        *settings
 	opts       options
+	budget     int64 // WithMaxPrefetchBytes
 	clientOpts []kgo.Opt
 
-	mu sync.Mutex // guards everything below; never held while blocking on a client
-	// idle readers by partition. A partition may have several: the splits
-	// of a hot partition run side by side.
-	idle   map[stream.PartitionID][]*partReader
-	live   map[*partReader]struct{} // every open reader, idle or in use
-	closed bool
-	stats  poolStats
+	// mu guards everything below and every fetcher's and slot's state.
+	// It is never held while calling a client: the fetchers call theirs
+	// from run, outside it.
+	mu sync.Mutex
+	// fetchers by lane; nil where no client runs. Lane 0 serves the
+	// first range of every partition, lane n the (n+1)th open at once.
+	fetchers []*fetcher
+	live     map[*slot]struct{} // every slot of every lane, idle or in use
+	buffered int64              // recordSize of every slot's buffer
+	// overBudget: buffered reached the budget and the lanes paused; they
+	// resume once buffered is well below (freedLocked).
+	overBudget bool
+	closed     bool
+	stats      poolStats
 
-	calls sync.WaitGroup // abandoned admin calls (see await); Close waits
+	calls    sync.WaitGroup // abandoned admin calls (see await); Close waits
+	retiring sync.WaitGroup // fetchers closing in the background; Close waits
 
 	stop    chan struct{} // closed by Close: the janitor stops
 	stopped chan struct{} // closed by the janitor when it returns
@@ -52,20 +70,33 @@ type ReaderPool struct {
 
 // poolStats counts reader reuse, for tests and debugging.
 type poolStats struct {
-	created int // partition readers (clients) created
-	reused  int // opens served by a warm reader at the right offset
-	evicted int // idle readers closed for the idle timeout or the capacity
+	// created counts partition readers started: a partition added to a
+	// client, or moved to an offset other than where it stopped.
+	created int
+	reused  int // opens served by a warm partition at the right offset
+	evicted int // idle partitions dropped for the idle timeout or the capacity
 	// lost counts ranges that found planned records deleted and, with
 	// failOnDataLoss false, skipped them.
-	lost int
+	lost    int
+	clients int // franz-go clients created (lanes started)
+	// shed counts idle buffers dropped for a reader starved by the budget.
+	shed int
+	// peakBuffered is the most the pool held fetched and unread;
+	// largestPoll the most one poll added.
+	peakBuffered, largestPoll int64
 }
 
 var _ connectors.ReaderPool = (*ReaderPool)(nil)
 
 // NewReaderPool validates cfg and returns a pool. It starts one goroutine
-// that closes idle readers (WithIdleTimeout); Close stops it.
+// that closes idle partition readers (WithIdleTimeout); Close stops it. The
+// pool starts a client with the first Open.
 func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 	set, o, copts, err := prepare(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("new kafka reader pool: %w", err)
+	}
+	po, err := buildPoolOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka reader pool: %w", err)
 	}
@@ -80,12 +111,13 @@ func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 	if set.readCommitted() {
 		copts = append(copts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
+	copts = append(copts, fetchOpts(po.maxPrefetchBytes)...)
 	p := &ReaderPool{
 		set:        set,
 		opts:       o,
+		budget:     po.maxPrefetchBytes,
 		clientOpts: append(copts, o.clientOpts...),
-		idle:       map[stream.PartitionID][]*partReader{},
-		live:       map[*partReader]struct{}{},
+		live:       map[*slot]struct{}{},
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -93,32 +125,11 @@ func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 	return p, nil
 }
 
-// partReader is one partition's franz-go client and what it has fetched but
-// not yet handed out. Owned by the pool while idle and by one rangeReader
-// while in use.
-//
-// Invariant: every record of the partition with offset >= next is either in
-// buf (in order) or not yet polled from cl; offsets in [next, first offset
-// of buf) that are neither do not exist (compacted, or transaction markers
-// already seen).
-type partReader struct {
-	id       stream.PartitionID
-	tp       topicPartition
-	cl       *kgo.Client
-	errs     *brokerErrs
-	next     int64
-	buf      []*kgo.Record
-	lastUsed time.Time
-	broken   bool // the client hit an error; never reuse it
-	close    sync.Once
-}
-
-func (pr *partReader) closeClient() { pr.close.Do(pr.cl.Close) }
-
 // Open returns a reader for exactly r: the records of r.Partition with
-// offsets in [r.From, r.Until), in order. It reuses the partition's idle
-// reader when that stopped at r.From and otherwise starts a new client at
-// r.From. Open does not block on the brokers.
+// offsets in [r.From, r.Until), in order. It takes the partition's warm
+// slot when that stopped at r.From, moves an idle slot of the partition
+// that stopped elsewhere, and otherwise adds the partition to a client.
+// Open does not block on the brokers.
 func (p *ReaderPool) Open(ctx context.Context, r stream.Range) (connectors.Reader, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open %s: %w", r.Key(), err)
@@ -145,165 +156,184 @@ func (p *ReaderPool) Open(ctx context.Context, r stream.Range) (connectors.Reade
 		return &emptyReader{end: r.Until}, nil
 	}
 
-	var discard []*partReader
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("open %s: reader pool closed", r.Key())
 	}
-	pr := p.takeIdleLocked(r.Partition, from)
-	if pr != nil {
-		p.stats.reused++
-	} else {
-		// Make room first, preferring to drop a reader of this partition
-		// (it stopped elsewhere, so it is of no use), then the least
-		// recently used.
-		if old := p.idle[r.Partition]; len(old) > 0 {
-			discard = append(discard, p.removeIdleLocked(r.Partition, 0))
-		}
-		for len(p.live)-len(discard) >= p.opts.cacheCapacity {
-			lru := p.lruLocked()
-			if lru == nil {
-				break // all in use: exceed the bound rather than wait
-			}
-			discard = append(discard, p.removeIdleLocked(lru.id, p.indexLocked(lru)))
-			p.stats.evicted++
-		}
-		for _, pr := range discard {
-			delete(p.live, pr)
-		}
-		pr, err = p.newPartReaderLocked(r.Partition, tp, from)
-		if err != nil {
-			p.mu.Unlock()
-			closeAll(discard)
-			return nil, fmt.Errorf("open %s: %w", r.Key(), err)
-		}
+	s, err := p.slotLocked(r.Partition, tp, from)
+	if err != nil {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("open %s: %w", r.Key(), err)
 	}
+	s.inUse = true
+	if s.f.paused[tp] && p.wantFetchLocked(s, true) {
+		s.f.wakeLocked() // paused as an idle slot; a range being read may fetch more
+	}
+	retire := p.takeEmptyLocked()
 	p.mu.Unlock()
-	closeAll(discard)
-	return &rangeReader{pool: p, pr: pr, key: r.Key(), until: until}, nil
+	p.retire(retire)
+	return &rangeReader{pool: p, s: s, key: r.Key(), until: until, end: from}, nil
 }
 
-// newPartReaderLocked starts a client consuming tp from offset from and
-// counts it live.
-func (p *ReaderPool) newPartReaderLocked(id stream.PartitionID, tp topicPartition, from int64) (*partReader, error) {
-	errs := &brokerErrs{}
-	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)],
-		kgo.WithHooks(errs),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-			tp.topic: {tp.partition: kgo.NewOffset().At(from)},
-		}))...)
-	if err != nil {
-		return nil, err
+// slotLocked finds or makes the slot that reads tp from offset from.
+func (p *ReaderPool) slotLocked(id stream.PartitionID, tp topicPartition, from int64) (*slot, error) {
+	var idle *slot
+	for _, f := range p.fetchers {
+		if f == nil {
+			continue
+		}
+		s := f.slots[tp]
+		if s == nil || s.inUse {
+			continue
+		}
+		if s.next == from {
+			p.stats.reused++
+			return s, nil
+		}
+		if idle == nil {
+			idle = s
+		}
 	}
-	pr := &partReader{id: id, tp: tp, cl: cl, errs: errs, next: from}
-	p.live[pr] = struct{}{}
 	p.stats.created++
-	return pr, nil
-}
-
-// reopen replaces old, in use by a rangeReader, with a new client reading
-// from offset from, and closes old.
-func (p *ReaderPool) reopen(old *partReader, from int64) (*partReader, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, errors.New("reader pool closed")
+	if idle != nil {
+		// It stopped elsewhere, so what it holds is of no use: move it
+		// rather than add the partition to another lane.
+		idle.f.seekLocked(idle, from)
+		return idle, nil
 	}
-	pr, err := p.newPartReaderLocked(old.id, old.tp, from)
+	for len(p.live) >= p.opts.cacheCapacity {
+		lru := p.lruLocked()
+		if lru == nil {
+			break // all in use: exceed the bound rather than wait
+		}
+		p.removeSlotLocked(lru)
+		p.stats.evicted++
+	}
+	f, err := p.laneLocked(tp)
 	if err != nil {
-		p.mu.Unlock()
 		return nil, err
 	}
-	delete(p.live, old)
-	p.mu.Unlock()
-	old.closeClient()
-	return pr, nil
+	return f.addSlotLocked(id, tp, from), nil
 }
 
-// takeIdleLocked removes and returns the partition's idle reader that
-// stopped exactly at from, if any.
-func (p *ReaderPool) takeIdleLocked(id stream.PartitionID, from int64) *partReader {
-	for i, pr := range p.idle[id] {
-		if pr.next == from {
-			return p.removeIdleLocked(id, i)
+// laneLocked returns the lowest lane not consuming tp, starting one when
+// every lane is: the lowest free lane number, so that lanes stay few.
+func (p *ReaderPool) laneLocked(tp topicPartition) (*fetcher, error) {
+	free := len(p.fetchers)
+	for i, f := range p.fetchers {
+		if f == nil {
+			free = min(free, i)
+			continue
+		}
+		if f.slots[tp] == nil {
+			return f, nil
 		}
 	}
-	return nil
-}
-
-func (p *ReaderPool) removeIdleLocked(id stream.PartitionID, i int) *partReader {
-	list := p.idle[id]
-	pr := list[i]
-	list = append(list[:i], list[i+1:]...)
-	if len(list) == 0 {
-		delete(p.idle, id)
+	f, err := p.newFetcherLocked(free)
+	if err != nil {
+		return nil, err
+	}
+	if free == len(p.fetchers) {
+		p.fetchers = append(p.fetchers, f)
 	} else {
-		p.idle[id] = list
+		p.fetchers[free] = f
 	}
-	return pr
+	return f, nil
 }
 
-func (p *ReaderPool) indexLocked(pr *partReader) int {
-	for i, x := range p.idle[pr.id] {
-		if x == pr {
-			return i
-		}
-	}
-	return -1
-}
-
-func (p *ReaderPool) lruLocked() *partReader {
-	var lru *partReader
-	for _, list := range p.idle {
-		for _, pr := range list {
-			if lru == nil || pr.lastUsed.Before(lru.lastUsed) {
-				lru = pr
-			}
+func (p *ReaderPool) lruLocked() *slot {
+	var lru *slot
+	for s := range p.live {
+		if !s.inUse && (lru == nil || s.lastUsed.Before(lru.lastUsed)) {
+			lru = s
 		}
 	}
 	return lru
 }
 
-// release takes a reader back from a rangeReader: idle and warm if healthy,
-// closed otherwise.
-func (p *ReaderPool) release(pr *partReader) {
-	p.mu.Lock()
-	if p.closed || pr.broken {
-		delete(p.live, pr)
-		p.mu.Unlock()
-		pr.closeClient()
-		return
+// removeSlotLocked drops s: its lane stops consuming the partition before
+// its next poll.
+func (p *ReaderPool) removeSlotLocked(s *slot) {
+	p.dropBufferLocked(s)
+	if s.f.slots[s.tp] == s {
+		delete(s.f.slots, s.tp)
 	}
-	pr.lastUsed = p.opts.now()
-	p.idle[pr.id] = append(p.idle[pr.id], pr)
-	p.mu.Unlock()
+	delete(p.live, s)
+	s.f.wakeLocked()
 }
 
-// evictIdle closes readers idle for longer than the idle timeout.
-func (p *ReaderPool) evictIdle() {
-	var discard []*partReader
-	p.mu.Lock()
-	cutoff := p.opts.now().Add(-p.opts.idleTimeout)
-	for id, list := range p.idle {
-		keep := list[:0]
-		for _, pr := range list {
-			if pr.lastUsed.Before(cutoff) {
-				discard = append(discard, pr)
-				delete(p.live, pr)
-				p.stats.evicted++
-			} else {
-				keep = append(keep, pr)
-			}
-		}
-		if len(keep) == 0 {
-			delete(p.idle, id)
-		} else {
-			p.idle[id] = keep
+// takeEmptyLocked takes the lanes left without a slot out of the pool, for
+// retire.
+func (p *ReaderPool) takeEmptyLocked() []*fetcher {
+	var empty []*fetcher
+	for i, f := range p.fetchers {
+		if f != nil && len(f.slots) == 0 {
+			empty = append(empty, f)
+			p.fetchers[i] = nil
 		}
 	}
+	for len(p.fetchers) > 0 && p.fetchers[len(p.fetchers)-1] == nil {
+		p.fetchers = p.fetchers[:len(p.fetchers)-1]
+	}
+	return empty
+}
+
+// retire closes fetchers in the background: closing a client waits for its
+// connections, which a task's Open or Close should not. Close waits for
+// them.
+func (p *ReaderPool) retire(fs []*fetcher) {
+	for _, f := range fs {
+		p.retiring.Add(1)
+		go func() {
+			defer p.retiring.Done()
+			f.close()
+		}()
+	}
+}
+
+// release takes a slot back from a rangeReader: idle and warm if its reader
+// did not fail, dropped otherwise.
+func (p *ReaderPool) release(s *slot) {
+	p.mu.Lock()
+	s.inUse = false
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	var retire []*fetcher
+	if s.broken {
+		// The client may have a stale idea of the topic (deleted,
+		// recreated): purge it from the lane, the other slots of the
+		// topic keep their buffers and positions.
+		s.f.purge[s.tp.topic] = true
+		p.removeSlotLocked(s)
+		retire = p.takeEmptyLocked()
+	} else {
+		s.lastUsed = p.opts.now()
+	}
 	p.mu.Unlock()
-	closeAll(discard)
+	p.retire(retire)
+}
+
+// evictIdle drops partitions not read for longer than the idle timeout: their
+// lanes stop consuming them, and a lane left without any closes.
+func (p *ReaderPool) evictIdle() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	cutoff := p.opts.now().Add(-p.opts.idleTimeout)
+	for s := range p.live {
+		if !s.inUse && s.lastUsed.Before(cutoff) {
+			p.removeSlotLocked(s)
+			p.stats.evicted++
+		}
+	}
+	retire := p.takeEmptyLocked()
+	p.mu.Unlock()
+	p.retire(retire)
 }
 
 func (p *ReaderPool) janitor() {
@@ -320,17 +350,14 @@ func (p *ReaderPool) janitor() {
 	}
 }
 
-func closeAll(prs []*partReader) {
-	for _, pr := range prs {
-		if pr != nil {
-			pr.closeClient()
-		}
-	}
-}
-
-// Close stops the janitor and closes every client, including those of
-// readers still open: their next Read fails. It waits for the janitor, the
-// clients' goroutines and any admin call a Read stopped waiting for.
+// Close closes the pool, including readers still open: their next Read
+// fails, and a Read blocked waiting for records returns. It waits, in
+// order, for:
+//
+//  1. the janitor;
+//  2. every client and its fetcher goroutine, and the clients of lanes
+//     that closed earlier;
+//  3. any admin call a Read stopped waiting for.
 func (p *ReaderPool) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -338,16 +365,22 @@ func (p *ReaderPool) Close() error {
 		return nil
 	}
 	p.closed = true
-	all := make([]*partReader, 0, len(p.live))
-	for pr := range p.live {
-		all = append(all, pr)
+	var fs []*fetcher
+	for _, f := range p.fetchers {
+		if f != nil {
+			fs = append(fs, f)
+		}
 	}
-	p.live = map[*partReader]struct{}{}
-	p.idle = map[stream.PartitionID][]*partReader{}
+	p.fetchers = nil
+	for s := range p.live {
+		s.signal()
+	}
+	p.live = map[*slot]struct{}{}
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.stopped
-	closeAll(all)
+	p.retire(fs)
+	p.retiring.Wait()
 	p.calls.Wait()
 	return nil
 }
@@ -374,14 +407,17 @@ func (r *emptyReader) Read(context.Context) ([]stream.Record, error) { return ni
 func (r *emptyReader) End() stream.Position                          { return r.end }
 func (r *emptyReader) Close() error                                  { return nil }
 
-// rangeReader reads one range through a partReader it holds until Close.
-// Read, End, Metrics and Close must not be called concurrently.
+// errPoolClosed is what a reader returns once its pool closed.
+var errPoolClosed = errors.New("reader pool closed")
+
+// rangeReader reads one range from a slot it holds until Close. Read, End,
+// Metrics and Close must not be called concurrently.
 type rangeReader struct {
 	pool   *ReaderPool
-	pr     *partReader // nil after Close
+	s      *slot
 	key    string
 	until  int64
-	end    int64 // == pr.next while open; kept after Close for End
+	end    int64 // s.next as of the last Read: End reads it without the lock
 	closed bool
 	// The last record returned, for Metrics: its offset and timestamp (ms).
 	hasLast         bool
@@ -409,23 +445,15 @@ func (r *rangeReader) Metrics() map[string]float64 {
 // End is the offset after the last record returned, or further when the
 // offsets after it hold no records (transaction markers, compacted away);
 // until once the range is done.
-func (r *rangeReader) End() stream.Position {
-	if r.pr != nil {
-		return position(r.pr.next)
-	}
-	return position(r.end)
-}
+func (r *rangeReader) End() stream.Position { return position(r.end) }
 
-// Close returns the partition reader to the pool, warm, unless it failed.
+// Close returns the slot to the pool, warm, unless the reader failed.
 func (r *rangeReader) Close() error {
 	if r.closed {
 		return nil
 	}
 	r.closed = true
-	r.end = r.pr.next
-	pr := r.pr
-	r.pr = nil
-	r.pool.release(pr)
+	r.pool.release(r.s)
 	return nil
 }
 
@@ -434,135 +462,169 @@ func (r *rangeReader) Close() error {
 // Records beyond the range that were fetched stay buffered for the
 // partition's next range. Errors: *connectors.DataLossError when the
 // records are no longer in Kafka and failOnDataLoss is true (with false the
-// lost records are skipped, see ReaderPool); ctx's error when it ended.
+// lost records are skipped, see ReaderPool); ctx's error when it ended; an
+// error when the pool closed.
 func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 	if r.closed {
 		return nil, fmt.Errorf("read %s: reader closed", r.key)
 	}
-	pr := r.pr
-	if pr.next >= r.until {
+	if r.end >= r.until {
 		return nil, io.EOF
 	}
 	started := time.Now()
-	for {
-		out := r.drain()
-		pr = r.pr // poll may have replaced it (skipping lost records)
-		if len(out) > 0 || pr.next >= r.until {
-			if len(out) == 0 {
-				return nil, io.EOF
-			}
-			return out, nil
+	var stall *time.Timer
+	defer func() {
+		if stall != nil {
+			stall.Stop()
 		}
-		if err := r.poll(ctx, started); err != nil {
-			pr = r.pr
-			// The context ending leaves the client sound and warm; any
-			// other failure may not, so the client is then dropped.
-			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
-				pr.broken = true
+	}()
+	for {
+		recs, done, ferr := r.take()
+		switch {
+		case len(recs) > 0:
+			return r.convert(recs), nil
+		case done:
+			return nil, io.EOF
+		case errors.Is(ferr, errPoolClosed):
+			return nil, fmt.Errorf("read %s at offset %d: %w", r.key, r.end, ferr)
+		case ferr != nil:
+			if err := r.fetchFailed(ctx, ferr); err != nil {
+				return nil, r.fail(ctx, err)
 			}
-			return nil, fmt.Errorf("read %s at offset %d: %w", r.key, pr.next, err)
+			continue // lost records skipped
+		}
+		if stall == nil {
+			stall = time.NewTimer(r.pool.opts.stallCheck)
+		}
+		select {
+		case <-r.s.wake:
+		case <-ctx.Done():
+			return nil, r.fail(ctx, hint(r.s.f.errs.explain(ctx, ctx.Err(), started), r.pool.set.brokers))
+		case <-stall.C:
+			// Nothing arrived for a while: a deleted topic otherwise
+			// looks like a quiet one forever.
+			if err := r.checkStalled(ctx); err != nil {
+				return nil, r.fail(ctx, err)
+			}
+			stall.Reset(r.pool.opts.stallCheck)
 		}
 	}
 }
 
-// drain hands out buffered records below until and advances next.
-func (r *rangeReader) drain() []stream.Record {
-	pr := r.pr
-	limit := r.pool.opts.maxRecords
-	var (
-		out  []stream.Record
-		last *kgo.Record
-	)
+// fail wraps a Read error and marks the slot broken unless the error is
+// only ctx ending, which leaves the partition sound and warm.
+func (r *rangeReader) fail(ctx context.Context, err error) error {
+	if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		r.pool.mu.Lock()
+		r.s.broken = true
+		r.pool.mu.Unlock()
+	}
+	return fmt.Errorf("read %s at offset %d: %w", r.key, r.end, err)
+}
+
+// take hands out the slot's buffered records below until, at most
+// WithMaxRecordsPerRead, and advances next past them (and past transaction
+// markers). done: the range is complete. With nothing to hand out it
+// returns the fetch error the slot stopped at, if any, and otherwise makes
+// sure the slot's lane fetches for it: the reader then waits on the slot.
+func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
+	p, s := r.pool, r.s
+	limit := p.opts.maxRecords
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, false, errPoolClosed
+	}
+	var freed int64
 	i := 0
-	for ; i < len(pr.buf) && len(out) < limit; i++ {
-		rec := pr.buf[i]
-		if rec.Offset < pr.next {
-			continue // fetched from the middle of a batch: before our start
-		}
+	for ; i < len(s.buf) && len(recs) < limit; i++ {
+		rec := s.buf[i]
 		if rec.Offset >= r.until {
 			// Nothing exists between next and this record: the range is
 			// done, and the record waits for the next range.
-			pr.next = r.until
+			s.next = r.until
 			break
 		}
-		pr.next = rec.Offset + 1
+		freed += recordSize(rec)
+		if rec.Offset < s.next {
+			continue // fetched from the middle of a batch: before our start
+		}
+		s.next = rec.Offset + 1
 		if rec.Attrs.IsControl() {
 			continue // a transaction marker occupies an offset, holds no data
 		}
-		out = append(out, r.pool.record(rec))
-		last = rec
+		recs = append(recs, rec)
 	}
-	if last != nil {
-		r.hasLast, r.lastOff, r.lastTs = true, last.Offset, last.Timestamp.UnixMilli()
+	clear(s.buf[:i])
+	s.buf = s.buf[i:]
+	if len(s.buf) == 0 {
+		s.buf = nil // let the fetched batches be collected
 	}
-	pr.buf = pr.buf[i:]
-	if len(pr.buf) == 0 {
-		pr.buf = nil // let the fetched batches be collected
+	s.bytes -= freed
+	p.freedLocked(freed)
+	r.end = s.next
+	done = s.next >= r.until
+	if len(recs) > 0 || done {
+		if s.f.paused[s.tp] && p.wantFetchLocked(s, true) {
+			s.f.wakeLocked()
+		}
+		return recs, done, nil
 	}
+	if s.err != nil {
+		return nil, false, s.err
+	}
+	// Waiting on an empty buffer: make room if idle prefetch holds the
+	// budget, and have the lane fetch the partition if it paused it.
+	p.shedLocked(s)
+	if s.f.paused[s.tp] && p.wantFetchLocked(s, true) {
+		s.f.wakeLocked()
+	}
+	return nil, false, nil
+}
+
+// convert turns taken records into stream records and remembers the last
+// for Metrics.
+func (r *rangeReader) convert(recs []*kgo.Record) []stream.Record {
+	out := make([]stream.Record, len(recs))
+	for i, rec := range recs {
+		out[i] = r.pool.record(rec)
+	}
+	last := recs[len(recs)-1]
+	r.hasLast, r.lastOff, r.lastTs = true, last.Offset, last.Timestamp.UnixMilli()
 	return out
 }
 
-// poll fetches more records into the buffer. While nothing arrives it
-// checks, every stall interval, that the records still exist: a deleted
-// topic otherwise looks like a quiet one forever.
-func (r *rangeReader) poll(ctx context.Context, started time.Time) error {
-	pr := r.pr
-	for {
-		pctx, cancel := context.WithTimeout(ctx, r.pool.opts.stallCheck)
-		fetches := pr.cl.PollRecords(pctx, r.pool.opts.maxRecords)
-		cancel()
-		var ferr error
-		fetches.EachError(func(t string, p int32, err error) {
-			if ferr == nil {
-				ferr = err
-			}
-		})
-		fetches.EachRecord(func(rec *kgo.Record) {
-			if rec.Topic == pr.tp.topic && rec.Partition == pr.tp.partition {
-				pr.buf = append(pr.buf, rec)
-			}
-		})
-		switch {
-		case ferr == nil:
-			return nil
-		case errors.Is(ferr, kerr.OffsetOutOfRange):
-			// Below the log start: retention or deleteRecords removed the
-			// records. Above the end: the topic was recreated or its log
-			// truncated. Either way the planned records are gone.
-			return r.lost(ctx, "offset out of range: the records were deleted (retention, deleteRecords) or the topic was recreated", true)
-		case ctx.Err() != nil:
-			return hint(pr.errs.explain(ctx, ctx.Err(), started), r.pool.set.brokers)
-		case errors.Is(ferr, context.DeadlineExceeded) || errors.Is(ferr, context.Canceled):
-			if len(pr.buf) > 0 {
-				return nil
-			}
-			if err := r.checkStalled(ctx); err != nil {
-				return err
-			}
-		default:
-			return hint(ferr, r.pool.set.brokers)
-		}
+// fetchFailed handles the fetch error the slot stopped at, reached with
+// nothing left to read before it. It returns nil when the read can go on
+// (lost records skipped).
+func (r *rangeReader) fetchFailed(ctx context.Context, ferr error) error {
+	if errors.Is(ferr, kerr.OffsetOutOfRange) {
+		// Below the log start: retention or deleteRecords removed the
+		// records. Above the end: the topic was recreated or its log
+		// truncated. Either way the planned records are gone.
+		return r.lost(ctx, "offset out of range: the records were deleted (retention, deleteRecords) or the topic was recreated", true)
 	}
+	return hint(ferr, r.pool.set.brokers)
 }
 
 // checkStalled runs when no record arrived for a while: it returns a
 // DataLossError if the topic is gone or its log no longer holds the range,
 // and nil if waiting longer is right.
 func (r *rangeReader) checkStalled(ctx context.Context) error {
-	pr := r.pr
-	adm := kadm.NewClient(pr.cl)
-	ends, err := await(ctx, &r.pool.calls, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, pr.tp.topic) })
+	tp := r.s.tp
+	adm := kadm.NewClient(r.s.f.cl)
+	ends, err := await(ctx, &r.pool.calls, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, tp.topic) })
 	if err != nil {
 		return nil // cannot tell; keep waiting, the client retries too
 	}
-	if o, ok := ends.Lookup(pr.tp.topic, pr.tp.partition); ok && o.Err == nil {
+	if o, ok := ends.Lookup(tp.topic, tp.partition); ok && o.Err == nil {
 		if o.Offset < r.until {
 			return r.lost(ctx, fmt.Sprintf("the partition's latest offset %d is below the planned end %d: was the topic recreated or the log truncated?", o.Offset, r.until), false)
 		}
 		return nil
 	}
-	if o, ok := ends.Lookup(pr.tp.topic, -1); ok && errors.Is(o.Err, kerr.UnknownTopicOrPartition) {
-		return r.lost(ctx, fmt.Sprintf("topic %q no longer exists", pr.tp.topic), false)
+	if o, ok := ends.Lookup(tp.topic, -1); ok && errors.Is(o.Err, kerr.UnknownTopicOrPartition) {
+		return r.lost(ctx, fmt.Sprintf("topic %q no longer exists", tp.topic), false)
 	}
 	return nil
 }
@@ -570,20 +632,21 @@ func (r *rangeReader) checkStalled(ctx context.Context) error {
 // lost handles planned records that are gone. With failOnDataLoss it
 // returns the DataLossError, asking for the partition's earliest offset on a
 // best-effort basis. Without, as Spark's failOnDataLoss false, it logs a
-// warning and skips the lost records: it moves the reader to the earliest
+// warning and skips the lost records: it moves the slot to the earliest
 // offset when that lies inside the range and records remain there
 // (remaining), and otherwise to the range's end. It returns nil when the
 // read can go on, or an error worth retrying when the earliest offset
 // cannot be learnt.
 func (r *rangeReader) lost(ctx context.Context, reason string, remaining bool) error {
-	pr := r.pr
+	s, p := r.s, r.pool
+	tp := s.tp
 	earliest, known := int64(-1), false
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(pr.cl)
-	starts, err := await(lctx, &r.pool.calls, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(lctx, pr.tp.topic) })
+	adm := kadm.NewClient(s.f.cl)
+	starts, err := await(lctx, &p.calls, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(lctx, tp.topic) })
 	if err == nil {
-		if o, ok := starts.Lookup(pr.tp.topic, pr.tp.partition); ok && o.Err == nil {
+		if o, ok := starts.Lookup(tp.topic, tp.partition); ok && o.Err == nil {
 			earliest, known = o.Offset, true
 		}
 	}
@@ -591,8 +654,8 @@ func (r *rangeReader) lost(ctx context.Context, reason string, remaining bool) e
 	if known {
 		earliestText = strconv.FormatInt(earliest, 10)
 	}
-	if r.pool.set.failOnDataLoss {
-		return dataLoss(pr.tp, strconv.FormatInt(pr.next, 10), earliestText, reason)
+	if p.set.failOnDataLoss {
+		return dataLoss(tp, strconv.FormatInt(r.end, 10), earliestText, reason)
 	}
 	if remaining && !known {
 		if err == nil {
@@ -600,31 +663,33 @@ func (r *rangeReader) lost(ctx context.Context, reason string, remaining bool) e
 		}
 		return fmt.Errorf("records lost (%s); listing the earliest offset to skip to: %w", reason, err)
 	}
-	requested := pr.next
+	requested := r.end
 	skipTo := r.until
-	if remaining && earliest > pr.next && earliest < r.until {
+	if remaining && earliest > requested && earliest < r.until {
 		skipTo = earliest
 	}
-	r.pool.mu.Lock()
-	r.pool.stats.lost++
-	r.pool.mu.Unlock()
-	r.pool.opts.logger.Warn("kafka reader: records lost, skipping ahead (failOnDataLoss is false)",
-		"range", r.key, "partition", string(pr.tp.id()), "requested", requested,
+	p.opts.logger.Warn("kafka reader: records lost, skipping ahead (failOnDataLoss is false)",
+		"range", r.key, "partition", string(tp.id()), "requested", requested,
 		"earliest", earliestText, "skippedTo", skipTo, "until", r.until, "reason", reason)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.lost++
+	if p.closed {
+		return errPoolClosed
+	}
 	if skipTo == r.until {
-		// Nothing of the range is left. The client stopped on the error:
-		// do not reuse it.
-		pr.broken = true
-		pr.buf = nil
-		pr.next = r.until
+		// Nothing of the range is left. The partition stopped on the
+		// error (or its topic is gone): drop the slot on release.
+		s.broken = true
+		p.dropBufferLocked(s)
+		s.next = r.until
+		r.end = r.until
 		return nil
 	}
-	npr, err := r.pool.reopen(pr, skipTo)
-	if err != nil {
-		pr.broken = true
-		return fmt.Errorf("records lost (%s); reopening at the earliest offset %d: %w", reason, skipTo, err)
-	}
-	r.pr = npr
+	// Read on from the earliest offset: a new position for the partition.
+	p.stats.created++
+	s.f.seekLocked(s, skipTo)
+	r.end = skipTo
 	return nil
 }
 
