@@ -1,5 +1,11 @@
 package kafka
 
+import (
+	"fmt"
+
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
 // Test hooks for the reader pool's fetchers, visible to the external tests
 // of this package only.
 
@@ -22,4 +28,40 @@ func PoolPrefetch(p *ReaderPool) (buffered, peak, largestPoll int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.buffered, p.stats.peakBuffered, p.stats.largestPoll
+}
+
+// PoolDebug describes a partition's slots and client state, for test
+// failures.
+func PoolDebug(p *ReaderPool, id string) string {
+	tp, _ := parsePartitionID(stream.PartitionID(id))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := fmt.Sprintf("buffered %d live %d kicks %d;", p.buffered, len(p.live), p.stats.kicks)
+	for i, f := range p.fetchers {
+		if f == nil {
+			continue
+		}
+		_, parked := f.parked[tp]
+		out += fmt.Sprintf(" lane %d: urgent %v added %v assigned %v paused %v parked %v", i, f.urgent, f.added[tp], f.assigned[tp], f.paused[tp], parked)
+		if s := f.slots[tp]; s != nil {
+			out += fmt.Sprintf(" slot{next %d fetched %d buf %d bytes %d pending %v awaiting %v err %v inUse %v waiting %v}",
+				s.next, s.fetched, len(s.buf), s.bytes, s.pending, s.awaiting, s.err, s.inUse, s.waiting)
+		}
+		out += ";"
+	}
+	return out
+}
+
+// PoolConsumed is how many partitions the pool's clients were last told to
+// consume, parked ones included.
+func PoolConsumed(p *ReaderPool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, f := range p.fetchers {
+		if f != nil {
+			n += len(f.added)
+		}
+	}
+	return n
 }

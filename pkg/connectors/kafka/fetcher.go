@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,27 +38,44 @@ import (
 // client (seeking back and forth) would refetch on every switch; a second
 // client keeps both positions warm, as the per-partition clients did.
 //
-// Prefetch is bounded by bytes over the whole pool (WithMaxPrefetchBytes):
-// the fetchers pause a partition (PauseFetchPartitions) once the pool holds
-// the budget, and an idle partition once it holds its share of it (the
-// budget over the number of slots), so that one busy partition cannot take
-// the memory the next tasks' partitions need. A partition being read is
-// limited by the budget only. The fetcher decides what to fetch before each
+// Prefetch is bounded by bytes over the whole pool (WithMaxPrefetchBytes).
+// A partition being read is fetched while the pool holds less than the
+// budget; idle partitions, the prefetch for the next tasks, while it holds
+// less than half, each up to its share of that half, so that ranges being
+// read always find room and one busy partition cannot take what the next
+// tasks' partitions need. Otherwise the partition is paused
+// (PauseFetchPartitions). The fetcher decides what to fetch before each
 // poll and a poll brings at most one fetch response per broker, so the pool
 // never holds more than the budget plus one poll per client. A reader that
-// finds its buffer empty while the budget is spent by idle partitions drops
-// those buffers (they are fetched again when needed) rather than wait for
-// tasks that may never come.
+// finds its buffer empty while idle partitions still hold the budget (they
+// overshot) drops those buffers (they are fetched again when needed) rather
+// than wait for tasks that may never come.
 //
 // Positions. A slot's position reaches the client only through run, between
 // two polls, and a slot whose new position is not applied yet (pending)
 // takes nothing from a poll: whatever a poll returns for a partition was
 // fetched from the position last applied, so records of an old position
 // never land in a moved slot's buffer. A move (a range that does not
-// continue where the slot stopped: a retry, a replay, a split) drops the
-// buffer and re-adds the partition: RemoveConsumePartitions stops the
-// client's fetch session, which discards what the client had buffered and
-// not returned, then AddConsumePartitions starts it at the exact offset.
+// continue where the slot stopped: a retry, a replay, a range the
+// scheduler gave another executor last time) drops the buffer and sets the
+// partition's offset (SetOffsets), which also stops the client's fetch
+// session: franz-go discards what it had fetched and not returned, and the
+// next fetch asks from the new offset. A new partition is added
+// (AddConsumePartitions) and takes the client a metadata round trip to
+// start, so a partition whose slot goes for the capacity
+// (WithCacheCapacity) stays in the client, paused (parked), until the idle
+// timeout: coming back to it is a move.
+//
+// First fetches. franz-go adds a partition to the next fetch request, so a
+// partition added or moved while a fetch waits at the broker for records
+// (up to FetchMaxWait, when every partition is caught up) would wait for
+// that fetch. While a range being read waits for its partition's first
+// fetch, its lane pauses every partition nobody is waiting on, and the
+// SetOffsets that positions the partition ends the fetch in flight (franz-go
+// closes the fetch connection to do so: Kafka answers one request per
+// connection at a time); so the next fetch asks for the new partition and
+// the partitions readers wait on only, and returns as soon as they have
+// records. The lane resumes the others with the first answer.
 
 const (
 	// defaultMaxPrefetchBytes is the pool-wide prefetch budget.
@@ -76,6 +94,9 @@ const (
 	// all partitions, 100ms costs at most ten empty fetches a second per
 	// broker when everything is caught up.
 	fetchMaxWait = 100 * time.Millisecond
+	// kickAfter is how long a poll waits before run checks that the
+	// client still fetches for the readers waiting on it; see kick.
+	kickAfter = 2*fetchMaxWait + 50*time.Millisecond
 	// fetchMaxPartitionBytes is franz-go's default (Kafka's
 	// max.partition.fetch.bytes): large enough to fetch a partition at
 	// full speed, small enough that one fetch serves many partitions.
@@ -92,20 +113,40 @@ const (
 // leaving room for a partition's full 1 MiB and for several partitions in
 // one response. Brokers return at least one record batch even when it is
 // larger, so a large record never stalls a partition.
+//
+// The retry backoff starts at 5ms rather than franz-go's 250ms: moving a
+// partition while a fetch waits at the broker closes the fetch connection
+// (see First fetches), and the next fetch may still pick the closing
+// connection, fail, and back off before it reconnects. Real outages still
+// back off to franz-go's 5s within a few retries.
 func fetchOpts(budget int64) []kgo.Opt {
 	maxBytes := min(max(budget/4, 64<<10), fetchMaxBytesCap)
 	return []kgo.Opt{
 		kgo.FetchMaxBytes(int32(maxBytes)),
 		kgo.FetchMaxPartitionBytes(int32(min(fetchMaxPartitionBytes, maxBytes))),
 		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.RetryBackoffFn(retryBackoff),
 	}
+}
+
+// retryBackoff is 5ms after the first failure, four times more after each
+// next, at most 5s, with ±20% jitter so that clients do not retry in step.
+func retryBackoff(fails int) time.Duration {
+	d := 5 * time.Millisecond
+	for i := 1; i < fails && d < 5*time.Second; i++ {
+		d *= 4
+	}
+	d = min(d, 5*time.Second)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // WithMaxPrefetchBytes bounds the records the pool holds fetched but not yet
 // read, over all partitions, counting each record's key, value and headers
-// plus about 200 bytes (ReaderPool only). The pool may exceed it by one
-// fetch response per client, and sizes fetch responses at a quarter of it
-// (64 KiB to 50 MiB). Default 64 MiB.
+// plus about 200 bytes (ReaderPool only). Ranges being read may use all of
+// it, prefetch for partitions not being read half. The pool may exceed it
+// by one fetch response per client, and sizes fetch responses at a quarter
+// of it (64 KiB to 50 MiB; brokers send at least one record batch). Default
+// 64 MiB.
 func WithMaxPrefetchBytes(n int64) Option {
 	return poolOptionFunc(func(o *poolOptions) { o.maxPrefetchBytes = n })
 }
@@ -155,17 +196,17 @@ type slot struct {
 	fetched int64
 	buf     []*kgo.Record
 	bytes   int64 // recordSize of buf's records
-	// pending: the client does not consume the partition from fetched
-	// yet; run adds it before the next poll. Records for the partition
-	// are stale until then.
-	pending bool
+	// pending: run has not told the client about next/fetched yet;
+	// records for the partition are stale until it has. awaiting: it has,
+	// and no fetch answered for the partition since.
+	pending, awaiting bool
 	// err is a fetch error the client returned after buf's records; the
 	// partition is paused until the slot moves or goes.
 	err error
-	// inUse: a rangeReader holds the slot. broken: that reader failed, so
-	// the slot goes when it is released.
-	inUse, broken bool
-	lastUsed      time.Time
+	// inUse: a rangeReader holds the slot. waiting: it waits in Read for
+	// records. broken: it failed, so the slot goes when it is released.
+	inUse, waiting, broken bool
+	lastUsed               time.Time
 	// wake tells a reader waiting on the slot that something changed
 	// (records, an error, the pool closing). One token is enough: the
 	// reader looks at the slot again after each.
@@ -193,7 +234,6 @@ func recordSize(r *kgo.Record) int64 {
 // its last slot goes (retire) or the pool closes.
 type fetcher struct {
 	p    *ReaderPool
-	lane int
 	cl   *kgo.Client
 	errs *brokerErrs
 
@@ -203,22 +243,34 @@ type fetcher struct {
 
 	// Guarded by p.mu.
 	slots map[topicPartition]*slot
-	// added and paused are what run last told the client: the partitions
-	// it consumes and those it pauses. Both persist in the client across
-	// slots (a partition paused stays paused until resumed), so run
-	// compares them with what the slots want before each poll.
-	added  map[topicPartition]bool
-	paused map[topicPartition]bool
+	// added, assigned and paused are what the client was told and did,
+	// per partition, whether a slot holds it or not: added, it was asked
+	// to consume the partition (run adds and removes); assigned, a fetch
+	// answered for it since, so the client consumes it and SetOffsets
+	// alone moves it; paused, it was paused (a pause outlives removing
+	// the partition, so run resumes what it removes).
+	added, assigned, paused map[topicPartition]bool
+	// parked holds partitions whose slot went for the capacity
+	// (WithCacheCapacity), with when it was last used: the client keeps
+	// them, paused, until the idle timeout, so that a range of one costs
+	// an offset reset rather than the metadata round trip of adding a
+	// partition (franz-go starts a partition it is asked to add only
+	// after its next metadata update, at most one per 10ms).
+	parked map[topicPartition]time.Time
 	// purge lists topics to drop from the client entirely and add back:
 	// a partition of it failed, so the client's idea of the topic may be
 	// stale (a deleted and recreated topic keeps failing until purged).
-	purge      map[string]bool
+	purge map[string]bool
+	// urgent: a range being read waits for its partition's first fetch
+	// since it was positioned; the lane fetches nothing else that nobody
+	// waits on (see First fetches above).
+	urgent     bool
 	cancelPoll context.CancelFunc // ends the poll in progress; see wakeLocked
 }
 
-// newFetcherLocked starts lane's client and goroutine. The client does not
+// newFetcherLocked starts a lane's client and goroutine. The client does not
 // reach the brokers until run adds a partition.
-func (p *ReaderPool) newFetcherLocked(lane int) (*fetcher, error) {
+func (p *ReaderPool) newFetcherLocked() (*fetcher, error) {
 	errs := &brokerErrs{}
 	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs))...)
 	if err != nil {
@@ -226,12 +278,14 @@ func (p *ReaderPool) newFetcherLocked(lane int) (*fetcher, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fetcher{
-		p: p, lane: lane, cl: cl, errs: errs,
+		p: p, cl: cl, errs: errs,
 		ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
-		slots:  map[topicPartition]*slot{},
-		added:  map[topicPartition]bool{},
-		paused: map[topicPartition]bool{},
-		purge:  map[string]bool{},
+		slots:    map[topicPartition]*slot{},
+		added:    map[topicPartition]bool{},
+		assigned: map[topicPartition]bool{},
+		paused:   map[topicPartition]bool{},
+		parked:   map[topicPartition]time.Time{},
+		purge:    map[string]bool{},
 	}
 	p.stats.clients++
 	go f.run()
@@ -248,16 +302,17 @@ func (f *fetcher) close() {
 }
 
 // wakeLocked makes run look at the slots again now rather than after the
-// poll in progress.
+// poll in progress (which ends with records or after kickAfter).
 func (f *fetcher) wakeLocked() {
 	if f.cancelPoll != nil {
 		f.cancelPoll()
 	}
 }
 
-// addSlotLocked starts consuming tp from offset from on this lane.
+// addSlotLocked starts reading tp from offset from on this lane.
 func (f *fetcher) addSlotLocked(id stream.PartitionID, tp topicPartition, from int64) *slot {
 	s := &slot{f: f, id: id, tp: tp, next: from, fetched: from, pending: true, wake: make(chan struct{}, 1)}
+	delete(f.parked, tp)
 	f.slots[tp] = s
 	f.p.live[s] = struct{}{}
 	f.wakeLocked()
@@ -265,10 +320,10 @@ func (f *fetcher) addSlotLocked(id stream.PartitionID, tp topicPartition, from i
 }
 
 // seekLocked moves s to offset from: what it buffered is dropped and the
-// client starts the partition again there.
+// client fetches the partition from there.
 func (f *fetcher) seekLocked(s *slot, from int64) {
 	f.p.dropBufferLocked(s)
-	s.next, s.fetched, s.pending, s.err = from, from, true, nil
+	s.next, s.fetched, s.pending, s.awaiting, s.err = from, from, true, false, nil
 	f.wakeLocked()
 }
 
@@ -277,12 +332,17 @@ type work struct {
 	purge         []string
 	remove        map[string][]int32
 	add           map[string]map[int32]kgo.Offset
+	set           map[string]map[int32]kgo.EpochOffset
 	pause, resume map[string][]int32
 }
 
 func (w *work) apply(cl *kgo.Client) {
-	// Purge and remove before adding: a partition that moves is in both,
-	// and must be gone before it comes back at its new offset.
+	// Pause first: the session that set stops starts again fetching only
+	// what is not paused. Purge and remove before adding: a topic purged
+	// is added back.
+	if len(w.pause) > 0 {
+		cl.PauseFetchPartitions(w.pause)
+	}
 	if len(w.purge) > 0 {
 		cl.PurgeTopicsFromConsuming(w.purge...)
 	}
@@ -290,10 +350,15 @@ func (w *work) apply(cl *kgo.Client) {
 		cl.RemoveConsumePartitions(w.remove)
 	}
 	if len(w.add) > 0 {
+		// Also for a partition added but not started yet: the client
+		// starts it at the offset given last.
 		cl.AddConsumePartitions(w.add)
 	}
-	if len(w.pause) > 0 {
-		cl.PauseFetchPartitions(w.pause)
+	if len(w.set) > 0 {
+		// Moves the partitions the client consumes (it skips those it
+		// has not started), and in any case stops the fetch session, so
+		// that the next fetch asks for them at once.
+		cl.SetOffsets(w.set)
 	}
 	if len(w.resume) > 0 {
 		cl.ResumeFetchPartitions(w.resume)
@@ -312,7 +377,38 @@ func (f *fetcher) run() {
 			return
 		}
 		w.apply(f.cl)
-		f.distribute(f.cl.PollRecords(pollCtx, 0))
+		fetches := f.cl.PollRecords(pollCtx, 0)
+		if errors.Is(pollCtx.Err(), context.DeadlineExceeded) {
+			f.kick()
+		}
+		f.distribute(fetches)
+	}
+}
+
+// kick restarts the client's fetching when readers wait on partitions it
+// should fetch and nothing arrived for kickAfter, longer than a fetch
+// waits at the broker. franz-go (v1.22) can strand a broker's fetch loop
+// when a fetch session stops and starts again quickly, as SetOffsets does:
+// a loop of the old session, not yet registered as its worker when the
+// session stops, exits after the new session asked it to go on, and
+// nothing fetches until the next assignment or metadata refresh (5
+// minutes). Resuming a partition that is not paused changes nothing but
+// makes every broker's fetch loop start if it is not running.
+func (f *fetcher) kick() {
+	p := f.p
+	var starved map[string][]int32
+	p.mu.Lock()
+	for tp, s := range f.slots {
+		if (s.waiting || s.inUse && s.awaiting) && f.added[tp] && !f.paused[tp] && s.err == nil {
+			starved = appendTP(starved, tp)
+		}
+	}
+	if starved != nil {
+		p.stats.kicks++
+	}
+	p.mu.Unlock()
+	if starved != nil {
+		f.cl.ResumeFetchPartitions(starved)
 	}
 }
 
@@ -332,14 +428,18 @@ func (f *fetcher) takeWork() (work, context.Context, bool) {
 	if f.ctx.Err() != nil {
 		return w, nil, false
 	}
-	// Drop topics asked for and those without a slot left, so that the
-	// client forgets them (no metadata requests for a deleted topic).
-	hasSlots := map[string]bool{}
+	// Drop topics asked for and those without a slot or a parked
+	// partition left, so that the client forgets them (no metadata
+	// requests for a deleted topic).
+	kept := map[string]bool{}
 	for tp := range f.slots {
-		hasSlots[tp.topic] = true
+		kept[tp.topic] = true
+	}
+	for tp := range f.parked {
+		kept[tp.topic] = true
 	}
 	for tp := range f.added {
-		if !hasSlots[tp.topic] {
+		if !kept[tp.topic] {
 			f.purge[tp.topic] = true
 		}
 	}
@@ -348,31 +448,38 @@ func (f *fetcher) takeWork() (work, context.Context, bool) {
 	}
 	for tp := range f.added {
 		s := f.slots[tp]
+		_, parked := f.parked[tp]
 		switch {
 		case f.purge[tp.topic]:
 			delete(f.added, tp)
-			if s != nil {
-				// Back at where its fetches stopped, its buffer kept.
+			delete(f.assigned, tp)
+			delete(f.parked, tp)
+			if s != nil && !s.pending {
+				// Back where its fetches stopped, its buffer kept.
 				s.pending = true
 			}
-		case s == nil || s.pending:
+		case s == nil && !parked:
 			w.remove = appendTP(w.remove, tp)
 			delete(f.added, tp)
+			delete(f.assigned, tp)
 		}
 	}
 	clear(f.purge)
+	f.urgent = false
 	for tp, s := range f.slots {
 		if s.pending {
-			if w.add == nil {
-				w.add = map[string]map[int32]kgo.Offset{}
+			if !f.added[tp] || !f.assigned[tp] {
+				w.add = putTP(w.add, tp, kgo.NewOffset().At(s.fetched))
+				f.added[tp] = true
 			}
-			if w.add[tp.topic] == nil {
-				w.add[tp.topic] = map[int32]kgo.Offset{}
-			}
-			w.add[tp.topic][tp.partition] = kgo.NewOffset().At(s.fetched)
-			s.pending = false
-			f.added[tp] = true
+			w.set = putTP(w.set, tp, kgo.EpochOffset{Epoch: -1, Offset: s.fetched})
+			s.pending, s.awaiting = false, true
 		}
+		if s.inUse && s.awaiting {
+			f.urgent = true
+		}
+	}
+	for tp, s := range f.slots {
 		switch want, paused := p.wantFetchLocked(s, f.paused[tp]), f.paused[tp]; {
 		case want && paused:
 			w.resume = appendTP(w.resume, tp)
@@ -382,15 +489,32 @@ func (f *fetcher) takeWork() (work, context.Context, bool) {
 			f.paused[tp] = true
 		}
 	}
+	for tp := range f.parked {
+		if !f.paused[tp] {
+			w.pause = appendTP(w.pause, tp)
+			f.paused[tp] = true
+		}
+	}
 	for tp := range f.paused {
-		if f.slots[tp] == nil {
+		if !f.added[tp] {
 			w.resume = appendTP(w.resume, tp)
 			delete(f.paused, tp)
 		}
 	}
-	pollCtx, cancel := context.WithCancel(f.ctx)
+	pollCtx, cancel := context.WithTimeout(f.ctx, kickAfter)
 	f.cancelPoll = cancel
 	return w, pollCtx, true
+}
+
+func putTP[V any](m map[string]map[int32]V, tp topicPartition, v V) map[string]map[int32]V {
+	if m == nil {
+		m = map[string]map[int32]V{}
+	}
+	if m[tp.topic] == nil {
+		m[tp.topic] = map[int32]V{}
+	}
+	m[tp.topic][tp.partition] = v
+	return m
 }
 
 func appendTP(m map[string][]int32, tp topicPartition) map[string][]int32 {
@@ -414,10 +538,15 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 	for _, fetch := range fetches {
 		for _, ft := range fetch.Topics {
 			for _, fp := range ft.Partitions {
-				s := f.slots[topicPartition{topic: ft.Topic, partition: fp.Partition}]
+				tp := topicPartition{topic: ft.Topic, partition: fp.Partition}
+				if f.added[tp] {
+					f.assigned[tp] = true
+				}
+				s := f.slots[tp]
 				if s == nil || s.pending || s.err != nil {
 					continue
 				}
+				s.awaiting = false
 				n := 0
 				for _, rec := range fp.Records {
 					if rec.Offset < s.fetched {
@@ -447,18 +576,11 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 	if added == 0 {
 		return
 	}
+	// Every lane looks at the pool's total before each poll, so none
+	// polls again past the budget.
 	p.buffered += added
 	p.stats.peakBuffered = max(p.stats.peakBuffered, p.buffered)
 	p.stats.largestPoll = max(p.stats.largestPoll, added)
-	if p.buffered >= p.budget && !p.overBudget {
-		// The other lanes pause too, now rather than after their polls.
-		p.overBudget = true
-		for _, o := range p.fetchers {
-			if o != nil && o != f {
-				o.wakeLocked()
-			}
-		}
-	}
 }
 
 // isPollEnd reports the errors a poll injects when it ends without a fetch:
@@ -474,25 +596,31 @@ func isPollEnd(err error) bool {
 //
 //   - A partition that failed is not fetched: the client would fail every
 //     fetch of it at once, and it waits for its slot to move or go.
-//   - Nothing is fetched while the pool holds the budget.
-//   - An idle partition is fetched up to its share of the budget (the
-//     budget over the number of slots), so that each of the next tasks finds
-//     something; one being read up to the budget, since its reader takes
-//     what arrives right away.
+//   - While the lane is urgent, only the partitions readers wait on are.
+//   - A partition being read is fetched while the pool holds less than the
+//     budget: its reader takes what arrives right away.
+//   - Idle partitions (prefetch for the next tasks) are fetched while the
+//     pool holds less than half the budget, each up to its share of that
+//     half (over the number of slots), so that ranges being read always
+//     find room, and one busy partition cannot take what the next tasks'
+//     partitions need.
 func (p *ReaderPool) wantFetchLocked(s *slot, paused bool) bool {
-	if s.err != nil {
+	switch {
+	case s.err != nil:
 		return false
+	case s.f.urgent && !s.waiting && !(s.inUse && s.awaiting):
+		return false
+	case s.inUse && (!paused || s.bytes == 0):
+		return p.buffered < p.budget
+	case s.inUse:
+		return p.buffered <= p.budget-p.budget/4
 	}
-	limit := p.budget
-	if !s.inUse {
-		limit = p.budget / int64(max(1, len(p.live)))
+	idle := p.budget / 2
+	share := idle / int64(max(1, len(p.live)))
+	if !paused {
+		return s.bytes < share && p.buffered < idle
 	}
-	if !paused || (s.inUse && s.bytes == 0) {
-		// A reader waiting on an empty buffer resumes as soon as there
-		// is room.
-		return s.bytes < limit && p.buffered < p.budget
-	}
-	return s.bytes <= limit/2 && p.buffered <= p.budget-p.budget/4
+	return s.bytes <= share/2 && p.buffered <= idle-idle/4
 }
 
 // dropBufferLocked empties s's buffer and gives its bytes back to the
@@ -504,12 +632,17 @@ func (p *ReaderPool) dropBufferLocked(s *slot) {
 	s.bytes = 0
 }
 
-// freedLocked gives n bytes back to the budget; once the pool is well below
-// it, the lanes resume what the budget paused.
+// freedLocked gives n bytes back to the budget. When the pool falls below
+// the budget the lanes look at their partitions at once: a reader may wait
+// on a partition paused for the budget. Idle partitions resume with the
+// lanes' next look, within kickAfter.
 func (p *ReaderPool) freedLocked(n int64) {
+	if n == 0 {
+		return
+	}
+	before := p.buffered
 	p.buffered -= n
-	if p.overBudget && p.buffered <= p.budget-p.budget/4 {
-		p.overBudget = false
+	if before >= p.budget && p.buffered < p.budget {
 		for _, f := range p.fetchers {
 			if f != nil {
 				f.wakeLocked()

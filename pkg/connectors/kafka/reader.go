@@ -55,11 +55,8 @@ type ReaderPool struct {
 	fetchers []*fetcher
 	live     map[*slot]struct{} // every slot of every lane, idle or in use
 	buffered int64              // recordSize of every slot's buffer
-	// overBudget: buffered reached the budget and the lanes paused; they
-	// resume once buffered is well below (freedLocked).
-	overBudget bool
-	closed     bool
-	stats      poolStats
+	closed   bool
+	stats    poolStats
 
 	calls    sync.WaitGroup // abandoned admin calls (see await); Close waits
 	retiring sync.WaitGroup // fetchers closing in the background; Close waits
@@ -81,6 +78,8 @@ type poolStats struct {
 	clients int // franz-go clients created (lanes started)
 	// shed counts idle buffers dropped for a reader starved by the budget.
 	shed int
+	// kicks counts restarts of a client's stranded fetching (fetcher.kick).
+	kicks int
 	// peakBuffered is the most the pool held fetched and unread;
 	// largestPoll the most one poll added.
 	peakBuffered, largestPoll int64
@@ -207,6 +206,9 @@ func (p *ReaderPool) slotLocked(id stream.PartitionID, tp topicPartition, from i
 		if lru == nil {
 			break // all in use: exceed the bound rather than wait
 		}
+		// Its buffer goes; its lane keeps the partition paused until
+		// the idle timeout (fetcher.parked).
+		lru.f.parked[lru.tp] = lru.lastUsed
 		p.removeSlotLocked(lru)
 		p.stats.evicted++
 	}
@@ -217,9 +219,17 @@ func (p *ReaderPool) slotLocked(id stream.PartitionID, tp topicPartition, from i
 	return f.addSlotLocked(id, tp, from), nil
 }
 
-// laneLocked returns the lowest lane not consuming tp, starting one when
-// every lane is: the lowest free lane number, so that lanes stay few.
+// laneLocked returns the lane to add tp to: one that parked it, or else the
+// lowest one without a slot for it. When every lane has one, it starts a
+// lane, with the lowest free number, so that lanes stay few.
 func (p *ReaderPool) laneLocked(tp topicPartition) (*fetcher, error) {
+	for _, f := range p.fetchers {
+		if f != nil {
+			if _, ok := f.parked[tp]; ok {
+				return f, nil
+			}
+		}
+	}
 	free := len(p.fetchers)
 	for i, f := range p.fetchers {
 		if f == nil {
@@ -230,7 +240,7 @@ func (p *ReaderPool) laneLocked(tp topicPartition) (*fetcher, error) {
 			return f, nil
 		}
 	}
-	f, err := p.newFetcherLocked(free)
+	f, err := p.newFetcherLocked()
 	if err != nil {
 		return nil, err
 	}
@@ -263,12 +273,12 @@ func (p *ReaderPool) removeSlotLocked(s *slot) {
 	s.f.wakeLocked()
 }
 
-// takeEmptyLocked takes the lanes left without a slot out of the pool, for
-// retire.
+// takeEmptyLocked takes the lanes left without a slot or a parked partition
+// out of the pool, for retire.
 func (p *ReaderPool) takeEmptyLocked() []*fetcher {
 	var empty []*fetcher
 	for i, f := range p.fetchers {
-		if f != nil && len(f.slots) == 0 {
+		if f != nil && len(f.slots) == 0 && len(f.parked) == 0 {
 			empty = append(empty, f)
 			p.fetchers[i] = nil
 		}
@@ -296,7 +306,7 @@ func (p *ReaderPool) retire(fs []*fetcher) {
 // did not fail, dropped otherwise.
 func (p *ReaderPool) release(s *slot) {
 	p.mu.Lock()
-	s.inUse = false
+	s.inUse, s.waiting = false, false
 	if p.closed {
 		p.mu.Unlock()
 		return
@@ -329,6 +339,17 @@ func (p *ReaderPool) evictIdle() {
 		if !s.inUse && s.lastUsed.Before(cutoff) {
 			p.removeSlotLocked(s)
 			p.stats.evicted++
+		}
+	}
+	for _, f := range p.fetchers {
+		if f == nil {
+			continue
+		}
+		for tp, used := range f.parked {
+			if used.Before(cutoff) {
+				delete(f.parked, tp)
+				f.wakeLocked()
+			}
 		}
 	}
 	retire := p.takeEmptyLocked()
@@ -499,6 +520,7 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 		select {
 		case <-r.s.wake:
 		case <-ctx.Done():
+			r.pool.stopWaiting(r.s)
 			return nil, r.fail(ctx, hint(r.s.f.errs.explain(ctx, ctx.Err(), started), r.pool.set.brokers))
 		case <-stall.C:
 			// Nothing arrived for a while: a deleted topic otherwise
@@ -509,6 +531,13 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 			stall.Reset(r.pool.opts.stallCheck)
 		}
 	}
+}
+
+// stopWaiting notes that s's reader no longer waits in Read.
+func (p *ReaderPool) stopWaiting(s *slot) {
+	p.mu.Lock()
+	s.waiting = false
+	p.mu.Unlock()
 }
 
 // fail wraps a Read error and marks the slot broken unless the error is
@@ -564,17 +593,19 @@ func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
 	p.freedLocked(freed)
 	r.end = s.next
 	done = s.next >= r.until
-	if len(recs) > 0 || done {
+	if len(recs) > 0 || done || s.err != nil {
+		s.waiting = false
 		if s.f.paused[s.tp] && p.wantFetchLocked(s, true) {
 			s.f.wakeLocked()
 		}
-		return recs, done, nil
-	}
-	if s.err != nil {
+		if len(recs) > 0 || done {
+			return recs, done, nil
+		}
 		return nil, false, s.err
 	}
 	// Waiting on an empty buffer: make room if idle prefetch holds the
 	// budget, and have the lane fetch the partition if it paused it.
+	s.waiting = true
 	p.shedLocked(s)
 	if s.f.paused[s.tp] && p.wantFetchLocked(s, true) {
 		s.f.wakeLocked()
