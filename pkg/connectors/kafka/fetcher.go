@@ -24,10 +24,11 @@ import (
 // (AddConsumePartitions, no group), each at one offset, and one goroutine
 // (run) that applies what the pool asked for (add, move, drop, pause,
 // resume a partition), polls the client and sorts what arrives into the
-// partitions' slots. Readers never touch the client: they take records from
-// their slot's buffer, and wait on the slot when it is empty. So a range
-// whose records were fetched while the executor did something else
-// completes without a round trip to the brokers.
+// partitions' slots. Readers never change what the client consumes (they
+// use it only to ask whether a stalled partition's records still exist):
+// they take records from their slot's buffer, and wait on the slot when it
+// is empty. So a range whose records were fetched while the executor did
+// something else completes without a round trip to the brokers.
 //
 // Why lanes. A client consumes a partition at one offset only, but the
 // splits of a hot partition (maxRecordsPerPartition) run side by side at

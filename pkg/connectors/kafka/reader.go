@@ -47,11 +47,12 @@ type ReaderPool struct {
 	clientOpts []kgo.Opt
 
 	// mu guards everything below and every fetcher's and slot's state.
-	// It is never held while calling a client: the fetchers call theirs
-	// from run, outside it.
+	// It is never held while calling a client: run calls its client
+	// outside it, and so do the readers' admin requests.
 	mu sync.Mutex
-	// fetchers by lane; nil where no client runs. Lane 0 serves the
-	// first range of every partition, lane n the (n+1)th open at once.
+	// fetchers by lane; nil where no client runs. A partition goes to
+	// the lowest lane that does not read it already, so lane 0 serves
+	// most, and lane n exists while n+1 ranges of a partition run at once.
 	fetchers []*fetcher
 	live     map[*slot]struct{} // every slot of every lane, idle or in use
 	buffered int64              // recordSize of every slot's buffer
