@@ -199,8 +199,9 @@ type slot struct {
 	bytes   int64 // recordSize of buf's records
 	// pending: run has not told the client about next/fetched yet;
 	// records for the partition are stale until it has. awaiting: it has,
-	// and no fetch answered for the partition since.
-	pending, awaiting bool
+	// and no fetch answered for the partition since. adding: counted in
+	// fetcher.adding (awaiting in use, after an add).
+	pending, awaiting, adding bool
 	// err is a fetch error the client returned after buf's records; the
 	// partition is paused until the slot moves or goes.
 	err error
@@ -262,11 +263,50 @@ type fetcher struct {
 	// a partition of it failed, so the client's idea of the topic may be
 	// stale (a deleted and recreated topic keeps failing until purged).
 	purge map[string]bool
-	// urgent: a range being read waits for its partition's first fetch
-	// since it was positioned; the lane fetches nothing else that nobody
-	// waits on (see First fetches above).
-	urgent     bool
+	// gone lists partitions the client consumes that have neither a slot
+	// nor a parking place any more: run removes them.
+	gone map[topicPartition]bool
+	// dirty lists the partitions whose slot changed since run last looked
+	// (a position, records, a reader), so that run looks at those only;
+	// full asks it to look at all of them (the pool crossed a budget
+	// mark, the lane became urgent or stopped being). run also looks at
+	// all of them every kickAfter, for shares that moved with the number
+	// of slots.
+	dirty    map[topicPartition]bool
+	full     bool
+	lastFull time.Time
+	// adding counts slots in use that wait for their partition's first
+	// fetch since run added it (a moved partition needs no such care:
+	// SetOffsets ends the fetch in flight). While it is above zero the
+	// lane is urgent: it fetches nothing nobody waits on (see First
+	// fetches above).
+	adding     int
 	cancelPoll context.CancelFunc // ends the poll in progress; see wakeLocked
+}
+
+// urgent reports whether a range being read waits for a partition run
+// added.
+func (f *fetcher) urgent() bool { return f.adding > 0 }
+
+// markLocked asks run to look at tp before its next poll.
+func (f *fetcher) markLocked(tp topicPartition) { f.dirty[tp] = true }
+
+// setAddingLocked counts s among the slots the lane is urgent for, or not.
+func (f *fetcher) setAddingLocked(s *slot, adding bool) {
+	if s.adding == adding {
+		return
+	}
+	s.adding = adding
+	was := f.urgent()
+	if adding {
+		f.adding++
+	} else {
+		f.adding--
+	}
+	if f.urgent() != was {
+		f.full = true
+		f.wakeLocked()
+	}
 }
 
 // newFetcherLocked starts a lane's client and goroutine. The client does not
@@ -287,6 +327,8 @@ func (p *ReaderPool) newFetcherLocked() (*fetcher, error) {
 		paused:   map[topicPartition]bool{},
 		parked:   map[topicPartition]time.Time{},
 		purge:    map[string]bool{},
+		gone:     map[topicPartition]bool{},
+		dirty:    map[topicPartition]bool{},
 	}
 	p.stats.clients++
 	go f.run()
@@ -314,8 +356,10 @@ func (f *fetcher) wakeLocked() {
 func (f *fetcher) addSlotLocked(id stream.PartitionID, tp topicPartition, from int64) *slot {
 	s := &slot{f: f, id: id, tp: tp, next: from, fetched: from, pending: true, wake: make(chan struct{}, 1)}
 	delete(f.parked, tp)
+	delete(f.gone, tp)
 	f.slots[tp] = s
 	f.p.live[s] = struct{}{}
+	f.markLocked(tp)
 	f.wakeLocked()
 	return s
 }
@@ -325,6 +369,8 @@ func (f *fetcher) addSlotLocked(id stream.PartitionID, tp topicPartition, from i
 func (f *fetcher) seekLocked(s *slot, from int64) {
 	f.p.dropBufferLocked(s)
 	s.next, s.fetched, s.pending, s.awaiting, s.err = from, from, true, false, nil
+	f.setAddingLocked(s, false)
+	f.markLocked(s.tp)
 	f.wakeLocked()
 }
 
@@ -429,79 +475,103 @@ func (f *fetcher) takeWork() (work, context.Context, bool) {
 	if f.ctx.Err() != nil {
 		return w, nil, false
 	}
-	// Drop topics asked for and those without a slot or a parked
-	// partition left, so that the client forgets them (no metadata
-	// requests for a deleted topic).
-	kept := map[string]bool{}
-	for tp := range f.slots {
-		kept[tp.topic] = true
-	}
-	for tp := range f.parked {
-		kept[tp.topic] = true
-	}
-	for tp := range f.added {
-		if !kept[tp.topic] {
-			f.purge[tp.topic] = true
+	if len(f.gone) > 0 {
+		// Drop topics without a slot or a parked partition left
+		// entirely, so that the client forgets them (no metadata
+		// requests for a deleted topic); remove the other partitions.
+		kept := map[string]bool{}
+		for tp := range f.slots {
+			kept[tp.topic] = true
+		}
+		for tp := range f.parked {
+			kept[tp.topic] = true
+		}
+		for tp := range f.gone {
+			if !kept[tp.topic] {
+				f.purge[tp.topic] = true
+			}
 		}
 	}
-	for t := range f.purge {
-		w.purge = append(w.purge, t)
-	}
-	for tp := range f.added {
-		s := f.slots[tp]
-		_, parked := f.parked[tp]
-		switch {
-		case f.purge[tp.topic]:
+	if len(f.purge) > 0 {
+		for t := range f.purge {
+			w.purge = append(w.purge, t)
+		}
+		for tp := range f.added {
+			if !f.purge[tp.topic] {
+				continue
+			}
 			delete(f.added, tp)
 			delete(f.assigned, tp)
 			delete(f.parked, tp)
-			if s != nil && !s.pending {
+			delete(f.gone, tp)
+			f.markLocked(tp)
+			if s := f.slots[tp]; s != nil && !s.pending {
 				// Back where its fetches stopped, its buffer kept.
 				s.pending = true
 			}
-		case s == nil && !parked:
-			w.remove = appendTP(w.remove, tp)
-			delete(f.added, tp)
-			delete(f.assigned, tp)
 		}
+		clear(f.purge)
 	}
-	clear(f.purge)
-	f.urgent = false
-	for tp, s := range f.slots {
-		if s.pending {
+	for tp := range f.gone {
+		w.remove = appendTP(w.remove, tp)
+		delete(f.added, tp)
+		delete(f.assigned, tp)
+		f.markLocked(tp)
+	}
+	clear(f.gone)
+
+	look := f.dirty
+	if now := time.Now(); f.full || now.Sub(f.lastFull) >= kickAfter {
+		look = make(map[topicPartition]bool, len(f.slots)+len(f.paused))
+		for tp := range f.slots {
+			look[tp] = true
+		}
+		for tp := range f.paused {
+			look[tp] = true
+		}
+		f.full, f.lastFull = false, now
+	}
+	for tp := range look {
+		s := f.slots[tp]
+		if s != nil && s.pending {
 			if !f.added[tp] || !f.assigned[tp] {
 				w.add = putTP(w.add, tp, kgo.NewOffset().At(s.fetched))
 				f.added[tp] = true
+				f.setAddingLocked(s, s.inUse)
 			}
 			w.set = putTP(w.set, tp, kgo.EpochOffset{Epoch: -1, Offset: s.fetched})
 			s.pending, s.awaiting = false, true
 		}
-		if s.inUse && s.awaiting {
-			f.urgent = true
-		}
 	}
-	for tp, s := range f.slots {
-		switch want, paused := p.wantFetchLocked(s, f.paused[tp]), f.paused[tp]; {
+	if f.full {
+		// The lane's urgency changed while positioning: look at all.
+		for tp := range f.slots {
+			look[tp] = true
+		}
+		f.full = false
+	}
+	for tp := range look {
+		s := f.slots[tp]
+		_, parked := f.parked[tp]
+		var want bool
+		switch {
+		case s != nil:
+			want = p.wantFetchLocked(s, f.paused[tp])
+		case parked || !f.added[tp]:
+			// Parked: paused until the idle timeout. Not consumed any
+			// more: a pause left would outlive it.
+			want = !parked
+		}
+		switch paused := f.paused[tp]; {
 		case want && paused:
 			w.resume = appendTP(w.resume, tp)
 			delete(f.paused, tp)
-		case !want && !paused:
+		case !want && !paused && (s != nil || parked):
 			w.pause = appendTP(w.pause, tp)
 			f.paused[tp] = true
 		}
 	}
-	for tp := range f.parked {
-		if !f.paused[tp] {
-			w.pause = appendTP(w.pause, tp)
-			f.paused[tp] = true
-		}
-	}
-	for tp := range f.paused {
-		if !f.added[tp] {
-			w.resume = appendTP(w.resume, tp)
-			delete(f.paused, tp)
-		}
-	}
+	clear(f.dirty)
 	pollCtx, cancel := context.WithTimeout(f.ctx, kickAfter)
 	f.cancelPoll = cancel
 	return w, pollCtx, true
@@ -548,6 +618,7 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 					continue
 				}
 				s.awaiting = false
+				f.setAddingLocked(s, false)
 				n := 0
 				for _, rec := range fp.Records {
 					if rec.Offset < s.fetched {
@@ -570,6 +641,7 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 				}
 				if n > 0 || s.err != nil {
 					s.signal()
+					f.markLocked(tp)
 				}
 			}
 		}
@@ -577,11 +649,31 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 	if added == 0 {
 		return
 	}
-	// Every lane looks at the pool's total before each poll, so none
-	// polls again past the budget.
+	before := p.buffered
 	p.buffered += added
 	p.stats.peakBuffered = max(p.stats.peakBuffered, p.buffered)
 	p.stats.largestPoll = max(p.stats.largestPoll, added)
+	if crossed(before, p.buffered, p.budget/2) || crossed(before, p.buffered, p.budget) {
+		// Every lane pauses what the mark stops before its next poll,
+		// so that none polls again past the budget.
+		p.lookAgainLocked()
+	}
+}
+
+// crossed reports whether a total going from before to after passed mark,
+// either way.
+func crossed(before, after, mark int64) bool {
+	return before < mark && after >= mark || before >= mark && after < mark
+}
+
+// lookAgainLocked makes every lane look at all its partitions now.
+func (p *ReaderPool) lookAgainLocked() {
+	for _, f := range p.fetchers {
+		if f != nil {
+			f.full = true
+			f.wakeLocked()
+		}
+	}
 }
 
 // isPollEnd reports the errors a poll injects when it ends without a fetch:
@@ -609,7 +701,7 @@ func (p *ReaderPool) wantFetchLocked(s *slot, paused bool) bool {
 	switch {
 	case s.err != nil:
 		return false
-	case s.f.urgent && !s.waiting && !(s.inUse && s.awaiting):
+	case s.f.urgent() && !s.waiting && !(s.inUse && s.awaiting):
 		return false
 	case s.inUse && (!paused || s.bytes == 0):
 		return p.buffered < p.budget
@@ -634,21 +726,18 @@ func (p *ReaderPool) dropBufferLocked(s *slot) {
 }
 
 // freedLocked gives n bytes back to the budget. When the pool falls below
-// the budget the lanes look at their partitions at once: a reader may wait
-// on a partition paused for the budget. Idle partitions resume with the
-// lanes' next look, within kickAfter.
+// the budget, or well below half of it, the lanes look at their partitions
+// at once: a reader may wait on a partition paused for the budget, and idle
+// partitions resume.
 func (p *ReaderPool) freedLocked(n int64) {
 	if n == 0 {
 		return
 	}
 	before := p.buffered
 	p.buffered -= n
-	if before >= p.budget && p.buffered < p.budget {
-		for _, f := range p.fetchers {
-			if f != nil {
-				f.wakeLocked()
-			}
-		}
+	idle := p.budget / 2
+	if crossed(before, p.buffered, p.budget) || crossed(before, p.buffered, idle-idle/4+1) {
+		p.lookAgainLocked()
 	}
 }
 

@@ -167,6 +167,7 @@ func (p *ReaderPool) Open(ctx context.Context, r stream.Range) (connectors.Reade
 		return nil, fmt.Errorf("open %s: %w", r.Key(), err)
 	}
 	s.inUse = true
+	s.f.markLocked(tp)
 	if s.f.paused[tp] && p.wantFetchLocked(s, true) {
 		s.f.wakeLocked() // paused as an idle slot; a range being read may fetch more
 	}
@@ -266,12 +267,18 @@ func (p *ReaderPool) lruLocked() *slot {
 // removeSlotLocked drops s: its lane stops consuming the partition before
 // its next poll.
 func (p *ReaderPool) removeSlotLocked(s *slot) {
+	f := s.f
 	p.dropBufferLocked(s)
-	if s.f.slots[s.tp] == s {
-		delete(s.f.slots, s.tp)
+	f.setAddingLocked(s, false)
+	if f.slots[s.tp] == s {
+		delete(f.slots, s.tp)
 	}
 	delete(p.live, s)
-	s.f.wakeLocked()
+	if _, parked := f.parked[s.tp]; !parked && f.added[s.tp] {
+		f.gone[s.tp] = true
+	}
+	f.markLocked(s.tp)
+	f.wakeLocked()
 }
 
 // takeEmptyLocked takes the lanes left without a slot or a parked partition
@@ -308,6 +315,8 @@ func (p *ReaderPool) retire(fs []*fetcher) {
 func (p *ReaderPool) release(s *slot) {
 	p.mu.Lock()
 	s.inUse, s.waiting = false, false
+	s.f.setAddingLocked(s, false)
+	s.f.markLocked(s.tp)
 	if p.closed {
 		p.mu.Unlock()
 		return
@@ -349,6 +358,10 @@ func (p *ReaderPool) evictIdle() {
 		for tp, used := range f.parked {
 			if used.Before(cutoff) {
 				delete(f.parked, tp)
+				if f.added[tp] {
+					f.gone[tp] = true
+				}
+				f.markLocked(tp)
 				f.wakeLocked()
 			}
 		}
@@ -597,6 +610,7 @@ func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
 	if len(recs) > 0 || done || s.err != nil {
 		s.waiting = false
 		if s.f.paused[s.tp] && p.wantFetchLocked(s, true) {
+			s.f.markLocked(s.tp)
 			s.f.wakeLocked()
 		}
 		if len(recs) > 0 || done {
@@ -609,6 +623,7 @@ func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
 	s.waiting = true
 	p.shedLocked(s)
 	if s.f.paused[s.tp] && p.wantFetchLocked(s, true) {
+		s.f.markLocked(s.tp)
 		s.f.wakeLocked()
 	}
 	return nil, false, nil
