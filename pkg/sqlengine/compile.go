@@ -25,7 +25,10 @@ type compileOptionFunc func(*compileConfig)
 
 func (f compileOptionFunc) applyCompile(c *compileConfig) { f(c) }
 
-type compileConfig struct{ view string }
+type compileConfig struct {
+	view       string
+	inputQuery string
+}
 
 // DefaultView is the name a query reads its input by, unless WithView says
 // otherwise.
@@ -38,6 +41,25 @@ func WithView(name string) CompileOption {
 	return compileOptionFunc(func(c *compileConfig) { c.view = name })
 }
 
+// InputName is the name an input query (WithInputQuery) reads the run's
+// input by.
+const InputName = "__sluice_input"
+
+// WithInputQuery defines the view the query reads (WithView's name) as q, a
+// SELECT written by the program (not the user) over the run's input, which q
+// names __sluice_input (InputName). Compile still takes the input's (the
+// source's) schema; Run's input must match it. It lets a job run its decode
+// step and the user's query as one DuckDB query per task.
+//
+// The user's query is checked as without it: it may read only its view, its
+// CTEs and range/generate_series/unnest, and errors give positions in the
+// user's text. q is trusted: an error in q (it does not parse or bind, or it
+// reads __sluice_input more than once) is a plain error naming the input
+// query, not a *QueryError. Default: none, the view is the input itself.
+func WithInputQuery(q string) CompileOption {
+	return compileOptionFunc(func(c *compileConfig) { c.inputQuery = q })
+}
+
 var viewName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Compiled is a query parsed and bound once against its input schema. It is
@@ -46,11 +68,15 @@ type Compiled struct {
 	e           *Engine
 	query       string // as the user wrote it
 	view        string
+	inputQuery  string // defines view over the input (WithInputQuery), or ""
 	input       *arrow.Schema
 	output      *arrow.Schema
 	sql         string   // what DuckDB runs
 	pos         posMap   // maps positions in sql back to query
+	base        string   // sql before the BIGINT wrapper, which Distribute rewrites
+	basePos     posMap   // pos for base
 	materialize bool     // the query reads its view more than once
+	scans       int      // reads of the input stream in the plan
 	names       []string // output column names, when sql wraps the query
 }
 
@@ -63,6 +89,10 @@ func (c *Compiled) SQL() string { return c.sql }
 
 // View returns the name the query reads its input by.
 func (c *Compiled) View() string { return c.view }
+
+// InputQuery returns the query that defines the view (WithInputQuery), or
+// "" when the view is the input itself.
+func (c *Compiled) InputQuery() string { return c.inputQuery }
 
 // InputSchema returns the schema Run's input must have.
 func (c *Compiled) InputSchema() *arrow.Schema { return c.input }
@@ -125,52 +155,90 @@ func (e *Engine) Compile(ctx context.Context, query string, input *arrow.Schema,
 	sql, m := translateLiterals(rw.sql, m, ast.literals)
 
 	// 2. Bind against an empty stream with the input's schema, exactly as a
-	// run sees it, and plan.
-	empty, err := array.NewRecordReader(input, nil)
+	// run sees it, plan, and learn the output schema.
+	c := &Compiled{e: e, query: query, view: cfg.view, inputQuery: cfg.inputQuery, input: input, sql: sql, pos: m}
+	if err := e.build(ctx, s, c, ast.recursive, true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// inputQueryError is an error of the program's input query (WithInputQuery),
+// not of the user's query.
+type inputQueryError struct{ err error }
+
+func (e *inputQueryError) Error() string { return "input query: " + e.err.Error() }
+func (e *inputQueryError) Unwrap() error { return e.err }
+
+// build completes c, whose e, query, view, inputQuery, input, sql and pos
+// are set: it binds c.sql on s against an empty stream with the input's
+// schema, exactly as a run sees it, decides whether runs read a copy of the
+// view (recursive, or the plan reads the input more than once), adds the
+// BIGINT wrapper and runs c over no rows to learn the Arrow schema DuckDB
+// produces. user says c.sql is the user's query, whose attach failures are
+// the schema's fault.
+func (e *Engine) build(ctx context.Context, s *session, c *Compiled, recursive, user bool) error {
+	empty, err := array.NewRecordReader(c.input, nil)
 	if err != nil {
-		return nil, &QueryError{Field: "schema", Position: -1, Reason: err.Error(), Err: ErrInvalidQuery}
+		return &QueryError{Field: "schema", Position: -1, Reason: err.Error(), Err: ErrInvalidQuery}
 	}
 	defer empty.Release()
-	detach, err := s.attach(ctx, empty, cfg.view, false)
+	detach, err := s.attach(ctx, empty, c.view, c.inputQuery, false)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
+		var iq *inputQueryError
+		switch {
+		case ctx.Err() != nil:
+			return err
+		case errors.As(err, &iq):
+			return fmt.Errorf("sqlengine: %w", err)
+		case !user:
+			return fmt.Errorf("sqlengine: attach input: %w", err)
 		}
-		return nil, &QueryError{Field: "schema", Position: -1, Reason: fmt.Sprintf("DuckDB cannot read this Arrow schema: %v", err), Err: ErrInvalidQuery}
+		return &QueryError{Field: "schema", Position: -1, Reason: fmt.Sprintf("DuckDB cannot read this Arrow schema: %v", err), Err: ErrInvalidQuery}
 	}
-	hugeints, names, err := s.bind(ctx, query, sql, m)
+	if c.inputQuery != "" {
+		// The view is read through q once per read of the view: q itself must
+		// read its input once, or even a single read of the view would scan
+		// the one-shot stream twice.
+		n, err := s.countScans(ctx, "SELECT * FROM "+quoteIdent(c.view))
+		if err == nil && n != 1 {
+			err = &inputQueryError{fmt.Errorf("reads %s %d times, want exactly once", InputName, n)}
+		}
+		if err != nil {
+			return errors.Join(fmt.Errorf("sqlengine: %w", err), detach())
+		}
+	}
+	hugeints, names, err := s.bind(ctx, c.query, c.sql, c.pos)
 	if err == nil {
-		var scans int
-		scans, err = s.countScans(ctx, sql)
+		c.scans, err = s.countScans(ctx, c.sql)
 		// The Arrow view is a one-shot stream: a second scan of it sees no
 		// rows, silently. A query that reads its view twice (a self-join, a
 		// subquery on the same view, UNION of two reads) or re-reads it (a
 		// recursive CTE) runs over a TEMP table copy instead.
-		ast.recursive = ast.recursive || scans > 1
+		recursive = recursive || c.scans > 1
 	}
 	if derr := detach(); err == nil {
 		err = derr
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	c := &Compiled{e: e, query: query, view: cfg.view, input: input, sql: sql, pos: m, materialize: ast.recursive}
+	c.materialize = recursive
+	c.base, c.basePos = c.sql, c.pos
 	c.wrapBigint(hugeints, names)
 
-	// 3. Run it over no rows to learn the Arrow schema DuckDB produces.
-	none, err := array.NewRecordReader(input, nil)
+	none, err := array.NewRecordReader(c.input, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer none.Release()
 	out, err := c.Run(ctx, none)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.output = out.Schema()
 	out.Release()
-	return c, nil
+	return nil
 }
 
 // translateLiterals replaces Spark patterns and schemas in sql (offsets in

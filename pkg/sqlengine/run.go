@@ -83,8 +83,15 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 			return fail(fmt.Errorf("sqlengine: run: pin the time: %w", err))
 		}
 	}
-	detach, err := s.attach(rctx, in, c.view, c.materialize)
+	detach, err := s.attach(rctx, in, c.view, c.inputQuery, c.materialize)
 	if err != nil {
+		var iq *inputQueryError
+		if rctx.Err() == nil && in.Err() == nil && errors.As(err, &iq) {
+			// Copying the view ran the input query over the rows: its
+			// failure (a malformed JSON value) is the batch's, and has no
+			// place in the user's text.
+			return fail(fmt.Errorf("sqlengine: run: %w: %w", ErrExecution, err))
+		}
 		return fail(c.runError(rctx, in, err))
 	}
 	rr, err := s.arrow.QueryContext(rctx, c.sql)
@@ -187,7 +194,11 @@ func (r *result) Release() {
 // the user's name is a connection-local TEMP view over it (or a TEMP table
 // copy when the query reads it more than once), and detach drops the
 // internal view before releasing the stream.
-func (s *session) attach(ctx context.Context, in array.RecordReader, view string, materialize bool) (detach func() error, err error) {
+//
+// With an input query q, the stream is the TEMP view __sluice_input and the
+// user's view is q over it (or a TEMP table holding q's result). Errors
+// creating those are *inputQueryError.
+func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery string, materialize bool) (detach func() error, err error) {
 	name := s.e.nextSourceName()
 	release, err := s.arrow.RegisterView(in, name)
 	if err != nil {
@@ -209,13 +220,25 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view string
 		release()
 		return nil
 	}
-	create := "CREATE TEMP VIEW " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+	kind := "VIEW"
 	if materialize {
 		// SELECT * in schema order is the one read that the pushdown bug
 		// cannot get wrong.
-		create = "CREATE TEMP TABLE " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+		kind = "TABLE"
 	}
-	if err := s.execContext(ctx, create); err != nil {
+	create := "CREATE TEMP " + kind + " " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+	if inputQuery != "" {
+		// CREATE OR REPLACE: Compile attaches once per session, but a
+		// session must never see a stale definition.
+		input := "CREATE OR REPLACE TEMP VIEW " + InputName + " AS SELECT * FROM " + quoteIdent(name)
+		if err := s.execContext(ctx, input); err != nil {
+			return nil, errors.Join(err, detach())
+		}
+		create = "CREATE TEMP " + kind + " " + quoteIdent(view) + " AS " + inputQuery
+		if err := s.execContext(ctx, create); err != nil {
+			return nil, errors.Join(&inputQueryError{err}, detach())
+		}
+	} else if err := s.execContext(ctx, create); err != nil {
 		return nil, errors.Join(err, detach())
 	}
 	if materialize {
