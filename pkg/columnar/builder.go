@@ -395,7 +395,6 @@ func (e *stringEnc) put(v any) {
 
 type binaryAppender interface {
 	Append([]byte)
-	AppendString(string)
 	AppendNull()
 }
 
@@ -432,7 +431,13 @@ func (e *binaryEnc) put(v any) {
 	case []byte:
 		e.b.Append(x)
 	case string:
-		e.b.AppendString(x)
+		// Most binary builders take a string without copying it to a
+		// []byte first; the fixed-size one does not.
+		if sb, ok := e.b.(interface{ AppendString(string) }); ok {
+			sb.AppendString(x)
+		} else {
+			e.b.Append([]byte(x))
+		}
 	}
 }
 
