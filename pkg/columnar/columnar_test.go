@@ -97,7 +97,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 		{"nil key, tombstone, empty value", false, []stream.Row{
 			kafkaRow(nil, []byte(`{"id":3}`), 102),
 			kafkaRow([]byte("user-1"), nil, 103), // tombstone: null value
-			kafkaRow([]byte{}, []byte{}, 104),   // empty is not null
+			kafkaRow([]byte{}, []byte{}, 104),    // empty is not null
 			kafkaRow(nil, nil, 105),
 		}},
 		{"headers", true, []stream.Row{
