@@ -76,7 +76,8 @@ func decoder(path string, arr arrow.Array) (decodeFunc, error) {
 	}, nil
 }
 
-func ok(v any) (any, error) { return v, nil }
+// val returns v as a value that cannot fail.
+func val(v any) (any, error) { return v, nil }
 
 // valueDecoder returns a decodeFunc that may assume element i is not null.
 func valueDecoder(path string, arr arrow.Array) (decodeFunc, error) {
@@ -84,21 +85,21 @@ func valueDecoder(path string, arr arrow.Array) (decodeFunc, error) {
 	case *array.Null:
 		return func(int) (any, error) { return nil, nil }, nil
 	case *array.Boolean:
-		return func(i int) (any, error) { return ok(a.Value(i)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i)) }, nil
 	case *array.Int8:
-		return func(i int) (any, error) { return ok(int64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(int64(a.Value(i))) }, nil
 	case *array.Int16:
-		return func(i int) (any, error) { return ok(int64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(int64(a.Value(i))) }, nil
 	case *array.Int32:
-		return func(i int) (any, error) { return ok(int64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(int64(a.Value(i))) }, nil
 	case *array.Int64:
-		return func(i int) (any, error) { return ok(a.Value(i)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i)) }, nil
 	case *array.Uint8:
-		return func(i int) (any, error) { return ok(int64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(int64(a.Value(i))) }, nil
 	case *array.Uint16:
-		return func(i int) (any, error) { return ok(int64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(int64(a.Value(i))) }, nil
 	case *array.Uint32:
-		return func(i int) (any, error) { return ok(int64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(int64(a.Value(i))) }, nil
 	case *array.Uint64:
 		return func(i int) (any, error) {
 			v := a.Value(i)
@@ -108,42 +109,42 @@ func valueDecoder(path string, arr arrow.Array) (decodeFunc, error) {
 			return int64(v), nil
 		}, nil
 	case *array.Float16:
-		return func(i int) (any, error) { return ok(float64(a.Value(i).Float32())) }, nil
+		return func(i int) (any, error) { return val(float64(a.Value(i).Float32())) }, nil
 	case *array.Float32:
-		return func(i int) (any, error) { return ok(float64(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(float64(a.Value(i))) }, nil
 	case *array.Float64:
-		return func(i int) (any, error) { return ok(a.Value(i)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i)) }, nil
 
 	// String and byte values alias the batch's buffers: copy them.
 	case *array.String:
-		return func(i int) (any, error) { return ok(strings.Clone(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(strings.Clone(a.Value(i))) }, nil
 	case *array.LargeString:
-		return func(i int) (any, error) { return ok(strings.Clone(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(strings.Clone(a.Value(i))) }, nil
 	case *array.StringView:
-		return func(i int) (any, error) { return ok(strings.Clone(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(strings.Clone(a.Value(i))) }, nil
 	case *array.Binary:
-		return func(i int) (any, error) { return ok(cloneBytes(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(cloneBytes(a.Value(i))) }, nil
 	case *array.LargeBinary:
-		return func(i int) (any, error) { return ok(cloneBytes(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(cloneBytes(a.Value(i))) }, nil
 	case *array.BinaryView:
-		return func(i int) (any, error) { return ok(cloneBytes(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(cloneBytes(a.Value(i))) }, nil
 	case *array.FixedSizeBinary:
-		return func(i int) (any, error) { return ok(cloneBytes(a.Value(i))) }, nil
+		return func(i int) (any, error) { return val(cloneBytes(a.Value(i))) }, nil
 
 	case *array.Timestamp:
 		unit := a.DataType().(*arrow.TimestampType).Unit
-		return func(i int) (any, error) { return ok(a.Value(i).ToTime(unit)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i).ToTime(unit)) }, nil
 	case *array.Date32:
-		return func(i int) (any, error) { return ok(a.Value(i).ToTime()) }, nil
+		return func(i int) (any, error) { return val(a.Value(i).ToTime()) }, nil
 	case *array.Date64:
 		// Date64 should hold midnights; truncate in case a writer did not.
-		return func(i int) (any, error) { return ok(a.Value(i).ToTime().Truncate(24 * time.Hour)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i).ToTime().Truncate(24 * time.Hour)) }, nil
 	case *array.Time32:
 		unit := a.DataType().(*arrow.Time32Type).Unit
-		return func(i int) (any, error) { return ok(a.Value(i).ToTime(unit).Format(timeOfDay)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i).ToTime(unit).Format(timeOfDay)) }, nil
 	case *array.Time64:
 		unit := a.DataType().(*arrow.Time64Type).Unit
-		return func(i int) (any, error) { return ok(a.Value(i).ToTime(unit).Format(timeOfDay)) }, nil
+		return func(i int) (any, error) { return val(a.Value(i).ToTime(unit).Format(timeOfDay)) }, nil
 	case *array.Duration:
 		mult := a.DataType().(*arrow.DurationType).Unit.Multiplier()
 		return func(i int) (any, error) {
@@ -154,7 +155,7 @@ func valueDecoder(path string, arr arrow.Array) (decodeFunc, error) {
 			return (time.Duration(v) * mult).String(), nil
 		}, nil
 	case *array.MonthInterval:
-		return func(i int) (any, error) { return ok(isoInterval(int64(a.Value(i)), 0, 0)) }, nil
+		return func(i int) (any, error) { return val(isoInterval(int64(a.Value(i)), 0, 0)) }, nil
 	case *array.DayTimeInterval:
 		return func(i int) (any, error) {
 			v := a.Value(i)
