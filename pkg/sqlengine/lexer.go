@@ -173,11 +173,17 @@ type edit struct{ at, oldLen, newLen int }
 type posMap struct {
 	prefix int
 	edits  []edit // ascending by at, in original offsets
+	// nowhere: the SQL is the engine's own (Distribute's rewrites), and no
+	// offset in it points into the user's query.
+	nowhere bool
 }
 
 // original maps p, a byte offset into the SQL DuckDB saw, to one into the
 // user's query; ok is false when p falls in text the engine added.
 func (m posMap) original(p int) (int, bool) {
+	if m.nowhere {
+		return 0, false
+	}
 	p -= m.prefix
 	if p < 0 {
 		return 0, false

@@ -226,15 +226,15 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view, input
 		// cannot get wrong.
 		kind = "TABLE"
 	}
-	create := "CREATE TEMP " + kind + " " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+	// OR REPLACE: a session that binds more than one query (Distribute)
+	// attaches more than once.
+	create := "CREATE OR REPLACE TEMP " + kind + " " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
 	if inputQuery != "" {
-		// CREATE OR REPLACE: Compile attaches once per session, but a
-		// session must never see a stale definition.
 		input := "CREATE OR REPLACE TEMP VIEW " + InputName + " AS SELECT * FROM " + quoteIdent(name)
 		if err := s.execContext(ctx, input); err != nil {
 			return nil, errors.Join(err, detach())
 		}
-		create = "CREATE TEMP " + kind + " " + quoteIdent(view) + " AS " + inputQuery
+		create = "CREATE OR REPLACE TEMP " + kind + " " + quoteIdent(view) + " AS " + inputQuery
 		if err := s.execContext(ctx, create); err != nil {
 			return nil, errors.Join(&inputQueryError{err}, detach())
 		}
