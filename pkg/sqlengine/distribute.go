@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -288,7 +289,8 @@ func (d *distributor) check(top map[string]any) error {
 			"UNION, EXCEPT and INTERSECT of a query over the view are not run per task: "+perTask)
 	}
 	if !d.reads(top["from_table"]) {
-		return d.refuse(top["from_table"].(map[string]any), "the query's FROM does not read its view %q: every task would produce the same rows", d.c.view)
+		from, _ := top["from_table"].(map[string]any)
+		return d.refuse(from, "the query's FROM does not read its view %q: every task would produce the same rows", d.c.view)
 	}
 	// Joins: a task joins its own rows with the other side. Rows a join
 	// keeps without a match on the view's side would come once per task.
@@ -348,8 +350,9 @@ func (d *distributor) check(top map[string]any) error {
 	return nil
 }
 
+// sameNode: a and b are one map, not two equal ones.
 func sameNode(a, b map[string]any) bool {
-	return fmt.Sprintf("%p", a) == fmt.Sprintf("%p", b)
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // checkInner refuses a subquery or CTE over the view that does something

@@ -31,6 +31,53 @@
 //   - Every Arrow record handed in is released exactly once by its owner;
 //     results hold a connection until released; Close waits for them.
 //
+// # Input queries
+//
+// WithInputQuery defines the view as a SELECT the program writes over the
+// run's input (named __sluice_input), such as a JSON decode step, so that
+// decoding and the user's query run as one DuckDB query per task. The
+// user's query is checked and reports positions exactly as without it.
+//
+// # Distributed aggregation
+//
+// A batch runs as tasks, one per Kafka partition. Engine.Distribute divides
+// a compiled query into Task, run in each task over its rows, and Final, run
+// once over the concatenated Task outputs, such that the result is the
+// query's over the whole batch, with the same column names and types. It
+// rewrites DuckDB's own parse tree (json_serialize_sql) and prints it back
+// (json_deserialize_sql). A row-wise query is its own Task (no Final).
+//
+// An aggregating query (GROUP BY, including ordinals, select aliases and
+// GROUP BY ALL; aggregates; HAVING) becomes a Task grouping by the same keys
+// with partial states, and a Final grouping the partials by the keys and
+// evaluating the select list, HAVING, ORDER BY, LIMIT and DISTINCT there,
+// with scalar expressions over keys (upper(branch), from_unixtime(
+// unix_timestamp()) pinned by WithNow) evaluated in the Final. Merges:
+//
+//	sum(x)                      sum of the task sums (a sum of integers is a BIGINT per task too)
+//	count(x), count(*)          sum of the task counts, 0 over no rows, BIGINT
+//	avg(x), mean(x)             sum(x) and count(x) per task; sum(s)::DOUBLE / sum(c)
+//	min, max, bool_and, bool_or, bit_and, bit_or, bit_xor   the same function again
+//	count/sum/avg(DISTINCT x)   list(DISTINCT x) per task; len/list_sum/list_avg of the distinct union
+//	FILTER (WHERE ...)          applied in the Task
+//
+// Sums and averages of doubles add in another order than one scan does, as
+// in Spark across partitions; they may differ in the last bits. A Task's
+// integer sum must fit a BIGINT, as the query's own sum must.
+//
+// Refused, with a *QueryError wrapping ErrNotAllowed at the construct, and
+// why: aggregates that need all values at once (median, quantile, mode,
+// string_agg, list...) or whose merge is inexact (stddev, var, corr...) or
+// order-dependent (first, last, any_value, arg_min...); window functions
+// and QUALIFY; GROUPING SETS, ROLLUP and CUBE; aggregates, GROUP BY,
+// DISTINCT or LIMIT in a subquery or CTE that reads the view (each task
+// would compute them over its own rows); DISTINCT, ORDER BY and LIMIT on a
+// row-wise query (they would apply per task; Spark refuses sorting a
+// streaming query without aggregation too); reading the view twice (a task
+// would join its own rows only), not at all, or through UNION; outer joins
+// that keep rows of a table other than the view. If the rewritten queries
+// did not bind or gave other types, Distribute refuses rather than differ.
+//
 // # Spark SQL
 //
 // DuckDB's dialect is close to Spark's; the engine adds or redefines these
