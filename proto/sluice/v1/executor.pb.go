@@ -10,6 +10,7 @@ import (
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -545,7 +546,11 @@ type Task struct {
 	Incarnation string `protobuf:"bytes,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// A secret per attempt: a result counts only with it, from the stream the
 	// attempt was sent on.
-	Token         string `protobuf:"bytes,13,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,13,opt,name=token,proto3" json:"token,omitempty"`
+	// The time the batch was planned, recorded with its plan: SQL's
+	// current_timestamp and unix_timestamp() see it, in every task and every
+	// replay of the batch (Spark fixes the time once per micro-batch).
+	BatchTime     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=batch_time,json=batchTime,proto3" json:"batch_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +674,13 @@ func (x *Task) GetToken() string {
 		return x.Token
 	}
 	return ""
+}
+
+func (x *Task) GetBatchTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BatchTime
+	}
+	return nil
 }
 
 type CancelTasks struct {
@@ -948,7 +960,7 @@ var File_sluice_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xaa\x01\n" +
+	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xaa\x01\n" +
 	"\x0fExecutorMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.sluice.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.sluice.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
@@ -977,7 +989,7 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x12heartbeat_fence_ms\x18\x04 \x01(\x03R\x10heartbeatFenceMs\"_\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\xda\x02\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\x95\x03\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -993,7 +1005,9 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	" \x01(\tR\bspecHash\x12$\n" +
 	"\x0etasks_per_slot\x18\v \x01(\x05R\ftasksPerSlot\x12 \n" +
 	"\vincarnation\x18\f \x01(\tR\vincarnation\x12\x14\n" +
-	"\x05token\x18\r \x01(\tR\x05token\".\n" +
+	"\x05token\x18\r \x01(\tR\x05token\x129\n" +
+	"\n" +
+	"batch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tbatchTime\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
 	"attemptIds\"\xd6\x05\n" +
@@ -1047,19 +1061,20 @@ func file_sluice_v1_executor_proto_rawDescGZIP() []byte {
 
 var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_sluice_v1_executor_proto_goTypes = []any{
-	(*ExecutorMessage)(nil), // 0: sluice.v1.ExecutorMessage
-	(*Hello)(nil),           // 1: sluice.v1.Hello
-	(*Heartbeat)(nil),       // 2: sluice.v1.Heartbeat
-	(*DriverMessage)(nil),   // 3: sluice.v1.DriverMessage
-	(*Ping)(nil),            // 4: sluice.v1.Ping
-	(*Welcome)(nil),         // 5: sluice.v1.Welcome
-	(*TaskAssignment)(nil),  // 6: sluice.v1.TaskAssignment
-	(*Task)(nil),            // 7: sluice.v1.Task
-	(*CancelTasks)(nil),     // 8: sluice.v1.CancelTasks
-	(*TaskResult)(nil),      // 9: sluice.v1.TaskResult
-	nil,                     // 10: sluice.v1.TaskResult.SourceMetricsEntry
-	(*JobSpec)(nil),         // 11: sluice.v1.JobSpec
-	(*status.Status)(nil),   // 12: google.rpc.Status
+	(*ExecutorMessage)(nil),       // 0: sluice.v1.ExecutorMessage
+	(*Hello)(nil),                 // 1: sluice.v1.Hello
+	(*Heartbeat)(nil),             // 2: sluice.v1.Heartbeat
+	(*DriverMessage)(nil),         // 3: sluice.v1.DriverMessage
+	(*Ping)(nil),                  // 4: sluice.v1.Ping
+	(*Welcome)(nil),               // 5: sluice.v1.Welcome
+	(*TaskAssignment)(nil),        // 6: sluice.v1.TaskAssignment
+	(*Task)(nil),                  // 7: sluice.v1.Task
+	(*CancelTasks)(nil),           // 8: sluice.v1.CancelTasks
+	(*TaskResult)(nil),            // 9: sluice.v1.TaskResult
+	nil,                           // 10: sluice.v1.TaskResult.SourceMetricsEntry
+	(*JobSpec)(nil),               // 11: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*status.Status)(nil),         // 13: google.rpc.Status
 }
 var file_sluice_v1_executor_proto_depIdxs = []int32{
 	1,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
@@ -1071,15 +1086,16 @@ var file_sluice_v1_executor_proto_depIdxs = []int32{
 	4,  // 6: sluice.v1.DriverMessage.ping:type_name -> sluice.v1.Ping
 	11, // 7: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
 	7,  // 8: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
-	10, // 9: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
-	12, // 10: sluice.v1.TaskResult.status:type_name -> google.rpc.Status
-	0,  // 11: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
-	3,  // 12: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 9: sluice.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
+	10, // 10: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
+	13, // 11: sluice.v1.TaskResult.status:type_name -> google.rpc.Status
+	0,  // 12: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
+	3,  // 13: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_executor_proto_init() }

@@ -1240,6 +1240,7 @@ type Transform struct {
 	//	*Transform_Filter
 	//	*Transform_Select
 	//	*Transform_Aggregate
+	//	*Transform_Sql
 	Kind          isTransform_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1318,6 +1319,15 @@ func (x *Transform) GetAggregate() *Aggregate {
 	return nil
 }
 
+func (x *Transform) GetSql() *Sql {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Sql); ok {
+			return x.Sql
+		}
+	}
+	return nil
+}
+
 type isTransform_Kind interface {
 	isTransform_Kind()
 }
@@ -1339,6 +1349,11 @@ type Transform_Aggregate struct {
 	Aggregate *Aggregate `protobuf:"bytes,4,opt,name=aggregate,proto3,oneof"`
 }
 
+type Transform_Sql struct {
+	// A Spark SQL query over the rows before the step, run by DuckDB.
+	Sql *Sql `protobuf:"bytes,5,opt,name=sql,proto3,oneof"`
+}
+
 func (*Transform_Decode) isTransform_Kind() {}
 
 func (*Transform_Filter) isTransform_Kind() {}
@@ -1346,6 +1361,67 @@ func (*Transform_Filter) isTransform_Kind() {}
 func (*Transform_Select) isTransform_Kind() {}
 
 func (*Transform_Aggregate) isTransform_Kind() {}
+
+func (*Transform_Sql) isTransform_Kind() {}
+
+// Sql is a SQL step: one SELECT in Spark's dialect over the rows before the
+// step (the source's columns, or a decode's). A GROUP BY query runs as
+// partial aggregates in the tasks merged exactly on the driver, and must be
+// the job's last step.
+type Sql struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view: the name the query reads the rows before the step by
+	// (FROM treasury_stream). Default "source".
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// query: one SELECT statement.
+	Query         string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sql) Reset() {
+	*x = Sql{}
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sql) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sql) ProtoMessage() {}
+
+func (x *Sql) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sql.ProtoReflect.Descriptor instead.
+func (*Sql) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Sql) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *Sql) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
 
 type Decode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1358,14 +1434,19 @@ type Decode struct {
 	// csv: true when each record starts with a header line.
 	Header bool `protobuf:"varint,4,opt,name=header,proto3" json:"header,omitempty"`
 	// csv: field delimiter, default ",".
-	Delimiter     string `protobuf:"bytes,5,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
+	Delimiter string `protobuf:"bytes,5,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
+	// json: the payload's fields and types as a Spark DDL string
+	// ("branch STRING, amount BIGINT"). Required in jobs with a sql step, where
+	// DuckDB decodes only these fields; a field missing from a record, or of
+	// another type, is null.
+	Schema        string `protobuf:"bytes,6,opt,name=schema,proto3" json:"schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1458,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1471,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Decode) GetFormat() string {
@@ -1428,6 +1509,13 @@ func (x *Decode) GetDelimiter() string {
 	return ""
 }
 
+func (x *Decode) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
 // Select keeps or computes fields: each entry is an output name and a CEL
 // expression. A bare field name copies the field.
 type Select struct {
@@ -1439,7 +1527,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1539,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1552,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -1485,7 +1573,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1585,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1598,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SelectField) GetName() string {
@@ -1539,7 +1627,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1639,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1652,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -1602,7 +1690,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1702,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1715,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -1669,7 +1757,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1769,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1782,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -1845,7 +1933,7 @@ type KinesisSink struct {
 
 func (x *KinesisSink) Reset() {
 	*x = KinesisSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1945,7 @@ func (x *KinesisSink) String() string {
 func (*KinesisSink) ProtoMessage() {}
 
 func (x *KinesisSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1958,7 @@ func (x *KinesisSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
 func (*KinesisSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KinesisSink) GetStreamName() string {
@@ -2009,7 +2097,7 @@ type PostgresSink struct {
 
 func (x *PostgresSink) Reset() {
 	*x = PostgresSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2109,7 @@ func (x *PostgresSink) String() string {
 func (*PostgresSink) ProtoMessage() {}
 
 func (x *PostgresSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2122,7 @@ func (x *PostgresSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
 func (*PostgresSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PostgresSink) GetUrl() string {
@@ -2113,7 +2201,7 @@ type PostgresColumn struct {
 
 func (x *PostgresColumn) Reset() {
 	*x = PostgresColumn{}
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2213,7 @@ func (x *PostgresColumn) String() string {
 func (*PostgresColumn) ProtoMessage() {}
 
 func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2226,7 @@ func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
 func (*PostgresColumn) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PostgresColumn) GetName() string {
@@ -2181,7 +2269,7 @@ type S3Sink struct {
 
 func (x *S3Sink) Reset() {
 	*x = S3Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2281,7 @@ func (x *S3Sink) String() string {
 func (*S3Sink) ProtoMessage() {}
 
 func (x *S3Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2294,7 @@ func (x *S3Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
 func (*S3Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *S3Sink) GetBucket() string {
@@ -2283,7 +2371,7 @@ type KafkaSink struct {
 
 func (x *KafkaSink) Reset() {
 	*x = KafkaSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2383,7 @@ func (x *KafkaSink) String() string {
 func (*KafkaSink) ProtoMessage() {}
 
 func (x *KafkaSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2396,7 @@ func (x *KafkaSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
 func (*KafkaSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KafkaSink) GetBootstrapServers() string {
@@ -2386,7 +2474,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2486,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2499,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -2440,7 +2528,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2540,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2553,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileSink) GetPath() string {
@@ -2490,7 +2578,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2590,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2603,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
 type Trigger struct {
@@ -2532,7 +2620,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2632,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2645,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -2629,7 +2717,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2729,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2742,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -2793,19 +2881,24 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x19consumer_refresh_interval\x18\x1b \x01(\tR\x17consumerRefreshInterval\x12F\n" +
 	"\x1frequire_consumer_deregistration\x18\x1c \x01(\bR\x1drequireConsumerDeregistration\x12-\n" +
 	"\x12consumer_lifecycle\x18\x1d \x01(\tR\x11consumerLifecycleB\x14\n" +
-	"\x12_fail_on_data_loss\"\xbd\x01\n" +
+	"\x12_fail_on_data_loss\"\xe1\x01\n" +
 	"\tTransform\x12+\n" +
 	"\x06decode\x18\x01 \x01(\v2\x11.sluice.v1.DecodeH\x00R\x06decode\x12\x18\n" +
 	"\x06filter\x18\x02 \x01(\tH\x00R\x06filter\x12+\n" +
 	"\x06select\x18\x03 \x01(\v2\x11.sluice.v1.SelectH\x00R\x06select\x124\n" +
-	"\taggregate\x18\x04 \x01(\v2\x14.sluice.v1.AggregateH\x00R\taggregateB\x06\n" +
-	"\x04kind\"\x86\x01\n" +
+	"\taggregate\x18\x04 \x01(\v2\x14.sluice.v1.AggregateH\x00R\taggregate\x12\"\n" +
+	"\x03sql\x18\x05 \x01(\v2\x0e.sluice.v1.SqlH\x00R\x03sqlB\x06\n" +
+	"\x04kind\"/\n" +
+	"\x03Sql\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\"\x9e\x01\n" +
 	"\x06Decode\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\tR\x06format\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
 	"\acolumns\x18\x03 \x03(\tR\acolumns\x12\x16\n" +
 	"\x06header\x18\x04 \x01(\bR\x06header\x12\x1c\n" +
-	"\tdelimiter\x18\x05 \x01(\tR\tdelimiter\"8\n" +
+	"\tdelimiter\x18\x05 \x01(\tR\tdelimiter\x12\x16\n" +
+	"\x06schema\x18\x06 \x01(\tR\x06schema\"8\n" +
 	"\x06Select\x12.\n" +
 	"\x06fields\x18\x01 \x03(\v2\x16.sluice.v1.SelectFieldR\x06fields\"5\n" +
 	"\vSelectField\x12\x12\n" +
@@ -2919,7 +3012,7 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_sluice_v1_job_proto_goTypes = []any{
 	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
 	(*Speculation)(nil),        // 1: sluice.v1.Speculation
@@ -2932,33 +3025,34 @@ var file_sluice_v1_job_proto_goTypes = []any{
 	(*KafkaSource)(nil),        // 8: sluice.v1.KafkaSource
 	(*KinesisSource)(nil),      // 9: sluice.v1.KinesisSource
 	(*Transform)(nil),          // 10: sluice.v1.Transform
-	(*Decode)(nil),             // 11: sluice.v1.Decode
-	(*Select)(nil),             // 12: sluice.v1.Select
-	(*SelectField)(nil),        // 13: sluice.v1.SelectField
-	(*Aggregate)(nil),          // 14: sluice.v1.Aggregate
-	(*Aggregation)(nil),        // 15: sluice.v1.Aggregation
-	(*Sink)(nil),               // 16: sluice.v1.Sink
-	(*KinesisSink)(nil),        // 17: sluice.v1.KinesisSink
-	(*PostgresSink)(nil),       // 18: sluice.v1.PostgresSink
-	(*PostgresColumn)(nil),     // 19: sluice.v1.PostgresColumn
-	(*S3Sink)(nil),             // 20: sluice.v1.S3Sink
-	(*KafkaSink)(nil),          // 21: sluice.v1.KafkaSink
-	(*ConsoleSink)(nil),        // 22: sluice.v1.ConsoleSink
-	(*FileSink)(nil),           // 23: sluice.v1.FileSink
-	(*DiscardSink)(nil),        // 24: sluice.v1.DiscardSink
-	(*Trigger)(nil),            // 25: sluice.v1.Trigger
-	(*Limits)(nil),             // 26: sluice.v1.Limits
-	nil,                        // 27: sluice.v1.KafkaSource.PropertiesEntry
-	nil,                        // 28: sluice.v1.KafkaSink.HeadersEntry
-	nil,                        // 29: sluice.v1.KafkaSink.PropertiesEntry
+	(*Sql)(nil),                // 11: sluice.v1.Sql
+	(*Decode)(nil),             // 12: sluice.v1.Decode
+	(*Select)(nil),             // 13: sluice.v1.Select
+	(*SelectField)(nil),        // 14: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 15: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 16: sluice.v1.Aggregation
+	(*Sink)(nil),               // 17: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 18: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 19: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 20: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 21: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 22: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 23: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 24: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 25: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 26: sluice.v1.Trigger
+	(*Limits)(nil),             // 27: sluice.v1.Limits
+	nil,                        // 28: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 29: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 30: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
 	7,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
 	10, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	16, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	25, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	16, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	26, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	17, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	26, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	17, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	27, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
 	3,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
 	2,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
 	1,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
@@ -2968,28 +3062,29 @@ var file_sluice_v1_job_proto_depIdxs = []int32{
 	6,  // 12: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
 	8,  // 13: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
 	9,  // 14: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
-	27, // 15: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	11, // 16: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	12, // 17: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	14, // 18: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	13, // 19: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	15, // 20: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	22, // 21: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	23, // 22: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	24, // 23: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	17, // 24: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
-	18, // 25: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
-	20, // 26: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
-	21, // 27: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
-	19, // 28: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
-	6,  // 29: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
-	28, // 30: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
-	29, // 31: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	28, // 15: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	12, // 16: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	13, // 17: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	15, // 18: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	11, // 19: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
+	14, // 20: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	16, // 21: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	23, // 22: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	24, // 23: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	25, // 24: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	18, // 25: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	19, // 26: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	21, // 27: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	22, // 28: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	20, // 29: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	6,  // 30: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	29, // 31: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	30, // 32: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -3012,8 +3107,9 @@ func file_sluice_v1_job_proto_init() {
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
+		(*Transform_Sql)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[16].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[17].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
@@ -3022,8 +3118,8 @@ func file_sluice_v1_job_proto_init() {
 		(*Sink_S3)(nil),
 		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[22].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[25].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[23].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[26].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -3034,7 +3130,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
