@@ -17,7 +17,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/stream"
 	"github.com/sluicehq/sluice/pkg/transform"
 )
@@ -38,6 +41,14 @@ type Attempt struct {
 	// Readers opens the range.
 	Readers  connectors.ReaderPool
 	Pipeline *transform.Pipeline
+	// SQL, when set, replaces Pipeline: the job's transforms are SQL and
+	// run in DuckDB over the records as Arrow batches. BatchTime is the
+	// batch's planned time, the query's current time.
+	SQL       *sqltransform.Pipeline
+	BatchTime time.Time
+	// Allocator allocates the Arrow batches of a SQL job's records;
+	// default memory.DefaultAllocator (tests pass a checked one).
+	Allocator memory.Allocator
 	// Sink receives the rows of a non-aggregating job unless CollectRows is
 	// set. DeadLetter receives bad records under onError deadLetter.
 	Sink       connectors.Sink
@@ -73,6 +84,10 @@ type Result struct {
 // many groups.
 func Run(ctx context.Context, a Attempt) (Result, error) {
 	start := time.Now()
+	run := run
+	if a.SQL != nil {
+		run = runSQL
+	}
 	res, err := run(ctx, a)
 	res.Duration = time.Since(start)
 	return res, err

@@ -1,0 +1,378 @@
+//go:build duckdb_arrow
+
+package sqltransform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/pkg/columnar"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/sqlengine"
+	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/transform"
+)
+
+// Step is one transform of a SQL job, with its path in the spec
+// (transforms[1]) for errors. Exactly one of Decode and SQL is set.
+type Step struct {
+	Path   string
+	Decode *Decode
+	SQL    *SQL
+}
+
+// Decode turns the payload column into columns.
+type Decode struct {
+	// Format is json or raw.
+	Format string
+	// Field is the payload column; default value (Kafka) or data (Kinesis).
+	Field string
+	// Schema is the JSON fields as a Spark DDL string; required for json.
+	Schema string
+}
+
+// SQL is a query over the rows before the step, read as View.
+type SQL struct {
+	View  string // default sqlengine.DefaultView
+	Query string
+}
+
+// Config is what Compile needs.
+type Config struct {
+	// Source is the Arrow schema of the source's records (pkg/columnar).
+	Source *arrow.Schema
+	Steps  []Step
+	// SkipBad drops records whose payload does not decode (onError skip);
+	// otherwise such a record fails the task, naming it.
+	SkipBad bool
+}
+
+// Pipeline is a SQL job's transforms compiled for its source schema. It is
+// immutable and safe for concurrent use.
+type Pipeline struct {
+	source  *arrow.Schema
+	dist    *sqlengine.Distributed
+	columns []string
+}
+
+// Aggregating reports whether the query aggregates: tasks then return
+// partial states (RunTask) that the driver merges (RunFinal).
+func (p *Pipeline) Aggregating() bool { return p.dist.Final != nil }
+
+// Columns is the output column order: the query's columns.
+func (p *Pipeline) Columns() []string { return p.columns }
+
+// Source is the schema RunTask's input must have.
+func (p *Pipeline) Source() *arrow.Schema { return p.source }
+
+// PartialSchema is the schema of an aggregating pipeline's task output.
+func (p *Pipeline) PartialSchema() *arrow.Schema { return p.dist.Task.OutputSchema() }
+
+// RunTask runs the task's part over in (records of Source's schema): the
+// whole query for a row-wise pipeline, the partial aggregate otherwise. now
+// is the batch's time, which the query's current_timestamp and
+// unix_timestamp() see. The caller releases the result.
+func (p *Pipeline) RunTask(ctx context.Context, in array.RecordReader, now time.Time) (array.RecordReader, error) {
+	return p.dist.Task.Run(ctx, in, sqlengine.WithNow(now))
+}
+
+// RunFinal merges the partial outputs of all of a batch's tasks into the
+// query's result. The caller releases the result; partials stay the
+// caller's.
+func (p *Pipeline) RunFinal(ctx context.Context, partials []arrow.RecordBatch, now time.Time) (array.RecordReader, error) {
+	if p.dist.Final == nil {
+		return nil, errors.New("sqltransform: RunFinal on a row-wise pipeline")
+	}
+	in, err := array.NewRecordReader(p.PartialSchema(), partials)
+	if err != nil {
+		return nil, fmt.Errorf("read partial aggregates: %w", err)
+	}
+	defer in.Release()
+	return p.dist.Final.Run(ctx, in, sqlengine.WithNow(now))
+}
+
+// Compile composes cfg's steps into one query and compiles it against the
+// source schema with eng. Every problem is a *transform.FieldError naming the
+// field (transforms[1].sql.query) and, for a query, the line, column and
+// position in it; several are joined.
+func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
+	var errs []error
+	fieldErr := func(field, format string, args ...any) {
+		errs = append(errs, &transform.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	input := "" // the SQL defining the rows before the current step; "" is the source itself
+	var last *sqlengine.Compiled
+	var lastPath string
+	for i, st := range cfg.Steps {
+		switch {
+		case st.Decode != nil:
+			if last != nil {
+				fieldErr(st.Path+".decode", "must come before the sql steps (decode the payload first, then query it)")
+				continue
+			}
+			q, err := decodeQuery(cfg.Source, input, *st.Decode, st.Path+".decode", cfg.SkipBad)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			input = q
+		case st.SQL != nil:
+			if last != nil {
+				// The previous step feeds this one; it must be row-wise.
+				d, err := eng.Distribute(ctx, last)
+				if err != nil {
+					errs = append(errs, queryFieldError(lastPath, err))
+					continue
+				}
+				if d.Final != nil {
+					fieldErr(lastPath+".query", "an aggregating query must be the job's last step (its groups are merged on the driver); fold the next step into it as an outer query")
+					continue
+				}
+				input = fmt.Sprintf("WITH %s AS (%s) SELECT * FROM (%s)", quoteIdent(last.View()), inputOrSource(input), last.SQL())
+			}
+			opts := []sqlengine.CompileOption{}
+			if st.SQL.View != "" {
+				opts = append(opts, sqlengine.WithView(st.SQL.View))
+			}
+			if input != "" {
+				opts = append(opts, sqlengine.WithInputQuery(input))
+			}
+			c, err := eng.Compile(ctx, st.SQL.Query, cfg.Source, opts...)
+			if err != nil {
+				errs = append(errs, queryFieldError(st.Path+".sql", err))
+				last = nil
+				// Later steps cannot be checked without this one.
+				return nil, errors.Join(errs...)
+			}
+			last, lastPath = c, st.Path+".sql"
+		default:
+			fieldErr(fmt.Sprintf("transforms[%d]", i), "a job with sql steps takes decode and sql steps only")
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if last == nil {
+		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a sql step"}
+	}
+	d, err := eng.Distribute(ctx, last)
+	if err != nil {
+		return nil, queryFieldError(lastPath, err)
+	}
+	p := &Pipeline{source: cfg.Source, dist: d}
+	out := d.Task.OutputSchema()
+	if d.Final != nil {
+		out = d.Final.OutputSchema()
+	}
+	for _, f := range out.Fields() {
+		p.columns = append(p.columns, f.Name)
+	}
+	return p, nil
+}
+
+// queryFieldError turns a compile error of the step at path (…sql) into a
+// field error: a *sqlengine.QueryError names its field and place; anything
+// else (a closed engine) is returned as it is.
+func queryFieldError(path string, err error) error {
+	var qe *sqlengine.QueryError
+	if !errors.As(err, &qe) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	reason := fmt.Sprintf("%v: %s", qe.Err, qe.Reason)
+	if qe.Position >= 0 {
+		reason = fmt.Sprintf("line %d, column %d (position %d): %s", qe.Line, qe.Column, qe.Position, reason)
+	}
+	return &transform.FieldError{Field: path + "." + qe.Field, Reason: reason}
+}
+
+func inputOrSource(input string) string {
+	if input == "" {
+		return "SELECT * FROM __sluice_input"
+	}
+	return input
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteString(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }
+
+// decodeQuery is the SELECT that decodes d's payload column of the rows
+// defined by input (the source when ""): the decoded fields first, then the
+// other columns, as the CEL decode merges them. A record that does not
+// decode fails the query with DuckDB's error() naming it, or is dropped when
+// skip is set.
+func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip bool) (string, error) {
+	from := "__sluice_input"
+	if input != "" {
+		from = "(" + input + ")"
+	}
+	field := d.Field
+	if field == "" {
+		switch {
+		case hasField(source, "value"):
+			field = "value"
+		case hasField(source, "data"):
+			field = "data"
+		}
+	}
+	if input == "" && !hasField(source, field) {
+		return "", &transform.FieldError{Field: path + ".field", Reason: fmt.Sprintf("%q is not a column of the source (columns: %s)", field, strings.Join(names(source), ", "))}
+	}
+	col := quoteIdent(field)
+	// The payload as text; NULL (a tombstone) stays NULL. Invalid UTF-8
+	// is malformed like bad JSON.
+	text := fmt.Sprintf("try(__sluice_text(%s))", col)
+	where := recordWhere(source)
+	switch d.Format {
+	case "raw":
+		if d.Schema != "" {
+			return "", &transform.FieldError{Field: path + ".schema", Reason: "applies to format json only"}
+		}
+		check := fmt.Sprintf("%s IS NULL OR %s IS NOT NULL", col, text)
+		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, badRecords(check, path, "payload that is not UTF-8 text", where, skip)), nil
+	case "json":
+		if d.Schema == "" {
+			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required in a job with sql steps: the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
+		}
+		structure, fields, err := sqlengine.SparkSchema(d.Schema)
+		if err != nil {
+			return "", &transform.FieldError{Field: path + ".schema", Reason: err.Error()}
+		}
+		sel := make([]string, 0, len(fields)+1)
+		for _, f := range fields {
+			sel = append(sel, fmt.Sprintf("__sluice_j.%s AS %s", quoteIdent(f), quoteIdent(f)))
+		}
+		// The source's other columns follow, unless a decoded field has
+		// the same name (then the decoded value wins, as in the CEL decode).
+		exclude := []string{col, "__sluice_j"}
+		for _, f := range fields {
+			if input == "" && hasField(source, f) && !strings.EqualFold(f, field) {
+				exclude = append(exclude, quoteIdent(f))
+			}
+		}
+		sel = append(sel, fmt.Sprintf("* EXCLUDE (%s)", strings.Join(exclude, ", ")))
+		check := fmt.Sprintf("%s IS NULL OR coalesce(json_valid(%s), false)", col, text)
+		return fmt.Sprintf("SELECT %s FROM (SELECT *, try(json_transform(%s, %s)) AS __sluice_j FROM %s %s)",
+			strings.Join(sel, ", "), text, quoteString(structure), from, badRecords(check, path, "malformed JSON", where, skip)), nil
+	case "csv":
+		return "", &transform.FieldError{Field: path + ".format", Reason: "csv is not one of the formats a job with sql steps decodes (json, raw); decode csv with the CEL steps, or send JSON"}
+	case "":
+		return "", &transform.FieldError{Field: path + ".format", Reason: "is required (json or raw)"}
+	default:
+		return "", &transform.FieldError{Field: path + ".format", Reason: fmt.Sprintf("%q is not one of json, raw", d.Format)}
+	}
+}
+
+// badRecords is the WHERE clause that keeps records passing ok: dropping the
+// others when skip, failing the query on the first otherwise.
+func badRecords(ok, path, what, where string, skip bool) string {
+	if skip {
+		return "WHERE " + ok
+	}
+	return fmt.Sprintf("WHERE CASE WHEN %s THEN true ELSE error(%s || %s || %s) END", ok,
+		quoteString("bad record in "), where, quoteString(": "+path+": "+what+" (set onError: skip to drop such records)"))
+}
+
+// recordWhere is a SQL expression naming the record being read, without its
+// payload (which may hold personal data).
+func recordWhere(s *arrow.Schema) string {
+	switch {
+	case hasField(s, "offset") && hasField(s, "topic") && hasField(s, "partition"):
+		return `"topic" || '/' || CAST("partition" AS VARCHAR) || ' at offset ' || CAST("offset" AS VARCHAR)`
+	case hasField(s, "sequenceNumber") && hasField(s, "shardId"):
+		return `"shardId" || ' at sequence number ' || "sequenceNumber"`
+	}
+	return "'a record'"
+}
+
+func hasField(s *arrow.Schema, name string) bool {
+	_, ok := s.FieldsByName(name)
+	return ok
+}
+
+func names(s *arrow.Schema) []string {
+	out := make([]string, 0, s.NumFields())
+	for _, f := range s.Fields() {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// The process's engine: one DuckDB database shared by every SQL job of a
+// driver or executor, opened on first use (a process that runs no SQL job
+// never pays for it) and never closed (it holds no goroutines; DuckDB's
+// threads end with the process).
+var shared struct {
+	mu  sync.Mutex
+	eng *sqlengine.Engine
+}
+
+// SharedEngine returns the process's engine, opening it on first use with
+// one thread per CPU (GOMAXPROCS).
+func SharedEngine(ctx context.Context) (*sqlengine.Engine, error) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.eng != nil {
+		return shared.eng, nil
+	}
+	eng, err := sqlengine.Open(ctx, sqlengine.WithThreads(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		return nil, fmt.Errorf("open the SQL engine: %w", err)
+	}
+	shared.eng = eng
+	return eng, nil
+}
+
+// Merge runs the final step of an aggregating pipeline over the partial
+// aggregates of a batch's tasks (RunTask's output, as columnar.EncodeIPC
+// encodes it; an empty one is a task that read nothing) and returns the
+// query's rows. An error of the query itself wraps sqlengine.ErrExecution
+// and is permanent: the same partials fail the same way.
+func (p *Pipeline) Merge(ctx context.Context, partials [][]byte, now time.Time) ([]stream.Row, error) {
+	var batches []arrow.RecordBatch
+	defer func() {
+		for _, b := range batches {
+			b.Release()
+		}
+	}()
+	for i, data := range partials {
+		if len(data) == 0 {
+			continue
+		}
+		schema, bs, err := columnar.DecodeIPC(memory.DefaultAllocator, data)
+		batches = append(batches, bs...)
+		if err != nil {
+			return nil, fmt.Errorf("decode partial aggregate %d: %w", i, err)
+		}
+		if !schema.Equal(p.PartialSchema()) {
+			return nil, fmt.Errorf("partial aggregate %d: schema %s, want %s (was it written by another version of the job?)", i, schema, p.PartialSchema())
+		}
+	}
+	out, err := p.RunFinal(ctx, batches, now)
+	if err != nil {
+		if errors.Is(err, sqlengine.ErrExecution) {
+			return nil, connectors.Permanent(err)
+		}
+		return nil, err
+	}
+	defer out.Release()
+	var rows []stream.Row
+	for out.Next() {
+		if rows, err = columnar.AppendRows(rows, out.RecordBatch()); err != nil {
+			return nil, connectors.Permanent(fmt.Errorf("convert merged rows: %w", err))
+		}
+	}
+	if err := out.Err(); err != nil {
+		return nil, fmt.Errorf("read merged rows: %w", err)
+	}
+	return rows, nil
+}

@@ -1,0 +1,250 @@
+package task
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/pkg/columnar"
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/sqlengine"
+	"github.com/sluicehq/sluice/pkg/stream"
+)
+
+// sqlBatchRows is how many records the reader side gathers into one Arrow
+// batch for DuckDB. A query's cost per batch is small but not nothing, and
+// DuckDB splits its work among threads by batch: 16k rows keep both (the
+// spike of issue 13 measured 16k-64k as the sweet spot).
+const sqlBatchRows = 16 << 10
+
+// runSQL is run for a job whose transforms are SQL: the task's records go to
+// DuckDB as Arrow batches through one query, whose output goes to the sink,
+// or back to the driver as partial aggregates, or as collected rows.
+func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
+	r, err := a.Readers.Open(ctx, a.Range)
+	if err != nil {
+		return res, fmt.Errorf("open reader for %s: %w", a.Range.Key(), err)
+	}
+	defer r.Close()
+
+	mem := a.Allocator
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	src := &recordSource{ctx: ctx, r: r, a: &a, b: columnar.NewBuilder(mem, a.SQL.Source())}
+	src.refs.Store(1)
+	out, err := a.SQL.RunTask(ctx, src, a.BatchTime)
+	src.Release()
+	st := src.stats()
+	res.RecordsIn, res.BytesIn, res.Skipped = st.in, st.bytes, st.skipped
+	if st.err != nil {
+		return res, st.err
+	}
+	if err != nil {
+		if errors.Is(err, sqlengine.ErrExecution) {
+			// The same records fail the same way again: a bad record
+			// under onError fail, a failed cast, an overflow.
+			return res, connectors.Permanent(fmt.Errorf("query over %s: %w", a.Range.Key(), err))
+		}
+		return res, fmt.Errorf("query over %s: %w", a.Range.Key(), err)
+	}
+	defer out.Release()
+	res.End = r.End()
+	if m, ok := r.(connectors.ReaderMetrics); ok {
+		res.SourceMetrics = m.Metrics()
+	}
+
+	switch {
+	case a.SQL.Aggregating():
+		var parts []arrow.RecordBatch
+		defer func() {
+			for _, p := range parts {
+				p.Release()
+			}
+		}()
+		for out.Next() {
+			rec := out.RecordBatch()
+			rec.Retain()
+			parts = append(parts, rec)
+		}
+		if err := out.Err(); err != nil {
+			return res, fmt.Errorf("read partial aggregate: %w", err)
+		}
+		p, err := columnar.EncodeIPC(out.Schema(), parts)
+		if err != nil {
+			return res, fmt.Errorf("encode partial aggregate: %w", err)
+		}
+		res.Partial = p
+		return res, nil
+	case a.CollectRows > 0:
+		var sample bytes.Buffer
+		var rows []stream.Row
+		for out.Next() {
+			if rows, err = columnar.AppendRows(rows[:0], out.RecordBatch()); err != nil {
+				return res, connectors.Permanent(fmt.Errorf("convert query output: %w", err))
+			}
+			for _, row := range rows {
+				if res.RowsTotal < int64(a.CollectRows) {
+					line, err := json.Marshal(row)
+					if err != nil {
+						return res, connectors.Permanent(fmt.Errorf("encode row: %w", err))
+					}
+					sample.Write(line)
+					sample.WriteByte('\n')
+				}
+				res.RowsTotal++
+			}
+		}
+		if err := out.Err(); err != nil {
+			return res, fmt.Errorf("read query output: %w", err)
+		}
+		res.Rows, res.RecordsOut = sample.Bytes(), res.RowsTotal
+		return res, nil
+	}
+
+	w, err := a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: a.Range.Key(), Columns: a.SQL.Columns()})
+	if err != nil {
+		return res, fmt.Errorf("open sink writer: %w", err)
+	}
+	defer func() {
+		if w != nil {
+			w.Abort()
+		}
+	}()
+	var rows []stream.Row
+	for out.Next() {
+		// Rows are copied out of the batch (DuckDB's C memory), so the
+		// slice may be reused once the sink has them.
+		if rows, err = columnar.AppendRows(rows[:0], out.RecordBatch()); err != nil {
+			return res, connectors.Permanent(fmt.Errorf("convert query output: %w", err))
+		}
+		if len(rows) > 0 {
+			if err := w.Write(ctx, rows); err != nil {
+				return res, fmt.Errorf("write to sink: %w", err)
+			}
+			rows = make([]stream.Row, 0, len(rows))
+		}
+		res.RecordsOut += int64(out.RecordBatch().NumRows())
+	}
+	if err := out.Err(); err != nil {
+		return res, fmt.Errorf("read query output: %w", err)
+	}
+	if err := a.stillCurrent(ctx); err != nil {
+		return res, fmt.Errorf("commit sink output %s: %w", a.Range.Key(), err)
+	}
+	end, err := commit(ctx, w, res.End)
+	if err != nil {
+		return res, fmt.Errorf("commit sink output %s: %w", a.Range.Key(), err)
+	}
+	w = nil
+	res.End = end
+	return res, nil
+}
+
+// recordSource is the task's reader as an Arrow record reader for DuckDB,
+// which pulls it from its own threads while the query runs: batches of up
+// to sqlBatchRows records, built as they are read.
+type recordSource struct {
+	ctx context.Context
+	r   connectors.Reader
+	a   *Attempt
+	b   *columnar.Builder
+
+	refs atomic.Int64
+
+	mu   sync.Mutex // DuckDB may call from different threads, one at a time
+	cur  arrow.RecordBatch
+	done bool
+	st   sourceStats
+}
+
+type sourceStats struct {
+	in, bytes, skipped int64
+	err                error // the task's own error (a bad record under onError fail, a read failure)
+}
+
+func (s *recordSource) stats() sourceStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+func (s *recordSource) Schema() *arrow.Schema { return s.a.SQL.Source() }
+
+func (s *recordSource) Next() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.Release()
+		s.cur = nil
+	}
+	for !s.done && s.st.err == nil && s.b.Len() < sqlBatchRows {
+		recs, rerr := s.r.Read(s.ctx)
+		for _, rec := range recs {
+			s.st.in++
+			s.st.bytes += int64(rec.Size)
+			if rec.Err != nil {
+				if s.a.OnError == OnErrorSkip {
+					s.st.skipped++
+					continue
+				}
+				s.st.err = connectors.Permanent(fmt.Errorf("bad record in %s at %s: read: %w (set onError: skip to keep going)",
+					s.a.Range.Partition, describe(rec.Fields), rec.Err))
+				break
+			}
+			if err := s.b.Append(rec.Fields); err != nil {
+				s.st.err = connectors.Permanent(fmt.Errorf("record in %s at %s: %w", s.a.Range.Partition, describe(rec.Fields), err))
+				break
+			}
+		}
+		switch {
+		case errors.Is(rerr, io.EOF):
+			s.done = true
+		case rerr != nil && s.st.err == nil:
+			s.st.err = fmt.Errorf("read %s: %w", s.a.Range.Key(), rerr)
+		}
+	}
+	if s.st.err != nil || s.b.Len() == 0 {
+		return false
+	}
+	s.cur = s.b.NewRecordBatch()
+	return true
+}
+
+func (s *recordSource) RecordBatch() arrow.RecordBatch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// Record is RecordBatch under its deprecated name (array.RecordReader).
+func (s *recordSource) Record() arrow.RecordBatch { return s.RecordBatch() }
+
+func (s *recordSource) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.err
+}
+
+func (s *recordSource) Retain() { s.refs.Add(1) }
+
+func (s *recordSource) Release() {
+	if s.refs.Add(-1) != 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.Release()
+		s.cur = nil
+	}
+	s.b.Release()
+}
