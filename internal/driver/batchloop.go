@@ -64,6 +64,9 @@ type batchLoop struct {
 	lastMetrics map[string]float64
 	// summarized are the figures of the last TaskMetricsSummarizer call.
 	summarized map[string]float64
+	// batchTime is the current batch's recorded planning time: what its
+	// SQL sees as the current time, in every task and every replay.
+	batchTime time.Time
 	// planned is when the source returned the current batch's plan.
 	planned time.Time
 }
@@ -214,6 +217,10 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	d := l.m.d
 	batch := plan.Batch
 	recordDone := time.Now()
+	l.batchTime = plan.Planned
+	if l.batchTime.IsZero() { // a plan recorded before plans had a time
+		l.batchTime = planStart
+	}
 
 	ranges := make(map[string]stream.Range, len(plan.Ranges))
 	keys := make([]string, 0, len(plan.Ranges))
@@ -495,11 +502,11 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 	l.attemptN++
 	return &sluicev1.Task{
 		Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
-		From: r.From, Until: r.Until, Aggregate: l.job.Pipeline.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
+		From: r.From, Until: r.Until, Aggregate: l.job.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
 		Incarnation: l.incarnation,
 		AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + r.Key() + "/" +
 			strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
-		Token: newToken(),
+		Token: newToken(), BatchTime: timestamppb.New(l.batchTime),
 	}
 }
 
@@ -516,6 +523,16 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 	var rows []stream.Row
 	part := ""
 	switch {
+	case l.job.SQL != nil && l.job.SQL.Aggregating():
+		partials := make([][]byte, 0, len(keys))
+		for _, k := range keys {
+			partials = append(partials, results[k].GetPartialAggregate())
+		}
+		var err error
+		if rows, err = l.job.SQL.Merge(ctx, partials, l.batchTime); err != nil {
+			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
+		}
+		part = "aggregate"
 	case p.Aggregating():
 		partials := make([][]byte, 0, len(keys))
 		for _, k := range keys {
@@ -546,7 +563,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 		}
 		return n, nil
 	}
-	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.incarnation, Batch: batch, Part: part, Columns: p.Columns()})
+	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.incarnation, Batch: batch, Part: part, Columns: l.job.Columns()})
 	if err != nil {
 		return 0, fmt.Errorf("open sink for batch %d: %w", batch, err)
 	}

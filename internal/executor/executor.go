@@ -261,7 +261,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 	r, err := task.Run(actx, task.Attempt{
 		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Range:   stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit()), From: t.GetFrom(), Until: t.GetUntil()},
-		Readers: jc.readers, Pipeline: jc.job.Pipeline, Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
+		Readers: jc.readers, Pipeline: jc.job.Pipeline, SQL: jc.job.SQL, BatchTime: t.GetBatchTime().AsTime(), Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
 		CollectRows: jc.collect, Current: current,
 	})
 	res.RecordsIn, res.RecordsOut, res.BytesIn = r.RecordsIn, r.RecordsOut, r.BytesIn
@@ -333,7 +333,7 @@ func (e *Executor) cache(spec *sluicev1.JobSpec, hash string) (*jobCache, error)
 		return nil, fmt.Errorf("create dead-letter sink: %w", err)
 	}
 	jc := &jobCache{job: job, readers: readers, sink: sink, dead: dead, active: 1, lastUsed: time.Now()}
-	if c, ok := sink.(connectors.DriverCollector); ok && !job.Pipeline.Aggregating() {
+	if c, ok := sink.(connectors.DriverCollector); ok && !job.Aggregating() {
 		jc.collect = c.MaxRows()
 	}
 	e.jobs[hash] = jc

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/scheduler"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/task"
 	"github.com/sluicehq/sluice/pkg/transform"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
@@ -101,9 +103,12 @@ func (t Trigger) String() string {
 type Job struct {
 	Spec     *sluicev1.JobSpec
 	Pipeline *transform.Pipeline
-	Trigger  Trigger
-	OnError  string
-	Retry    scheduler.RetryPolicy
+	// SQL holds the transforms of a job with sql steps (then Pipeline has
+	// none); nil otherwise.
+	SQL     *sqltransform.Pipeline
+	Trigger Trigger
+	OnError string
+	Retry   scheduler.RetryPolicy
 	// Restart decides whether and when the job runs again after a batch
 	// failed for a cause that may go away (restartStrategy).
 	Restart scheduler.RestartPolicy
@@ -125,6 +130,8 @@ type Job struct {
 type sourceConfig interface {
 	newSource() (connectors.Source, error)
 	newReaderPool() (connectors.ReaderPool, error)
+	// schema is the Arrow schema of the source's records (SQL jobs).
+	schema() *arrow.Schema
 	// identity must not call the service: the API compares it on submit.
 	identity() string
 }
@@ -203,7 +210,10 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 	}
 
 	steps, err := transformSteps(spec.GetTransforms())
-	if err != nil {
+	if hasSQL(spec.GetTransforms()) {
+		compileSQL(j, spec, e)
+		j.Pipeline, _ = transform.Compile(nil) // no CEL steps: Process passes rows through
+	} else if err != nil {
 		e.add("transforms", "%v", err)
 	} else if p, err := transform.Compile(steps); err != nil {
 		addFieldErrors(e, err)
@@ -410,8 +420,11 @@ func transformSteps(ts []*sluicev1.Transform) ([]transform.Step, error) {
 				a.Aggregations = append(a.Aggregations, transform.Aggregation{Fn: ag.GetFn(), Field: ag.GetField(), As: ag.GetAs()})
 			}
 			s.Aggregate = a
+		case *sluicev1.Transform_Sql:
+			// SQL jobs are compiled by compileSQL; this list is the CEL one.
+			continue
 		default:
-			return nil, fmt.Errorf("[%d]: empty transform (one of decode, filter, select, aggregate)", i)
+			return nil, fmt.Errorf("[%d]: empty transform (one of decode, filter, select, aggregate, sql)", i)
 		}
 		steps = append(steps, s)
 	}

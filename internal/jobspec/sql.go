@@ -1,0 +1,106 @@
+package jobspec
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/sluicehq/sluice/pkg/columnar"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
+	"github.com/sluicehq/sluice/pkg/task"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// sqlCompileTimeout bounds compiling a job's SQL at submit (parsing and
+// binding a query takes milliseconds; this only guards a stuck engine).
+const sqlCompileTimeout = time.Minute
+
+// hasSQL reports whether a job's transforms are SQL: any sql step makes the
+// whole job run on DuckDB (sqltransform).
+func hasSQL(ts []*sluicev1.Transform) bool {
+	for _, t := range ts {
+		if t.GetSql() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// compileSQL compiles a SQL job's transforms against its source's schema,
+// adding every problem to e under its field.
+func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
+	if j.source == nil {
+		return // the source's own error is reported; nothing to compile against
+	}
+	before := len(e.List)
+	steps := make([]sqltransform.Step, 0, len(spec.GetTransforms()))
+	for i, t := range spec.GetTransforms() {
+		st := sqltransform.Step{Path: fmt.Sprintf("transforms[%d]", i)}
+		switch k := t.GetKind().(type) {
+		case *sluicev1.Transform_Decode:
+			d := k.Decode
+			if len(d.GetColumns()) > 0 || d.GetHeader() || d.GetDelimiter() != "" {
+				e.add(st.Path+".decode", "columns, header and delimiter apply to format csv, which a job with sql steps does not decode")
+				continue
+			}
+			st.Decode = &sqltransform.Decode{Format: d.GetFormat(), Field: d.GetField(), Schema: d.GetSchema()}
+		case *sluicev1.Transform_Sql:
+			if k.Sql.GetQuery() == "" {
+				e.add(st.Path+".sql.query", "is required: one SELECT statement")
+				continue
+			}
+			st.SQL = &sqltransform.SQL{View: k.Sql.GetView(), Query: k.Sql.GetQuery()}
+		case *sluicev1.Transform_Filter, *sluicev1.Transform_Select, *sluicev1.Transform_Aggregate:
+			e.add(st.Path, "filter, select and aggregate are CEL steps, which do not mix with sql steps: write them in the query (WHERE, the SELECT list, GROUP BY)")
+			continue
+		default:
+			e.add(st.Path, "empty transform (one of decode, sql)")
+			continue
+		}
+		steps = append(steps, st)
+	}
+	if spec.GetOnError() == task.OnErrorDeadLetter {
+		e.add("onError", "deadLetter is not available for a job with sql steps: DuckDB decodes whole batches and does not hand back the record that failed; use fail (the task names the record) or skip")
+	}
+	if len(e.List) > before {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sqlCompileTimeout)
+	defer cancel()
+	eng, err := sqltransform.SharedEngine(ctx)
+	if err != nil {
+		e.add("transforms", "%v", err)
+		return
+	}
+	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
+		Source: j.source.schema(), Steps: steps, SkipBad: spec.GetOnError() == task.OnErrorSkip,
+	})
+	if err != nil {
+		addFieldErrors(e, err)
+		return
+	}
+	j.SQL = p
+}
+
+func (k kafkaSource) schema() *arrow.Schema   { return columnar.KafkaSchema(k.cfg.IncludeHeaders) }
+func (k kinesisSource) schema() *arrow.Schema { return columnar.KinesisSchema() }
+
+// Aggregating reports whether the job's last step aggregates: tasks then
+// return partial aggregates which the driver merges and writes.
+func (j *Job) Aggregating() bool {
+	if j.SQL != nil {
+		return j.SQL.Aggregating()
+	}
+	return j.Pipeline.Aggregating()
+}
+
+// Columns is the job's output column order when it is known (see
+// transform.Pipeline.Columns); a SQL job's are its query's.
+func (j *Job) Columns() []string {
+	if j.SQL != nil {
+		return j.SQL.Columns()
+	}
+	return j.Pipeline.Columns()
+}
