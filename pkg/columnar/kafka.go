@@ -46,7 +46,7 @@ type KafkaBuilder struct {
 	// What the last batch held: the next one reserves as much when its
 	// first record comes.
 	lastRows, lastKeyBytes, lastValueBytes, lastTopicBytes int
-	lastHeaders, lastHeaderKeyBytes, lastHeaderValueBytes int
+	lastHeaders, lastHeaderKeyBytes, lastHeaderValueBytes  int
 }
 
 // NewKafkaBuilder returns a KafkaBuilder of KafkaSchema(headers) whose
