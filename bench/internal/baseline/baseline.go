@@ -4,9 +4,11 @@
 // that their CPU and peak memory are measured the way the Sluice processes'
 // are, and print a Result as JSON on stdout.
 //
-// Both read every partition of a topic from its start to the end offsets
-// listed when they start, with franz-go's default fetch settings, and use
-// every core (GOMAXPROCS workers), as Sluice's executors do.
+// Every Kafka baseline (aggregate, copy, count) reads every partition of a
+// topic from its start to the end offsets listed when it starts, with
+// franz-go's default fetch settings, through the same consume loop; they
+// differ only in what they do with the records. Aggregate uses every core
+// (GOMAXPROCS workers), as Sluice's executors do.
 package baseline
 
 import (
@@ -113,6 +115,24 @@ func Aggregate(ctx context.Context, brokers []string, topic string) (Result, err
 		}
 	}
 	return res, nil
+}
+
+// Count reads every record of topic and counts them, doing nothing else: the
+// floor under any engine's read path (consume loop and franz-go's decoding
+// of fetch responses), which a count-only Sluice job is compared with.
+func Count(ctx context.Context, brokers []string, topic string) (Result, error) {
+	var n int64
+	res, err := consume(ctx, brokers, topic, loop{
+		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
+			n += int64(len(recs))
+			return nil
+		},
+		finish: func(*kgo.Client) error { return nil },
+	})
+	if err == nil && n != res.Records {
+		err = fmt.Errorf("counted %d records, the consume loop read %d", n, res.Records)
+	}
+	return res, err
 }
 
 // Copy produces every record of topic, unchanged, to out with the client's

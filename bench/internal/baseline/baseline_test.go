@@ -9,8 +9,9 @@ import (
 	"github.com/sluicehq/sluice/bench/internal/harness"
 )
 
-// TestBaselines runs both baselines against kfake: Aggregate must find the
-// sums the generator wrote, Copy must copy every record exactly once.
+// TestBaselines runs the Kafka baselines against kfake: Aggregate must find
+// the sums the generator wrote, Count must count every record once, Copy
+// must copy every record exactly once.
 func TestBaselines(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -43,6 +44,14 @@ func TestBaselines(t *testing.T) {
 		if got := agg.Groups[g]; got.Sum != want.Sum || got.Count != want.Count {
 			t.Errorf("group %s = %+v, want %+v", g, got, want)
 		}
+	}
+
+	cnt, err := baseline.Count(ctx, k.Brokers, "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cnt.Records != w.Records || cnt.Bytes != w.Bytes || cnt.Elapsed <= 0 {
+		t.Errorf("count read %d records, %d bytes in %s; want %d, %d", cnt.Records, cnt.Bytes, cnt.Elapsed, w.Records, w.Bytes)
 	}
 
 	cp, err := baseline.Copy(ctx, k.Brokers, "in", "out")
