@@ -19,6 +19,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -104,6 +105,19 @@ type Reader interface {
 	End() stream.Position
 	// Close releases the reader; it may return it to its pool.
 	Close() error
+}
+
+// KafkaArrowReader is implemented by the Kafka source's readers, for SQL
+// tasks whose input is columnar.KafkaSchema: ReadKafkaArrow appends the next
+// records to b instead of returning them as rows, which saves a map per
+// record. It has Read's semantics otherwise, and a task uses one or the
+// other, never both: it blocks like Read, returns io.EOF at the end of the
+// range (possibly with records appended by the same call), leaves End just
+// after the last record appended, and fails with Read's errors (with
+// nothing appended). records is how many it appended, bytes what the
+// Size of the same records from Read would sum to.
+type KafkaArrowReader interface {
+	ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuilder) (records int, bytes int64, err error)
 }
 
 // ReaderMetrics is implemented by readers that report figures about the

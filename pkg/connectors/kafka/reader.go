@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -442,6 +443,15 @@ func (r *emptyReader) Read(context.Context) ([]stream.Record, error) { return ni
 func (r *emptyReader) End() stream.Position                          { return r.end }
 func (r *emptyReader) Close() error                                  { return nil }
 
+func (r *emptyReader) ReadKafkaArrow(context.Context, *columnar.KafkaBuilder) (int, int64, error) {
+	return 0, 0, io.EOF
+}
+
+var (
+	_ connectors.KafkaArrowReader = (*emptyReader)(nil)
+	_ connectors.KafkaArrowReader = (*rangeReader)(nil)
+)
+
 // errPoolClosed is what a reader returns once its pool closed.
 var errPoolClosed = errors.New("reader pool closed")
 
@@ -457,6 +467,8 @@ type rangeReader struct {
 	// The last record returned, for Metrics: its offset and timestamp (ms).
 	hasLast         bool
 	lastOff, lastTs int64
+	// headers is ReadKafkaArrow's scratch for one record's headers.
+	headers []columnar.KafkaHeader
 }
 
 var _ connectors.ReaderMetrics = (*rangeReader)(nil)
@@ -500,6 +512,45 @@ func (r *rangeReader) Close() error {
 // lost records are skipped, see ReaderPool); ctx's error when it ended; an
 // error when the pool closed.
 func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
+	recs, err := r.next(ctx)
+	if len(recs) == 0 {
+		return nil, err
+	}
+	out := make([]stream.Record, len(recs))
+	for i, rec := range recs {
+		out[i] = r.pool.record(rec)
+	}
+	return out, nil
+}
+
+// ReadKafkaArrow is Read appending to b (connectors.KafkaArrowReader): the
+// same records, positions, blocking and errors, with the columns that Read's
+// rows hold (headers only with includeHeaders), and bytes the sum of their
+// Size.
+func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuilder) (int, int64, error) {
+	recs, err := r.next(ctx)
+	var bytes int64
+	for _, rec := range recs {
+		var hs []columnar.KafkaHeader
+		if r.pool.set.includeHeaders && len(rec.Headers) > 0 {
+			hs = r.headers[:0]
+			for _, h := range rec.Headers {
+				hs = append(hs, columnar.KafkaHeader(h))
+			}
+			r.headers = hs
+		}
+		b.Append(rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Value,
+			rec.Timestamp.UnixMilli(), int32(rec.Attrs.TimestampType()), hs)
+		bytes += int64(recordBytes(rec))
+	}
+	clear(r.headers) // let the records' header values be collected
+	return len(recs), bytes, err
+}
+
+// next is Read and ReadKafkaArrow without the conversion: the next records
+// of the range, or nothing and an error (io.EOF at the end). It remembers
+// the last record for Metrics.
+func (r *rangeReader) next(ctx context.Context) ([]*kgo.Record, error) {
 	if r.closed {
 		return nil, fmt.Errorf("read %s: reader closed", r.key)
 	}
@@ -517,7 +568,9 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 		recs, done, ferr := r.take()
 		switch {
 		case len(recs) > 0:
-			return r.convert(recs), nil
+			last := recs[len(recs)-1]
+			r.hasLast, r.lastOff, r.lastTs = true, last.Offset, last.Timestamp.UnixMilli()
+			return recs, nil
 		case done:
 			return nil, io.EOF
 		case errors.Is(ferr, errPoolClosed):
@@ -627,18 +680,6 @@ func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
 		s.f.wakeLocked()
 	}
 	return nil, false, nil
-}
-
-// convert turns taken records into stream records and remembers the last
-// for Metrics.
-func (r *rangeReader) convert(recs []*kgo.Record) []stream.Record {
-	out := make([]stream.Record, len(recs))
-	for i, rec := range recs {
-		out[i] = r.pool.record(rec)
-	}
-	last := recs[len(recs)-1]
-	r.hasLast, r.lastOff, r.lastTs = true, last.Offset, last.Timestamp.UnixMilli()
-	return out
 }
 
 // fetchFailed handles the fetch error the slot stopped at, reached with
@@ -774,5 +815,8 @@ func (p *ReaderPool) record(rec *kgo.Record) stream.Record {
 			row["headers"] = nil
 		}
 	}
-	return stream.Record{Fields: row, Size: len(rec.Key) + len(rec.Value)}
+	return stream.Record{Fields: row, Size: recordBytes(rec)}
 }
+
+// recordBytes is a record's stream.Record Size: its key and value.
+func recordBytes(rec *kgo.Record) int { return len(rec.Key) + len(rec.Value) }
