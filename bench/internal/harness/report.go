@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -124,7 +125,7 @@ func (r *Report) Add(row Row) error {
 	rec := map[string]any{
 		"run": r.run, "time": time.Now().UTC().Format(time.RFC3339), "id": row.ID, "scenario": row.Name,
 		"sluice": row.Sluice, "baseline": row.Baseline, "target": row.Target, "notes": row.Notes,
-		"data": row.Data, "load1": LoadAvg(), "machine": r.machine, "knobs": r.knobs,
+		"data": finite(row.Data), "load1": LoadAvg(), "machine": r.machine, "knobs": r.knobs,
 	}
 	if !math.IsNaN(row.Ratio) {
 		rec["ratio"] = row.Ratio
@@ -149,6 +150,43 @@ func (r *Report) Add(row Row) error {
 		return fmt.Errorf("append result: %w", err)
 	}
 	return nil
+}
+
+// finite returns v with every NaN or infinite float replaced by nil (JSON
+// null), walking maps, slices and arrays; other values are returned as they
+// are. A figure that could not be computed (the median of an empty window of
+// few samples, the slope of one point) is NaN, and encoding/json refuses NaN:
+// without this, one such figure in a row's Data lost the whole row.
+func finite(v any) any {
+	if v == nil {
+		return nil
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := rv.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil
+		}
+	case reflect.Map:
+		if rv.IsNil() || rv.Type().Key().Kind() != reflect.String {
+			return v
+		}
+		out := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			out[it.Key().String()] = finite(it.Value().Interface())
+		}
+		return out
+	case reflect.Slice, reflect.Array:
+		if rv.Kind() == reflect.Slice && (rv.IsNil() || rv.Type().Elem().Kind() == reflect.Uint8) {
+			return v // null, or []byte as encoding/json writes it (base64)
+		}
+		out := make([]any, rv.Len())
+		for i := range out {
+			out[i] = finite(rv.Index(i).Interface())
+		}
+		return out
+	}
+	return v
 }
 
 // Rows returns the rows added so far.

@@ -168,7 +168,7 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 		}
 		if u, err := d.Stats(); err == nil {
 			r.driverRSS = append(r.driverRSS, u.RSS)
-			if mem != nil && id%10 == 0 {
+			if mem != nil && id%int64(memoryEvery(memoryBatches)) == 0 {
 				m, err := d.Metrics(ctx)
 				if err != nil {
 					werr = err
@@ -300,6 +300,11 @@ func probeGRPC(ctx context.Context, h healthpb.HealthClient, n int) (float64, er
 	return harness.Percentile(harness.Millis(ds), 50), nil
 }
 
+// memoryEvery is how many batches apart the driver-memory run samples the
+// driver: about 100 samples over the run, every batch in a short one, so
+// that each window summarise compares holds samples.
+func memoryEvery(batches int) int { return max(batches/100, 1) }
+
 func (m *memoryResult) summarise() {
 	n := m.batchesRun
 	// Skip the first tenth: the driver's caches, etcd's store and the purge
@@ -406,17 +411,42 @@ func memoryRow(partitions int, m *memoryResult) harness.Row {
 		}
 		return harness.Percentile(v, 50)
 	}
+	// A window without samples (a short run, or watch events missed) has no
+	// median: say so rather than print NaN or the garbage int64(NaN) makes,
+	// and leave the target unjudged instead of calling it missed.
+	mb := func(v float64) string {
+		if math.IsNaN(v) {
+			return "n/a"
+		}
+		return harness.MB(int64(v))
+	}
+	pct := func(g float64) string {
+		if math.IsNaN(g) {
+			return "n/a"
+		}
+		return fmt.Sprintf("%+.1f%%", 100*g)
+	}
 	const limit = 0.10
-	met := m.heapGrowth <= limit && m.rssGrowth <= limit
+	var met *bool
+	if !math.IsNaN(m.heapGrowth) && !math.IsNaN(m.rssGrowth) {
+		met = harness.Bool(m.heapGrowth <= limit && m.rssGrowth <= limit)
+	}
+	notes := fmt.Sprintf("heap slope %+.1f KB per 100 batches over %d samples", m.heapSlope*100/1024, len(m.batches))
+	if math.IsNaN(m.heapSlope) {
+		notes = fmt.Sprintf("no heap slope: %d samples", len(m.batches))
+	}
+	if met == nil {
+		notes += fmt.Sprintf("; too few samples to compare the windows (one every %d batches): raise BENCH_MEMORY_BATCHES", memoryEvery(m.batchesRun))
+	}
 	return harness.Row{
 		ID: "3m", Name: fmt.Sprintf("driver memory over %d batches, P=%d", m.batchesRun, partitions),
-		Sluice: fmt.Sprintf("heap in use %s → %s (%+.1f%%), RSS %s → %s (%+.1f%%)",
-			harness.MB(int64(med(m.heap, m.early))), harness.MB(int64(med(m.heap, m.late))), 100*m.heapGrowth,
-			harness.MB(int64(med(m.rss, m.early))), harness.MB(int64(med(m.rss, m.late))), 100*m.rssGrowth),
+		Sluice: fmt.Sprintf("heap in use %s → %s (%s), RSS %s → %s (%s)",
+			mb(med(m.heap, m.early)), mb(med(m.heap, m.late)), pct(m.heapGrowth),
+			mb(med(m.rss, m.early)), mb(med(m.rss, m.late)), pct(m.rssGrowth)),
 		Baseline: fmt.Sprintf("batches %d–%d vs %d–%d", m.early[0], m.early[1]-1, m.late[0], m.late[1]-1),
 		Ratio:    1 + m.heapGrowth, RatioNote: "late/early heap",
-		Target: "flat (medians within 10%)", Met: harness.Bool(met),
-		Notes: fmt.Sprintf("heap slope %+.1f KB per 100 batches over %d samples", m.heapSlope*100/1024, len(m.batches)),
+		Target: "flat (medians within 10%)", Met: met,
+		Notes: notes,
 		Data: map[string]any{
 			"batches": m.batchesRun, "sampleBatches": m.batches, "heapInuseBytes": m.heap, "rssBytes": m.rss,
 			"heapGrowth": m.heapGrowth, "rssGrowth": m.rssGrowth, "heapSlopeBytesPerBatch": m.heapSlope,
