@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,7 +212,7 @@ func TestSQLRowWise(t *testing.T) {
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			res, err := Run(context.Background(), Attempt{Job: "j", Batch: 2, Range: stream.Range{Partition: "t/0"},
 				Readers: &kafkaPool{values: map[string][]string{"t/0": values}, chunk: 2, errAt: tc.errAt},
-				SQL: p, Sink: sink, Allocator: mem, OnError: tc.onError})
+				SQL:     p, Sink: sink, Allocator: mem, OnError: tc.onError})
 			mem.AssertSize(t, 0)
 			if tc.wantErr != "" {
 				if err == nil || !connectors.IsPermanent(err) || !strings.Contains(err.Error(), tc.wantErr) {
@@ -244,4 +245,244 @@ func TestSQLRowWise(t *testing.T) {
 			t.Fatalf("rows %q, total %d", res.Rows, res.RowsTotal)
 		}
 	})
+}
+
+// memKafka is an in-memory Kafka partition set whose readers return rows as
+// the Kafka reader's Read does and, when arrow is set, also implement
+// connectors.KafkaArrowReader as it does: the two paths of a SQL task.
+type memKafka struct {
+	values map[string][][]byte // partition key "t/0" -> payloads
+	chunk  int
+	arrow  bool
+	// Calls of each kind, to tell which path a task took.
+	reads, arrowReads atomic.Int64
+}
+
+func (p *memKafka) Open(_ context.Context, r stream.Range) (connectors.Reader, error) {
+	var n int32
+	fmt.Sscanf(string(r.Partition), "t/%d", &n)
+	rd := &memKafkaReader{p: p, vals: p.values[string(r.Partition)], part: n}
+	if p.arrow {
+		return &memKafkaArrowReader{rd}, nil
+	}
+	return rd, nil
+}
+func (p *memKafka) Close() error { return nil }
+
+type memKafkaReader struct {
+	p    *memKafka
+	vals [][]byte
+	part int32
+	pos  int
+}
+
+func (r *memKafkaReader) key(i int) []byte {
+	if i%3 == 0 {
+		return nil
+	}
+	return r.vals[i][:2]
+}
+
+func (r *memKafkaReader) Read(context.Context) ([]stream.Record, error) {
+	r.p.reads.Add(1)
+	if r.pos >= len(r.vals) {
+		return nil, io.EOF
+	}
+	end := min(r.pos+r.p.chunk, len(r.vals))
+	out := make([]stream.Record, 0, end-r.pos)
+	for i := r.pos; i < end; i++ {
+		row := stream.Row{
+			"key": nil, "value": r.vals[i], "topic": "t", "partition": int64(r.part), "offset": int64(i),
+			"timestamp": stream.Timestamp(1_700_000_000_000 + int64(i)), "timestampType": int64(0),
+		}
+		if k := r.key(i); k != nil {
+			row["key"] = k
+		}
+		out = append(out, stream.Record{Fields: row, Size: len(r.key(i)) + len(r.vals[i])})
+	}
+	r.pos = end
+	return out, nil
+}
+func (r *memKafkaReader) End() stream.Position { return stream.Position(fmt.Sprint(r.pos)) }
+func (r *memKafkaReader) Close() error         { return nil }
+
+type memKafkaArrowReader struct{ *memKafkaReader }
+
+func (r *memKafkaArrowReader) ReadKafkaArrow(_ context.Context, b *columnar.KafkaBuilder) (int, int64, error) {
+	r.p.arrowReads.Add(1)
+	if r.pos >= len(r.vals) {
+		return 0, 0, io.EOF
+	}
+	end := min(r.pos+r.p.chunk, len(r.vals))
+	var bytes int64
+	for i := r.pos; i < end; i++ {
+		b.Append("t", r.part, int64(i), r.key(i), r.vals[i], 1_700_000_000_000+int64(i), 0, nil)
+		bytes += int64(len(r.key(i)) + len(r.vals[i]))
+	}
+	n := end - r.pos
+	r.pos = end
+	return n, bytes, nil
+}
+
+// seedValues returns n seed payloads and adds their sums to want.
+func seedValues(n int, want map[string]int64) [][]byte {
+	branches, currencies := []string{"Kazan", "SPB", "Surgut"}, []string{"RUB", "USD"}
+	out := make([][]byte, n)
+	for i := range out {
+		b, c, a := branches[i%3], currencies[(i/3)%2], int64(i%201-100)
+		out[i] = fmt.Appendf(nil, `{"branch":%q,"currency":%q,"amount":%d}`, b, c, a)
+		if want != nil {
+			want[b+"/"+c] += a
+		}
+	}
+	return out
+}
+
+// runSeed runs the seed query's tasks over pool's partitions and merges the
+// partials; it returns the task results and the sums.
+func runSeed(t testing.TB, p *sqltransform.Pipeline, pool connectors.ReaderPool, mem memory.Allocator, parts ...string) ([]Result, map[string]int64) {
+	batchTime := time.Date(2026, 12, 5, 6, 30, 0, 0, time.UTC)
+	var partials [][]byte
+	var results []Result
+	for _, part := range parts {
+		res, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: stream.PartitionID(part)},
+			Readers: pool, SQL: p, BatchTime: batchTime, Allocator: mem, OnError: OnErrorFail})
+		if err != nil {
+			t.Fatalf("task %s: %v", part, err)
+		}
+		partials = append(partials, res.Partial)
+		res.Duration, res.Partial = 0, nil
+		results = append(results, res)
+	}
+	rows, err := p.Merge(context.Background(), partials, batchTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range rows {
+		got[r["branch_name"].(string)+"/"+r["currency_code"].(string)] = r["batch_value"].(int64)
+	}
+	return results, got
+}
+
+// TestSQLKafkaArrowPath: a reader that appends Kafka records straight to
+// Arrow (connectors.KafkaArrowReader) is used for the Kafka schema, and the
+// task gives what the row path gives: the same sums and sink rows, records
+// in, bytes, end and skipped, all batches released.
+func TestSQLKafkaArrowPath(t *testing.T) {
+	eng := sqlEngine(t)
+	want := map[string]int64{}
+	values := map[string][][]byte{"t/0": seedValues(40000, want), "t/1": seedValues(3, want), "t/2": nil}
+
+	t.Run("seed query", func(t *testing.T) {
+		p := sqlPipeline(t, eng, false, seedSteps...)
+		var results [2][]Result
+		for i, arrow := range []bool{false, true} {
+			pool := &memKafka{values: values, chunk: 700, arrow: arrow}
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			res, got := runSeed(t, p, pool, mem, "t/0", "t/1", "t/2")
+			mem.AssertSize(t, 0)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("arrow=%v: sums (-want +got):\n%s", arrow, diff)
+			}
+			if arrow && (pool.reads.Load() != 0 || pool.arrowReads.Load() == 0) || !arrow && pool.arrowReads.Load() != 0 {
+				t.Fatalf("arrow=%v: %d reads, %d arrow reads", arrow, pool.reads.Load(), pool.arrowReads.Load())
+			}
+			results[i] = res
+		}
+		if diff := cmp.Diff(results[0], results[1]); diff != "" {
+			t.Fatalf("results (-rows +arrow):\n%s", diff)
+		}
+		if results[1][0].RecordsIn != 40000 || results[1][0].BytesIn == 0 || string(results[1][0].End) != "40000" {
+			t.Fatalf("result %+v", results[1][0])
+		}
+	})
+
+	t.Run("row-wise with bad records", func(t *testing.T) {
+		vals := [][]byte{[]byte(`{"a":1,"s":"x"}`), []byte(`not json`), []byte(`{"a":2,"s":"y"}`), []byte("\xff\xfe"), []byte(`{"a":3}`)}
+		steps := []sqltransform.Step{
+			{Path: "transforms[0]", Decode: &sqltransform.Decode{Format: "json", Schema: "a BIGINT, s STRING"}},
+			{Path: "transforms[1]", SQL: &sqltransform.SQL{Query: `select a * 10 as a10, upper(s) as s, "offset", key, "timestamp" from source where a <> 2`}},
+		}
+		p := sqlPipeline(t, eng, true, steps...)
+		var sinks [2]*memSink
+		var results [2]Result
+		for i, arrow := range []bool{false, true} {
+			sinks[i] = &memSink{}
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			res, err := Run(context.Background(), Attempt{Job: "j", Batch: 2, Range: stream.Range{Partition: "t/0"},
+				Readers: &memKafka{values: map[string][][]byte{"t/0": vals}, chunk: 2, arrow: arrow},
+				SQL:     p, Sink: sinks[i], Allocator: mem, OnError: OnErrorSkip})
+			mem.AssertSize(t, 0)
+			if err != nil {
+				t.Fatalf("arrow=%v: %v", arrow, err)
+			}
+			res.Duration = 0
+			results[i] = res
+		}
+		if diff := cmp.Diff(results[0], results[1]); diff != "" {
+			t.Fatalf("results (-rows +arrow):\n%s", diff)
+		}
+		if diff := cmp.Diff(sinks[0].rows, sinks[1].rows); diff != "" {
+			t.Fatalf("sink rows (-rows +arrow):\n%s", diff)
+		}
+		if len(sinks[1].rows["t/0"]) != 2 || results[1].RecordsIn != 5 || string(results[1].End) != "5" {
+			t.Fatalf("arrow: rows %v, result %+v", sinks[1].rows, results[1])
+		}
+	})
+
+	t.Run("other schema takes the row path", func(t *testing.T) {
+		// A query over a schema that is not the Kafka source's (a Kinesis
+		// job) never asks a reader for Kafka batches.
+		p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KinesisSchema(),
+			Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: `select count(*) as n from source`}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := &memKafka{values: map[string][][]byte{"t/0": seedValues(10, nil)}, chunk: 4, arrow: true}
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		if _, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "t/0"},
+			Readers: pool, SQL: p, Allocator: mem, OnError: OnErrorFail}); err != nil {
+			t.Fatal(err)
+		}
+		mem.AssertSize(t, 0)
+		if pool.arrowReads.Load() != 0 || pool.reads.Load() == 0 {
+			t.Fatalf("%d reads, %d arrow reads", pool.reads.Load(), pool.arrowReads.Load())
+		}
+	})
+}
+
+// BenchmarkSQLSeedQueryKafka runs the seed query's task over 500k in-memory
+// Kafka records (one partition, reads of 10k as the Kafka reader's default)
+// through the row path and the Kafka Arrow path.
+func BenchmarkSQLSeedQueryKafka(b *testing.B) {
+	const n = 500_000
+	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false), Steps: seedSteps})
+	if err != nil {
+		b.Fatal(err)
+	}
+	values := map[string][][]byte{"t/0": seedValues(n, nil)}
+	for _, arrow := range []bool{false, true} {
+		name := "rows"
+		if arrow {
+			name = "arrow"
+		}
+		b.Run(name, func(b *testing.B) {
+			pool := &memKafka{values: values, chunk: 10_000, arrow: arrow}
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "t/0"},
+					Readers: pool, SQL: p, BatchTime: time.Unix(0, 0), OnError: OnErrorFail})
+				if err != nil || res.RecordsIn != n {
+					b.Fatalf("task: %v, %d records", err, res.RecordsIn)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+		})
+	}
 }
