@@ -2,6 +2,9 @@
 # `bench` target runs bench-all. Settings come from BENCH_* variables; run
 # `go run ./bench/cmd/sluicebench -h` for the list. A quick run:
 #   BENCH_N=200000 BENCH_OVERHEAD_PARTITIONS=16,256 BENCH_MEMORY_BATCHES=200 make bench
+# Only the Kafka throughput rows (1 SQL, 1b CEL, 1c count-only, 2 copy), with
+# results kept out of bench/results:
+#   BENCH_N=200000 BENCH_SCENARIOS=1,2 BENCH_RESULTS=/tmp/bench make bench-harness
 
 .PHONY: bench-all bench-go bench-harness
 

@@ -14,18 +14,21 @@ import (
 // environment variable (see Knobs); defaults are the sizes `make bench`
 // claims numbers for, smaller values make a quick run.
 type Config struct {
-	// N is the number of records of the throughput scenarios 1 and 2.
+	// N is the number of records of the Kafka throughput scenarios (1, 1b,
+	// 1c and 2 read the same preloaded topic).
 	N int
 	// Partitions of the throughput topic.
 	Partitions int
-	// Batches: the availableNow job of scenarios 1 and 2 reads the N
+	// Batches: the availableNow jobs of scenarios 1, 1b, 1c and 2 read the N
 	// records in about this many micro-batches (maxOffsetsPerTrigger =
 	// N/Batches), as a streaming job catching up would.
 	Batches int
 	// Executors and Slots per executor of every Sluice cluster.
 	Executors int
 	Slots     int
-	// Scenarios to run, by id ("1", "2", ...); empty means all.
+	// Scenarios to run, by id ("1", "1c", "2", ...); empty means all. A
+	// number selects every scenario of its group ("1" runs 1, 1b and 1c),
+	// an id with its letter only that one (see Wants).
 	Scenarios []string
 	// OverheadPartitions are the partition counts of scenario 3.
 	OverheadPartitions []int
@@ -72,12 +75,12 @@ type Knob struct {
 
 // Knobs lists every variable Load reads, with its default.
 var Knobs = []Knob{
-	{"BENCH_N", "2000000", "records of the Kafka throughput scenarios (1, 2)"},
+	{"BENCH_N", "2000000", "records of the Kafka throughput scenarios (1, 1b, 1c, 2)"},
 	{"BENCH_PARTITIONS", "16", "partitions of the throughput topic"},
-	{"BENCH_BATCHES", "8", "micro-batches the availableNow jobs of scenarios 1 and 2 take (maxOffsetsPerTrigger = N/batches)"},
+	{"BENCH_BATCHES", "8", "micro-batches the availableNow jobs of scenarios 1, 1b, 1c and 2 take (maxOffsetsPerTrigger = N/batches)"},
 	{"BENCH_EXECUTORS", "2", "executor processes per Sluice cluster"},
 	{"BENCH_SLOTS", "2", "task slots per executor"},
-	{"BENCH_SCENARIOS", "all", "comma-separated scenario ids to run, e.g. 1,3,6"},
+	{"BENCH_SCENARIOS", "all", "comma-separated scenario ids to run, e.g. 1,3,6 (1 is 1, 1b and 1c; 1c alone is 1c)"},
 	{"BENCH_OVERHEAD_PARTITIONS", "16,256,1024", "partition counts of the batch-overhead scenario (3)"},
 	{"BENCH_OVERHEAD_BATCHES", "100", "batches measured per partition count in scenario 3"},
 	{"BENCH_OVERHEAD_WARMUP", "10", "batches run before scenario 3 starts measuring (readers warm up)"},
@@ -196,9 +199,11 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// Wants reports whether scenario id is selected.
+// Wants reports whether scenario id is selected: no selection, id itself,
+// or its group, the number before a variant letter ("1" selects "1b").
 func (c Config) Wants(id string) bool {
-	return len(c.Scenarios) == 0 || slices.Contains(c.Scenarios, id)
+	return len(c.Scenarios) == 0 || slices.Contains(c.Scenarios, id) ||
+		slices.Contains(c.Scenarios, strings.TrimRight(id, "abcdefghijklmnopqrstuvwxyz"))
 }
 
 // Values returns the knobs as set, for the JSON record of a run.

@@ -28,7 +28,13 @@ func TestLoad(t *testing.T) {
 				if c.N != 200000 || !cmp.Equal(c.Scenarios, []string{"1", "3"}) || !cmp.Equal(c.OverheadPartitions, []int{16, 256}) || !c.Keep {
 					t.Errorf("quick run: %+v", c)
 				}
-				if !c.Wants("3") || c.Wants("2") {
+				if !c.Wants("3") || c.Wants("2") || !c.Wants("1b") || !c.Wants("1c") {
+					t.Errorf("Wants: %v", c.Scenarios)
+				}
+			}},
+		{name: "one variant", env: map[string]string{"BENCH_SCENARIOS": "1c,2"},
+			check: func(t *testing.T, c Config) {
+				if !c.Wants("1c") || c.Wants("1") || c.Wants("1b") || !c.Wants("2") || c.Wants("3") {
 					t.Errorf("Wants: %v", c.Scenarios)
 				}
 			}},
