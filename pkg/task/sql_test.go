@@ -13,9 +13,12 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/kafka"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -485,4 +488,131 @@ func BenchmarkSQLSeedQueryKafka(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
 		})
 	}
+}
+
+// rowsOnly hides a reader's KafkaArrowReader: the task takes the row path.
+type rowsOnly struct{ connectors.ReaderPool }
+
+func (p rowsOnly) Open(ctx context.Context, r stream.Range) (connectors.Reader, error) {
+	rd, err := p.ReaderPool.Open(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return rowReader{rd}, nil
+}
+
+type rowReader struct{ connectors.Reader }
+
+func (r rowReader) Metrics() map[string]float64 {
+	return r.Reader.(connectors.ReaderMetrics).Metrics()
+}
+
+// TestSQLOverKafkaReader runs the seed query, and a row-wise query over
+// the headers, through the Kafka reader on an in-process Kafka (kfake), by
+// both paths: the Arrow path must give what the row path gives.
+func TestSQLOverKafkaReader(t *testing.T) {
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want := map[string]int64{}
+	var recs []*kgo.Record
+	for i, v := range seedValues(5000, want) {
+		rec := &kgo.Record{Topic: "t", Partition: int32(i % 2), Value: v}
+		if i%3 == 0 {
+			rec.Key = []byte(fmt.Sprint(i))
+		}
+		if i%3 == 1 { // in t/1 (odd i): offsets divisible by 3
+			rec.Headers = []kgo.RecordHeader{{Key: "h", Value: []byte(fmt.Sprint(i))}, {Key: "null"}}
+		}
+		recs = append(recs, rec)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eng := sqlEngine(t)
+	for _, headers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("headers=%v", headers), func(t *testing.T) {
+			cfg := kafka.Config{BootstrapServers: fake.ListenAddrs()[0], Subscribe: []string{"t"}, StartingOffsets: "earliest", FailOnDataLoss: true, IncludeHeaders: headers}
+			seed, err := sqltransform.Compile(ctx, eng, sqltransform.Config{Source: columnar.KafkaSchema(headers), Steps: seedSteps})
+			if err != nil {
+				t.Fatal(err)
+			}
+			query := `select "offset", key, value, "timestamp", timestampType, partition, topic from source`
+			if headers {
+				query = `select "offset", headers from source`
+			}
+			rowWise, err := sqltransform.Compile(ctx, eng, sqltransform.Config{Source: columnar.KafkaSchema(headers),
+				Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: query}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var results [2][]Result
+			var sinks [2]*memSink
+			for i, arrow := range []bool{false, true} {
+				pool, err := kafka.NewReaderPool(cfg, kafka.WithMaxRecordsPerRead(700))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pool.Close()
+				var readers connectors.ReaderPool = pool
+				if !arrow {
+					readers = rowsOnly{pool}
+				}
+				mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+				var got map[string]int64
+				results[i], got = runSeed(t, seed, &rangePool{readers, stream.Position("2500")}, mem, "t/0", "t/1")
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("arrow=%v: sums (-want +got):\n%s", arrow, diff)
+				}
+				// The partitions' next ranges come from the warm readers.
+				sinks[i] = &memSink{}
+				res, err := Run(ctx, Attempt{Job: "j", Batch: 2, Range: stream.Range{Partition: "t/1", From: stream.Position("2000"), Until: stream.Position("2500")},
+					Readers: readers, SQL: rowWise, Sink: sinks[i], Allocator: mem, OnError: OnErrorFail})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Duration = 0
+				results[i] = append(results[i], res)
+				mem.AssertSize(t, 0)
+			}
+			if diff := cmp.Diff(results[0], results[1]); diff != "" {
+				t.Fatalf("results (-rows +arrow):\n%s", diff)
+			}
+			if diff := cmp.Diff(sinks[0].rows, sinks[1].rows); diff != "" {
+				t.Fatalf("sink rows (-rows +arrow):\n%s", diff)
+			}
+			if rows := sinks[1].rows["t/1"]; len(rows) != 500 {
+				t.Fatalf("sink wrote %d rows of t/1, want 500", len(rows))
+			}
+			withHeaders := 0
+			for _, r := range sinks[1].rows["t/1"] {
+				if r["headers"] != nil {
+					withHeaders++
+				}
+			}
+			if headers && withHeaders != 167 {
+				t.Fatalf("%d rows with headers, want 167", withHeaders)
+			}
+		})
+	}
+}
+
+// rangePool opens partition ranges [0, until) whatever the range asks:
+// runSeed names partitions only.
+type rangePool struct {
+	connectors.ReaderPool
+	until stream.Position
+}
+
+func (p *rangePool) Open(ctx context.Context, r stream.Range) (connectors.Reader, error) {
+	return p.ReaderPool.Open(ctx, stream.Range{Partition: r.Partition, From: stream.Position("0"), Until: p.until})
 }
