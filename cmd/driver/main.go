@@ -8,11 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/flagenv"
 	"github.com/sluicehq/sluice/internal/process"
+	"github.com/sluicehq/sluice/pkg/sqlengine"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 )
 
 func main() {
@@ -48,7 +51,13 @@ func run(args []string) error {
 	fs.StringVar(&cfg.AuthFile, "auth-file", "", "YAML file of user tokens (SHA-256 digests) and their roles; re-read when it changes")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback --listen without TLS and client authentication (logs a warning)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	sqlThreads := fs.Int("sql-threads", runtime.GOMAXPROCS(0), "threads of the SQL engine (DuckDB), which checks jobs' queries and merges their partial aggregates")
+	sqlMemory := flagenv.Bytes(1 << 30)
+	fs.Var(&sqlMemory, "sql-memory-limit", "memory the SQL engine may use for all queries together, e.g. 1GiB; a merge that needs more fails the batch")
 	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := sqltransform.ConfigureEngine(sqlengine.WithThreads(*sqlThreads), sqlengine.WithMemoryLimit(int64(sqlMemory))); err != nil {
 		return err
 	}
 	cfg.Etcd = flagenv.List(etcd)

@@ -16,6 +16,8 @@ import (
 	"github.com/sluicehq/sluice/internal/flagenv"
 	"github.com/sluicehq/sluice/internal/process"
 	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/sqlengine"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 )
 
 func main() {
@@ -46,7 +48,13 @@ func run(args []string) error {
 	fs.StringVar(&tc.KeyFile, "tls-key", "", "PEM key of --tls-cert")
 	fs.StringVar(&tc.ServerName, "tls-server-name", "", "name to verify in the driver's certificate (default: the host dialed)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	sqlThreads := fs.Int("sql-threads", runtime.GOMAXPROCS(0), "threads of the SQL engine (DuckDB), shared by every task's query")
+	sqlMemory := flagenv.Bytes(1 << 30)
+	fs.Var(&sqlMemory, "sql-memory-limit", "memory the SQL engine may use for all queries together, e.g. 1GiB; a query that needs more fails (nothing spills to disk)")
 	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := sqltransform.ConfigureEngine(sqlengine.WithThreads(*sqlThreads), sqlengine.WithMemoryLimit(int64(sqlMemory))); err != nil {
 		return err
 	}
 	if useTLS || tc != (rpc.ClientTLSConfig{}) {

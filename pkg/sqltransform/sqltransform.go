@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -312,19 +311,38 @@ func names(s *arrow.Schema) []string {
 // never pays for it) and never closed (it holds no goroutines; DuckDB's
 // threads end with the process).
 var shared struct {
-	mu  sync.Mutex
-	eng *sqlengine.Engine
+	mu   sync.Mutex
+	opts []sqlengine.Option
+	eng  *sqlengine.Engine
+}
+
+// ErrEngineOpen is returned by ConfigureEngine once the shared engine is
+// open: its options apply at opening only.
+var ErrEngineOpen = errors.New("sqltransform: the shared SQL engine is already open")
+
+// ConfigureEngine sets the options SharedEngine opens the engine with
+// (threads, memory limit, Go functions). Call it at start-up, before any job
+// is compiled; the options are validated when the engine opens.
+func ConfigureEngine(opts ...sqlengine.Option) error {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.eng != nil {
+		return ErrEngineOpen
+	}
+	shared.opts = opts
+	return nil
 }
 
 // SharedEngine returns the process's engine, opening it on first use with
-// one thread per CPU (GOMAXPROCS).
+// ConfigureEngine's options (by default one thread per CPU and a 1 GiB
+// memory limit).
 func SharedEngine(ctx context.Context) (*sqlengine.Engine, error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.eng != nil {
 		return shared.eng, nil
 	}
-	eng, err := sqlengine.Open(ctx, sqlengine.WithThreads(runtime.GOMAXPROCS(0)))
+	eng, err := sqlengine.Open(ctx, shared.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open the SQL engine: %w", err)
 	}
