@@ -6,9 +6,11 @@
 // The driver half, Source, discovers partitions at every batch (subscribe,
 // subscribePattern or assign) and plans exact offset ranges [from, until)
 // from the last committed ends, the high watermarks and the rate limits.
-// The executor half, ReaderPool, reads a range and nothing else, keeping one
-// warm franz-go client per partition between batches so that a partition's
-// next range continues from records already fetched.
+// The executor half, ReaderPool, reads a range and nothing else. It reads
+// all of an executor's partitions through one franz-go client, keeps each
+// partition's position warm between batches (WithCacheCapacity) and
+// prefetches within a byte budget (WithMaxPrefetchBytes), so that a
+// partition's next range continues from records already fetched.
 //
 // Lag figures. Plan.Metrics carries Spark's minOffsetsBehindLatest,
 // maxOffsetsBehindLatest and avgOffsetsBehindLatest (latest offset minus

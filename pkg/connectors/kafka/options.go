@@ -31,7 +31,7 @@ func defaultOptions() options {
 	return options{
 		logger:        slog.Default(),
 		idleTimeout:   5 * time.Minute,
-		cacheCapacity: 64,
+		cacheCapacity: 4096,
 		maxRecords:    10000,
 		stallCheck:    10 * time.Second,
 		now:           time.Now,
@@ -66,11 +66,17 @@ func WithIdleTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.idleTimeout = d })
 }
 
-// WithCacheCapacity bounds how many partition readers (one franz-go client
-// each) the pool keeps; the least recently used idle one is closed beyond it
-// (ReaderPool only). Readers in use are never closed, so the pool may exceed
-// the bound while more ranges than that run at once. Default 64, as Spark's
-// spark.kafka.consumer.cache.capacity.
+// WithCacheCapacity bounds how many partitions the pool keeps warm between
+// ranges: their position in the pool's one franz-go client and what was
+// prefetched for them. Beyond it the least recently used idle partition is
+// parked (its buffer dropped, its fetch paused) (ReaderPool only). Ranges
+// being read are never parked, so the pool may exceed the bound while more
+// ranges than that run at once. Default 4096: every partition an executor
+// reads stays warm (one client for all of them, so a warm partition costs a
+// position and its share of WithMaxPrefetchBytes, not a connection), and a
+// 1,024-partition batch does not re-seek. Spark's
+// spark.kafka.consumer.cache.capacity (64) bounds consumers, one per
+// partition, which Sluice does not have.
 func WithCacheCapacity(n int) Option { return optionFunc(func(o *options) { o.cacheCapacity = n }) }
 
 // WithMaxRecordsPerRead bounds how many records one Reader.Read returns
