@@ -532,7 +532,7 @@ func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuild
 	var bytes int64
 	for _, rec := range recs {
 		var hs []columnar.KafkaHeader
-		if r.pool.set.includeHeaders && len(rec.Headers) > 0 {
+		if r.pool.set.includeHeaders && b.Headers() && len(rec.Headers) > 0 {
 			hs = r.headers[:0]
 			for _, h := range rec.Headers {
 				hs = append(hs, columnar.KafkaHeader(h))
@@ -543,7 +543,7 @@ func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuild
 			rec.Timestamp.UnixMilli(), int32(rec.Attrs.TimestampType()), hs)
 		bytes += int64(recordBytes(rec))
 	}
-	clear(r.headers) // let the records' header values be collected
+	clear(r.headers[:cap(r.headers)]) // let the records' header values be collected
 	return len(recs), bytes, err
 }
 
