@@ -41,11 +41,12 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 		switch k := t.GetKind().(type) {
 		case *sluicev1.Transform_Decode:
 			d := k.Decode
-			if len(d.GetColumns()) > 0 || d.GetHeader() || d.GetDelimiter() != "" {
-				e.add(st.Path+".decode", "columns, header and delimiter apply to format csv, which a job with sql steps does not decode")
+			if d.GetFormat() != "csv" && (len(d.GetColumns()) > 0 || d.GetHeader() || d.GetDelimiter() != "") {
+				e.add(st.Path+".decode", "columns, header and delimiter apply to format csv")
 				continue
 			}
-			st.Decode = &sqltransform.Decode{Format: d.GetFormat(), Field: d.GetField(), Schema: d.GetSchema()}
+			st.Decode = &sqltransform.Decode{Format: d.GetFormat(), Field: d.GetField(), Schema: d.GetSchema(),
+				Columns: d.GetColumns(), Header: d.GetHeader(), Delimiter: d.GetDelimiter()}
 		case *sluicev1.Transform_Sql:
 			if k.Sql.GetQuery() == "" {
 				e.add(st.Path+".sql.query", "is required: one SELECT statement")

@@ -193,6 +193,13 @@ func (e *Engine) setup(ctx context.Context, funcs []Func) error {
 	if err := refuseExisting(ctx, conn, funcs); err != nil {
 		return err
 	}
+	split, err := newCSVSplit()
+	if err != nil {
+		return fmt.Errorf("register %s: %w", CSVFunction, err)
+	}
+	if err := duckdb.RegisterScalarUDF(conn, CSVFunction, split); err != nil {
+		return fmt.Errorf("register %s: %w", CSVFunction, err)
+	}
 	for _, f := range funcs {
 		if err := duckdb.RegisterScalarUDF(conn, f.name, f.fn); err != nil {
 			return fmt.Errorf("WithFunctions: register %q: %w", f.name, err)

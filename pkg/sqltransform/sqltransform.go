@@ -4,11 +4,13 @@ package sqltransform
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -31,12 +33,19 @@ type Step struct {
 
 // Decode turns the payload column into columns.
 type Decode struct {
-	// Format is json or raw.
+	// Format is json, csv or raw.
 	Format string
 	// Field is the payload column; default value (Kafka) or data (Kinesis).
 	Field string
-	// Schema is the JSON fields as a Spark DDL string; required for json.
+	// Schema is the fields as a Spark DDL string: required for json; for
+	// csv, the columns' names and types (instead of Columns).
 	Schema string
+	// Columns names a csv record's fields, as strings.
+	Columns []string
+	// Header: csv payloads start with a header line, which is skipped.
+	Header bool
+	// Delimiter separates csv fields; default ",".
+	Delimiter string
 }
 
 // SQL is a query over the rows before the step, read as View.
@@ -234,7 +243,7 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip
 	switch d.Format {
 	case "raw":
 		if d.Schema != "" {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: "applies to format json only"}
+			return "", &transform.FieldError{Field: path + ".schema", Reason: "applies to formats json and csv"}
 		}
 		check := fmt.Sprintf("%s IS NULL OR %s IS NOT NULL", col, text)
 		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, badRecords(check, path, "payload that is not UTF-8 text", where, skip)), nil
@@ -263,12 +272,77 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip
 		return fmt.Sprintf("SELECT %s FROM (SELECT *, try(json_transform(%s, %s)) AS __sluice_j FROM %s %s)",
 			strings.Join(sel, ", "), text, quoteString(structure), from, badRecords(check, path, "malformed JSON", where, skip)), nil
 	case "csv":
-		return "", &transform.FieldError{Field: path + ".format", Reason: "csv is not one of the formats a job with sql steps decodes (json, raw); decode csv with the CEL steps, or send JSON"}
+		return csvQuery(source, input, d, path, col, text, from, where, skip)
 	case "":
-		return "", &transform.FieldError{Field: path + ".format", Reason: "is required (json or raw)"}
+		return "", &transform.FieldError{Field: path + ".format", Reason: "is required (json, csv or raw)"}
 	default:
-		return "", &transform.FieldError{Field: path + ".format", Reason: fmt.Sprintf("%q is not one of json, raw", d.Format)}
+		return "", &transform.FieldError{Field: path + ".format", Reason: fmt.Sprintf("%q is not one of json, csv, raw", d.Format)}
 	}
+}
+
+// csvQuery decodes CSV payloads: each record's lines become rows (a
+// record may hold several), their fields the columns named by Columns
+// (strings) or Schema (cast to its types; NULL where a field does not
+// convert). A payload that is not CSV is a bad record.
+func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, from, where string, skip bool) (string, error) {
+	if d.Format != "csv" {
+		return "", fmt.Errorf("csvQuery: format %q", d.Format)
+	}
+	type field struct{ name, typ string }
+	var fields []field
+	switch {
+	case d.Schema != "" && len(d.Columns) > 0:
+		return "", &transform.FieldError{Field: path + ".columns", Reason: "give columns or schema, not both"}
+	case d.Schema != "":
+		structure, names, err := sqlengine.SparkSchema(d.Schema)
+		if err != nil {
+			return "", &transform.FieldError{Field: path + ".schema", Reason: err.Error()}
+		}
+		types := map[string]any{}
+		if err := json.Unmarshal([]byte(structure), &types); err != nil {
+			return "", fmt.Errorf("%s.schema: %w", path, err)
+		}
+		for _, n := range names {
+			t, ok := types[n].(string)
+			if !ok {
+				return "", &transform.FieldError{Field: path + ".schema", Reason: fmt.Sprintf("field %q: a csv field is a scalar (STRING, BIGINT, DOUBLE, BOOLEAN, DATE, TIMESTAMP...), not an array, map or struct", n)}
+			}
+			fields = append(fields, field{n, t})
+		}
+	case len(d.Columns) > 0:
+		for _, n := range d.Columns {
+			fields = append(fields, field{n, "VARCHAR"})
+		}
+	default:
+		return "", &transform.FieldError{Field: path + ".columns", Reason: "a job with sql steps names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types)"}
+	}
+	delim := d.Delimiter
+	if delim == "" {
+		delim = ","
+	}
+	if r, n := utf8.DecodeRuneInString(delim); n != len(delim) || r == '"' || r == '\r' || r == '\n' {
+		return "", &transform.FieldError{Field: path + ".delimiter", Reason: fmt.Sprintf("%q: want one character other than a quote or a line break", delim)}
+	}
+	sel := make([]string, 0, len(fields)+1)
+	exclude := []string{col, "__sluice_rows", "__sluice_r"}
+	for i, f := range fields {
+		v := fmt.Sprintf("__sluice_r[%d]", i+1)
+		if f.typ != "VARCHAR" {
+			v = fmt.Sprintf("TRY_CAST(%s AS %s)", v, f.typ)
+		}
+		sel = append(sel, fmt.Sprintf("%s AS %s", v, quoteIdent(f.name)))
+		if input == "" && hasField(source, f.name) && !strings.EqualFold(f.name, col) {
+			exclude = append(exclude, quoteIdent(f.name))
+		}
+	}
+	sel = append(sel, fmt.Sprintf("* EXCLUDE (%s)", strings.Join(exclude, ", ")))
+	rows := fmt.Sprintf("%s(%s, %s)", sqlengine.CSVFunction, text, quoteString(delim))
+	if d.Header {
+		rows = fmt.Sprintf("(%s)[2:]", rows) // each payload's first line names the fields
+	}
+	check := fmt.Sprintf("%s IS NULL OR __sluice_rows IS NOT NULL", col)
+	return fmt.Sprintf("SELECT %s FROM (SELECT *, unnest(__sluice_rows) AS __sluice_r FROM (SELECT *, %s AS __sluice_rows FROM %s) %s)",
+		strings.Join(sel, ", "), rows, from, badRecords(check, path, "a payload that is not CSV", where, skip)), nil
 }
 
 // badRecords is the WHERE clause that keeps records passing ok: dropping the

@@ -5,11 +5,18 @@ package sqltransform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
+	"github.com/sluicehq/sluice/pkg/stream"
 	"github.com/sluicehq/sluice/pkg/transform"
 )
 
@@ -47,7 +54,7 @@ func TestCompileErrors(t *testing.T) {
 		{"syntax", []Step{query(0, "", "select from where")}, []string{"transforms[0].sql.query: line 1"}},
 		{"schema", []Step{decodeJSON("branch STRNG"), query(1, "", "select 1")}, []string{"transforms[0].decode.schema: "}},
 		{"no schema", []Step{{Path: "transforms[0]", Decode: &Decode{Format: "json"}}, query(1, "", "select 1")}, []string{"transforms[0].decode.schema: is required"}},
-		{"csv", []Step{{Path: "transforms[0]", Decode: &Decode{Format: "csv"}}, query(1, "", "select 1")}, []string{"transforms[0].decode.format: csv is not one of"}},
+		{"format", []Step{{Path: "transforms[0]", Decode: &Decode{Format: "avro"}}, query(1, "", "select 1")}, []string{`transforms[0].decode.format: "avro" is not one of json, csv, raw`}},
 		{"payload field", []Step{{Path: "transforms[0]", Decode: &Decode{Format: "raw", Field: "body"}}, query(1, "", "select 1")}, []string{`transforms[0].decode.field: "body" is not a column`}},
 		{"decode after sql", []Step{query(0, "", "select value from source"), {Path: "transforms[1]", Decode: &Decode{Format: "raw"}}}, []string{"transforms[1].decode: must come before"}},
 		{"aggregate not last", []Step{query(0, "", "select topic, count(*) as n from source group by topic"), query(1, "", "select * from source")},
@@ -100,4 +107,112 @@ func TestCompileChains(t *testing.T) {
 	if !p.Aggregating() || strings.Join(p.Columns(), ",") != "branch,total,topics" {
 		t.Fatalf("aggregating %v, columns %v", p.Aggregating(), p.Columns())
 	}
+}
+
+// TestCSVDecode: a csv decode splits each payload into rows (quoted fields,
+// several lines, a header line skipped), names the fields by columns or
+// types them by schema, and fails or drops a payload that is not CSV.
+func TestCSVDecode(t *testing.T) {
+	eng := engine(t)
+	payloads := []any{"a,1\n\"b,\"\"q\"\"\",2", nil, "c,x", "d,4,extra", "\"unterminated,5"}
+	for _, tc := range []struct {
+		name    string
+		decode  Decode
+		skip    bool
+		want    string
+		wantErr string
+	}{
+		{name: "columns", decode: Decode{Format: "csv", Columns: []string{"k", "n"}}, skip: true,
+			want: `a|1; b,"q"|2; c|x; d|4`},
+		{name: "schema", decode: Decode{Format: "csv", Schema: "k STRING, n BIGINT"}, skip: true,
+			want: `a|1; b,"q"|2; c|<nil>; d|4`},
+		{name: "header", decode: Decode{Format: "csv", Columns: []string{"k", "n"}, Header: true}, skip: true,
+			want: `b,"q"|2`},
+		{name: "fail", decode: Decode{Format: "csv", Columns: []string{"k", "n"}},
+			wantErr: "bad record in t/0 at offset 4: transforms[0].decode: a payload that is not CSV"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Compile(context.Background(), eng, Config{Source: columnar.KafkaSchema(false), SkipBad: tc.skip, Steps: []Step{
+				{Path: "transforms[0]", Decode: &tc.decode},
+				query(1, "", `select k, n from source`),
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := runRows(t, p, payloads)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("rows %s, want %s", got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		decode Decode
+		want   string
+	}{
+		{Decode{Format: "csv"}, "transforms[0].decode.columns: a job with sql steps names"},
+		{Decode{Format: "csv", Columns: []string{"a"}, Schema: "a STRING"}, "transforms[0].decode.columns: give columns or schema, not both"},
+		{Decode{Format: "csv", Schema: "a ARRAY<INT>"}, "transforms[0].decode.schema: field \"a\": a csv field is a scalar"},
+		{Decode{Format: "csv", Columns: []string{"a"}, Delimiter: ";;"}, "transforms[0].decode.delimiter"},
+	} {
+		_, err := Compile(context.Background(), eng, Config{Source: columnar.KafkaSchema(false), Steps: []Step{
+			{Path: "transforms[0]", Decode: &tc.decode}, query(1, "", `select 1 as x from source`)}})
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%+v: err = %v, want %q", tc.decode, err, tc.want)
+		}
+	}
+}
+
+// runRows runs p as one task over Kafka records with the given values and
+// renders the output rows as "a|b; c|d".
+func runRows(t *testing.T, p *Pipeline, values []any) (string, error) {
+	t.Helper()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	b := columnar.NewBuilder(mem, p.Source())
+	defer b.Release()
+	for i, v := range values {
+		row := stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "value": nil}
+		if s, ok := v.(string); ok {
+			row["value"] = []byte(s)
+		}
+		if err := b.Append(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Release()
+	out, err := p.RunTask(context.Background(), in, time.Now())
+	if err != nil {
+		return "", err
+	}
+	defer out.Release()
+	var parts []string
+	for out.Next() {
+		rows, err := columnar.AppendRows(nil, out.RecordBatch())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			var cells []string
+			for _, c := range p.Columns() {
+				cells = append(cells, fmt.Sprint(r[c]))
+			}
+			parts = append(parts, strings.Join(cells, "|"))
+		}
+	}
+	return strings.Join(parts, "; "), out.Err()
 }
