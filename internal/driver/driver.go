@@ -1,6 +1,6 @@
 // Package driver composes the driver process: the public DriverService, the
 // executor registry, leader election, and — while this driver leads — one
-// micro-batch loop per running job (DESIGN.md §2).
+// micro-batch loop per running job (docs/design.md, The micro-batch, step by step).
 //
 // Always-on parts: gRPC and HTTP servers, health, the executor registry and
 // the election campaign. Leader-only parts: the manager and its batch loops,

@@ -4,7 +4,7 @@
 // and redacts secrets before a spec is shown or logged.
 //
 // Domain packages (connectors, transform, scheduler) never see proto types;
-// this package is the conversion layer DESIGN.md §7 asks for.
+// this package is the conversion layer docs/design.md, Seams, asks for.
 package jobspec
 
 import (
