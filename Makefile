@@ -48,7 +48,7 @@ test-short: ## unit tests only
 demo: build ## run the treasury job of seed 003 end to end on `sluice local` and check its sums
 	$(GO) run ./examples/treasury --sluice $(BIN)/sluice
 
-bench: bench-all ## benchmarks (never part of make test): Go benchmarks, then the bench/ scenarios (README, Performance)
+bench: bench-all ## benchmarks (never part of make test): Go benchmarks, then the bench/ scenarios (docs/performance.md)
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -8,7 +8,7 @@
 
 .PHONY: bench-all bench-go bench-harness
 
-bench-all: bench-go bench-harness ## Go micro-benchmarks, then the scenario harness (bench/, README.bench.md)
+bench-all: bench-go bench-harness ## Go micro-benchmarks, then the scenario harness (bench/, docs/performance.md)
 
 bench-go: ## Go benchmarks of pkg/scheduler and pkg/transform
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/scheduler/ ./pkg/transform/

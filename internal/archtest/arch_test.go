@@ -1,4 +1,4 @@
-// Package archtest enforces the import rules of DESIGN.md §7 with go list:
+// Package archtest enforces the import rules of docs/design.md, "Seams", with go list:
 // connectors never import the scheduler, task runtime, checkpoint stores or
 // internal/; the scheduler imports no etcd, gRPC or connector
 // implementation; domain packages never import generated proto types.

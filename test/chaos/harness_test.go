@@ -7,7 +7,7 @@
 // once and the job must never have been FAILED.
 //
 // The short form (default) runs inside `go test ./test/...`; SLUICE_CHAOS=full
-// (`make chaos`) runs every fault. See README.md, "Fault tests".
+// (`make chaos`) runs every fault. See docs/development.md, "Fault tests".
 package chaos
 
 import (

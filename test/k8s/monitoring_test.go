@@ -21,7 +21,7 @@ import (
 	"github.com/sluicehq/sluice/test/k8s/internal/chart"
 )
 
-// The operations kit (README "Kubernetes > Operations kit"): the Grafana
+// The operations kit (docs/kubernetes.md, "Operations kit"): the Grafana
 // dashboard and the alert rules in the chart's files/, their copies in
 // deploy/grafana and deploy/prometheus, and the chart's ConfigMap and
 // PrometheusRule. Every PromQL expression is parsed by Prometheus' own parser
@@ -63,7 +63,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 }
 
 // sourceFigures are the names of sluice_source_metric{name=...} the sources
-// report (README "Metrics").
+// report (docs/metrics.md).
 var sourceFigures = []string{"minOffsetsBehindLatest", "maxOffsetsBehindLatest", "avgOffsetsBehindLatest",
 	"minMsBehindLatest", "maxMsBehindLatest", "avgMsBehindLatest"}
 

@@ -158,7 +158,7 @@ func explain(err error) error {
 			"MissingAuthenticationTokenException", "ExpiredTokenException", "InvalidClientTokenId":
 			return awsstore.CredentialsRefused
 		case "AccessDeniedException":
-			return "the credentials lack a DynamoDB permission the store needs (see README: DescribeTable, CreateTable, GetItem, PutItem, Query, BatchWriteItem)"
+			return "the credentials lack a DynamoDB permission the store needs (see docs/checkpoints.md: DescribeTable, CreateTable, GetItem, PutItem, Query, BatchWriteItem)"
 		}
 		return ""
 	})

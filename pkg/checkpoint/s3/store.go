@@ -149,7 +149,7 @@ func explain(err error, bucket string) error {
 		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
 			return awsstore.CredentialsRefused
 		case "AccessDenied":
-			return fmt.Sprintf("the credentials lack an S3 permission the store needs on bucket %q (see README: s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject)", bucket)
+			return fmt.Sprintf("the credentials lack an S3 permission the store needs on bucket %q (see docs/checkpoints.md: s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject)", bucket)
 		case "NoSuchBucket":
 			return fmt.Sprintf("bucket %q does not exist; create it first", bucket)
 		}

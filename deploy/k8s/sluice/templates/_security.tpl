@@ -1,4 +1,4 @@
-{{/* Names and settings of TLS, tokens and the secrets key (README "Security"). */}}
+{{/* Names and settings of TLS, tokens and the secrets key (docs/security.md). */}}
 
 {{/* Number of executor identities: one certificate per possible executor pod. */}}
 {{- define "sluice.executorIdentities" -}}

@@ -123,7 +123,7 @@ func Manifests(c *chart.Chart) ([]byte, error) {
 	fmt.Fprintf(&b, `# Sluice %s for Kubernetes without Helm: the chart deploy/k8s/sluice %s rendered with its
 # default values (2 drivers, 2 executors, a single-member etcd, TLS, tokens, NetworkPolicies) as
 # release %q in namespace %q, except that the Secrets below are yours to create first (the chart
-# generates them; a committed file cannot). README "Kubernetes > Security" shows how:
+# generates them; a committed file cannot). docs/kubernetes.md, "Credentials and security", shows how:
 #   sluice-driver-tls       tls.crt, tls.key (names sluice-driver, localhost), ca.crt
 #   sluice-executor-tls     ca.crt, sluice-executor-0.crt/.key, sluice-executor-1.crt/.key (CN = pod name)
 #   sluice-etcd-tls         tls.crt, tls.key (*.sluice-etcd.sluice.svc; server and client auth), ca.crt
