@@ -130,6 +130,7 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 
 	if err := stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
 		HeartbeatIntervalMs: r.heartbeat.Milliseconds(), Epoch: epoch, HeartbeatFenceMs: r.fenceAfter().Milliseconds(),
+		AcceptsResultBatches: true,
 	}}}); err != nil {
 		return err
 	}
@@ -196,6 +197,9 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 			ec.lastBeat = time.Now()
 			r.mu.Unlock()
 			if res := m.GetResult(); res != nil {
+				r.deliver(ctx, ec, res)
+			}
+			for _, res := range m.GetResults().GetResults() {
 				r.deliver(ctx, ec, res)
 			}
 		}

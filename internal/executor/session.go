@@ -72,6 +72,7 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 		fence = 4 * interval
 	}
 	s := newSession(e, stream, streamCancel, newLease(fence, time.Now), interval)
+	s.batchResults = w.GetAcceptsResultBatches()
 	return true, "", s.run(ctx)
 }
 
@@ -116,6 +117,7 @@ type session struct {
 	cancelStream context.CancelFunc
 	lease        *lease
 	interval     time.Duration // heartbeat period, from the welcome
+	batchResults bool          // the driver takes bursts of results in one message (welcome)
 
 	// attempts is the parent of every attempt of the session; step 3
 	// cancels it. It is not run's ctx: a drain lets attempts finish.
@@ -277,7 +279,7 @@ func (s *session) send() {
 			if !ok {
 				return
 			}
-			m = &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: res}}
+			m = s.resultsMessage(res)
 		case res := <-s.refusals:
 			m = &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: res}}
 		case <-t.C:
@@ -288,6 +290,43 @@ func (s *session) send() {
 			return
 		}
 	}
+}
+
+// maxResultsPerMessage bounds how many results one message carries; far
+// below gRPC's 4 MiB message limit for results without collected rows.
+const maxResultsPerMessage = 256
+
+// resultsMessage is the message for first and whatever other results are
+// ready at once: one Result alone, or Results for a burst (the driver
+// accepts both). Results carrying collected rows or partial aggregates
+// travel alone, so that a burst stays far below the message size limit.
+func (s *session) resultsMessage(first *sluicev1.TaskResult) *sluicev1.ExecutorMessage {
+	burst := []*sluicev1.TaskResult{first}
+	for s.batchResults && len(burst) < maxResultsPerMessage && small(burst[len(burst)-1]) {
+		select {
+		case res, ok := <-s.out:
+			if !ok {
+				return s.batch(burst) // closed: send what there is; the next receive returns
+			}
+			burst = append(burst, res)
+			continue
+		default:
+		}
+		break
+	}
+	return s.batch(burst)
+}
+
+func (s *session) batch(burst []*sluicev1.TaskResult) *sluicev1.ExecutorMessage {
+	if len(burst) == 1 {
+		return &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: burst[0]}}
+	}
+	return &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Results{Results: &sluicev1.TaskResults{Results: burst}}}
+}
+
+// small reports whether res carries no payload (rows, partial aggregate).
+func small(res *sluicev1.TaskResult) bool {
+	return len(res.GetRows()) == 0 && len(res.GetPartialAggregate()) == 0
 }
 
 // receive is the receiver: the only goroutine that calls stream.Recv after

@@ -320,3 +320,69 @@ func TestSessionDrainTimeout(t *testing.T) {
 		t.Error("the abandoned attempt's failure did not reach the driver")
 	}
 }
+
+// TestResultsMessage: results ready together travel in one message, up to
+// maxResultsPerMessage, a result with a payload ends a burst, and a driver
+// that did not say it accepts bursts gets one result per message.
+func TestResultsMessage(t *testing.T) {
+	res := func(id string, partial bool) *sluicev1.TaskResult {
+		r := &sluicev1.TaskResult{AttemptId: id}
+		if partial {
+			r.PartialAggregate = []byte{1}
+		}
+		return r
+	}
+	ids := func(m *sluicev1.ExecutorMessage) string {
+		if r := m.GetResult(); r != nil {
+			return "one:" + r.GetAttemptId()
+		}
+		var out []string
+		for _, r := range m.GetResults().GetResults() {
+			out = append(out, r.GetAttemptId())
+		}
+		return "burst:" + strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		name    string
+		batch   bool
+		queued  []*sluicev1.TaskResult
+		first   *sluicev1.TaskResult
+		want    string
+		left    int
+		closeIt bool
+	}{
+		{name: "alone", batch: true, first: res("a", false), want: "one:a"},
+		{name: "burst", batch: true, first: res("a", false), queued: []*sluicev1.TaskResult{res("b", false), res("c", false)}, want: "burst:a,b,c"},
+		{name: "payload ends a burst", batch: true, first: res("a", false),
+			queued: []*sluicev1.TaskResult{res("b", true), res("c", false)}, want: "burst:a,b", left: 1},
+		{name: "payload first travels alone", batch: true, first: res("a", true), queued: []*sluicev1.TaskResult{res("b", false)}, want: "one:a", left: 1},
+		{name: "old driver", batch: false, first: res("a", false), queued: []*sluicev1.TaskResult{res("b", false)}, want: "one:a", left: 1},
+		{name: "closed queue", batch: true, first: res("a", false), queued: []*sluicev1.TaskResult{res("b", false)}, want: "burst:a,b", closeIt: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &session{out: make(chan *sluicev1.TaskResult, 8), batchResults: tc.batch}
+			for _, q := range tc.queued {
+				s.out <- q
+			}
+			if tc.closeIt {
+				close(s.out)
+			}
+			if got := ids(s.resultsMessage(tc.first)); got != tc.want {
+				t.Fatalf("message %s, want %s", got, tc.want)
+			}
+			if len(s.out) != tc.left {
+				t.Fatalf("%d results left queued, want %d", len(s.out), tc.left)
+			}
+		})
+	}
+	t.Run("bounded", func(t *testing.T) {
+		s := &session{out: make(chan *sluicev1.TaskResult, 2*maxResultsPerMessage), batchResults: true}
+		for i := range 2 * maxResultsPerMessage {
+			s.out <- res(strconv.Itoa(i), false)
+		}
+		m := s.resultsMessage(res("first", false))
+		if n := len(m.GetResults().GetResults()); n != maxResultsPerMessage {
+			t.Fatalf("burst of %d, want %d", n, maxResultsPerMessage)
+		}
+	})
+}

@@ -30,6 +30,7 @@ type ExecutorMessage struct {
 	//	*ExecutorMessage_Hello
 	//	*ExecutorMessage_Heartbeat
 	//	*ExecutorMessage_Result
+	//	*ExecutorMessage_Results
 	Kind          isExecutorMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -99,6 +100,15 @@ func (x *ExecutorMessage) GetResult() *TaskResult {
 	return nil
 }
 
+func (x *ExecutorMessage) GetResults() *TaskResults {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecutorMessage_Results); ok {
+			return x.Results
+		}
+	}
+	return nil
+}
+
 type isExecutorMessage_Kind interface {
 	isExecutorMessage_Kind()
 }
@@ -115,11 +125,63 @@ type ExecutorMessage_Result struct {
 	Result *TaskResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
 }
 
+type ExecutorMessage_Results struct {
+	// Results that were ready together, in one message: a batch of many
+	// small tasks costs one message per burst rather than one per task.
+	Results *TaskResults `protobuf:"bytes,4,opt,name=results,proto3,oneof"`
+}
+
 func (*ExecutorMessage_Hello) isExecutorMessage_Kind() {}
 
 func (*ExecutorMessage_Heartbeat) isExecutorMessage_Kind() {}
 
 func (*ExecutorMessage_Result) isExecutorMessage_Kind() {}
+
+func (*ExecutorMessage_Results) isExecutorMessage_Kind() {}
+
+type TaskResults struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*TaskResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskResults) Reset() {
+	*x = TaskResults{}
+	mi := &file_sluice_v1_executor_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskResults) ProtoMessage() {}
+
+func (x *TaskResults) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_executor_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskResults.ProtoReflect.Descriptor instead.
+func (*TaskResults) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TaskResults) GetResults() []*TaskResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
 
 type Hello struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -135,7 +197,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[1]
+	mi := &file_sluice_v1_executor_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +209,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[1]
+	mi := &file_sluice_v1_executor_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +222,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Hello) GetExecutorId() string {
@@ -207,7 +269,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[2]
+	mi := &file_sluice_v1_executor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +281,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[2]
+	mi := &file_sluice_v1_executor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +294,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Heartbeat) GetRunningAttempts() []string {
@@ -257,7 +319,7 @@ type DriverMessage struct {
 
 func (x *DriverMessage) Reset() {
 	*x = DriverMessage{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[3]
+	mi := &file_sluice_v1_executor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +331,7 @@ func (x *DriverMessage) String() string {
 func (*DriverMessage) ProtoMessage() {}
 
 func (x *DriverMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[3]
+	mi := &file_sluice_v1_executor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +344,7 @@ func (x *DriverMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverMessage.ProtoReflect.Descriptor instead.
 func (*DriverMessage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DriverMessage) GetKind() isDriverMessage_Kind {
@@ -368,7 +430,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	mi := &file_sluice_v1_executor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +442,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	mi := &file_sluice_v1_executor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +455,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{5}
 }
 
 type Welcome struct {
@@ -407,13 +469,17 @@ type Welcome struct {
 	// driver's heartbeat timeout minus one interval, so it happens before the
 	// driver declares the executor lost and runs the attempts elsewhere.
 	HeartbeatFenceMs int64 `protobuf:"varint,4,opt,name=heartbeat_fence_ms,json=heartbeatFenceMs,proto3" json:"heartbeat_fence_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The driver accepts ExecutorMessage.results; an executor sends bursts of
+	// results that way only to a driver that says so (a rolling upgrade may
+	// pair a new executor with an old driver).
+	AcceptsResultBatches bool `protobuf:"varint,5,opt,name=accepts_result_batches,json=acceptsResultBatches,proto3" json:"accepts_result_batches,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[5]
+	mi := &file_sluice_v1_executor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +491,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[5]
+	mi := &file_sluice_v1_executor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +504,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Welcome) GetDriverId() string {
@@ -469,6 +535,13 @@ func (x *Welcome) GetHeartbeatFenceMs() int64 {
 	return 0
 }
 
+func (x *Welcome) GetAcceptsResultBatches() bool {
+	if x != nil {
+		return x.AcceptsResultBatches
+	}
+	return false
+}
+
 type TaskAssignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Specs of the jobs the tasks below belong to, each once.
@@ -480,7 +553,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[6]
+	mi := &file_sluice_v1_executor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +565,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[6]
+	mi := &file_sluice_v1_executor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +578,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskAssignment) GetJobs() []*JobSpec {
@@ -557,7 +630,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[7]
+	mi := &file_sluice_v1_executor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +642,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[7]
+	mi := &file_sluice_v1_executor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +655,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetJob() string {
@@ -692,7 +765,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[8]
+	mi := &file_sluice_v1_executor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +777,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[8]
+	mi := &file_sluice_v1_executor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +790,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelTasks) GetAttemptIds() []string {
@@ -779,7 +852,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[9]
+	mi := &file_sluice_v1_executor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +864,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[9]
+	mi := &file_sluice_v1_executor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +877,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskResult) GetAttemptId() string {
@@ -960,12 +1033,15 @@ var File_sluice_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xaa\x01\n" +
+	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xde\x01\n" +
 	"\x0fExecutorMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.sluice.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.sluice.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x15.sluice.v1.TaskResultH\x00R\x06resultB\x06\n" +
-	"\x04kind\"\x9d\x01\n" +
+	"\x06result\x18\x03 \x01(\v2\x15.sluice.v1.TaskResultH\x00R\x06result\x122\n" +
+	"\aresults\x18\x04 \x01(\v2\x16.sluice.v1.TaskResultsH\x00R\aresultsB\x06\n" +
+	"\x04kind\">\n" +
+	"\vTaskResults\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.sluice.v1.TaskResultR\aresults\"\x9d\x01\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12\x14\n" +
@@ -981,12 +1057,13 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x06cancel\x18\x03 \x01(\v2\x16.sluice.v1.CancelTasksH\x00R\x06cancel\x12%\n" +
 	"\x04ping\x18\x04 \x01(\v2\x0f.sluice.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04kind\"\x06\n" +
-	"\x04Ping\"\x9e\x01\n" +
+	"\x04Ping\"\xd4\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tdriver_id\x18\x01 \x01(\tR\bdriverId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12,\n" +
-	"\x12heartbeat_fence_ms\x18\x04 \x01(\x03R\x10heartbeatFenceMs\"_\n" +
+	"\x12heartbeat_fence_ms\x18\x04 \x01(\x03R\x10heartbeatFenceMs\x124\n" +
+	"\x16accepts_result_batches\x18\x05 \x01(\bR\x14acceptsResultBatches\"_\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\x95\x03\n" +
@@ -1059,43 +1136,46 @@ func file_sluice_v1_executor_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_executor_proto_rawDescData
 }
 
-var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sluice_v1_executor_proto_goTypes = []any{
 	(*ExecutorMessage)(nil),       // 0: sluice.v1.ExecutorMessage
-	(*Hello)(nil),                 // 1: sluice.v1.Hello
-	(*Heartbeat)(nil),             // 2: sluice.v1.Heartbeat
-	(*DriverMessage)(nil),         // 3: sluice.v1.DriverMessage
-	(*Ping)(nil),                  // 4: sluice.v1.Ping
-	(*Welcome)(nil),               // 5: sluice.v1.Welcome
-	(*TaskAssignment)(nil),        // 6: sluice.v1.TaskAssignment
-	(*Task)(nil),                  // 7: sluice.v1.Task
-	(*CancelTasks)(nil),           // 8: sluice.v1.CancelTasks
-	(*TaskResult)(nil),            // 9: sluice.v1.TaskResult
-	nil,                           // 10: sluice.v1.TaskResult.SourceMetricsEntry
-	(*JobSpec)(nil),               // 11: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*status.Status)(nil),         // 13: google.rpc.Status
+	(*TaskResults)(nil),           // 1: sluice.v1.TaskResults
+	(*Hello)(nil),                 // 2: sluice.v1.Hello
+	(*Heartbeat)(nil),             // 3: sluice.v1.Heartbeat
+	(*DriverMessage)(nil),         // 4: sluice.v1.DriverMessage
+	(*Ping)(nil),                  // 5: sluice.v1.Ping
+	(*Welcome)(nil),               // 6: sluice.v1.Welcome
+	(*TaskAssignment)(nil),        // 7: sluice.v1.TaskAssignment
+	(*Task)(nil),                  // 8: sluice.v1.Task
+	(*CancelTasks)(nil),           // 9: sluice.v1.CancelTasks
+	(*TaskResult)(nil),            // 10: sluice.v1.TaskResult
+	nil,                           // 11: sluice.v1.TaskResult.SourceMetricsEntry
+	(*JobSpec)(nil),               // 12: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*status.Status)(nil),         // 14: google.rpc.Status
 }
 var file_sluice_v1_executor_proto_depIdxs = []int32{
-	1,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
-	2,  // 1: sluice.v1.ExecutorMessage.heartbeat:type_name -> sluice.v1.Heartbeat
-	9,  // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
-	5,  // 3: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
-	6,  // 4: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
-	8,  // 5: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
-	4,  // 6: sluice.v1.DriverMessage.ping:type_name -> sluice.v1.Ping
-	11, // 7: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
-	7,  // 8: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
-	12, // 9: sluice.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
-	10, // 10: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
-	13, // 11: sluice.v1.TaskResult.status:type_name -> google.rpc.Status
-	0,  // 12: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
-	3,  // 13: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
+	3,  // 1: sluice.v1.ExecutorMessage.heartbeat:type_name -> sluice.v1.Heartbeat
+	10, // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
+	1,  // 3: sluice.v1.ExecutorMessage.results:type_name -> sluice.v1.TaskResults
+	10, // 4: sluice.v1.TaskResults.results:type_name -> sluice.v1.TaskResult
+	6,  // 5: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
+	7,  // 6: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
+	9,  // 7: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
+	5,  // 8: sluice.v1.DriverMessage.ping:type_name -> sluice.v1.Ping
+	12, // 9: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
+	8,  // 10: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
+	13, // 11: sluice.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
+	11, // 12: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
+	14, // 13: sluice.v1.TaskResult.status:type_name -> google.rpc.Status
+	0,  // 14: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
+	4,  // 15: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
+	15, // [15:16] is the sub-list for method output_type
+	14, // [14:15] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_executor_proto_init() }
@@ -1108,8 +1188,9 @@ func file_sluice_v1_executor_proto_init() {
 		(*ExecutorMessage_Hello)(nil),
 		(*ExecutorMessage_Heartbeat)(nil),
 		(*ExecutorMessage_Result)(nil),
+		(*ExecutorMessage_Results)(nil),
 	}
-	file_sluice_v1_executor_proto_msgTypes[3].OneofWrappers = []any{
+	file_sluice_v1_executor_proto_msgTypes[4].OneofWrappers = []any{
 		(*DriverMessage_Welcome)(nil),
 		(*DriverMessage_Tasks)(nil),
 		(*DriverMessage_Cancel)(nil),
@@ -1121,7 +1202,7 @@ func file_sluice_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_executor_proto_rawDesc), len(file_sluice_v1_executor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
