@@ -3,7 +3,6 @@ package task
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -90,16 +89,8 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 			if rows, err = columnar.AppendRows(rows[:0], out.RecordBatch()); err != nil {
 				return res, connectors.Permanent(fmt.Errorf("convert query output: %w", err))
 			}
-			for _, row := range rows {
-				if res.RowsTotal < int64(a.CollectRows) {
-					line, err := json.Marshal(row)
-					if err != nil {
-						return res, connectors.Permanent(fmt.Errorf("encode row: %w", err))
-					}
-					sample.Write(line)
-					sample.WriteByte('\n')
-				}
-				res.RowsTotal++
+			if err := collect(&sample, &res, a.CollectRows, rows); err != nil {
+				return res, err
 			}
 		}
 		if err := out.Err(); err != nil {

@@ -181,16 +181,8 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 					}
 				}
 			case a.CollectRows > 0:
-				for _, row := range out {
-					if res.RowsTotal < int64(a.CollectRows) {
-						line, err := json.Marshal(row)
-						if err != nil {
-							return res, connectors.Permanent(fmt.Errorf("encode row: %w", err))
-						}
-						sample.Write(line)
-						sample.WriteByte('\n')
-					}
-					res.RowsTotal++
+				if err := collect(&sample, &res, a.CollectRows, out); err != nil {
+					return res, err
 				}
 			default:
 				if len(out) > 0 {
@@ -247,6 +239,23 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		dl = nil
 	}
 	return res, nil
+}
+
+// collect adds rows to the sample of a console sink's task: the first max
+// rows of the attempt as JSON lines, and all of them to res.RowsTotal.
+func collect(sample *bytes.Buffer, res *Result, max int, rows []stream.Row) error {
+	for _, row := range rows {
+		if res.RowsTotal < int64(max) {
+			line, err := json.Marshal(row)
+			if err != nil {
+				return connectors.Permanent(fmt.Errorf("encode row: %w", err))
+			}
+			sample.Write(line)
+			sample.WriteByte('\n')
+		}
+		res.RowsTotal++
+	}
+	return nil
 }
 
 // stillCurrent is nil while the attempt may commit.
