@@ -47,10 +47,11 @@ import (
 // tasks' partitions need. Otherwise the partition is paused
 // (PauseFetchPartitions). The fetcher decides what to fetch before each
 // poll and a poll brings at most one fetch response per broker, so the pool
-// never holds more than the budget plus one poll per client. A reader that
-// finds its buffer empty while idle partitions still hold the budget (they
-// overshot) drops those buffers (they are fetched again when needed) rather
-// than wait for tasks that may never come.
+// never holds more than the budget plus one poll per client. While a reader
+// waits on an empty buffer and idle partitions hold the budget (they
+// overshot, or a range that ended left what was fetched past it), their
+// buffers are dropped (they are fetched again when needed) rather than the
+// reader wait for tasks that may never come (makeRoomLocked).
 //
 // Positions. A slot's position reaches the client only through run, between
 // two polls, and a slot whose new position is not applied yet (pending)
@@ -475,6 +476,9 @@ func (f *fetcher) takeWork() (work, context.Context, bool) {
 	if f.ctx.Err() != nil {
 		return w, nil, false
 	}
+	// Before deciding what to pause: a poll (of any lane) may have
+	// filled the budget since a reader started waiting.
+	p.makeRoomLocked()
 	if len(f.gone) > 0 {
 		// Drop topics without a slot or a parked partition left
 		// entirely, so that the client forgets them (no metadata
@@ -741,9 +745,28 @@ func (p *ReaderPool) freedLocked(n int64) {
 	}
 }
 
+// makeRoomLocked sheds idle buffers while a reader waits on an empty buffer
+// and the pool holds the budget: no lane fetches the reader's partition
+// then, and nothing else would wake the reader before its stall check.
+// That state arises not only when a reader starts waiting (take sheds
+// then) but also while it waits: when a poll fills the budget, or when a
+// range ends and its slot, with what was fetched past the range, turns
+// idle. So every lane checks before each poll, and release at once.
+func (p *ReaderPool) makeRoomLocked() {
+	if p.buffered < p.budget {
+		return
+	}
+	for s := range p.live {
+		if s.waiting {
+			p.shedLocked(s)
+			return
+		}
+	}
+}
+
 // shedLocked drops the buffers of idle slots, the most recently used first,
-// until the pool is below the budget: s's reader waits for records no lane
-// may fetch while the budget is spent. The most recently used idle slots
+// until the pool is below the budget: waiting's reader waits for records no
+// lane may fetch while the budget is spent. The most recently used idle slots
 // are the ones whose next task is the furthest away. Their partitions are
 // fetched again from where their readers stopped.
 func (p *ReaderPool) shedLocked(waiting *slot) {

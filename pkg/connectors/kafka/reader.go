@@ -332,6 +332,9 @@ func (p *ReaderPool) release(s *slot) {
 		retire = p.takeEmptyLocked()
 	} else {
 		s.lastUsed = p.opts.now()
+		// What it fetched past its range is idle prefetch now, and may
+		// hold the budget another reader waits for.
+		p.makeRoomLocked()
 	}
 	p.mu.Unlock()
 	p.retire(retire)
