@@ -1,7 +1,7 @@
 // Command treasury is `make demo`: it starts an embedded Kafka (franz-go's
-// kfake) with the "transaction" topic of seed 003, produces random
+// kfake) with the "transaction" topic of the treasury example, produces random
 // {"branch","currency","amount"} transactions, runs `sluice local`, submits
-// treasury.yaml (the seed's SQL query), and checks that the per-batch sums
+// treasury.yaml (a Spark SQL query), and checks that the per-batch sums
 // the console sink prints add up to what was produced. It exits 0 only when
 // they do.
 package main

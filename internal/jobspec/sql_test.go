@@ -8,7 +8,7 @@ import (
 	"github.com/sluicehq/sluice/internal/rpc"
 )
 
-// goodSQL is the job of issue 13 as users write it: seed 003's query.
+// goodSQL is the treasury job as users write it, with its Spark SQL query.
 const goodSQL = `
 name: treasury
 source:

@@ -9,10 +9,10 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
-// Scale benchmarks for issue 5, scenario 6 (`make bench` reads them): the
-// scheduler's cost per batch as partitions grow, with one executor per 20
-// partitions (10,000 partitions on 500 executors at the largest size), so
-// that a reader can check the growth is linear. ns/partition should stay
+// Scale benchmarks for scenario 6 (docs/performance.md; `make bench` reads
+// them): the scheduler's cost per batch as partitions grow, with one
+// executor per 20 partitions (10,000 partitions on 500 executors at the
+// largest size), so that a reader can check the growth is linear. ns/partition should stay
 // flat across sizes when it is.
 
 var scaleSizes = []int{1250, 2500, 5000, 10000}

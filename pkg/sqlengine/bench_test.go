@@ -12,7 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// BenchmarkSeedQuery runs issue 13's seed query, with from_json decoding
+// BenchmarkSeedQuery runs the treasury query, with from_json decoding
 // Kafka's value in the query, over one task's 1M records in 64k batches:
 // the spike measured 10.8-11.3M records/s for this shape on 2 threads
 // (through a decode view and json_transform, without the Spark macros).

@@ -101,7 +101,7 @@ type Engine struct {
 //     and hands back every column and row. DuckDB then reads the wrong
 //     columns and skips no rows: silently wrong results (duckdb/duckdb-go#24,
 //     duckdb/duckdb#16050). Both optimizers must be off; either alone still
-//     gives wrong rows (the spike of issue 13 measured it). The tests compare
+//     gives wrong rows (docs/notes/duckdb-arrow-spike.md measured it). The tests compare
 //     every result read through the Arrow view with the same query over a
 //     TEMP table copy, so a new pushdown shows up as a failure.
 //   - enable_external_access=false, autoinstall/autoload_known_extensions=

@@ -21,7 +21,8 @@ import (
 // sqlBatchRows is how many records the reader side gathers into one Arrow
 // batch for DuckDB. A query's cost per batch is small but not nothing, and
 // DuckDB splits its work among threads by batch: 16k rows keep both (the
-// spike of issue 13 measured 16k-64k as the sweet spot).
+// DuckDB spike, docs/notes/duckdb-arrow-spike.md, measured 16k-64k as the
+// sweet spot).
 const sqlBatchRows = 16 << 10
 
 // runSQL is run for a job whose transforms are SQL: the task's records go to
@@ -148,7 +149,7 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 // connectors.KafkaArrowReader and the query reads the Kafka schema as it
 // is, has the reader append its records to a columnar.KafkaBuilder: the
 // same batches without a map per record, which was most of a Kafka SQL
-// task's cost (issue 13).
+// task's cost.
 type recordSource struct {
 	ctx context.Context
 	r   connectors.Reader

@@ -128,7 +128,7 @@ var seedSteps = []sqltransform.Step{
 		from treasury_stream t group by t.branch, t.currency`}},
 }
 
-// TestSQLSeedQueryAcrossTasks runs seed 003's query as a job would: each
+// TestSQLSeedQueryAcrossTasks runs the treasury query as a job would: each
 // partition's task over its records (in small reads and in one), the
 // partial aggregates merged as the driver does, and the sums compared with
 // a plain Go computation; the batch's time is what the query sees.

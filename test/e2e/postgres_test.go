@@ -78,17 +78,16 @@ func killSinkExecutorMidBatch(t *testing.T, c sluicev1.DriverServiceClient, job 
 
 type treasuryKey struct{ branch, currency string }
 
-// TestPostgresTreasury runs the treasury job of seed 003 as the seed writes
-// it (Kafka topic "transaction" with {branch, currency, amount}
-// transactions, the seed's Spark SQL query summing amount by branch and
-// currency per batch) into the seed's PostgreSQL table transaction_flow,
-// kills one of the two executors while it runs, and checks the sums in SQL
-// against what was produced.
+// TestPostgresTreasury runs the treasury job as a Spark user writes it
+// (Kafka topic "transaction" with {branch, currency, amount} transactions,
+// a Spark SQL query summing amount by branch and currency per batch) into
+// the PostgreSQL table transaction_flow, kills one of the two executors
+// while it runs, and checks the sums in SQL against what was produced.
 func TestPostgresTreasury(t *testing.T) {
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	db := pgConn(t, pg)
-	// The seed's table, as the query's columns: the batch's time as
+	// The table, as the query's columns: the batch's time as
 	// from_unixtime prints it, the group and its sum.
 	if _, err := db.Exec(ctx, `CREATE TABLE transaction_flow (curr_time text NOT NULL,
 		branch_name text NOT NULL, currency_code text NOT NULL, batch_value bigint NOT NULL)`); err != nil {
@@ -110,7 +109,7 @@ func TestPostgresTreasury(t *testing.T) {
 	spec.Trigger = &sluicev1.Trigger{Kind: &sluicev1.Trigger_ProcessingTime{ProcessingTime: "200ms"}}
 	spec.Sink = &sluicev1.Sink{Kind: &sluicev1.Sink_Postgres{Postgres: &sluicev1.PostgresSink{Url: pg.URL, Table: "transaction_flow", CreateTable: true}}}
 
-	// The seed's generator: random branch, currency and amount in [-100, 100].
+	// The generator: random branch, currency and amount in [-100, 100].
 	want := map[treasuryKey]int64{}
 	var wantN int64
 	rng := rand.New(rand.NewPCG(3, 60))

@@ -1,5 +1,5 @@
 // Command sluicebench is `make bench`: it builds the Sluice binaries, runs
-// the benchmark scenarios of issue 5 against baselines measured in the same
+// the benchmark scenarios (docs/performance.md) against baselines measured in the same
 // run, prints one Markdown table row per measurement, appends each row as a
 // JSON line to bench/results/runs.jsonl and writes bench/results/latest.md.
 //

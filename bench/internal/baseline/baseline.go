@@ -53,7 +53,7 @@ type transaction struct {
 type groupKey struct{ branch, currency string }
 
 // Aggregate decodes every record of topic as JSON and sums amount by
-// (branch, currency), as the treasury job of seed 003 does. Records are
+// (branch, currency), as the treasury example job does. Records are
 // decoded by GOMAXPROCS workers, each with its own sums, merged at the end.
 func Aggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
 	workers := runtime.GOMAXPROCS(0)

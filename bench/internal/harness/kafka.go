@@ -136,7 +136,7 @@ type Group struct {
 	Count int64 `json:"count"`
 }
 
-// Transactions generates the records of seed 003's treasury example: bank
+// Transactions generates the records of the treasury example: bank
 // transactions of about 120 bytes of JSON with a branch, a currency and an
 // integer amount in [-100, 100]. The sequence is deterministic in seed.
 type Transactions struct {

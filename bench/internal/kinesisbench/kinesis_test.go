@@ -27,6 +27,9 @@ import (
 // transactions, reads it with the raw loop (`sluicebench baseline kinesis`,
 // a process of its own) and then with an availableNow Sluice job on a fresh
 // cluster, and writes both sides' figures to SLUICEBENCH_KINESIS_OUT.
+// secretKeyEnv carries kinesis-mock's secret key to the Sluice processes.
+const secretKeyEnv = "SLUICEBENCH_KINESIS_SECRET_KEY"
+
 func TestKinesisPolling(t *testing.T) {
 	out := os.Getenv(EnvOut)
 	if out == "" {
@@ -83,6 +86,10 @@ func TestKinesisPolling(t *testing.T) {
 	}
 	res.Baseline = Side{Elapsed: b.Elapsed, CPU: u.CPU, PeakRSS: u.PeakRSS}
 
+	// The job names the secret key by reference: drivers refuse a secret in
+	// clear without --secrets-key-file, and the driver and executor, which
+	// inherit this process's environment, resolve it.
+	t.Setenv(secretKeyEnv, k.SecretKey)
 	c, err := env.StartCluster(ctx, "s4", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +107,7 @@ func TestKinesisPolling(t *testing.T) {
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kinesis{Kinesis: &sluicev1.KinesisSource{
 			StreamName: stream, Region: k.Region, Endpoint: k.Endpoint, InitialPosition: "trim_horizon",
 			MaxFetchRate: MaxFetchRate, MinFetchPeriod: "0",
-			AwsAccessKey: k.AccessKey, AwsSecretKey: k.SecretKey,
+			AwsAccessKey: k.AccessKey, AwsSecretKey: "${env:" + secretKeyEnv + "}",
 		}}},
 		Sink:    &sluicev1.Sink{Kind: &sluicev1.Sink_Discard{Discard: &sluicev1.DiscardSink{}}},
 		Trigger: &sluicev1.Trigger{Kind: &sluicev1.Trigger_AvailableNow{AvailableNow: true}},

@@ -1,4 +1,4 @@
-// Package scenario holds the benchmark scenarios of issue 5, one file each.
+// Package scenario holds the benchmark scenarios (docs/performance.md), one file each.
 // A scenario measures Sluice and, in the same run, the baseline it is
 // compared with, and adds one or more rows to the report. It returns an
 // error only when it could not measure; a missed target is a row, not an
@@ -9,8 +9,7 @@
 // (1b, 1c beside 1) is its own entry with the group's number and a letter:
 // BENCH_SCENARIOS=1 then runs the whole group, BENCH_SCENARIOS=1c only it.
 //
-// The rows and their targets (issue 5; 1, 1c and the 0.90 of 2 from issue
-// 13):
+// The rows and their targets:
 //
 //	1   Kafka decode + aggregate (SQL)        Sluice/baseline ≥ 2.5
 //	1b  Kafka decode + aggregate (CEL steps)  Sluice/baseline ≥ 0.85

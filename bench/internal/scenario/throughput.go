@@ -24,7 +24,7 @@ import (
 // measurements taken moments apart.
 //
 //	1   decode + aggregate, as users write it: decode with a schema, then the
-//	    seed 003 query in SQL (DuckDB over Arrow)  vs  franz-go + encoding/json
+//	    treasury query in SQL (DuckDB over Arrow)  vs  franz-go + encoding/json
 //	1b  the same with the CEL steps (decode, aggregate)  vs  the same baseline
 //	1c  select count(*) from source, no decode  vs  franz-go consume and count
 //	2   Kafka → Kafka copy  vs  a franz-go consume-produce loop
@@ -35,7 +35,7 @@ import (
 // workload as it checks the baseline's: a fast job with wrong totals is an
 // error, not a row.
 
-// treasuryQuery is seed 003's query as written in examples/treasury, plus
+// treasuryQuery is the treasury query as written in examples/treasury, plus
 // count(*) so that the harness can check the totals record by record.
 const treasuryQuery = `select from_unixtime(unix_timestamp()) as curr_time, t.branch as branch_name,
   t.currency as currency_code, sum(amount) as batch_value, count(*) as n
