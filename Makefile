@@ -22,7 +22,7 @@ RACE_PKGS := ./internal/... ./pkg/...
 TAGS ?= duckdb_arrow
 export GOFLAGS := $(strip $(filter-out -tags=%,$(shell $(GO) env GOFLAGS)) -tags=$(TAGS))
 
-.PHONY: help build test test-short demo proto proto-check lint bench chaos clean
+.PHONY: help build test test-short demo proto proto-check lint bench chaos clean docs
 
 include mk/bench.mk
 include mk/k8s.mk
@@ -59,6 +59,9 @@ $(TOOLS)/protoc-gen-go-grpc:
 
 proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## regenerate proto/sluice/v1/*.pb.go
 	cd proto && PATH=$(TOOLS):$$PATH buf generate
+
+docs: ## regenerate docs/reference/job-spec.md from the comments of proto/sluice/v1/job.proto
+	$(GO) run ./internal/docgen/cmd/docgen
 
 proto-check: proto ## fail when the committed generated code is stale
 	@git diff --exit-code -- proto/ || (echo "generated code is stale: run make proto and commit" >&2; exit 1)

@@ -26,22 +26,36 @@ const (
 // Spark's Kafka source option names where one exists).
 type JobSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Name identifies the job and its checkpoints. Submitting a stopped job again
-	// under the same name resumes from its last committed batch.
-	Name       string       `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Source     *Source      `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// Name identifies the job and its checkpoints: 1-128 letters, digits, `.`,
+	// `_` or `-`, starting with a letter or digit. Submitting a stopped job
+	// again under the same name resumes from its last committed batch; a
+	// different source under that name is refused. Required.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The source, `kafka` or `kinesis`. Required.
+	Source *Source `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// Steps applied in order to each batch: SQL steps (`decode` with a
+	// `schema`, then `sql`) or CEL steps (`decode`, `filter`, `select`,
+	// `aggregate`); a job uses one kind or the other. Default: none, the
+	// source's records go to the sink as they are.
 	Transforms []*Transform `protobuf:"bytes,3,rep,name=transforms,proto3" json:"transforms,omitempty"`
-	Sink       *Sink        `protobuf:"bytes,4,opt,name=sink,proto3" json:"sink,omitempty"`
-	Trigger    *Trigger     `protobuf:"bytes,5,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	// Where each batch's rows go. Required.
+	Sink *Sink `protobuf:"bytes,4,opt,name=sink,proto3" json:"sink,omitempty"`
+	// When batches run. Default: back to back (processingTime 0).
+	Trigger *Trigger `protobuf:"bytes,5,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	// onError: what to do with a record that cannot be decoded or evaluated:
-	// "fail" (default), "skip" (counted in batch progress) or "deadLetter".
+	// "fail" (default) fails the job naming the record's offset, "skip" drops it
+	// (counted in batch progress as skippedRows) or "deadLetter" writes it with
+	// an `error` field to deadLetter. A job with sql steps takes fail or skip.
 	OnError string `protobuf:"bytes,6,opt,name=on_error,json=onError,proto3" json:"on_error,omitempty"`
-	// deadLetter receives bad records (with the error) when onError is deadLetter.
-	DeadLetter *Sink   `protobuf:"bytes,7,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
-	Limits     *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
+	// deadLetter receives bad records (with the error) when onError is
+	// deadLetter; required then. Any sink may be the dead-letter sink.
+	DeadLetter *Sink `protobuf:"bytes,7,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
+	// Task retry limits. Default: 4 attempts per task, 10m per attempt.
+	Limits *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
 	// checkpoint keeps this job's offset log, task ends and commit log in a
 	// store of its own instead of the driver's (etcd or local directory). The
-	// job catalog always stays in the driver's store.
+	// job catalog always stays in the driver's store. Default: the driver's
+	// store.
 	Checkpoint *Checkpoint `protobuf:"bytes,9,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	// restartStrategy: what happens when a batch cannot finish for a cause that
 	// may go away. Default: exponentialDelay from 1s to 5m, retrying forever.
@@ -169,10 +183,11 @@ func (x *JobSpec) GetSpeculation() *Speculation {
 // end where the reader stops (Kinesis): two attempts would end differently.
 type Speculation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// spark.speculation. Default false.
+	// spark.speculation: turn speculative execution on. A task is copied at
+	// most once. Default false.
 	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// spark.speculation.quantile: the fraction of tasks that must have
-	// succeeded first, 0 to 1. Default 0.75.
+	// succeeded first, 0 to 1 (and at least one task). Default 0.75.
 	Quantile float64 `protobuf:"fixed64,2,opt,name=quantile,proto3" json:"quantile,omitempty"`
 	// spark.speculation.multiplier: how many times slower than the median a
 	// straggler is, at least 1. Default 1.5.
@@ -253,7 +268,8 @@ func (x *Speculation) GetMinTaskRuntime() string {
 type RestartStrategy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "exponentialDelay" (default), "fixedDelay" or "none" (fail at once, as
-	// before restart strategies existed).
+	// before restart strategies existed). "exponential-delay" and
+	// "fixed-delay" are accepted too.
 	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	// exponentialDelay: the first back-off. Default 1s.
 	InitialBackoff string `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
@@ -261,7 +277,8 @@ type RestartStrategy struct {
 	MaxBackoff string `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
 	// exponentialDelay: how much each back-off grows. Default 2.0, at least 1.
 	BackoffMultiplier float64 `protobuf:"fixed64,4,opt,name=backoff_multiplier,json=backoffMultiplier,proto3" json:"backoff_multiplier,omitempty"`
-	// Random spread of each back-off, as a fraction of it (0 to 1). Default 0.1.
+	// Random spread of each back-off, as a fraction of it (0 to 1), so that
+	// jobs failing on one outage do not come back in lockstep. Default 0.1.
 	Jitter float64 `protobuf:"fixed64,5,opt,name=jitter,proto3" json:"jitter,omitempty"`
 	// Restarts without a committed batch in between before the job fails; 0
 	// (default) retries forever.
@@ -351,6 +368,8 @@ func (x *RestartStrategy) GetDelay() string {
 	return ""
 }
 
+// Checkpoint: a store of the job's own for its checkpoints, DynamoDB or S3
+// (docs/checkpoints.md).
 type Checkpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -359,7 +378,8 @@ type Checkpoint struct {
 	//	*Checkpoint_S3
 	Kind isCheckpoint_Kind `protobuf_oneof:"kind"`
 	// Committed batches whose plans, task ends and commits are kept; older ones
-	// are purged (Spark: spark.sql.streaming.minBatchesToRetain). Default 100.
+	// are purged (Spark: spark.sql.streaming.minBatchesToRetain). At least 1.
+	// Default 100.
 	MinBatchesToRetain int32 `protobuf:"varint,3,opt,name=min_batches_to_retain,json=minBatchesToRetain,proto3" json:"min_batches_to_retain,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
@@ -432,10 +452,12 @@ type isCheckpoint_Kind interface {
 }
 
 type Checkpoint_Dynamodb struct {
+	// Keep the checkpoints in a DynamoDB table.
 	Dynamodb *DynamoDBCheckpoint `protobuf:"bytes,1,opt,name=dynamodb,proto3,oneof"`
 }
 
 type Checkpoint_S3 struct {
+	// Keep the checkpoints as objects in an S3 bucket.
 	S3 *S3Checkpoint `protobuf:"bytes,2,opt,name=s3,proto3,oneof"`
 }
 
@@ -446,11 +468,16 @@ func (*Checkpoint_S3) isCheckpoint_Kind() {}
 // DynamoDBCheckpoint: one table, created with on-demand billing if absent.
 type DynamoDBCheckpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Default "sluice_checkpoints".
-	Table  string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Table name (3-255 of A-Z a-z 0-9 _ - .), created with on-demand billing
+	// if missing. A table whose keys are not pk (S, HASH) and sk (S, RANGE) is
+	// refused. Default "sluice_checkpoints".
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Region of the table. Default: AWS_REGION or the shared config's
+	// region, else us-east-1.
 	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
 	// Custom endpoint (DynamoDB Local, dynalite, a VPC endpoint).
-	Endpoint      string   `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Credentials. Default: the SDK's default chain.
 	Auth          *AwsAuth `protobuf:"bytes,4,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -517,12 +544,18 @@ func (x *DynamoDBCheckpoint) GetAuth() *AwsAuth {
 // S3Checkpoint: objects under s3://bucket/prefix/<job>/, written with
 // conditional PUTs (If-None-Match / If-Match).
 type S3Checkpoint struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Bucket string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
-	Prefix string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	Region string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bucket name; it must exist (the store does not create buckets). Required.
+	Bucket string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// Key prefix; several driver groups can share a bucket under different
+	// prefixes. Default: the bucket's root.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Region of the bucket. Default: AWS_REGION or the shared config's
+	// region, else us-east-1.
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
 	// Custom endpoint (MinIO); path-style addressing is used when set.
-	Endpoint      string   `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Endpoint string `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Credentials. Default: the SDK's default chain.
 	Auth          *AwsAuth `protobuf:"bytes,5,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -598,19 +631,26 @@ func (x *S3Checkpoint) GetAuth() *AwsAuth {
 // nothing is set the SDK's default chain applies (environment, shared config,
 // web identity / IRSA, instance role).
 type AwsAuth struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	AwsAccessKey string                 `protobuf:"bytes,1,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Static access key id, with awsSecretKey (and awsSessionToken for
+	// temporary credentials). Default: the SDK's default chain.
+	AwsAccessKey string `protobuf:"bytes,1,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
 	// Secret: never shown back.
 	AwsSecretKey string `protobuf:"bytes,2,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
 	// Secret: never shown back.
 	AwsSessionToken string `protobuf:"bytes,3,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
-	// Assume this role through STS (cross-account).
-	RoleArn         string `protobuf:"bytes,4,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
-	RoleExternalId  string `protobuf:"bytes,5,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	// Assume this role through STS (cross-account), with the credentials above
+	// or the default chain.
+	RoleArn string `protobuf:"bytes,4,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// External id of the AssumeRole call, when the role's trust policy asks
+	// for one.
+	RoleExternalId string `protobuf:"bytes,5,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	// Session name of the AssumeRole call. Default "sluice".
 	RoleSessionName string `protobuf:"bytes,6,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
-	StsEndpoint     string `protobuf:"bytes,7,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// STS endpoint URL (regional, VPC, or a stand-in). Default: the region's.
+	StsEndpoint   string `protobuf:"bytes,7,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AwsAuth) Reset() {
@@ -692,6 +732,7 @@ func (x *AwsAuth) GetStsEndpoint() string {
 	return ""
 }
 
+// Source: where records come from. Set exactly one.
 type Source struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -763,10 +804,13 @@ type isSource_Kind interface {
 }
 
 type Source_Kafka struct {
+	// Apache Kafka, with Spark's option names (docs/connectors/kafka.md).
 	Kafka *KafkaSource `protobuf:"bytes,1,opt,name=kafka,proto3,oneof"`
 }
 
 type Source_Kinesis struct {
+	// Amazon Kinesis Data Streams, with the Databricks option names
+	// (docs/connectors/kinesis.md).
 	Kinesis *KinesisSource `protobuf:"bytes,2,opt,name=kinesis,proto3,oneof"`
 }
 
@@ -777,30 +821,43 @@ func (*Source_Kinesis) isSource_Kind() {}
 // KafkaSource mirrors Spark's spark-sql-kafka-0-10 options.
 type KafkaSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Comma-separated host:port list (Spark: kafka.bootstrap.servers).
+	// Comma-separated host:port list (Spark: kafka.bootstrap.servers). Required.
 	BootstrapServers string `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
-	// Exactly one of subscribe, subscribePattern, assign.
-	Subscribe        []string `protobuf:"bytes,2,rep,name=subscribe,proto3" json:"subscribe,omitempty"`
-	SubscribePattern string   `protobuf:"bytes,3,opt,name=subscribe_pattern,json=subscribePattern,proto3" json:"subscribe_pattern,omitempty"`
-	// JSON like {"topicA":[0,1],"topicB":[2]}.
+	// Topics to read. Exactly one of subscribe, subscribePattern, assign.
+	Subscribe []string `protobuf:"bytes,2,rep,name=subscribe,proto3" json:"subscribe,omitempty"`
+	// Regular expression (Go RE2 syntax, not Java's) matched against topic
+	// names at every batch; internal topics excluded.
+	SubscribePattern string `protobuf:"bytes,3,opt,name=subscribe_pattern,json=subscribePattern,proto3" json:"subscribe_pattern,omitempty"`
+	// Exact partitions, as JSON like {"topicA":[0,1],"topicB":[2]}.
 	Assign string `protobuf:"bytes,4,opt,name=assign,proto3" json:"assign,omitempty"`
 	// "earliest", "latest" (default) or JSON {"topic":{"0":23,"1":-2}} with
-	// -2 = earliest and -1 = latest. Applies only when the job has no checkpoint.
+	// -2 = earliest and -1 = latest. Applies only when the job has no checkpoint;
+	// partitions discovered later always start at earliest.
 	StartingOffsets string `protobuf:"bytes,5,opt,name=starting_offsets,json=startingOffsets,proto3" json:"starting_offsets,omitempty"`
-	// Milliseconds since the epoch; when set it beats startingOffsets.
+	// Milliseconds since the epoch: start at the first offset with a timestamp
+	// at or after it; when set it beats startingOffsets.
 	StartingTimestamp int64 `protobuf:"varint,6,opt,name=starting_timestamp,json=startingTimestamp,proto3" json:"starting_timestamp,omitempty"`
-	// Cap on records per batch across all partitions, split by lag. 0 = none.
+	// Cap on records per batch across all partitions, split in proportion to
+	// their lag. Default 0, no cap.
 	MaxOffsetsPerTrigger int64 `protobuf:"varint,7,opt,name=max_offsets_per_trigger,json=maxOffsetsPerTrigger,proto3" json:"max_offsets_per_trigger,omitempty"`
-	// Cap on records per second per partition (times the trigger interval). 0 = none.
+	// Cap on records per second per partition (times the trigger interval, 1s
+	// when it is 0). Default 0, no cap.
 	MaxRatePerPartition int64 `protobuf:"varint,8,opt,name=max_rate_per_partition,json=maxRatePerPartition,proto3" json:"max_rate_per_partition,omitempty"`
-	// Fail the job when planned offsets were deleted (retention, topic deleted).
-	// Default true, as in Spark.
+	// Fail the job when planned offsets were deleted (retention, topic deleted),
+	// naming the partition and offsets; false logs a warning and continues
+	// from the earliest available offset. Default true, as in Spark.
 	FailOnDataLoss *bool `protobuf:"varint,9,opt,name=fail_on_data_loss,json=failOnDataLoss,proto3,oneof" json:"fail_on_data_loss,omitempty"`
-	IncludeHeaders bool  `protobuf:"varint,10,opt,name=include_headers,json=includeHeaders,proto3" json:"include_headers,omitempty"`
-	// Split a partition range above this many records into several tasks. 0 = none.
+	// Add the record's headers as a `headers` field (list of {key, value}).
+	// Default false.
+	IncludeHeaders bool `protobuf:"varint,10,opt,name=include_headers,json=includeHeaders,proto3" json:"include_headers,omitempty"`
+	// Split a partition range above this many records into several tasks.
+	// Default 0, never split.
 	MaxRecordsPerPartition int64 `protobuf:"varint,11,opt,name=max_records_per_partition,json=maxRecordsPerPartition,proto3" json:"max_records_per_partition,omitempty"`
-	// Client properties (TLS, SASL...). Values of keys that look secret are
-	// never shown back.
+	// Client properties (TLS, SASL...): security.protocol, sasl.mechanism,
+	// sasl.username, sasl.password, ssl.ca.location, ssl.certificate.location,
+	// ssl.key.location, ssl.endpoint.identification.algorithm, client.id,
+	// request.timeout.ms; unknown keys are refused. Values of keys that look
+	// secret are never shown back.
 	Properties map[string]string `protobuf:"bytes,12,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// After each committed batch, commit its end offsets to this consumer
 	// group so that lag tools (kafka-consumer-groups.sh, Burrow, kminion) see
@@ -936,9 +993,11 @@ func (x *KafkaSource) GetCommitOffsetsToGroup() string {
 // (and the AWS Spark connector where Databricks has none).
 type KinesisSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One stream name, or a comma-separated list read by one job.
+	// One stream name, or a comma-separated list read by one job. Required.
 	StreamName string `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
-	Region     string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// Region of the streams. Default: AWS_REGION or the shared config's
+	// region, else us-east-1.
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
 	// Custom endpoint (kinesis-mock, a VPC endpoint).
 	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// latest (default), trim_horizon, earliest (alias of trim_horizon),
@@ -959,7 +1018,8 @@ type KinesisSource struct {
 	MinFetchPeriod string `protobuf:"bytes,9,opt,name=min_fetch_period,json=minFetchPeriod,proto3" json:"min_fetch_period,omitempty"`
 	// Longest a task reads one shard in a batch, default 10s.
 	MaxFetchDuration string `protobuf:"bytes,10,opt,name=max_fetch_duration,json=maxFetchDuration,proto3" json:"max_fetch_duration,omitempty"`
-	// Bytes a task reads from one shard in a batch, e.g. "64mb".
+	// Bytes a task reads from one shard in a batch before it stops, e.g.
+	// "64mb" (binary units); the record that crosses it is kept. Default 20gb.
 	FetchBufferSize string `protobuf:"bytes,11,opt,name=fetch_buffer_size,json=fetchBufferSize,proto3" json:"fetch_buffer_size,omitempty"`
 	// Shard tasks that share one executor slot (reads are I/O bound), default 5.
 	ShardsPerTask int32 `protobuf:"varint,12,opt,name=shards_per_task,json=shardsPerTask,proto3" json:"shards_per_task,omitempty"`
@@ -967,25 +1027,35 @@ type KinesisSource struct {
 	MaxShardsPerDescribe int32 `protobuf:"varint,13,opt,name=max_shards_per_describe,json=maxShardsPerDescribe,proto3" json:"max_shards_per_describe,omitempty"`
 	// Least time between ListShards calls, default 1s. describeShardInterval
 	// (the AWS connector's name) is an alias.
-	ShardFetchInterval    string `protobuf:"bytes,14,opt,name=shard_fetch_interval,json=shardFetchInterval,proto3" json:"shard_fetch_interval,omitempty"`
+	ShardFetchInterval string `protobuf:"bytes,14,opt,name=shard_fetch_interval,json=shardFetchInterval,proto3" json:"shard_fetch_interval,omitempty"`
+	// The AWS connector's name for shardFetchInterval; set one of the two.
 	DescribeShardInterval string `protobuf:"bytes,15,opt,name=describe_shard_interval,json=describeShardInterval,proto3" json:"describe_shard_interval,omitempty"`
 	// Fail the job when planned records are gone (a shard expired before it was
 	// read, a checkpointed sequence number trimmed). Default true.
-	FailOnDataLoss *bool  `protobuf:"varint,16,opt,name=fail_on_data_loss,json=failOnDataLoss,proto3,oneof" json:"fail_on_data_loss,omitempty"`
-	AwsAccessKey   string `protobuf:"bytes,17,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
+	FailOnDataLoss *bool `protobuf:"varint,16,opt,name=fail_on_data_loss,json=failOnDataLoss,proto3,oneof" json:"fail_on_data_loss,omitempty"`
+	// Static access key id, with awsSecretKey (and awsSessionToken). Default:
+	// the SDK's default chain (environment, shared config, web identity /
+	// IRSA, instance role).
+	AwsAccessKey string `protobuf:"bytes,17,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
 	// Secret: never shown back.
 	AwsSecretKey string `protobuf:"bytes,18,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
 	// Secret: never shown back.
 	AwsSessionToken string `protobuf:"bytes,19,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
 	// Assume this role through STS (cross-account).
-	RoleArn         string `protobuf:"bytes,20,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
-	RoleExternalId  string `protobuf:"bytes,21,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	RoleArn string `protobuf:"bytes,20,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// External id of the AssumeRole call.
+	RoleExternalId string `protobuf:"bytes,21,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	// Session name of the AssumeRole call. Default "sluice".
 	RoleSessionName string `protobuf:"bytes,22,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
-	StsEndpoint     string `protobuf:"bytes,23,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
+	// STS endpoint URL (regional, VPC, or a stand-in). Default: the region's.
+	StsEndpoint string `protobuf:"bytes,23,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
 	// polling (default) or efo (enhanced fan-out, SubscribeToShard).
 	ConsumerMode string `protobuf:"bytes,24,opt,name=consumer_mode,json=consumerMode,proto3" json:"consumer_mode,omitempty"`
 	// efo: the registered consumer's name; default derived from the job name.
-	ConsumerName       string `protobuf:"bytes,25,opt,name=consumer_name,json=consumerName,proto3" json:"consumer_name,omitempty"`
+	ConsumerName string `protobuf:"bytes,25,opt,name=consumer_name,json=consumerName,proto3" json:"consumer_name,omitempty"`
+	// efo: put before the consumer's name: always before a derived name, and
+	// before an explicit consumerName only when set. Default "sluice_" for a
+	// derived name.
 	ConsumerNamePrefix string `protobuf:"bytes,26,opt,name=consumer_name_prefix,json=consumerNamePrefix,proto3" json:"consumer_name_prefix,omitempty"`
 	// efo: how often to check that the consumer is still ACTIVE, default 1m.
 	ConsumerRefreshInterval string `protobuf:"bytes,27,opt,name=consumer_refresh_interval,json=consumerRefreshInterval,proto3" json:"consumer_refresh_interval,omitempty"`
@@ -1232,6 +1302,7 @@ func (x *KinesisSource) GetConsumerLifecycle() string {
 	return ""
 }
 
+// Transform is one step of a job. Set exactly one.
 type Transform struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -1333,6 +1404,7 @@ type isTransform_Kind interface {
 }
 
 type Transform_Decode struct {
+	// Parse the payload (Kafka's value, Kinesis' data) into fields.
 	Decode *Decode `protobuf:"bytes,1,opt,name=decode,proto3,oneof"`
 }
 
@@ -1342,10 +1414,12 @@ type Transform_Filter struct {
 }
 
 type Transform_Select struct {
+	// Output exactly the listed fields, each a CEL expression.
 	Select *Select `protobuf:"bytes,3,opt,name=select,proto3,oneof"`
 }
 
 type Transform_Aggregate struct {
+	// Per-batch group-by; must be the last step.
 	Aggregate *Aggregate `protobuf:"bytes,4,opt,name=aggregate,proto3,oneof"`
 }
 
@@ -1423,17 +1497,20 @@ func (x *Sql) GetQuery() string {
 	return ""
 }
 
+// Decode parses each record's payload; its fields join the record's and the
+// raw payload is dropped.
 type Decode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "json", "csv" or "raw".
 	Format string `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
-	// Field holding the payload; default "value" for Kafka.
+	// Field holding the payload. Default: value if the record has it, else
+	// data (Kinesis).
 	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
 	// csv: column names; when empty the first line of each record must be a header.
 	Columns []string `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
 	// csv: true when each record starts with a header line.
 	Header bool `protobuf:"varint,4,opt,name=header,proto3" json:"header,omitempty"`
-	// csv: field delimiter, default ",".
+	// csv: field delimiter, one character, default ",".
 	Delimiter string `protobuf:"bytes,5,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
 	// json: the payload's fields and types as a Spark DDL string
 	// ("branch STRING, amount BIGINT"). Required in jobs with a sql step, where
@@ -1519,8 +1596,9 @@ func (x *Decode) GetSchema() string {
 // Select keeps or computes fields: each entry is an output name and a CEL
 // expression. A bare field name copies the field.
 type Select struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Fields        []*SelectField         `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The output fields, in order.
+	Fields        []*SelectField `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1562,9 +1640,11 @@ func (x *Select) GetFields() []*SelectField {
 	return nil
 }
 
+// SelectField is one output field of a select step.
 type SelectField struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Output field name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// CEL expression; defaults to the field called name.
 	Expr          string `protobuf:"bytes,2,opt,name=expr,proto3" json:"expr,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1615,10 +1695,14 @@ func (x *SelectField) GetExpr() string {
 	return ""
 }
 
+// Aggregate is a per-batch group-by. Tasks return partial aggregates and the
+// driver merges them, so each group appears once per batch in the sink.
 type Aggregate struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	GroupBy      []string               `protobuf:"bytes,1,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
-	Aggregations []*Aggregation         `protobuf:"bytes,2,rep,name=aggregations,proto3" json:"aggregations,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fields to group by; empty for one group per batch.
+	GroupBy []string `protobuf:"bytes,1,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	// The aggregates computed for each group.
+	Aggregations []*Aggregation `protobuf:"bytes,2,rep,name=aggregations,proto3" json:"aggregations,omitempty"`
 	// Upper bound on groups per batch; exceeding it fails the batch. Default 100000.
 	MaxGroups     int64 `protobuf:"varint,3,opt,name=max_groups,json=maxGroups,proto3" json:"max_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1676,6 +1760,7 @@ func (x *Aggregate) GetMaxGroups() int64 {
 	return 0
 }
 
+// Aggregation is one aggregate of an aggregate step.
 type Aggregation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// count, sum, min, max, avg.
@@ -1739,6 +1824,7 @@ func (x *Aggregation) GetAs() string {
 	return ""
 }
 
+// Sink: where a batch's rows go. Set exactly one (docs/connectors/README.md).
 type Sink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -1860,30 +1946,37 @@ type isSink_Kind interface {
 }
 
 type Sink_Console struct {
+	// Print each batch as a table on the driver (Spark's console sink).
 	Console *ConsoleSink `protobuf:"bytes,1,opt,name=console,proto3,oneof"`
 }
 
 type Sink_File struct {
+	// JSON-lines files, one per task output (exactly once).
 	File *FileSink `protobuf:"bytes,2,opt,name=file,proto3,oneof"`
 }
 
 type Sink_Discard struct {
+	// Drop the rows, counting them (benchmarks, dry runs).
 	Discard *DiscardSink `protobuf:"bytes,3,opt,name=discard,proto3,oneof"`
 }
 
 type Sink_Kinesis struct {
+	// Amazon Kinesis Data Streams, with PutRecords (at least once).
 	Kinesis *KinesisSink `protobuf:"bytes,4,opt,name=kinesis,proto3,oneof"`
 }
 
 type Sink_Postgres struct {
+	// PostgreSQL, rows and positions in one transaction (exactly once).
 	Postgres *PostgresSink `protobuf:"bytes,5,opt,name=postgres,proto3,oneof"`
 }
 
 type Sink_S3 struct {
+	// One object per task in S3, a _SUCCESS marker per batch (exactly once).
 	S3 *S3Sink `protobuf:"bytes,6,opt,name=s3,proto3,oneof"`
 }
 
 type Sink_Kafka struct {
+	// Apache Kafka (at least once, or exactly once when transactional).
 	Kafka *KafkaSink `protobuf:"bytes,7,opt,name=kafka,proto3,oneof"`
 }
 
@@ -1904,31 +1997,40 @@ func (*Sink_Kafka) isSink_Kind() {}
 // KinesisSink writes rows with PutRecords. At-least-once: a retried task
 // writes its records again.
 type KinesisSink struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	StreamName string                 `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
-	Region     string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	Endpoint   string                 `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Target stream. Required.
+	StreamName string `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
+	// Region of the target stream. Default: as for the source.
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// Custom endpoint (kinesis-mock, a VPC endpoint).
+	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// CEL expression for the partition key; required.
 	PartitionKey string `protobuf:"bytes,4,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
 	// CEL expression for an explicit hash key (decimal 128-bit); optional.
 	ExplicitHashKey string `protobuf:"bytes,5,opt,name=explicit_hash_key,json=explicitHashKey,proto3" json:"explicit_hash_key,omitempty"`
 	// CEL expression for the record data; default: the row as JSON.
 	Data string `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
-	// Records per PutRecords call, default and maximum 500.
+	// Records per PutRecords call, at most 500. Default 500.
 	MaxRecordsPerRequest int32 `protobuf:"varint,7,opt,name=max_records_per_request,json=maxRecordsPerRequest,proto3" json:"max_records_per_request,omitempty"`
 	// Attempts for entries PutRecords reports as failed, default 10.
-	MaxRetries   int32  `protobuf:"varint,8,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	MaxRetries int32 `protobuf:"varint,8,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	// Static access key id, as for the source. Default: the SDK's default
+	// chain.
 	AwsAccessKey string `protobuf:"bytes,9,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
 	// Secret: never shown back.
 	AwsSecretKey string `protobuf:"bytes,10,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
 	// Secret: never shown back.
 	AwsSessionToken string `protobuf:"bytes,11,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
-	RoleArn         string `protobuf:"bytes,12,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
-	RoleExternalId  string `protobuf:"bytes,13,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	// Assume this role through STS (cross-account).
+	RoleArn string `protobuf:"bytes,12,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// External id of the AssumeRole call.
+	RoleExternalId string `protobuf:"bytes,13,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
+	// Session name of the AssumeRole call. Default "sluice".
 	RoleSessionName string `protobuf:"bytes,14,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
-	StsEndpoint     string `protobuf:"bytes,15,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// STS endpoint URL. Default: the region's.
+	StsEndpoint   string `protobuf:"bytes,15,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KinesisSink) Reset() {
@@ -2076,12 +2178,15 @@ type PostgresSink struct {
 	// Target table, optionally schema-qualified.
 	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
 	// append (default) or upsert (needs keyColumns).
-	Mode       string   `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	// upsert: the key columns; a primary key or unique index on exactly these
+	// columns must exist (createTable makes them the primary key).
 	KeyColumns []string `protobuf:"bytes,4,rep,name=key_columns,json=keyColumns,proto3" json:"key_columns,omitempty"`
 	// Columns and the fields they come from; default: every field of the row,
 	// column named as the field.
 	Columns []*PostgresColumn `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
-	// Create the table (and the positions table) if absent.
+	// Create the table (and the positions table) if absent; column types come
+	// from columns[].type, else are inferred from the first rows. Default false.
 	CreateTable bool `protobuf:"varint,6,opt,name=create_table,json=createTable,proto3" json:"create_table,omitempty"`
 	// copy (default) or insert (multi-row INSERT).
 	WriteMethod string `protobuf:"bytes,7,opt,name=write_method,json=writeMethod,proto3" json:"write_method,omitempty"`
@@ -2188,9 +2293,11 @@ func (x *PostgresSink) GetLockTimeout() string {
 	return ""
 }
 
+// PostgresColumn maps a record field to a table column.
 type PostgresColumn struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Column name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Record field; defaults to name.
 	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
 	// SQL type used by createTable, e.g. "numeric(18,2)"; default inferred.
@@ -2253,15 +2360,22 @@ func (x *PostgresColumn) GetType() string {
 // S3Sink writes one object per task: prefix/<job>/batch=<N>/[<field>=<v>/]part-<partition>.<ext>,
 // replaced by a retry, and a _SUCCESS marker per batch at commit.
 type S3Sink struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Bucket   string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
-	Prefix   string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	Region   string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
-	Endpoint string                 `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bucket name. Required.
+	Bucket string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// Key prefix, without a leading /. Default: the bucket's root.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The bucket's region. Default: AWS_REGION or the shared config's
+	// region, else us-east-1.
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// Custom endpoint (MinIO, a VPC endpoint); path-style addressing is used
+	// when set.
+	Endpoint string `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// jsonl (default) or parquet.
 	Format string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
 	// Field whose value splits a batch's output into <field>=<value>/ folders.
-	PartitionBy   string   `protobuf:"bytes,6,opt,name=partition_by,json=partitionBy,proto3" json:"partition_by,omitempty"`
+	PartitionBy string `protobuf:"bytes,6,opt,name=partition_by,json=partitionBy,proto3" json:"partition_by,omitempty"`
+	// Credentials. Default: the SDK's default chain.
 	Auth          *AwsAuth `protobuf:"bytes,7,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2350,19 +2464,26 @@ func (x *S3Sink) GetAuth() *AwsAuth {
 // commits each partition's output at batch commit (exactly once for
 // read_committed consumers).
 type KafkaSink struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	BootstrapServers string                 `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Comma-separated host:port list. Required.
+	BootstrapServers string `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
 	// Target topic; or topicExpr per record.
-	Topic     string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// CEL expression giving each record's topic ("fx-" + currency); set
+	// instead of topic.
 	TopicExpr string `protobuf:"bytes,3,opt,name=topic_expr,json=topicExpr,proto3" json:"topic_expr,omitempty"`
-	// CEL expressions; value defaults to the row as JSON, key to none.
-	Key   string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	// CEL expression for the record key; null means no key. Default: no key.
+	Key string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	// CEL expression for the record value; null is a tombstone. Default: the
+	// row as JSON.
 	Value string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
 	// Header name to CEL expression.
 	Headers map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// CEL expression giving the partition; default: the client's partitioner.
-	Partition     string `protobuf:"bytes,7,opt,name=partition,proto3" json:"partition,omitempty"`
-	Transactional bool   `protobuf:"varint,8,opt,name=transactional,proto3" json:"transactional,omitempty"`
+	Partition string `protobuf:"bytes,7,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Produce in transactions committed at batch commit: exactly once for
+	// read_committed consumers. Default false.
+	Transactional bool `protobuf:"varint,8,opt,name=transactional,proto3" json:"transactional,omitempty"`
 	// Client properties (TLS, SASL...); secret values never shown back.
 	Properties    map[string]string `protobuf:"bytes,9,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
@@ -2462,6 +2583,7 @@ func (x *KafkaSink) GetProperties() map[string]string {
 	return nil
 }
 
+// ConsoleSink prints each batch as a table on the driver's standard output.
 type ConsoleSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Rows shown per batch (Spark's numRows), default 20.
@@ -2516,6 +2638,7 @@ func (x *ConsoleSink) GetTruncate() bool {
 	return false
 }
 
+// FileSink writes JSON-lines files, replaced by a retry (exactly once).
 type FileSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Directory; output goes to <path>/<job>/batch=<N>/part-<partition>.jsonl.
@@ -2570,6 +2693,7 @@ func (x *FileSink) GetFormat() string {
 	return ""
 }
 
+// DiscardSink drops every row and counts them.
 type DiscardSink struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2606,6 +2730,8 @@ func (*DiscardSink) Descriptor() ([]byte, []int) {
 	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
+// Trigger says when batches run. Set at most one; without any, batches run
+// back to back.
 type Trigger struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -2687,15 +2813,19 @@ type isTrigger_Kind interface {
 }
 
 type Trigger_ProcessingTime struct {
-	// Go duration, e.g. "2s". "0" runs batches back to back.
+	// Go duration between batch starts, e.g. "2s"; a batch that overruns
+	// starts the next at once. "0" runs batches back to back. Default 0.
 	ProcessingTime string `protobuf:"bytes,1,opt,name=processing_time,json=processingTime,proto3,oneof"`
 }
 
 type Trigger_Once struct {
+	// true: one batch with what is there, then the job is FINISHED.
 	Once bool `protobuf:"varint,2,opt,name=once,proto3,oneof"`
 }
 
 type Trigger_AvailableNow struct {
+	// true: everything present at start, in as many batches as the limits
+	// need, then the job is FINISHED.
 	AvailableNow bool `protobuf:"varint,3,opt,name=available_now,json=availableNow,proto3,oneof"`
 }
 
@@ -2705,6 +2835,7 @@ func (*Trigger_Once) isTrigger_Kind() {}
 
 func (*Trigger_AvailableNow) isTrigger_Kind() {}
 
+// Limits bound task retries.
 type Limits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Attempts per task before the batch fails (Spark: spark.task.maxFailures). Default 4.
