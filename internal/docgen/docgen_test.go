@@ -283,11 +283,28 @@ func TestRequired(t *testing.T) {
 	}
 }
 
+func TestEscape(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a | b", `a \| b`},
+		{"<job>/batch=<N>", "&lt;job&gt;/batch=&lt;N&gt;"},
+		{"sasl.* and __x__", `sasl.\* and \_\_x\_\_`},
+		{"`a_b*<c>` outside_", "`a_b*<c>` outside\\_"},
+		{"`x|y`", "`x\\|y`"},
+	}
+	for _, tc := range tests {
+		if got := escape(tc.in); got != tc.want {
+			t.Errorf("escape(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestMarkdown(t *testing.T) {
 	f, err := Parse(`// Root | job.
 message Root {
   // Where <job> goes | pipes. Default "x".
   string path = 1;
+  // sasl.* and ssl.*, __topic__.
+  string props = 9;
   // The name. Required.
   string name = 8;
   repeated Child children = 2;
@@ -320,6 +337,7 @@ enum Color {
 		"| `path` | string | `x` | Where &lt;job&gt; goes \\| pipes. Default \"x\". |",
 		"| `children` | list of [Child](#child) |  |  |",
 		"| `name` | string | required | The name. Required. |",
+		"| `props` | string |  | sasl.\\* and ssl.\\*, \\_\\_topic\\_\\_. |",
 		"| `byName` | map of string to [Child](#child) |  |  |",
 		"| `a` | bool |  | *Oneof `kind`* (not with `b`). A. |",
 		"| `flag` | bool (optional) |  |  |",

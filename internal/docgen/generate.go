@@ -144,8 +144,9 @@ func anchor(name string) string {
 	return strings.ToLower(strings.ReplaceAll(name, ".", ""))
 }
 
-// escape makes text safe in a Markdown table cell: | is escaped, and < and
-// > outside code spans become entities so that <job> is not taken for HTML.
+// escape makes text safe in a Markdown table cell: | is escaped; outside
+// code spans * and _ are escaped (sasl.*, __sluice_sink_commits are not
+// emphasis) and < and > become entities so that <job> is not taken for HTML.
 func escape(s string) string {
 	var b strings.Builder
 	code := false
@@ -156,6 +157,9 @@ func escape(s string) string {
 			b.WriteRune(r)
 		case r == '|':
 			b.WriteString(`\|`)
+		case (r == '*' || r == '_') && !code:
+			b.WriteRune('\\')
+			b.WriteRune(r)
 		case r == '<' && !code:
 			b.WriteString("&lt;")
 		case r == '>' && !code:

@@ -26,42 +26,50 @@ const (
 // Spark's Kafka source option names where one exists).
 type JobSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Name identifies the job and its checkpoints: 1-128 letters, digits, `.`,
-	// `_` or `-`, starting with a letter or digit. Submitting a stopped job
-	// again under the same name resumes from its last committed batch; a
-	// different source under that name is refused. Required.
+	// Job name and checkpoint identity: 1-128 letters, digits, `.`, `_` or `-`,
+	// starting with a letter or digit. Submitting a stopped job again under the
+	// same name resumes from its last committed batch (Spark's checkpoint
+	// location); a different source under that name is refused. Required.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The source, `kafka` or `kinesis`. Required.
+	// The source: `kafka` (docs/connectors/kafka.md) or `kinesis`
+	// (docs/connectors/kinesis.md). Required.
 	Source *Source `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	// Steps applied in order to each batch: SQL steps (`decode` with a
 	// `schema`, then `sql`) or CEL steps (`decode`, `filter`, `select`,
 	// `aggregate`); a job uses one kind or the other. Default: none, the
 	// source's records go to the sink as they are.
 	Transforms []*Transform `protobuf:"bytes,3,rep,name=transforms,proto3" json:"transforms,omitempty"`
-	// Where each batch's rows go. Required.
+	// Where each batch's rows go: one of `console`, `file`, `discard`,
+	// `postgres`, `s3`, `kafka`, `kinesis` (docs/connectors/README.md). Required.
 	Sink *Sink `protobuf:"bytes,4,opt,name=sink,proto3" json:"sink,omitempty"`
 	// When batches run. Default: back to back (processingTime 0).
 	Trigger *Trigger `protobuf:"bytes,5,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	// onError: what to do with a record that cannot be decoded or evaluated:
-	// "fail" (default) fails the job naming the record's offset, "skip" drops it
-	// (counted in batch progress as skippedRows) or "deadLetter" writes it with
-	// an `error` field to deadLetter. A job with sql steps takes fail or skip.
+	// onError: what to do with a bad record (undecodable, a CEL evaluation error,
+	// a non-numeric sum): "fail" (default) fails the job naming the record's
+	// offset; "skip" drops and counts it (skippedRows in batch progress);
+	// "deadLetter" writes it with an `error` field to deadLetter. Bad records are
+	// never dropped silently. A job with sql steps takes fail or skip only.
 	OnError string `protobuf:"bytes,6,opt,name=on_error,json=onError,proto3" json:"on_error,omitempty"`
 	// deadLetter receives bad records (with the error) when onError is
-	// deadLetter; required then. Any sink may be the dead-letter sink.
+	// deadLetter; required then. Any sink may be the dead-letter sink; it keeps
+	// positions and transactional ids apart from the main sink's (give an S3
+	// dead-letter sink its own prefix).
 	DeadLetter *Sink `protobuf:"bytes,7,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
 	// Task retry limits. Default: 4 attempts per task, 10m per attempt.
 	Limits *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
-	// checkpoint keeps this job's offset log, task ends and commit log in a
-	// store of its own instead of the driver's (etcd or local directory). The
-	// job catalog always stays in the driver's store. Default: the driver's
-	// store.
+	// checkpoint keeps this job's offset log, task ends and commit log in a store
+	// of its own (`dynamodb` or `s3`, docs/checkpoints.md) instead of the
+	// driver's (etcd or local directory). The job catalog always stays in the
+	// driver's store. Default: the driver's store.
 	Checkpoint *Checkpoint `protobuf:"bytes,9,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	// restartStrategy: what happens when a batch cannot finish for a cause that
-	// may go away. Default: exponentialDelay from 1s to 5m, retrying forever.
+	// restartStrategy: what happens to the job when a batch cannot finish for a
+	// cause that may go away (a sink, broker, store or etcd outage outlasting the
+	// task retries). Default: exponentialDelay from 1s to 5m, retrying forever.
 	RestartStrategy *RestartStrategy `protobuf:"bytes,10,opt,name=restart_strategy,json=restartStrategy,proto3" json:"restart_strategy,omitempty"`
-	// speculation: a straggling task gets a second attempt on another
-	// executor (Spark's spark.speculation.*). Off by default.
+	// speculation: a straggling task gets a copy on another executor with a free
+	// slot (Spark's spark.speculation.*). Refused for a Kinesis source. Copies
+	// count in speculativeTasks of the batch progress and in
+	// sluice_speculative_tasks_total. Off by default.
 	Speculation   *Speculation `protobuf:"bytes,11,opt,name=speculation,proto3" json:"speculation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -183,14 +191,17 @@ func (x *JobSpec) GetSpeculation() *Speculation {
 // end where the reader stops (Kinesis): two attempts would end differently.
 type Speculation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// spark.speculation: turn speculative execution on. A task is copied at
-	// most once. Default false.
+	// spark.speculation: turn speculative execution on. The first attempt to
+	// succeed wins, the other is cancelled and its late result ignored; a task is
+	// copied at most once. The Kinesis sink, at-least-once, may repeat records as
+	// on a retry. Default false.
 	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
-	// spark.speculation.quantile: the fraction of tasks that must have
-	// succeeded first, 0 to 1 (and at least one task). Default 0.75.
+	// spark.speculation.quantile: the fraction of the batch's tasks, 0 to 1, that
+	// must have succeeded before any is copied (at least one task). Default 0.75.
 	Quantile float64 `protobuf:"fixed64,2,opt,name=quantile,proto3" json:"quantile,omitempty"`
-	// spark.speculation.multiplier: how many times slower than the median a
-	// straggler is, at least 1. Default 1.5.
+	// spark.speculation.multiplier: a task is a straggler once it has run longer
+	// than this many times the median duration of the succeeded tasks; at least
+	// 1. Default 1.5.
 	Multiplier float64 `protobuf:"fixed64,3,opt,name=multiplier,proto3" json:"multiplier,omitempty"`
 	// spark.speculation.minTaskRuntime: never speculate a task that has run
 	// less. Default 100ms.
@@ -267,9 +278,11 @@ func (x *Speculation) GetMinTaskRuntime() string {
 // once a batch commits.
 type RestartStrategy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "exponentialDelay" (default), "fixedDelay" or "none" (fail at once, as
-	// before restart strategies existed). "exponential-delay" and
-	// "fixed-delay" are accepted too.
+	// "exponentialDelay" (default), "fixedDelay" or "none". exponentialDelay and
+	// fixedDelay put the job in RETRYING and re-run its recorded plan after a
+	// back-off, so nothing is lost or repeated; none fails the job at once, as
+	// before restart strategies existed. "exponential-delay" and "fixed-delay"
+	// are accepted too.
 	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	// exponentialDelay: the first back-off. Default 1s.
 	InitialBackoff string `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
@@ -280,8 +293,9 @@ type RestartStrategy struct {
 	// Random spread of each back-off, as a fraction of it (0 to 1), so that
 	// jobs failing on one outage do not come back in lockstep. Default 0.1.
 	Jitter float64 `protobuf:"fixed64,5,opt,name=jitter,proto3" json:"jitter,omitempty"`
-	// Restarts without a committed batch in between before the job fails; 0
-	// (default) retries forever.
+	// Restarts in a row, without a committed batch in between, before the job
+	// fails; a committed batch resets the count and the back-off. 0 (default)
+	// retries forever.
 	Attempts int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// fixedDelay: the back-off between restarts. Default 1s.
 	Delay         string `protobuf:"bytes,7,opt,name=delay,proto3" json:"delay,omitempty"`
@@ -825,44 +839,46 @@ type KafkaSource struct {
 	BootstrapServers string `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
 	// Topics to read. Exactly one of subscribe, subscribePattern, assign.
 	Subscribe []string `protobuf:"bytes,2,rep,name=subscribe,proto3" json:"subscribe,omitempty"`
-	// Regular expression (Go RE2 syntax, not Java's) matched against topic
-	// names at every batch; internal topics excluded.
+	// Regular expression (Go RE2 syntax, not Java's) matched against topic names
+	// at every batch; internal topics excluded.
 	SubscribePattern string `protobuf:"bytes,3,opt,name=subscribe_pattern,json=subscribePattern,proto3" json:"subscribe_pattern,omitempty"`
 	// Exact partitions, as JSON like {"topicA":[0,1],"topicB":[2]}.
 	Assign string `protobuf:"bytes,4,opt,name=assign,proto3" json:"assign,omitempty"`
-	// "earliest", "latest" (default) or JSON {"topic":{"0":23,"1":-2}} with
-	// -2 = earliest and -1 = latest. Applies only when the job has no checkpoint;
+	// "earliest", "latest" (default) or JSON {"topicA":{"0":23,"1":-2}} with -2 =
+	// earliest and -1 = latest. Applies only when the job has no checkpoint;
 	// partitions discovered later always start at earliest.
 	StartingOffsets string `protobuf:"bytes,5,opt,name=starting_offsets,json=startingOffsets,proto3" json:"starting_offsets,omitempty"`
-	// Milliseconds since the epoch: start at the first offset with a timestamp
-	// at or after it; when set it beats startingOffsets.
+	// Milliseconds since the epoch: start at the first offset with a timestamp at
+	// or after it; when set it beats startingOffsets.
 	StartingTimestamp int64 `protobuf:"varint,6,opt,name=starting_timestamp,json=startingTimestamp,proto3" json:"starting_timestamp,omitempty"`
-	// Cap on records per batch across all partitions, split in proportion to
-	// their lag. Default 0, no cap.
+	// Cap on records per batch over all partitions, split across partitions in
+	// proportion to their lag. Default 0, no cap.
 	MaxOffsetsPerTrigger int64 `protobuf:"varint,7,opt,name=max_offsets_per_trigger,json=maxOffsetsPerTrigger,proto3" json:"max_offsets_per_trigger,omitempty"`
-	// Cap on records per second per partition (times the trigger interval, 1s
-	// when it is 0). Default 0, no cap.
+	// Cap on records per second per partition, times the trigger interval (1s
+	// when the interval is 0). Default 0, no cap.
 	MaxRatePerPartition int64 `protobuf:"varint,8,opt,name=max_rate_per_partition,json=maxRatePerPartition,proto3" json:"max_rate_per_partition,omitempty"`
-	// Fail the job when planned offsets were deleted (retention, topic deleted),
-	// naming the partition and offsets; false logs a warning and continues
+	// When planned offsets are gone (retention, deleted topic): true fails the
+	// job saying which partition and offsets; false logs a warning and continues
 	// from the earliest available offset. Default true, as in Spark.
 	FailOnDataLoss *bool `protobuf:"varint,9,opt,name=fail_on_data_loss,json=failOnDataLoss,proto3,oneof" json:"fail_on_data_loss,omitempty"`
 	// Add the record's headers as a `headers` field (list of {key, value}).
 	// Default false.
 	IncludeHeaders bool `protobuf:"varint,10,opt,name=include_headers,json=includeHeaders,proto3" json:"include_headers,omitempty"`
-	// Split a partition range above this many records into several tasks.
-	// Default 0, never split.
+	// Split a partition's range above this many records into several tasks (hot
+	// partitions). Default 0, never split.
 	MaxRecordsPerPartition int64 `protobuf:"varint,11,opt,name=max_records_per_partition,json=maxRecordsPerPartition,proto3" json:"max_records_per_partition,omitempty"`
-	// Client properties (TLS, SASL...): security.protocol, sasl.mechanism,
+	// Client settings: security.protocol (PLAINTEXT, SSL, SASL_PLAINTEXT,
+	// SASL_SSL), sasl.mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
 	// sasl.username, sasl.password, ssl.ca.location, ssl.certificate.location,
 	// ssl.key.location, ssl.endpoint.identification.algorithm, client.id,
-	// request.timeout.ms; unknown keys are refused. Values of keys that look
+	// request.timeout.ms. Unknown keys are refused. Values of keys that look
 	// secret are never shown back.
 	Properties map[string]string `protobuf:"bytes,12,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// After each committed batch, commit its end offsets to this consumer
-	// group so that lag tools (kafka-consumer-groups.sh, Burrow, kminion) see
-	// the job. The group has no members and is never read back: the
-	// checkpoint alone says where the job reads. Empty = off.
+	// A consumer group id (at most 255 characters): after each committed batch,
+	// its end offsets are committed to this group so that lag tools
+	// (kafka-consumer-groups.sh, Burrow, kminion) see the job. The group has no
+	// members and is never read back: the checkpoint alone says where the job
+	// reads. Default: off.
 	CommitOffsetsToGroup string `protobuf:"bytes,13,opt,name=commit_offsets_to_group,json=commitOffsetsToGroup,proto3" json:"commit_offsets_to_group,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
@@ -993,55 +1009,74 @@ func (x *KafkaSource) GetCommitOffsetsToGroup() string {
 // (and the AWS Spark connector where Databricks has none).
 type KinesisSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One stream name, or a comma-separated list read by one job. Required.
+	// A stream name, or a comma-separated list of streams read by one job.
+	// Required.
 	StreamName string `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
-	// Region of the streams. Default: AWS_REGION or the shared config's
-	// region, else us-east-1.
+	// Region of the streams. Default: AWS_REGION or the shared config's region,
+	// else us-east-1.
 	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	// Custom endpoint (kinesis-mock, a VPC endpoint).
+	// Kinesis endpoint URL (a VPC endpoint, kinesis-mock). Default: the region's.
 	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	// latest (default), trim_horizon, earliest (alias of trim_horizon),
-	// at_timestamp (with atTimestamp), or Databricks' JSON form
-	// {"at_timestamp": "06/25/2020 10:23:45 PDT", "format": "MM/dd/yyyy HH:mm:ss ZZZ"}.
-	// Applies only when the job has no checkpoint, and to new shards.
+	// Where a job without a checkpoint starts, and where new shards start: latest
+	// (default), trim_horizon, earliest (alias of trim_horizon), at_timestamp
+	// (with atTimestamp), or Databricks' JSON form {"at_timestamp": "06/25/2020
+	// 10:23:45 PDT", "format": "MM/dd/yyyy HH:mm:ss z"}. Upper-case AWS names
+	// (TRIM_HORIZON) are accepted. latest is fixed as the time of the job's first
+	// plan, so records that arrive while no batch runs are not skipped.
 	InitialPosition string `protobuf:"bytes,4,opt,name=initial_position,json=initialPosition,proto3" json:"initial_position,omitempty"`
-	// With initialPosition at_timestamp: the time, RFC 3339 unless
-	// timestampFormat says otherwise.
+	// With initialPosition at_timestamp: the time, RFC 3339
+	// (2020-06-25T10:23:45-07:00) or, without timestampFormat, also MM/dd/yyyy
+	// HH:mm:ss z. Records that arrived at or after it are read.
 	AtTimestamp string `protobuf:"bytes,5,opt,name=at_timestamp,json=atTimestamp,proto3" json:"at_timestamp,omitempty"`
-	// Java-style date format for atTimestamp (as in Databricks).
+	// Java date pattern for atTimestamp, as in Databricks (yyyy, MM, dd, HH, hh,
+	// mm, ss, SSS, a, EEE, z, Z, X, quoted literals). Zone abbreviations (z) are
+	// read from a fixed table (UTC, GMT, PST/PDT, EST/EDT, CST/CDT, MST/MDT,
+	// CET/CEST, BST, IST (India), JST, AEST/AEDT, ...); an unknown one is an
+	// error asking for a numeric offset.
 	TimestampFormat string `protobuf:"bytes,6,opt,name=timestamp_format,json=timestampFormat,proto3" json:"timestamp_format,omitempty"`
-	// Records per GetRecords call, default 10000 (the service maximum).
+	// Records per GetRecords call (KPL aggregates count as one), default 10000
+	// (the service maximum).
 	MaxRecordsPerFetch int32 `protobuf:"varint,7,opt,name=max_records_per_fetch,json=maxRecordsPerFetch,proto3" json:"max_records_per_fetch,omitempty"`
-	// MB/s per shard, default 1.0, at most 2.0.
+	// MB/s (1 MB = 2^20 bytes) read per shard by this job: after a call that
+	// returned n bytes the next waits n/rate. Kinesis allows 2 MB/s per shard
+	// shared by all polling consumers. Default 1.0, at most 2.0.
 	MaxFetchRate float64 `protobuf:"fixed64,8,opt,name=max_fetch_rate,json=maxFetchRate,proto3" json:"max_fetch_rate,omitempty"`
-	// Minimum wait between GetRecords calls on one shard, default 400ms, at least 200ms.
+	// Least time between two GetRecords calls on a shard (Kinesis allows 5
+	// calls/s per shard). Default 400ms, at least 200ms.
 	MinFetchPeriod string `protobuf:"bytes,9,opt,name=min_fetch_period,json=minFetchPeriod,proto3" json:"min_fetch_period,omitempty"`
 	// Longest a task reads one shard in a batch, default 10s.
 	MaxFetchDuration string `protobuf:"bytes,10,opt,name=max_fetch_duration,json=maxFetchDuration,proto3" json:"max_fetch_duration,omitempty"`
-	// Bytes a task reads from one shard in a batch before it stops, e.g.
-	// "64mb" (binary units); the record that crosses it is kept. Default 20gb.
+	// Bytes a task reads from one shard in a batch before it stops, e.g. "64mb"
+	// or "512kb" (binary units). A stop condition, not a strict bound: the record
+	// that crosses it is kept. Default 20gb.
 	FetchBufferSize string `protobuf:"bytes,11,opt,name=fetch_buffer_size,json=fetchBufferSize,proto3" json:"fetch_buffer_size,omitempty"`
-	// Shard tasks that share one executor slot (reads are I/O bound), default 5.
+	// How many shard tasks share one executor slot: reads mostly wait on the
+	// service. Aim for executor slots × shardsPerTask ≥ open shards. Default 5.
 	ShardsPerTask int32 `protobuf:"varint,12,opt,name=shards_per_task,json=shardsPerTask,proto3" json:"shards_per_task,omitempty"`
-	// Page size of ListShards, default 100.
+	// Page size of ListShards, at most 10000. Default 100.
 	MaxShardsPerDescribe int32 `protobuf:"varint,13,opt,name=max_shards_per_describe,json=maxShardsPerDescribe,proto3" json:"max_shards_per_describe,omitempty"`
-	// Least time between ListShards calls, default 1s. describeShardInterval
-	// (the AWS connector's name) is an alias.
+	// Least time between two shard listings (ListShards + DescribeStreamSummary)
+	// of a stream; new shards are seen this fast. describeShardInterval (the AWS
+	// connector's name) is an alias; set one. Default 1s.
 	ShardFetchInterval string `protobuf:"bytes,14,opt,name=shard_fetch_interval,json=shardFetchInterval,proto3" json:"shard_fetch_interval,omitempty"`
 	// The AWS connector's name for shardFetchInterval; set one of the two.
 	DescribeShardInterval string `protobuf:"bytes,15,opt,name=describe_shard_interval,json=describeShardInterval,proto3" json:"describe_shard_interval,omitempty"`
-	// Fail the job when planned records are gone (a shard expired before it was
-	// read, a checkpointed sequence number trimmed). Default true.
+	// When records that should be read are gone (a shard expired before it was
+	// read to its end, a checkpointed sequence number was trimmed, a parent shard
+	// expired unread): true fails the job naming the shard and position; false
+	// logs a warning once, counts it in the plan's dataLoss metric, and continues
+	// (at TRIM_HORIZON, or with the next shard). Default true.
 	FailOnDataLoss *bool `protobuf:"varint,16,opt,name=fail_on_data_loss,json=failOnDataLoss,proto3,oneof" json:"fail_on_data_loss,omitempty"`
-	// Static access key id, with awsSecretKey (and awsSessionToken). Default:
-	// the SDK's default chain (environment, shared config, web identity /
-	// IRSA, instance role).
+	// Static access key id, with awsSecretKey (and awsSessionToken). Default: the
+	// SDK's default chain (environment, shared config, web identity / IRSA,
+	// instance role).
 	AwsAccessKey string `protobuf:"bytes,17,opt,name=aws_access_key,json=awsAccessKey,proto3" json:"aws_access_key,omitempty"`
-	// Secret: never shown back.
+	// Secret: never shown back, logged or put in errors.
 	AwsSecretKey string `protobuf:"bytes,18,opt,name=aws_secret_key,json=awsSecretKey,proto3" json:"aws_secret_key,omitempty"`
-	// Secret: never shown back.
+	// Secret: never shown back, logged or put in errors.
 	AwsSessionToken string `protobuf:"bytes,19,opt,name=aws_session_token,json=awsSessionToken,proto3" json:"aws_session_token,omitempty"`
-	// Assume this role through STS (cross-account).
+	// Assume this role through STS, with the credentials above or the default
+	// chain (cross-account reading).
 	RoleArn string `protobuf:"bytes,20,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
 	// External id of the AssumeRole call.
 	RoleExternalId string `protobuf:"bytes,21,opt,name=role_external_id,json=roleExternalId,proto3" json:"role_external_id,omitempty"`
@@ -1049,21 +1084,35 @@ type KinesisSource struct {
 	RoleSessionName string `protobuf:"bytes,22,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
 	// STS endpoint URL (regional, VPC, or a stand-in). Default: the region's.
 	StsEndpoint string `protobuf:"bytes,23,opt,name=sts_endpoint,json=stsEndpoint,proto3" json:"sts_endpoint,omitempty"`
-	// polling (default) or efo (enhanced fan-out, SubscribeToShard).
+	// polling (default: GetRecords) or efo (enhanced fan-out, SubscribeToShard).
+	// Checkpoints are the same in both modes: a job can switch and continue where
+	// it was.
 	ConsumerMode string `protobuf:"bytes,24,opt,name=consumer_mode,json=consumerMode,proto3" json:"consumer_mode,omitempty"`
-	// efo: the registered consumer's name; default derived from the job name.
+	// efo: the registered consumer's name, 1-128 letters, digits, `_`, `.`, `-`.
+	// A derived name that would exceed 128 characters is shortened and ends in a
+	// hash of the full name. Required with consumerLifecycle self-managed.
+	// Default: consumerNamePrefix + the job name.
 	ConsumerName string `protobuf:"bytes,25,opt,name=consumer_name,json=consumerName,proto3" json:"consumer_name,omitempty"`
 	// efo: put before the consumer's name: always before a derived name, and
-	// before an explicit consumerName only when set. Default "sluice_" for a
-	// derived name.
+	// before an explicit consumerName only when set, so that an existing consumer
+	// can be named exactly (Databricks always prefixes, with databricks_).
+	// Default "sluice_" for a derived name.
 	ConsumerNamePrefix string `protobuf:"bytes,26,opt,name=consumer_name_prefix,json=consumerNamePrefix,proto3" json:"consumer_name_prefix,omitempty"`
-	// efo: how often to check that the consumer is still ACTIVE, default 1m.
+	// efo: how often the driver checks that the consumer is still ACTIVE, 1s to
+	// 1h. Default 1m.
 	ConsumerRefreshInterval string `protobuf:"bytes,27,opt,name=consumer_refresh_interval,json=consumerRefreshInterval,proto3" json:"consumer_refresh_interval,omitempty"`
-	// efo: deregister the consumer when the job is stopped cleanly (never on
-	// failure). Default false, as in Databricks.
+	// efo: deregister the consumer when the job stops cleanly: stopped or deleted
+	// by the user, or finished (once/availableNow). Never on a failure, a driver
+	// failover or a driver shutdown: the job will run again and reuses its
+	// consumer. Only with job-managed. Default false, as in Databricks.
 	RequireConsumerDeregistration bool `protobuf:"varint,28,opt,name=require_consumer_deregistration,json=requireConsumerDeregistration,proto3" json:"require_consumer_deregistration,omitempty"`
-	// efo: job-managed (default: register, wait for ACTIVE, reuse) or
-	// self-managed (registered by the user; only used).
+	// efo: job-managed (default) or self-managed. job-managed: Sluice registers
+	// the consumer when the job starts (or reuses one registered under the name),
+	// waits until it is ACTIVE, and registers it again if it disappears.
+	// self-managed: you registered it (e.g. with `sluice kinesis consumers
+	// register`); Sluice only uses it, never registers or deregisters it, and a
+	// missing consumer fails the job. Flink's JOB_MANAGED/SELF_MANAGED are
+	// accepted.
 	ConsumerLifecycle string `protobuf:"bytes,29,opt,name=consumer_lifecycle,json=consumerLifecycle,proto3" json:"consumer_lifecycle,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -1404,27 +1453,35 @@ type isTransform_Kind interface {
 }
 
 type Transform_Decode struct {
-	// Parse the payload (Kafka's value, Kinesis' data) into fields.
+	// Parse the payload (Kafka's value, Kinesis' data). With `format: json` and
+	// a `schema`, in a job with sql steps: the payload's JSON fields with these
+	// types, decoded by DuckDB.
 	Decode *Decode `protobuf:"bytes,1,opt,name=decode,proto3,oneof"`
 }
 
 type Transform_Filter struct {
-	// A CEL expression over the record's fields; records where it is false are dropped.
+	// A CEL expression (cel.dev) over the record's fields; records where it is
+	// false are dropped. Fields are top-level names (`amount > 0 && currency ==
+	// "USD"`), the whole record is `row`.
 	Filter string `protobuf:"bytes,2,opt,name=filter,proto3,oneof"`
 }
 
 type Transform_Select struct {
-	// Output exactly the listed fields, each a CEL expression.
+	// Output exactly the listed fields, each a CEL expression; a bare name
+	// copies the field.
 	Select *Select `protobuf:"bytes,3,opt,name=select,proto3,oneof"`
 }
 
 type Transform_Aggregate struct {
-	// Per-batch group-by; must be the last step.
+	// Per-batch group-by with count, sum, min, max, avg; must be the last step.
+	// Tasks return partial aggregates and the driver merges them, so each group
+	// appears once per batch in the sink.
 	Aggregate *Aggregate `protobuf:"bytes,4,opt,name=aggregate,proto3,oneof"`
 }
 
 type Transform_Sql struct {
-	// A Spark SQL query over the rows before the step, run by DuckDB.
+	// A Spark SQL query over the rows before the step, run by DuckDB
+	// (docs/sql.md).
 	Sql *Sql `protobuf:"bytes,5,opt,name=sql,proto3,oneof"`
 }
 
@@ -1501,7 +1558,10 @@ func (x *Sql) GetQuery() string {
 // raw payload is dropped.
 type Decode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "json", "csv" or "raw".
+	// "json": parse the payload as a JSON object; its fields join the record's
+	// (integers as int64, other numbers as float64) and the raw payload is
+	// dropped. "csv": one CSV line per record, named by columns; values are
+	// strings. "raw": the payload as a UTF-8 string. Required.
 	Format string `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
 	// Field holding the payload. Default: value if the record has it, else
 	// data (Kinesis).
@@ -1510,7 +1570,8 @@ type Decode struct {
 	Columns []string `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
 	// csv: true when each record starts with a header line.
 	Header bool `protobuf:"varint,4,opt,name=header,proto3" json:"header,omitempty"`
-	// csv: field delimiter, one character, default ",".
+	// csv: field delimiter, one character other than a quote or a line break.
+	// Default ",".
 	Delimiter string `protobuf:"bytes,5,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
 	// json: the payload's fields and types as a Spark DDL string
 	// ("branch STRING, amount BIGINT"). Required in jobs with a sql step, where
@@ -1703,7 +1764,8 @@ type Aggregate struct {
 	GroupBy []string `protobuf:"bytes,1,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	// The aggregates computed for each group.
 	Aggregations []*Aggregation `protobuf:"bytes,2,rep,name=aggregations,proto3" json:"aggregations,omitempty"`
-	// Upper bound on groups per batch; exceeding it fails the batch. Default 100000.
+	// Upper bound on groups per batch; more fails the batch, saying so. Default
+	// 100000.
 	MaxGroups     int64 `protobuf:"varint,3,opt,name=max_groups,json=maxGroups,proto3" json:"max_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1765,7 +1827,8 @@ type Aggregation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// count, sum, min, max, avg.
 	Fn string `protobuf:"bytes,1,opt,name=fn,proto3" json:"fn,omitempty"`
-	// Field to aggregate; empty for count.
+	// Field to aggregate; required except for count, where empty counts the
+	// records.
 	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
 	// Output column name; defaults to fn or fn_field.
 	As            string `protobuf:"bytes,3,opt,name=as,proto3" json:"as,omitempty"`
@@ -2002,17 +2065,21 @@ type KinesisSink struct {
 	StreamName string `protobuf:"bytes,1,opt,name=stream_name,json=streamName,proto3" json:"stream_name,omitempty"`
 	// Region of the target stream. Default: as for the source.
 	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	// Custom endpoint (kinesis-mock, a VPC endpoint).
+	// Kinesis endpoint URL (a VPC endpoint, kinesis-mock). Default: the region's.
 	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	// CEL expression for the partition key; required.
+	// CEL expression over the output row giving the partition key: a string of
+	// 1-256 characters (numbers and booleans are formatted). Required.
 	PartitionKey string `protobuf:"bytes,4,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
-	// CEL expression for an explicit hash key (decimal 128-bit); optional.
+	// CEL expression giving a decimal hash key in [0, 2^128) that overrides the
+	// partition key's hash; optional.
 	ExplicitHashKey string `protobuf:"bytes,5,opt,name=explicit_hash_key,json=explicitHashKey,proto3" json:"explicit_hash_key,omitempty"`
-	// CEL expression for the record data; default: the row as JSON.
+	// CEL expression giving the record data: bytes as they are, a string as
+	// UTF-8, anything else as JSON. Default: the row as JSON.
 	Data string `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
-	// Records per PutRecords call, at most 500. Default 500.
+	// Entries per PutRecords call, at most 500. Default 500.
 	MaxRecordsPerRequest int32 `protobuf:"varint,7,opt,name=max_records_per_request,json=maxRecordsPerRequest,proto3" json:"max_records_per_request,omitempty"`
-	// Attempts for entries PutRecords reports as failed, default 10.
+	// How often entries that PutRecords reports as failed (or a throttled or
+	// failed call) are sent again before the task fails. Default 10.
 	MaxRetries int32 `protobuf:"varint,8,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
 	// Static access key id, as for the source. Default: the SDK's default
 	// chain.
@@ -2172,29 +2239,48 @@ func (x *KinesisSink) GetStsEndpoint() string {
 // replayed task writes nothing twice (exactly once).
 type PostgresSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// postgres://user:password@host:port/db?sslmode=...; the password is
-	// never shown back. PGPASSWORD and the other libpq variables also apply.
+	// libpq connection string:
+	// postgres://user:password@host:5432/db?sslmode=require, or host=... user=...
+	// password=.... PGPASSWORD, ~/.pgpass and the other libpq variables fill what
+	// it leaves out; pgxpool's pool_max_conns is accepted. Without
+	// connect_timeout, connecting gives up after 15s. The password is never shown
+	// back. Required.
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
-	// Target table, optionally schema-qualified.
+	// Target table, optionally schema.table. Names are used exactly as written
+	// (quoted), so write them in the case the database has them (usually lower
+	// case). Required.
 	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
-	// append (default) or upsert (needs keyColumns).
+	// append (default): insert every row. upsert: INSERT ... ON CONFLICT
+	// (keyColumns) DO UPDATE of every other column; within a task the last row of
+	// a key wins. Needs a primary key or unique index on exactly keyColumns.
 	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
-	// upsert: the key columns; a primary key or unique index on exactly these
-	// columns must exist (createTable makes them the primary key).
+	// Upsert key (column names). Only with mode upsert; createTable makes them
+	// the primary key.
 	KeyColumns []string `protobuf:"bytes,4,rep,name=key_columns,json=keyColumns,proto3" json:"key_columns,omitempty"`
-	// Columns and the fields they come from; default: every field of the row,
-	// column named as the field.
+	// Column name, record field and type for each column. Without columns every
+	// field goes into the column of the same name (after a select or aggregate,
+	// in that order). A missing field is NULL. Default: every field of the row.
 	Columns []*PostgresColumn `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
-	// Create the table (and the positions table) if absent; column types come
-	// from columns[].type, else are inferred from the first rows. Default false.
+	// Create the table and the positions table when absent. Column types:
+	// columns[].type, else inferred from the first non-null value in the first
+	// rows written: bool boolean, integers bigint, floats double precision,
+	// strings text, bytes bytea, timestamps timestamptz, maps and lists jsonb,
+	// all-null text. Default false.
 	CreateTable bool `protobuf:"varint,6,opt,name=create_table,json=createTable,proto3" json:"create_table,omitempty"`
-	// copy (default) or insert (multi-row INSERT).
+	// copy (default): binary COPY (fast; values must suit their column types:
+	// integers into integer and numeric columns, floats into real, double or
+	// numeric, timestamps into timestamp columns, strings into text columns).
+	// insert: multi-row INSERT statements, where the server converts text (e.g. a
+	// string into a numeric column). Upserts with copy go through a temporary
+	// staging table.
 	WriteMethod string `protobuf:"bytes,7,opt,name=write_method,json=writeMethod,proto3" json:"write_method,omitempty"`
-	// Table of committed positions, default "sluice_positions".
+	// Table of committed batches and task ends, optionally schema.table. Default
+	// "sluice_positions".
 	PositionsTable string `protobuf:"bytes,8,opt,name=positions_table,json=positionsTable,proto3" json:"positions_table,omitempty"`
-	// How long a task's transaction waits for a lock (PostgreSQL
-	// lock_timeout), above all the positions row held by a zombie attempt,
-	// before failing retryably. Default 10s.
+	// How long a task's transaction waits for a lock (PostgreSQL lock_timeout),
+	// above all its positions row held by an earlier attempt that is still alive
+	// (a zombie). The task then fails with a retryable error (SQLSTATE 55P03) and
+	// is retried, instead of waiting forever. Default 10s.
 	LockTimeout   string `protobuf:"bytes,9,opt,name=lock_timeout,json=lockTimeout,proto3" json:"lock_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2368,14 +2454,18 @@ type S3Sink struct {
 	// The bucket's region. Default: AWS_REGION or the shared config's
 	// region, else us-east-1.
 	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
-	// Custom endpoint (MinIO, a VPC endpoint); path-style addressing is used
-	// when set.
+	// Another S3 endpoint (MinIO, a VPC endpoint); requests then use path-style
+	// addressing. Default: AWS's.
 	Endpoint string `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// jsonl (default) or parquet.
 	Format string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
-	// Field whose value splits a batch's output into <field>=<value>/ folders.
+	// A field whose value splits each task's output into <field>=<value>/ folders
+	// (Hive style), e.g. a date made by a select. Rows without it go to
+	// __HIVE_DEFAULT_PARTITION__.
 	PartitionBy string `protobuf:"bytes,6,opt,name=partition_by,json=partitionBy,proto3" json:"partition_by,omitempty"`
-	// Credentials. Default: the SDK's default chain.
+	// Credentials: awsAccessKey/awsSecretKey/awsSessionToken, or roleArn (with
+	// roleExternalId, roleSessionName, stsEndpoint) to assume a role; secrets are
+	// never shown back. Default: the SDK's default chain.
 	Auth          *AwsAuth `protobuf:"bytes,7,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2467,24 +2557,35 @@ type KafkaSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Comma-separated host:port list. Required.
 	BootstrapServers string `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
-	// Target topic; or topicExpr per record.
+	// Target topic. One of topic and topicExpr is required.
 	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
-	// CEL expression giving each record's topic ("fx-" + currency); set
-	// instead of topic.
+	// CEL expression giving each record's topic (`"fx-" + currency`); set instead
+	// of topic.
 	TopicExpr string `protobuf:"bytes,3,opt,name=topic_expr,json=topicExpr,proto3" json:"topic_expr,omitempty"`
-	// CEL expression for the record key; null means no key. Default: no key.
+	// CEL expression for the record key: strings become UTF-8, bytes stay bytes,
+	// numbers and booleans their text, timestamps RFC 3339, maps and lists JSON;
+	// null means no key. Default: no key.
 	Key string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
-	// CEL expression for the record value; null is a tombstone. Default: the
-	// row as JSON.
+	// CEL expression for the record value, converted as key; null is a tombstone.
+	// Default: the row as one JSON object, encoded as the file sink's lines.
 	Value string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
-	// Header name to CEL expression.
+	// Header name to CEL expression; a null result leaves the header out.
 	Headers map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// CEL expression giving the partition; default: the client's partitioner.
+	// CEL expression giving the partition number. Default: the key's murmur2
+	// hash, as Kafka's Java client computes it (records without a key go to a
+	// sticky partition).
 	Partition string `protobuf:"bytes,7,opt,name=partition,proto3" json:"partition,omitempty"`
-	// Produce in transactions committed at batch commit: exactly once for
-	// read_committed consumers. Default false.
+	// Each task's output is one Kafka transaction, committed with a marker in a
+	// compacted commits topic: exactly once for read_committed consumers
+	// (docs/connectors/kafka.md#transactional). Without it, an idempotent
+	// producer: at least once. Default false.
 	Transactional bool `protobuf:"varint,8,opt,name=transactional,proto3" json:"transactional,omitempty"`
-	// Client properties (TLS, SASL...); secret values never shown back.
+	// The source's client settings (security.protocol, sasl.*, ssl.*, client.id,
+	// request.timeout.ms; not isolation.level) plus compression.type (none, gzip,
+	// snappy, lz4, zstd; snappy when unset), linger.ms (0 when unset), and with
+	// transactional: transaction.timeout.ms (60000 when unset) and
+	// sluice.commits.topic (__sluice_sink_commits when unset). Unknown keys are
+	// refused; secret values are never shown back.
 	Properties    map[string]string `protobuf:"bytes,9,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2586,7 +2687,8 @@ func (x *KafkaSink) GetProperties() map[string]string {
 // ConsoleSink prints each batch as a table on the driver's standard output.
 type ConsoleSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Rows shown per batch (Spark's numRows), default 20.
+	// Rows shown per batch (Spark's numRows); tasks send at most this many rows
+	// each to the driver. Default 20.
 	NumRows int32 `protobuf:"varint,1,opt,name=num_rows,json=numRows,proto3" json:"num_rows,omitempty"`
 	// Truncate long values to 20 characters (Spark's truncate), default true.
 	Truncate      *bool `protobuf:"varint,2,opt,name=truncate,proto3,oneof" json:"truncate,omitempty"`
@@ -2642,6 +2744,7 @@ func (x *ConsoleSink) GetTruncate() bool {
 type FileSink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Directory; output goes to <path>/<job>/batch=<N>/part-<partition>.jsonl.
+	// With several hosts it should be a directory they all share. Required.
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// "jsonl" (default).
 	Format        string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
@@ -2813,8 +2916,10 @@ type isTrigger_Kind interface {
 }
 
 type Trigger_ProcessingTime struct {
-	// Go duration between batch starts, e.g. "2s"; a batch that overruns
-	// starts the next at once. "0" runs batches back to back. Default 0.
+	// Go duration between batch starts, e.g. "2s" or "500ms"; a batch that
+	// overruns starts the next at once. "0" runs batches back to back. With no
+	// new data no batch runs; the driver looks again every 250ms or interval.
+	// Default 0.
 	ProcessingTime string `protobuf:"bytes,1,opt,name=processing_time,json=processingTime,proto3,oneof"`
 }
 
@@ -2824,8 +2929,8 @@ type Trigger_Once struct {
 }
 
 type Trigger_AvailableNow struct {
-	// true: everything present at start, in as many batches as the limits
-	// need, then the job is FINISHED.
+	// true: everything present at start, in as many batches as the limits need,
+	// then the job is FINISHED. Data arriving later waits for the next run.
 	AvailableNow bool `protobuf:"varint,3,opt,name=available_now,json=availableNow,proto3,oneof"`
 }
 
@@ -2838,9 +2943,13 @@ func (*Trigger_AvailableNow) isTrigger_Kind() {}
 // Limits bound task retries.
 type Limits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Attempts per task before the batch fails (Spark: spark.task.maxFailures). Default 4.
+	// Attempts per task before the batch fails (Spark: spark.task.maxFailures);
+	// what happens then is restartStrategy's. Retries back off from 0.5s,
+	// doubling, up to 10s, each spread by ±20%; an attempt lost with its executor
+	// is retried at once. Default 4.
 	MaxTaskFailures int32 `protobuf:"varint,1,opt,name=max_task_failures,json=maxTaskFailures,proto3" json:"max_task_failures,omitempty"`
-	// An attempt running longer than this is treated as lost and retried. Default 10m.
+	// An attempt running longer than this is treated as lost and retried. Default
+	// 10m.
 	TaskTimeout   string `protobuf:"bytes,2,opt,name=task_timeout,json=taskTimeout,proto3" json:"task_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
