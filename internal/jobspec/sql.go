@@ -62,9 +62,6 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 		}
 		steps = append(steps, st)
 	}
-	if spec.GetOnError() == task.OnErrorDeadLetter {
-		e.add("onError", "deadLetter is not available for a job with sql steps: DuckDB decodes whole batches and does not hand back the record that failed; use fail (the task names the record) or skip")
-	}
 	if len(e.List) > before {
 		return
 	}
@@ -76,7 +73,7 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 		return
 	}
 	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
-		Source: j.source.schema(), Steps: steps, SkipBad: spec.GetOnError() == task.OnErrorSkip,
+		Source: j.source.schema(), Steps: steps, OnBad: onBad(spec.GetOnError()),
 	})
 	if err != nil {
 		addFieldErrors(e, err)
@@ -104,4 +101,15 @@ func (j *Job) Columns() []string {
 		return j.SQL.Columns()
 	}
 	return j.Pipeline.Columns()
+}
+
+// onBad is what a SQL decode does with bad records under onError.
+func onBad(onError string) sqltransform.BadRecords {
+	switch onError {
+	case task.OnErrorSkip:
+		return sqltransform.SkipBad
+	case task.OnErrorDeadLetter:
+		return sqltransform.KeepBad
+	}
+	return sqltransform.FailOnBad
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 )
 
 // goodSQL is the treasury job as users write it, with its Spark SQL query.
@@ -40,6 +41,23 @@ func TestCompileSQL(t *testing.T) {
 	}
 }
 
+// TestCompileSQLDeadLetter: bad records of a SQL job's decode can go to a
+// dead-letter sink.
+func TestCompileSQLDeadLetter(t *testing.T) {
+	spec, err := ParseYAML([]byte(strings.Replace(goodSQL, "trigger: {processingTime: 2s}",
+		"trigger: {processingTime: 2s}\nonError: deadLetter\ndeadLetter: {file: {path: /tmp/dl, format: jsonl}}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.SQL.OnBad() != sqltransform.KeepBad {
+		t.Fatalf("OnBad %v, want KeepBad", j.SQL.OnBad())
+	}
+}
+
 // TestCompileRefusesBadSQL: bad SQL is refused at submit as InvalidArgument
 // naming the step's field and the place in the query.
 func TestCompileRefusesBadSQL(t *testing.T) {
@@ -51,7 +69,6 @@ func TestCompileRefusesBadSQL(t *testing.T) {
 		{"syntax", "group by t.branch", "group t.branch", "transforms[1].sql.query", "syntax error"},
 		{"bad schema", "amount BIGINT", "amount BIGNUM", "transforms[0].decode.schema", "BIGNUM"},
 		{"CEL step mixed in", "  - sql:", "  - filter: \"amount != 0\"\n  - sql:", "transforms[1]", "do not mix with sql steps"},
-		{"deadLetter", "trigger: {processingTime: 2s}", "trigger: {processingTime: 2s}\nonError: deadLetter\ndeadLetter: {file: {path: /tmp/dl, format: jsonl}}", "onError", "deadLetter is not available"},
 		{"empty query", "      query: >\n        select from_unixtime(unix_timestamp()) as curr_time, t.branch as branch_name,\n        t.currency as currency_code, sum(amount) as batch_value\n        from treasury_stream t group by t.branch, t.currency\n", "      query: \"\"\n", "transforms[1].sql.query", "is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

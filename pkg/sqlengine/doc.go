@@ -38,6 +38,14 @@
 // decoding and the user's query run as one DuckDB query per task. The
 // user's query is checked and reports positions exactly as without it.
 //
+// # Built-in functions for decode steps
+//
+// Every Engine has two Go functions a program's decode query may call:
+// CSVFunction splits text into CSV records and fields, and RejectFunction
+// drops a bad record and hands it, with the reason, to the Rejects of its
+// run (WithRejects), so that a decode can count or dead-letter what it
+// drops instead of failing the query.
+//
 // # Distributed aggregation
 //
 // A batch runs as tasks, one per Kafka partition. Engine.Distribute divides

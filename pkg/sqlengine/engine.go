@@ -200,6 +200,13 @@ func (e *Engine) setup(ctx context.Context, funcs []Func) error {
 	if err := duckdb.RegisterScalarUDF(conn, CSVFunction, split); err != nil {
 		return fmt.Errorf("register %s: %w", CSVFunction, err)
 	}
+	reject, err := newRejectFunc()
+	if err != nil {
+		return fmt.Errorf("register %s: %w", RejectFunction, err)
+	}
+	if err := duckdb.RegisterScalarUDF(conn, RejectFunction, reject); err != nil {
+		return fmt.Errorf("register %s: %w", RejectFunction, err)
+	}
 	for _, f := range funcs {
 		if err := duckdb.RegisterScalarUDF(conn, f.name, f.fn); err != nil {
 			return fmt.Errorf("WithFunctions: register %q: %w", f.name, err)

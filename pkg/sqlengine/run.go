@@ -22,7 +22,15 @@ type runOptionFunc func(*runConfig)
 
 func (f runOptionFunc) applyRun(c *runConfig) { f(c) }
 
-type runConfig struct{ now time.Time }
+type runConfig struct {
+	now     time.Time
+	rejects *Rejects
+}
+
+// WithRejects collects the records the query drops through RejectFunction
+// (a decode step's bad records under onError skip or deadLetter) in r, which
+// the caller reads once Run returned.
+func WithRejects(r *Rejects) RunOption { return runOptionFunc(func(c *runConfig) { c.rejects = r }) }
 
 // WithNow pins the current time the query sees: current_timestamp,
 // current_timestamp(), now(), current_date, current_date() and
@@ -76,6 +84,14 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		s.close()
 		cleanup()
 		return nil, err
+	}
+	if cfg.rejects != nil {
+		id, unregister := registerRejects(cfg.rejects)
+		prev := cleanup
+		cleanup = func() { unregister(); prev() }
+		if err := s.execContext(rctx, fmt.Sprintf("SET VARIABLE %s = '%s'", runVariable, id)); err != nil {
+			return fail(fmt.Errorf("sqlengine: run: name the run: %w", err))
+		}
 	}
 	if !cfg.now.IsZero() {
 		q := fmt.Sprintf("SET VARIABLE %s = TIMESTAMPTZ '%s'", nowVariable, cfg.now.UTC().Format("2006-01-02 15:04:05.999999-07:00"))

@@ -59,14 +59,26 @@ type Config struct {
 	// Source is the Arrow schema of the source's records (pkg/columnar).
 	Source *arrow.Schema
 	Steps  []Step
-	// SkipBad drops records whose payload does not decode (onError skip);
-	// otherwise such a record fails the task, naming it.
-	SkipBad bool
+	// OnBad is what a decode does with a record whose payload does not
+	// decode: fail the task naming it (the default), or drop it and report
+	// it to the run's sqlengine.Rejects, counted (SkipBad) or whole
+	// (KeepBad, for a dead-letter sink).
+	OnBad BadRecords
 }
+
+// BadRecords is what a decode does with records that do not decode.
+type BadRecords int
+
+const (
+	FailOnBad BadRecords = iota // the query fails, naming the record (onError fail)
+	SkipBad                     // dropped and counted (onError skip)
+	KeepBad                     // dropped and handed over whole (onError deadLetter)
+)
 
 // Pipeline is a SQL job's transforms compiled for its source schema. It is
 // immutable and safe for concurrent use.
 type Pipeline struct {
+	onBad   BadRecords
 	source  *arrow.Schema
 	dist    *sqlengine.Distributed
 	columns []string
@@ -79,6 +91,10 @@ func (p *Pipeline) Aggregating() bool { return p.dist.Final != nil }
 // Columns is the output column order: the query's columns.
 func (p *Pipeline) Columns() []string { return p.columns }
 
+// OnBad is what the pipeline's decode does with bad records: with SkipBad
+// and KeepBad, RunTask reports them to its rejects.
+func (p *Pipeline) OnBad() BadRecords { return p.onBad }
+
 // Source is the schema RunTask's input must have.
 func (p *Pipeline) Source() *arrow.Schema { return p.source }
 
@@ -88,9 +104,15 @@ func (p *Pipeline) PartialSchema() *arrow.Schema { return p.dist.Task.OutputSche
 // RunTask runs the task's part over in (records of Source's schema): the
 // whole query for a row-wise pipeline, the partial aggregate otherwise. now
 // is the batch's time, which the query's current_timestamp and
-// unix_timestamp() see. The caller releases the result.
-func (p *Pipeline) RunTask(ctx context.Context, in array.RecordReader, now time.Time) (array.RecordReader, error) {
-	return p.dist.Task.Run(ctx, in, sqlengine.WithNow(now))
+// unix_timestamp() see. rejects receives the records a decode dropped; it
+// must be set when OnBad is SkipBad or KeepBad. The caller releases the
+// result.
+func (p *Pipeline) RunTask(ctx context.Context, in array.RecordReader, now time.Time, rejects *sqlengine.Rejects) (array.RecordReader, error) {
+	opts := []sqlengine.RunOption{sqlengine.WithNow(now)}
+	if rejects != nil {
+		opts = append(opts, sqlengine.WithRejects(rejects))
+	}
+	return p.dist.Task.Run(ctx, in, opts...)
 }
 
 // RunFinal merges the partial outputs of all of a batch's tasks into the
@@ -127,7 +149,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 				fieldErr(st.Path+".decode", "must come before the sql steps (decode the payload first, then query it)")
 				continue
 			}
-			q, err := decodeQuery(cfg.Source, input, *st.Decode, st.Path+".decode", cfg.SkipBad)
+			q, err := decodeQuery(cfg.Source, input, *st.Decode, st.Path+".decode", cfg.OnBad)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -176,7 +198,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	if err != nil {
 		return nil, queryFieldError(lastPath, err)
 	}
-	p := &Pipeline{source: cfg.Source, dist: d}
+	p := &Pipeline{onBad: cfg.OnBad, source: cfg.Source, dist: d}
 	out := d.Task.OutputSchema()
 	if d.Final != nil {
 		out = d.Final.OutputSchema()
@@ -216,9 +238,9 @@ func quoteString(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`
 // decodeQuery is the SELECT that decodes d's payload column of the rows
 // defined by input (the source when ""): the decoded fields first, then the
 // other columns, as the CEL decode merges them. A record that does not
-// decode fails the query with DuckDB's error() naming it, or is dropped when
-// skip is set.
-func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip bool) (string, error) {
+// decode fails the query with DuckDB's error() naming it, or is dropped and
+// reported to the run's rejects (onBad).
+func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBad BadRecords) (string, error) {
 	from := "__sluice_input"
 	if input != "" {
 		from = "(" + input + ")"
@@ -239,14 +261,14 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip
 	// The payload as text; NULL (a tombstone) stays NULL. Invalid UTF-8
 	// is malformed like bad JSON.
 	text := fmt.Sprintf("try(__sluice_text(%s))", col)
-	where := recordWhere(source)
+	bad := badRecords{path: path, where: recordWhere(source), onBad: onBad, record: recordArgs(source, input, field)}
 	switch d.Format {
 	case "raw":
 		if d.Schema != "" {
 			return "", &transform.FieldError{Field: path + ".schema", Reason: "applies to formats json and csv"}
 		}
 		check := fmt.Sprintf("%s IS NULL OR %s IS NOT NULL", col, text)
-		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, badRecords(check, path, "payload that is not UTF-8 text", where, skip)), nil
+		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, bad.clause(check, "payload that is not UTF-8 text")), nil
 	case "json":
 		if d.Schema == "" {
 			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required in a job with sql steps: the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
@@ -270,9 +292,9 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip
 		sel = append(sel, fmt.Sprintf("* EXCLUDE (%s)", strings.Join(exclude, ", ")))
 		check := fmt.Sprintf("%s IS NULL OR coalesce(json_valid(%s), false)", col, text)
 		return fmt.Sprintf("SELECT %s FROM (SELECT *, try(json_transform(%s, %s)) AS __sluice_j FROM %s %s)",
-			strings.Join(sel, ", "), text, quoteString(structure), from, badRecords(check, path, "malformed JSON", where, skip)), nil
+			strings.Join(sel, ", "), text, quoteString(structure), from, bad.clause(check, "malformed JSON")), nil
 	case "csv":
-		return csvQuery(source, input, d, path, col, text, from, where, skip)
+		return csvQuery(source, input, d, path, col, text, from, bad)
 	case "":
 		return "", &transform.FieldError{Field: path + ".format", Reason: "is required (json, csv or raw)"}
 	default:
@@ -284,7 +306,7 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, skip
 // record may hold several), their fields the columns named by Columns
 // (strings) or Schema (cast to its types; NULL where a field does not
 // convert). A payload that is not CSV is a bad record.
-func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, from, where string, skip bool) (string, error) {
+func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, from string, bad badRecords) (string, error) {
 	if d.Format != "csv" {
 		return "", fmt.Errorf("csvQuery: format %q", d.Format)
 	}
@@ -342,17 +364,47 @@ func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, fro
 	}
 	check := fmt.Sprintf("%s IS NULL OR __sluice_rows IS NOT NULL", col)
 	return fmt.Sprintf("SELECT %s FROM (SELECT *, unnest(__sluice_rows) AS __sluice_r FROM (SELECT *, %s AS __sluice_rows FROM %s) %s)",
-		strings.Join(sel, ", "), rows, from, badRecords(check, path, "a payload that is not CSV", where, skip)), nil
+		strings.Join(sel, ", "), rows, from, bad.clause(check, "a payload that is not CSV")), nil
 }
 
-// badRecords is the WHERE clause that keeps records passing ok: dropping the
-// others when skip, failing the query on the first otherwise.
-func badRecords(ok, path, what, where string, skip bool) string {
-	if skip {
-		return "WHERE " + ok
+// badRecords writes a decode's WHERE clause, which keeps the records whose
+// payload decodes and fails on the others or reports them.
+type badRecords struct {
+	path   string     // the decode step's field, for messages
+	where  string     // SQL naming the record (recordWhere)
+	onBad  BadRecords // what to do with the others
+	record string     // KeepBad: the record's name/value arguments to RejectFunction
+}
+
+// clause keeps the records for which ok holds; what names the problem of
+// the others.
+func (b badRecords) clause(ok, what string) string {
+	switch b.onBad {
+	case SkipBad, KeepBad:
+		// CASE runs the ELSE branch only for the rows that take it, once
+		// each: every dropped record is reported exactly once.
+		args := fmt.Sprintf("getvariable('__sluice_run'), %s", quoteString(b.path+": "+what))
+		if b.onBad == KeepBad && b.record != "" {
+			args += ", " + b.record
+		}
+		return fmt.Sprintf("WHERE CASE WHEN %s THEN true ELSE %s(%s) END", ok, sqlengine.RejectFunction, args)
 	}
 	return fmt.Sprintf("WHERE CASE WHEN %s THEN true ELSE error(%s || %s || %s) END", ok,
-		quoteString("bad record in "), where, quoteString(": "+path+": "+what+" (set onError: skip to drop such records)"))
+		quoteString("bad record in "), b.where, quoteString(": "+b.path+": "+what+" (set onError: skip or deadLetter to keep going)"))
+}
+
+// recordArgs are the name/value pairs RejectFunction receives for a bad
+// record: every source column for a decode of the source, the payload
+// column for a decode of an earlier step's output.
+func recordArgs(source *arrow.Schema, input, payload string) string {
+	var args []string
+	if input != "" {
+		return fmt.Sprintf("%s, %s", quoteString(payload), quoteIdent(payload))
+	}
+	for _, f := range source.Fields() {
+		args = append(args, quoteString(f.Name), quoteIdent(f.Name))
+	}
+	return strings.Join(args, ", ")
 }
 
 // recordWhere is a SQL expression naming the record being read, without its

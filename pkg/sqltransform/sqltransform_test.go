@@ -132,7 +132,7 @@ func TestCSVDecode(t *testing.T) {
 			wantErr: "bad record in t/0 at offset 4: transforms[0].decode: a payload that is not CSV"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Compile(context.Background(), eng, Config{Source: columnar.KafkaSchema(false), SkipBad: tc.skip, Steps: []Step{
+			p, err := Compile(context.Background(), eng, Config{Source: columnar.KafkaSchema(false), OnBad: onBad(tc.skip), Steps: []Step{
 				{Path: "transforms[0]", Decode: &tc.decode},
 				query(1, "", `select k, n from source`),
 			}})
@@ -195,7 +195,11 @@ func runRows(t *testing.T, p *Pipeline, values []any) (string, error) {
 		t.Fatal(err)
 	}
 	defer in.Release()
-	out, err := p.RunTask(context.Background(), in, time.Now())
+	var rejects *sqlengine.Rejects
+	if p.OnBad() != FailOnBad {
+		rejects = &sqlengine.Rejects{}
+	}
+	out, err := p.RunTask(context.Background(), in, time.Now(), rejects)
 	if err != nil {
 		return "", err
 	}
@@ -215,4 +219,11 @@ func runRows(t *testing.T, p *Pipeline, values []any) (string, error) {
 		}
 	}
 	return strings.Join(parts, "; "), out.Err()
+}
+
+func onBad(skip bool) BadRecords {
+	if skip {
+		return SkipBad
+	}
+	return FailOnBad
 }

@@ -10,11 +10,13 @@ import (
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -40,11 +42,21 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 		mem = memory.DefaultAllocator
 	}
 	src := newRecordSource(ctx, r, &a, mem)
-	out, err := a.SQL.RunTask(ctx, src, a.BatchTime)
+	var rejects *sqlengine.Rejects
+	switch a.SQL.OnBad() {
+	case sqltransform.SkipBad:
+		rejects = &sqlengine.Rejects{}
+	case sqltransform.KeepBad:
+		rejects = &sqlengine.Rejects{Keep: maxDeadLetters}
+	}
+	out, err := a.SQL.RunTask(ctx, src, a.BatchTime, rejects)
 	src.Release()
 	st := src.stats()
 	res.RecordsIn, res.BytesIn, res.Skipped = st.in, st.bytes, st.skipped
 	if st.err != nil {
+		if out != nil {
+			out.Release()
+		}
 		return res, st.err
 	}
 	if err != nil {
@@ -60,7 +72,76 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 	if m, ok := r.(connectors.ReaderMetrics); ok {
 		res.SourceMetrics = m.Metrics()
 	}
+	if rejects != nil && a.SQL.OnBad() == sqltransform.SkipBad {
+		res.Skipped += rejects.Count()
+	}
+	if rejects != nil && a.SQL.OnBad() == sqltransform.KeepBad && rejects.Count() > int64(rejects.Keep) {
+		return res, connectors.Permanent(fmt.Errorf("%d bad records in %s, more than the %d a task dead-letters: fix what writes them, or set onError: skip",
+			rejects.Count(), a.Range.Key(), rejects.Keep))
+	}
+	if err := emitSQL(ctx, a, out, &res); err != nil {
+		return res, err
+	}
+	dead := st.dead
+	if rejects != nil && a.SQL.OnBad() == sqltransform.KeepBad {
+		dead = append(dead, deadLetterRows(rejects.Records())...)
+	}
+	if len(dead) > 0 {
+		if err := writeDeadLetters(ctx, a, res.End, dead); err != nil {
+			return res, err
+		}
+		res.DeadLettered = int64(len(dead))
+	}
+	return res, nil
+}
 
+// maxDeadLetters bounds the bad records one SQL task holds for its
+// dead-letter sink (they are written once the query is done); beyond it
+// the task fails rather than hold them all in memory.
+const maxDeadLetters = 100000
+
+// deadLetterRows are the records a decode dropped as dead-letter rows:
+// each record's columns and "error", the reason.
+func deadLetterRows(bad []sqlengine.Reject) []stream.Row {
+	rows := make([]stream.Row, len(bad))
+	for i, b := range bad {
+		row := make(stream.Row, len(b.Record)+1)
+		for k, v := range b.Record {
+			if n, ok := v.(int32); ok { // DuckDB's INTEGER: rows hold int64
+				v = int64(n)
+			}
+			row[k] = v
+		}
+		row["error"] = b.Reason
+		rows[i] = row
+	}
+	return rows
+}
+
+// writeDeadLetters writes a SQL task's bad records to the dead-letter sink
+// under the task's key.
+func writeDeadLetters(ctx context.Context, a Attempt, end stream.Position, rows []stream.Row) error {
+	dl, err := a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: a.Range.Key()})
+	if err != nil {
+		return fmt.Errorf("open dead-letter writer: %w", err)
+	}
+	if err := dl.Write(ctx, rows); err != nil {
+		dl.Abort()
+		return fmt.Errorf("write dead letters: %w", err)
+	}
+	if err := a.stillCurrent(ctx); err != nil {
+		dl.Abort()
+		return fmt.Errorf("commit dead letters: %w", err)
+	}
+	if _, err := commit(ctx, dl, end); err != nil {
+		return fmt.Errorf("commit dead letters: %w", err)
+	}
+	return nil
+}
+
+// emitSQL hands a SQL task's query output on: partial aggregates to the
+// result, collected rows to the result, or rows to the sink, committed.
+func emitSQL(ctx context.Context, a Attempt, out array.RecordReader, res *Result) error {
 	switch {
 	case a.SQL.Aggregating():
 		var parts []arrow.RecordBatch
@@ -75,35 +156,36 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 			parts = append(parts, rec)
 		}
 		if err := out.Err(); err != nil {
-			return res, fmt.Errorf("read partial aggregate: %w", err)
+			return fmt.Errorf("read partial aggregate: %w", err)
 		}
 		p, err := columnar.EncodeIPC(out.Schema(), parts)
 		if err != nil {
-			return res, fmt.Errorf("encode partial aggregate: %w", err)
+			return fmt.Errorf("encode partial aggregate: %w", err)
 		}
 		res.Partial = p
-		return res, nil
+		return nil
 	case a.CollectRows > 0:
 		var sample bytes.Buffer
 		var rows []stream.Row
+		var err error
 		for out.Next() {
 			if rows, err = columnar.AppendRows(rows[:0], out.RecordBatch()); err != nil {
-				return res, connectors.Permanent(fmt.Errorf("convert query output: %w", err))
+				return connectors.Permanent(fmt.Errorf("convert query output: %w", err))
 			}
-			if err := collect(&sample, &res, a.CollectRows, rows); err != nil {
-				return res, err
+			if err := collect(&sample, res, a.CollectRows, rows); err != nil {
+				return err
 			}
 		}
 		if err := out.Err(); err != nil {
-			return res, fmt.Errorf("read query output: %w", err)
+			return fmt.Errorf("read query output: %w", err)
 		}
 		res.Rows, res.RecordsOut = sample.Bytes(), res.RowsTotal
-		return res, nil
+		return nil
 	}
 
 	w, err := a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: a.Range.Key(), Columns: a.SQL.Columns()})
 	if err != nil {
-		return res, fmt.Errorf("open sink writer: %w", err)
+		return fmt.Errorf("open sink writer: %w", err)
 	}
 	defer func() {
 		if w != nil {
@@ -115,29 +197,29 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 		// Rows are copied out of the batch (DuckDB's C memory), so the
 		// slice may be reused once the sink has them.
 		if rows, err = columnar.AppendRows(rows[:0], out.RecordBatch()); err != nil {
-			return res, connectors.Permanent(fmt.Errorf("convert query output: %w", err))
+			return connectors.Permanent(fmt.Errorf("convert query output: %w", err))
 		}
 		if len(rows) > 0 {
 			if err := w.Write(ctx, rows); err != nil {
-				return res, fmt.Errorf("write to sink: %w", err)
+				return fmt.Errorf("write to sink: %w", err)
 			}
 			rows = make([]stream.Row, 0, len(rows))
 		}
 		res.RecordsOut += int64(out.RecordBatch().NumRows())
 	}
 	if err := out.Err(); err != nil {
-		return res, fmt.Errorf("read query output: %w", err)
+		return fmt.Errorf("read query output: %w", err)
 	}
 	if err := a.stillCurrent(ctx); err != nil {
-		return res, fmt.Errorf("commit sink output %s: %w", a.Range.Key(), err)
+		return fmt.Errorf("commit sink output %s: %w", a.Range.Key(), err)
 	}
 	end, err := commit(ctx, w, res.End)
 	if err != nil {
-		return res, fmt.Errorf("commit sink output %s: %w", a.Range.Key(), err)
+		return fmt.Errorf("commit sink output %s: %w", a.Range.Key(), err)
 	}
 	w = nil
 	res.End = end
-	return res, nil
+	return nil
 }
 
 // recordSource is the task's reader as an Arrow record reader for DuckDB,
@@ -186,7 +268,8 @@ func newRecordSource(ctx context.Context, r connectors.Reader, a *Attempt, mem m
 
 type sourceStats struct {
 	in, bytes, skipped int64
-	err                error // the task's own error (a bad record under onError fail, a read failure)
+	dead               []stream.Row // records the reader could not unpack, for the dead-letter sink
+	err                error        // the task's own error (a bad record under onError fail, a read failure)
 }
 
 func (s *recordSource) stats() sourceStats {
@@ -242,8 +325,14 @@ func (s *recordSource) readRowsLocked() error {
 		s.st.in++
 		s.st.bytes += int64(rec.Size)
 		if rec.Err != nil {
-			if s.a.OnError == OnErrorSkip {
+			switch {
+			case s.a.OnError == OnErrorSkip:
 				s.st.skipped++
+				continue
+			case s.a.OnError == OnErrorDeadLetter && len(s.st.dead) < maxDeadLetters:
+				row := rec.Fields.Clone()
+				row["error"] = fmt.Sprintf("read: %v", rec.Err)
+				s.st.dead = append(s.st.dead, row)
 				continue
 			}
 			s.st.err = connectors.Permanent(fmt.Errorf("bad record in %s at %s: read: %w (set onError: skip to keep going)",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,7 +114,16 @@ func sqlEngine(t *testing.T) *sqlengine.Engine {
 
 func sqlPipeline(t *testing.T, eng *sqlengine.Engine, skip bool, steps ...sqltransform.Step) *sqltransform.Pipeline {
 	t.Helper()
-	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false), Steps: steps, SkipBad: skip})
+	onBad := sqltransform.FailOnBad
+	if skip {
+		onBad = sqltransform.SkipBad
+	}
+	return sqlPipelineOnBad(t, eng, onBad, steps...)
+}
+
+func sqlPipelineOnBad(t *testing.T, eng *sqlengine.Engine, onBad sqltransform.BadRecords, steps ...sqltransform.Step) *sqltransform.Pipeline {
+	t.Helper()
+	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false), Steps: steps, OnBad: onBad})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,27 +205,32 @@ func TestSQLRowWise(t *testing.T) {
 		{Path: "transforms[1]", SQL: &sqltransform.SQL{Query: `select a * 10 as a10, upper(s) as s, "offset" from source where a <> 2`}},
 	}
 	for _, tc := range []struct {
-		name    string
-		onError string
-		errAt   map[string]int
-		want    []stream.Row
-		wantErr string
-		skipped int64
+		name         string
+		onError      string
+		errAt        map[string]int
+		want         []stream.Row
+		wantErr      string
+		skipped      int64
+		deadLettered int64
 	}{
 		{name: "fail", onError: OnErrorFail, wantErr: "bad record in t/0 at offset 1: transforms[0].decode: malformed JSON"},
-		{name: "skip", onError: OnErrorSkip, want: []stream.Row{
+		{name: "skip", onError: OnErrorSkip, skipped: 2, want: []stream.Row{
 			{"a10": int64(10), "s": "X", "offset": int64(0)}, {"a10": int64(30), "s": nil, "offset": int64(4)}}},
-		{name: "unreadable record skipped", onError: OnErrorSkip, errAt: map[string]int{"t/0": 0}, skipped: 1, want: []stream.Row{
+		{name: "unreadable record skipped", onError: OnErrorSkip, errAt: map[string]int{"t/0": 0}, skipped: 3, want: []stream.Row{
 			{"a10": int64(30), "s": nil, "offset": int64(4)}}},
 		{name: "unreadable record fails", onError: OnErrorFail, errAt: map[string]int{"t/0": 0}, wantErr: "bad record in t/0 at offset 0: read: corrupt aggregate"},
+		{name: "unreadable record dead-lettered", onError: OnErrorDeadLetter, errAt: map[string]int{"t/0": 0}, deadLettered: 3, want: []stream.Row{
+			{"a10": int64(30), "s": nil, "offset": int64(4)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := sqlPipeline(t, eng, tc.onError == OnErrorSkip, steps...)
-			sink := &memSink{}
+			onBad := map[string]sqltransform.BadRecords{OnErrorFail: sqltransform.FailOnBad, OnErrorSkip: sqltransform.SkipBad,
+				OnErrorDeadLetter: sqltransform.KeepBad}[tc.onError]
+			p := sqlPipelineOnBad(t, eng, onBad, steps...)
+			sink, dead := &memSink{}, &memSink{}
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			res, err := Run(context.Background(), Attempt{Job: "j", Batch: 2, Range: stream.Range{Partition: "t/0"},
 				Readers: &kafkaPool{values: map[string][]string{"t/0": values}, chunk: 2, errAt: tc.errAt},
-				SQL:     p, Sink: sink, Allocator: mem, OnError: tc.onError})
+				SQL:     p, Sink: sink, DeadLetter: dead, Allocator: mem, OnError: tc.onError})
 			mem.AssertSize(t, 0)
 			if tc.wantErr != "" {
 				if err == nil || !connectors.IsPermanent(err) || !strings.Contains(err.Error(), tc.wantErr) {
@@ -232,11 +247,39 @@ func TestSQLRowWise(t *testing.T) {
 			if diff := cmp.Diff([]string{"a10", "s", "offset"}, sink.cols["t/0"]); diff != "" {
 				t.Fatalf("columns (-want +got):\n%s", diff)
 			}
-			if res.RecordsIn != 5 || res.RecordsOut != int64(len(tc.want)) || res.Skipped != tc.skipped || string(res.End) != "5" {
+			if res.RecordsIn != 5 || res.RecordsOut != int64(len(tc.want)) || res.Skipped != tc.skipped || res.DeadLettered != tc.deadLettered ||
+				int64(len(dead.rows["t/0"])) != tc.deadLettered || string(res.End) != "5" {
 				t.Fatalf("result %+v", res)
 			}
 		})
 	}
+	t.Run("deadLetter", func(t *testing.T) {
+		p := sqlPipelineOnBad(t, eng, sqltransform.KeepBad, steps...)
+		sink, dead := &memSink{}, &memSink{}
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		res, err := Run(context.Background(), Attempt{Job: "j", Batch: 2, Range: stream.Range{Partition: "t/0"},
+			Readers: &kafkaPool{values: map[string][]string{"t/0": values}, chunk: 2},
+			SQL:     p, Sink: sink, DeadLetter: dead, Allocator: mem, OnError: OnErrorDeadLetter})
+		mem.AssertSize(t, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.DeadLettered != 2 || res.Skipped != 0 || len(sink.rows["t/0"]) != 2 {
+			t.Fatalf("result %+v, %d rows in the sink", res, len(sink.rows["t/0"]))
+		}
+		ts := func(i int64) time.Time { return time.UnixMilli(1_700_000_000_000 + i).UTC() }
+		want := []stream.Row{
+			{"key": nil, "value": []byte("not json"), "topic": "t", "partition": int64(0), "offset": int64(1), "timestamp": ts(1),
+				"timestampType": int64(0), "error": "transforms[0].decode: malformed JSON"},
+			{"key": nil, "value": []byte("\xff\xfe"), "topic": "t", "partition": int64(0), "offset": int64(3), "timestamp": ts(3),
+				"timestampType": int64(0), "error": "transforms[0].decode: malformed JSON"},
+		}
+		got := dead.rows["t/0"]
+		sort.Slice(got, func(i, j int) bool { return got[i]["offset"].(int64) < got[j]["offset"].(int64) })
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("dead letters (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("collect", func(t *testing.T) {
 		p := sqlPipeline(t, eng, true, steps...)
 		res, err := Run(context.Background(), Attempt{Job: "j", Batch: 2, Range: stream.Range{Partition: "t/0"},
