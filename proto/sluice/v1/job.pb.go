@@ -48,7 +48,8 @@ type JobSpec struct {
 	// a non-numeric sum): "fail" (default) fails the job naming the record's
 	// offset; "skip" drops and counts it (skippedRows in batch progress);
 	// "deadLetter" writes it with an `error` field to deadLetter. Bad records are
-	// never dropped silently. A job with sql steps takes fail or skip only.
+	// never dropped silently. In a job with sql steps this applies to records
+	// whose payload does not decode (docs/sql.md).
 	OnError string `protobuf:"bytes,6,opt,name=on_error,json=onError,proto3" json:"on_error,omitempty"`
 	// deadLetter receives bad records (with the error) when onError is
 	// deadLetter; required then. Any sink may be the dead-letter sink; it keeps
@@ -1566,9 +1567,12 @@ type Decode struct {
 	// Field holding the payload. Default: value if the record has it, else
 	// data (Kinesis).
 	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
-	// csv: column names; when empty the first line of each record must be a header.
+	// csv: column names; when empty the first line of each record must be a
+	// header. In a job with sql steps, columns (strings) or schema (typed) is
+	// required, and a payload may hold several lines, each a row.
 	Columns []string `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
-	// csv: true when each record starts with a header line.
+	// csv: true when each record starts with a header line (in a job with sql
+	// steps, that line is skipped).
 	Header bool `protobuf:"varint,4,opt,name=header,proto3" json:"header,omitempty"`
 	// csv: field delimiter, one character other than a quote or a line break.
 	// Default ",".
@@ -1576,7 +1580,8 @@ type Decode struct {
 	// json: the payload's fields and types as a Spark DDL string
 	// ("branch STRING, amount BIGINT"). Required in jobs with a sql step, where
 	// DuckDB decodes only these fields; a field missing from a record, or of
-	// another type, is null.
+	// another type, is null. csv, in a job with sql steps: the fields' names and
+	// types instead of columns (a field that does not convert is null).
 	Schema        string `protobuf:"bytes,6,opt,name=schema,proto3" json:"schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
