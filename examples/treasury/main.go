@@ -28,9 +28,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sluicehq/sluice/internal/jobspec"
-	"github.com/sluicehq/sluice/internal/rpc"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -121,22 +121,29 @@ func run() error {
 		prodDone <- nil
 	}()
 
-	spec, err := loadSpec(brokers)
+	// Submit the job file as a user would, with the CLI, pointed at the
+	// embedded Kafka.
+	job, err := writeJob(dir, brokers)
 	if err != nil {
 		return err
 	}
-	conn, err := rpc.Dial(grpcAddr)
+	if err := retry(ctx, func() error {
+		out, err := exec.CommandContext(ctx, *sluice, "--driver", grpcAddr, "submit", job).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("sluice submit: %w: %s", err, out)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("submit treasury job: %w", err)
+	}
+	// The job's progress, through the driver's public gRPC API (sluice
+	// local serves it in plaintext on loopback).
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	api := sluicev1.NewDriverServiceClient(conn)
-	if err := retry(ctx, func() error {
-		_, err := api.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec})
-		return err
-	}); err != nil {
-		return fmt.Errorf("submit treasury job: %w", err)
-	}
 	fmt.Printf("demo: submitted job treasury to %s; producing %d transactions/s for %s\n", grpcAddr, *rate, *produceFor)
 
 	if err := <-prodDone; err != nil {
@@ -196,17 +203,20 @@ func run() error {
 	return nil
 }
 
-func loadSpec(brokers []string) (*sluicev1.JobSpec, error) {
+// writeJob writes treasury.yaml with bootstrapServers set to brokers into
+// dir and returns its path.
+func writeJob(dir string, brokers []string) (string, error) {
 	data, err := os.ReadFile(filepath.Join("examples", "treasury", "treasury.yaml"))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	spec, err := jobspec.ParseYAML(data)
-	if err != nil {
-		return nil, err
+	const placeholder = `bootstrapServers: "127.0.0.1:9092"`
+	if !strings.Contains(string(data), placeholder) {
+		return "", fmt.Errorf("treasury.yaml: no %s to point at the embedded Kafka", placeholder)
 	}
-	spec.GetSource().GetKafka().BootstrapServers = strings.Join(brokers, ",")
-	return spec, nil
+	data = []byte(strings.Replace(string(data), placeholder, fmt.Sprintf("bootstrapServers: %q", strings.Join(brokers, ",")), 1))
+	path := filepath.Join(dir, "treasury.yaml")
+	return path, os.WriteFile(path, data, 0o600)
 }
 
 func retry(ctx context.Context, f func() error) error {

@@ -1,7 +1,8 @@
 // Package archtest enforces the import rules of docs/design.md, "Seams", with go list:
 // connectors never import the scheduler, task runtime, checkpoint stores or
 // internal/; the scheduler imports no etcd, gRPC or connector
-// implementation; domain packages never import generated proto types.
+// implementation; domain packages never import generated proto types;
+// examples use only what a user outside the module can import.
 package archtest
 
 import (
@@ -19,7 +20,7 @@ type pkg struct {
 }
 
 func TestImportBoundaries(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps=false", "-json=ImportPath,Deps", "../../pkg/...").Output()
+	out, err := exec.Command("go", "list", "-deps=false", "-json=ImportPath,Deps", "../../pkg/...", "../../examples/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
@@ -35,6 +36,8 @@ func TestImportBoundaries(t *testing.T) {
 			"the scheduler is pure: no I/O, no connector implementation"},
 		{mod + "pkg/", []string{mod + "proto/", mod + "internal/"},
 			"domain packages do not know generated proto types; conversion lives in internal/"},
+		{mod + "examples/", []string{mod + "internal/"},
+			"examples are for users to copy, who cannot import internal/ from another module"},
 	}
 	n := 0
 	for dec.More() {
