@@ -25,7 +25,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/internal/secrets"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
@@ -35,31 +34,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/transform"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
-
-// Error lists every problem found in a spec, each with its field path.
-type Error struct{ List []rpc.FieldViolation }
-
-func (e *Error) Error() string {
-	parts := make([]string, len(e.List))
-	for i, v := range e.List {
-		parts[i] = v.Field + ": " + v.Description
-	}
-	return "invalid job spec: " + strings.Join(parts, "; ")
-}
-
-// Violations implements rpc.BadRequester, so the API answers InvalidArgument.
-func (e *Error) Violations() []rpc.FieldViolation { return e.List }
-
-func (e *Error) add(field, format string, args ...any) {
-	e.List = append(e.List, rpc.FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
-}
-
-func (e *Error) orNil() error {
-	if len(e.List) == 0 {
-		return nil
-	}
-	return e
-}
 
 // ParseYAML reads a job file. Field names are the proto's JSON names; an
 // unknown field is an error naming it.
@@ -125,8 +99,8 @@ type Job struct {
 	checkpoint checkpointConfig
 }
 
-// sourceConfig is one validated source: each source kind (kafka.go,
-// kinesis.go) converts its proto options into one.
+// sourceConfig is one validated source: each source kind's adapter
+// (connectors.go) converts its proto options into one.
 type sourceConfig interface {
 	newSource() (connectors.Source, error)
 	newReaderPool() (connectors.ReaderPool, error)
@@ -136,12 +110,14 @@ type sourceConfig interface {
 	identity() string
 }
 
-// sinkConfig is one validated sink; console output goes to out.
+// sinkConfig is one validated sink, made by its kind's adapter
+// (connectors.go); console output goes to out.
 type sinkConfig interface {
 	newSink(out io.Writer) (connectors.Sink, error)
 }
 
-// checkpointConfig is a job's own checkpoint store (checkpoint.go).
+// checkpointConfig is a job's own checkpoint store (checkpoint.go and its
+// kind's adapter).
 type checkpointConfig interface {
 	open(ctx context.Context) (checkpoint.Store, error)
 	minBatchesToRetain() int
@@ -200,14 +176,7 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 		e.add("name", "%q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", spec.GetName())
 	}
 
-	switch src := spec.GetSource().GetKind().(type) {
-	case nil:
-		e.add("source", "is required (one of: kafka, kinesis)")
-	case *sluicev1.Source_Kafka:
-		j.source = compileKafkaSource(src.Kafka, "source.kafka", e)
-	case *sluicev1.Source_Kinesis:
-		j.source = compileKinesisSource(src.Kinesis, "source.kinesis", spec.GetName(), e)
-	}
+	j.source = compileSource(spec.GetSource(), e.at("source"), spec.GetName())
 
 	steps, err := transformSteps(spec.GetTransforms())
 	if hasSQL(spec.GetTransforms()) {
@@ -221,7 +190,7 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 		j.Pipeline = p
 	}
 
-	j.sink = compileSink(spec.GetSink(), "sink", true, e)
+	j.sink = compileSink(spec.GetSink(), e.at("sink"), "sink", true)
 
 	switch onErr := spec.GetOnError(); onErr {
 	case "", task.OnErrorFail:
@@ -240,10 +209,10 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 		if j.OnError != task.OnErrorDeadLetter {
 			e.add("deadLetter", "is set but onError is %q; set onError: deadLetter", j.OnError)
 		}
-		j.deadLetter = compileSink(spec.GetDeadLetter(), "deadLetter", false, e)
+		j.deadLetter = compileSink(spec.GetDeadLetter(), e.at("deadLetter"), "deadLetter", false)
 	}
 	if c := spec.GetCheckpoint(); c != nil {
-		j.checkpoint = compileCheckpoint(c, "checkpoint", e)
+		j.checkpoint = compileCheckpoint(c, e.at("checkpoint"))
 	}
 
 	switch tr := spec.GetTrigger().GetKind().(type) {

@@ -1,10 +1,15 @@
 package jobspec
 
 import (
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kafka"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
+
+// The Kafka source (source.kafka).
 
 type kafkaSource struct{ cfg kafka.Config }
 
@@ -19,14 +24,24 @@ func (k kafkaSource) identity() string {
 	return id
 }
 
-func compileKafkaSource(k *sluicev1.KafkaSource, field string, e *Error) sourceConfig {
+func (k kafkaSource) schema() *arrow.Schema { return columnar.KafkaSchema(k.cfg.IncludeHeaders) }
+
+func compileKafkaSource(k *sluicev1.KafkaSource, f fieldErrors, _ string) sourceConfig {
 	cfg := KafkaConfig(k)
-	if err := cfg.Validate(); err != nil {
-		e.add(field, "%v", err)
+	if !f.addConfig(cfg.Validate(), kafkaSourceOption) {
 		return nil
 	}
 	return kafkaSource{cfg: cfg}
 }
+
+// kafkaSourceOption reads the option kafka.Config.Validate names. It
+// returns no typed error but writes the option at the start of its message
+// ("source.kafka.subscribe: set exactly one of ..."), so a problem reads
+// "source.kafka: source.kafka.subscribe: ...". prefixedOption
+// ("source.kafka.") reports it as "source.kafka.subscribe: ..."; it waits
+// for internal/driver's TestSubmitInvalidSpec, which expects the field
+// "source.kafka", to expect "source.kafka.bootstrapServers".
+var kafkaSourceOption = underBlock
 
 // KafkaConfig converts the proto options; failOnDataLoss defaults to true as
 // in Spark.

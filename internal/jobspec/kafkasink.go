@@ -8,19 +8,21 @@ import (
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
+// The Kafka sink (sink.kafka, deadLetter.kafka).
+
 type kafkaSink struct{ cfg kafka.SinkConfig }
 
 func (k kafkaSink) newSink(io.Writer) (connectors.Sink, error) { return kafka.NewSink(k.cfg) }
 
-// compileKafkaSink validates sink.kafka (or deadLetter.kafka).
-func compileKafkaSink(k *sluicev1.KafkaSink, field string, e *Error) sinkConfig {
-	cfg := KafkaSinkConfig(k, sinkRole(field))
-	if err := cfg.Validate(); err != nil {
-		addConfigError(e, field, err)
+func compileKafkaSink(k *sluicev1.KafkaSink, f fieldErrors, role string) sinkConfig {
+	cfg := KafkaSinkConfig(k, role)
+	if !f.addConfig(cfg.Validate(), kafkaSinkOption) {
 		return nil
 	}
 	return kafkaSink{cfg: cfg}
 }
+
+var kafkaSinkOption = typedOption(func(e *kafka.SinkConfigError) (string, string) { return e.Field, e.Reason })
 
 // KafkaSinkConfig converts the proto options. role is "sink" or
 // "deadLetter": it keeps the two sinks' transactional ids and commit

@@ -1,16 +1,30 @@
 package jobspec
 
 import (
-	"errors"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
+
+// The Kinesis source (source.kinesis) and sink (sink.kinesis,
+// deadLetter.kinesis).
+
+// kinesisSourceAdapter: speculation is refused because a Kinesis range
+// ends where its reader stops on the first run, so two attempts of one
+// range would read different records, and the loser's output could not be
+// told apart from the winner's.
+var kinesisSourceAdapter = sourceAdapter{
+	compile:       sourceOf(compileKinesisSource).compile,
+	noSpeculation: "a Kinesis source's ranges end where the reader stops",
+}
 
 type kinesisSource struct{ cfg kinesis.Config }
 
@@ -25,26 +39,28 @@ func (k kinesisSource) identity() string {
 	return id
 }
 
+func (k kinesisSource) schema() *arrow.Schema { return columnar.KinesisSchema() }
+
 // compileKinesisSource validates the source of the job called job, whose
 // name the enhanced fan-out consumer's name is derived from when
 // consumerName is not set.
-func compileKinesisSource(k *sluicev1.KinesisSource, field, job string, e *Error) sourceConfig {
+func compileKinesisSource(k *sluicev1.KinesisSource, f fieldErrors, job string) sourceConfig {
 	cfg := KinesisConfig(k)
 	cfg.JobName = job
 	ok := true
 	if v := k.GetConsumerRefreshInterval(); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			e.add(field+".consumerRefreshInterval", "%q is not a duration like 30s or 5m", v)
+			f.add("consumerRefreshInterval", "%q is not a duration like 30s or 5m", v)
 			ok = false
 		} else if d <= 0 {
-			e.add(field+".consumerRefreshInterval", "must be positive (got %s)", v)
+			f.add("consumerRefreshInterval", "must be positive (got %s)", v)
 			ok = false
 		} else {
 			cfg.EFO.ConsumerRefreshInterval = d
 		}
 	}
-	ok = addKinesisErrors(e, field, cfg.Validate()) && ok
+	ok = f.addConfig(cfg.Validate(), kinesisOption) && ok
 	if !ok {
 		return nil
 	}
@@ -96,7 +112,7 @@ type kinesisSink struct{ cfg kinesis.SinkConfig }
 
 func (k kinesisSink) newSink(io.Writer) (connectors.Sink, error) { return kinesis.NewSink(k.cfg) }
 
-func compileKinesisSink(k *sluicev1.KinesisSink, field string, e *Error) sinkConfig {
+func compileKinesisSink(k *sluicev1.KinesisSink, f fieldErrors, _ string) sinkConfig {
 	cfg := kinesis.SinkConfig{
 		StreamName:           k.GetStreamName(),
 		Region:               k.GetRegion(),
@@ -114,31 +130,10 @@ func compileKinesisSink(k *sluicev1.KinesisSink, field string, e *Error) sinkCon
 		RoleSessionName:      k.GetRoleSessionName(),
 		STSEndpoint:          k.GetStsEndpoint(),
 	}
-	if !addKinesisErrors(e, field, cfg.Validate()) {
+	if !f.addConfig(cfg.Validate(), kinesisOption) {
 		return nil
 	}
 	return kinesisSink{cfg: cfg}
 }
 
-// addKinesisErrors adds each *kinesis.FieldError under its own field and
-// reports whether err was nil.
-func addKinesisErrors(e *Error, field string, err error) bool {
-	if err == nil {
-		return true
-	}
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	for _, sub := range list {
-		var fe *kinesis.FieldError
-		if errors.As(sub, &fe) {
-			e.add(field+"."+fe.Field, "%s", fe.Reason)
-		} else {
-			e.add(field, "%v", sub)
-		}
-	}
-	return false
-}
+var kinesisOption = typedOption(func(e *kinesis.FieldError) (string, string) { return e.Field, e.Reason })

@@ -211,7 +211,7 @@ func TestCompileKinesisEFO(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := &Error{}
-			sc := compileKinesisSource(spec.GetSource().GetKinesis(), "source.kinesis", tt.job, e)
+			sc := compileKinesisSource(spec.GetSource().GetKinesis(), e.at("source.kinesis"), tt.job)
 			if len(e.List) > 0 || sc == nil {
 				t.Fatalf("compile: %v", e)
 			}

@@ -9,20 +9,23 @@ import (
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
+// The S3 sink (sink.s3, deadLetter.s3).
+
 type s3Sink struct{ cfg s3.Config }
 
 func (s s3Sink) newSink(io.Writer) (connectors.Sink, error) { return s3.New(s.cfg) }
 
-// compileS3Sink validates sink.s3 (or deadLetter.s3). Its secrets are
-// marked in secrets.Fields (AwsAuth).
-func compileS3Sink(k *sluicev1.S3Sink, field string, e *Error) sinkConfig {
+// compileS3Sink validates an S3 sink. Its secrets are marked in
+// secrets.Fields (AwsAuth).
+func compileS3Sink(k *sluicev1.S3Sink, f fieldErrors, _ string) sinkConfig {
 	cfg := S3SinkConfig(k)
-	if err := cfg.Validate(); err != nil {
-		addConfigError(e, field, err)
+	if !f.addConfig(cfg.Validate(), s3Option) {
 		return nil
 	}
 	return s3Sink{cfg: cfg}
 }
+
+var s3Option = typedOption(func(e *s3.ConfigError) (string, string) { return e.Field, e.Reason })
 
 // S3SinkConfig converts the proto options.
 func S3SinkConfig(k *sluicev1.S3Sink) s3.Config {

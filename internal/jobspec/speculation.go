@@ -39,11 +39,12 @@ func compileSpeculation(spec *sluicev1.JobSpec, e *Error) scheduler.Speculation 
 			sp.MinTaskRuntime = d
 		}
 	}
-	if sp.Enabled && spec.GetSource().GetKinesis() != nil {
-		// A Kinesis range ends where its reader stops on the first run, so
-		// two attempts of one range would read different records, and the
-		// loser's output could not be told apart from the winner's.
-		e.add(field+".enabled", "speculation needs ranges with a planned end; a Kinesis source's ranges end where the reader stops")
+	if fd, _, ok := kindOf(spec.GetSource()); ok && sp.Enabled {
+		// Each source says whether a range can run twice side by side
+		// (sourceAdapter.noSpeculation).
+		if why := sourceAdapters[fd.Name()].noSpeculation; why != "" {
+			e.add(field+".enabled", "speculation needs ranges with a planned end; %s", why)
+		}
 	}
 	return sp
 }

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
-	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/task"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
@@ -81,9 +78,6 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 	}
 	j.SQL = p
 }
-
-func (k kafkaSource) schema() *arrow.Schema   { return columnar.KafkaSchema(k.cfg.IncludeHeaders) }
-func (k kinesisSource) schema() *arrow.Schema { return columnar.KinesisSchema() }
 
 // Aggregating reports whether the job's last step aggregates: tasks then
 // return partial aggregates which the driver merges and writes.
