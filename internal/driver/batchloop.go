@@ -502,7 +502,7 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 	l.attemptN++
 	return &sluicev1.Task{
 		Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
-		From: r.From, Until: r.Until, Aggregate: l.job.Aggregating(), SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
+		From: r.From, Until: r.Until, SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
 		Incarnation: l.incarnation,
 		AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + r.Key() + "/" +
 			strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),

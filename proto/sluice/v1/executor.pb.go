@@ -606,8 +606,6 @@ type Task struct {
 	Split     int32  `protobuf:"varint,6,opt,name=split,proto3" json:"split,omitempty"`
 	From      []byte `protobuf:"bytes,7,opt,name=from,proto3" json:"from,omitempty"`
 	Until     []byte `protobuf:"bytes,8,opt,name=until,proto3" json:"until,omitempty"`
-	// Aggregating jobs return partial aggregates instead of writing rows.
-	Aggregate bool `protobuf:"varint,9,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
 	// Hash of the job spec, to key cached readers.
 	SpecHash string `protobuf:"bytes,10,opt,name=spec_hash,json=specHash,proto3" json:"spec_hash,omitempty"`
 	// How many of this job's tasks share one slot (Kinesis shardsPerTask);
@@ -712,13 +710,6 @@ func (x *Task) GetUntil() []byte {
 		return x.Until
 	}
 	return nil
-}
-
-func (x *Task) GetAggregate() bool {
-	if x != nil {
-		return x.Aggregate
-	}
-	return false
 }
 
 func (x *Task) GetSpecHash() string {
@@ -1066,7 +1057,7 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x16accepts_result_batches\x18\x05 \x01(\bR\x14acceptsResultBatches\"_\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\x95\x03\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\x88\x03\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -1076,15 +1067,15 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\tpartition\x18\x05 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05split\x18\x06 \x01(\x05R\x05split\x12\x12\n" +
 	"\x04from\x18\a \x01(\fR\x04from\x12\x14\n" +
-	"\x05until\x18\b \x01(\fR\x05until\x12\x1c\n" +
-	"\taggregate\x18\t \x01(\bR\taggregate\x12\x1b\n" +
+	"\x05until\x18\b \x01(\fR\x05until\x12\x1b\n" +
 	"\tspec_hash\x18\n" +
 	" \x01(\tR\bspecHash\x12$\n" +
 	"\x0etasks_per_slot\x18\v \x01(\x05R\ftasksPerSlot\x12 \n" +
 	"\vincarnation\x18\f \x01(\tR\vincarnation\x12\x14\n" +
 	"\x05token\x18\r \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"batch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tbatchTime\".\n" +
+	"batch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tbatchTimeJ\x04\b\t\x10\n" +
+	"R\taggregate\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
 	"attemptIds\"\xd6\x05\n" +
