@@ -193,7 +193,7 @@ func TestSubmitInvalidSpec(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []string{"name", "source.kafka", "transforms[1].filter", "trigger.processingTime", "limits.maxTaskFailures", "sink.file"} {
+	for _, f := range []string{"name", "source.kafka.bootstrapServers", "transforms[1].filter", "trigger.processingTime", "limits.maxTaskFailures", "sink.file.path"} {
 		if !fields[f] {
 			t.Errorf("no violation for %s; got %v", f, fields)
 		}

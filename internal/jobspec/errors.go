@@ -105,10 +105,6 @@ func prefixedOption(prefix string) func(error) (string, string, bool) {
 	}
 }
 
-// underBlock is the optionOf that reports every problem under the block
-// itself, with the connector's message as it is.
-func underBlock(error) (string, string, bool) { return "", "", false }
-
 func joinPath(path, rel string) string {
 	switch {
 	case rel == "":

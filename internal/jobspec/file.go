@@ -22,11 +22,7 @@ func compileFileSink(k *sluicev1.FileSink, f fieldErrors, _ string) sinkConfig {
 	return fileSink{cfg}
 }
 
-// fileOption reads the option file.Config.Validate names. It returns no
+// fileOption reads the option file.Config.Validate names: it returns no
 // typed error but writes the option at the start of its message, always
-// under sink.file ("sink.file.path: required"), even for dead letters, so
-// a dead-letter problem reads "deadLetter.file: sink.file.path: required".
-// prefixedOption("sink.file.") reports it as "deadLetter.file.path:
-// required"; it waits for internal/driver's TestSubmitInvalidSpec, which
-// expects the field "sink.file", to expect "sink.file.path".
-var fileOption = underBlock
+// under sink.file ("sink.file.path: required"), even for dead letters.
+var fileOption = prefixedOption("sink.file.")

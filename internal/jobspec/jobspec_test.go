@@ -51,11 +51,11 @@ func TestCompileRefusesBadSpecs(t *testing.T) {
 		{"bad duration", func(s string) string { return strings.Replace(s, "processingTime: 2s", "processingTime: soon", 1) }, "trigger.processingTime", "duration"},
 		{"negative limit", func(s string) string {
 			return strings.Replace(s, "maxOffsetsPerTrigger: 50000", "maxOffsetsPerTrigger: -5", 1)
-		}, "source.kafka", "maxOffsetsPerTrigger"},
+		}, "source.kafka.maxOffsetsPerTrigger", "must not be negative"},
 		{"bad onError", func(s string) string { return strings.Replace(s, "onError: fail", "onError: ignore", 1) }, "onError", "not one of"},
 		{"deadLetter without sink", func(s string) string { return strings.Replace(s, "onError: fail", "onError: deadLetter", 1) }, "deadLetter", "required"},
 		{"unknown aggregate fn", func(s string) string { return strings.Replace(s, "fn: sum", "fn: median", 1) }, "transforms[2].aggregate.aggregations[0].fn", "median"},
-		{"no subscription", func(s string) string { return strings.Replace(s, "subscribe: [transaction], ", "", 1) }, "source.kafka", "subscribe"},
+		{"no subscription", func(s string) string { return strings.Replace(s, "subscribe: [transaction], ", "", 1) }, "source.kafka.subscribe", "set exactly one of subscribe"},
 		{"negative task failures", func(s string) string { return s + "limits: {maxTaskFailures: -1}\n" }, "limits.maxTaskFailures", "negative"},
 	}
 	for _, tt := range tests {

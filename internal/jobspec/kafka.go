@@ -34,14 +34,10 @@ func compileKafkaSource(k *sluicev1.KafkaSource, f fieldErrors, _ string) source
 	return kafkaSource{cfg: cfg}
 }
 
-// kafkaSourceOption reads the option kafka.Config.Validate names. It
+// kafkaSourceOption reads the option kafka.Config.Validate names: it
 // returns no typed error but writes the option at the start of its message
-// ("source.kafka.subscribe: set exactly one of ..."), so a problem reads
-// "source.kafka: source.kafka.subscribe: ...". prefixedOption
-// ("source.kafka.") reports it as "source.kafka.subscribe: ..."; it waits
-// for internal/driver's TestSubmitInvalidSpec, which expects the field
-// "source.kafka", to expect "source.kafka.bootstrapServers".
-var kafkaSourceOption = underBlock
+// ("source.kafka.subscribe: set exactly one of ...").
+var kafkaSourceOption = prefixedOption("source.kafka.")
 
 // KafkaConfig converts the proto options; failOnDataLoss defaults to true as
 // in Spark.
