@@ -128,16 +128,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "job %s submitted (%s); follow it with: sluice watch %s\n", job.GetName(), state(job.GetState()), job.GetName())
 		return nil
 	case "jobs":
-		var resp *sluicev1.ListJobsResponse
-		if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
-			resp, err = d.ListJobs(ctx, &sluicev1.ListJobsRequest{})
-			return err
-		}); err != nil {
-			return err
+		var jobs []*sluicev1.Job
+		for token := ""; ; {
+			var resp *sluicev1.ListJobsResponse
+			if err := c.call(ctx, func(ctx context.Context, d sluicev1.DriverServiceClient) (err error) {
+				resp, err = d.ListJobs(ctx, &sluicev1.ListJobsRequest{PageSize: 1000, PageToken: token})
+				return err
+			}); err != nil {
+				return err
+			}
+			jobs = append(jobs, resp.GetJobs()...)
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
 		}
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSTATE\tLAST BATCH\tROWS/S\tLAST ERROR")
-		for _, j := range resp.GetJobs() {
+		for _, j := range jobs {
 			p := j.GetLastProgress()
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\n", j.GetName(), stateWithRestart(j), batchID(j), p.GetProcessedRowsPerSecond(), oneLine(j.GetLastError()))
 		}

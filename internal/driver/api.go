@@ -2,8 +2,11 @@ package driver
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -169,11 +172,56 @@ func (a *api) GetJob(ctx context.Context, req *sluicev1.GetJobRequest) (*sluicev
 	return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
 }
 
-func (a *api) ListJobs(ctx context.Context, _ *sluicev1.ListJobsRequest) (*sluicev1.ListJobsResponse, error) {
+// Page sizes of ListJobs (AIP-158): the default, and the most one page
+// holds whatever is asked.
+const (
+	defaultJobsPage = 100
+	maxJobsPage     = 1000
+)
+
+func (a *api) ListJobs(ctx context.Context, req *sluicev1.ListJobsRequest) (*sluicev1.ListJobsResponse, error) {
 	if _, err := a.leader(); err != nil {
 		return nil, err
 	}
-	return &sluicev1.ListJobsResponse{Jobs: a.d.status.list()}, nil
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, fmt.Errorf("page_size %d: must not be negative: %w", size, rpc.ErrInvalidArgument)
+	case size == 0:
+		size = defaultJobsPage
+	case size > maxJobsPage:
+		size = maxJobsPage
+	}
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	jobs := a.d.status.list() // in name order
+	start := sort.Search(len(jobs), func(i int) bool { return jobs[i].GetName() > after }) // names are never empty
+	end := min(start+size, len(jobs))
+	resp := &sluicev1.ListJobsResponse{Jobs: jobs[start:end]}
+	if end < len(jobs) {
+		resp.NextPageToken = encodePageToken(jobs[end-1].GetName())
+	}
+	return resp, nil
+}
+
+// A page token is the last name of the previous page, opaque to clients
+// (AIP-158): the next page starts after it, so jobs submitted or deleted
+// between pages neither repeat nor shift the pages.
+func encodePageToken(last string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("n:" + last))
+}
+
+func decodePageToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(b), "n:") {
+		return "", fmt.Errorf("page_token %q: not a token ListJobs returned: %w", tok, rpc.ErrInvalidArgument)
+	}
+	return strings.TrimPrefix(string(b), "n:"), nil
 }
 
 func (a *api) StopJob(ctx context.Context, req *sluicev1.StopJobRequest) (*sluicev1.Job, error) {

@@ -44,8 +44,16 @@ type httpAPI struct {
 func (h *httpAPI) register(mux *http.ServeMux) {
 	svc := "/" + sluicev1.DriverService_ServiceDesc.ServiceName + "/"
 	mux.HandleFunc("GET /api/v1/info", h.info)
-	mux.Handle("GET /api/v1/jobs", h.call(svc+"ListJobs", func(ctx context.Context, _ *http.Request) (proto.Message, error) {
-		return h.api.ListJobs(ctx, &sluicev1.ListJobsRequest{})
+	mux.Handle("GET /api/v1/jobs", h.call(svc+"ListJobs", func(ctx context.Context, r *http.Request) (proto.Message, error) {
+		req := &sluicev1.ListJobsRequest{PageToken: r.URL.Query().Get("pageToken")}
+		if v := r.URL.Query().Get("pageSize"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("pageSize %q: not a number: %w", v, rpc.ErrInvalidArgument)
+			}
+			req.PageSize = int32(n)
+		}
+		return h.api.ListJobs(ctx, req)
 	}))
 	mux.Handle("GET /api/v1/jobs/{name}", h.call(svc+"GetJob", func(ctx context.Context, r *http.Request) (proto.Message, error) {
 		return h.api.GetJob(ctx, &sluicev1.GetJobRequest{Name: r.PathValue("name")})

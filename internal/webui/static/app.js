@@ -323,6 +323,18 @@ function token() {
   }
 }
 
+// listJobs reads every page of the job list (the API pages it by name).
+async function listJobs() {
+  const jobs = [];
+  let token = '';
+  do {
+    const page = await api(`jobs?pageSize=1000${token ? `&pageToken=${encodeURIComponent(token)}` : ''}`);
+    jobs.push(...(page.jobs || []));
+    token = page.nextPageToken || '';
+  } while (token);
+  return { jobs };
+}
+
 async function api(path, method = 'GET') {
   const headers = { Accept: 'application/json' };
   const tok = token();
@@ -778,7 +790,7 @@ const PAGES = {
       h('section', { class: 'panel', 'aria-labelledby': 'page-title' },
         h('div', { id: 'jobs-region', class: 'scroll' }, h('p', { class: 'empty', text: 'Loading jobs…' }))),
     ],
-    load: () => api('jobs'),
+    load: listJobs,
     render: renderJobs,
   },
   job: {
