@@ -222,7 +222,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(tw, "ID\tADDRESS\tSLOTS\tRUNNING\tDONE\tFAILED\tCONNECTED")
 		for _, e := range resp.GetExecutors() {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", e.GetId(), e.GetAddress(), e.GetSlots(), e.GetRunning(),
-				e.GetTasksCompleted(), e.GetTasksFailed(), e.GetConnected().AsTime().Local().Format(time.DateTime))
+				e.GetTasksCompleted(), e.GetTasksFailed(), e.GetConnectTime().AsTime().Local().Format(time.DateTime))
 		}
 		return tw.Flush()
 	}
@@ -299,11 +299,11 @@ func printStatus(out io.Writer, j *sluicev1.Job) {
 	}
 	if r := j.GetRestart(); r != nil {
 		fmt.Fprintf(out, "Restart:      attempt %d, next try %s (in %s)\n", r.GetAttempt(),
-			r.GetNextAttempt().AsTime().Local().Format(time.DateTime), untilText(r.GetNextAttempt().AsTime()))
+			r.GetNextAttemptTime().AsTime().Local().Format(time.DateTime), untilText(r.GetNextAttemptTime().AsTime()))
 		fmt.Fprintf(out, "  cause:      %s\n", oneLine(r.GetCause()))
 	}
-	fmt.Fprintf(out, "Created:      %s\nUpdated:      %s\n", j.GetCreated().AsTime().Local().Format(time.DateTime),
-		j.GetUpdated().AsTime().Local().Format(time.DateTime))
+	fmt.Fprintf(out, "Created:      %s\nUpdated:      %s\n", j.GetCreateTime().AsTime().Local().Format(time.DateTime),
+		j.GetUpdateTime().AsTime().Local().Format(time.DateTime))
 	if p := j.GetLastProgress(); p != nil && p.GetTimestamp() != nil {
 		fmt.Fprintln(out, "Last progress:")
 		fmt.Fprintf(out, "  %s\n", progressLine(p))

@@ -307,8 +307,8 @@ func render(w io.Writer, width int, j *sluicev1.Job, now time.Time) {
 
 func renderCurrent(s *screen, cur *sluicev1.BatchRun, now time.Time) {
 	head := []string{fmt.Sprintf("batch %d in flight", cur.GetBatchId()), phaseText(cur.GetPhase())}
-	if cur.GetStarted() != nil {
-		head = append(head, roundSeconds(now.Sub(cur.GetStarted().AsTime())))
+	if cur.GetStartTime() != nil {
+		head = append(head, roundSeconds(now.Sub(cur.GetStartTime().AsTime())))
 	}
 	s.flow("", "  ", head)
 	if total := cur.GetTasksTotal(); total > 0 {
@@ -560,7 +560,7 @@ func liveState(j *sluicev1.Job, now time.Time) []string {
 	switch {
 	case r == nil:
 	case j.GetState() == sluicev1.JobState_JOB_STATE_RETRYING:
-		st = append(st, fmt.Sprintf("attempt %d, next in %s", r.GetAttempt(), untilAt(r.GetNextAttempt().AsTime(), now)))
+		st = append(st, fmt.Sprintf("attempt %d, next in %s", r.GetAttempt(), untilAt(r.GetNextAttemptTime().AsTime(), now)))
 	case j.GetState() == sluicev1.JobState_JOB_STATE_RUNNING:
 		st = append(st, fmt.Sprintf("after restart %d", r.GetAttempt()))
 	}
@@ -572,7 +572,7 @@ func liveState(j *sluicev1.Job, now time.Time) []string {
 func stateAt(j *sluicev1.Job, now time.Time) string {
 	st := state(j.GetState())
 	if r := j.GetRestart(); r != nil && j.GetState() == sluicev1.JobState_JOB_STATE_RETRYING {
-		st += fmt.Sprintf(" (%d, next in %s)", r.GetAttempt(), untilAt(r.GetNextAttempt().AsTime(), now))
+		st += fmt.Sprintf(" (%d, next in %s)", r.GetAttempt(), untilAt(r.GetNextAttemptTime().AsTime(), now))
 	}
 	return st
 }

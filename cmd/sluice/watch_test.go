@@ -66,14 +66,14 @@ const sinkDown = "batch 8: commit: sink postgres: dial tcp 10.0.0.7:5432: connec
 
 func runningJob() *sluicev1.Job {
 	return &sluicev1.Job{Name: "orders", State: sluicev1.JobState_JOB_STATE_RUNNING, LastProgress: kinesisBatch(),
-		Current: &sluicev1.BatchRun{BatchId: 43, Started: ago(12 * time.Second), Phase: "execute",
+		Current: &sluicev1.BatchRun{BatchId: 43, StartTime: ago(12 * time.Second), Phase: "execute",
 			TasksTotal: 16, TasksDone: 9, TasksRunning: 4, InputRows: 120000, TaskRetries: 1}}
 }
 
 func retryingJob() *sluicev1.Job {
 	return &sluicev1.Job{Name: "payments-to-postgres", State: sluicev1.JobState_JOB_STATE_RETRYING,
 		LastProgress: kafkaBatch(), LastError: sinkDown,
-		Restart: &sluicev1.RestartInfo{Attempt: 3, NextAttempt: timestamppb.New(watchNow.Add(4 * time.Second)), Cause: sinkDown}}
+		Restart: &sluicev1.RestartInfo{Attempt: 3, NextAttemptTime: timestamppb.New(watchNow.Add(4 * time.Second)), Cause: sinkDown}}
 }
 
 func TestWatchRender(t *testing.T) {
@@ -170,7 +170,7 @@ no batch committed yet
 `},
 		{"planning after a restart", &sluicev1.Job{Name: "orders", State: sluicev1.JobState_JOB_STATE_RUNNING,
 			LastProgress: kafkaBatch(), Restart: &sluicev1.RestartInfo{Attempt: 1},
-			Current: &sluicev1.BatchRun{BatchId: 8, Started: ago(time.Second), Phase: "plan"}}, 80, `
+			Current: &sluicev1.BatchRun{BatchId: 8, StartTime: ago(time.Second), Phase: "plan"}}, 80, `
 job orders  RUNNING  after restart 1                                    12:00:07
 
 batch 8 in flight  planning  1s

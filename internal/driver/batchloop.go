@@ -138,7 +138,7 @@ func (l *batchLoop) run(ctx context.Context) error {
 			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart,
 				TasksPerSlot: p.TasksPerSlot}
 			l.m.metricsFor(l.name, p.Metrics)
-			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(plan.Batch), Started: timestamppb.New(planStart),
+			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(plan.Batch), StartTime: timestamppb.New(planStart),
 				Phase: "record", TasksTotal: int32(len(plan.Ranges))}, true)
 			if err := st.PutPlan(ctx, l.m.fence, l.name, plan); err != nil {
 				return l.storeErr("record plan", err)
@@ -202,7 +202,7 @@ func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
 			// Show the batch as in flight (planning) while planning fails;
 			// a plan that succeeds at once is too short to show.
 			planning = true
-			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(l.next), Started: timestamppb.New(started), Phase: "plan"}, true)
+			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(l.next), StartTime: timestamppb.New(started), Phase: "plan"}, true)
 		}
 		if err := sleepUntil(ctx, time.Now().Add(backoff)); err != nil {
 			return p, err
@@ -250,7 +250,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	results := make(map[string]*sluicev1.TaskResult, len(keys))
 	att := newAttemptLog()
 	executorOf := att.executor
-	run := &sluicev1.BatchRun{BatchId: int64(batch), Started: timestamppb.New(planStart), Phase: "execute", TasksTotal: int32(len(keys))}
+	run := &sluicev1.BatchRun{BatchId: int64(batch), StartTime: timestamppb.New(planStart), Phase: "execute", TasksTotal: int32(len(keys))}
 	l.m.d.status.setCurrent(l.name, run, true)
 	timer := time.NewTimer(0)
 	defer timer.Stop()

@@ -242,7 +242,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 // status.
 func (m *manager) retrying(run *jobRun, job string, attempt int, next time.Time, cause error) {
 	m.d.metrics.restarts.WithLabelValues(job).Inc()
-	m.d.status.setRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttempt: timestamppb.New(next), Cause: cause.Error()})
+	m.d.status.setRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttemptTime: timestamppb.New(next), Cause: cause.Error()})
 	if !m.fenced() {
 		m.setRunState(run, job, sluicev1.JobState_JOB_STATE_RETRYING, cause.Error())
 	}
@@ -609,7 +609,7 @@ func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
 	j := &sluicev1.Job{
 		Name: rec.Name, Spec: js.spec, State: parseState(rec.State), LastError: rec.LastError,
 		LastCommittedBatch: js.lastID, LastProgress: js.last,
-		Created: timestamppb.New(rec.Created), Updated: timestamppb.New(rec.Updated),
+		CreateTime: timestamppb.New(rec.Created), UpdateTime: timestamppb.New(rec.Updated),
 		RecentErrors: append([]*sluicev1.JobError(nil), js.errors...),
 	}
 	// A transient problem (retrying) describes a live job; once the job has

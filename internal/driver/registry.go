@@ -431,7 +431,7 @@ func (r *registry) list() []*sluicev1.ExecutorInfo {
 	for _, e := range r.executors {
 		out = append(out, &sluicev1.ExecutorInfo{
 			Id: e.id, Address: e.addr, Slots: int32(e.slots), Running: int32(e.running),
-			Connected: timestamppb.New(e.connected), LastHeartbeat: timestamppb.New(e.lastBeat),
+			ConnectTime: timestamppb.New(e.connected), LastHeartbeatTime: timestamppb.New(e.lastBeat),
 			TasksCompleted: e.done, TasksFailed: e.fail,
 		})
 	}

@@ -95,7 +95,7 @@ func TestSinkOutageRetriesThenResumes(t *testing.T) {
 			return err
 		}
 		r := j.GetRestart()
-		if r.GetAttempt() < 2 || !strings.Contains(r.GetCause(), "not a directory") || r.GetNextAttempt() == nil {
+		if r.GetAttempt() < 2 || !strings.Contains(r.GetCause(), "not a directory") || r.GetNextAttemptTime() == nil {
 			return fmt.Errorf("state %s, restart %v", j.GetState(), r)
 		}
 		return nil

@@ -91,9 +91,9 @@ func newFakeAPI(role string) *fakeAPI {
 			}}},
 			Trigger: &sluicev1.Trigger{Kind: &sluicev1.Trigger_ProcessingTime{ProcessingTime: "2s"}},
 		},
-		Created: ts(-3 * time.Hour),
-		Updated: ts(-2 * time.Second),
-		Current: &sluicev1.BatchRun{BatchId: 42, Started: ts(-time.Second), Phase: "execute",
+		CreateTime: ts(-3 * time.Hour),
+		UpdateTime: ts(-2 * time.Second),
+		Current: &sluicev1.BatchRun{BatchId: 42, StartTime: ts(-time.Second), Phase: "execute",
 			TasksTotal: 4, TasksDone: 2, TasksRunning: 2, InputRows: 1200, TaskRetries: 1},
 		RecentErrors: []*sluicev1.JobError{
 			{Time: ts(-25 * time.Minute), Message: "task orders/2 attempt a-17 on exec-b: read orders/2 from 18231: connection reset by peer", Count: 1},
@@ -120,9 +120,9 @@ func newFakeAPI(role string) *fakeAPI {
 			Checkpoint: &sluicev1.Checkpoint{Kind: &sluicev1.Checkpoint_Dynamodb{Dynamodb: &sluicev1.DynamoDBCheckpoint{
 				Table: "sluice_checkpoints", Region: "eu-west-1"}}, MinBatchesToRetain: 50},
 		},
-		Created: ts(-26 * time.Hour),
-		Updated: ts(-5 * time.Second),
-		Restart: &sluicev1.RestartInfo{Attempt: 3, NextAttempt: ts(40 * time.Second), Cause: retryCause},
+		CreateTime: ts(-26 * time.Hour),
+		UpdateTime: ts(-5 * time.Second),
+		Restart: &sluicev1.RestartInfo{Attempt: 3, NextAttemptTime: ts(40 * time.Second), Cause: retryCause},
 		RecentErrors: []*sluicev1.JobError{
 			{Time: ts(-5 * time.Second), Message: retryCause, Count: 3},
 		},
@@ -146,8 +146,8 @@ func newFakeAPI(role string) *fakeAPI {
 	f.jobs[retryingJob] = retrying
 
 	f.executors = []*sluicev1.ExecutorInfo{
-		{Id: "exec-a", Address: "10.0.1.11:7071", Slots: 4, Running: 2, Connected: ts(-3 * time.Hour), LastHeartbeat: ts(-time.Second), TasksCompleted: 1184, TasksFailed: 0},
-		{Id: "exec-b", Address: "10.0.1.12:7071", Slots: 4, Running: 1, Connected: ts(-2 * time.Hour), LastHeartbeat: ts(-2 * time.Second), TasksCompleted: 1093, TasksFailed: 3},
+		{Id: "exec-a", Address: "10.0.1.11:7071", Slots: 4, Running: 2, ConnectTime: ts(-3 * time.Hour), LastHeartbeatTime: ts(-time.Second), TasksCompleted: 1184, TasksFailed: 0},
+		{Id: "exec-b", Address: "10.0.1.12:7071", Slots: 4, Running: 1, ConnectTime: ts(-2 * time.Hour), LastHeartbeatTime: ts(-2 * time.Second), TasksCompleted: 1093, TasksFailed: 3},
 	}
 	return f
 }
@@ -199,7 +199,7 @@ func (f *fakeAPI) commitBatch() int64 {
 	j := f.jobs[runningJob]
 	b := j.Current.BatchId
 	f.setProgress(j, append(f.progress[runningJob], f.batch(b, timestamppb.Now())))
-	j.Current = &sluicev1.BatchRun{BatchId: b + 1, Started: timestamppb.Now(), Phase: "record", TasksTotal: 4}
+	j.Current = &sluicev1.BatchRun{BatchId: b + 1, StartTime: timestamppb.Now(), Phase: "record", TasksTotal: 4}
 	return b
 }
 

@@ -765,7 +765,7 @@ function stateNote(job, long) {
   const n = long ? 2000 : 140;
   const r = job.restart;
   if (st === 'RETRYING' && r) {
-    const next = when(r.nextAttempt);
+    const next = when(r.nextAttemptTime);
     const nextText = next ? (next > new Date() ? `next attempt ${fmtAgo(next)}` : 'next attempt due') : '';
     return h('span', { class: 'state-note', 'data-testid': 'retry-note' },
       `attempt ${num(r.attempt)}${nextText ? ` · ${nextText}` : ''}`,
@@ -1001,7 +1001,7 @@ function renderCurrent(job) {
   const done = num(c.tasksDone);
   const phase = c.phase || 'plan';
   const pi = RUN_PHASES.indexOf(phase);
-  const started = when(c.started);
+  const started = when(c.startTime);
   const bar = h('progress', { id: 'current-progress', 'data-testid': 'current-progress', 'aria-label': `Batch ${num(c.batchId)}: ${done} of ${total} tasks done` });
   if (phase === 'commit') {
     bar.max = 1;
@@ -1045,8 +1045,8 @@ function renderOverview(job) {
     fact('Checkpoints', 'job-checkpoint', store, h('span', { class: 'sub muted', text: ` · keeps the last ${keep} batches` })),
     fact('Last batch', 'job-last-batch', lastBatchText(job.lastProgress)),
     fact('Last committed', 'job-last-committed', has(job.lastCommittedBatch) && num(job.lastCommittedBatch) >= 0 ? `#${num(job.lastCommittedBatch)}` : '—'),
-    fact('Created', 'job-created', timeEl(when(job.created), fmtTime(when(job.created)))),
-    fact('Updated', 'job-updated', timeEl(when(job.updated)))));
+    fact('Created', 'job-created', timeEl(when(job.createTime), fmtTime(when(job.createTime)))),
+    fact('Updated', 'job-updated', timeEl(when(job.updateTime)))));
 }
 
 // --------------------------------------------------------------------- charts
@@ -1281,7 +1281,7 @@ function renderErrors(job) {
   const items = [];
   const r = job.restart;
   if (r && (r.cause || num(r.attempt))) {
-    const next = when(r.nextAttempt);
+    const next = when(r.nextAttemptTime);
     items.push(h('li', { 'data-testid': 'error-restart' },
       h('strong', { text: `Restart attempt ${num(r.attempt)}` }),
       next ? h('span', { class: 'when' }, 'next attempt ', timeEl(next, `${fmtTime(next)} (${fmtAgo(next)})`)) : null,
@@ -1325,8 +1325,8 @@ function renderExecutors(data) {
         td('Executor', {}, h('span', { class: 'mono', text: e.id }), e.address ? h('span', { class: 'sub mono', text: e.address }) : null),
         td('Slots', { class: 'num', 'data-testid': 'executor-slots' }, fmtInt(e.slots)),
         td('Running', { class: 'num', 'data-testid': 'executor-running' }, fmtInt(e.running)),
-        td('Last heartbeat', { 'data-testid': 'executor-heartbeat' }, timeEl(when(e.lastHeartbeat))),
-        td('Connected', {}, timeEl(when(e.connected))),
+        td('Last heartbeat', { 'data-testid': 'executor-heartbeat' }, timeEl(when(e.lastHeartbeatTime))),
+        td('Connected', {}, timeEl(when(e.connectTime))),
         td('Completed', { class: 'num', 'data-testid': 'executor-completed' }, fmtInt(e.tasksCompleted)),
         td('Failed', { class: num(e.tasksFailed) ? 'num retried' : 'num', 'data-testid': 'executor-failed' }, fmtInt(e.tasksFailed)));
     }))));

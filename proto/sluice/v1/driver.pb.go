@@ -100,11 +100,13 @@ type Job struct {
 	Spec  *JobSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	State JobState `protobuf:"varint,3,opt,name=state,proto3,enum=sluice.v1.JobState" json:"state,omitempty"`
 	// The last error: why the job failed, or what it is retrying.
-	LastError          string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	LastCommittedBatch int64                  `protobuf:"varint,5,opt,name=last_committed_batch,json=lastCommittedBatch,proto3" json:"last_committed_batch,omitempty"`
-	LastProgress       *BatchProgress         `protobuf:"bytes,6,opt,name=last_progress,json=lastProgress,proto3" json:"last_progress,omitempty"`
-	Created            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
-	Updated            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated,proto3" json:"updated,omitempty"`
+	LastError          string         `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastCommittedBatch int64          `protobuf:"varint,5,opt,name=last_committed_batch,json=lastCommittedBatch,proto3" json:"last_committed_batch,omitempty"`
+	LastProgress       *BatchProgress `protobuf:"bytes,6,opt,name=last_progress,json=lastProgress,proto3" json:"last_progress,omitempty"`
+	// When the job was first submitted (Google API style names, AIP-142).
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When its state last changed.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Set while the job is RETRYING (and after a restart, until a batch commits).
 	Restart *RestartInfo `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
 	// The batch in flight, while the job runs one.
@@ -189,16 +191,16 @@ func (x *Job) GetLastProgress() *BatchProgress {
 	return nil
 }
 
-func (x *Job) GetCreated() *timestamppb.Timestamp {
+func (x *Job) GetCreateTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Created
+		return x.CreateTime
 	}
 	return nil
 }
 
-func (x *Job) GetUpdated() *timestamppb.Timestamp {
+func (x *Job) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Updated
+		return x.UpdateTime
 	}
 	return nil
 }
@@ -290,7 +292,8 @@ func (x *JobError) GetCount() int32 {
 type BatchRun struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	BatchId int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Started *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started,proto3" json:"started,omitempty"`
+	// When the batch started (planning, or the replay of a recorded plan).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// plan (shown only while planning fails and is retried), record (writing
 	// the plan to the offset log), execute (tasks on executors) or commit
 	// (driver-side output, sink and commit log).
@@ -345,9 +348,9 @@ func (x *BatchRun) GetBatchId() int64 {
 	return 0
 }
 
-func (x *BatchRun) GetStarted() *timestamppb.Timestamp {
+func (x *BatchRun) GetStartTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Started
+		return x.StartTime
 	}
 	return nil
 }
@@ -400,7 +403,7 @@ type RestartInfo struct {
 	// Restarts since the job last committed a batch (1 = the first).
 	Attempt int32 `protobuf:"varint,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// When the recorded plan runs again.
-	NextAttempt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
 	// The failure that caused the restart.
 	Cause         string `protobuf:"bytes,3,opt,name=cause,proto3" json:"cause,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -444,9 +447,9 @@ func (x *RestartInfo) GetAttempt() int32 {
 	return 0
 }
 
-func (x *RestartInfo) GetNextAttempt() *timestamppb.Timestamp {
+func (x *RestartInfo) GetNextAttemptTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.NextAttempt
+		return x.NextAttemptTime
 	}
 	return nil
 }
@@ -1368,17 +1371,19 @@ func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
 }
 
 type ExecutorInfo struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address        string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Slots          int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
-	Running        int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
-	Connected      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=connected,proto3" json:"connected,omitempty"`
-	LastHeartbeat  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
-	TasksCompleted int64                  `protobuf:"varint,7,opt,name=tasks_completed,json=tasksCompleted,proto3" json:"tasks_completed,omitempty"`
-	TasksFailed    int64                  `protobuf:"varint,8,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Slots   int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
+	Running int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	// When the executor's stream to this driver opened.
+	ConnectTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
+	// When the driver last heard from it.
+	LastHeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_heartbeat_time,json=lastHeartbeatTime,proto3" json:"last_heartbeat_time,omitempty"`
+	TasksCompleted    int64                  `protobuf:"varint,7,opt,name=tasks_completed,json=tasksCompleted,proto3" json:"tasks_completed,omitempty"`
+	TasksFailed       int64                  `protobuf:"varint,8,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ExecutorInfo) Reset() {
@@ -1439,16 +1444,16 @@ func (x *ExecutorInfo) GetRunning() int32 {
 	return 0
 }
 
-func (x *ExecutorInfo) GetConnected() *timestamppb.Timestamp {
+func (x *ExecutorInfo) GetConnectTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Connected
+		return x.ConnectTime
 	}
 	return nil
 }
 
-func (x *ExecutorInfo) GetLastHeartbeat() *timestamppb.Timestamp {
+func (x *ExecutorInfo) GetLastHeartbeatTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.LastHeartbeat
+		return x.LastHeartbeatTime
 	}
 	return nil
 }
@@ -1525,7 +1530,7 @@ var File_sluice_v1_driver_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x83\x04\n" +
+	"\x16sluice/v1/driver.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x91\x04\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.sluice.v1.JobSpecR\x04spec\x12)\n" +
@@ -1533,9 +1538,11 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x04 \x01(\tR\tlastError\x120\n" +
 	"\x14last_committed_batch\x18\x05 \x01(\x03R\x12lastCommittedBatch\x12=\n" +
-	"\rlast_progress\x18\x06 \x01(\v2\x18.sluice.v1.BatchProgressR\flastProgress\x124\n" +
-	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
-	"\aupdated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x120\n" +
+	"\rlast_progress\x18\x06 \x01(\v2\x18.sluice.v1.BatchProgressR\flastProgress\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x120\n" +
 	"\arestart\x18\t \x01(\v2\x16.sluice.v1.RestartInfoR\arestart\x12-\n" +
 	"\acurrent\x18\n" +
 	" \x01(\v2\x13.sluice.v1.BatchRunR\acurrent\x128\n" +
@@ -1543,10 +1550,11 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\bJobError\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x05R\x05count\"\x98\x02\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\"\x9d\x02\n" +
 	"\bBatchRun\x12\x19\n" +
-	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x124\n" +
-	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x14\n" +
+	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x14\n" +
 	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x1f\n" +
 	"\vtasks_total\x18\x04 \x01(\x05R\n" +
 	"tasksTotal\x12\x1d\n" +
@@ -1555,10 +1563,10 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\rtasks_running\x18\x06 \x01(\x05R\ftasksRunning\x12\x1d\n" +
 	"\n" +
 	"input_rows\x18\a \x01(\x03R\tinputRows\x12!\n" +
-	"\ftask_retries\x18\b \x01(\x05R\vtaskRetries\"|\n" +
+	"\ftask_retries\x18\b \x01(\x05R\vtaskRetries\"\x85\x01\n" +
 	"\vRestartInfo\x12\x18\n" +
-	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12=\n" +
-	"\fnext_attempt\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\x12\x14\n" +
+	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12F\n" +
+	"\x11next_attempt_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12\x14\n" +
 	"\x05cause\x18\x03 \x01(\tR\x05cause\":\n" +
 	"\x10SubmitJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.sluice.v1.JobSpecR\x04spec\"#\n" +
@@ -1630,14 +1638,14 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x16\n" +
 	"\x14ListExecutorsRequest\"N\n" +
 	"\x15ListExecutorsResponse\x125\n" +
-	"\texecutors\x18\x01 \x03(\v2\x17.sluice.v1.ExecutorInfoR\texecutors\"\xb1\x02\n" +
+	"\texecutors\x18\x01 \x03(\v2\x17.sluice.v1.ExecutorInfoR\texecutors\"\xbf\x02\n" +
 	"\fExecutorInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05slots\x18\x03 \x01(\x05R\x05slots\x12\x18\n" +
-	"\arunning\x18\x04 \x01(\x05R\arunning\x128\n" +
-	"\tconnected\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tconnected\x12A\n" +
-	"\x0elast_heartbeat\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12'\n" +
+	"\arunning\x18\x04 \x01(\x05R\arunning\x12=\n" +
+	"\fconnect_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\x12J\n" +
+	"\x13last_heartbeat_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastHeartbeatTime\x12'\n" +
 	"\x0ftasks_completed\x18\a \x01(\x03R\x0etasksCompleted\x12!\n" +
 	"\ftasks_failed\x18\b \x01(\x03R\vtasksFailed\"A\n" +
 	"\n" +
@@ -1712,14 +1720,14 @@ var file_sluice_v1_driver_proto_depIdxs = []int32{
 	26, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
 	0,  // 1: sluice.v1.Job.state:type_name -> sluice.v1.JobState
 	17, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
-	27, // 3: sluice.v1.Job.created:type_name -> google.protobuf.Timestamp
-	27, // 4: sluice.v1.Job.updated:type_name -> google.protobuf.Timestamp
+	27, // 3: sluice.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	27, // 4: sluice.v1.Job.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
 	3,  // 6: sluice.v1.Job.current:type_name -> sluice.v1.BatchRun
 	2,  // 7: sluice.v1.Job.recent_errors:type_name -> sluice.v1.JobError
 	27, // 8: sluice.v1.JobError.time:type_name -> google.protobuf.Timestamp
-	27, // 9: sluice.v1.BatchRun.started:type_name -> google.protobuf.Timestamp
-	27, // 10: sluice.v1.RestartInfo.next_attempt:type_name -> google.protobuf.Timestamp
+	27, // 9: sluice.v1.BatchRun.start_time:type_name -> google.protobuf.Timestamp
+	27, // 10: sluice.v1.RestartInfo.next_attempt_time:type_name -> google.protobuf.Timestamp
 	26, // 11: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
 	1,  // 12: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
 	17, // 13: sluice.v1.GetRecentProgressResponse.progress:type_name -> sluice.v1.BatchProgress
@@ -1731,8 +1739,8 @@ var file_sluice_v1_driver_proto_depIdxs = []int32{
 	18, // 19: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
 	25, // 20: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
 	21, // 21: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
-	27, // 22: sluice.v1.ExecutorInfo.connected:type_name -> google.protobuf.Timestamp
-	27, // 23: sluice.v1.ExecutorInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	27, // 22: sluice.v1.ExecutorInfo.connect_time:type_name -> google.protobuf.Timestamp
+	27, // 23: sluice.v1.ExecutorInfo.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	5,  // 24: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
 	6,  // 25: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
 	7,  // 26: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
