@@ -196,8 +196,10 @@ func (a *api) ListJobs(ctx context.Context, req *sluicev1.ListJobsRequest) (*slu
 	if err != nil {
 		return nil, err
 	}
-	jobs := a.d.status.list() // in name order
-	start := sort.Search(len(jobs), func(i int) bool { return jobs[i].GetName() > after }) // names are never empty
+	// Jobs in name order; the page starts after the token's name (names
+	// are never empty, so an empty token starts at the first job).
+	jobs := a.d.status.list()
+	start := sort.Search(len(jobs), func(i int) bool { return jobs[i].GetName() > after })
 	end := min(start+size, len(jobs))
 	resp := &sluicev1.ListJobsResponse{Jobs: jobs[start:end]}
 	if end < len(jobs) {

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/internal/jobspec"
@@ -404,7 +403,10 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	progress.SpeculativeTasks = int32(b.Copies())
 	progress.DurationMs["dispatch"] = dispatching.Milliseconds()
 	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
-	pj, _ := protojson.Marshal(progress)
+	pj, err := storeProgress(progress)
+	if err != nil {
+		return fmt.Errorf("encode the progress of batch %d: %w", batch, err)
+	}
 	commitStart := time.Now()
 	if err := l.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
 		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -639,16 +638,4 @@ func terminal(s sluicev1.JobState) bool {
 		return true
 	}
 	return false
-}
-
-// loadProgress decodes the progress stored with a commit.
-func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
-	if len(c.Progress) == 0 {
-		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
-	}
-	p := &sluicev1.BatchProgress{}
-	if err := protojson.Unmarshal(c.Progress, p); err != nil {
-		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
-	}
-	return p
 }

@@ -122,7 +122,7 @@ func newFakeAPI(role string) *fakeAPI {
 		},
 		CreateTime: ts(-26 * time.Hour),
 		UpdateTime: ts(-5 * time.Second),
-		Restart: &sluicev1.RestartInfo{Attempt: 3, NextAttemptTime: ts(40 * time.Second), Cause: retryCause},
+		Restart:    &sluicev1.RestartInfo{Attempt: 3, NextAttemptTime: ts(40 * time.Second), Cause: retryCause},
 		RecentErrors: []*sluicev1.JobError{
 			{Time: ts(-5 * time.Second), Message: retryCause, Count: 3},
 		},

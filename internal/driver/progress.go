@@ -1,0 +1,62 @@
+package driver
+
+import (
+	"maps"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sluicehq/sluice/pkg/checkpoint"
+	storagev1 "github.com/sluicehq/sluice/proto/sluice/storage/v1"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// A committed batch's progress is stored in the commit log in its own
+// message (sluice.storage.v1), converted field by field, so that the API's
+// BatchProgress may change without changing what stores hold. Commits
+// written before the storage message existed hold the API's protojson,
+// which was the same, field for field: they read as they are.
+
+// storeProgress is p as the commit log keeps it.
+func storeProgress(p *sluicev1.BatchProgress) ([]byte, error) {
+	s := &storagev1.BatchProgress{
+		BatchId: p.GetBatchId(), Timestamp: p.GetTimestamp(), NumInputRows: p.GetNumInputRows(), NumOutputRows: p.GetNumOutputRows(),
+		InputBytes: p.GetInputBytes(), SkippedRows: p.GetSkippedRows(), DeadLetteredRows: p.GetDeadLetteredRows(),
+		NumTasks: p.GetNumTasks(), TaskRetries: p.GetTaskRetries(), InputRowsPerSecond: p.GetInputRowsPerSecond(),
+		ProcessedRowsPerSecond: p.GetProcessedRowsPerSecond(), DurationMs: maps.Clone(p.GetDurationMs()),
+		Metrics: maps.Clone(p.GetMetrics()), SpeculativeTasks: p.GetSpeculativeTasks(),
+	}
+	for _, pp := range p.GetPartitions() {
+		s.Partitions = append(s.Partitions, &storagev1.PartitionProgress{
+			Partition: pp.GetPartition(), Start: pp.GetStart(), End: pp.GetEnd(), Records: pp.GetRecords(),
+			Executor: pp.GetExecutor(), Metrics: maps.Clone(pp.GetMetrics()), DurationMs: pp.GetDurationMs(), Attempts: pp.GetAttempts(),
+		})
+	}
+	return protojson.Marshal(s)
+}
+
+// loadProgress decodes the progress stored with a commit; a commit without
+// one, or with one this driver cannot read, gives the batch id alone (the
+// figures are for display: never a reason to stop a job).
+func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
+	if len(c.Progress) == 0 {
+		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
+	}
+	s := &storagev1.BatchProgress{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(c.Progress, s); err != nil {
+		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
+	}
+	p := &sluicev1.BatchProgress{
+		BatchId: s.GetBatchId(), Timestamp: s.GetTimestamp(), NumInputRows: s.GetNumInputRows(), NumOutputRows: s.GetNumOutputRows(),
+		InputBytes: s.GetInputBytes(), SkippedRows: s.GetSkippedRows(), DeadLetteredRows: s.GetDeadLetteredRows(),
+		NumTasks: s.GetNumTasks(), TaskRetries: s.GetTaskRetries(), InputRowsPerSecond: s.GetInputRowsPerSecond(),
+		ProcessedRowsPerSecond: s.GetProcessedRowsPerSecond(), DurationMs: s.GetDurationMs(),
+		Metrics: s.GetMetrics(), SpeculativeTasks: s.GetSpeculativeTasks(),
+	}
+	for _, sp := range s.GetPartitions() {
+		p.Partitions = append(p.Partitions, &sluicev1.PartitionProgress{
+			Partition: sp.GetPartition(), Start: sp.GetStart(), End: sp.GetEnd(), Records: sp.GetRecords(),
+			Executor: sp.GetExecutor(), Metrics: sp.GetMetrics(), DurationMs: sp.GetDurationMs(), Attempts: sp.GetAttempts(),
+		})
+	}
+	return p
+}
