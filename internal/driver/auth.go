@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/sluicehq/sluice/internal/rpc"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -56,7 +57,8 @@ var methodRules = map[string]methodRule{
 	sluicev1.DriverService_SubmitJob_FullMethodName:         {role: rpc.RoleOperator, audit: true},
 	sluicev1.DriverService_StopJob_FullMethodName:           {role: rpc.RoleOperator, audit: true},
 	sluicev1.DriverService_DeleteJob_FullMethodName:         {role: rpc.RoleAdmin, audit: true},
-	sluicev1.ExecutorService_Connect_FullMethodName:         {executor: true},
+	clusterv1.ExecutorService_Connect_FullMethodName:        {executor: true},
+	legacyExecutorConnect:                                   {executor: true},
 }
 
 // openServices need no credentials: see the package comment above.

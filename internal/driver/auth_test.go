@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/internal/executor"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/internal/testenv"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -259,11 +260,11 @@ func TestExecutorsAreAdmittedByCertificate(t *testing.T) {
 	connect := func(cert *testenv.KeyPair, id string) error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		stream, err := sluicev1.NewExecutorServiceClient(p.dial(t, c.addr, cert, "")).Connect(cctx)
+		stream, err := clusterv1.NewExecutorServiceClient(p.dial(t, c.addr, cert, "")).Connect(cctx)
 		if err != nil {
 			return err
 		}
-		stream.Send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Hello{Hello: &sluicev1.Hello{ExecutorId: id, Slots: 1}}})
+		stream.Send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Hello{Hello: &clusterv1.Hello{ExecutorId: id, Slots: 1}}})
 		_, err = stream.Recv()
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/stream"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -246,7 +247,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	sub, unsub := d.reg.subscribe(l.name)
 	defer unsub()
 	b := scheduler.NewBatch(keys, l.job.Retry)
-	results := make(map[string]*sluicev1.TaskResult, len(keys))
+	results := make(map[string]*clusterv1.TaskResult, len(keys))
 	att := newAttemptLog()
 	executorOf := att.executor
 	run := &sluicev1.BatchRun{BatchId: int64(batch), StartTime: timestamppb.New(planStart), Phase: "execute", TasksTotal: int32(len(keys))}
@@ -257,7 +258,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	var dispatching time.Duration
 	cost := scheduler.TaskCost(plan.TasksPerSlot)
 	// handle records one task result; an error ends the batch.
-	handle := func(res *sluicev1.TaskResult) error {
+	handle := func(res *clusterv1.TaskResult) error {
 		if res.GetBatch() != int64(batch) {
 			return nil
 		}
@@ -438,7 +439,7 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []st
 	for i, k := range ready {
 		refs[i] = scheduler.TaskRef{Key: k, Partition: ranges[k].Partition}
 	}
-	byExec := map[string][]*sluicev1.Task{}
+	byExec := map[string][]*clusterv1.Task{}
 	var order []string
 	for _, a := range scheduler.Assign(refs, execs, l.lastOwner) {
 		t := l.newTask(ranges[a.Key], batch, tasksPerSlot)
@@ -484,7 +485,7 @@ func (l *batchLoop) speculate(ctx context.Context, b *scheduler.Batch, straggler
 		}
 		t := l.newTask(r, batch, tasksPerSlot)
 		e := execs[best].ID
-		if l.m.d.reg.dispatch(ctx, e, l.job.Spec, []*sluicev1.Task{t}) == 0 {
+		if l.m.d.reg.dispatch(ctx, e, l.job.Spec, []*clusterv1.Task{t}) == 0 {
 			continue
 		}
 		now := time.Now()
@@ -500,9 +501,9 @@ func (l *batchLoop) speculate(ctx context.Context, b *scheduler.Batch, straggler
 
 // newTask is a new attempt of range r: a fresh attempt id (unique across
 // this job's loops on this leader and across leaders) and token.
-func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot int) *sluicev1.Task {
+func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot int) *clusterv1.Task {
 	l.attemptN++
-	return &sluicev1.Task{
+	return &clusterv1.Task{
 		Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
 		From: r.From, Until: r.Until, SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
 		Incarnation: l.incarnation,
@@ -513,14 +514,14 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 }
 
 // taskKey is the key of the range a task reads.
-func taskKey(t *sluicev1.Task) string {
+func taskKey(t *clusterv1.Task) string {
 	return stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit())}.Key()
 }
 
 // driverWrite writes what the driver itself outputs for a batch: the merged
 // groups of an aggregating job, or the rows collected for a console sink.
 // The write key is per batch, so a replay replaces it.
-func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*sluicev1.TaskResult) (int64, error) {
+func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult) (int64, error) {
 	p := l.job.Pipeline
 	var rows []stream.Row
 	part := ""
@@ -587,7 +588,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 }
 
 func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, execDone time.Time, keys []string,
-	ranges map[string]stream.Range, results map[string]*sluicev1.TaskResult, att *attemptLog, retries int, outRows int64) *sluicev1.BatchProgress {
+	ranges map[string]stream.Range, results map[string]*clusterv1.TaskResult, att *attemptLog, retries int, outRows int64) *sluicev1.BatchProgress {
 	bp := &sluicev1.BatchProgress{
 		BatchId: int64(plan.Batch), Timestamp: timestamppb.New(planStart), NumTasks: int32(len(keys)), TaskRetries: int32(retries),
 		NumOutputRows: outRows,

@@ -44,6 +44,7 @@ import (
 	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
 	"github.com/sluicehq/sluice/pkg/checkpoint/local"
 	s3store "github.com/sluicehq/sluice/pkg/checkpoint/s3"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -344,6 +345,21 @@ func (d *Driver) Addr() string {
 // by the next leader); 2. resign, so a follower takes over without waiting
 // for the lease; 3. gracefully stop gRPC, forced after ShutdownTimeout;
 // 4. stop HTTP; 5. close the elector, store and etcd client.
+// legacyExecutorService is ExecutorService under the name it had before
+// the driver↔executor protocol left the public sluice.v1 package: the
+// messages are the same on the wire, so executors of the previous release
+// keep working with this driver during a rolling upgrade (drivers first).
+// Remove it one release after.
+var legacyExecutorService = func() grpc.ServiceDesc {
+	d := clusterv1.ExecutorService_ServiceDesc
+	d.ServiceName = "sluice.v1.ExecutorService"
+	return d
+}()
+
+// legacyExecutorConnect is the old name's Connect method, admitted like
+// the new one (auth.go).
+const legacyExecutorConnect = "/sluice.v1.ExecutorService/Connect"
+
 func (d *Driver) Run(ctx context.Context) (err error) {
 	defer d.closeAll()
 	lis, err := net.Listen("tcp", d.cfg.Listen)
@@ -355,7 +371,8 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 
 	srv := grpc.NewServer(append(rpc.ServerOptions(), d.sec.serverOptions()...)...)
 	sluicev1.RegisterDriverServiceServer(srv, &api{d: d})
-	sluicev1.RegisterExecutorServiceServer(srv, d.reg)
+	clusterv1.RegisterExecutorServiceServer(srv, d.reg)
+	srv.RegisterService(&legacyExecutorService, d.reg)
 	d.health = health.NewServer()
 	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	d.health.SetServingStatus(sluicev1.DriverService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/scheduler"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -26,7 +27,7 @@ import (
 // Lock order: registry.mu, then nothing (subscriber channels are sent to
 // outside the lock).
 type registry struct {
-	sluicev1.UnimplementedExecutorServiceServer
+	clusterv1.UnimplementedExecutorServiceServer
 
 	log       *slog.Logger
 	heartbeat time.Duration
@@ -62,12 +63,12 @@ type executorConn struct {
 	connected  time.Time
 	lastBeat   time.Time
 	done, fail int64
-	send       chan *sluicev1.DriverMessage
+	send       chan *clusterv1.DriverMessage
 	cancel     context.CancelFunc
 }
 
 type subscription struct {
-	results chan *sluicev1.TaskResult
+	results chan *clusterv1.TaskResult
 	lost    chan lostNotice
 }
 
@@ -89,7 +90,7 @@ func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading fun
 
 // Connect serves one executor's stream until it ends, the executor stops
 // heartbeating, or this driver stops leading.
-func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error {
+func (r *registry) Connect(stream clusterv1.ExecutorService_ConnectServer) error {
 	lead, leader, epoch := r.leading()
 	if !lead {
 		return &rpc.NotLeaderError{Leader: leader}
@@ -110,7 +111,7 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 	now := time.Now()
 	ec := &executorConn{
 		id: hello.GetExecutorId(), addr: hello.GetAddress(), slots: int(hello.GetSlots()),
-		connected: now, lastBeat: now, send: make(chan *sluicev1.DriverMessage, 64), cancel: cancel,
+		connected: now, lastBeat: now, send: make(chan *clusterv1.DriverMessage, 64), cancel: cancel,
 	}
 	r.mu.Lock()
 	var lost map[*subscription][]string
@@ -128,7 +129,7 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 	var endErr error
 	defer func() { r.remove(ec, endErr) }()
 
-	if err := stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
+	if err := stream.Send(&clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Welcome{Welcome: &clusterv1.Welcome{
 		HeartbeatIntervalMs: r.heartbeat.Milliseconds(), Epoch: epoch, HeartbeatFenceMs: r.fenceAfter().Milliseconds(),
 		AcceptsResultBatches: true,
 	}}}); err != nil {
@@ -143,13 +144,13 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 		ping := time.NewTicker(r.heartbeat)
 		defer ping.Stop()
 		for {
-			var m *sluicev1.DriverMessage
+			var m *clusterv1.DriverMessage
 			select {
 			case <-ctx.Done():
 				sendErr <- nil
 				return
 			case <-ping.C:
-				m = &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Ping{Ping: &sluicev1.Ping{}}}
+				m = &clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Ping{Ping: &clusterv1.Ping{}}}
 			case m = <-ec.send:
 			}
 			if err := stream.Send(m); err != nil {
@@ -223,7 +224,7 @@ func (r *registry) Connect(stream sluicev1.ExecutorService_ConnectServer) error 
 // anything else (an attempt given to another executor or to an earlier
 // stream of this one, cancelled, re-dispatched, or a forged id) is refused
 // and logged with the executor's id.
-func (r *registry) deliver(ctx context.Context, ec *executorConn, res *sluicev1.TaskResult) {
+func (r *registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1.TaskResult) {
 	r.mu.Lock()
 	a, ok := r.running[res.GetAttemptId()]
 	var refused, kind string
@@ -316,7 +317,7 @@ func (r *registry) fenceAfter() time.Duration { return r.timeout - r.heartbeat }
 // subscribe routes results of job to the returned subscription until
 // unsubscribe is called.
 func (r *registry) subscribe(job string) (*subscription, func()) {
-	s := &subscription{results: make(chan *sluicev1.TaskResult, 1024), lost: make(chan lostNotice, 256)}
+	s := &subscription{results: make(chan *clusterv1.TaskResult, 1024), lost: make(chan lostNotice, 256)}
 	r.mu.Lock()
 	r.subs[job] = s
 	r.mu.Unlock()
@@ -354,7 +355,7 @@ func (r *registry) snapshot(cost int) []scheduler.Executor {
 
 // dispatch sends tasks (all of one job) to executor, as many as it still has
 // room for, in one message, and returns how many it took (a prefix of tasks).
-func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*sluicev1.Task) int {
+func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int {
 	if len(tasks) == 0 {
 		return 0
 	}
@@ -376,7 +377,7 @@ func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1
 	ec.running += n
 	ec.used += n * cost
 	r.mu.Unlock()
-	msg := &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Tasks{Tasks: &sluicev1.TaskAssignment{
+	msg := &clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Tasks{Tasks: &clusterv1.TaskAssignment{
 		Jobs: []*sluicev1.JobSpec{spec}, Tasks: tasks[:n],
 	}}}
 	select {
@@ -417,7 +418,7 @@ func (r *registry) cancel(attempts []string) {
 	for e, ids := range byExec {
 		if ec := conns[e]; ec != nil {
 			select {
-			case ec.send <- &sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Cancel{Cancel: &sluicev1.CancelTasks{AttemptIds: ids}}}:
+			case ec.send <- &clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Cancel{Cancel: &clusterv1.CancelTasks{AttemptIds: ids}}}:
 			default:
 			}
 		}

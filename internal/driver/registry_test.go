@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/pkg/scheduler"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -28,13 +29,13 @@ func TestRegistrySharedSlots(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%d per slot, %d slots", tc.tasksPerSlot, tc.slots), func(t *testing.T) {
 			r := newRegistry(slog.New(slog.DiscardHandler), time.Second, time.Second, func() (bool, string, int64) { return true, "", 1 })
-			ec := &executorConn{id: "e1", slots: tc.slots, send: make(chan *sluicev1.DriverMessage, 100), cancel: func() {}}
+			ec := &executorConn{id: "e1", slots: tc.slots, send: make(chan *clusterv1.DriverMessage, 100), cancel: func() {}}
 			r.executors[ec.id] = ec
-			tasks := make([]*sluicev1.Task, 20)
+			tasks := make([]*clusterv1.Task, 20)
 			ids := make([]string, len(tasks))
 			for i := range tasks {
 				ids[i] = fmt.Sprintf("a%d", i)
-				tasks[i] = &sluicev1.Task{AttemptId: ids[i], TasksPerSlot: tc.tasksPerSlot}
+				tasks[i] = &clusterv1.Task{AttemptId: ids[i], TasksPerSlot: tc.tasksPerSlot}
 			}
 			if n := r.dispatch(context.Background(), "e1", &sluicev1.JobSpec{}, tasks); n != tc.want {
 				t.Fatalf("dispatched %d tasks, want %d", n, tc.want)

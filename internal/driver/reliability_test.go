@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors/file"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -191,9 +192,9 @@ func watchStates(ctx context.Context, t *testing.T, api sluicev1.DriverServiceCl
 type fakeExecutor struct {
 	t      *testing.T
 	id     string
-	stream sluicev1.ExecutorService_ConnectClient
+	stream clusterv1.ExecutorService_ConnectClient
 	sendMu sync.Mutex
-	tasks  chan *sluicev1.Task
+	tasks  chan *clusterv1.Task
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -205,12 +206,12 @@ func connectFake(t *testing.T, addr, id string, slots int32) *fakeExecutor {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := sluicev1.NewExecutorServiceClient(conn).Connect(ctx)
+	st, err := clusterv1.NewExecutorServiceClient(conn).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeExecutor{t: t, id: id, stream: st, tasks: make(chan *sluicev1.Task, 100), cancel: cancel, done: make(chan struct{})}
-	f.send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Hello{Hello: &sluicev1.Hello{ExecutorId: id, Slots: slots}}})
+	f := &fakeExecutor{t: t, id: id, stream: st, tasks: make(chan *clusterv1.Task, 100), cancel: cancel, done: make(chan struct{})}
+	f.send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Hello{Hello: &clusterv1.Hello{ExecutorId: id, Slots: slots}}})
 	if m, err := st.Recv(); err != nil || m.GetWelcome() == nil {
 		t.Fatalf("%s: no welcome: %v %v", id, m, err)
 	}
@@ -225,7 +226,7 @@ func connectFake(t *testing.T, addr, id string, slots int32) *fakeExecutor {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				f.send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Heartbeat{Heartbeat: &sluicev1.Heartbeat{}}})
+				f.send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Heartbeat{Heartbeat: &clusterv1.Heartbeat{}}})
 			}
 		}
 	}()
@@ -246,7 +247,7 @@ func connectFake(t *testing.T, addr, id string, slots int32) *fakeExecutor {
 	return f
 }
 
-func (f *fakeExecutor) send(m *sluicev1.ExecutorMessage) {
+func (f *fakeExecutor) send(m *clusterv1.ExecutorMessage) {
 	f.sendMu.Lock()
 	defer f.sendMu.Unlock()
 	_ = f.stream.Send(m)
@@ -257,7 +258,7 @@ func (f *fakeExecutor) close() {
 	<-f.done
 }
 
-func (f *fakeExecutor) next() *sluicev1.Task {
+func (f *fakeExecutor) next() *clusterv1.Task {
 	f.t.Helper()
 	select {
 	case task := <-f.tasks:
@@ -269,8 +270,8 @@ func (f *fakeExecutor) next() *sluicev1.Task {
 }
 
 // result answers task with ok and end; token and job as given.
-func (f *fakeExecutor) result(task *sluicev1.Task, end []byte, token string) {
-	f.send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: &sluicev1.TaskResult{
+func (f *fakeExecutor) result(task *clusterv1.Task, end []byte, token string) {
+	f.send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Result{Result: &clusterv1.TaskResult{
 		AttemptId: task.GetAttemptId(), Job: task.GetJob(), Batch: task.GetBatch(), Partition: task.GetPartition(),
 		Split: task.GetSplit(), Ok: true, End: end, Token: token,
 	}}})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/executor"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -36,7 +37,7 @@ func TestSpeculationFinishesTheBatchOnTheCopy(t *testing.T) {
 	if _, err := c.api.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: s}); err != nil {
 		t.Fatal(err)
 	}
-	held := []*sluicev1.Task{slow.next()}
+	held := []*clusterv1.Task{slow.next()}
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e, err := executor.New(executor.Config{Driver: c.d.Addr(), Slots: 4, ID: "healthy", Logger: log, Stdout: io.Discard, DrainTimeout: time.Second})

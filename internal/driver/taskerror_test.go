@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -16,11 +17,11 @@ import (
 // at once, naming the partition and offsets; a retryable failure whose text
 // reads like a data loss is retried, and the retry's success commits.
 func TestTaskErrorsDecideByType(t *testing.T) {
-	fail := func(e *fakeExecutor, task *sluicev1.Task, err error) {
-		res := &sluicev1.TaskResult{AttemptId: task.GetAttemptId(), Job: task.GetJob(), Batch: task.GetBatch(),
+	fail := func(e *fakeExecutor, task *clusterv1.Task, err error) {
+		res := &clusterv1.TaskResult{AttemptId: task.GetAttemptId(), Job: task.GetJob(), Batch: task.GetBatch(),
 			Partition: task.GetPartition(), Split: task.GetSplit(), Token: task.GetToken()}
 		rpc.SetTaskFailure(res, err)
-		e.send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: res}})
+		e.send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Result{Result: res}})
 	}
 	t.Run("data loss fails the job", func(t *testing.T) {
 		_, brokers := kafkaWith(t, "lossy", 1, 10)

@@ -43,6 +43,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/stream"
 	"github.com/sluicehq/sluice/pkg/task"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -215,7 +216,7 @@ func (e *Executor) Run(ctx context.Context) error {
 
 // runTask runs one attempt. current is the session's lease: the attempt
 // commits its output only while it holds.
-func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluicev1.Task, current func() error) *sluicev1.TaskResult {
+func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clusterv1.Task, current func() error) *clusterv1.TaskResult {
 	res := newResult(t)
 	// failure is the attempt's error, nil when it succeeded. The metrics
 	// outcome and the result's status both come from it, never from its
@@ -224,7 +225,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 	var failure error
 	done := e.metrics.attempt(t.GetJob(), res) // sees the final res (metrics.go)
 	defer func() { done(failure, errors.Is(failure, context.Canceled) || ctx.Err() != nil) }()
-	fail := func(err error) *sluicev1.TaskResult {
+	fail := func(err error) *clusterv1.TaskResult {
 		failure = err
 		rpc.SetTaskFailure(res, err)
 		return res
@@ -276,15 +277,15 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *sluic
 }
 
 // newResult is the result of t's attempt, before it ran.
-func newResult(t *sluicev1.Task) *sluicev1.TaskResult {
-	return &sluicev1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(),
+func newResult(t *clusterv1.Task) *clusterv1.TaskResult {
+	return &clusterv1.TaskResult{AttemptId: t.GetAttemptId(), Job: t.GetJob(), Batch: t.GetBatch(), Partition: t.GetPartition(),
 		Split: t.GetSplit(), Token: t.GetToken()}
 }
 
 // refuseTask answers a task that arrives once its session no longer admits
 // tasks: it fails with why at once, retryably, so that the driver runs it
 // elsewhere; it counts as an attempt like any other.
-func (e *Executor) refuseTask(t *sluicev1.Task, why error) *sluicev1.TaskResult {
+func (e *Executor) refuseTask(t *clusterv1.Task, why error) *clusterv1.TaskResult {
 	res := newResult(t)
 	done := e.metrics.attempt(t.GetJob(), res)
 	rpc.SetTaskFailure(res, why)

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/pkg/connectors/file"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -48,8 +49,8 @@ func TestCutOffExecutorDoesNotCommit(t *testing.T) {
 	<-f.hellos
 	f.welcome <- struct{}{}
 	c := <-f.conns
-	if err := c.stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Tasks{Tasks: &sluicev1.TaskAssignment{
-		Jobs: []*sluicev1.JobSpec{spec}, Tasks: []*sluicev1.Task{task},
+	if err := c.stream.Send(&clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Tasks{Tasks: &clusterv1.TaskAssignment{
+		Jobs: []*sluicev1.JobSpec{spec}, Tasks: []*clusterv1.Task{task},
 	}}}); err != nil {
 		t.Fatal(err)
 	}

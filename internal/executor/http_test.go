@@ -17,14 +17,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/sluicehq/sluice/internal/rpc"
-	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 )
 
 // fakeDriver is a leading driver's executor endpoint under the test's
 // control: it welcomes a stream only for a token on welcome, hands each
 // welcomed stream to the test on conns, and passes task results on.
 type fakeDriver struct {
-	sluicev1.UnimplementedExecutorServiceServer
+	clusterv1.UnimplementedExecutorServiceServer
 	// fenceMs is sent in the welcome; 0 means a fence far beyond any test
 	// (the fake sends no pings).
 	fenceMs int64
@@ -34,15 +34,15 @@ type fakeDriver struct {
 	beats   chan struct{}
 	welcome chan struct{}
 	conns   chan *fakeConn
-	results chan *sluicev1.TaskResult
+	results chan *clusterv1.TaskResult
 }
 
 type fakeConn struct {
-	stream sluicev1.ExecutorService_ConnectServer // Send only from the test goroutine
-	kick   chan error                             // ends the stream with this error
+	stream clusterv1.ExecutorService_ConnectServer // Send only from the test goroutine
+	kick   chan error                              // ends the stream with this error
 }
 
-func (f *fakeDriver) Connect(s sluicev1.ExecutorService_ConnectServer) error {
+func (f *fakeDriver) Connect(s clusterv1.ExecutorService_ConnectServer) error {
 	ctx := s.Context()
 	if _, err := s.Recv(); err != nil { // Hello
 		return err
@@ -63,7 +63,7 @@ func (f *fakeDriver) Connect(s sluicev1.ExecutorService_ConnectServer) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if err := s.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Welcome{Welcome: &sluicev1.Welcome{
+	if err := s.Send(&clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Welcome{Welcome: &clusterv1.Welcome{
 		DriverId: "fake", HeartbeatIntervalMs: 100, HeartbeatFenceMs: fence, Epoch: 1,
 	}}}); err != nil {
 		return err
@@ -107,13 +107,22 @@ func (f *fakeDriver) Connect(s sluicev1.ExecutorService_ConnectServer) error {
 // startFakeDriver serves a fakeDriver on loopback until the test ends.
 func startFakeDriver(t *testing.T) (*fakeDriver, string) {
 	t.Helper()
-	f := &fakeDriver{welcome: make(chan struct{}, 10), conns: make(chan *fakeConn, 10), results: make(chan *sluicev1.TaskResult, 100)}
+	return startFakeDriverAs(t, clusterv1.ExecutorService_ServiceDesc.ServiceName)
+}
+
+// startFakeDriverAs serves the fake driver's ExecutorService under the
+// given service name (a driver of the previous release: sluice.v1's).
+func startFakeDriverAs(t *testing.T, service string) (*fakeDriver, string) {
+	t.Helper()
+	f := &fakeDriver{welcome: make(chan struct{}, 10), conns: make(chan *fakeConn, 10), results: make(chan *clusterv1.TaskResult, 100)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(rpc.ServerOptions()...)
-	sluicev1.RegisterExecutorServiceServer(srv, f)
+	desc := clusterv1.ExecutorService_ServiceDesc
+	desc.ServiceName = service
+	srv.RegisterService(&desc, f)
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
 	t.Cleanup(func() { srv.Stop(); <-done })

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice/internal/rpc"
-	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 )
 
 // Outcomes of a task attempt in sluice_executor_task_attempts_total: ok, or
@@ -76,7 +76,7 @@ func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 // whether the attempt was cancelled (the session ended — stream broken,
 // shutdown, fence — or the driver's CancelTasks); a cancelled failure counts
 // as cancelled, not as a failure kind.
-func (m *metrics) attempt(job string, res *sluicev1.TaskResult) func(err error, cancelled bool) {
+func (m *metrics) attempt(job string, res *clusterv1.TaskResult) func(err error, cancelled bool) {
 	start := time.Now()
 	m.running.Inc()
 	return func(err error, cancelled bool) {

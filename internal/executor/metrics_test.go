@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -48,10 +49,10 @@ func TestMetricsAfterTasks(t *testing.T) {
 	// A task without its spec fails retryably; a spec that does not compile
 	// fails for good.
 	tasks = append(tasks,
-		&sluicev1.Task{Job: "nospec", AttemptId: "nospec-1", SpecHash: "unknown", Partition: "p"},
-		&sluicev1.Task{Job: "broken", AttemptId: "broken-1", SpecHash: "broken", Partition: "p"})
+		&clusterv1.Task{Job: "nospec", AttemptId: "nospec-1", SpecHash: "unknown", Partition: "p"},
+		&clusterv1.Task{Job: "broken", AttemptId: "broken-1", SpecHash: "broken", Partition: "p"})
 	broken := &sluicev1.JobSpec{Name: "broken"}
-	if err := c.stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Tasks{Tasks: &sluicev1.TaskAssignment{
+	if err := c.stream.Send(&clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Tasks{Tasks: &clusterv1.TaskAssignment{
 		Jobs: []*sluicev1.JobSpec{spec, broken}, Tasks: tasks,
 	}}}); err != nil {
 		t.Fatal(err)
@@ -151,7 +152,7 @@ func TestOutcome(t *testing.T) {
 
 // plan asks the job's Kafka source for one availableNow batch and turns its
 // ranges into tasks, as the driver would.
-func plan(t *testing.T, spec *sluicev1.JobSpec) []*sluicev1.Task {
+func plan(t *testing.T, spec *sluicev1.JobSpec) []*clusterv1.Task {
 	t.Helper()
 	job, err := jobspec.Compile(spec)
 	if err != nil {
@@ -169,9 +170,9 @@ func plan(t *testing.T, spec *sluicev1.JobSpec) []*sluicev1.Task {
 	if len(p.Ranges) == 0 {
 		t.Fatal("planned no ranges")
 	}
-	var tasks []*sluicev1.Task
+	var tasks []*clusterv1.Task
 	for i, r := range p.Ranges {
-		tasks = append(tasks, &sluicev1.Task{Job: spec.GetName(), Batch: 0, AttemptId: fmt.Sprintf("ok-%d", i), Epoch: 1,
+		tasks = append(tasks, &clusterv1.Task{Job: spec.GetName(), Batch: 0, AttemptId: fmt.Sprintf("ok-%d", i), Epoch: 1,
 			Partition: string(r.Partition), Split: int32(r.Split), From: r.From, Until: r.Until,
 			SpecHash: jobspec.Hash(spec), Incarnation: "test"})
 	}

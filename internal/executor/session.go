@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/internal/rpc"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -36,20 +39,12 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 	// sends the results of draining tasks. close cancels it.
 	streamCtx, streamCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer streamCancel()
-	stream, err := sluicev1.NewExecutorServiceClient(conn).Connect(streamCtx, grpc.WaitForReady(false))
-	if err != nil {
-		return false, "", err
+	stream, first, err := e.hello(ctx, streamCtx, streamCancel, conn, clusterv1.ExecutorService_Connect_FullMethodName)
+	if status.Code(err) == codes.Unimplemented {
+		// A driver of the previous release serves the protocol under the
+		// name it had in sluice.v1: the messages are the same on the wire.
+		stream, first, err = e.hello(ctx, streamCtx, streamCancel, conn, legacyConnect)
 	}
-	if err := stream.Send(&sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Hello{Hello: &sluicev1.Hello{
-		ExecutorId: e.cfg.ID, Slots: int32(e.cfg.Slots), Address: e.cfg.Advertise, Version: "dev",
-	}}}); err != nil {
-		return false, "", err
-	}
-	// Until welcomed there is nothing to drain: shutting down ends the wait
-	// (a hung driver must not keep the executor from exiting).
-	stopWait := context.AfterFunc(ctx, streamCancel)
-	first, err := stream.Recv()
-	stopWait()
 	if err != nil {
 		if l, ok := rpc.LeaderFrom(err); ok && l != "" && l != addr {
 			return false, l, err
@@ -74,6 +69,32 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 	s := newSession(e, stream, streamCancel, newLease(fence, time.Now), interval)
 	s.batchResults = w.GetAcceptsResultBatches()
 	return true, "", s.run(ctx)
+}
+
+// legacyConnect is ExecutorService's Connect under the name it had before
+// the protocol left the public sluice.v1 package, which drivers of the
+// previous release serve. Remove it one release after.
+const legacyConnect = "/sluice.v1.ExecutorService/Connect"
+
+// hello opens the Connect stream under method, says hello and waits for the
+// driver's first message. Until welcomed there is nothing to drain:
+// shutting down (ctx) ends the wait, so a hung driver cannot keep the
+// executor from exiting.
+func (e *Executor) hello(ctx, streamCtx context.Context, streamCancel context.CancelFunc, conn *grpc.ClientConn, method string) (clusterv1.ExecutorService_ConnectClient, *clusterv1.DriverMessage, error) {
+	cs, err := conn.NewStream(streamCtx, &clusterv1.ExecutorService_ServiceDesc.Streams[0], method, grpc.WaitForReady(false))
+	if err != nil {
+		return nil, nil, err
+	}
+	stream := &grpc.GenericClientStream[clusterv1.ExecutorMessage, clusterv1.DriverMessage]{ClientStream: cs}
+	if err := stream.Send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Hello{Hello: &clusterv1.Hello{
+		ExecutorId: e.cfg.ID, Slots: int32(e.cfg.Slots), Address: e.cfg.Advertise, Version: "dev",
+	}}}); err != nil {
+		return nil, nil, err
+	}
+	stopWait := context.AfterFunc(ctx, streamCancel)
+	first, err := stream.Recv()
+	stopWait()
+	return stream, first, err
 }
 
 // session is one Connect stream from the driver's welcome to its end, and
@@ -113,7 +134,7 @@ func (e *Executor) session(ctx context.Context, addr string) (connected bool, le
 // Nothing polls: each step waits on the channel that says it is done.
 type session struct {
 	e            *Executor
-	stream       sluicev1.ExecutorService_ConnectClient
+	stream       clusterv1.ExecutorService_ConnectClient
 	cancelStream context.CancelFunc
 	lease        *lease
 	interval     time.Duration // heartbeat period, from the welcome
@@ -126,11 +147,11 @@ type session struct {
 
 	// out queues the results of admitted tasks for the sender; only task
 	// goroutines write it, and step 4 closes it once they all returned.
-	out chan *sluicev1.TaskResult
+	out chan *clusterv1.TaskResult
 	// refusals queues the answers to tasks refused after step 1; only the
 	// receiver writes it, and it is never closed (a refusal that comes
 	// after the sender returned is dropped: the stream is ending).
-	refusals chan *sluicev1.TaskResult
+	refusals chan *clusterv1.TaskResult
 
 	mu sync.Mutex
 	// refuse is nil while tasks are admitted; step 1 sets it to the
@@ -147,11 +168,11 @@ type session struct {
 	recvErr   error
 }
 
-func newSession(e *Executor, stream sluicev1.ExecutorService_ConnectClient, cancelStream context.CancelFunc, ls *lease, interval time.Duration) *session {
+func newSession(e *Executor, stream clusterv1.ExecutorService_ConnectClient, cancelStream context.CancelFunc, ls *lease, interval time.Duration) *session {
 	attempts, cancel := context.WithCancel(context.Background())
 	return &session{e: e, stream: stream, cancelStream: cancelStream, lease: ls, interval: interval,
 		attempts: attempts, cancelAttempts: cancel,
-		out: make(chan *sluicev1.TaskResult, e.cfg.Slots+16), refusals: make(chan *sluicev1.TaskResult, 16),
+		out: make(chan *clusterv1.TaskResult, e.cfg.Slots+16), refusals: make(chan *clusterv1.TaskResult, 16),
 		expired: make(chan error, 1), watchDone: make(chan struct{}), sendDone: make(chan struct{}), recvDone: make(chan struct{})}
 }
 
@@ -273,7 +294,7 @@ func (s *session) send() {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
-		var m *sluicev1.ExecutorMessage
+		var m *clusterv1.ExecutorMessage
 		select {
 		case res, ok := <-s.out:
 			if !ok {
@@ -281,9 +302,9 @@ func (s *session) send() {
 			}
 			m = s.resultsMessage(res)
 		case res := <-s.refusals:
-			m = &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: res}}
+			m = &clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Result{Result: res}}
 		case <-t.C:
-			m = &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Heartbeat{Heartbeat: &sluicev1.Heartbeat{RunningAttempts: s.e.runningIDs()}}}
+			m = &clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Heartbeat{Heartbeat: &clusterv1.Heartbeat{RunningAttempts: s.e.runningIDs()}}}
 		}
 		if err := s.stream.Send(m); err != nil {
 			s.sendErr = err
@@ -300,8 +321,8 @@ const maxResultsPerMessage = 256
 // ready at once: one Result alone, or Results for a burst (the driver
 // accepts both). Results carrying collected rows or partial aggregates
 // travel alone, so that a burst stays far below the message size limit.
-func (s *session) resultsMessage(first *sluicev1.TaskResult) *sluicev1.ExecutorMessage {
-	burst := []*sluicev1.TaskResult{first}
+func (s *session) resultsMessage(first *clusterv1.TaskResult) *clusterv1.ExecutorMessage {
+	burst := []*clusterv1.TaskResult{first}
 	for s.batchResults && len(burst) < maxResultsPerMessage && small(burst[len(burst)-1]) {
 		select {
 		case res, ok := <-s.out:
@@ -317,15 +338,15 @@ func (s *session) resultsMessage(first *sluicev1.TaskResult) *sluicev1.ExecutorM
 	return s.batch(burst)
 }
 
-func (s *session) batch(burst []*sluicev1.TaskResult) *sluicev1.ExecutorMessage {
+func (s *session) batch(burst []*clusterv1.TaskResult) *clusterv1.ExecutorMessage {
 	if len(burst) == 1 {
-		return &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Result{Result: burst[0]}}
+		return &clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Result{Result: burst[0]}}
 	}
-	return &sluicev1.ExecutorMessage{Kind: &sluicev1.ExecutorMessage_Results{Results: &sluicev1.TaskResults{Results: burst}}}
+	return &clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Results{Results: &clusterv1.TaskResults{Results: burst}}}
 }
 
 // small reports whether res carries no payload (rows, partial aggregate).
-func small(res *sluicev1.TaskResult) bool {
+func small(res *clusterv1.TaskResult) bool {
 	return len(res.GetRows()) == 0 && len(res.GetPartialAggregate()) == 0
 }
 
@@ -342,7 +363,7 @@ func (s *session) receive() {
 		}
 		s.lease.heardFromDriver()
 		switch k := m.GetKind().(type) {
-		case *sluicev1.DriverMessage_Tasks:
+		case *clusterv1.DriverMessage_Tasks:
 			specs := map[string]*sluicev1.JobSpec{}
 			for _, spec := range k.Tasks.GetJobs() {
 				specs[spec.GetName()] = spec
@@ -350,7 +371,7 @@ func (s *session) receive() {
 			for _, t := range k.Tasks.GetTasks() {
 				s.start(specs[t.GetJob()], t)
 			}
-		case *sluicev1.DriverMessage_Cancel:
+		case *clusterv1.DriverMessage_Cancel:
 			s.e.cancelAttempts(k.Cancel.GetAttemptIds())
 		}
 	}
@@ -358,7 +379,7 @@ func (s *session) receive() {
 
 // start runs t in a goroutine of its own that queues its result on out, or,
 // once admission has closed (step 1), queues a refusal instead.
-func (s *session) start(spec *sluicev1.JobSpec, t *sluicev1.Task) {
+func (s *session) start(spec *sluicev1.JobSpec, t *clusterv1.Task) {
 	s.mu.Lock()
 	why := s.refuse
 	if why == nil {

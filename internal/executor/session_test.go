@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -101,7 +102,7 @@ func newSessionRig(t *testing.T, drain time.Duration) *sessionRig {
 
 // task is the topic's one range, reaching to offset until: with until past
 // 5 the attempt waits for records.
-func (r *sessionRig) task(t *testing.T, id string, until int) *sluicev1.Task {
+func (r *sessionRig) task(t *testing.T, id string, until int) *clusterv1.Task {
 	t.Helper()
 	task := plan(t, r.spec)[0]
 	task.AttemptId, task.Until = id, []byte(strconv.Itoa(until))
@@ -127,16 +128,16 @@ func (r *sessionRig) start(t *testing.T, ctx context.Context) (*fakeConn, <-chan
 	}
 }
 
-func (r *sessionRig) send(t *testing.T, c *fakeConn, tasks ...*sluicev1.Task) {
+func (r *sessionRig) send(t *testing.T, c *fakeConn, tasks ...*clusterv1.Task) {
 	t.Helper()
-	if err := c.stream.Send(&sluicev1.DriverMessage{Kind: &sluicev1.DriverMessage_Tasks{Tasks: &sluicev1.TaskAssignment{
+	if err := c.stream.Send(&clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Tasks{Tasks: &clusterv1.TaskAssignment{
 		Jobs: []*sluicev1.JobSpec{r.spec}, Tasks: tasks,
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (r *sessionRig) result(t *testing.T) *sluicev1.TaskResult {
+func (r *sessionRig) result(t *testing.T) *clusterv1.TaskResult {
 	t.Helper()
 	select {
 	case res := <-r.f.results:
@@ -325,14 +326,14 @@ func TestSessionDrainTimeout(t *testing.T) {
 // maxResultsPerMessage, a result with a payload ends a burst, and a driver
 // that did not say it accepts bursts gets one result per message.
 func TestResultsMessage(t *testing.T) {
-	res := func(id string, partial bool) *sluicev1.TaskResult {
-		r := &sluicev1.TaskResult{AttemptId: id}
+	res := func(id string, partial bool) *clusterv1.TaskResult {
+		r := &clusterv1.TaskResult{AttemptId: id}
 		if partial {
 			r.PartialAggregate = []byte{1}
 		}
 		return r
 	}
-	ids := func(m *sluicev1.ExecutorMessage) string {
+	ids := func(m *clusterv1.ExecutorMessage) string {
 		if r := m.GetResult(); r != nil {
 			return "one:" + r.GetAttemptId()
 		}
@@ -345,22 +346,22 @@ func TestResultsMessage(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		batch   bool
-		queued  []*sluicev1.TaskResult
-		first   *sluicev1.TaskResult
+		queued  []*clusterv1.TaskResult
+		first   *clusterv1.TaskResult
 		want    string
 		left    int
 		closeIt bool
 	}{
 		{name: "alone", batch: true, first: res("a", false), want: "one:a"},
-		{name: "burst", batch: true, first: res("a", false), queued: []*sluicev1.TaskResult{res("b", false), res("c", false)}, want: "burst:a,b,c"},
+		{name: "burst", batch: true, first: res("a", false), queued: []*clusterv1.TaskResult{res("b", false), res("c", false)}, want: "burst:a,b,c"},
 		{name: "payload ends a burst", batch: true, first: res("a", false),
-			queued: []*sluicev1.TaskResult{res("b", true), res("c", false)}, want: "burst:a,b", left: 1},
-		{name: "payload first travels alone", batch: true, first: res("a", true), queued: []*sluicev1.TaskResult{res("b", false)}, want: "one:a", left: 1},
-		{name: "old driver", batch: false, first: res("a", false), queued: []*sluicev1.TaskResult{res("b", false)}, want: "one:a", left: 1},
-		{name: "closed queue", batch: true, first: res("a", false), queued: []*sluicev1.TaskResult{res("b", false)}, want: "burst:a,b", closeIt: true},
+			queued: []*clusterv1.TaskResult{res("b", true), res("c", false)}, want: "burst:a,b", left: 1},
+		{name: "payload first travels alone", batch: true, first: res("a", true), queued: []*clusterv1.TaskResult{res("b", false)}, want: "one:a", left: 1},
+		{name: "old driver", batch: false, first: res("a", false), queued: []*clusterv1.TaskResult{res("b", false)}, want: "one:a", left: 1},
+		{name: "closed queue", batch: true, first: res("a", false), queued: []*clusterv1.TaskResult{res("b", false)}, want: "burst:a,b", closeIt: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &session{out: make(chan *sluicev1.TaskResult, 8), batchResults: tc.batch}
+			s := &session{out: make(chan *clusterv1.TaskResult, 8), batchResults: tc.batch}
 			for _, q := range tc.queued {
 				s.out <- q
 			}
@@ -376,7 +377,7 @@ func TestResultsMessage(t *testing.T) {
 		})
 	}
 	t.Run("bounded", func(t *testing.T) {
-		s := &session{out: make(chan *sluicev1.TaskResult, 2*maxResultsPerMessage), batchResults: true}
+		s := &session{out: make(chan *clusterv1.TaskResult, 2*maxResultsPerMessage), batchResults: true}
 		for i := range 2 * maxResultsPerMessage {
 			s.out <- res(strconv.Itoa(i), false)
 		}
@@ -385,4 +386,21 @@ func TestResultsMessage(t *testing.T) {
 			t.Fatalf("burst of %d, want %d", n, maxResultsPerMessage)
 		}
 	})
+}
+
+// TestSessionWithPreviousDriver: a driver of the previous release serves
+// the protocol as sluice.v1.ExecutorService; the executor falls back to
+// that name and runs its tasks.
+func TestSessionWithPreviousDriver(t *testing.T) {
+	r := newSessionRig(t, time.Second)
+	f, addr := startFakeDriverAs(t, "sluice.v1.ExecutorService")
+	r.f, r.addr = f, addr
+	ctx, cancel := context.WithCancel(context.Background())
+	c, end := r.start(t, ctx)
+	r.send(t, c, r.task(t, "a1", 5))
+	if res := r.result(t); !res.GetOk() || res.GetAttemptId() != "a1" {
+		t.Fatalf("result %v", res)
+	}
+	cancel()
+	waitEnd(t, end, 20*time.Second)
 }

@@ -14,20 +14,20 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
-	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 )
 
 // overWire sends err as a TaskResult's status through proto encoding, as
 // the executor stream does, and decodes it as the driver does.
 func overWire(t *testing.T, err error) (*status.Status, error) {
 	t.Helper()
-	res := &sluicev1.TaskResult{AttemptId: "a"}
+	res := &clusterv1.TaskResult{AttemptId: "a"}
 	SetTaskFailure(res, err)
 	b, merr := proto.Marshal(res)
 	if merr != nil {
 		t.Fatal(merr)
 	}
-	var got sluicev1.TaskResult
+	var got clusterv1.TaskResult
 	if uerr := proto.Unmarshal(b, &got); uerr != nil {
 		t.Fatal(uerr)
 	}

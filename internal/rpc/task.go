@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
-	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 )
 
 // Error kinds of a failed task attempt (FailureKind): the values of the
@@ -42,7 +42,7 @@ func FailureKind(err error) string {
 // previous release, which reads only those, still tells a data loss or a
 // permanent failure from a retryable one while executors are upgraded
 // first.
-func SetTaskFailure(res *sluicev1.TaskResult, err error) {
+func SetTaskFailure(res *clusterv1.TaskResult, err error) {
 	if err == nil {
 		err = errNoReason
 	}
@@ -62,7 +62,7 @@ func SetTaskFailure(res *sluicev1.TaskResult, err error) {
 // its error_kind then says what the error was (data_loss: ErrDataLoss,
 // without the positions; fatal: permanent; else retryable) and error is the
 // text. Those fields go in the release after this one.
-func TaskFailure(res *sluicev1.TaskResult) error {
+func TaskFailure(res *clusterv1.TaskResult) error {
 	if res.GetOk() {
 		return nil
 	}

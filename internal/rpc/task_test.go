@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
-	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 )
 
 // TestLegacyTaskResult: a result from an executor of the previous release,
@@ -29,16 +29,16 @@ func TestLegacyTaskResult(t *testing.T) {
 		{ErrorKindDataLoss, true, true},
 	}
 	for _, tt := range tests {
-		res := &sluicev1.TaskResult{Error: "data loss on t/0: requested 1 but earliest available is 5", ErrorKind: tt.kind}
+		res := &clusterv1.TaskResult{Error: "data loss on t/0: requested 1 but earliest available is 5", ErrorKind: tt.kind}
 		got := TaskFailure(res)
 		if got.Error() != res.Error || errors.Is(got, connectors.ErrDataLoss) != tt.dataLoss || connectors.IsPermanent(got) != tt.permanent {
 			t.Errorf("kind %q: %q, data loss %v, permanent %v", tt.kind, got, errors.Is(got, connectors.ErrDataLoss), connectors.IsPermanent(got))
 		}
 	}
-	if err := TaskFailure(&sluicev1.TaskResult{}); err == nil || err.Error() == "" {
+	if err := TaskFailure(&clusterv1.TaskResult{}); err == nil || err.Error() == "" {
 		t.Errorf("a failure without any reason decoded to %v", err)
 	}
-	if err := TaskFailure(&sluicev1.TaskResult{Ok: true, Error: "stale"}); err != nil {
+	if err := TaskFailure(&clusterv1.TaskResult{Ok: true, Error: "stale"}); err != nil {
 		t.Errorf("a successful result failed with %v", err)
 	}
 	for err, kind := range map[error]string{
@@ -46,7 +46,7 @@ func TestLegacyTaskResult(t *testing.T) {
 		connectors.Permanent(errors.New("bad")):        ErrorKindFatal,
 		fmt.Errorf("read: %w", connectors.ErrDataLoss): ErrorKindDataLoss,
 	} {
-		res := &sluicev1.TaskResult{}
+		res := &clusterv1.TaskResult{}
 		SetTaskFailure(res, err)
 		if res.GetOk() || res.GetError() != err.Error() || res.GetErrorKind() != kind {
 			t.Errorf("SetTaskFailure(%v): legacy fields %q %q, want %q %q", err, res.GetError(), res.GetErrorKind(), err.Error(), kind)

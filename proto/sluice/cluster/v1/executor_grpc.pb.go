@@ -2,9 +2,16 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             (unknown)
-// source: sluice/v1/executor.proto
+// source: sluice/cluster/v1/executor.proto
 
-package sluicev1
+// The protocol between drivers and executors: internal to a Sluice
+// cluster, not an API for users (that is sluice.v1). It moved here from
+// sluice.v1; drivers also serve ExecutorService under its old name,
+// sluice.v1.ExecutorService, for one release, so that executors of the
+// previous release keep working during a rolling upgrade (upgrade the
+// drivers first).
+
+package clusterv1
 
 import (
 	context "context"
@@ -19,7 +26,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExecutorService_Connect_FullMethodName = "/sluice.v1.ExecutorService/Connect"
+	ExecutorService_Connect_FullMethodName = "/sluice.cluster.v1.ExecutorService/Connect"
 )
 
 // ExecutorServiceClient is the client API for ExecutorService service.
@@ -106,7 +113,7 @@ type ExecutorService_ConnectServer = grpc.BidiStreamingServer[ExecutorMessage, D
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var ExecutorService_ServiceDesc = grpc.ServiceDesc{
-	ServiceName: "sluice.v1.ExecutorService",
+	ServiceName: "sluice.cluster.v1.ExecutorService",
 	HandlerType: (*ExecutorServiceServer)(nil),
 	Methods:     []grpc.MethodDesc{},
 	Streams: []grpc.StreamDesc{
@@ -117,5 +124,5 @@ var ExecutorService_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "sluice/v1/executor.proto",
+	Metadata: "sluice/cluster/v1/executor.proto",
 }

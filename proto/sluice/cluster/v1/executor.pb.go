@@ -2,11 +2,19 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: sluice/v1/executor.proto
+// source: sluice/cluster/v1/executor.proto
 
-package sluicev1
+// The protocol between drivers and executors: internal to a Sluice
+// cluster, not an API for users (that is sluice.v1). It moved here from
+// sluice.v1; drivers also serve ExecutorService under its old name,
+// sluice.v1.ExecutorService, for one release, so that executors of the
+// previous release keep working during a rolling upgrade (upgrade the
+// drivers first).
+
+package clusterv1
 
 import (
+	v1 "github.com/sluicehq/sluice/proto/sluice/v1"
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -38,7 +46,7 @@ type ExecutorMessage struct {
 
 func (x *ExecutorMessage) Reset() {
 	*x = ExecutorMessage{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[0]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +58,7 @@ func (x *ExecutorMessage) String() string {
 func (*ExecutorMessage) ProtoMessage() {}
 
 func (x *ExecutorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[0]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +71,7 @@ func (x *ExecutorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutorMessage.ProtoReflect.Descriptor instead.
 func (*ExecutorMessage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{0}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ExecutorMessage) GetKind() isExecutorMessage_Kind {
@@ -148,7 +156,7 @@ type TaskResults struct {
 
 func (x *TaskResults) Reset() {
 	*x = TaskResults{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[1]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +168,7 @@ func (x *TaskResults) String() string {
 func (*TaskResults) ProtoMessage() {}
 
 func (x *TaskResults) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[1]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +181,7 @@ func (x *TaskResults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResults.ProtoReflect.Descriptor instead.
 func (*TaskResults) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{1}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *TaskResults) GetResults() []*TaskResult {
@@ -197,7 +205,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[2]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +217,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[2]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +230,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{2}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Hello) GetExecutorId() string {
@@ -269,7 +277,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[3]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +289,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[3]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +302,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{3}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Heartbeat) GetRunningAttempts() []string {
@@ -319,7 +327,7 @@ type DriverMessage struct {
 
 func (x *DriverMessage) Reset() {
 	*x = DriverMessage{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +339,7 @@ func (x *DriverMessage) String() string {
 func (*DriverMessage) ProtoMessage() {}
 
 func (x *DriverMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[4]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +352,7 @@ func (x *DriverMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverMessage.ProtoReflect.Descriptor instead.
 func (*DriverMessage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{4}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DriverMessage) GetKind() isDriverMessage_Kind {
@@ -430,7 +438,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[5]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +450,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[5]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +463,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{5}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{5}
 }
 
 type Welcome struct {
@@ -479,7 +487,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[6]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +499,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[6]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +512,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{6}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Welcome) GetDriverId() string {
@@ -545,15 +553,15 @@ func (x *Welcome) GetAcceptsResultBatches() bool {
 type TaskAssignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Specs of the jobs the tasks below belong to, each once.
-	Jobs          []*JobSpec `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Tasks         []*Task    `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Jobs          []*v1.JobSpec `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Tasks         []*Task       `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[7]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +573,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[7]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,10 +586,10 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{7}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *TaskAssignment) GetJobs() []*JobSpec {
+func (x *TaskAssignment) GetJobs() []*v1.JobSpec {
 	if x != nil {
 		return x.Jobs
 	}
@@ -628,7 +636,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[8]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +648,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[8]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +661,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{8}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetJob() string {
@@ -756,7 +764,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[9]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +776,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[9]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +789,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{9}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelTasks) GetAttemptIds() []string {
@@ -805,11 +813,11 @@ type TaskResult struct {
 	// upgraded in either order. The release after stops writing and reading
 	// them and reserves 7, 8, "error" and "error_kind".
 	//
-	// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
+	// Deprecated: Marked as deprecated in sluice/cluster/v1/executor.proto.
 	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	// Replaced by status (see error): "retryable", "fatal" or "data_loss".
 	//
-	// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
+	// Deprecated: Marked as deprecated in sluice/cluster/v1/executor.proto.
 	ErrorKind        string `protobuf:"bytes,8,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
 	RecordsIn        int64  `protobuf:"varint,9,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
 	RecordsOut       int64  `protobuf:"varint,10,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
@@ -843,7 +851,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_sluice_v1_executor_proto_msgTypes[10]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +863,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_executor_proto_msgTypes[10]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +876,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_executor_proto_rawDescGZIP(), []int{10}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskResult) GetAttemptId() string {
@@ -913,7 +921,7 @@ func (x *TaskResult) GetOk() bool {
 	return false
 }
 
-// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
+// Deprecated: Marked as deprecated in sluice/cluster/v1/executor.proto.
 func (x *TaskResult) GetError() string {
 	if x != nil {
 		return x.Error
@@ -921,7 +929,7 @@ func (x *TaskResult) GetError() string {
 	return ""
 }
 
-// Deprecated: Marked as deprecated in sluice/v1/executor.proto.
+// Deprecated: Marked as deprecated in sluice/cluster/v1/executor.proto.
 func (x *TaskResult) GetErrorKind() string {
 	if x != nil {
 		return x.ErrorKind
@@ -1020,19 +1028,19 @@ func (x *TaskResult) GetStatus() *status.Status {
 	return nil
 }
 
-var File_sluice_v1_executor_proto protoreflect.FileDescriptor
+var File_sluice_cluster_v1_executor_proto protoreflect.FileDescriptor
 
-const file_sluice_v1_executor_proto_rawDesc = "" +
+const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x18sluice/v1/executor.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xde\x01\n" +
-	"\x0fExecutorMessage\x12(\n" +
-	"\x05hello\x18\x01 \x01(\v2\x10.sluice.v1.HelloH\x00R\x05hello\x124\n" +
-	"\theartbeat\x18\x02 \x01(\v2\x14.sluice.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x15.sluice.v1.TaskResultH\x00R\x06result\x122\n" +
-	"\aresults\x18\x04 \x01(\v2\x16.sluice.v1.TaskResultsH\x00R\aresultsB\x06\n" +
-	"\x04kind\">\n" +
-	"\vTaskResults\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.sluice.v1.TaskResultR\aresults\"\x9d\x01\n" +
+	" sluice/cluster/v1/executor.proto\x12\x11sluice.cluster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x13sluice/v1/job.proto\"\xfe\x01\n" +
+	"\x0fExecutorMessage\x120\n" +
+	"\x05hello\x18\x01 \x01(\v2\x18.sluice.cluster.v1.HelloH\x00R\x05hello\x12<\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x1c.sluice.cluster.v1.HeartbeatH\x00R\theartbeat\x127\n" +
+	"\x06result\x18\x03 \x01(\v2\x1d.sluice.cluster.v1.TaskResultH\x00R\x06result\x12:\n" +
+	"\aresults\x18\x04 \x01(\v2\x1e.sluice.cluster.v1.TaskResultsH\x00R\aresultsB\x06\n" +
+	"\x04kind\"F\n" +
+	"\vTaskResults\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.sluice.cluster.v1.TaskResultR\aresults\"\x9d\x01\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12\x14\n" +
@@ -1041,12 +1049,12 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12)\n" +
 	"\x10running_attempts\x18\x05 \x03(\tR\x0frunningAttempts\"6\n" +
 	"\tHeartbeat\x12)\n" +
-	"\x10running_attempts\x18\x01 \x03(\tR\x0frunningAttempts\"\xd3\x01\n" +
-	"\rDriverMessage\x12.\n" +
-	"\awelcome\x18\x01 \x01(\v2\x12.sluice.v1.WelcomeH\x00R\awelcome\x121\n" +
-	"\x05tasks\x18\x02 \x01(\v2\x19.sluice.v1.TaskAssignmentH\x00R\x05tasks\x120\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x16.sluice.v1.CancelTasksH\x00R\x06cancel\x12%\n" +
-	"\x04ping\x18\x04 \x01(\v2\x0f.sluice.v1.PingH\x00R\x04pingB\x06\n" +
+	"\x10running_attempts\x18\x01 \x03(\tR\x0frunningAttempts\"\xf3\x01\n" +
+	"\rDriverMessage\x126\n" +
+	"\awelcome\x18\x01 \x01(\v2\x1a.sluice.cluster.v1.WelcomeH\x00R\awelcome\x129\n" +
+	"\x05tasks\x18\x02 \x01(\v2!.sluice.cluster.v1.TaskAssignmentH\x00R\x05tasks\x128\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1e.sluice.cluster.v1.CancelTasksH\x00R\x06cancel\x12-\n" +
+	"\x04ping\x18\x04 \x01(\v2\x17.sluice.cluster.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04kind\"\x06\n" +
 	"\x04Ping\"\xd4\x01\n" +
 	"\aWelcome\x12\x1b\n" +
@@ -1054,10 +1062,10 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12,\n" +
 	"\x12heartbeat_fence_ms\x18\x04 \x01(\x03R\x10heartbeatFenceMs\x124\n" +
-	"\x16accepts_result_batches\x18\x05 \x01(\bR\x14acceptsResultBatches\"_\n" +
+	"\x16accepts_result_batches\x18\x05 \x01(\bR\x14acceptsResultBatches\"g\n" +
 	"\x0eTaskAssignment\x12&\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12%\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x0f.sluice.v1.TaskR\x05tasks\"\x88\x03\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12-\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.sluice.cluster.v1.TaskR\x05tasks\"\x88\x03\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -1078,7 +1086,7 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"R\taggregate\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
-	"attemptIds\"\xd6\x05\n" +
+	"attemptIds\"\xde\x05\n" +
 	"\n" +
 	"TaskResult\x12\x1d\n" +
 	"\n" +
@@ -1105,63 +1113,63 @@ const file_sluice_v1_executor_proto_rawDesc = "" +
 	"durationMs\x12\x12\n" +
 	"\x04rows\x18\x11 \x01(\fR\x04rows\x12\x1d\n" +
 	"\n" +
-	"rows_total\x18\x12 \x01(\x03R\trowsTotal\x12O\n" +
-	"\x0esource_metrics\x18\x13 \x03(\v2(.sluice.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x12\x14\n" +
+	"rows_total\x18\x12 \x01(\x03R\trowsTotal\x12W\n" +
+	"\x0esource_metrics\x18\x13 \x03(\v20.sluice.cluster.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x12\x14\n" +
 	"\x05token\x18\x14 \x01(\tR\x05token\x12*\n" +
 	"\x06status\x18\x15 \x01(\v2\x12.google.rpc.StatusR\x06status\x1a@\n" +
 	"\x12SourceMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012V\n" +
-	"\x0fExecutorService\x12C\n" +
-	"\aConnect\x12\x1a.sluice.v1.ExecutorMessage\x1a\x18.sluice.v1.DriverMessage(\x010\x01B5Z3github.com/sluicehq/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012f\n" +
+	"\x0fExecutorService\x12S\n" +
+	"\aConnect\x12\".sluice.cluster.v1.ExecutorMessage\x1a .sluice.cluster.v1.DriverMessage(\x010\x01B>Z<github.com/sluicehq/sluice/proto/sluice/cluster/v1;clusterv1b\x06proto3"
 
 var (
-	file_sluice_v1_executor_proto_rawDescOnce sync.Once
-	file_sluice_v1_executor_proto_rawDescData []byte
+	file_sluice_cluster_v1_executor_proto_rawDescOnce sync.Once
+	file_sluice_cluster_v1_executor_proto_rawDescData []byte
 )
 
-func file_sluice_v1_executor_proto_rawDescGZIP() []byte {
-	file_sluice_v1_executor_proto_rawDescOnce.Do(func() {
-		file_sluice_v1_executor_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_sluice_v1_executor_proto_rawDesc), len(file_sluice_v1_executor_proto_rawDesc)))
+func file_sluice_cluster_v1_executor_proto_rawDescGZIP() []byte {
+	file_sluice_cluster_v1_executor_proto_rawDescOnce.Do(func() {
+		file_sluice_cluster_v1_executor_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_sluice_cluster_v1_executor_proto_rawDesc), len(file_sluice_cluster_v1_executor_proto_rawDesc)))
 	})
-	return file_sluice_v1_executor_proto_rawDescData
+	return file_sluice_cluster_v1_executor_proto_rawDescData
 }
 
-var file_sluice_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
-var file_sluice_v1_executor_proto_goTypes = []any{
-	(*ExecutorMessage)(nil),       // 0: sluice.v1.ExecutorMessage
-	(*TaskResults)(nil),           // 1: sluice.v1.TaskResults
-	(*Hello)(nil),                 // 2: sluice.v1.Hello
-	(*Heartbeat)(nil),             // 3: sluice.v1.Heartbeat
-	(*DriverMessage)(nil),         // 4: sluice.v1.DriverMessage
-	(*Ping)(nil),                  // 5: sluice.v1.Ping
-	(*Welcome)(nil),               // 6: sluice.v1.Welcome
-	(*TaskAssignment)(nil),        // 7: sluice.v1.TaskAssignment
-	(*Task)(nil),                  // 8: sluice.v1.Task
-	(*CancelTasks)(nil),           // 9: sluice.v1.CancelTasks
-	(*TaskResult)(nil),            // 10: sluice.v1.TaskResult
-	nil,                           // 11: sluice.v1.TaskResult.SourceMetricsEntry
-	(*JobSpec)(nil),               // 12: sluice.v1.JobSpec
+var file_sluice_cluster_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sluice_cluster_v1_executor_proto_goTypes = []any{
+	(*ExecutorMessage)(nil),       // 0: sluice.cluster.v1.ExecutorMessage
+	(*TaskResults)(nil),           // 1: sluice.cluster.v1.TaskResults
+	(*Hello)(nil),                 // 2: sluice.cluster.v1.Hello
+	(*Heartbeat)(nil),             // 3: sluice.cluster.v1.Heartbeat
+	(*DriverMessage)(nil),         // 4: sluice.cluster.v1.DriverMessage
+	(*Ping)(nil),                  // 5: sluice.cluster.v1.Ping
+	(*Welcome)(nil),               // 6: sluice.cluster.v1.Welcome
+	(*TaskAssignment)(nil),        // 7: sluice.cluster.v1.TaskAssignment
+	(*Task)(nil),                  // 8: sluice.cluster.v1.Task
+	(*CancelTasks)(nil),           // 9: sluice.cluster.v1.CancelTasks
+	(*TaskResult)(nil),            // 10: sluice.cluster.v1.TaskResult
+	nil,                           // 11: sluice.cluster.v1.TaskResult.SourceMetricsEntry
+	(*v1.JobSpec)(nil),            // 12: sluice.v1.JobSpec
 	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 	(*status.Status)(nil),         // 14: google.rpc.Status
 }
-var file_sluice_v1_executor_proto_depIdxs = []int32{
-	2,  // 0: sluice.v1.ExecutorMessage.hello:type_name -> sluice.v1.Hello
-	3,  // 1: sluice.v1.ExecutorMessage.heartbeat:type_name -> sluice.v1.Heartbeat
-	10, // 2: sluice.v1.ExecutorMessage.result:type_name -> sluice.v1.TaskResult
-	1,  // 3: sluice.v1.ExecutorMessage.results:type_name -> sluice.v1.TaskResults
-	10, // 4: sluice.v1.TaskResults.results:type_name -> sluice.v1.TaskResult
-	6,  // 5: sluice.v1.DriverMessage.welcome:type_name -> sluice.v1.Welcome
-	7,  // 6: sluice.v1.DriverMessage.tasks:type_name -> sluice.v1.TaskAssignment
-	9,  // 7: sluice.v1.DriverMessage.cancel:type_name -> sluice.v1.CancelTasks
-	5,  // 8: sluice.v1.DriverMessage.ping:type_name -> sluice.v1.Ping
-	12, // 9: sluice.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
-	8,  // 10: sluice.v1.TaskAssignment.tasks:type_name -> sluice.v1.Task
-	13, // 11: sluice.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
-	11, // 12: sluice.v1.TaskResult.source_metrics:type_name -> sluice.v1.TaskResult.SourceMetricsEntry
-	14, // 13: sluice.v1.TaskResult.status:type_name -> google.rpc.Status
-	0,  // 14: sluice.v1.ExecutorService.Connect:input_type -> sluice.v1.ExecutorMessage
-	4,  // 15: sluice.v1.ExecutorService.Connect:output_type -> sluice.v1.DriverMessage
+var file_sluice_cluster_v1_executor_proto_depIdxs = []int32{
+	2,  // 0: sluice.cluster.v1.ExecutorMessage.hello:type_name -> sluice.cluster.v1.Hello
+	3,  // 1: sluice.cluster.v1.ExecutorMessage.heartbeat:type_name -> sluice.cluster.v1.Heartbeat
+	10, // 2: sluice.cluster.v1.ExecutorMessage.result:type_name -> sluice.cluster.v1.TaskResult
+	1,  // 3: sluice.cluster.v1.ExecutorMessage.results:type_name -> sluice.cluster.v1.TaskResults
+	10, // 4: sluice.cluster.v1.TaskResults.results:type_name -> sluice.cluster.v1.TaskResult
+	6,  // 5: sluice.cluster.v1.DriverMessage.welcome:type_name -> sluice.cluster.v1.Welcome
+	7,  // 6: sluice.cluster.v1.DriverMessage.tasks:type_name -> sluice.cluster.v1.TaskAssignment
+	9,  // 7: sluice.cluster.v1.DriverMessage.cancel:type_name -> sluice.cluster.v1.CancelTasks
+	5,  // 8: sluice.cluster.v1.DriverMessage.ping:type_name -> sluice.cluster.v1.Ping
+	12, // 9: sluice.cluster.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
+	8,  // 10: sluice.cluster.v1.TaskAssignment.tasks:type_name -> sluice.cluster.v1.Task
+	13, // 11: sluice.cluster.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
+	11, // 12: sluice.cluster.v1.TaskResult.source_metrics:type_name -> sluice.cluster.v1.TaskResult.SourceMetricsEntry
+	14, // 13: sluice.cluster.v1.TaskResult.status:type_name -> google.rpc.Status
+	0,  // 14: sluice.cluster.v1.ExecutorService.Connect:input_type -> sluice.cluster.v1.ExecutorMessage
+	4,  // 15: sluice.cluster.v1.ExecutorService.Connect:output_type -> sluice.cluster.v1.DriverMessage
 	15, // [15:16] is the sub-list for method output_type
 	14, // [14:15] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -1169,19 +1177,18 @@ var file_sluice_v1_executor_proto_depIdxs = []int32{
 	0,  // [0:14] is the sub-list for field type_name
 }
 
-func init() { file_sluice_v1_executor_proto_init() }
-func file_sluice_v1_executor_proto_init() {
-	if File_sluice_v1_executor_proto != nil {
+func init() { file_sluice_cluster_v1_executor_proto_init() }
+func file_sluice_cluster_v1_executor_proto_init() {
+	if File_sluice_cluster_v1_executor_proto != nil {
 		return
 	}
-	file_sluice_v1_job_proto_init()
-	file_sluice_v1_executor_proto_msgTypes[0].OneofWrappers = []any{
+	file_sluice_cluster_v1_executor_proto_msgTypes[0].OneofWrappers = []any{
 		(*ExecutorMessage_Hello)(nil),
 		(*ExecutorMessage_Heartbeat)(nil),
 		(*ExecutorMessage_Result)(nil),
 		(*ExecutorMessage_Results)(nil),
 	}
-	file_sluice_v1_executor_proto_msgTypes[4].OneofWrappers = []any{
+	file_sluice_cluster_v1_executor_proto_msgTypes[4].OneofWrappers = []any{
 		(*DriverMessage_Welcome)(nil),
 		(*DriverMessage_Tasks)(nil),
 		(*DriverMessage_Cancel)(nil),
@@ -1191,17 +1198,17 @@ func file_sluice_v1_executor_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_executor_proto_rawDesc), len(file_sluice_v1_executor_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_cluster_v1_executor_proto_rawDesc), len(file_sluice_cluster_v1_executor_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_sluice_v1_executor_proto_goTypes,
-		DependencyIndexes: file_sluice_v1_executor_proto_depIdxs,
-		MessageInfos:      file_sluice_v1_executor_proto_msgTypes,
+		GoTypes:           file_sluice_cluster_v1_executor_proto_goTypes,
+		DependencyIndexes: file_sluice_cluster_v1_executor_proto_depIdxs,
+		MessageInfos:      file_sluice_cluster_v1_executor_proto_msgTypes,
 	}.Build()
-	File_sluice_v1_executor_proto = out.File
-	file_sluice_v1_executor_proto_goTypes = nil
-	file_sluice_v1_executor_proto_depIdxs = nil
+	File_sluice_cluster_v1_executor_proto = out.File
+	file_sluice_cluster_v1_executor_proto_goTypes = nil
+	file_sluice_cluster_v1_executor_proto_depIdxs = nil
 }
