@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -88,9 +89,12 @@ func (e *Executor) hello(ctx, streamCtx context.Context, streamCancel context.Ca
 	stream := &grpc.GenericClientStream[clusterv1.ExecutorMessage, clusterv1.DriverMessage]{ClientStream: cs}
 	if err := stream.Send(&clusterv1.ExecutorMessage{Kind: &clusterv1.ExecutorMessage_Hello{Hello: &clusterv1.Hello{
 		ExecutorId: e.cfg.ID, Slots: int32(e.cfg.Slots), Address: e.cfg.Advertise, Version: "dev",
-	}}}); err != nil {
+	}}}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, nil, err
 	}
+	// io.EOF from Send: the driver already ended the stream (a driver that
+	// does not know the method answers at once with Unimplemented); the
+	// status comes from Recv, below.
 	stopWait := context.AfterFunc(ctx, streamCancel)
 	first, err := stream.Recv()
 	stopWait()
