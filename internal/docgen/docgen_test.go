@@ -10,27 +10,50 @@ import (
 )
 
 const (
-	protoPath = "../../proto/sluice/v1/job.proto"
-	pagePath  = "../../docs/reference/job-spec.md"
+	protoPath    = "../../proto/sluice/v1/job.proto"
+	pagePath     = "../../docs/reference/job-spec.md"
+	apiProtoPath = "../../proto/sluice/v1/driver.proto"
+	apiPagePath  = "../../docs/reference/api.md"
 )
 
-func loadJobProto(t *testing.T) *File {
+func loadProto(t *testing.T, path string) *File {
 	t.Helper()
-	src, err := os.ReadFile(protoPath)
+	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f, err := Parse(string(src))
 	if err != nil {
-		t.Fatalf("%s: %v", protoPath, err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	return f
 }
 
+func loadJobProto(t *testing.T) *File { t.Helper(); return loadProto(t, protoPath) }
+
 // TestReferenceUpToDate fails when docs/reference/job-spec.md is not what
 // the generator makes of job.proto now.
 func TestReferenceUpToDate(t *testing.T) {
-	want := loadJobProto(t).Markdown(Root)
+	checkPage(t, pagePath, loadJobProto(t).Markdown(Root))
+}
+
+// TestAPIReferenceUpToDate fails when docs/reference/api.md is not what the
+// generator makes of driver.proto (and job.proto, which it links to) now.
+func TestAPIReferenceUpToDate(t *testing.T) {
+	checkPage(t, apiPagePath, loadProto(t, apiProtoPath).APIMarkdown(APIService, loadJobProto(t)))
+}
+
+// TestEveryAPIFieldDocumented fails when an rpc of DriverService, or a field
+// of a message reachable from its requests and responses, has no comment in
+// driver.proto.
+func TestEveryAPIFieldDocumented(t *testing.T) {
+	for _, name := range loadProto(t, apiProtoPath).ServiceUndocumented(APIService) {
+		t.Errorf("%s has no comment in proto/sluice/v1/driver.proto: describe it, then run make proto and make docs", name)
+	}
+}
+
+func checkPage(t *testing.T, pagePath, want string) {
+	t.Helper()
 	got, err := os.ReadFile(pagePath)
 	if err != nil {
 		t.Fatalf("%v: run make docs", err)
@@ -358,5 +381,107 @@ enum Color {
 	}
 	if got, want := f.Undocumented("Root"), []string{"Root.children", "Root.by_name", "Root.flag", "Root.color"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Undocumented = %v, want %v", got, want)
+	}
+}
+
+func TestParseService(t *testing.T) {
+	f, err := Parse(`package x.v1;
+// S serves.
+service S {
+  // Get gets.
+  rpc Get(GetRequest) returns (M);
+  rpc Watch(GetRequest) returns (stream M) {}
+  rpc Push(stream M) returns (Empty) {
+    option deprecated = true;
+  }
+}
+message GetRequest { string name = 1; repeated int64 ids = 2; }
+message Empty {}
+message M {
+  string a_b = 1;
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*Service{{Name: "S", Comment: "S serves.", RPCs: []*RPC{
+		{Name: "Get", Request: "GetRequest", Response: "M", Comment: "Get gets."},
+		{Name: "Watch", Request: "GetRequest", Response: "M", ServerStream: true},
+		{Name: "Push", Request: "M", Response: "Empty", ClientStream: true},
+	}}}
+	if !reflect.DeepEqual(f.Services, want) {
+		t.Errorf("Services = %+v, want %+v", f.Services, want)
+	}
+	if got := f.Messages[0]; got.Name != "GetRequest" || len(got.Fields) != 2 ||
+		!reflect.DeepEqual(*got.Fields[1], Field{Name: "ids", JSONName: "ids", Number: 2, Type: "int64", Repeated: true}) {
+		t.Errorf("one-line message parsed as %s", dump(f))
+	}
+}
+
+func TestAPIMarkdown(t *testing.T) {
+	job, err := Parse(`package x.v1;
+message Spec {
+  // N.
+  string n = 1;
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse(`package x.v1;
+// Svc | api.
+service Svc {
+  // Submit submits.
+  rpc Submit(SubmitRequest) returns (Res);
+  rpc Watch(WatchRequest) returns (stream Res);
+}
+message SubmitRequest { Spec spec = 1; }
+message WatchRequest {
+  // The name.
+  string name = 1;
+}
+message Res {
+  // When it was made.
+  google.protobuf.Timestamp create_time = 1;
+  State state = 2;
+  map<string, int64> duration_ms = 3;
+}
+message Unreachable {
+  string z = 1;
+}
+enum State {
+  // Unset.
+  STATE_UNSPECIFIED = 0;
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := f.APIMarkdown("Svc", job)
+	for _, want := range []string{
+		APIHeader,
+		"## Svc\n\nSvc \\| api.\n",
+		"| `Submit` | [SubmitRequest](#submitrequest) | [Res](#res) | Submit submits. |",
+		"| `Watch` | [WatchRequest](#watchrequest) | stream of [Res](#res) |  |",
+		"| `spec` | [Spec](job-spec.md#spec) |  |",
+		"| `name` | string | The name. |",
+		"| `createTime` | Timestamp (RFC 3339 string in JSON) | When it was made. |",
+		"| `state` | [State](#state) (enum) |  |",
+		"| `durationMs` | map of string to int64 |  |",
+		"| `STATE_UNSPECIFIED` | 0 | Unset. |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("APIMarkdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "Unreachable") || strings.Contains(md, "## Spec") {
+		t.Errorf("APIMarkdown documents an unreachable or external message:\n%s", md)
+	}
+	want := []string{"Svc.Watch", "SubmitRequest.spec", "Res.state", "Res.duration_ms"}
+	if got := f.ServiceUndocumented("Svc"); !reflect.DeepEqual(got, want) {
+		t.Errorf("ServiceUndocumented = %v, want %v", got, want)
+	}
+	if got := f.ServiceUndocumented("Nope"); len(got) != 1 {
+		t.Errorf("ServiceUndocumented of a missing service = %v", got)
 	}
 }

@@ -171,12 +171,43 @@ func escape(s string) string {
 	return b.String()
 }
 
+// fieldDescription is the escaped comment of a field, after a note naming
+// its oneof and the alternatives it excludes.
+func fieldDescription(m *Message, fld *Field) string {
+	desc := escape(fld.Comment)
+	if fld.Oneof != "" {
+		var alts []string
+		for _, o := range m.Fields {
+			if o.Oneof == fld.Oneof && o != fld {
+				alts = append(alts, "`"+o.JSONName+"`")
+			}
+		}
+		note := fmt.Sprintf("*Oneof `%s`*", fld.Oneof)
+		if len(alts) > 0 {
+			note += " (not with " + strings.Join(alts, ", ") + ")"
+		}
+		desc = strings.TrimSpace(note + ". " + desc)
+	}
+	return desc
+}
+
 func (f *File) typeName(scope string, fld *Field) string {
+	return f.linkedTypeName(scope, fld, nil)
+}
+
+// linkedTypeName is typeName where a type that is not declared in f is
+// looked up by external (nil: written as is).
+func (f *File) linkedTypeName(scope string, fld *Field, external func(typ string) string) string {
 	elem := func(typ string) string {
 		if m, e := f.resolve(scope, typ); m != nil {
 			return fmt.Sprintf("[%s](#%s)", m.Name, anchor(m.Name))
 		} else if e != nil {
 			return fmt.Sprintf("[%s](#%s) (enum)", e.Name, anchor(e.Name))
+		}
+		if external != nil {
+			if s := external(typ); s != "" {
+				return s
+			}
 		}
 		return typ
 	}
@@ -228,20 +259,7 @@ func (f *File) Markdown(root string) string {
 		}
 		b.WriteString("| YAML name | type | default | description |\n|---|---|---|---|\n")
 		for _, fld := range m.Fields {
-			desc := escape(fld.Comment)
-			if fld.Oneof != "" {
-				var alts []string
-				for _, o := range m.Fields {
-					if o.Oneof == fld.Oneof && o != fld {
-						alts = append(alts, "`"+o.JSONName+"`")
-					}
-				}
-				note := fmt.Sprintf("*Oneof `%s`*", fld.Oneof)
-				if len(alts) > 0 {
-					note += " (not with " + strings.Join(alts, ", ") + ")"
-				}
-				desc = strings.TrimSpace(note + ". " + desc)
-			}
+			desc := fieldDescription(m, fld)
 			typ := f.typeName(m.Name, fld)
 			if fld.Optional {
 				typ += " (optional)"

@@ -3,8 +3,13 @@
 // option is declared. `make docs` runs it; its test fails when the committed
 // page is stale or when an option reachable from JobSpec has no comment.
 //
-// The parser reads the subset of proto3 that job.proto uses: messages (also
-// nested), fields (scalar, message, enum, repeated, optional, map), oneofs,
+// It also generates the API reference (docs/reference/api.md) from
+// proto/sluice/v1/driver.proto: the RPCs of DriverService and the messages
+// reachable from their requests and responses.
+//
+// The parser reads the subset of proto3 that job.proto and driver.proto use:
+// messages (also nested, or declared on one line), services and their rpcs,
+// fields (scalar, message, enum, repeated, optional, map), oneofs,
 // enums, reserved and option lines, and // and /* */ comments. A comment
 // describes the declaration it immediately precedes (no blank line between);
 // a trailing // comment on the declaration's line is used when there is no
@@ -22,6 +27,24 @@ type File struct {
 	Package  string
 	Messages []*Message // every message in declaration order, nested ones after their parent's start
 	Enums    []*Enum    // every enum in declaration order
+	Services []*Service // every service in declaration order
+}
+
+// Service is a proto service.
+type Service struct {
+	Name    string
+	Comment string
+	RPCs    []*RPC
+}
+
+// RPC is one method of a service.
+type RPC struct {
+	Name         string
+	Request      string // request message as written
+	Response     string // response message as written
+	ClientStream bool
+	ServerStream bool
+	Comment      string
 }
 
 // Message is a proto message. Name is qualified by its enclosing messages
@@ -61,19 +84,23 @@ type EnumValue struct {
 }
 
 var (
-	reMessage = regexp.MustCompile(`^message\s+(\w+)\s*\{\s*(\}\s*)?$`)
-	reEnum    = regexp.MustCompile(`^enum\s+(\w+)\s*\{\s*(\}\s*)?$`)
-	reOneof   = regexp.MustCompile(`^oneof\s+(\w+)\s*\{\s*$`)
-	reField   = regexp.MustCompile(`^(?:(repeated|optional)\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*(?:\[(.*)\])?\s*;$`)
-	reMap     = regexp.MustCompile(`^map\s*<\s*(\w+)\s*,\s*([\w.]+)\s*>\s+(\w+)\s*=\s*(\d+)\s*(?:\[(.*)\])?\s*;$`)
-	reEnumVal = regexp.MustCompile(`^(\w+)\s*=\s*(-?\d+)\s*(?:\[(.*)\])?\s*;$`)
-	rePackage = regexp.MustCompile(`^package\s+([\w.]+)\s*;$`)
-	reJSON    = regexp.MustCompile(`json_name\s*=\s*"([^"]*)"`)
+	reMessageInline = regexp.MustCompile(`^message\s+(\w+)\s*\{\s*(.*;)\s*\}\s*$`)
+	reService       = regexp.MustCompile(`^service\s+(\w+)\s*\{\s*$`)
+	reRPC           = regexp.MustCompile(`^rpc\s+(\w+)\s*\(\s*(stream\s+)?([\w.]+)\s*\)\s*returns\s*\(\s*(stream\s+)?([\w.]+)\s*\)\s*(;|\{\s*\}|\{)$`)
+	reMessage       = regexp.MustCompile(`^message\s+(\w+)\s*\{\s*(\}\s*)?$`)
+	reEnum          = regexp.MustCompile(`^enum\s+(\w+)\s*\{\s*(\}\s*)?$`)
+	reOneof         = regexp.MustCompile(`^oneof\s+(\w+)\s*\{\s*$`)
+	reField         = regexp.MustCompile(`^(?:(repeated|optional)\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*(?:\[(.*)\])?\s*;$`)
+	reMap           = regexp.MustCompile(`^map\s*<\s*(\w+)\s*,\s*([\w.]+)\s*>\s+(\w+)\s*=\s*(\d+)\s*(?:\[(.*)\])?\s*;$`)
+	reEnumVal       = regexp.MustCompile(`^(\w+)\s*=\s*(-?\d+)\s*(?:\[(.*)\])?\s*;$`)
+	rePackage       = regexp.MustCompile(`^package\s+([\w.]+)\s*;$`)
+	reJSON          = regexp.MustCompile(`json_name\s*=\s*"([^"]*)"`)
 )
 
 type block struct {
-	kind string // "message", "oneof", "enum", "other"
+	kind string // "message", "oneof", "enum", "service", "other"
 	msg  *Message
+	svc  *Service
 	enum *Enum
 	name string
 }
@@ -138,6 +165,25 @@ func Parse(src string) (*File, error) {
 				return nil, fmt.Errorf("line %d: unmatched }", lineNo)
 			}
 			stack = stack[:len(stack)-1]
+		case reMessageInline.MatchString(code):
+			// A message declared on one line: message M { T f = 1; }
+			m := reMessageInline.FindStringSubmatch(code)
+			name := m[1]
+			if p := enclosingMessage(stack); p != nil {
+				name = p.Name + "." + name
+			}
+			msg := &Message{Name: name, Comment: comment}
+			f.Messages = append(f.Messages, msg)
+			for _, decl := range strings.Split(m[2], ";") {
+				if decl = strings.TrimSpace(decl); decl == "" {
+					continue
+				}
+				fld, err := parseField(decl + ";")
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %v", lineNo, err)
+				}
+				msg.Fields = append(msg.Fields, fld)
+			}
 		case reMessage.MatchString(code):
 			m := reMessage.FindStringSubmatch(code)
 			name := m[1]
@@ -171,6 +217,20 @@ func Parse(src string) (*File, error) {
 			// Nothing to document.
 		case rePackage.MatchString(code):
 			f.Package = rePackage.FindStringSubmatch(code)[1]
+		case reService.MatchString(code):
+			svc := &Service{Name: reService.FindStringSubmatch(code)[1], Comment: comment}
+			f.Services = append(f.Services, svc)
+			stack = append(stack, block{kind: "service", svc: svc})
+		case top != nil && top.kind == "service":
+			m := reRPC.FindStringSubmatch(code)
+			if m == nil {
+				return nil, fmt.Errorf("line %d: cannot parse rpc %q", lineNo, code)
+			}
+			top.svc.RPCs = append(top.svc.RPCs, &RPC{Name: m[1], Request: m[3], Response: m[5],
+				ClientStream: m[2] != "", ServerStream: m[4] != "", Comment: comment})
+			if m[6] == "{" {
+				stack = append(stack, block{kind: "other"})
+			}
 		case strings.HasPrefix(code, "service ") || strings.HasPrefix(code, "extend "):
 			if strings.HasSuffix(code, "{") {
 				stack = append(stack, block{kind: "other"})

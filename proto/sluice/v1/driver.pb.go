@@ -22,21 +22,30 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// PENDING → RUNNING → STOPPING → STOPPED
+// JobState is where a job is in its life cycle:
 //
-//	  ↑   ↓ ↘ FINISHED | FAILED
-//	RETRYING (a retryable failure; the recorded plan runs again
-//	          when the restart strategy's back-off expires)
+//	PENDING → RUNNING → STOPPING → STOPPED
+//	            ↑   ↓ ↘ FINISHED | FAILED
+//	          RETRYING (a retryable failure; the recorded plan runs again
+//	                    when the restart strategy's back-off expires)
 type JobState int32
 
 const (
+	// Not a state; never set.
 	JobState_JOB_STATE_UNSPECIFIED JobState = 0
-	JobState_JOB_STATE_PENDING     JobState = 1
-	JobState_JOB_STATE_RUNNING     JobState = 2
-	JobState_JOB_STATE_STOPPING    JobState = 3
-	JobState_JOB_STATE_STOPPED     JobState = 4
-	JobState_JOB_STATE_FINISHED    JobState = 5
-	JobState_JOB_STATE_FAILED      JobState = 6
+	// Submitted or resumed; the job has not started running batches yet.
+	JobState_JOB_STATE_PENDING JobState = 1
+	// Running batches.
+	JobState_JOB_STATE_RUNNING JobState = 2
+	// StopJob or DeleteJob cancelled the batch in flight; STOPPED follows.
+	JobState_JOB_STATE_STOPPING JobState = 3
+	// Stopped by StopJob; ResumeJob runs it again from its last committed batch.
+	JobState_JOB_STATE_STOPPED JobState = 4
+	// Its trigger (once or availableNow) ran it to the end.
+	JobState_JOB_STATE_FINISHED JobState = 5
+	// The job failed: a permanent failure, or one its restart strategy no
+	// longer retries; last_error says why.
+	JobState_JOB_STATE_FAILED JobState = 6
 	// A batch could not finish for a cause that may go away (a sink, broker or
 	// store outage); the job runs again after its restart strategy's back-off.
 	JobState_JOB_STATE_RETRYING JobState = 7
@@ -93,16 +102,22 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{0}
 }
 
+// Job is a job's status, as the leading driver knows it.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The job's name, from its spec (JobSpec.name).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The spec as accepted, with secrets replaced by "*****".
-	Spec  *JobSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Spec *JobSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Where the job is in its life cycle.
 	State JobState `protobuf:"varint,3,opt,name=state,proto3,enum=sluice.v1.JobState" json:"state,omitempty"`
 	// The last error: why the job failed, or what it is retrying.
-	LastError          string         `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	LastCommittedBatch int64          `protobuf:"varint,5,opt,name=last_committed_batch,json=lastCommittedBatch,proto3" json:"last_committed_batch,omitempty"`
-	LastProgress       *BatchProgress `protobuf:"bytes,6,opt,name=last_progress,json=lastProgress,proto3" json:"last_progress,omitempty"`
+	LastError string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// The ID of the last batch committed (batch IDs count from 0); -1 before
+	// any batch commits.
+	LastCommittedBatch int64 `protobuf:"varint,5,opt,name=last_committed_batch,json=lastCommittedBatch,proto3" json:"last_committed_batch,omitempty"`
+	// The progress of the last batch committed.
+	LastProgress *BatchProgress `protobuf:"bytes,6,opt,name=last_progress,json=lastProgress,proto3" json:"last_progress,omitempty"`
 	// When the job was first submitted (Google API style names, AIP-142).
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When its state last changed.
@@ -226,11 +241,13 @@ func (x *Job) GetRecentErrors() []*JobError {
 	return nil
 }
 
+// JobError is one of a job's recent errors.
 type JobError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When it was last seen.
-	Time    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// The error's text.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// How many times in a row it was seen.
 	Count         int32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -290,22 +307,25 @@ func (x *JobError) GetCount() int32 {
 
 // BatchRun is the progress of the batch in flight.
 type BatchRun struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	BatchId int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch's ID.
+	BatchId int64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// When the batch started (planning, or the replay of a recorded plan).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// plan (shown only while planning fails and is retried), record (writing
 	// the plan to the offset log), execute (tasks on executors) or commit
 	// (driver-side output, sink and commit log).
-	Phase      string `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
-	TasksTotal int32  `protobuf:"varint,4,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
+	Phase string `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
+	// Tasks of the batch: one per partition, or per split of a partition.
+	TasksTotal int32 `protobuf:"varint,4,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
 	// Tasks whose result was accepted.
 	TasksDone int32 `protobuf:"varint,5,opt,name=tasks_done,json=tasksDone,proto3" json:"tasks_done,omitempty"`
 	// Attempts on executors now (more than tasks_total - tasks_done when
 	// attempts are retried).
 	TasksRunning int32 `protobuf:"varint,6,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"`
 	// Records read by the finished tasks.
-	InputRows     int64 `protobuf:"varint,7,opt,name=input_rows,json=inputRows,proto3" json:"input_rows,omitempty"`
+	InputRows int64 `protobuf:"varint,7,opt,name=input_rows,json=inputRows,proto3" json:"input_rows,omitempty"`
+	// Attempts retried so far in this batch.
 	TaskRetries   int32 `protobuf:"varint,8,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -462,8 +482,9 @@ func (x *RestartInfo) GetCause() string {
 }
 
 type SubmitJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job to run (docs/reference/job-spec.md). Required.
+	Spec          *JobSpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -506,8 +527,9 @@ func (x *SubmitJobRequest) GetSpec() *JobSpec {
 }
 
 type GetJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,7 +629,8 @@ func (x *ListJobsRequest) GetPageToken() string {
 
 type ListJobsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// The page's jobs, in name order.
+	Jobs []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	// Pass as page_token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -659,8 +682,9 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 }
 
 type StopJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -703,8 +727,9 @@ func (x *StopJobRequest) GetName() string {
 }
 
 type DeleteJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,8 +808,9 @@ func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
 }
 
 type ResumeJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -828,7 +854,8 @@ func (x *ResumeJobRequest) GetName() string {
 
 type GetRecentProgressRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The job's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// At most this many batches, the newest; 0 means all that are kept (100,
 	// Spark's spark.sql.streaming.numRecentProgressUpdates).
 	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -881,8 +908,9 @@ func (x *GetRecentProgressRequest) GetLimit() int32 {
 }
 
 type GetRecentProgressResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Progress      []*BatchProgress       `protobuf:"bytes,1,rep,name=progress,proto3" json:"progress,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batches' progress, oldest first.
+	Progress      []*BatchProgress `protobuf:"bytes,1,rep,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -925,8 +953,9 @@ func (x *GetRecentProgressResponse) GetProgress() []*BatchProgress {
 }
 
 type WatchJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -968,9 +997,11 @@ func (x *WatchJobRequest) GetName() string {
 	return ""
 }
 
+// JobEvent is one message of WatchJob.
 type JobEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Job   *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// The job's status at the event.
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	// Set when the event is a finished batch.
 	Batch         *BatchProgress `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1023,18 +1054,34 @@ func (x *JobEvent) GetBatch() *BatchProgress {
 
 // BatchProgress follows Spark's StreamingQueryProgress where it can.
 type BatchProgress struct {
-	state                  protoimpl.MessageState `protogen:"open.v1"`
-	BatchId                int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Timestamp              *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	NumInputRows           int64                  `protobuf:"varint,3,opt,name=num_input_rows,json=numInputRows,proto3" json:"num_input_rows,omitempty"`
-	NumOutputRows          int64                  `protobuf:"varint,4,opt,name=num_output_rows,json=numOutputRows,proto3" json:"num_output_rows,omitempty"`
-	InputBytes             int64                  `protobuf:"varint,5,opt,name=input_bytes,json=inputBytes,proto3" json:"input_bytes,omitempty"`
-	SkippedRows            int64                  `protobuf:"varint,6,opt,name=skipped_rows,json=skippedRows,proto3" json:"skipped_rows,omitempty"`
-	DeadLetteredRows       int64                  `protobuf:"varint,7,opt,name=dead_lettered_rows,json=deadLetteredRows,proto3" json:"dead_lettered_rows,omitempty"`
-	NumTasks               int32                  `protobuf:"varint,8,opt,name=num_tasks,json=numTasks,proto3" json:"num_tasks,omitempty"`
-	TaskRetries            int32                  `protobuf:"varint,9,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
-	InputRowsPerSecond     float64                `protobuf:"fixed64,10,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
-	ProcessedRowsPerSecond float64                `protobuf:"fixed64,11,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Spark's batchId: the batch's ID, counting from 0.
+	BatchId int64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// Spark's timestamp: when the batch started (its planning).
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// Spark's numInputRows: records read from the source by the batch's tasks.
+	NumInputRows int64 `protobuf:"varint,3,opt,name=num_input_rows,json=numInputRows,proto3" json:"num_input_rows,omitempty"`
+	// Spark's numOutputRows: rows the batch output to the sink, the tasks'
+	// output rows or, for an aggregating job, the merged groups the driver
+	// wrote.
+	NumOutputRows int64 `protobuf:"varint,4,opt,name=num_output_rows,json=numOutputRows,proto3" json:"num_output_rows,omitempty"`
+	// Bytes read from the source by the batch's tasks.
+	InputBytes int64 `protobuf:"varint,5,opt,name=input_bytes,json=inputBytes,proto3" json:"input_bytes,omitempty"`
+	// Bad records dropped with onError skip.
+	SkippedRows int64 `protobuf:"varint,6,opt,name=skipped_rows,json=skippedRows,proto3" json:"skipped_rows,omitempty"`
+	// Bad records written to the deadLetter sink with onError deadLetter.
+	DeadLetteredRows int64 `protobuf:"varint,7,opt,name=dead_lettered_rows,json=deadLetteredRows,proto3" json:"dead_lettered_rows,omitempty"`
+	// Tasks of the batch: one per partition, or per split of a partition.
+	NumTasks int32 `protobuf:"varint,8,opt,name=num_tasks,json=numTasks,proto3" json:"num_tasks,omitempty"`
+	// Task attempts retried in the batch.
+	TaskRetries int32 `protobuf:"varint,9,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
+	// Spark's inputRowsPerSecond: num_input_rows over the time since the
+	// previous batch started; 0 for the first batch after the job starts or
+	// restarts.
+	InputRowsPerSecond float64 `protobuf:"fixed64,10,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
+	// Spark's processedRowsPerSecond: num_input_rows over the time from the
+	// batch's start to its last task result.
+	ProcessedRowsPerSecond float64 `protobuf:"fixed64,11,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
 	// Phase durations in milliseconds: plan (source planning), record (offset
 	// log write), dispatch (assigning and sending tasks, summed over retries),
 	// execute (the rest until the last task result), commit (driver-side
@@ -1043,7 +1090,8 @@ type BatchProgress struct {
 	// Source metrics: minOffsetsBehindLatest, maxOffsetsBehindLatest,
 	// avgOffsetsBehindLatest (Kafka); avgMsBehindLatest, maxMsBehindLatest,
 	// minMsBehindLatest (Kinesis).
-	Metrics    map[string]float64   `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Metrics map[string]float64 `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// One entry per task, in partition order (at most 1000).
 	Partitions []*PartitionProgress `protobuf:"bytes,14,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	// Speculative copies of straggling tasks started in this batch
 	// (speculation.enabled).
@@ -1187,13 +1235,21 @@ func (x *BatchProgress) GetSpeculativeTasks() int32 {
 	return 0
 }
 
+// PartitionProgress is what one task of a batch read.
 type PartitionProgress struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Partition string                 `protobuf:"bytes,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Start     string                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
-	End       string                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
-	Records   int64                  `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
-	Executor  string                 `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task's partition (a Kafka "topic/partition", a Kinesis shard), with
+	// "#<split>" after it when the partition is split into several tasks.
+	Partition string `protobuf:"bytes,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The position the task read from, as its source writes it (a Kafka offset,
+	// a Kinesis sequence number); a binary position in hex.
+	Start string `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	// The position the task's reader reached, written as start is.
+	End string `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// Records the task read.
+	Records int64 `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
+	// ID of the executor whose attempt succeeded.
+	Executor string `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
 	// The reader's figures for this partition, e.g. millisBehindLatest.
 	Metrics map[string]float64 `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// From the dispatch of the attempt that succeeded to its result.
@@ -1327,8 +1383,9 @@ func (*ListExecutorsRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListExecutorsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Executors     []*ExecutorInfo        `protobuf:"bytes,1,rep,name=executors,proto3" json:"executors,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The executors connected to this driver.
+	Executors     []*ExecutorInfo `protobuf:"bytes,1,rep,name=executors,proto3" json:"executors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1370,20 +1427,27 @@ func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
 	return nil
 }
 
+// ExecutorInfo is an executor connected to the driver.
 type ExecutorInfo struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Slots   int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
-	Running int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The executor's ID, as it registered.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The address it registered with.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// Task slots: how many tasks it runs at once.
+	Slots int32 `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
+	// Task attempts running on it now.
+	Running int32 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
 	// When the executor's stream to this driver opened.
 	ConnectTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
 	// When the driver last heard from it.
 	LastHeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_heartbeat_time,json=lastHeartbeatTime,proto3" json:"last_heartbeat_time,omitempty"`
-	TasksCompleted    int64                  `protobuf:"varint,7,opt,name=tasks_completed,json=tasksCompleted,proto3" json:"tasks_completed,omitempty"`
-	TasksFailed       int64                  `protobuf:"varint,8,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Task attempts it finished with success since it connected.
+	TasksCompleted int64 `protobuf:"varint,7,opt,name=tasks_completed,json=tasksCompleted,proto3" json:"tasks_completed,omitempty"`
+	// Task attempts it finished with a failure since it connected.
+	TasksFailed   int64 `protobuf:"varint,8,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecutorInfo) Reset() {

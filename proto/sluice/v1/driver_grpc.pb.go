@@ -37,14 +37,29 @@ const (
 // DriverService is the public API of the leading driver. A follower answers
 // FAILED_PRECONDITION with a LeaderInfo detail naming the leader's address.
 type DriverServiceClient interface {
+	// SubmitJob checks the spec and starts the job it names (PENDING, then
+	// RUNNING). Submitting a job that is STOPPED, FINISHED or FAILED again runs
+	// it with the new spec from its last committed batch, keeping its
+	// create_time; a job still running is refused (ALREADY_EXISTS: stop it
+	// first), and so is a spec whose source differs from the one the job's
+	// checkpoints were made with.
 	SubmitJob(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*Job, error)
+	// GetJob returns the job's status; NOT_FOUND for a job that does not exist.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
+	// ListJobs returns the jobs in name order, a page at a time.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// StopJob cancels the batch in flight of a running job (STOPPING) and
+	// returns once the job has stopped (STOPPED); a job that is not running is
+	// left as it is. Its checkpoints stay, so ResumeJob or SubmitJob runs it
+	// again from its last committed batch.
 	StopJob(ctx context.Context, in *StopJobRequest, opts ...grpc.CallOption) (*Job, error)
+	// DeleteJob stops the job, then deletes it with its checkpoints (offset and
+	// commit logs, in its own checkpoint store too), so the name is free.
 	DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error)
 	// WatchJob streams the job's state, then one message per finished batch,
 	// until the job ends or the caller goes away.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
+	// ListExecutors returns the executors connected to this driver.
 	ListExecutors(ctx context.Context, in *ListExecutorsRequest, opts ...grpc.CallOption) (*ListExecutorsResponse, error)
 	// ResumeJob runs a STOPPED, FINISHED or FAILED job again with the spec it
 	// was last submitted with, from its last committed batch (what submitting
@@ -170,14 +185,29 @@ func (c *driverServiceClient) GetRecentProgress(ctx context.Context, in *GetRece
 // DriverService is the public API of the leading driver. A follower answers
 // FAILED_PRECONDITION with a LeaderInfo detail naming the leader's address.
 type DriverServiceServer interface {
+	// SubmitJob checks the spec and starts the job it names (PENDING, then
+	// RUNNING). Submitting a job that is STOPPED, FINISHED or FAILED again runs
+	// it with the new spec from its last committed batch, keeping its
+	// create_time; a job still running is refused (ALREADY_EXISTS: stop it
+	// first), and so is a spec whose source differs from the one the job's
+	// checkpoints were made with.
 	SubmitJob(context.Context, *SubmitJobRequest) (*Job, error)
+	// GetJob returns the job's status; NOT_FOUND for a job that does not exist.
 	GetJob(context.Context, *GetJobRequest) (*Job, error)
+	// ListJobs returns the jobs in name order, a page at a time.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// StopJob cancels the batch in flight of a running job (STOPPING) and
+	// returns once the job has stopped (STOPPED); a job that is not running is
+	// left as it is. Its checkpoints stay, so ResumeJob or SubmitJob runs it
+	// again from its last committed batch.
 	StopJob(context.Context, *StopJobRequest) (*Job, error)
+	// DeleteJob stops the job, then deletes it with its checkpoints (offset and
+	// commit logs, in its own checkpoint store too), so the name is free.
 	DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error)
 	// WatchJob streams the job's state, then one message per finished batch,
 	// until the job ends or the caller goes away.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[JobEvent]) error
+	// ListExecutors returns the executors connected to this driver.
 	ListExecutors(context.Context, *ListExecutorsRequest) (*ListExecutorsResponse, error)
 	// ResumeJob runs a STOPPED, FINISHED or FAILED job again with the spec it
 	// was last submitted with, from its last committed batch (what submitting
