@@ -60,7 +60,7 @@ $(TOOLS)/protoc-gen-go-grpc:
 proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## regenerate proto/sluice/v1/*.pb.go
 	cd proto && PATH=$(TOOLS):$$PATH buf generate
 
-docs: ## regenerate docs/reference/job-spec.md from the comments of proto/sluice/v1/job.proto
+docs: ## regenerate docs/reference/job-spec.md and api.md from the comments of proto/sluice/v1/*.proto
 	$(GO) run ./internal/docgen/cmd/docgen
 
 proto-check: proto ## fail when the committed generated code is stale

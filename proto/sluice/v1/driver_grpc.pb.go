@@ -56,8 +56,9 @@ type DriverServiceClient interface {
 	// DeleteJob stops the job, then deletes it with its checkpoints (offset and
 	// commit logs, in its own checkpoint store too), so the name is free.
 	DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error)
-	// WatchJob streams the job's state, then one message per finished batch,
-	// until the job ends or the caller goes away.
+	// WatchJob streams the job's state, then a message per change: a finished
+	// batch, a state change, and the batch in flight (Job.current) at most
+	// every 250 ms; until the job ends or the caller goes away.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	// ListExecutors returns the executors connected to this driver.
 	ListExecutors(ctx context.Context, in *ListExecutorsRequest, opts ...grpc.CallOption) (*ListExecutorsResponse, error)
@@ -204,8 +205,9 @@ type DriverServiceServer interface {
 	// DeleteJob stops the job, then deletes it with its checkpoints (offset and
 	// commit logs, in its own checkpoint store too), so the name is free.
 	DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error)
-	// WatchJob streams the job's state, then one message per finished batch,
-	// until the job ends or the caller goes away.
+	// WatchJob streams the job's state, then a message per change: a finished
+	// batch, a state change, and the batch in flight (Job.current) at most
+	// every 250 ms; until the job ends or the caller goes away.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[JobEvent]) error
 	// ListExecutors returns the executors connected to this driver.
 	ListExecutors(context.Context, *ListExecutorsRequest) (*ListExecutorsResponse, error)
