@@ -26,13 +26,6 @@ func (e *Error) add(field, format string, args ...any) {
 	e.List = append(e.List, rpc.FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 
-func (e *Error) orNil() error {
-	if len(e.List) == 0 {
-		return nil
-	}
-	return e
-}
-
 // at is where the block at path reports its problems.
 func (e *Error) at(path string) fieldErrors { return fieldErrors{e: e, path: path} }
 

@@ -56,7 +56,7 @@ func TestEverySecretFieldIsMarked(t *testing.T) {
 			t.Errorf("secrets.Fields names %s, which job.proto does not have", name)
 			continue
 		}
-		desc, _ := fd.Messages().ByName(name.Parent().Name()).(protoreflect.MessageDescriptor)
+		desc := fd.Messages().ByName(name.Parent().Name())
 		f := desc.Fields().ByName(name.Name())
 		switch kind {
 		case Whole, PostgresConn:

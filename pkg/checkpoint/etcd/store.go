@@ -35,11 +35,6 @@ type options struct {
 // etcd refuses requests above 1.5 MiB by default (--max-request-bytes).
 const DefaultChunkSize = 512 << 10
 
-// withChunkSize sets the chunk size; for tests.
-func withChunkSize(n int) Option {
-	return func(o *options) { o.chunkSize = n }
-}
-
 // WithPrefix sets the prefix under which every key of the store lives.
 // Default "/sluice/". It must end with '/'; use different prefixes to share
 // one etcd among several driver groups.

@@ -28,22 +28,6 @@ func part(topic string, p int) stream.PartitionID {
 	return stream.PartitionID(fmt.Sprintf("%s/%d", topic, p))
 }
 
-// readAll reads r to io.EOF.
-func readAll(ctx context.Context, t *testing.T, r connectors.Reader) []int64 {
-	t.Helper()
-	var out []int64
-	for {
-		recs, err := r.Read(ctx)
-		out = append(out, offsets(recs)...)
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("Read: %v", err)
-		}
-	}
-}
-
 // waitFor polls cond for up to 10s: what the fetchers do happens on their
 // goroutines.
 func waitFor(t *testing.T, what string, cond func() bool) {

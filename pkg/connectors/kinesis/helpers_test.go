@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"os"
 	"sort"
@@ -89,27 +88,6 @@ func (e *env) pool(cfg Config, extra ...Option) *ReaderPool {
 	}
 	e.t.Cleanup(func() { p.Close() })
 	return p
-}
-
-// shardHashKey returns an explicit hash key inside the shard's range, so a
-// test decides which shard a record lands in.
-func (e *env) shardHashKeys(streamName string) map[string]string {
-	e.t.Helper()
-	out, err := e.admin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String(streamName)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	keys := map[string]string{}
-	for _, s := range out.Shards {
-		if s.SequenceNumberRange.EndingSequenceNumber != nil {
-			continue
-		}
-		lo, _ := new(big.Int).SetString(aws.ToString(s.HashKeyRange.StartingHashKey), 10)
-		hi, _ := new(big.Int).SetString(aws.ToString(s.HashKeyRange.EndingHashKey), 10)
-		mid := new(big.Int).Add(lo, hi)
-		keys[aws.ToString(s.ShardId)] = mid.Rsh(mid, 1).String()
-	}
-	return keys
 }
 
 // shardSeqs returns the sequence numbers of every record in a shard, read
