@@ -139,18 +139,8 @@ func (f *File) APIMarkdown(service string, job *File) string {
 				f.rpcType(r.Request, r.ClientStream, ext), f.rpcType(r.Response, r.ServerStream, ext), escape(r.Comment))
 		}
 	}
-	b.WriteString("\nMessages: ")
-	first := true
-	for _, m := range f.Messages {
-		if reach[m.Name] {
-			if !first {
-				b.WriteString(", ")
-			}
-			first = false
-			fmt.Fprintf(&b, "[%s](#%s)", m.Name, anchor(m.Name))
-		}
-	}
-	b.WriteString(".\n")
+	b.WriteString("\n")
+	f.writeIndex(&b, reach)
 	for _, m := range f.Messages {
 		if !reach[m.Name] {
 			continue

@@ -233,18 +233,7 @@ func (f *File) Markdown(root string) string {
 		"is a nested block. Fields of a *oneof* are alternatives: set at most one of them. " +
 		"An empty default means the type's zero value, or unset, as the description says. " +
 		"[Job spec](../job-spec.md) explains how the options work together.\n\n")
-	b.WriteString("Messages: ")
-	first := true
-	for _, m := range f.Messages {
-		if reach[m.Name] {
-			if !first {
-				b.WriteString(", ")
-			}
-			first = false
-			fmt.Fprintf(&b, "[%s](#%s)", m.Name, anchor(m.Name))
-		}
-	}
-	b.WriteString(".\n")
+	f.writeIndex(&b, reach)
 	for _, m := range f.Messages {
 		if !reach[m.Name] {
 			continue
@@ -289,4 +278,21 @@ func (f *File) Markdown(root string) string {
 		}
 	}
 	return b.String()
+}
+
+// writeIndex writes the line linking every message in reach, in
+// declaration order.
+func (f *File) writeIndex(b *strings.Builder, reach map[string]bool) {
+	b.WriteString("Messages: ")
+	first := true
+	for _, m := range f.Messages {
+		if reach[m.Name] {
+			if !first {
+				b.WriteString(", ")
+			}
+			first = false
+			fmt.Fprintf(b, "[%s](#%s)", m.Name, anchor(m.Name))
+		}
+	}
+	b.WriteString(".\n")
 }
