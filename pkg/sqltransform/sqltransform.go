@@ -178,10 +178,8 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 			}
 			c, err := eng.Compile(ctx, st.SQL.Query, cfg.Source, opts...)
 			if err != nil {
-				errs = append(errs, queryFieldError(st.Path+".sql", err))
-				last = nil
 				// Later steps cannot be checked without this one.
-				return nil, errors.Join(errs...)
+				return nil, errors.Join(append(errs, queryFieldError(st.Path+".sql", err))...)
 			}
 			last, lastPath = c, st.Path+".sql"
 		default:
