@@ -27,6 +27,19 @@ type Distributed struct {
 	// returns the query's result: same column names and types as the
 	// original Compiled's OutputSchema. Nil for a row-wise query.
 	Final *Compiled
+	// Combine, for an aggregating query, merges partial states into partial
+	// states: over Task outputs (its InputSchema and OutputSchema are both
+	// Task.OutputSchema()) it returns one row per group with the group's
+	// states merged. Running Final over Combine's output gives what Final
+	// gives over its input. It is what keeps an aggregate's state across
+	// batches (stateful jobs); nil when the query cannot keep state, with
+	// StateRefusal saying why.
+	Combine *Compiled
+	// StateRefusal says why the query cannot keep state across batches
+	// (a *QueryError at the construct): an ORDER BY, LIMIT or OFFSET, which
+	// would apply within each state partition and batch, not to the
+	// running result. Nil when Combine is set.
+	StateRefusal error
 }
 
 // partialsView is the name the final step reads the tasks' outputs by.
@@ -97,7 +110,53 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled) (*Distributed, err
 	if err := sameColumns(fin.output, c.output); err != nil {
 		return nil, queryErrorAt(c.query, -1, ErrNotAllowed, "the merged result would differ from the query's: "+err.Error())
 	}
-	return &Distributed{Task: task, Final: fin}, nil
+	dist := &Distributed{Task: task, Final: fin}
+	dist.Combine, dist.StateRefusal = d.buildCombine(ctx, task)
+	return dist, nil
+}
+
+// buildCombine compiles the query that merges partial states of the same
+// group into one (Distributed.Combine), or says why the query cannot keep
+// state.
+func (d *distributor) buildCombine(ctx context.Context, task *Compiled) (*Compiled, error) {
+	if d.ordered {
+		return nil, queryErrorAt(d.c.query, d.wordAt("order", "limit", "offset", "distinct"), ErrNotAllowed,
+			"ORDER BY, LIMIT, OFFSET and DISTINCT apply to one batch's rows of one state partition, not to the running result of a stateful query (outputMode); remove them and order or limit where you read the result")
+	}
+	var sel, keys []string
+	for i := range d.keys {
+		k := quoteIdent(fmt.Sprintf("__k%d", i))
+		sel, keys = append(sel, k), append(keys, k)
+	}
+	for i, fn := range d.combine {
+		sel = append(sel, fmt.Sprintf(fn, quoteIdent(fmt.Sprintf("__p%d", i)))+" AS "+quoteIdent(fmt.Sprintf("__p%d", i)))
+	}
+	sql := "SELECT " + strings.Join(sel, ", ") + " FROM " + partialsView
+	if len(keys) > 0 {
+		sql += " GROUP BY " + strings.Join(keys, ", ")
+	}
+	comb := &Compiled{e: d.e, query: d.c.query, view: partialsView, input: task.output, sql: sql, pos: posMap{nowhere: true}}
+	if err := d.e.build(ctx, d.s, comb, false, false); err != nil {
+		return nil, d.cannot(ctx, fmt.Errorf("state merge query %s: %w", sql, err))
+	}
+	if err := sameColumns(comb.output, task.output); err != nil {
+		return nil, queryErrorAt(d.c.query, -1, ErrNotAllowed, "the aggregate's state cannot be kept across batches: merging it changes its columns: "+err.Error())
+	}
+	return comb, nil
+}
+
+// combineFor is how partial states of function fn (as the task query
+// computes them) merge into one, keeping their type: %s is the column.
+func combineFor(fn string, list bool) string {
+	switch {
+	case list:
+		return "list_distinct(flatten(list(%s)))"
+	case fn == "sum":
+		return "sum(%s)"
+	case slices.Contains([]string{"count", "count_star", "count_if", "countif"}, fn):
+		return "CAST(coalesce(sum(%s), 0) AS BIGINT)"
+	}
+	return fn + "(%s)" // min, max, bool_and, bool_or, bit_and, bit_or, bit_xor
 }
 
 // sameColumns compares names and types: the safety net under the rewrite.
@@ -130,6 +189,11 @@ type distributor struct {
 	parts []map[string]any // partial aggregate states
 	pcan  []string         // canon of each part
 	merge map[string]map[string]any
+	// combine is, per partial state __pN, the template merging its values
+	// (combineFor); ordered: the query has ORDER BY, LIMIT, OFFSET or
+	// DISTINCT, which a stateful query cannot keep.
+	combine []string
+	ordered bool
 }
 
 // refuse builds the refusal at node n's place in the user's query.
@@ -600,6 +664,11 @@ func (d *distributor) split(ctx context.Context, top map[string]any) (partial, f
 		p["alias"] = fmt.Sprintf("__p%d", i)
 		list = append(list, p)
 	}
+	for _, p := range d.parts {
+		fn, _ := p["function_name"].(string)
+		list, _ := p["distinct"].(bool)
+		d.combine = append(d.combine, combineFor(strings.ToLower(fn), list && fn == "list"))
+	}
 	if len(list) == 0 {
 		// HAVING alone: a task still says that it saw its rows.
 		n, err := d.s.exprNode(ctx, "count_star() AS __p0")
@@ -607,6 +676,7 @@ func (d *distributor) split(ctx context.Context, top map[string]any) (partial, f
 			return nil, nil, err
 		}
 		list = append(list, n)
+		d.combine = append(d.combine, combineFor("count_star", false))
 	}
 	partial["select_list"] = list
 	groups, set := []any{}, []any{}
@@ -657,6 +727,7 @@ func (d *distributor) split(ctx context.Context, top map[string]any) (partial, f
 		}
 	}
 	mods := deepCopy(top["modifiers"])
+	d.ordered = len(listOf(mods)) > 0
 	for _, m := range listOf(mods) {
 		for _, o := range listOf(m["orders"]) {
 			if e, ok := o["expression"].(map[string]any); ok {

@@ -169,8 +169,56 @@ func TestDistributeExact(t *testing.T) {
 			if len(want) == 0 && !tc.empty {
 				t.Error("the case gives no rows: it tests nothing")
 			}
+			switch {
+			case d.Final == nil:
+			case tc.ordered:
+				if d.Combine != nil || !errors.Is(d.StateRefusal, ErrNotAllowed) {
+					t.Errorf("an ordered query: Combine %v, StateRefusal %v; want a refusal", d.Combine, d.StateRefusal)
+				}
+			default:
+				// As a stateful job keeps it: the state after each task is
+				// Combine over the state before and the task's partials, and
+				// Final over the last state is the query over all rows.
+				if d.Combine == nil {
+					t.Fatalf("no Combine: %v", d.StateRefusal)
+				}
+				got := statefulRows(t, d, in.tasks)
+				sortRows(got)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("rows from the combined state differ from the whole query's (-whole +state):\n%s\ncombine: %s", diff, d.Combine.SQL())
+				}
+			}
 		})
 	}
+}
+
+// statefulRows folds the tasks' partials into a state one task at a time
+// with Combine, as a state partition does batch after batch, then runs
+// Final over the state.
+func statefulRows(t *testing.T, d *Distributed, tasks [][]arrow.RecordBatch) [][]any {
+	t.Helper()
+	ctx := context.Background()
+	var state []arrow.RecordBatch
+	defer func() { releaseAll(state) }()
+	for i, batches := range tasks {
+		out, err := d.Task.RunBatches(ctx, batches, WithNow(pinned))
+		if err != nil {
+			t.Fatalf("task %d: %v", i, err)
+		}
+		next, err := d.Combine.RunBatches(ctx, append(append([]arrow.RecordBatch(nil), state...), out...), WithNow(pinned))
+		releaseAll(out)
+		if err != nil {
+			t.Fatalf("combine after task %d: %v", i, err)
+		}
+		for _, r := range next {
+			if !r.Schema().Equal(d.Task.OutputSchema()) {
+				t.Fatalf("combine: schema %s, want the partials' %s", r.Schema(), d.Task.OutputSchema())
+			}
+		}
+		releaseAll(state)
+		state = next
+	}
+	return runRowsOnce(t, d.Final, state, WithNow(pinned))
 }
 
 func finalSQL(d *Distributed) string {
