@@ -47,6 +47,7 @@ func run(args []string) error {
 	fs.StringVar(&tc.CertFile, "tls-cert", "", "PEM client certificate the driver admits executors by (with --tls-key; implies --tls); its name is the default --id")
 	fs.StringVar(&tc.KeyFile, "tls-key", "", "PEM key of --tls-cert")
 	fs.StringVar(&tc.ServerName, "tls-server-name", "", "name to verify in the driver's certificate (default: the host dialed)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "directory for the local stores of stateful jobs' state partitions (a cache: checkpoint.state holds the durable copy); default a new directory under the system's temporary directory, removed on exit")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	sqlThreads := fs.Int("sql-threads", runtime.GOMAXPROCS(0), "threads of the SQL engine (DuckDB), shared by every task's query")
 	sqlMemory := flagenv.Bytes(1 << 30)

@@ -69,6 +69,9 @@ type batchLoop struct {
 	batchTime time.Time
 	// planned is when the source returned the current batch's plan.
 	planned time.Time
+	// stateInputs are the state tasks of the batch's second stage, by task
+	// key, while it runs (runState).
+	stateInputs map[string]*clusterv1.StateTask
 }
 
 // attemptLog is what the batch loop knows of the attempts of one batch:
@@ -244,26 +247,117 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		}
 	}
 
+	run := &sluicev1.BatchRun{BatchId: int64(batch), StartTime: timestamppb.New(planStart), Phase: "execute", TasksTotal: int32(len(keys))}
+	src, err := l.execute(ctx, batch, keys, ranges, plan.TasksPerSlot, run)
+	if err != nil {
+		return err
+	}
+	results, att := src.results, src.att
+	// A stateful job's second stage: its state partitions merge the batch's
+	// groups and write the output.
+	outKeys, outResults := keys, results
+	var state *stageRun
+	if l.job.State != nil {
+		if state, err = l.runState(ctx, batch, keys, results, run); err != nil {
+			return err
+		}
+		outKeys, outResults = stateKeys(l.job.State.Partitions), state.results
+		src.dispatching += state.dispatching
+		src.retries += state.retries
+	}
+	execDone := time.Now()
+	run.Phase, run.TasksRunning = "commit", 0
+	l.m.d.status.setCurrent(l.name, run, true)
+
+	outRows, err := l.driverWrite(ctx, batch, outKeys, outResults)
+	if err != nil {
+		return err
+	}
+	if bc, ok := l.sink.(connectors.BatchCommitter); ok {
+		if err := bc.CommitBatch(ctx, stream.JobID(l.name), batch); err != nil {
+			return fmt.Errorf("commit batch %d in sink: %w", batch, err)
+		}
+	}
+
+	ends := make(map[stream.PartitionID]stream.Position, len(plan.Start))
+	for p, pos := range plan.Start {
+		ends[p] = pos
+	}
+	lastSplit := map[stream.PartitionID]int{}
+	for _, k := range keys {
+		r := ranges[k]
+		if s, seen := lastSplit[r.Partition]; seen && s > r.Split {
+			continue
+		}
+		lastSplit[r.Partition] = r.Split
+		ends[r.Partition] = results[k].GetEnd()
+	}
+	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, att, src.retries, outRows)
+	progress.SpeculativeTasks = int32(src.copies)
+	progress.DurationMs["dispatch"] = src.dispatching.Milliseconds()
+	if state != nil {
+		progress.StateOperators = []*sluicev1.StateOperatorProgress{stateProgress(l.job.State.Partitions, state.results)}
+	}
+	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
+	pj, err := storeProgress(progress)
+	if err != nil {
+		return fmt.Errorf("encode the progress of batch %d: %w", batch, err)
+	}
+	commitStart := time.Now()
+	if err := l.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
+		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
+	}
+	l.commits++
+	l.observeCommit(ctx, batch, ends)
+	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
+	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()
+	l.committed = ends
+	l.next = batch + 1
+	l.m.batchDone(l.name, progress)
+	if retain := stream.BatchID(l.retain); batch > retain && batch%10 == 0 {
+		if err := l.store.Purge(ctx, l.m.fence, l.name, batch-retain); err != nil {
+			d.log.Warn("purging old batches failed", "job", l.name, "err", err)
+		}
+	}
+	return nil
+}
+
+// stageRun is what one stage of a batch's tasks left: the winning result
+// of each task, where and how long the attempts ran, and the figures.
+type stageRun struct {
+	results     map[string]*clusterv1.TaskResult
+	att         *attemptLog
+	dispatching time.Duration
+	retries     int
+	copies      int
+}
+
+// execute runs one task per key (the ranges of a plan, or a stateful job's
+// state partitions) until each has succeeded once, retrying failed and
+// lost attempts and copying stragglers; an error ends the batch. run is the
+// batch's status, updated as tasks finish.
+func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []string, ranges map[string]stream.Range,
+	tasksPerSlot int, run *sluicev1.BatchRun) (*stageRun, error) {
+	d := l.m.d
 	sub, unsub := d.reg.subscribe(l.name)
 	defer unsub()
 	b := scheduler.NewBatch(keys, l.job.Retry)
 	results := make(map[string]*clusterv1.TaskResult, len(keys))
 	att := newAttemptLog()
 	executorOf := att.executor
-	run := &sluicev1.BatchRun{BatchId: int64(batch), StartTime: timestamppb.New(planStart), Phase: "execute", TasksTotal: int32(len(keys))}
 	l.m.d.status.setCurrent(l.name, run, true)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var noExecutorsSince time.Time
 	var dispatching time.Duration
-	cost := scheduler.TaskCost(plan.TasksPerSlot)
+	cost := scheduler.TaskCost(tasksPerSlot)
 	// handle records one task result; an error ends the batch.
 	handle := func(res *clusterv1.TaskResult) error {
 		if res.GetBatch() != int64(batch) {
 			return nil
 		}
 		if res.GetOk() {
-			if key, ok := b.Running(res.GetAttemptId()); ok {
+			if key, ok := b.Running(res.GetAttemptId()); ok && !isStateKey(key) {
 				if err := l.checkEnd(ranges[key], res.GetEnd()); err != nil {
 					// Never commit an end the plan does not allow: the
 					// attempt counts as failed and the task runs again.
@@ -326,11 +420,11 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 				noExecutorsSince = time.Time{}
 				l.m.clearError(l.name)
 			}
-			l.dispatch(ctx, b, ready, ranges, batch, plan.TasksPerSlot, execs, att)
+			l.dispatch(ctx, b, ready, ranges, batch, tasksPerSlot, execs, att)
 			dispatching += time.Since(now)
 		}
 		if stragglers := b.Stragglers(now); len(stragglers) > 0 {
-			l.speculate(ctx, b, stragglers, ranges, batch, plan.TasksPerSlot, cost, att)
+			l.speculate(ctx, b, stragglers, ranges, batch, tasksPerSlot, cost, att)
 			dispatching += time.Since(now)
 		}
 		run.TasksRunning, run.TaskRetries = int32(b.NumLive()), int32(b.Retries())
@@ -343,7 +437,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		select {
 		case <-ctx.Done():
 			d.reg.cancel(b.Live())
-			return ctx.Err()
+			return nil, ctx.Err()
 		case n := <-sub.lost:
 			now := time.Now()
 			for _, a := range n.attempts {
@@ -357,7 +451,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 			// a batch quadratic in its tasks.
 			for more := true; more; {
 				if err := handle(res); err != nil {
-					return err
+					return nil, err
 				}
 				select {
 				case res = <-sub.results:
@@ -370,61 +464,9 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	}
 	if err := b.Err(); err != nil {
 		d.reg.cancel(b.Live())
-		return fmt.Errorf("batch %d: %w", batch, err)
+		return nil, fmt.Errorf("batch %d: %w", batch, err)
 	}
-	execDone := time.Now()
-	run.Phase, run.TasksRunning = "commit", 0
-	l.m.d.status.setCurrent(l.name, run, true)
-
-	var outRows int64
-	var err error
-	if outRows, err = l.driverWrite(ctx, batch, keys, results); err != nil {
-		return err
-	}
-	if bc, ok := l.sink.(connectors.BatchCommitter); ok {
-		if err := bc.CommitBatch(ctx, stream.JobID(l.name), batch); err != nil {
-			return fmt.Errorf("commit batch %d in sink: %w", batch, err)
-		}
-	}
-
-	ends := make(map[stream.PartitionID]stream.Position, len(plan.Start))
-	for p, pos := range plan.Start {
-		ends[p] = pos
-	}
-	lastSplit := map[stream.PartitionID]int{}
-	for _, k := range keys {
-		r := ranges[k]
-		if s, seen := lastSplit[r.Partition]; seen && s > r.Split {
-			continue
-		}
-		lastSplit[r.Partition] = r.Split
-		ends[r.Partition] = results[k].GetEnd()
-	}
-	progress := l.progress(plan, planStart, recordDone, execDone, keys, ranges, results, att, b.Retries(), outRows)
-	progress.SpeculativeTasks = int32(b.Copies())
-	progress.DurationMs["dispatch"] = dispatching.Milliseconds()
-	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
-	pj, err := storeProgress(progress)
-	if err != nil {
-		return fmt.Errorf("encode the progress of batch %d: %w", batch, err)
-	}
-	commitStart := time.Now()
-	if err := l.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
-		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
-	}
-	l.commits++
-	l.observeCommit(ctx, batch, ends)
-	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
-	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()
-	l.committed = ends
-	l.next = batch + 1
-	l.m.batchDone(l.name, progress)
-	if retain := stream.BatchID(l.retain); batch > retain && batch%10 == 0 {
-		if err := l.store.Purge(ctx, l.m.fence, l.name, batch-retain); err != nil {
-			d.log.Warn("purging old batches failed", "job", l.name, "err", err)
-		}
-	}
-	return nil
+	return &stageRun{results: results, att: att, dispatching: dispatching, retries: b.Retries(), copies: b.Copies()}, nil
 }
 
 // minBatchesToRetain is the retention in the driver's store, the same
@@ -509,7 +551,7 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 		Incarnation: l.incarnation,
 		AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + r.Key() + "/" +
 			strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
-		Token: newToken(), BatchTime: timestamppb.New(l.batchTime),
+		Token: newToken(), BatchTime: timestamppb.New(l.batchTime), State: l.stateInputs[r.Key()],
 	}
 }
 
@@ -526,7 +568,14 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 	var rows []stream.Row
 	part := ""
 	switch {
-	case l.job.SQL != nil && l.job.SQL.Aggregating():
+	case l.job.State != nil && l.collect == 0:
+		// The state partitions wrote the output themselves.
+		var n int64
+		for _, k := range keys {
+			n += results[k].GetRecordsOut()
+		}
+		return n, nil
+	case l.job.SQL != nil && l.job.SQL.Aggregating() && l.job.State == nil:
 		partials := make([][]byte, 0, len(keys))
 		for _, k := range keys {
 			partials = append(partials, results[k].GetPartialAggregate())
@@ -536,7 +585,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
 		}
 		part = "aggregate"
-	case p.Aggregating():
+	case p.Aggregating() && l.job.State == nil:
 		partials := make([][]byte, 0, len(keys))
 		for _, k := range keys {
 			partials = append(partials, results[k].GetPartialAggregate())

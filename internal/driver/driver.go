@@ -545,7 +545,7 @@ func (d *Driver) lastProgress(ctx context.Context, rec checkpoint.JobRecord) *sl
 // by d.jobStores), else the driver's.
 func (d *Driver) logStore(ctx context.Context, rec checkpoint.JobRecord) (checkpoint.Store, error) {
 	spec := &sluicev1.JobSpec{}
-	if err := proto.Unmarshal(rec.Spec, spec); err != nil || spec.GetCheckpoint() == nil {
+	if err := proto.Unmarshal(rec.Spec, spec); err != nil || spec.GetCheckpoint().GetKind() == nil {
 		return d.store, nil
 	}
 	job, err := d.compileForUse(spec)

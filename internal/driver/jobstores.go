@@ -52,7 +52,7 @@ func (s *jobStores) get(ctx context.Context, job *jobspec.Job) (checkpoint.Store
 	// Open without the lock: it may wait minutes for a table to be created,
 	// and other jobs' stores must not wait for that.
 	st, err := job.OpenCheckpoint(ctx)
-	if err != nil {
+	if err != nil || st == nil { // nil: checkpoint holds only state options
 		return nil, err
 	}
 	s.mu.Lock()

@@ -301,7 +301,7 @@ func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incar
 	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), incarnation: incarnation, source: src, sink: sink, store: store, retain: retain,
 		lastOwner: map[stream.PartitionID]string{}, loopID: m.loopSeq.Add(1)}
 	defer func() { *committed = l.commits }()
-	if c, ok := sink.(connectors.DriverCollector); ok && !job.Aggregating() {
+	if c, ok := sink.(connectors.DriverCollector); ok && (!job.Aggregating() || job.State != nil) {
 		l.collect = c.MaxRows()
 	}
 	err = l.run(ctx)

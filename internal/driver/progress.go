@@ -23,7 +23,16 @@ func storeProgress(p *sluicev1.BatchProgress) ([]byte, error) {
 		InputBytes: p.GetInputBytes(), SkippedRows: p.GetSkippedRows(), DeadLetteredRows: p.GetDeadLetteredRows(),
 		NumTasks: p.GetNumTasks(), TaskRetries: p.GetTaskRetries(), InputRowsPerSecond: p.GetInputRowsPerSecond(),
 		ProcessedRowsPerSecond: p.GetProcessedRowsPerSecond(), DurationMs: maps.Clone(p.GetDurationMs()),
-		Metrics: maps.Clone(p.GetMetrics()), SpeculativeTasks: p.GetSpeculativeTasks(),
+		Metrics: maps.Clone(p.GetMetrics()), SpeculativeTasks: p.GetSpeculativeTasks(), EventTime: maps.Clone(p.GetEventTime()),
+	}
+	for _, o := range p.GetStateOperators() {
+		s.StateOperators = append(s.StateOperators, &storagev1.StateOperatorProgress{
+			OperatorName: o.GetOperatorName(), NumRowsTotal: o.GetNumRowsTotal(), NumRowsUpdated: o.GetNumRowsUpdated(),
+			MemoryUsedBytes: o.GetMemoryUsedBytes(), NumRowsDroppedByWatermark: o.GetNumRowsDroppedByWatermark(),
+			CommitTimeMs: o.GetCommitTimeMs(), RestoreTimeMs: o.GetRestoreTimeMs(), NumRestoredPartitions: o.GetNumRestoredPartitions(),
+			NumShufflePartitions: o.GetNumShufflePartitions(), StateOnDiskBytes: o.GetStateOnDiskBytes(),
+			CheckpointBytesWritten: o.GetCheckpointBytesWritten(),
+		})
 	}
 	for _, pp := range p.GetPartitions() {
 		s.Partitions = append(s.Partitions, &storagev1.PartitionProgress{
@@ -50,7 +59,16 @@ func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
 		InputBytes: s.GetInputBytes(), SkippedRows: s.GetSkippedRows(), DeadLetteredRows: s.GetDeadLetteredRows(),
 		NumTasks: s.GetNumTasks(), TaskRetries: s.GetTaskRetries(), InputRowsPerSecond: s.GetInputRowsPerSecond(),
 		ProcessedRowsPerSecond: s.GetProcessedRowsPerSecond(), DurationMs: s.GetDurationMs(),
-		Metrics: s.GetMetrics(), SpeculativeTasks: s.GetSpeculativeTasks(),
+		Metrics: s.GetMetrics(), SpeculativeTasks: s.GetSpeculativeTasks(), EventTime: s.GetEventTime(),
+	}
+	for _, o := range s.GetStateOperators() {
+		p.StateOperators = append(p.StateOperators, &sluicev1.StateOperatorProgress{
+			OperatorName: o.GetOperatorName(), NumRowsTotal: o.GetNumRowsTotal(), NumRowsUpdated: o.GetNumRowsUpdated(),
+			MemoryUsedBytes: o.GetMemoryUsedBytes(), NumRowsDroppedByWatermark: o.GetNumRowsDroppedByWatermark(),
+			CommitTimeMs: o.GetCommitTimeMs(), RestoreTimeMs: o.GetRestoreTimeMs(), NumRestoredPartitions: o.GetNumRestoredPartitions(),
+			NumShufflePartitions: o.GetNumShufflePartitions(), StateOnDiskBytes: o.GetStateOnDiskBytes(),
+			CheckpointBytesWritten: o.GetCheckpointBytesWritten(),
+		})
 	}
 	for _, sp := range s.GetPartitions() {
 		p.Partitions = append(p.Partitions, &sluicev1.PartitionProgress{

@@ -41,6 +41,7 @@ import (
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/scheduler"
+	"github.com/sluicehq/sluice/pkg/statestore"
 	"github.com/sluicehq/sluice/pkg/stream"
 	"github.com/sluicehq/sluice/pkg/task"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
@@ -77,6 +78,9 @@ type Config struct {
 	TLS    *rpc.ClientTLSConfig
 	Logger *slog.Logger
 	Stdout io.Writer
+	// StateDir holds the local stores of the state partitions this
+	// executor owns; "" is a new temporary directory, removed on exit.
+	StateDir string
 }
 
 // Defaults fills unset fields.
@@ -139,10 +143,14 @@ type Executor struct {
 	slots    *semaphore.Weighted
 
 	metrics *metrics // Prometheus series and readiness (metrics.go, http.go)
+
+	state *stateStores // stateful jobs' state partitions held here (state.go)
 }
 
 type jobCache struct {
-	job      *jobspec.Job
+	job *jobspec.Job
+	// stateLoc is a stateful job's checkpoint.state, opened on first use.
+	stateLoc statestore.Location
 	readers  connectors.ReaderPool
 	sink     connectors.Sink
 	dead     connectors.Sink
@@ -167,13 +175,14 @@ func New(cfg Config) (*Executor, error) {
 	}
 	return &Executor{cfg: cfg, log: cfg.Logger.With("executor", cfg.ID), jobs: map[string]*jobCache{},
 		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits),
-		metrics: newMetrics(), dial: dial}, nil
+		metrics: newMetrics(), dial: dial, state: newStateStores(cfg.StateDir)}, nil
 }
 
 // Run connects to the driver and serves tasks until ctx ends, reconnecting
 // with back-off (and to a new leader) when the stream breaks.
 func (e *Executor) Run(ctx context.Context) error {
 	defer e.closeCaches()
+	defer e.state.close(e.log)
 	stopHTTP, err := e.serveHTTP() // --http; stopped after the drain
 	if err != nil {
 		return err
@@ -259,6 +268,13 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clust
 		e.mu.Unlock()
 	}()
 
+	if t.GetState() != nil {
+		if err := e.runStateTask(actx, jc, t, current, res); err != nil {
+			e.log.Warn("state task failed", "attempt", t.GetAttemptId(), "err", err)
+			return fail(err)
+		}
+		return res
+	}
 	r, err := task.Run(actx, task.Attempt{
 		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Range:   stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit()), From: t.GetFrom(), Until: t.GetUntil()},
@@ -334,7 +350,7 @@ func (e *Executor) cache(spec *sluicev1.JobSpec, hash string) (*jobCache, error)
 		return nil, fmt.Errorf("create dead-letter sink: %w", err)
 	}
 	jc := &jobCache{job: job, readers: readers, sink: sink, dead: dead, active: 1, lastUsed: time.Now()}
-	if c, ok := sink.(connectors.DriverCollector); ok && !job.Aggregating() {
+	if c, ok := sink.(connectors.DriverCollector); ok && (!job.Aggregating() || job.State != nil) {
 		jc.collect = c.MaxRows()
 	}
 	e.jobs[hash] = jc

@@ -22,6 +22,9 @@ func compileCheckpoint(c *sluicev1.Checkpoint, f fieldErrors) checkpointConfig {
 		retain = int(n)
 	}
 	fd, block, ok := kindOf(c)
+	if !ok && c.GetState() != "" {
+		return nil // state only (compileState): the plans and commits stay in the driver's store
+	}
 	if !ok {
 		f.add("", "needs a store: one of %s (leave checkpoint out to keep the job's checkpoints in the driver's store)",
 			kindNames(&sluicev1.Checkpoint{}, checkpointAdapters))

@@ -79,7 +79,10 @@ type Job struct {
 	Pipeline *transform.Pipeline
 	// SQL holds the transforms of a job with sql steps (then Pipeline has
 	// none); nil otherwise.
-	SQL     *sqltransform.Pipeline
+	SQL *sqltransform.Pipeline
+	// State is how a stateful job (outputMode) keeps its groups; nil for a
+	// job that keeps none.
+	State   *StateConfig
 	Trigger Trigger
 	OnError string
 	Retry   scheduler.RetryPolicy
@@ -178,6 +181,7 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 
 	j.source = compileSource(spec.GetSource(), e.at("source"), spec.GetName())
 
+	j.State = compileState(spec, e)
 	steps, err := transformSteps(spec.GetTransforms())
 	if hasSQL(spec.GetTransforms()) {
 		compileSQL(j, spec, e)

@@ -71,6 +71,7 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 	}
 	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
 		Source: j.source.schema(), Steps: steps, OnBad: onBad(spec.GetOnError()),
+		OutputMode: outputMode(j),
 	})
 	if err != nil {
 		addFieldErrors(e, err)
@@ -106,4 +107,13 @@ func onBad(onError string) sqltransform.BadRecords {
 		return sqltransform.KeepBad
 	}
 	return sqltransform.FailOnBad
+}
+
+// outputMode is the SQL output mode of a job whose outputMode is valid
+// (compileState), else none: an invalid one is reported there once.
+func outputMode(j *Job) sqltransform.OutputMode {
+	if j.State == nil {
+		return sqltransform.PerBatch
+	}
+	return sqltransform.OutputMode(j.Spec.GetOutputMode())
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// it to the run's sqlengine.Rejects, counted (SkipBad) or whole
 	// (KeepBad, for a dead-letter sink).
 	OnBad BadRecords
+	// OutputMode, when set, makes the aggregate keep its groups across
+	// batches (MergeState); OutputModePath names its field for errors
+	// (default "outputMode").
+	OutputMode     OutputMode
+	OutputModePath string
 }
 
 // BadRecords is what a decode does with records that do not decode.
@@ -82,6 +87,7 @@ type Pipeline struct {
 	source  *arrow.Schema
 	dist    *sqlengine.Distributed
 	columns []string
+	state   *stateStep // nil: no state across batches
 }
 
 // Aggregating reports whether the query aggregates: tasks then return
@@ -203,6 +209,15 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	}
 	for _, f := range out.Fields() {
 		p.columns = append(p.columns, f.Name)
+	}
+	if cfg.OutputMode != PerBatch {
+		path := cfg.OutputModePath
+		if path == "" {
+			path = "outputMode"
+		}
+		if err := p.compileState(cfg.OutputMode, path, lastPath); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }

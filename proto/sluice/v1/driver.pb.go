@@ -1096,8 +1096,16 @@ type BatchProgress struct {
 	// Speculative copies of straggling tasks started in this batch
 	// (speculation.enabled).
 	SpeculativeTasks int32 `protobuf:"varint,15,opt,name=speculative_tasks,json=speculativeTasks,proto3" json:"speculative_tasks,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Spark's stateOperators: the state of a stateful job (outputMode), one
+	// entry (its partitions' figures summed).
+	StateOperators []*StateOperatorProgress `protobuf:"bytes,16,rep,name=state_operators,json=stateOperators,proto3" json:"state_operators,omitempty"`
+	// Spark's eventTime, for a job with a watermark: "max", the largest event
+	// time seen up to this batch, and "watermark", the watermark the batch's
+	// state used (max minus watermark.delay, as of the batch before), both
+	// RFC 3339 in UTC.
+	EventTime     map[string]string `protobuf:"bytes,17,rep,name=event_time,json=eventTime,proto3" json:"event_time,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchProgress) Reset() {
@@ -1235,6 +1243,157 @@ func (x *BatchProgress) GetSpeculativeTasks() int32 {
 	return 0
 }
 
+func (x *BatchProgress) GetStateOperators() []*StateOperatorProgress {
+	if x != nil {
+		return x.StateOperators
+	}
+	return nil
+}
+
+func (x *BatchProgress) GetEventTime() map[string]string {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
+// StateOperatorProgress follows Spark's StateOperatorProgress.
+type StateOperatorProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "stateStoreSave" for a stateful aggregation, as Spark names it.
+	OperatorName string `protobuf:"bytes,1,opt,name=operator_name,json=operatorName,proto3" json:"operator_name,omitempty"`
+	// Groups in the state after the batch, over all state partitions.
+	NumRowsTotal int64 `protobuf:"varint,2,opt,name=num_rows_total,json=numRowsTotal,proto3" json:"num_rows_total,omitempty"`
+	// Groups the batch changed.
+	NumRowsUpdated int64 `protobuf:"varint,3,opt,name=num_rows_updated,json=numRowsUpdated,proto3" json:"num_rows_updated,omitempty"`
+	// Memory the state partitions' stores use on their executors.
+	MemoryUsedBytes int64 `protobuf:"varint,4,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	// Records dropped as older than the watermark.
+	NumRowsDroppedByWatermark int64 `protobuf:"varint,5,opt,name=num_rows_dropped_by_watermark,json=numRowsDroppedByWatermark,proto3" json:"num_rows_dropped_by_watermark,omitempty"`
+	// Slowest state partition's commit (changelog, snapshot, local apply).
+	CommitTimeMs int64 `protobuf:"varint,6,opt,name=commit_time_ms,json=commitTimeMs,proto3" json:"commit_time_ms,omitempty"`
+	// Slowest load of a state partition's previous version from checkpoint.state
+	// (a moved partition or a replay); 0 when every partition was warm.
+	RestoreTimeMs int64 `protobuf:"varint,7,opt,name=restore_time_ms,json=restoreTimeMs,proto3" json:"restore_time_ms,omitempty"`
+	// State partitions restored from checkpoint.state in this batch.
+	NumRestoredPartitions int32 `protobuf:"varint,8,opt,name=num_restored_partitions,json=numRestoredPartitions,proto3" json:"num_restored_partitions,omitempty"`
+	// Spark's numShufflePartitions: state partitions.
+	NumShufflePartitions int32 `protobuf:"varint,9,opt,name=num_shuffle_partitions,json=numShufflePartitions,proto3" json:"num_shuffle_partitions,omitempty"`
+	// The stores' size on the executors' disks.
+	StateOnDiskBytes int64 `protobuf:"varint,10,opt,name=state_on_disk_bytes,json=stateOnDiskBytes,proto3" json:"state_on_disk_bytes,omitempty"`
+	// Bytes of changelogs and snapshots written to checkpoint.state.
+	CheckpointBytesWritten int64 `protobuf:"varint,11,opt,name=checkpoint_bytes_written,json=checkpointBytesWritten,proto3" json:"checkpoint_bytes_written,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *StateOperatorProgress) Reset() {
+	*x = StateOperatorProgress{}
+	mi := &file_sluice_v1_driver_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateOperatorProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateOperatorProgress) ProtoMessage() {}
+
+func (x *StateOperatorProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_driver_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateOperatorProgress.ProtoReflect.Descriptor instead.
+func (*StateOperatorProgress) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StateOperatorProgress) GetOperatorName() string {
+	if x != nil {
+		return x.OperatorName
+	}
+	return ""
+}
+
+func (x *StateOperatorProgress) GetNumRowsTotal() int64 {
+	if x != nil {
+		return x.NumRowsTotal
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRowsUpdated() int64 {
+	if x != nil {
+		return x.NumRowsUpdated
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRowsDroppedByWatermark() int64 {
+	if x != nil {
+		return x.NumRowsDroppedByWatermark
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetCommitTimeMs() int64 {
+	if x != nil {
+		return x.CommitTimeMs
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetRestoreTimeMs() int64 {
+	if x != nil {
+		return x.RestoreTimeMs
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRestoredPartitions() int32 {
+	if x != nil {
+		return x.NumRestoredPartitions
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumShufflePartitions() int32 {
+	if x != nil {
+		return x.NumShufflePartitions
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetStateOnDiskBytes() int64 {
+	if x != nil {
+		return x.StateOnDiskBytes
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetCheckpointBytesWritten() int64 {
+	if x != nil {
+		return x.CheckpointBytesWritten
+	}
+	return 0
+}
+
 // PartitionProgress is what one task of a batch read.
 type PartitionProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1262,7 +1421,7 @@ type PartitionProgress struct {
 
 func (x *PartitionProgress) Reset() {
 	*x = PartitionProgress{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[17]
+	mi := &file_sluice_v1_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1433,7 @@ func (x *PartitionProgress) String() string {
 func (*PartitionProgress) ProtoMessage() {}
 
 func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[17]
+	mi := &file_sluice_v1_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1446,7 @@ func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProgress.ProtoReflect.Descriptor instead.
 func (*PartitionProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PartitionProgress) GetPartition() string {
@@ -1354,7 +1513,7 @@ type ListExecutorsRequest struct {
 
 func (x *ListExecutorsRequest) Reset() {
 	*x = ListExecutorsRequest{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[18]
+	mi := &file_sluice_v1_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1525,7 @@ func (x *ListExecutorsRequest) String() string {
 func (*ListExecutorsRequest) ProtoMessage() {}
 
 func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[18]
+	mi := &file_sluice_v1_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1538,7 @@ func (x *ListExecutorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutorsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{19}
 }
 
 type ListExecutorsResponse struct {
@@ -1392,7 +1551,7 @@ type ListExecutorsResponse struct {
 
 func (x *ListExecutorsResponse) Reset() {
 	*x = ListExecutorsResponse{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[19]
+	mi := &file_sluice_v1_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1563,7 @@ func (x *ListExecutorsResponse) String() string {
 func (*ListExecutorsResponse) ProtoMessage() {}
 
 func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[19]
+	mi := &file_sluice_v1_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1576,7 @@ func (x *ListExecutorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutorsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutorsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
@@ -1452,7 +1611,7 @@ type ExecutorInfo struct {
 
 func (x *ExecutorInfo) Reset() {
 	*x = ExecutorInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[20]
+	mi := &file_sluice_v1_driver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1623,7 @@ func (x *ExecutorInfo) String() string {
 func (*ExecutorInfo) ProtoMessage() {}
 
 func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[20]
+	mi := &file_sluice_v1_driver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1636,7 @@ func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutorInfo.ProtoReflect.Descriptor instead.
 func (*ExecutorInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExecutorInfo) GetId() string {
@@ -1548,7 +1707,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_sluice_v1_driver_proto_msgTypes[21]
+	mi := &file_sluice_v1_driver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1719,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_driver_proto_msgTypes[21]
+	mi := &file_sluice_v1_driver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1732,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_driver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaderInfo) GetAddress() string {
@@ -1659,7 +1818,7 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
 	"\bJobEvent\x12 \n" +
 	"\x03job\x18\x01 \x01(\v2\x0e.sluice.v1.JobR\x03job\x12.\n" +
-	"\x05batch\x18\x02 \x01(\v2\x18.sluice.v1.BatchProgressR\x05batch\"\xc4\x06\n" +
+	"\x05batch\x18\x02 \x01(\v2\x18.sluice.v1.BatchProgressR\x05batch\"\x95\b\n" +
 	"\rBatchProgress\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12$\n" +
@@ -1680,13 +1839,32 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\x0e \x03(\v2\x1c.sluice.v1.PartitionProgressR\n" +
 	"partitions\x12+\n" +
-	"\x11speculative_tasks\x18\x0f \x01(\x05R\x10speculativeTasks\x1a=\n" +
+	"\x11speculative_tasks\x18\x0f \x01(\x05R\x10speculativeTasks\x12I\n" +
+	"\x0fstate_operators\x18\x10 \x03(\v2 .sluice.v1.StateOperatorProgressR\x0estateOperators\x12F\n" +
+	"\n" +
+	"event_time\x18\x11 \x03(\v2'.sluice.v1.BatchProgress.EventTimeEntryR\teventTime\x1a=\n" +
 	"\x0fDurationMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcd\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
+	"\x0eEventTimeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x04\n" +
+	"\x15StateOperatorProgress\x12#\n" +
+	"\roperator_name\x18\x01 \x01(\tR\foperatorName\x12$\n" +
+	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
+	"\x10num_rows_updated\x18\x03 \x01(\x03R\x0enumRowsUpdated\x12*\n" +
+	"\x11memory_used_bytes\x18\x04 \x01(\x03R\x0fmemoryUsedBytes\x12@\n" +
+	"\x1dnum_rows_dropped_by_watermark\x18\x05 \x01(\x03R\x19numRowsDroppedByWatermark\x12$\n" +
+	"\x0ecommit_time_ms\x18\x06 \x01(\x03R\fcommitTimeMs\x12&\n" +
+	"\x0frestore_time_ms\x18\a \x01(\x03R\rrestoreTimeMs\x126\n" +
+	"\x17num_restored_partitions\x18\b \x01(\x05R\x15numRestoredPartitions\x124\n" +
+	"\x16num_shuffle_partitions\x18\t \x01(\x05R\x14numShufflePartitions\x12-\n" +
+	"\x13state_on_disk_bytes\x18\n" +
+	" \x01(\x03R\x10stateOnDiskBytes\x128\n" +
+	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\"\xcd\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
@@ -1749,7 +1927,7 @@ func file_sluice_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_sluice_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_sluice_v1_driver_proto_goTypes = []any{
 	(JobState)(0),                     // 0: sluice.v1.JobState
 	(*Job)(nil),                       // 1: sluice.v1.Job
@@ -1769,65 +1947,69 @@ var file_sluice_v1_driver_proto_goTypes = []any{
 	(*WatchJobRequest)(nil),           // 15: sluice.v1.WatchJobRequest
 	(*JobEvent)(nil),                  // 16: sluice.v1.JobEvent
 	(*BatchProgress)(nil),             // 17: sluice.v1.BatchProgress
-	(*PartitionProgress)(nil),         // 18: sluice.v1.PartitionProgress
-	(*ListExecutorsRequest)(nil),      // 19: sluice.v1.ListExecutorsRequest
-	(*ListExecutorsResponse)(nil),     // 20: sluice.v1.ListExecutorsResponse
-	(*ExecutorInfo)(nil),              // 21: sluice.v1.ExecutorInfo
-	(*LeaderInfo)(nil),                // 22: sluice.v1.LeaderInfo
-	nil,                               // 23: sluice.v1.BatchProgress.DurationMsEntry
-	nil,                               // 24: sluice.v1.BatchProgress.MetricsEntry
-	nil,                               // 25: sluice.v1.PartitionProgress.MetricsEntry
-	(*JobSpec)(nil),                   // 26: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
+	(*StateOperatorProgress)(nil),     // 18: sluice.v1.StateOperatorProgress
+	(*PartitionProgress)(nil),         // 19: sluice.v1.PartitionProgress
+	(*ListExecutorsRequest)(nil),      // 20: sluice.v1.ListExecutorsRequest
+	(*ListExecutorsResponse)(nil),     // 21: sluice.v1.ListExecutorsResponse
+	(*ExecutorInfo)(nil),              // 22: sluice.v1.ExecutorInfo
+	(*LeaderInfo)(nil),                // 23: sluice.v1.LeaderInfo
+	nil,                               // 24: sluice.v1.BatchProgress.DurationMsEntry
+	nil,                               // 25: sluice.v1.BatchProgress.MetricsEntry
+	nil,                               // 26: sluice.v1.BatchProgress.EventTimeEntry
+	nil,                               // 27: sluice.v1.PartitionProgress.MetricsEntry
+	(*JobSpec)(nil),                   // 28: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
 }
 var file_sluice_v1_driver_proto_depIdxs = []int32{
-	26, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
+	28, // 0: sluice.v1.Job.spec:type_name -> sluice.v1.JobSpec
 	0,  // 1: sluice.v1.Job.state:type_name -> sluice.v1.JobState
 	17, // 2: sluice.v1.Job.last_progress:type_name -> sluice.v1.BatchProgress
-	27, // 3: sluice.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	27, // 4: sluice.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	29, // 3: sluice.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	29, // 4: sluice.v1.Job.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 5: sluice.v1.Job.restart:type_name -> sluice.v1.RestartInfo
 	3,  // 6: sluice.v1.Job.current:type_name -> sluice.v1.BatchRun
 	2,  // 7: sluice.v1.Job.recent_errors:type_name -> sluice.v1.JobError
-	27, // 8: sluice.v1.JobError.time:type_name -> google.protobuf.Timestamp
-	27, // 9: sluice.v1.BatchRun.start_time:type_name -> google.protobuf.Timestamp
-	27, // 10: sluice.v1.RestartInfo.next_attempt_time:type_name -> google.protobuf.Timestamp
-	26, // 11: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
+	29, // 8: sluice.v1.JobError.time:type_name -> google.protobuf.Timestamp
+	29, // 9: sluice.v1.BatchRun.start_time:type_name -> google.protobuf.Timestamp
+	29, // 10: sluice.v1.RestartInfo.next_attempt_time:type_name -> google.protobuf.Timestamp
+	28, // 11: sluice.v1.SubmitJobRequest.spec:type_name -> sluice.v1.JobSpec
 	1,  // 12: sluice.v1.ListJobsResponse.jobs:type_name -> sluice.v1.Job
 	17, // 13: sluice.v1.GetRecentProgressResponse.progress:type_name -> sluice.v1.BatchProgress
 	1,  // 14: sluice.v1.JobEvent.job:type_name -> sluice.v1.Job
 	17, // 15: sluice.v1.JobEvent.batch:type_name -> sluice.v1.BatchProgress
-	27, // 16: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 17: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
-	24, // 18: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
-	18, // 19: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
-	25, // 20: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
-	21, // 21: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
-	27, // 22: sluice.v1.ExecutorInfo.connect_time:type_name -> google.protobuf.Timestamp
-	27, // 23: sluice.v1.ExecutorInfo.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	5,  // 24: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
-	6,  // 25: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
-	7,  // 26: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
-	9,  // 27: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
-	10, // 28: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
-	15, // 29: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
-	19, // 30: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
-	12, // 31: sluice.v1.DriverService.ResumeJob:input_type -> sluice.v1.ResumeJobRequest
-	13, // 32: sluice.v1.DriverService.GetRecentProgress:input_type -> sluice.v1.GetRecentProgressRequest
-	1,  // 33: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
-	1,  // 34: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
-	8,  // 35: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
-	1,  // 36: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
-	11, // 37: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
-	16, // 38: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
-	20, // 39: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
-	1,  // 40: sluice.v1.DriverService.ResumeJob:output_type -> sluice.v1.Job
-	14, // 41: sluice.v1.DriverService.GetRecentProgress:output_type -> sluice.v1.GetRecentProgressResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	29, // 16: sluice.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 17: sluice.v1.BatchProgress.duration_ms:type_name -> sluice.v1.BatchProgress.DurationMsEntry
+	25, // 18: sluice.v1.BatchProgress.metrics:type_name -> sluice.v1.BatchProgress.MetricsEntry
+	19, // 19: sluice.v1.BatchProgress.partitions:type_name -> sluice.v1.PartitionProgress
+	18, // 20: sluice.v1.BatchProgress.state_operators:type_name -> sluice.v1.StateOperatorProgress
+	26, // 21: sluice.v1.BatchProgress.event_time:type_name -> sluice.v1.BatchProgress.EventTimeEntry
+	27, // 22: sluice.v1.PartitionProgress.metrics:type_name -> sluice.v1.PartitionProgress.MetricsEntry
+	22, // 23: sluice.v1.ListExecutorsResponse.executors:type_name -> sluice.v1.ExecutorInfo
+	29, // 24: sluice.v1.ExecutorInfo.connect_time:type_name -> google.protobuf.Timestamp
+	29, // 25: sluice.v1.ExecutorInfo.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	5,  // 26: sluice.v1.DriverService.SubmitJob:input_type -> sluice.v1.SubmitJobRequest
+	6,  // 27: sluice.v1.DriverService.GetJob:input_type -> sluice.v1.GetJobRequest
+	7,  // 28: sluice.v1.DriverService.ListJobs:input_type -> sluice.v1.ListJobsRequest
+	9,  // 29: sluice.v1.DriverService.StopJob:input_type -> sluice.v1.StopJobRequest
+	10, // 30: sluice.v1.DriverService.DeleteJob:input_type -> sluice.v1.DeleteJobRequest
+	15, // 31: sluice.v1.DriverService.WatchJob:input_type -> sluice.v1.WatchJobRequest
+	20, // 32: sluice.v1.DriverService.ListExecutors:input_type -> sluice.v1.ListExecutorsRequest
+	12, // 33: sluice.v1.DriverService.ResumeJob:input_type -> sluice.v1.ResumeJobRequest
+	13, // 34: sluice.v1.DriverService.GetRecentProgress:input_type -> sluice.v1.GetRecentProgressRequest
+	1,  // 35: sluice.v1.DriverService.SubmitJob:output_type -> sluice.v1.Job
+	1,  // 36: sluice.v1.DriverService.GetJob:output_type -> sluice.v1.Job
+	8,  // 37: sluice.v1.DriverService.ListJobs:output_type -> sluice.v1.ListJobsResponse
+	1,  // 38: sluice.v1.DriverService.StopJob:output_type -> sluice.v1.Job
+	11, // 39: sluice.v1.DriverService.DeleteJob:output_type -> sluice.v1.DeleteJobResponse
+	16, // 40: sluice.v1.DriverService.WatchJob:output_type -> sluice.v1.JobEvent
+	21, // 41: sluice.v1.DriverService.ListExecutors:output_type -> sluice.v1.ListExecutorsResponse
+	1,  // 42: sluice.v1.DriverService.ResumeJob:output_type -> sluice.v1.Job
+	14, // 43: sluice.v1.DriverService.GetRecentProgress:output_type -> sluice.v1.GetRecentProgressResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_driver_proto_init() }
@@ -1842,7 +2024,7 @@ func file_sluice_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_driver_proto_rawDesc), len(file_sluice_v1_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -71,7 +71,19 @@ type JobSpec struct {
 	// slot (Spark's spark.speculation.*). Refused for a Kinesis source. Copies
 	// count in speculativeTasks of the batch progress and in
 	// sluice_speculative_tasks_total. Off by default.
-	Speculation   *Speculation `protobuf:"bytes,11,opt,name=speculation,proto3" json:"speculation,omitempty"`
+	Speculation *Speculation `protobuf:"bytes,11,opt,name=speculation,proto3" json:"speculation,omitempty"`
+	// outputMode makes an aggregating SQL job stateful (Spark's output modes):
+	// its groups are kept across batches, partitioned by key over
+	// state.partitions state partitions on the executors, and each batch merges
+	// its rows into them. "update": each batch writes the groups it changed,
+	// with their running values (pair it with a sink that upserts by the group
+	// keys, e.g. postgres mode upsert); "complete": each batch writes every
+	// group. Needs checkpoint.state. Default: none, an aggregate is per batch
+	// (each batch writes the groups of its own rows). docs/stateful.md.
+	OutputMode string `protobuf:"bytes,12,opt,name=output_mode,json=outputMode,proto3" json:"output_mode,omitempty"`
+	// state: how a stateful job's state is kept (docs/stateful.md). Only with
+	// outputMode.
+	State         *State `protobuf:"bytes,13,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +195,83 @@ func (x *JobSpec) GetSpeculation() *Speculation {
 	return nil
 }
 
+func (x *JobSpec) GetOutputMode() string {
+	if x != nil {
+		return x.OutputMode
+	}
+	return ""
+}
+
+func (x *JobSpec) GetState() *State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// State configures a stateful job's state store: one embedded LSM (Pebble)
+// per state partition on the executor that owns it, with a changelog per
+// batch and a snapshot every snapshotInterval batches in checkpoint.state.
+type State struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// State partitions (Spark's spark.sql.shuffle.partitions for stateful
+	// operators): groups are spread over them by a hash of the group keys. Fixed
+	// for the job's life: a job resumed with another number is refused. 1 to
+	// 1024. Default 16.
+	Partitions int32 `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	// A full snapshot of a state partition every this many batches (Spark's
+	// spark.sql.streaming.stateStore.minDeltasForSnapshot); in between, each
+	// batch writes only what it changed. Restoring reads the last snapshot and
+	// the changelogs after it. 1 to 10000. Default 10.
+	SnapshotInterval int32 `protobuf:"varint,2,opt,name=snapshot_interval,json=snapshotInterval,proto3" json:"snapshot_interval,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *State) Reset() {
+	*x = State{}
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *State) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*State) ProtoMessage() {}
+
+func (x *State) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use State.ProtoReflect.Descriptor instead.
+func (*State) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *State) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *State) GetSnapshotInterval() int32 {
+	if x != nil {
+		return x.SnapshotInterval
+	}
+	return 0
+}
+
 // Speculation follows Spark's speculative execution, names and defaults:
 // once quantile of a batch's tasks have succeeded, a task that has run longer
 // than multiplier times their median duration, and at least minTaskRuntime,
@@ -213,7 +302,7 @@ type Speculation struct {
 
 func (x *Speculation) Reset() {
 	*x = Speculation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +314,7 @@ func (x *Speculation) String() string {
 func (*Speculation) ProtoMessage() {}
 
 func (x *Speculation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +327,7 @@ func (x *Speculation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Speculation.ProtoReflect.Descriptor instead.
 func (*Speculation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Speculation) GetEnabled() bool {
@@ -306,7 +395,7 @@ type RestartStrategy struct {
 
 func (x *RestartStrategy) Reset() {
 	*x = RestartStrategy{}
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +407,7 @@ func (x *RestartStrategy) String() string {
 func (*RestartStrategy) ProtoMessage() {}
 
 func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +420,7 @@ func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartStrategy.ProtoReflect.Descriptor instead.
 func (*RestartStrategy) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RestartStrategy) GetType() string {
@@ -396,13 +485,18 @@ type Checkpoint struct {
 	// are purged (Spark: spark.sql.streaming.minBatchesToRetain). At least 1.
 	// Default 100.
 	MinBatchesToRetain int32 `protobuf:"varint,3,opt,name=min_batches_to_retain,json=minBatchesToRetain,proto3" json:"min_batches_to_retain,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Where a stateful job (outputMode) keeps its state changelogs and
+	// snapshots: a directory every executor can reach (a shared volume), as an
+	// absolute path or file:///path. Required for a stateful job. State older
+	// than minBatchesToRetain batches is purged.
+	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +508,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +521,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Checkpoint) GetKind() isCheckpoint_Kind {
@@ -460,6 +554,13 @@ func (x *Checkpoint) GetMinBatchesToRetain() int32 {
 		return x.MinBatchesToRetain
 	}
 	return 0
+}
+
+func (x *Checkpoint) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
 }
 
 type isCheckpoint_Kind interface {
@@ -500,7 +601,7 @@ type DynamoDBCheckpoint struct {
 
 func (x *DynamoDBCheckpoint) Reset() {
 	*x = DynamoDBCheckpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +613,7 @@ func (x *DynamoDBCheckpoint) String() string {
 func (*DynamoDBCheckpoint) ProtoMessage() {}
 
 func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +626,7 @@ func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamoDBCheckpoint.ProtoReflect.Descriptor instead.
 func (*DynamoDBCheckpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DynamoDBCheckpoint) GetTable() string {
@@ -578,7 +679,7 @@ type S3Checkpoint struct {
 
 func (x *S3Checkpoint) Reset() {
 	*x = S3Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +691,7 @@ func (x *S3Checkpoint) String() string {
 func (*S3Checkpoint) ProtoMessage() {}
 
 func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +704,7 @@ func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Checkpoint.ProtoReflect.Descriptor instead.
 func (*S3Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *S3Checkpoint) GetBucket() string {
@@ -670,7 +771,7 @@ type AwsAuth struct {
 
 func (x *AwsAuth) Reset() {
 	*x = AwsAuth{}
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +783,7 @@ func (x *AwsAuth) String() string {
 func (*AwsAuth) ProtoMessage() {}
 
 func (x *AwsAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +796,7 @@ func (x *AwsAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsAuth.ProtoReflect.Descriptor instead.
 func (*AwsAuth) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AwsAuth) GetAwsAccessKey() string {
@@ -761,7 +862,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +874,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +887,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Source) GetKind() isSource_Kind {
@@ -887,7 +988,7 @@ type KafkaSource struct {
 
 func (x *KafkaSource) Reset() {
 	*x = KafkaSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1000,7 @@ func (x *KafkaSource) String() string {
 func (*KafkaSource) ProtoMessage() {}
 
 func (x *KafkaSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1013,7 @@ func (x *KafkaSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSource.ProtoReflect.Descriptor instead.
 func (*KafkaSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KafkaSource) GetBootstrapServers() string {
@@ -1121,7 +1222,7 @@ type KinesisSource struct {
 
 func (x *KinesisSource) Reset() {
 	*x = KinesisSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1234,7 @@ func (x *KinesisSource) String() string {
 func (*KinesisSource) ProtoMessage() {}
 
 func (x *KinesisSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1247,7 @@ func (x *KinesisSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSource.ProtoReflect.Descriptor instead.
 func (*KinesisSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KinesisSource) GetStreamName() string {
@@ -1369,7 +1470,7 @@ type Transform struct {
 
 func (x *Transform) Reset() {
 	*x = Transform{}
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1482,7 @@ func (x *Transform) String() string {
 func (*Transform) ProtoMessage() {}
 
 func (x *Transform) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1495,7 @@ func (x *Transform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transform.ProtoReflect.Descriptor instead.
 func (*Transform) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Transform) GetKind() isTransform_Kind {
@@ -1513,7 +1614,7 @@ type Sql struct {
 
 func (x *Sql) Reset() {
 	*x = Sql{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1626,7 @@ func (x *Sql) String() string {
 func (*Sql) ProtoMessage() {}
 
 func (x *Sql) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1639,7 @@ func (x *Sql) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sql.ProtoReflect.Descriptor instead.
 func (*Sql) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Sql) GetView() string {
@@ -1589,7 +1690,7 @@ type Decode struct {
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1702,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1715,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Decode) GetFormat() string {
@@ -1671,7 +1772,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1784,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1797,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -1719,7 +1820,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1832,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1845,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SelectField) GetName() string {
@@ -1778,7 +1879,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1891,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1904,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -1843,7 +1944,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1956,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1969,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -1911,7 +2012,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2024,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2037,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -2107,7 +2208,7 @@ type KinesisSink struct {
 
 func (x *KinesisSink) Reset() {
 	*x = KinesisSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2220,7 @@ func (x *KinesisSink) String() string {
 func (*KinesisSink) ProtoMessage() {}
 
 func (x *KinesisSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2233,7 @@ func (x *KinesisSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
 func (*KinesisSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KinesisSink) GetStreamName() string {
@@ -2293,7 +2394,7 @@ type PostgresSink struct {
 
 func (x *PostgresSink) Reset() {
 	*x = PostgresSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2406,7 @@ func (x *PostgresSink) String() string {
 func (*PostgresSink) ProtoMessage() {}
 
 func (x *PostgresSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2419,7 @@ func (x *PostgresSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
 func (*PostgresSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PostgresSink) GetUrl() string {
@@ -2399,7 +2500,7 @@ type PostgresColumn struct {
 
 func (x *PostgresColumn) Reset() {
 	*x = PostgresColumn{}
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2512,7 @@ func (x *PostgresColumn) String() string {
 func (*PostgresColumn) ProtoMessage() {}
 
 func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2525,7 @@ func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
 func (*PostgresColumn) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PostgresColumn) GetName() string {
@@ -2478,7 +2579,7 @@ type S3Sink struct {
 
 func (x *S3Sink) Reset() {
 	*x = S3Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2591,7 @@ func (x *S3Sink) String() string {
 func (*S3Sink) ProtoMessage() {}
 
 func (x *S3Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2604,7 @@ func (x *S3Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
 func (*S3Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *S3Sink) GetBucket() string {
@@ -2598,7 +2699,7 @@ type KafkaSink struct {
 
 func (x *KafkaSink) Reset() {
 	*x = KafkaSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2711,7 @@ func (x *KafkaSink) String() string {
 func (*KafkaSink) ProtoMessage() {}
 
 func (x *KafkaSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2724,7 @@ func (x *KafkaSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
 func (*KafkaSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KafkaSink) GetBootstrapServers() string {
@@ -2703,7 +2804,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2816,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2829,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -2759,7 +2860,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2872,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2885,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FileSink) GetPath() string {
@@ -2810,7 +2911,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2923,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2936,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
 }
 
 // Trigger says when batches run. Set at most one; without any, batches run
@@ -2854,7 +2955,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +2967,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +2980,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -2962,7 +3063,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[27]
+	mi := &file_sluice_v1_job_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3075,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[27]
+	mi := &file_sluice_v1_job_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3088,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -3008,7 +3109,7 @@ var File_sluice_v1_job_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\x81\x04\n" +
+	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xca\x04\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06source\x18\x02 \x01(\v2\x11.sluice.v1.SourceR\x06source\x124\n" +
@@ -3026,7 +3127,15 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"checkpoint\x12E\n" +
 	"\x10restart_strategy\x18\n" +
 	" \x01(\v2\x1a.sluice.v1.RestartStrategyR\x0frestartStrategy\x128\n" +
-	"\vspeculation\x18\v \x01(\v2\x16.sluice.v1.SpeculationR\vspeculation\"\x8d\x01\n" +
+	"\vspeculation\x18\v \x01(\v2\x16.sluice.v1.SpeculationR\vspeculation\x12\x1f\n" +
+	"\voutput_mode\x18\f \x01(\tR\n" +
+	"outputMode\x12&\n" +
+	"\x05state\x18\r \x01(\v2\x10.sluice.v1.StateR\x05state\"T\n" +
+	"\x05State\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x01 \x01(\x05R\n" +
+	"partitions\x12+\n" +
+	"\x11snapshot_interval\x18\x02 \x01(\x05R\x10snapshotInterval\"\x8d\x01\n" +
 	"\vSpeculation\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1a\n" +
 	"\bquantile\x18\x02 \x01(\x01R\bquantile\x12\x1e\n" +
@@ -3042,12 +3151,13 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x12backoff_multiplier\x18\x04 \x01(\x01R\x11backoffMultiplier\x12\x16\n" +
 	"\x06jitter\x18\x05 \x01(\x01R\x06jitter\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\x05R\battempts\x12\x14\n" +
-	"\x05delay\x18\a \x01(\tR\x05delay\"\xaf\x01\n" +
+	"\x05delay\x18\a \x01(\tR\x05delay\"\xc5\x01\n" +
 	"\n" +
 	"Checkpoint\x12;\n" +
 	"\bdynamodb\x18\x01 \x01(\v2\x1d.sluice.v1.DynamoDBCheckpointH\x00R\bdynamodb\x12)\n" +
 	"\x02s3\x18\x02 \x01(\v2\x17.sluice.v1.S3CheckpointH\x00R\x02s3\x121\n" +
-	"\x15min_batches_to_retain\x18\x03 \x01(\x05R\x12minBatchesToRetainB\x06\n" +
+	"\x15min_batches_to_retain\x18\x03 \x01(\x05R\x12minBatchesToRetain\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05stateB\x06\n" +
 	"\x04kind\"\x86\x01\n" +
 	"\x12DynamoDBCheckpoint\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x16\n" +
@@ -3257,79 +3367,81 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_sluice_v1_job_proto_goTypes = []any{
 	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
-	(*Speculation)(nil),        // 1: sluice.v1.Speculation
-	(*RestartStrategy)(nil),    // 2: sluice.v1.RestartStrategy
-	(*Checkpoint)(nil),         // 3: sluice.v1.Checkpoint
-	(*DynamoDBCheckpoint)(nil), // 4: sluice.v1.DynamoDBCheckpoint
-	(*S3Checkpoint)(nil),       // 5: sluice.v1.S3Checkpoint
-	(*AwsAuth)(nil),            // 6: sluice.v1.AwsAuth
-	(*Source)(nil),             // 7: sluice.v1.Source
-	(*KafkaSource)(nil),        // 8: sluice.v1.KafkaSource
-	(*KinesisSource)(nil),      // 9: sluice.v1.KinesisSource
-	(*Transform)(nil),          // 10: sluice.v1.Transform
-	(*Sql)(nil),                // 11: sluice.v1.Sql
-	(*Decode)(nil),             // 12: sluice.v1.Decode
-	(*Select)(nil),             // 13: sluice.v1.Select
-	(*SelectField)(nil),        // 14: sluice.v1.SelectField
-	(*Aggregate)(nil),          // 15: sluice.v1.Aggregate
-	(*Aggregation)(nil),        // 16: sluice.v1.Aggregation
-	(*Sink)(nil),               // 17: sluice.v1.Sink
-	(*KinesisSink)(nil),        // 18: sluice.v1.KinesisSink
-	(*PostgresSink)(nil),       // 19: sluice.v1.PostgresSink
-	(*PostgresColumn)(nil),     // 20: sluice.v1.PostgresColumn
-	(*S3Sink)(nil),             // 21: sluice.v1.S3Sink
-	(*KafkaSink)(nil),          // 22: sluice.v1.KafkaSink
-	(*ConsoleSink)(nil),        // 23: sluice.v1.ConsoleSink
-	(*FileSink)(nil),           // 24: sluice.v1.FileSink
-	(*DiscardSink)(nil),        // 25: sluice.v1.DiscardSink
-	(*Trigger)(nil),            // 26: sluice.v1.Trigger
-	(*Limits)(nil),             // 27: sluice.v1.Limits
-	nil,                        // 28: sluice.v1.KafkaSource.PropertiesEntry
-	nil,                        // 29: sluice.v1.KafkaSink.HeadersEntry
-	nil,                        // 30: sluice.v1.KafkaSink.PropertiesEntry
+	(*State)(nil),              // 1: sluice.v1.State
+	(*Speculation)(nil),        // 2: sluice.v1.Speculation
+	(*RestartStrategy)(nil),    // 3: sluice.v1.RestartStrategy
+	(*Checkpoint)(nil),         // 4: sluice.v1.Checkpoint
+	(*DynamoDBCheckpoint)(nil), // 5: sluice.v1.DynamoDBCheckpoint
+	(*S3Checkpoint)(nil),       // 6: sluice.v1.S3Checkpoint
+	(*AwsAuth)(nil),            // 7: sluice.v1.AwsAuth
+	(*Source)(nil),             // 8: sluice.v1.Source
+	(*KafkaSource)(nil),        // 9: sluice.v1.KafkaSource
+	(*KinesisSource)(nil),      // 10: sluice.v1.KinesisSource
+	(*Transform)(nil),          // 11: sluice.v1.Transform
+	(*Sql)(nil),                // 12: sluice.v1.Sql
+	(*Decode)(nil),             // 13: sluice.v1.Decode
+	(*Select)(nil),             // 14: sluice.v1.Select
+	(*SelectField)(nil),        // 15: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 16: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 17: sluice.v1.Aggregation
+	(*Sink)(nil),               // 18: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 19: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 20: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 21: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 22: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 23: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 24: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 25: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 26: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 27: sluice.v1.Trigger
+	(*Limits)(nil),             // 28: sluice.v1.Limits
+	nil,                        // 29: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 30: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 31: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
-	7,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
-	10, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	17, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	26, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	17, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	27, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
-	3,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
-	2,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
-	1,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
-	4,  // 9: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
-	5,  // 10: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
-	6,  // 11: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
-	6,  // 12: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
-	8,  // 13: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
-	9,  // 14: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
-	28, // 15: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	12, // 16: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	13, // 17: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	15, // 18: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	11, // 19: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
-	14, // 20: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	16, // 21: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	23, // 22: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	24, // 23: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	25, // 24: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	18, // 25: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
-	19, // 26: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
-	21, // 27: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
-	22, // 28: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
-	20, // 29: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
-	6,  // 30: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
-	29, // 31: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
-	30, // 32: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	8,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
+	11, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
+	18, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	27, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	18, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	28, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	4,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
+	3,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
+	2,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
+	1,  // 9: sluice.v1.JobSpec.state:type_name -> sluice.v1.State
+	5,  // 10: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
+	6,  // 11: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
+	7,  // 12: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
+	7,  // 13: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
+	9,  // 14: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
+	10, // 15: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
+	29, // 16: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	13, // 17: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	14, // 18: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	16, // 19: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	12, // 20: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
+	15, // 21: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	17, // 22: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	24, // 23: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	25, // 24: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	26, // 25: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	19, // 26: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	20, // 27: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	22, // 28: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	23, // 29: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	21, // 30: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	7,  // 31: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	30, // 32: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	31, // 33: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -3337,24 +3449,24 @@ func file_sluice_v1_job_proto_init() {
 	if File_sluice_v1_job_proto != nil {
 		return
 	}
-	file_sluice_v1_job_proto_msgTypes[3].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[4].OneofWrappers = []any{
 		(*Checkpoint_Dynamodb)(nil),
 		(*Checkpoint_S3)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[7].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{
 		(*Source_Kafka)(nil),
 		(*Source_Kinesis)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{}
 	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[11].OneofWrappers = []any{
 		(*Transform_Decode)(nil),
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
 		(*Transform_Sql)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[17].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[18].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
@@ -3363,8 +3475,8 @@ func file_sluice_v1_job_proto_init() {
 		(*Sink_S3)(nil),
 		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[23].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[26].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[24].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[27].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -3375,7 +3487,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

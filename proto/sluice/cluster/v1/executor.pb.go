@@ -629,7 +629,11 @@ type Task struct {
 	// The time the batch was planned, recorded with its plan: SQL's
 	// current_timestamp and unix_timestamp() see it, in every task and every
 	// replay of the batch (Spark fixes the time once per micro-batch).
-	BatchTime     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=batch_time,json=batchTime,proto3" json:"batch_time,omitempty"`
+	BatchTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=batch_time,json=batchTime,proto3" json:"batch_time,omitempty"`
+	// Set for a task of a stateful job's second stage: it merges the batch's
+	// partial aggregates of one state partition into that partition's state
+	// and writes the output rows (partition, split, from and until are unset).
+	State         *StateTask `protobuf:"bytes,15,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -755,6 +759,78 @@ func (x *Task) GetBatchTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetState() *StateTask {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// StateTask is one state partition's share of a batch.
+type StateTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state partition, 0 to partitions-1.
+	Partition  int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions int32 `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	// The partial aggregates of the batch's source tasks whose group keys hash
+	// to this partition, as Arrow IPC (the job's partial schema); empty when
+	// none.
+	Input         []byte `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateTask) Reset() {
+	*x = StateTask{}
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateTask) ProtoMessage() {}
+
+func (x *StateTask) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateTask.ProtoReflect.Descriptor instead.
+func (*StateTask) Descriptor() ([]byte, []int) {
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StateTask) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *StateTask) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *StateTask) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
 type CancelTasks struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AttemptIds    []string               `protobuf:"bytes,1,rep,name=attempt_ids,json=attemptIds,proto3" json:"attempt_ids,omitempty"`
@@ -764,7 +840,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[9]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +852,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[9]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +865,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{9}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelTasks) GetAttemptIds() []string {
@@ -844,14 +920,16 @@ type TaskResult struct {
 	// DATA_LOSS with the partition and the requested and earliest positions in
 	// the ErrorInfo's metadata; metadata "permanent": "true" marks a failure a
 	// retry cannot fix.
-	Status        *status.Status `protobuf:"bytes,21,opt,name=status,proto3" json:"status,omitempty"`
+	Status *status.Status `protobuf:"bytes,21,opt,name=status,proto3" json:"status,omitempty"`
+	// What a state task did to its state partition.
+	State         *StateTaskMetrics `protobuf:"bytes,22,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[10]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +941,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[10]
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +954,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{10}
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskResult) GetAttemptId() string {
@@ -1028,6 +1106,138 @@ func (x *TaskResult) GetStatus() *status.Status {
 	return nil
 }
 
+func (x *TaskResult) GetState() *StateTaskMetrics {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// StateTaskMetrics are one state partition's figures for one batch, named as
+// Spark's state operator progress.
+type StateTaskMetrics struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Groups in the partition's state after the batch.
+	NumRowsTotal int64 `protobuf:"varint,2,opt,name=num_rows_total,json=numRowsTotal,proto3" json:"num_rows_total,omitempty"`
+	// Groups the batch changed.
+	NumRowsUpdated int64 `protobuf:"varint,3,opt,name=num_rows_updated,json=numRowsUpdated,proto3" json:"num_rows_updated,omitempty"`
+	// Memory of the partition's store (memtables and cache).
+	MemoryUsedBytes int64 `protobuf:"varint,4,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	// The store's size on the executor's disk.
+	StateOnDiskBytes int64 `protobuf:"varint,5,opt,name=state_on_disk_bytes,json=stateOnDiskBytes,proto3" json:"state_on_disk_bytes,omitempty"`
+	// Time to write the changelog (and snapshot) and apply it locally.
+	CommitTimeMs int64 `protobuf:"varint,6,opt,name=commit_time_ms,json=commitTimeMs,proto3" json:"commit_time_ms,omitempty"`
+	// Time to load the previous version when the executor did not hold it
+	// (restored true): a moved partition or a replay.
+	LoadTimeMs     int64 `protobuf:"varint,7,opt,name=load_time_ms,json=loadTimeMs,proto3" json:"load_time_ms,omitempty"`
+	Restored       bool  `protobuf:"varint,8,opt,name=restored,proto3" json:"restored,omitempty"`
+	ChangelogBytes int64 `protobuf:"varint,9,opt,name=changelog_bytes,json=changelogBytes,proto3" json:"changelog_bytes,omitempty"`
+	SnapshotBytes  int64 `protobuf:"varint,10,opt,name=snapshot_bytes,json=snapshotBytes,proto3" json:"snapshot_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StateTaskMetrics) Reset() {
+	*x = StateTaskMetrics{}
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateTaskMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateTaskMetrics) ProtoMessage() {}
+
+func (x *StateTaskMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_cluster_v1_executor_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateTaskMetrics.ProtoReflect.Descriptor instead.
+func (*StateTaskMetrics) Descriptor() ([]byte, []int) {
+	return file_sluice_cluster_v1_executor_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StateTaskMetrics) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetNumRowsTotal() int64 {
+	if x != nil {
+		return x.NumRowsTotal
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetNumRowsUpdated() int64 {
+	if x != nil {
+		return x.NumRowsUpdated
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetStateOnDiskBytes() int64 {
+	if x != nil {
+		return x.StateOnDiskBytes
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetCommitTimeMs() int64 {
+	if x != nil {
+		return x.CommitTimeMs
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetLoadTimeMs() int64 {
+	if x != nil {
+		return x.LoadTimeMs
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
+}
+
+func (x *StateTaskMetrics) GetChangelogBytes() int64 {
+	if x != nil {
+		return x.ChangelogBytes
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetSnapshotBytes() int64 {
+	if x != nil {
+		return x.SnapshotBytes
+	}
+	return 0
+}
+
 var File_sluice_cluster_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
@@ -1065,7 +1275,7 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\x16accepts_result_batches\x18\x05 \x01(\bR\x14acceptsResultBatches\"g\n" +
 	"\x0eTaskAssignment\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.sluice.v1.JobSpecR\x04jobs\x12-\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x17.sluice.cluster.v1.TaskR\x05tasks\"\x88\x03\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.sluice.cluster.v1.TaskR\x05tasks\"\xbc\x03\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\x12\x1d\n" +
@@ -1082,11 +1292,18 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\vincarnation\x18\f \x01(\tR\vincarnation\x12\x14\n" +
 	"\x05token\x18\r \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"batch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tbatchTimeJ\x04\b\t\x10\n" +
-	"R\taggregate\".\n" +
+	"batch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tbatchTime\x122\n" +
+	"\x05state\x18\x0f \x01(\v2\x1c.sluice.cluster.v1.StateTaskR\x05stateJ\x04\b\t\x10\n" +
+	"R\taggregate\"_\n" +
+	"\tStateTask\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12\x14\n" +
+	"\x05input\x18\x03 \x01(\fR\x05input\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
-	"attemptIds\"\xde\x05\n" +
+	"attemptIds\"\x99\x06\n" +
 	"\n" +
 	"TaskResult\x12\x1d\n" +
 	"\n" +
@@ -1116,10 +1333,24 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"rows_total\x18\x12 \x01(\x03R\trowsTotal\x12W\n" +
 	"\x0esource_metrics\x18\x13 \x03(\v20.sluice.cluster.v1.TaskResult.SourceMetricsEntryR\rsourceMetrics\x12\x14\n" +
 	"\x05token\x18\x14 \x01(\tR\x05token\x12*\n" +
-	"\x06status\x18\x15 \x01(\v2\x12.google.rpc.StatusR\x06status\x1a@\n" +
+	"\x06status\x18\x15 \x01(\v2\x12.google.rpc.StatusR\x06status\x129\n" +
+	"\x05state\x18\x16 \x01(\v2#.sluice.cluster.v1.StateTaskMetricsR\x05state\x1a@\n" +
 	"\x12SourceMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012f\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8f\x03\n" +
+	"\x10StateTaskMetrics\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12$\n" +
+	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
+	"\x10num_rows_updated\x18\x03 \x01(\x03R\x0enumRowsUpdated\x12*\n" +
+	"\x11memory_used_bytes\x18\x04 \x01(\x03R\x0fmemoryUsedBytes\x12-\n" +
+	"\x13state_on_disk_bytes\x18\x05 \x01(\x03R\x10stateOnDiskBytes\x12$\n" +
+	"\x0ecommit_time_ms\x18\x06 \x01(\x03R\fcommitTimeMs\x12 \n" +
+	"\fload_time_ms\x18\a \x01(\x03R\n" +
+	"loadTimeMs\x12\x1a\n" +
+	"\brestored\x18\b \x01(\bR\brestored\x12'\n" +
+	"\x0fchangelog_bytes\x18\t \x01(\x03R\x0echangelogBytes\x12%\n" +
+	"\x0esnapshot_bytes\x18\n" +
+	" \x01(\x03R\rsnapshotBytes2f\n" +
 	"\x0fExecutorService\x12S\n" +
 	"\aConnect\x12\".sluice.cluster.v1.ExecutorMessage\x1a .sluice.cluster.v1.DriverMessage(\x010\x01B>Z<github.com/sluicehq/sluice/proto/sluice/cluster/v1;clusterv1b\x06proto3"
 
@@ -1135,7 +1366,7 @@ func file_sluice_cluster_v1_executor_proto_rawDescGZIP() []byte {
 	return file_sluice_cluster_v1_executor_proto_rawDescData
 }
 
-var file_sluice_cluster_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sluice_cluster_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sluice_cluster_v1_executor_proto_goTypes = []any{
 	(*ExecutorMessage)(nil),       // 0: sluice.cluster.v1.ExecutorMessage
 	(*TaskResults)(nil),           // 1: sluice.cluster.v1.TaskResults
@@ -1146,35 +1377,39 @@ var file_sluice_cluster_v1_executor_proto_goTypes = []any{
 	(*Welcome)(nil),               // 6: sluice.cluster.v1.Welcome
 	(*TaskAssignment)(nil),        // 7: sluice.cluster.v1.TaskAssignment
 	(*Task)(nil),                  // 8: sluice.cluster.v1.Task
-	(*CancelTasks)(nil),           // 9: sluice.cluster.v1.CancelTasks
-	(*TaskResult)(nil),            // 10: sluice.cluster.v1.TaskResult
-	nil,                           // 11: sluice.cluster.v1.TaskResult.SourceMetricsEntry
-	(*v1.JobSpec)(nil),            // 12: sluice.v1.JobSpec
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*status.Status)(nil),         // 14: google.rpc.Status
+	(*StateTask)(nil),             // 9: sluice.cluster.v1.StateTask
+	(*CancelTasks)(nil),           // 10: sluice.cluster.v1.CancelTasks
+	(*TaskResult)(nil),            // 11: sluice.cluster.v1.TaskResult
+	(*StateTaskMetrics)(nil),      // 12: sluice.cluster.v1.StateTaskMetrics
+	nil,                           // 13: sluice.cluster.v1.TaskResult.SourceMetricsEntry
+	(*v1.JobSpec)(nil),            // 14: sluice.v1.JobSpec
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*status.Status)(nil),         // 16: google.rpc.Status
 }
 var file_sluice_cluster_v1_executor_proto_depIdxs = []int32{
 	2,  // 0: sluice.cluster.v1.ExecutorMessage.hello:type_name -> sluice.cluster.v1.Hello
 	3,  // 1: sluice.cluster.v1.ExecutorMessage.heartbeat:type_name -> sluice.cluster.v1.Heartbeat
-	10, // 2: sluice.cluster.v1.ExecutorMessage.result:type_name -> sluice.cluster.v1.TaskResult
+	11, // 2: sluice.cluster.v1.ExecutorMessage.result:type_name -> sluice.cluster.v1.TaskResult
 	1,  // 3: sluice.cluster.v1.ExecutorMessage.results:type_name -> sluice.cluster.v1.TaskResults
-	10, // 4: sluice.cluster.v1.TaskResults.results:type_name -> sluice.cluster.v1.TaskResult
+	11, // 4: sluice.cluster.v1.TaskResults.results:type_name -> sluice.cluster.v1.TaskResult
 	6,  // 5: sluice.cluster.v1.DriverMessage.welcome:type_name -> sluice.cluster.v1.Welcome
 	7,  // 6: sluice.cluster.v1.DriverMessage.tasks:type_name -> sluice.cluster.v1.TaskAssignment
-	9,  // 7: sluice.cluster.v1.DriverMessage.cancel:type_name -> sluice.cluster.v1.CancelTasks
+	10, // 7: sluice.cluster.v1.DriverMessage.cancel:type_name -> sluice.cluster.v1.CancelTasks
 	5,  // 8: sluice.cluster.v1.DriverMessage.ping:type_name -> sluice.cluster.v1.Ping
-	12, // 9: sluice.cluster.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
+	14, // 9: sluice.cluster.v1.TaskAssignment.jobs:type_name -> sluice.v1.JobSpec
 	8,  // 10: sluice.cluster.v1.TaskAssignment.tasks:type_name -> sluice.cluster.v1.Task
-	13, // 11: sluice.cluster.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
-	11, // 12: sluice.cluster.v1.TaskResult.source_metrics:type_name -> sluice.cluster.v1.TaskResult.SourceMetricsEntry
-	14, // 13: sluice.cluster.v1.TaskResult.status:type_name -> google.rpc.Status
-	0,  // 14: sluice.cluster.v1.ExecutorService.Connect:input_type -> sluice.cluster.v1.ExecutorMessage
-	4,  // 15: sluice.cluster.v1.ExecutorService.Connect:output_type -> sluice.cluster.v1.DriverMessage
-	15, // [15:16] is the sub-list for method output_type
-	14, // [14:15] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 11: sluice.cluster.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
+	9,  // 12: sluice.cluster.v1.Task.state:type_name -> sluice.cluster.v1.StateTask
+	13, // 13: sluice.cluster.v1.TaskResult.source_metrics:type_name -> sluice.cluster.v1.TaskResult.SourceMetricsEntry
+	16, // 14: sluice.cluster.v1.TaskResult.status:type_name -> google.rpc.Status
+	12, // 15: sluice.cluster.v1.TaskResult.state:type_name -> sluice.cluster.v1.StateTaskMetrics
+	0,  // 16: sluice.cluster.v1.ExecutorService.Connect:input_type -> sluice.cluster.v1.ExecutorMessage
+	4,  // 17: sluice.cluster.v1.ExecutorService.Connect:output_type -> sluice.cluster.v1.DriverMessage
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sluice_cluster_v1_executor_proto_init() }
@@ -1200,7 +1435,7 @@ func file_sluice_cluster_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_cluster_v1_executor_proto_rawDesc), len(file_sluice_cluster_v1_executor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

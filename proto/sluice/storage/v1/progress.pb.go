@@ -24,24 +24,28 @@ const (
 
 // BatchProgress is a committed batch's progress report, in the commit log.
 type BatchProgress struct {
-	state                  protoimpl.MessageState `protogen:"open.v1"`
-	BatchId                int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Timestamp              *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	NumInputRows           int64                  `protobuf:"varint,3,opt,name=num_input_rows,json=numInputRows,proto3" json:"num_input_rows,omitempty"`
-	NumOutputRows          int64                  `protobuf:"varint,4,opt,name=num_output_rows,json=numOutputRows,proto3" json:"num_output_rows,omitempty"`
-	InputBytes             int64                  `protobuf:"varint,5,opt,name=input_bytes,json=inputBytes,proto3" json:"input_bytes,omitempty"`
-	SkippedRows            int64                  `protobuf:"varint,6,opt,name=skipped_rows,json=skippedRows,proto3" json:"skipped_rows,omitempty"`
-	DeadLetteredRows       int64                  `protobuf:"varint,7,opt,name=dead_lettered_rows,json=deadLetteredRows,proto3" json:"dead_lettered_rows,omitempty"`
-	NumTasks               int32                  `protobuf:"varint,8,opt,name=num_tasks,json=numTasks,proto3" json:"num_tasks,omitempty"`
-	TaskRetries            int32                  `protobuf:"varint,9,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
-	InputRowsPerSecond     float64                `protobuf:"fixed64,10,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
-	ProcessedRowsPerSecond float64                `protobuf:"fixed64,11,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
-	DurationMs             map[string]int64       `protobuf:"bytes,12,rep,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Metrics                map[string]float64     `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Partitions             []*PartitionProgress   `protobuf:"bytes,14,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	SpeculativeTasks       int32                  `protobuf:"varint,15,opt,name=speculative_tasks,json=speculativeTasks,proto3" json:"speculative_tasks,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	state                  protoimpl.MessageState   `protogen:"open.v1"`
+	BatchId                int64                    `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Timestamp              *timestamppb.Timestamp   `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	NumInputRows           int64                    `protobuf:"varint,3,opt,name=num_input_rows,json=numInputRows,proto3" json:"num_input_rows,omitempty"`
+	NumOutputRows          int64                    `protobuf:"varint,4,opt,name=num_output_rows,json=numOutputRows,proto3" json:"num_output_rows,omitempty"`
+	InputBytes             int64                    `protobuf:"varint,5,opt,name=input_bytes,json=inputBytes,proto3" json:"input_bytes,omitempty"`
+	SkippedRows            int64                    `protobuf:"varint,6,opt,name=skipped_rows,json=skippedRows,proto3" json:"skipped_rows,omitempty"`
+	DeadLetteredRows       int64                    `protobuf:"varint,7,opt,name=dead_lettered_rows,json=deadLetteredRows,proto3" json:"dead_lettered_rows,omitempty"`
+	NumTasks               int32                    `protobuf:"varint,8,opt,name=num_tasks,json=numTasks,proto3" json:"num_tasks,omitempty"`
+	TaskRetries            int32                    `protobuf:"varint,9,opt,name=task_retries,json=taskRetries,proto3" json:"task_retries,omitempty"`
+	InputRowsPerSecond     float64                  `protobuf:"fixed64,10,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
+	ProcessedRowsPerSecond float64                  `protobuf:"fixed64,11,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
+	DurationMs             map[string]int64         `protobuf:"bytes,12,rep,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Metrics                map[string]float64       `protobuf:"bytes,13,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Partitions             []*PartitionProgress     `protobuf:"bytes,14,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	SpeculativeTasks       int32                    `protobuf:"varint,15,opt,name=speculative_tasks,json=speculativeTasks,proto3" json:"speculative_tasks,omitempty"`
+	StateOperators         []*StateOperatorProgress `protobuf:"bytes,16,rep,name=state_operators,json=stateOperators,proto3" json:"state_operators,omitempty"`
+	// "max" (the largest event time seen so far) is what a job with a
+	// watermark resumes from: it is read back, not only displayed.
+	EventTime     map[string]string `protobuf:"bytes,17,rep,name=event_time,json=eventTime,proto3" json:"event_time,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchProgress) Reset() {
@@ -179,6 +183,145 @@ func (x *BatchProgress) GetSpeculativeTasks() int32 {
 	return 0
 }
 
+func (x *BatchProgress) GetStateOperators() []*StateOperatorProgress {
+	if x != nil {
+		return x.StateOperators
+	}
+	return nil
+}
+
+func (x *BatchProgress) GetEventTime() map[string]string {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
+// StateOperatorProgress is a stateful job's state figures for a batch.
+type StateOperatorProgress struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	OperatorName              string                 `protobuf:"bytes,1,opt,name=operator_name,json=operatorName,proto3" json:"operator_name,omitempty"`
+	NumRowsTotal              int64                  `protobuf:"varint,2,opt,name=num_rows_total,json=numRowsTotal,proto3" json:"num_rows_total,omitempty"`
+	NumRowsUpdated            int64                  `protobuf:"varint,3,opt,name=num_rows_updated,json=numRowsUpdated,proto3" json:"num_rows_updated,omitempty"`
+	MemoryUsedBytes           int64                  `protobuf:"varint,4,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	NumRowsDroppedByWatermark int64                  `protobuf:"varint,5,opt,name=num_rows_dropped_by_watermark,json=numRowsDroppedByWatermark,proto3" json:"num_rows_dropped_by_watermark,omitempty"`
+	CommitTimeMs              int64                  `protobuf:"varint,6,opt,name=commit_time_ms,json=commitTimeMs,proto3" json:"commit_time_ms,omitempty"`
+	RestoreTimeMs             int64                  `protobuf:"varint,7,opt,name=restore_time_ms,json=restoreTimeMs,proto3" json:"restore_time_ms,omitempty"`
+	NumRestoredPartitions     int32                  `protobuf:"varint,8,opt,name=num_restored_partitions,json=numRestoredPartitions,proto3" json:"num_restored_partitions,omitempty"`
+	NumShufflePartitions      int32                  `protobuf:"varint,9,opt,name=num_shuffle_partitions,json=numShufflePartitions,proto3" json:"num_shuffle_partitions,omitempty"`
+	StateOnDiskBytes          int64                  `protobuf:"varint,10,opt,name=state_on_disk_bytes,json=stateOnDiskBytes,proto3" json:"state_on_disk_bytes,omitempty"`
+	CheckpointBytesWritten    int64                  `protobuf:"varint,11,opt,name=checkpoint_bytes_written,json=checkpointBytesWritten,proto3" json:"checkpoint_bytes_written,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *StateOperatorProgress) Reset() {
+	*x = StateOperatorProgress{}
+	mi := &file_sluice_storage_v1_progress_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateOperatorProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateOperatorProgress) ProtoMessage() {}
+
+func (x *StateOperatorProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_storage_v1_progress_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateOperatorProgress.ProtoReflect.Descriptor instead.
+func (*StateOperatorProgress) Descriptor() ([]byte, []int) {
+	return file_sluice_storage_v1_progress_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StateOperatorProgress) GetOperatorName() string {
+	if x != nil {
+		return x.OperatorName
+	}
+	return ""
+}
+
+func (x *StateOperatorProgress) GetNumRowsTotal() int64 {
+	if x != nil {
+		return x.NumRowsTotal
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRowsUpdated() int64 {
+	if x != nil {
+		return x.NumRowsUpdated
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRowsDroppedByWatermark() int64 {
+	if x != nil {
+		return x.NumRowsDroppedByWatermark
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetCommitTimeMs() int64 {
+	if x != nil {
+		return x.CommitTimeMs
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetRestoreTimeMs() int64 {
+	if x != nil {
+		return x.RestoreTimeMs
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRestoredPartitions() int32 {
+	if x != nil {
+		return x.NumRestoredPartitions
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumShufflePartitions() int32 {
+	if x != nil {
+		return x.NumShufflePartitions
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetStateOnDiskBytes() int64 {
+	if x != nil {
+		return x.StateOnDiskBytes
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetCheckpointBytesWritten() int64 {
+	if x != nil {
+		return x.CheckpointBytesWritten
+	}
+	return 0
+}
+
 // PartitionProgress is one partition's share of a committed batch.
 type PartitionProgress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -196,7 +339,7 @@ type PartitionProgress struct {
 
 func (x *PartitionProgress) Reset() {
 	*x = PartitionProgress{}
-	mi := &file_sluice_storage_v1_progress_proto_msgTypes[1]
+	mi := &file_sluice_storage_v1_progress_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +351,7 @@ func (x *PartitionProgress) String() string {
 func (*PartitionProgress) ProtoMessage() {}
 
 func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_storage_v1_progress_proto_msgTypes[1]
+	mi := &file_sluice_storage_v1_progress_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +364,7 @@ func (x *PartitionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProgress.ProtoReflect.Descriptor instead.
 func (*PartitionProgress) Descriptor() ([]byte, []int) {
-	return file_sluice_storage_v1_progress_proto_rawDescGZIP(), []int{1}
+	return file_sluice_storage_v1_progress_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PartitionProgress) GetPartition() string {
@@ -284,7 +427,7 @@ var File_sluice_storage_v1_progress_proto protoreflect.FileDescriptor
 
 const file_sluice_storage_v1_progress_proto_rawDesc = "" +
 	"\n" +
-	" sluice/storage/v1/progress.proto\x12\x11sluice.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x06\n" +
+	" sluice/storage/v1/progress.proto\x12\x11sluice.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\b\n" +
 	"\rBatchProgress\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12$\n" +
@@ -305,13 +448,32 @@ const file_sluice_storage_v1_progress_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\x0e \x03(\v2$.sluice.storage.v1.PartitionProgressR\n" +
 	"partitions\x12+\n" +
-	"\x11speculative_tasks\x18\x0f \x01(\x05R\x10speculativeTasks\x1a=\n" +
+	"\x11speculative_tasks\x18\x0f \x01(\x05R\x10speculativeTasks\x12Q\n" +
+	"\x0fstate_operators\x18\x10 \x03(\v2(.sluice.storage.v1.StateOperatorProgressR\x0estateOperators\x12N\n" +
+	"\n" +
+	"event_time\x18\x11 \x03(\v2/.sluice.storage.v1.BatchProgress.EventTimeEntryR\teventTime\x1a=\n" +
 	"\x0fDurationMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xd5\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
+	"\x0eEventTimeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x04\n" +
+	"\x15StateOperatorProgress\x12#\n" +
+	"\roperator_name\x18\x01 \x01(\tR\foperatorName\x12$\n" +
+	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
+	"\x10num_rows_updated\x18\x03 \x01(\x03R\x0enumRowsUpdated\x12*\n" +
+	"\x11memory_used_bytes\x18\x04 \x01(\x03R\x0fmemoryUsedBytes\x12@\n" +
+	"\x1dnum_rows_dropped_by_watermark\x18\x05 \x01(\x03R\x19numRowsDroppedByWatermark\x12$\n" +
+	"\x0ecommit_time_ms\x18\x06 \x01(\x03R\fcommitTimeMs\x12&\n" +
+	"\x0frestore_time_ms\x18\a \x01(\x03R\rrestoreTimeMs\x126\n" +
+	"\x17num_restored_partitions\x18\b \x01(\x05R\x15numRestoredPartitions\x124\n" +
+	"\x16num_shuffle_partitions\x18\t \x01(\x05R\x14numShufflePartitions\x12-\n" +
+	"\x13state_on_disk_bytes\x18\n" +
+	" \x01(\x03R\x10stateOnDiskBytes\x128\n" +
+	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\"\xd5\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
@@ -338,26 +500,30 @@ func file_sluice_storage_v1_progress_proto_rawDescGZIP() []byte {
 	return file_sluice_storage_v1_progress_proto_rawDescData
 }
 
-var file_sluice_storage_v1_progress_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sluice_storage_v1_progress_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_sluice_storage_v1_progress_proto_goTypes = []any{
 	(*BatchProgress)(nil),         // 0: sluice.storage.v1.BatchProgress
-	(*PartitionProgress)(nil),     // 1: sluice.storage.v1.PartitionProgress
-	nil,                           // 2: sluice.storage.v1.BatchProgress.DurationMsEntry
-	nil,                           // 3: sluice.storage.v1.BatchProgress.MetricsEntry
-	nil,                           // 4: sluice.storage.v1.PartitionProgress.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*StateOperatorProgress)(nil), // 1: sluice.storage.v1.StateOperatorProgress
+	(*PartitionProgress)(nil),     // 2: sluice.storage.v1.PartitionProgress
+	nil,                           // 3: sluice.storage.v1.BatchProgress.DurationMsEntry
+	nil,                           // 4: sluice.storage.v1.BatchProgress.MetricsEntry
+	nil,                           // 5: sluice.storage.v1.BatchProgress.EventTimeEntry
+	nil,                           // 6: sluice.storage.v1.PartitionProgress.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_sluice_storage_v1_progress_proto_depIdxs = []int32{
-	5, // 0: sluice.storage.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
-	2, // 1: sluice.storage.v1.BatchProgress.duration_ms:type_name -> sluice.storage.v1.BatchProgress.DurationMsEntry
-	3, // 2: sluice.storage.v1.BatchProgress.metrics:type_name -> sluice.storage.v1.BatchProgress.MetricsEntry
-	1, // 3: sluice.storage.v1.BatchProgress.partitions:type_name -> sluice.storage.v1.PartitionProgress
-	4, // 4: sluice.storage.v1.PartitionProgress.metrics:type_name -> sluice.storage.v1.PartitionProgress.MetricsEntry
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 0: sluice.storage.v1.BatchProgress.timestamp:type_name -> google.protobuf.Timestamp
+	3, // 1: sluice.storage.v1.BatchProgress.duration_ms:type_name -> sluice.storage.v1.BatchProgress.DurationMsEntry
+	4, // 2: sluice.storage.v1.BatchProgress.metrics:type_name -> sluice.storage.v1.BatchProgress.MetricsEntry
+	2, // 3: sluice.storage.v1.BatchProgress.partitions:type_name -> sluice.storage.v1.PartitionProgress
+	1, // 4: sluice.storage.v1.BatchProgress.state_operators:type_name -> sluice.storage.v1.StateOperatorProgress
+	5, // 5: sluice.storage.v1.BatchProgress.event_time:type_name -> sluice.storage.v1.BatchProgress.EventTimeEntry
+	6, // 6: sluice.storage.v1.PartitionProgress.metrics:type_name -> sluice.storage.v1.PartitionProgress.MetricsEntry
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_sluice_storage_v1_progress_proto_init() }
@@ -371,7 +537,7 @@ func file_sluice_storage_v1_progress_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_storage_v1_progress_proto_rawDesc), len(file_sluice_storage_v1_progress_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

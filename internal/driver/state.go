@@ -1,0 +1,82 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sluicehq/sluice/pkg/stream"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
+	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
+)
+
+// stateKeyPrefix starts the task keys (and partition ids, for sticky
+// assignment) of a stateful job's state partitions: "~state/0",
+// "~state/1"... No source partition id has a "~" (Kafka topic names are
+// letters, digits, ".", "_" and "-"; Kinesis shard ids "shardId-...").
+const stateKeyPrefix = "~state/"
+
+func stateKey(i int) string { return stateKeyPrefix + strconv.Itoa(i) }
+
+func isStateKey(key string) bool { return strings.HasPrefix(key, stateKeyPrefix) }
+
+func stateKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = stateKey(i)
+	}
+	return keys
+}
+
+// runState is a stateful job's second stage of a batch: the source tasks'
+// partial aggregates, routed by group key, go to one task per state
+// partition, which merges them into the partition's state, writes the
+// output rows and commits the state as the batch's version. Every state
+// partition runs every batch, so each one's versions follow the batches
+// (and in complete mode each writes all its groups). The tasks stick to
+// the executors that ran them last, where the state is warm.
+func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult,
+	run *sluicev1.BatchRun) (*stageRun, error) {
+	n := l.job.State.Partitions
+	partials := make([][]byte, 0, len(keys))
+	for _, k := range keys {
+		partials = append(partials, results[k].GetPartialAggregate())
+	}
+	shares, err := l.job.SQL.Route(partials, n)
+	if err != nil {
+		return nil, fmt.Errorf("batch %d: route the groups to state partitions: %w", batch, err)
+	}
+	skeys := stateKeys(n)
+	ranges := make(map[string]stream.Range, n)
+	l.stateInputs = make(map[string]*clusterv1.StateTask, n)
+	defer func() { l.stateInputs = nil }()
+	for i, k := range skeys {
+		ranges[k] = stream.Range{Partition: stream.PartitionID(k)}
+		l.stateInputs[k] = &clusterv1.StateTask{Partition: int32(i), Partitions: int32(n), Input: shares[i]}
+	}
+	run.Phase = "state"
+	run.TasksTotal += int32(n)
+	return l.execute(ctx, batch, skeys, ranges, 1, run)
+}
+
+// stateProgress sums the state partitions' figures into Spark's state
+// operator progress: sizes and counts add up, times are the slowest
+// partition's (they ran in parallel).
+func stateProgress(partitions int, results map[string]*clusterv1.TaskResult) *sluicev1.StateOperatorProgress {
+	op := &sluicev1.StateOperatorProgress{OperatorName: "stateStoreSave", NumShufflePartitions: int32(partitions)}
+	for _, res := range results {
+		m := res.GetState()
+		op.NumRowsTotal += m.GetNumRowsTotal()
+		op.NumRowsUpdated += m.GetNumRowsUpdated()
+		op.MemoryUsedBytes += m.GetMemoryUsedBytes()
+		op.StateOnDiskBytes += m.GetStateOnDiskBytes()
+		op.CheckpointBytesWritten += m.GetChangelogBytes() + m.GetSnapshotBytes()
+		op.CommitTimeMs = max(op.CommitTimeMs, m.GetCommitTimeMs())
+		if m.GetRestored() {
+			op.NumRestoredPartitions++
+			op.RestoreTimeMs = max(op.RestoreTimeMs, m.GetLoadTimeMs())
+		}
+	}
+	return op
+}

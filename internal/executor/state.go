@@ -1,0 +1,183 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/statestore"
+	"github.com/sluicehq/sluice/pkg/stream"
+	"github.com/sluicehq/sluice/pkg/task"
+	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
+)
+
+// stateStores are the state partitions this executor holds: their local
+// stores stay open between batches (the driver sends a partition back to
+// the executor that ran it last), and one attempt at a time uses each.
+type stateStores struct {
+	dir string // "" until first use: then --state-dir or a temporary directory
+	tmp bool   // dir was made here and is removed on close
+
+	mu     sync.Mutex
+	stores *statestore.Stores
+	busy   map[string]chan struct{} // prefix → held while an attempt uses it
+}
+
+func newStateStores(dir string) *stateStores {
+	return &stateStores{dir: dir, busy: map[string]chan struct{}{}}
+}
+
+// get returns the store of prefix, held for the caller until release is
+// called; it waits for an earlier attempt of the same partition (a retry
+// that arrived before the cancelled attempt let go) or ctx.
+func (s *stateStores) get(ctx context.Context, opts statestore.Options) (*statestore.Store, func(), error) {
+	s.mu.Lock()
+	if s.stores == nil {
+		if s.dir == "" {
+			d, err := os.MkdirTemp("", "sluice-state-")
+			if err != nil {
+				s.mu.Unlock()
+				return nil, nil, fmt.Errorf("state directory: %w", err)
+			}
+			s.dir, s.tmp = d, true
+		}
+		s.stores = statestore.NewStores(s.dir)
+	}
+	ch, ok := s.busy[opts.Prefix]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		s.busy[opts.Prefix] = ch
+	}
+	stores := s.stores
+	s.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	st, err := stores.Get(opts)
+	if err != nil {
+		<-ch
+		return nil, nil, fmt.Errorf("open the local store of %s: %w", opts.Prefix, err)
+	}
+	return st, func() { <-ch }, nil
+}
+
+// close closes every store; called when the executor stops, after its
+// attempts ended.
+func (s *stateStores) close(log *slog.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stores == nil {
+		return
+	}
+	if err := s.stores.Close(); err != nil {
+		log.Warn("closing state stores failed", "err", err)
+	}
+	if s.tmp {
+		if err := os.RemoveAll(s.dir); err != nil {
+			log.Warn("removing the state directory failed", "dir", s.dir, "err", err)
+		}
+	}
+	s.stores = nil
+}
+
+// statePrefix is where a job's state lives in checkpoint.state: per job
+// and incarnation (a job deleted and submitted again starts empty).
+func statePrefix(job, incarnation string) string {
+	return path.Join(safeName(job), "inc-"+safeName(incarnation), "state")
+}
+
+// safeName keeps a name usable as one path element.
+func safeName(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// stateLocation opens jc's checkpoint.state once, and checks that the state
+// there was written with as many partitions as the job has: groups are
+// placed by a hash modulo the count, so another count would read every
+// group from the wrong partition.
+func (e *Executor) stateLocation(ctx context.Context, jc *jobCache, t *clusterv1.Task) (statestore.Location, error) {
+	e.mu.Lock()
+	loc := jc.stateLoc
+	e.mu.Unlock()
+	if loc != nil {
+		return loc, nil
+	}
+	loc, err := statestore.Dir(jc.job.State.Location)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint.state %s: %w", jc.job.State.Location, err)
+	}
+	name := path.Join(statePrefix(t.GetJob(), t.GetIncarnation()), "partitions")
+	want := strconv.Itoa(jc.job.State.Partitions)
+	data, err := loc.Get(ctx, name)
+	switch {
+	case errors.Is(err, statestore.ErrNotExist):
+		if err := loc.Put(ctx, name, []byte(want)); err != nil {
+			return nil, fmt.Errorf("checkpoint.state: record the partition count: %w", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("checkpoint.state: read the partition count: %w", err)
+	case string(data) != want:
+		return nil, connectors.Permanent(fmt.Errorf("state.partitions is %s, but the job's state in checkpoint.state was written with %s partitions; the count is fixed for the job's life (submit it under another name to start over)",
+			want, data))
+	}
+	e.mu.Lock()
+	jc.stateLoc = loc
+	e.mu.Unlock()
+	return loc, nil
+}
+
+// runStateTask runs a state task (clusterv1.StateTask) and fills res.
+func (e *Executor) runStateTask(ctx context.Context, jc *jobCache, t *clusterv1.Task, current func() error, res *clusterv1.TaskResult) error {
+	st, job := t.GetState(), jc.job
+	if job.State == nil || job.SQL == nil || !job.SQL.Stateful() {
+		return connectors.Permanent(errors.New("a state task for a job that keeps no state (was the job changed?)"))
+	}
+	if int(st.GetPartitions()) != job.State.Partitions {
+		return connectors.Permanent(fmt.Errorf("state task of %d partitions, the job has %d", st.GetPartitions(), job.State.Partitions))
+	}
+	loc, err := e.stateLocation(ctx, jc, t)
+	if err != nil {
+		return err
+	}
+	prefix := path.Join(statePrefix(t.GetJob(), t.GetIncarnation()), strconv.Itoa(int(st.GetPartition())))
+	store, release, err := e.state.get(ctx, statestore.Options{Location: loc, Prefix: prefix,
+		SnapshotInterval: job.State.SnapshotInterval, MinVersionsToRetain: job.State.MinBatchesToRetain, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	defer release()
+	r, err := task.RunState(ctx, task.StateAttempt{
+		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
+		Partition: int(st.GetPartition()), Part: t.GetPartition(), Input: st.GetInput(), SQL: job.SQL, BatchTime: t.GetBatchTime().AsTime(),
+		Store: store, Sink: jc.sink, CollectRows: jc.collect, Current: current,
+	})
+	res.RecordsOut = r.RowsOut
+	if err != nil {
+		return err
+	}
+	res.Ok, res.Rows, res.RowsTotal = true, r.Rows, r.RowsOut
+	res.State = &clusterv1.StateTaskMetrics{
+		Partition: st.GetPartition(), NumRowsTotal: r.Total, NumRowsUpdated: r.Updated, MemoryUsedBytes: r.Memory,
+		StateOnDiskBytes: r.Disk, CommitTimeMs: r.Commit.Milliseconds(), LoadTimeMs: r.Load.Milliseconds(), Restored: r.Restored,
+		ChangelogBytes: r.Changelog, SnapshotBytes: r.Snapshot,
+	}
+	return nil
+}

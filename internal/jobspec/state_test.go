@@ -1,0 +1,79 @@
+package jobspec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const positionQuery = `select branch, currency, sum(amount) as position, count(*) as n from tx group by branch, currency`
+
+func TestCompileState(t *testing.T) {
+	sqlJob := func(query string) string {
+		return `
+name: open-position
+source:
+  kafka: {bootstrapServers: "127.0.0.1:9092", subscribe: [transaction], startingOffsets: earliest}
+transforms:
+  - decode: {format: json, schema: "branch STRING, currency STRING, amount BIGINT"}
+  - sql: {view: tx, query: "` + query + `"}
+sink:
+  file: {path: /tmp/out, format: jsonl}
+`
+	}
+	tests := []struct {
+		name  string
+		yaml  string
+		want  *StateConfig
+		field string // of the one expected error, "" for none
+		err   string
+	}{
+		{name: "no output mode: no state", yaml: sqlJob(positionQuery)},
+		{name: "update with defaults", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: /var/lib/sluice/state}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/var/lib/sluice/state", MinBatchesToRetain: 100}},
+		{name: "complete, everything set, file URL", yaml: sqlJob(positionQuery) +
+			"outputMode: complete\nstate: {partitions: 4, snapshotInterval: 3}\ncheckpoint: {state: \"file:///shared/state/\", minBatchesToRetain: 7}\n",
+			want: &StateConfig{Partitions: 4, SnapshotInterval: 3, Location: "/shared/state", MinBatchesToRetain: 7}},
+		{name: "unknown mode", yaml: sqlJob(positionQuery) + "outputMode: upsert\ncheckpoint: {state: /s}\n", field: "outputMode", err: "not an output mode"},
+		{name: "append needs a watermark", yaml: sqlJob(positionQuery) + "outputMode: append\ncheckpoint: {state: /s}\n", field: "outputMode", err: "watermark"},
+		{name: "no location", yaml: sqlJob(positionQuery) + "outputMode: update\n", field: "checkpoint.state", err: "is required for a stateful job"},
+		{name: "relative location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: state}\n", field: "checkpoint.state", err: "absolute path"},
+		{name: "s3 location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"s3://b/p\"}\n", field: "checkpoint.state", err: "scheme s3 is not supported"},
+		{name: "too many partitions", yaml: sqlJob(positionQuery) + "outputMode: update\nstate: {partitions: 5000}\ncheckpoint: {state: /s}\n", field: "state.partitions", err: "1 to 1024"},
+		{name: "negative snapshot interval", yaml: sqlJob(positionQuery) + "outputMode: update\nstate: {snapshotInterval: -1}\ncheckpoint: {state: /s}\n", field: "state.snapshotInterval", err: "1 to 10000"},
+		{name: "state without output mode", yaml: sqlJob(positionQuery) + "state: {partitions: 4}\n", field: "state", err: "set outputMode"},
+		{name: "checkpoint.state without output mode", yaml: sqlJob(positionQuery) + "checkpoint: {state: /s}\n", field: "checkpoint.state", err: "set outputMode"},
+		{name: "row-wise query", yaml: sqlJob("select branch, amount from tx where amount > 0") + "outputMode: update\ncheckpoint: {state: /s}\n",
+			field: "outputMode", err: "does not aggregate"},
+		{name: "ORDER BY in a stateful query", yaml: sqlJob(positionQuery+" order by position desc") + "outputMode: complete\ncheckpoint: {state: /s}\n",
+			field: "transforms[1].sql.query", err: "position 98"},
+		{name: "CEL job", yaml: good + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "transforms are SQL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := ParseYAML([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := Compile(spec)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(tc.want, j.State); diff != "" {
+					t.Fatalf("state (-want +got):\n%s", diff)
+				}
+				if stateful := j.SQL.Stateful(); stateful != (tc.want != nil) {
+					t.Fatalf("SQL stateful %v, want %v", stateful, tc.want != nil)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) || len(e.List) != 1 || e.List[0].Field != tc.field || !strings.Contains(e.List[0].Description, tc.err) {
+				t.Fatalf("error %v, want one on %s containing %q", err, tc.field, tc.err)
+			}
+		})
+	}
+}
