@@ -72,6 +72,10 @@ type batchLoop struct {
 	// stateInputs are the state tasks of the batch's second stage, by task
 	// key, while it runs (runState).
 	stateInputs map[string]*clusterv1.StateTask
+	// maxEventTime is the largest event time of the committed batches of a
+	// job with a watermark (zero: none yet); batchMax the current batch's,
+	// including its records.
+	maxEventTime, batchMax time.Time
 }
 
 // attemptLog is what the batch loop knows of the attempts of one batch:
@@ -95,6 +99,9 @@ func (l *batchLoop) run(ctx context.Context) error {
 	switch {
 	case err == nil:
 		l.committed, l.next = c.Ends, c.Batch+1
+		if l.maxEventTime, err = lastMaxEventTime(c); err != nil {
+			return err
+		}
 	case errors.Is(err, checkpoint.ErrNotFound):
 		l.committed, l.next = map[stream.PartitionID]stream.Position{}, 0
 	default:
@@ -297,6 +304,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	progress.DurationMs["dispatch"] = src.dispatching.Milliseconds()
 	if state != nil {
 		progress.StateOperators = []*sluicev1.StateOperatorProgress{stateProgress(l.job.State.Partitions, state.results)}
+		progress.EventTime = l.eventTimeProgress()
 	}
 	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)
 	pj, err := storeProgress(progress)
@@ -308,6 +316,9 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
 	}
 	l.commits++
+	if l.job.State != nil {
+		l.maxEventTime = l.batchMax
+	}
 	l.observeCommit(ctx, batch, ends)
 	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
 	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()

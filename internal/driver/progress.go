@@ -31,7 +31,7 @@ func storeProgress(p *sluicev1.BatchProgress) ([]byte, error) {
 			MemoryUsedBytes: o.GetMemoryUsedBytes(), NumRowsDroppedByWatermark: o.GetNumRowsDroppedByWatermark(),
 			CommitTimeMs: o.GetCommitTimeMs(), RestoreTimeMs: o.GetRestoreTimeMs(), NumRestoredPartitions: o.GetNumRestoredPartitions(),
 			NumShufflePartitions: o.GetNumShufflePartitions(), StateOnDiskBytes: o.GetStateOnDiskBytes(),
-			CheckpointBytesWritten: o.GetCheckpointBytesWritten(),
+			CheckpointBytesWritten: o.GetCheckpointBytesWritten(), NumRowsRemoved: o.GetNumRowsRemoved(),
 		})
 	}
 	for _, pp := range p.GetPartitions() {
@@ -67,7 +67,7 @@ func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
 			MemoryUsedBytes: o.GetMemoryUsedBytes(), NumRowsDroppedByWatermark: o.GetNumRowsDroppedByWatermark(),
 			CommitTimeMs: o.GetCommitTimeMs(), RestoreTimeMs: o.GetRestoreTimeMs(), NumRestoredPartitions: o.GetNumRestoredPartitions(),
 			NumShufflePartitions: o.GetNumShufflePartitions(), StateOnDiskBytes: o.GetStateOnDiskBytes(),
-			CheckpointBytesWritten: o.GetCheckpointBytesWritten(),
+			CheckpointBytesWritten: o.GetCheckpointBytesWritten(), NumRowsRemoved: o.GetNumRowsRemoved(),
 		})
 	}
 	for _, sp := range s.GetPartitions() {

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/stream"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
@@ -43,9 +47,26 @@ func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []s
 	for _, k := range keys {
 		partials = append(partials, results[k].GetPartialAggregate())
 	}
-	shares, err := l.job.SQL.Route(partials, n)
+	routed, err := l.job.SQL.Route(partials, n)
 	if err != nil {
 		return nil, fmt.Errorf("batch %d: route the groups to state partitions: %w", batch, err)
+	}
+	// The watermark: groups at or before the one of the batch before are
+	// late; those at or before the one after this batch's records are
+	// complete. A replay gets the same: the maximum before the batch comes
+	// from the last commit, the batch's own from its recorded ranges.
+	var late, complete *timestamppb.Timestamp
+	l.batchMax = l.maxEventTime
+	if w := l.job.State.Watermark; w != nil {
+		if !l.maxEventTime.IsZero() {
+			late = timestamppb.New(l.maxEventTime.Add(-w.Delay))
+		}
+		if routed.MaxEventTime.After(l.batchMax) {
+			l.batchMax = routed.MaxEventTime
+		}
+		if !l.batchMax.IsZero() {
+			complete = timestamppb.New(l.batchMax.Add(-w.Delay))
+		}
 	}
 	skeys := stateKeys(n)
 	ranges := make(map[string]stream.Range, n)
@@ -53,7 +74,8 @@ func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []s
 	defer func() { l.stateInputs = nil }()
 	for i, k := range skeys {
 		ranges[k] = stream.Range{Partition: stream.PartitionID(k)}
-		l.stateInputs[k] = &clusterv1.StateTask{Partition: int32(i), Partitions: int32(n), Input: shares[i]}
+		l.stateInputs[k] = &clusterv1.StateTask{Partition: int32(i), Partitions: int32(n), Input: routed.Shares[i],
+			Watermark: late, NextWatermark: complete}
 	}
 	run.Phase = "state"
 	run.TasksTotal += int32(n)
@@ -72,6 +94,8 @@ func stateProgress(partitions int, results map[string]*clusterv1.TaskResult) *sl
 		op.MemoryUsedBytes += m.GetMemoryUsedBytes()
 		op.StateOnDiskBytes += m.GetStateOnDiskBytes()
 		op.CheckpointBytesWritten += m.GetChangelogBytes() + m.GetSnapshotBytes()
+		op.NumRowsDroppedByWatermark += m.GetNumRowsDroppedByWatermark()
+		op.NumRowsRemoved += m.GetNumRowsRemoved()
 		op.CommitTimeMs = max(op.CommitTimeMs, m.GetCommitTimeMs())
 		if m.GetRestored() {
 			op.NumRestoredPartitions++
@@ -79,4 +103,32 @@ func stateProgress(partitions int, results map[string]*clusterv1.TaskResult) *sl
 		}
 	}
 	return op
+}
+
+// eventTimeProgress is Spark's eventTime of a batch: the largest event
+// time seen up to it and the watermark it dropped late groups by.
+func (l *batchLoop) eventTimeProgress() map[string]string {
+	w := l.job.State.Watermark
+	if w == nil || l.batchMax.IsZero() {
+		return nil
+	}
+	et := map[string]string{"max": l.batchMax.UTC().Format(time.RFC3339Nano)}
+	if !l.maxEventTime.IsZero() {
+		et["watermark"] = l.maxEventTime.Add(-w.Delay).UTC().Format(time.RFC3339Nano)
+	}
+	return et
+}
+
+// lastMaxEventTime is the largest event time a commit's progress records
+// (zero when none): where a job with a watermark resumes.
+func lastMaxEventTime(c checkpoint.Commit) (time.Time, error) {
+	s, ok := loadProgress(c).GetEventTime()["max"]
+	if !ok {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("batch %d's largest event time %q: %w", c.Batch, s, err)
+	}
+	return t, nil
 }

@@ -10,8 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/statestore"
 	"github.com/sluicehq/sluice/pkg/stream"
 	"github.com/sluicehq/sluice/pkg/task"
@@ -167,7 +171,8 @@ func (e *Executor) runStateTask(ctx context.Context, jc *jobCache, t *clusterv1.
 	r, err := task.RunState(ctx, task.StateAttempt{
 		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Partition: int(st.GetPartition()), Part: t.GetPartition(), Input: st.GetInput(), SQL: job.SQL, BatchTime: t.GetBatchTime().AsTime(),
-		Store: store, Sink: jc.sink, CollectRows: jc.collect, Current: current,
+		Watermarks: sqltransform.Watermarks{Late: timeOf(st.GetWatermark()), Complete: timeOf(st.GetNextWatermark())},
+		Store:      store, Sink: jc.sink, CollectRows: jc.collect, Current: current,
 	})
 	res.RecordsOut = r.RowsOut
 	if err != nil {
@@ -177,7 +182,15 @@ func (e *Executor) runStateTask(ctx context.Context, jc *jobCache, t *clusterv1.
 	res.State = &clusterv1.StateTaskMetrics{
 		Partition: st.GetPartition(), NumRowsTotal: r.Total, NumRowsUpdated: r.Updated, MemoryUsedBytes: r.Memory,
 		StateOnDiskBytes: r.Disk, CommitTimeMs: r.Commit.Milliseconds(), LoadTimeMs: r.Load.Milliseconds(), Restored: r.Restored,
-		ChangelogBytes: r.Changelog, SnapshotBytes: r.Snapshot,
+		ChangelogBytes: r.Changelog, SnapshotBytes: r.Snapshot, NumRowsDroppedByWatermark: r.Dropped, NumRowsRemoved: r.Removed,
 	}
 	return nil
+}
+
+// timeOf is a watermark from the wire: unset is zero, "none yet".
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
 }

@@ -71,7 +71,7 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 	}
 	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
 		Source: j.source.schema(), Steps: steps, OnBad: onBad(spec.GetOnError()),
-		OutputMode: outputMode(j),
+		OutputMode: outputMode(j), WatermarkColumn: watermarkColumn(j),
 	})
 	if err != nil {
 		addFieldErrors(e, err)
@@ -116,4 +116,13 @@ func outputMode(j *Job) sqltransform.OutputMode {
 		return sqltransform.PerBatch
 	}
 	return sqltransform.OutputMode(j.Spec.GetOutputMode())
+}
+
+// watermarkColumn is the event-time column of a stateful job with a valid
+// watermark, else "".
+func watermarkColumn(j *Job) string {
+	if j.State == nil || j.State.Watermark == nil {
+		return ""
+	}
+	return j.State.Watermark.Column
 }

@@ -2,6 +2,8 @@ package jobspec
 
 import (
 	"fmt"
+	"strconv"
+	"time"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,15 @@ type StateConfig struct {
 	Location string
 	// MinBatchesToRetain: versions every state partition can still load.
 	MinBatchesToRetain int
+	// Watermark, when set, bounds the job's event time.
+	Watermark *Watermark
+}
+
+// Watermark is a validated watermark: the event-time column, and how late
+// a record may be.
+type Watermark struct {
+	Column string
+	Delay  time.Duration
 }
 
 // compileState validates outputMode, state and checkpoint.state. It
@@ -38,28 +49,33 @@ type StateConfig struct {
 func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 	mode := spec.GetOutputMode()
 	if mode == "" {
-		if spec.GetState() != nil {
-			e.add("state", "applies to a stateful job: set outputMode (update or complete)")
-		}
-		if spec.GetCheckpoint().GetState() != "" {
-			e.add("checkpoint.state", "applies to a stateful job: set outputMode (update or complete)")
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{{"state", spec.GetState() != nil}, {"checkpoint.state", spec.GetCheckpoint().GetState() != ""}, {"watermark", spec.GetWatermark() != nil}} {
+			if f.set {
+				e.add(f.field, "applies to a stateful job: set outputMode (update, complete or append)")
+			}
 		}
 		return nil
 	}
+	wm := compileWatermark(spec.GetWatermark(), e)
 	switch sqltransform.OutputMode(mode) {
 	case sqltransform.Update, sqltransform.Complete:
-	case "append":
-		e.add("outputMode", "append writes only groups that can no longer change, which needs an event-time window closed by a watermark; this release keeps running aggregates: use update or complete")
-		return nil
+	case sqltransform.Append:
+		if spec.GetWatermark() == nil {
+			e.add("outputMode", "append writes each group once, when no record can change it any more, which a watermark decides: set watermark {column, delay} and group by window(column, ...)")
+			return nil
+		}
 	default:
-		e.add("outputMode", "%q is not an output mode: update or complete", mode)
+		e.add("outputMode", "%q is not an output mode: update, complete or append", mode)
 		return nil
 	}
 	if !hasSQL(spec.GetTransforms()) {
 		e.add("outputMode", "needs a job whose transforms are SQL (a decode and sql steps) ending in an aggregating query")
 	}
 	c := &StateConfig{Partitions: DefaultStatePartitions, SnapshotInterval: DefaultStateSnapshotInterval,
-		MinBatchesToRetain: DefaultMinBatchesToRetain}
+		MinBatchesToRetain: DefaultMinBatchesToRetain, Watermark: wm}
 	if n := spec.GetCheckpoint().GetMinBatchesToRetain(); n > 0 {
 		c.MinBatchesToRetain = int(n)
 	}
@@ -111,4 +127,67 @@ func stateDir(loc string) (string, error) {
 		return "", fmt.Errorf("%q must be an absolute path (executors run in their own working directories)", loc)
 	}
 	return filepath.Clean(loc), nil
+}
+
+// compileWatermark validates watermark (nil when absent or invalid).
+func compileWatermark(w *sluicev1.Watermark, e *Error) *Watermark {
+	if w == nil {
+		return nil
+	}
+	ok := true
+	if w.GetColumn() == "" {
+		e.add("watermark.column", "is required: the event-time column (a TIMESTAMP) of the rows the aggregating query reads")
+		ok = false
+	}
+	d, err := parseSparkDuration(w.GetDelay())
+	switch {
+	case w.GetDelay() == "":
+		e.add("watermark.delay", "is required: how late a record may be, e.g. \"10 seconds\" or 10s")
+		ok = false
+	case err != nil:
+		e.add("watermark.delay", "%q is not a duration like \"10 seconds\", \"5 minutes\" or 10s", w.GetDelay())
+		ok = false
+	case d < 0:
+		e.add("watermark.delay", "must not be negative (got %s)", w.GetDelay())
+		ok = false
+	}
+	if !ok {
+		return nil
+	}
+	return &Watermark{Column: w.GetColumn(), Delay: d}
+}
+
+// sparkUnits are the interval units Spark's withWatermark takes.
+var sparkUnits = map[string]time.Duration{
+	"millisecond": time.Millisecond, "milliseconds": time.Millisecond, "ms": time.Millisecond,
+	"second": time.Second, "seconds": time.Second, "sec": time.Second, "secs": time.Second,
+	"minute": time.Minute, "minutes": time.Minute, "min": time.Minute, "mins": time.Minute,
+	"hour": time.Hour, "hours": time.Hour,
+	"day": 24 * time.Hour, "days": 24 * time.Hour,
+	"week": 7 * 24 * time.Hour, "weeks": 7 * 24 * time.Hour,
+}
+
+// parseSparkDuration reads "10 seconds", "1 minute 30 seconds" (Spark's
+// interval strings) or a Go duration ("10s").
+func parseSparkDuration(s string) (time.Duration, error) {
+	f := strings.Fields(strings.ToLower(strings.TrimPrefix(strings.TrimSpace(s), "interval ")))
+	if len(f) == 1 {
+		return parseDuration(f[0])
+	}
+	if len(f) == 0 || len(f)%2 != 0 {
+		return 0, fmt.Errorf("%q: want pairs of a number and a unit", s)
+	}
+	var d time.Duration
+	for i := 0; i < len(f); i += 2 {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q: %q is not a whole number", s, f[i])
+		}
+		u, ok := sparkUnits[f[i+1]]
+		if !ok {
+			return 0, fmt.Errorf("%q: unknown unit %q", s, f[i+1])
+		}
+		d += time.Duration(n) * u
+	}
+	return d, nil
 }

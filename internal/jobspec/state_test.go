@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -49,6 +50,20 @@ sink:
 			field: "outputMode", err: "does not aggregate"},
 		{name: "ORDER BY in a stateful query", yaml: sqlJob(positionQuery+" order by position desc") + "outputMode: complete\ncheckpoint: {state: /s}\n",
 			field: "transforms[1].sql.query", err: "position 98"},
+		{name: "append with a watermark", yaml: sqlJob("select window(timestamp, '1 minute') as w, count(*) as n from tx group by 1") +
+			"outputMode: append\nwatermark: {column: timestamp, delay: 1 minute 30 seconds}\ncheckpoint: {state: /s}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Watermark: &Watermark{Column: "timestamp", Delay: 90 * time.Second}}},
+		{name: "update with a Go-style delay", yaml: sqlJob(positionQuery) + "outputMode: update\nwatermark: {column: timestamp, delay: 10s}\ncheckpoint: {state: /s}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Watermark: &Watermark{Column: "timestamp", Delay: 10 * time.Second}}},
+		{name: "watermark without output mode", yaml: sqlJob(positionQuery) + "watermark: {column: timestamp, delay: 10s}\n", field: "watermark", err: "set outputMode"},
+		{name: "bad delay", yaml: sqlJob(positionQuery) + "outputMode: update\nwatermark: {column: timestamp, delay: 10 parsecs}\ncheckpoint: {state: /s}\n",
+			field: "watermark.delay", err: "not a duration"},
+		{name: "unknown watermark column", yaml: sqlJob(positionQuery) + "outputMode: update\nwatermark: {column: ts, delay: 10s}\ncheckpoint: {state: /s}\n",
+			field: "watermark.column", err: "ts is not a column of the rows transforms[1].sql reads (its view tx)"},
+		{name: "watermark column not a timestamp", yaml: sqlJob(positionQuery) + "outputMode: update\nwatermark: {column: amount, delay: 10s}\ncheckpoint: {state: /s}\n",
+			field: "watermark.column", err: "amount is a int64"},
+		{name: "append not grouped by event time", yaml: sqlJob(positionQuery) + "outputMode: append\nwatermark: {column: timestamp, delay: 10s}\ncheckpoint: {state: /s}\n",
+			field: "outputMode", err: "group by the watermark column timestamp"},
 		{name: "CEL job", yaml: good + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "transforms are SQL"},
 	}
 	for _, tc := range tests {

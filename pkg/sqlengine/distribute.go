@@ -35,6 +35,13 @@ type Distributed struct {
 	// batches (stateful jobs); nil when the query cannot keep state, with
 	// StateRefusal saying why.
 	Combine *Compiled
+	// EventTime, with WithEventTime, locates the hidden partial states of
+	// the event time; nil otherwise.
+	EventTime *EventTimeParts
+	// KeyColumns lists, for each group key of an aggregating query (the
+	// task output's __kN columns, in order), the columns it reads, lower
+	// case: a key reading the event-time column is the group's event time.
+	KeyColumns [][]string
 	// StateRefusal says why the query cannot keep state across batches
 	// (a *QueryError at the construct): an ORDER BY, LIMIT or OFFSET, which
 	// would apply within each state partition and batch, not to the
@@ -53,7 +60,11 @@ const partialsView = "__sluice_partials"
 // when it has no place there); other errors (a closed engine, a cancelled
 // ctx) are returned as they are. Final runs with no input query; pass it
 // the same WithNow as the tasks, since the select list is evaluated there.
-func (e *Engine) Distribute(ctx context.Context, c *Compiled) (*Distributed, error) {
+func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...DistributeOption) (*Distributed, error) {
+	var cfg distributeConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if c == nil || c.e != e {
 		return nil, errors.New("sqlengine: distribute: the query was compiled by another engine")
 	}
@@ -72,7 +83,7 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled) (*Distributed, err
 	if err != nil {
 		return nil, fmt.Errorf("sqlengine: distribute: %w", err)
 	}
-	d := &distributor{e: e, c: c, s: s, view: strings.ToLower(c.view), ctes: map[string]map[string]any{}, aggs: aggs}
+	d := &distributor{e: e, c: c, s: s, view: strings.ToLower(c.view), ctes: map[string]map[string]any{}, aggs: aggs, cfg: cfg}
 	walkJSON(top, d.collectCTEs)
 	if err := d.check(top); err != nil {
 		return nil, err
@@ -110,9 +121,53 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled) (*Distributed, err
 	if err := sameColumns(fin.output, c.output); err != nil {
 		return nil, queryErrorAt(c.query, -1, ErrNotAllowed, "the merged result would differ from the query's: "+err.Error())
 	}
-	dist := &Distributed{Task: task, Final: fin}
+	dist := &Distributed{Task: task, Final: fin, EventTime: d.eventTime}
+	for _, k := range d.keys {
+		dist.KeyColumns = append(dist.KeyColumns, columnsOf(k))
+	}
 	dist.Combine, dist.StateRefusal = d.buildCombine(ctx, task)
 	return dist, nil
+}
+
+// DistributeOption changes what Distribute builds.
+type DistributeOption func(*distributeConfig)
+
+type distributeConfig struct {
+	eventTime string
+}
+
+// WithEventTime adds two partial states to an aggregating query's task
+// output, for a watermark on column: the largest value of column in each
+// group, and the group's rows (Distributed.EventTime). column must be a
+// column of the query's FROM.
+func WithEventTime(column string) DistributeOption {
+	return func(c *distributeConfig) { c.eventTime = column }
+}
+
+// EventTimeParts are the task output columns WithEventTime added.
+type EventTimeParts struct {
+	// Max is the column index of the group's largest event time; Rows of
+	// its number of rows.
+	Max, Rows int
+}
+
+// columnsOf lists the column names an expression reads, lower case (the
+// last part of each reference: t.ts is ts).
+func columnsOf(n map[string]any) []string {
+	var cols []string
+	walkJSON(n, func(m map[string]any) {
+		if m["class"] != "COLUMN_REF" {
+			return
+		}
+		names, _ := m["column_names"].([]any)
+		if len(names) == 0 {
+			return
+		}
+		if name, ok := names[len(names)-1].(string); ok && !slices.Contains(cols, strings.ToLower(name)) {
+			cols = append(cols, strings.ToLower(name))
+		}
+	})
+	return cols
 }
 
 // buildCombine compiles the query that merges partial states of the same
@@ -194,6 +249,9 @@ type distributor struct {
 	// DISTINCT, which a stateful query cannot keep.
 	combine []string
 	ordered bool
+
+	cfg       distributeConfig
+	eventTime *EventTimeParts
 }
 
 // refuse builds the refusal at node n's place in the user's query.
@@ -649,6 +707,32 @@ func (d *distributor) split(ctx context.Context, top map[string]any) (partial, f
 		if err := d.addAggregate(ctx, a); err != nil {
 			return nil, nil, err
 		}
+	}
+
+	// 2b. The event time's partial states (WithEventTime).
+	if col := d.cfg.eventTime; col != "" {
+		et := &EventTimeParts{}
+		for i, expr := range []string{"max(" + quoteIdent(col) + ")", "count_star()"} {
+			n, err := d.s.exprNode(ctx, expr)
+			if err != nil {
+				return nil, nil, err
+			}
+			delete(n, "alias")
+			c := canon(n)
+			idx := slices.Index(d.pcan, c)
+			if idx < 0 {
+				idx = len(d.parts)
+				d.parts = append(d.parts, n)
+				d.pcan = append(d.pcan, c)
+			}
+			// The task output has the keys first, then the parts.
+			if i == 0 {
+				et.Max = len(d.keys) + idx
+			} else {
+				et.Rows = len(d.keys) + idx
+			}
+		}
+		d.eventTime = et
 	}
 
 	// 3. The task query: keys and partial states, grouped by the keys.

@@ -69,6 +69,11 @@ type Config struct {
 	// (default "outputMode").
 	OutputMode     OutputMode
 	OutputModePath string
+	// WatermarkColumn, with OutputMode, is the event-time column of the
+	// aggregating query's input (a job's watermark.column): the tasks then
+	// report each group's largest event time and rows, and MergeState drops
+	// late groups and completes groups the watermark passed.
+	WatermarkColumn string
 }
 
 // BadRecords is what a decode does with records that do not decode.
@@ -198,7 +203,14 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	if last == nil {
 		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a sql step"}
 	}
-	d, err := eng.Distribute(ctx, last)
+	var dopts []sqlengine.DistributeOption
+	if cfg.OutputMode != PerBatch && cfg.WatermarkColumn != "" {
+		if err := checkEventTime(ctx, eng, cfg.Source, last, lastPath, cfg.WatermarkColumn); err != nil {
+			return nil, err
+		}
+		dopts = append(dopts, sqlengine.WithEventTime(cfg.WatermarkColumn))
+	}
+	d, err := eng.Distribute(ctx, last, dopts...)
 	if err != nil {
 		return nil, queryFieldError(lastPath, err)
 	}
@@ -215,7 +227,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		if path == "" {
 			path = "outputMode"
 		}
-		if err := p.compileState(cfg.OutputMode, path, lastPath); err != nil {
+		if err := p.compileState(cfg.OutputMode, path, lastPath, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
 	}

@@ -3,10 +3,12 @@
 package sqltransform
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +34,21 @@ const (
 	Update OutputMode = "update"
 	// Complete writes every group after each batch.
 	Complete OutputMode = "complete"
+	// Append writes each group once, when the watermark has passed its
+	// event time, and then forgets it.
+	Append OutputMode = "append"
 )
+
+// Watermarks are what a state partition's batch needs of the job's
+// watermark; zero times are "none yet".
+type Watermarks struct {
+	// Late: groups at or before it were complete before the batch; their
+	// records are dropped and counted.
+	Late time.Time
+	// Complete: groups at or before it are complete after the batch
+	// (written in append mode, forgotten in append and update mode).
+	Complete time.Time
+}
 
 // stateStep describes how an aggregating pipeline keeps its groups as
 // key/value pairs: the partial schema's group-key columns (__kN, first)
@@ -44,13 +60,20 @@ type stateStep struct {
 	value *columnar.RowCodec
 	// all encodes whole partial rows, for routing them to partitions.
 	all *columnar.RowCodec
+	// With a watermark: where the tasks' event-time states are, and which
+	// group key is the group's event time (-1: none; the watermark then
+	// only advances, it drops and completes nothing), read from its "end"
+	// field when it is a window.
+	et       *sqlengine.EventTimeParts
+	eventKey int
+	keyEnd   bool
 }
 
 // compileState checks that the pipeline's query can keep state in mode and
 // prepares the codecs; errors name the field at path.
-func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath string) error {
+func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark string) error {
 	switch mode {
-	case Update, Complete:
+	case Update, Complete, Append:
 	default:
 		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("%q is not an output mode: update or complete", string(mode))}
 	}
@@ -61,7 +84,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath string) err
 		return queryFieldError(queryPath, p.dist.StateRefusal)
 	}
 	s := p.PartialSchema()
-	st := &stateStep{mode: mode}
+	st := &stateStep{mode: mode, eventKey: -1, et: p.dist.EventTime}
 	for st.nkeys < s.NumFields() && strings.HasPrefix(s.Field(st.nkeys).Name, "__k") {
 		st.nkeys++
 	}
@@ -83,7 +106,46 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath string) err
 	if err != nil {
 		return &transform.FieldError{Field: queryPath + ".query", Reason: fmt.Sprintf("the aggregate's groups cannot be kept as state: %v", err)}
 	}
+	if watermark != "" {
+		col := strings.ToLower(watermark)
+		for i, cols := range p.dist.KeyColumns {
+			if i >= st.nkeys || !slices.Contains(cols, col) {
+				continue
+			}
+			switch t := s.Field(i).Type.(type) {
+			case *arrow.TimestampType:
+				st.eventKey = i
+			case *arrow.StructType:
+				if f, ok := t.FieldByName("end"); ok && f.Type.ID() == arrow.TIMESTAMP {
+					st.eventKey, st.keyEnd = i, true
+				}
+			}
+			if st.eventKey >= 0 {
+				break
+			}
+		}
+	}
+	if mode == Append && st.eventKey < 0 {
+		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("append writes each group once the watermark has passed it, so the query must group by the watermark column %s: window(%s, '1 minute') or %s itself", watermark, watermark, watermark)}
+	}
 	p.state = st
+	return nil
+}
+
+// checkEventTime refuses a watermark column that the aggregating step
+// (last, at path) cannot read, or that is not a timestamp.
+func checkEventTime(ctx context.Context, eng *sqlengine.Engine, source *arrow.Schema, last *sqlengine.Compiled, path, column string) error {
+	opts := []sqlengine.CompileOption{sqlengine.WithView(last.View())}
+	if q := last.InputQuery(); q != "" {
+		opts = append(opts, sqlengine.WithInputQuery(q))
+	}
+	probe, err := eng.Compile(ctx, "SELECT "+quoteIdent(column)+" FROM "+quoteIdent(last.View()), source, opts...)
+	if err != nil {
+		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is not a column of the rows %s reads (its view %s)", column, path, last.View())}
+	}
+	if t := probe.OutputSchema().Field(0).Type; t.ID() != arrow.TIMESTAMP {
+		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP (decode it as one, or convert it with to_timestamp in an earlier sql step)", column, t)}
+	}
 	return nil
 }
 
@@ -108,12 +170,20 @@ func StatePartition(key []byte, n int) int {
 	return int(h.Sum64() % uint64(n))
 }
 
+// Routed is a batch's partial aggregates spread over the state partitions.
+type Routed struct {
+	// Shares[i] is partition i's share, IPC-encoded, nil when it has none.
+	Shares [][]byte
+	// MaxEventTime is the largest event time of the batch's records (zero
+	// without a watermark, or when no record had one).
+	MaxEventTime time.Time
+}
+
 // Route spreads a batch's partial aggregates (the tasks' RunTask outputs,
-// IPC-encoded as in Merge) over n state partitions by their group keys:
-// out[i] is partition i's share, IPC-encoded, nil when it has none.
-func (p *Pipeline) Route(partials [][]byte, n int) ([][]byte, error) {
+// IPC-encoded as in Merge) over n state partitions by their group keys.
+func (p *Pipeline) Route(partials [][]byte, n int) (res Routed, _ error) {
 	if p.state == nil {
-		return nil, errors.New("sqltransform: Route on a pipeline that keeps no state")
+		return res, errors.New("sqltransform: Route on a pipeline that keeps no state")
 	}
 	mem := memory.DefaultAllocator
 	schema := p.PartialSchema()
@@ -129,16 +199,21 @@ func (p *Pipeline) Route(partials [][]byte, n int) ([][]byte, error) {
 	for i, data := range partials {
 		batches, err := p.decodePartials(mem, data, fmt.Sprintf("partial aggregate %d", i))
 		if err != nil {
-			return nil, err
+			return res, err
 		}
 		for _, rec := range batches {
+			if et := p.state.et; et != nil {
+				if t, ok := maxTime(rec.Column(et.Max)); ok && t.After(res.MaxEventTime) {
+					res.MaxEventTime = t
+				}
+			}
 			for r := range int(rec.NumRows()) {
 				if key, err = p.state.key.Append(key[:0], rec, r); err == nil {
 					row, err = p.state.all.Append(row[:0], rec, r)
 				}
 				if err != nil {
 					releaseBatches(batches)
-					return nil, fmt.Errorf("route partial aggregate %d: %w", i, err)
+					return res, fmt.Errorf("route partial aggregate %d: %w", i, err)
 				}
 				part := StatePartition(key, n)
 				if builders[part] == nil {
@@ -146,13 +221,13 @@ func (p *Pipeline) Route(partials [][]byte, n int) ([][]byte, error) {
 				}
 				if err := p.state.all.Decode(builders[part].Fields(), row); err != nil {
 					releaseBatches(batches)
-					return nil, fmt.Errorf("route partial aggregate %d: %w", i, err)
+					return res, fmt.Errorf("route partial aggregate %d: %w", i, err)
 				}
 			}
 		}
 		releaseBatches(batches)
 	}
-	out := make([][]byte, n)
+	res.Shares = make([][]byte, n)
 	for i, b := range builders {
 		if b == nil {
 			continue
@@ -161,11 +236,57 @@ func (p *Pipeline) Route(partials [][]byte, n int) ([][]byte, error) {
 		data, err := columnar.EncodeIPC(schema, []arrow.RecordBatch{rec})
 		rec.Release()
 		if err != nil {
-			return nil, fmt.Errorf("encode state partition %d's share: %w", i, err)
+			return res, fmt.Errorf("encode state partition %d's share: %w", i, err)
 		}
-		out[i] = data
+		res.Shares[i] = data
 	}
-	return out, nil
+	return res, nil
+}
+
+// maxTime is the largest valid value of a timestamp column.
+func maxTime(col arrow.Array) (time.Time, bool) {
+	ts, ok := col.(*array.Timestamp)
+	if !ok {
+		return time.Time{}, false
+	}
+	unit := ts.DataType().(*arrow.TimestampType).Unit
+	var best arrow.Timestamp
+	found := false
+	for i := range ts.Len() {
+		if ts.IsValid(i) && (!found || ts.Value(i) > best) {
+			best, found = ts.Value(i), true
+		}
+	}
+	return best.ToTime(unit), found
+}
+
+// eventTime is the event time of row r's group (its event-time key, or the
+// key's window end), false when the key is NULL.
+func (st *stateStep) eventTime(rec arrow.RecordBatch, r int) (time.Time, bool) {
+	col := rec.Column(st.eventKey)
+	if col.IsNull(r) {
+		return time.Time{}, false
+	}
+	if st.keyEnd {
+		s := col.(*array.Struct)
+		f, _ := s.DataType().(*arrow.StructType).FieldIdx("end")
+		col = s.Field(f)
+		if col.IsNull(r) {
+			return time.Time{}, false
+		}
+	}
+	ts := col.(*array.Timestamp)
+	return ts.Value(r).ToTime(ts.DataType().(*arrow.TimestampType).Unit), true
+}
+
+// done reports whether row r's group is at or before watermark w (a zero w
+// passes nothing).
+func (st *stateStep) done(rec arrow.RecordBatch, r int, w time.Time) bool {
+	if st.eventKey < 0 || w.IsZero() {
+		return false
+	}
+	t, ok := st.eventTime(rec, r)
+	return ok && !t.After(w)
 }
 
 // decodePartials decodes one IPC-encoded partial aggregate (empty: none)
@@ -205,19 +326,24 @@ type StateChange struct{ Key, Value []byte }
 
 // StateResult is what MergeState made of a batch.
 type StateResult struct {
-	// Changes are the groups the batch changed, with their merged states.
+	// Changes are the groups the batch changed, with their merged states,
+	// and the groups it removed (Value nil).
 	Changes []StateChange
-	// Rows are the output rows: the changed groups' running results
-	// (Update) or every group's (Complete), in the query's columns.
+	// Rows are the output rows, in the query's columns: the changed groups'
+	// running results (Update), every group's (Complete), or the groups the
+	// watermark completed (Append).
 	Rows []stream.Row
+	// Updated counts the groups stored with a new state; Removed the groups
+	// removed as complete; Dropped the records of late groups.
+	Updated, Removed, Dropped int64
 }
 
 // MergeState merges a state partition's share of a batch (input, as Route
-// made it; empty when none) into its groups in st: it returns the changed
-// groups and the rows to write. st is read, never written; the caller
-// commits Changes. now is the batch's time, which the query's select list
-// sees.
-func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st StateReader, input []byte, now time.Time) (StateResult, error) {
+// made it; empty when none) into its groups in st: it returns the changes
+// to commit and the rows to write. st is read, never written. now is the
+// batch's time, which the query's select list sees; wm the job's
+// watermarks for the batch (zero without one).
+func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st StateReader, input []byte, now time.Time, wm Watermarks) (StateResult, error) {
 	var res StateResult
 	if p.state == nil {
 		return res, errors.New("sqltransform: MergeState on a pipeline that keeps no state")
@@ -225,22 +351,25 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
+	ss := p.state
 	fresh, err := p.decodePartials(mem, input, "state input")
 	if err != nil {
 		return res, err
 	}
-	defer releaseBatches(fresh)
+	defer func() { releaseBatches(fresh) }()
+	if fresh, res.Dropped, err = p.dropLate(mem, fresh, wm.Late); err != nil {
+		return res, err
+	}
 
 	// The groups' states before the batch, for the keys the batch has.
 	old := array.NewRecordBuilder(mem, p.PartialSchema())
 	defer old.Release()
-	fields := old.Fields()
 	nold := 0
 	seen := map[string]bool{}
 	var key []byte
 	for _, rec := range fresh {
 		for r := range int(rec.NumRows()) {
-			if key, err = p.state.key.Append(key[:0], rec, r); err != nil {
+			if key, err = ss.key.Append(key[:0], rec, r); err != nil {
 				return res, fmt.Errorf("encode a group key: %w", err)
 			}
 			if seen[string(key)] {
@@ -254,57 +383,108 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			if !ok {
 				continue
 			}
-			if err := p.decodeGroup(fields, key, v); err != nil {
+			if err := p.decodeGroup(old.Fields(), key, v); err != nil {
 				return res, err
 			}
 			nold++
 		}
 	}
-	in := fresh
-	if nold > 0 {
-		prev := old.NewRecordBatch()
-		defer prev.Release()
-		in = append([]arrow.RecordBatch{prev}, fresh...)
-	}
 	var merged []arrow.RecordBatch
+	defer func() { releaseBatches(merged) }()
 	if len(fresh) > 0 {
+		in := fresh
+		if nold > 0 {
+			prev := old.NewRecordBatch()
+			defer prev.Release()
+			in = append([]arrow.RecordBatch{prev}, fresh...)
+		}
 		if merged, err = p.dist.Combine.RunBatches(ctx, in, sqlengine.WithNow(now)); err != nil {
 			return res, stateQueryErr("merge the batch into the state", err)
 		}
 	}
-	defer releaseBatches(merged)
+
+	// The changed groups: stored, or removed when the watermark completed
+	// them (append and update mode; complete mode keeps every group).
+	evict := ss.mode != Complete
 	changed := map[string]bool{}
+	var out []arrow.RecordBatch // groups to write, as partial states
+	var done []arrow.RecordBatch
+	defer func() { releaseBatches(done) }()
 	for _, rec := range merged {
+		keep := make([]bool, rec.NumRows())
 		for r := range int(rec.NumRows()) {
-			k, err := p.state.key.Append(nil, rec, r)
+			k, err := ss.key.Append(nil, rec, r)
 			if err != nil {
 				return res, fmt.Errorf("encode a group key: %w", err)
 			}
-			v, err := p.state.value.Append(nil, rec, r)
+			changed[string(k)] = true
+			if evict && ss.done(rec, r, wm.Complete) {
+				res.Changes = append(res.Changes, StateChange{Key: k})
+				res.Removed++
+				keep[r] = true
+				continue
+			}
+			v, err := ss.value.Append(nil, rec, r)
 			if err != nil {
 				return res, fmt.Errorf("encode a group's state: %w", err)
 			}
 			res.Changes = append(res.Changes, StateChange{Key: k, Value: v})
-			changed[string(k)] = true
+			res.Updated++
+		}
+		if ss.mode == Append {
+			d, err := p.pick(mem, rec, keep)
+			if err != nil {
+				return res, err
+			}
+			done = append(done, d)
 		}
 	}
+	switch ss.mode {
+	case Update, Complete:
+		out = merged
+	case Append:
+		out = done
+	}
 
-	// The groups to output: the changed ones, or all of them.
-	out := merged
-	if p.state.mode == Complete {
-		all := array.NewRecordBuilder(mem, p.PartialSchema())
-		defer all.Release()
+	// The groups the batch did not change: all of them are written in
+	// complete mode; the complete ones are removed (and written in append
+	// mode).
+	if ss.mode == Complete || ss.eventKey >= 0 && !wm.Complete.IsZero() {
+		rest := array.NewRecordBuilder(mem, p.PartialSchema())
+		defer rest.Release()
+		var keys [][]byte
 		if err := st.Scan(func(k, v []byte) error {
 			if changed[string(k)] {
 				return nil
 			}
-			return p.decodeGroup(all.Fields(), k, v)
+			keys = append(keys, k)
+			return p.decodeGroup(rest.Fields(), k, v)
 		}); err != nil {
 			return res, fmt.Errorf("read state: %w", err)
 		}
-		rest := all.NewRecordBatch()
-		defer rest.Release()
-		out = append([]arrow.RecordBatch{rest}, merged...)
+		unchanged := rest.NewRecordBatch()
+		defer unchanged.Release()
+		switch ss.mode {
+		case Complete:
+			out = append([]arrow.RecordBatch{unchanged}, out...)
+		default:
+			keep := make([]bool, unchanged.NumRows())
+			for r := range int(unchanged.NumRows()) {
+				if ss.done(unchanged, r, wm.Complete) {
+					res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(keys[r])})
+					res.Removed++
+					keep[r] = true
+				}
+			}
+			if ss.mode == Append {
+				d, err := p.pick(mem, unchanged, keep)
+				if err != nil {
+					return res, err
+				}
+				done = append(done, d)
+				out = done
+			}
+		}
 	}
 	if len(out) == 0 {
 		return res, nil
@@ -323,6 +503,65 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 		return res, stateQueryErr("compute the output rows", err)
 	}
 	return res, nil
+}
+
+// dropLate removes from a state partition's input the groups at or before
+// the late watermark (their windows were complete and written already) and
+// counts their records. It releases what it replaces.
+func (p *Pipeline) dropLate(mem memory.Allocator, in []arrow.RecordBatch, late time.Time) ([]arrow.RecordBatch, int64, error) {
+	ss := p.state
+	if ss.eventKey < 0 || late.IsZero() {
+		return in, 0, nil
+	}
+	var dropped int64
+	out := make([]arrow.RecordBatch, 0, len(in))
+	for i, rec := range in {
+		keep := make([]bool, rec.NumRows())
+		n := 0
+		for r := range int(rec.NumRows()) {
+			if ss.done(rec, r, late) {
+				if rows, ok := rec.Column(ss.et.Rows).(*array.Int64); ok {
+					dropped += rows.Value(r)
+				}
+				continue
+			}
+			keep[r] = true
+			n++
+		}
+		if n == int(rec.NumRows()) {
+			out = append(out, rec)
+			continue
+		}
+		kept, err := p.pick(mem, rec, keep)
+		if err != nil {
+			releaseBatches(out)
+			releaseBatches(in[i:])
+			return nil, 0, err
+		}
+		rec.Release()
+		out = append(out, kept)
+	}
+	return out, dropped, nil
+}
+
+// pick copies the rows of rec that keep marks into a new batch.
+func (p *Pipeline) pick(mem memory.Allocator, rec arrow.RecordBatch, keep []bool) (arrow.RecordBatch, error) {
+	b := array.NewRecordBuilder(mem, rec.Schema())
+	defer b.Release()
+	var row []byte
+	var err error
+	for r, k := range keep {
+		if !k {
+			continue
+		}
+		if row, err = p.state.all.Append(row[:0], rec, r); err != nil {
+			return nil, fmt.Errorf("copy a group: %w", err)
+		}
+		if err := p.state.all.Decode(b.Fields(), row); err != nil {
+			return nil, fmt.Errorf("copy a group: %w", err)
+		}
+	}
+	return b.NewRecordBatch(), nil
 }
 
 // decodeGroup appends one stored group to a partial-schema builder.

@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -138,14 +139,14 @@ func TestMergeState(t *testing.T) {
 						changed[v.Branch] = true
 					}
 				}
-				shares, err := p.Route(ipc, parts)
+				routed, err := p.Route(ipc, parts)
 				if err != nil {
 					t.Fatal(err)
 				}
 				var got []string
-				for i, share := range shares {
+				for i, share := range routed.Shares {
 					mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-					res, err := p.MergeState(ctx, mem, states[i], share, time.Now())
+					res, err := p.MergeState(ctx, mem, states[i], share, time.Now(), Watermarks{})
 					mem.AssertSize(t, 0)
 					if err != nil {
 						t.Fatalf("batch %d partition %d: %v", bi, i, err)
@@ -153,6 +154,9 @@ func TestMergeState(t *testing.T) {
 					for _, c := range res.Changes {
 						if StatePartition(c.Key, parts) != i {
 							t.Errorf("batch %d: a group of partition %d changed in %d", bi, StatePartition(c.Key, parts), i)
+						}
+						if c.Value == nil {
+							t.Errorf("batch %d: group removed without a watermark", bi)
 						}
 						states[i][string(c.Key)] = c.Value
 					}
@@ -170,6 +174,177 @@ func TestMergeState(t *testing.T) {
 				sort.Strings(want)
 				if strings.Join(got, "\n") != strings.Join(want, "\n") {
 					t.Errorf("batch %d output:\n got %q\nwant %q", bi, got, want)
+				}
+			}
+		})
+	}
+}
+
+// kafkaPartials runs the task query over records with the given timestamps.
+func kafkaPartials(t *testing.T, p *Pipeline, ts []time.Time) []byte {
+	t.Helper()
+	b := columnar.NewBuilder(memory.DefaultAllocator, p.Source())
+	defer b.Release()
+	for i, x := range ts {
+		if err := b.Append(stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "timestamp": x, "value": []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Release()
+	out, err := p.RunTask(context.Background(), in, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	var batches []arrow.RecordBatch
+	for out.Next() {
+		r := out.RecordBatch()
+		r.Retain()
+		batches = append(batches, r)
+	}
+	data, err := columnar.EncodeIPC(p.PartialSchema(), batches)
+	releaseBatches(batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestMergeStateWatermark counts records per 1-minute window of Kafka's
+// timestamp with a 10-second watermark, batch after batch, as the driver
+// and the state tasks do, and checks against a model: append mode writes
+// each window once, when the watermark passes its end, with its exact
+// count; update mode writes changed windows and forgets complete ones;
+// records of windows already complete are dropped and counted.
+func TestMergeStateWatermark(t *testing.T) {
+	eng := engine(t)
+	ctx := context.Background()
+	const delay = 10 * time.Second
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	batches := [][][]int{ // batches of tasks of event times, seconds after base
+		{{5, 20, 59}, {61}},
+		{{62, 65}},             // max 65: watermark 55, nothing complete
+		{{3, 75}, {130}},       // 3 counts (window 0-60 still open at 55); max 130 → watermark 120: windows 0 and 60 complete
+		{{10, 100, 125}},       // 10 and 100: windows complete, dropped; 125 counts
+		{{300}},                // watermark 290: window 120 complete
+		{},                     // nothing: nothing happens
+		{{119, 179, 301, 302}}, // 119 and 179 late (windows 60, 120 ended at or before 290); 301, 302 count
+	}
+	for _, mode := range []OutputMode{Append, Update} {
+		t.Run(string(mode), func(t *testing.T) {
+			p, err := Compile(ctx, eng, Config{Source: columnar.KafkaSchema(false), OutputMode: mode, WatermarkColumn: "timestamp", Steps: []Step{
+				query(0, "", "select window(timestamp, '1 minute').start as ws, count(*) as n from source group by window(timestamp, '1 minute')"),
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const parts = 2
+			states := []mapState{{}, {}}
+			var maxSeen time.Time
+			counts := map[int]int64{} // window start (seconds) → records counted
+			written := map[int]int64{}
+			complete := map[int]bool{}
+			var droppedWant, droppedGot int64
+			for bi, tasks := range batches {
+				late := time.Time{}
+				if !maxSeen.IsZero() {
+					late = maxSeen.Add(-delay)
+				}
+				var ipc [][]byte
+				changed := map[int]bool{}
+				for _, task := range tasks {
+					var ts []time.Time
+					for _, sec := range task {
+						ts = append(ts, at(sec))
+						w := sec / 60 * 60
+						if !late.IsZero() && !at(w+60).After(late) {
+							droppedWant++
+							continue
+						}
+						counts[w]++
+						changed[w] = true
+					}
+					ipc = append(ipc, kafkaPartials(t, p, ts))
+				}
+				routed, err := p.Route(ipc, parts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if routed.MaxEventTime.After(maxSeen) {
+					maxSeen = routed.MaxEventTime
+				}
+				wm := Watermarks{Late: late}
+				if !maxSeen.IsZero() {
+					wm.Complete = maxSeen.Add(-delay)
+				}
+				got := map[int]int64{}
+				for i, share := range routed.Shares {
+					mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+					res, err := p.MergeState(ctx, mem, states[i], share, base, wm)
+					mem.AssertSize(t, 0)
+					if err != nil {
+						t.Fatalf("batch %d partition %d: %v", bi, i, err)
+					}
+					droppedGot += res.Dropped
+					for _, c := range res.Changes {
+						if c.Value == nil {
+							delete(states[i], string(c.Key))
+						} else {
+							states[i][string(c.Key)] = c.Value
+						}
+					}
+					for _, r := range res.Rows {
+						ws := int(r["ws"].(time.Time).Sub(base) / time.Second)
+						if _, dup := got[ws]; dup {
+							t.Errorf("batch %d: window %d written twice", bi, ws)
+						}
+						got[ws] = r["n"].(int64)
+					}
+				}
+				want := map[int]int64{}
+				for w, n := range counts {
+					isComplete := !at(w + 60).After(wm.Complete)
+					switch {
+					case mode == Append && isComplete && !complete[w]:
+						want[w] = n
+					case mode == Update && changed[w]:
+						want[w] = n
+					}
+					if isComplete {
+						complete[w] = true
+					}
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("batch %d (late %s, complete %s) output (-want +got):\n%s", bi, late.Format(time.TimeOnly), wm.Complete.Format(time.TimeOnly), diff)
+				}
+				for w, n := range got {
+					written[w] += n
+				}
+				var open int
+				for w := range counts {
+					if !complete[w] {
+						open++
+					}
+				}
+				if n := len(states[0]) + len(states[1]); n != open {
+					t.Errorf("batch %d: %d groups in the state, want the %d open windows", bi, n, open)
+				}
+			}
+			if droppedGot != droppedWant || droppedWant == 0 {
+				t.Errorf("dropped %d records, want %d", droppedGot, droppedWant)
+			}
+			if mode == Append {
+				for w := range complete {
+					if written[w] != counts[w] {
+						t.Errorf("window %d: written %d, counted %d", w, written[w], counts[w])
+					}
 				}
 			}
 		})

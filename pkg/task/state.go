@@ -26,9 +26,11 @@ type StateAttempt struct {
 	Part      string
 	// Input is the partition's share of the batch's partial aggregates
 	// (sqltransform.Pipeline.Route).
-	Input     []byte
-	SQL       *sqltransform.Pipeline
-	BatchTime time.Time
+	Input []byte
+	// Watermarks are the job's, for the batch (zero without a watermark).
+	Watermarks sqltransform.Watermarks
+	SQL        *sqltransform.Pipeline
+	BatchTime  time.Time
 	// Store is the partition's state; the caller makes sure no other
 	// attempt uses it meanwhile.
 	Store     *statestore.Store
@@ -48,11 +50,13 @@ type StateResult struct {
 	// Total: groups in the partition after the batch; Updated: groups the
 	// batch changed.
 	Total, Updated int64
-	Memory, Disk   int64
-	Restored       bool
-	Load, Commit   time.Duration
-	Changelog      int64
-	Snapshot       int64
+	// Removed: groups the watermark completed; Dropped: late records.
+	Removed, Dropped int64
+	Memory, Disk     int64
+	Restored         bool
+	Load, Commit     time.Duration
+	Changelog        int64
+	Snapshot         int64
 }
 
 // stateEnd is the end a state task's output is committed with: sinks that
@@ -77,7 +81,7 @@ func RunState(ctx context.Context, a StateAttempt) (res StateResult, err error) 
 	}
 	res.Restored, res.Load = restored, time.Since(start)
 
-	merged, err := a.SQL.MergeState(ctx, a.Allocator, a.Store, a.Input, a.BatchTime)
+	merged, err := a.SQL.MergeState(ctx, a.Allocator, a.Store, a.Input, a.BatchTime, a.Watermarks)
 	if err != nil {
 		return res, fmt.Errorf("state partition %d: %w", a.Partition, err)
 	}
@@ -110,7 +114,8 @@ func RunState(ctx context.Context, a StateAttempt) (res StateResult, err error) 
 	res.Commit = time.Since(commitStart)
 	res.Changelog, res.Snapshot = cs.DeltaBytes, cs.SnapshotBytes
 	st := a.Store.Stats()
-	res.Total, res.Updated, res.Memory, res.Disk = st.Keys, int64(len(changes)), st.MemoryBytes, st.DiskBytes
+	res.Total, res.Memory, res.Disk = st.Keys, st.MemoryBytes, st.DiskBytes
+	res.Updated, res.Removed, res.Dropped = merged.Updated, merged.Removed, merged.Dropped
 	return res, nil
 }
 

@@ -1268,7 +1268,8 @@ type StateOperatorProgress struct {
 	NumRowsUpdated int64 `protobuf:"varint,3,opt,name=num_rows_updated,json=numRowsUpdated,proto3" json:"num_rows_updated,omitempty"`
 	// Memory the state partitions' stores use on their executors.
 	MemoryUsedBytes int64 `protobuf:"varint,4,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
-	// Records dropped as older than the watermark.
+	// Records dropped because their group was already complete: its event
+	// time at or before the watermark.
 	NumRowsDroppedByWatermark int64 `protobuf:"varint,5,opt,name=num_rows_dropped_by_watermark,json=numRowsDroppedByWatermark,proto3" json:"num_rows_dropped_by_watermark,omitempty"`
 	// Slowest state partition's commit (changelog, snapshot, local apply).
 	CommitTimeMs int64 `protobuf:"varint,6,opt,name=commit_time_ms,json=commitTimeMs,proto3" json:"commit_time_ms,omitempty"`
@@ -1283,8 +1284,11 @@ type StateOperatorProgress struct {
 	StateOnDiskBytes int64 `protobuf:"varint,10,opt,name=state_on_disk_bytes,json=stateOnDiskBytes,proto3" json:"state_on_disk_bytes,omitempty"`
 	// Bytes of changelogs and snapshots written to checkpoint.state.
 	CheckpointBytesWritten int64 `protobuf:"varint,11,opt,name=checkpoint_bytes_written,json=checkpointBytesWritten,proto3" json:"checkpoint_bytes_written,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Spark's numRowsRemoved: groups removed from the state because the
+	// watermark passed them.
+	NumRowsRemoved int64 `protobuf:"varint,12,opt,name=num_rows_removed,json=numRowsRemoved,proto3" json:"num_rows_removed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StateOperatorProgress) Reset() {
@@ -1390,6 +1394,13 @@ func (x *StateOperatorProgress) GetStateOnDiskBytes() int64 {
 func (x *StateOperatorProgress) GetCheckpointBytesWritten() int64 {
 	if x != nil {
 		return x.CheckpointBytesWritten
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRowsRemoved() int64 {
+	if x != nil {
+		return x.NumRowsRemoved
 	}
 	return 0
 }
@@ -1851,7 +1862,7 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
 	"\x0eEventTimeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x04\n" +
 	"\x15StateOperatorProgress\x12#\n" +
 	"\roperator_name\x18\x01 \x01(\tR\foperatorName\x12$\n" +
 	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
@@ -1864,7 +1875,8 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x16num_shuffle_partitions\x18\t \x01(\x05R\x14numShufflePartitions\x12-\n" +
 	"\x13state_on_disk_bytes\x18\n" +
 	" \x01(\x03R\x10stateOnDiskBytes\x128\n" +
-	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\"\xcd\x02\n" +
+	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\x12(\n" +
+	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\"\xcd\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +

@@ -83,7 +83,15 @@ type JobSpec struct {
 	OutputMode string `protobuf:"bytes,12,opt,name=output_mode,json=outputMode,proto3" json:"output_mode,omitempty"`
 	// state: how a stateful job's state is kept (docs/stateful.md). Only with
 	// outputMode.
-	State         *State `protobuf:"bytes,13,opt,name=state,proto3" json:"state,omitempty"`
+	State *State `protobuf:"bytes,13,opt,name=state,proto3" json:"state,omitempty"`
+	// watermark bounds a stateful job's event time (Spark's withWatermark):
+	// the largest event time seen so far minus delay. Groups whose event time
+	// (the window's end for a window(ts, ...) key, else the column's value) is
+	// at or before the watermark are complete: append mode writes them once
+	// and drops them from the state, update mode drops them from the state,
+	// and later records for them are dropped and counted
+	// (numRowsDroppedByWatermark). Only with outputMode.
+	Watermark     *Watermark `protobuf:"bytes,14,opt,name=watermark,proto3" json:"watermark,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +217,71 @@ func (x *JobSpec) GetState() *State {
 	return nil
 }
 
+func (x *JobSpec) GetWatermark() *Watermark {
+	if x != nil {
+		return x.Watermark
+	}
+	return nil
+}
+
+// Watermark names the event-time column and how late records may be.
+type Watermark struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A TIMESTAMP column of the rows the aggregating query reads (its
+	// sql.view), e.g. Kafka's timestamp or a decoded field. Required.
+	Column string `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	// How far behind the largest event time seen a record may be and still be
+	// counted: "10 seconds", "5 minutes", "1 hour" (Spark's form) or "10s",
+	// "5m". Required.
+	Delay         string `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Watermark) Reset() {
+	*x = Watermark{}
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Watermark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Watermark) ProtoMessage() {}
+
+func (x *Watermark) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Watermark.ProtoReflect.Descriptor instead.
+func (*Watermark) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Watermark) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *Watermark) GetDelay() string {
+	if x != nil {
+		return x.Delay
+	}
+	return ""
+}
+
 // State configures a stateful job's state store: one embedded LSM (Pebble)
 // per state partition on the executor that owns it, with a changelog per
 // batch and a snapshot every snapshotInterval batches in checkpoint.state.
@@ -230,7 +303,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -242,7 +315,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -255,7 +328,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *State) GetPartitions() int32 {
@@ -302,7 +375,7 @@ type Speculation struct {
 
 func (x *Speculation) Reset() {
 	*x = Speculation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +387,7 @@ func (x *Speculation) String() string {
 func (*Speculation) ProtoMessage() {}
 
 func (x *Speculation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +400,7 @@ func (x *Speculation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Speculation.ProtoReflect.Descriptor instead.
 func (*Speculation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Speculation) GetEnabled() bool {
@@ -395,7 +468,7 @@ type RestartStrategy struct {
 
 func (x *RestartStrategy) Reset() {
 	*x = RestartStrategy{}
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +480,7 @@ func (x *RestartStrategy) String() string {
 func (*RestartStrategy) ProtoMessage() {}
 
 func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +493,7 @@ func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartStrategy.ProtoReflect.Descriptor instead.
 func (*RestartStrategy) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RestartStrategy) GetType() string {
@@ -496,7 +569,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +581,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +594,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Checkpoint) GetKind() isCheckpoint_Kind {
@@ -601,7 +674,7 @@ type DynamoDBCheckpoint struct {
 
 func (x *DynamoDBCheckpoint) Reset() {
 	*x = DynamoDBCheckpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +686,7 @@ func (x *DynamoDBCheckpoint) String() string {
 func (*DynamoDBCheckpoint) ProtoMessage() {}
 
 func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +699,7 @@ func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamoDBCheckpoint.ProtoReflect.Descriptor instead.
 func (*DynamoDBCheckpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DynamoDBCheckpoint) GetTable() string {
@@ -679,7 +752,7 @@ type S3Checkpoint struct {
 
 func (x *S3Checkpoint) Reset() {
 	*x = S3Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +764,7 @@ func (x *S3Checkpoint) String() string {
 func (*S3Checkpoint) ProtoMessage() {}
 
 func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +777,7 @@ func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Checkpoint.ProtoReflect.Descriptor instead.
 func (*S3Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *S3Checkpoint) GetBucket() string {
@@ -771,7 +844,7 @@ type AwsAuth struct {
 
 func (x *AwsAuth) Reset() {
 	*x = AwsAuth{}
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +856,7 @@ func (x *AwsAuth) String() string {
 func (*AwsAuth) ProtoMessage() {}
 
 func (x *AwsAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +869,7 @@ func (x *AwsAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsAuth.ProtoReflect.Descriptor instead.
 func (*AwsAuth) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AwsAuth) GetAwsAccessKey() string {
@@ -862,7 +935,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +947,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +960,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Source) GetKind() isSource_Kind {
@@ -988,7 +1061,7 @@ type KafkaSource struct {
 
 func (x *KafkaSource) Reset() {
 	*x = KafkaSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1073,7 @@ func (x *KafkaSource) String() string {
 func (*KafkaSource) ProtoMessage() {}
 
 func (x *KafkaSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1086,7 @@ func (x *KafkaSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSource.ProtoReflect.Descriptor instead.
 func (*KafkaSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KafkaSource) GetBootstrapServers() string {
@@ -1222,7 +1295,7 @@ type KinesisSource struct {
 
 func (x *KinesisSource) Reset() {
 	*x = KinesisSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1307,7 @@ func (x *KinesisSource) String() string {
 func (*KinesisSource) ProtoMessage() {}
 
 func (x *KinesisSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1320,7 @@ func (x *KinesisSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSource.ProtoReflect.Descriptor instead.
 func (*KinesisSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KinesisSource) GetStreamName() string {
@@ -1470,7 +1543,7 @@ type Transform struct {
 
 func (x *Transform) Reset() {
 	*x = Transform{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1555,7 @@ func (x *Transform) String() string {
 func (*Transform) ProtoMessage() {}
 
 func (x *Transform) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1568,7 @@ func (x *Transform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transform.ProtoReflect.Descriptor instead.
 func (*Transform) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Transform) GetKind() isTransform_Kind {
@@ -1614,7 +1687,7 @@ type Sql struct {
 
 func (x *Sql) Reset() {
 	*x = Sql{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1699,7 @@ func (x *Sql) String() string {
 func (*Sql) ProtoMessage() {}
 
 func (x *Sql) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1712,7 @@ func (x *Sql) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sql.ProtoReflect.Descriptor instead.
 func (*Sql) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Sql) GetView() string {
@@ -1690,7 +1763,7 @@ type Decode struct {
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1775,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1788,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Decode) GetFormat() string {
@@ -1772,7 +1845,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1857,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1870,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -1820,7 +1893,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1905,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1918,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SelectField) GetName() string {
@@ -1879,7 +1952,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +1964,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +1977,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -1944,7 +2017,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2029,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2042,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -2012,7 +2085,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2097,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2110,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -2208,7 +2281,7 @@ type KinesisSink struct {
 
 func (x *KinesisSink) Reset() {
 	*x = KinesisSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2293,7 @@ func (x *KinesisSink) String() string {
 func (*KinesisSink) ProtoMessage() {}
 
 func (x *KinesisSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2306,7 @@ func (x *KinesisSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
 func (*KinesisSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KinesisSink) GetStreamName() string {
@@ -2394,7 +2467,7 @@ type PostgresSink struct {
 
 func (x *PostgresSink) Reset() {
 	*x = PostgresSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2479,7 @@ func (x *PostgresSink) String() string {
 func (*PostgresSink) ProtoMessage() {}
 
 func (x *PostgresSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2492,7 @@ func (x *PostgresSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
 func (*PostgresSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PostgresSink) GetUrl() string {
@@ -2500,7 +2573,7 @@ type PostgresColumn struct {
 
 func (x *PostgresColumn) Reset() {
 	*x = PostgresColumn{}
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2585,7 @@ func (x *PostgresColumn) String() string {
 func (*PostgresColumn) ProtoMessage() {}
 
 func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2598,7 @@ func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
 func (*PostgresColumn) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PostgresColumn) GetName() string {
@@ -2579,7 +2652,7 @@ type S3Sink struct {
 
 func (x *S3Sink) Reset() {
 	*x = S3Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2664,7 @@ func (x *S3Sink) String() string {
 func (*S3Sink) ProtoMessage() {}
 
 func (x *S3Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2677,7 @@ func (x *S3Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
 func (*S3Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *S3Sink) GetBucket() string {
@@ -2699,7 +2772,7 @@ type KafkaSink struct {
 
 func (x *KafkaSink) Reset() {
 	*x = KafkaSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2784,7 @@ func (x *KafkaSink) String() string {
 func (*KafkaSink) ProtoMessage() {}
 
 func (x *KafkaSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2797,7 @@ func (x *KafkaSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
 func (*KafkaSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KafkaSink) GetBootstrapServers() string {
@@ -2804,7 +2877,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2889,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2902,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -2860,7 +2933,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +2945,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +2958,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FileSink) GetPath() string {
@@ -2911,7 +2984,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +2996,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3009,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
 }
 
 // Trigger says when batches run. Set at most one; without any, batches run
@@ -2955,7 +3028,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[27]
+	mi := &file_sluice_v1_job_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3040,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[27]
+	mi := &file_sluice_v1_job_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3053,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -3063,7 +3136,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[28]
+	mi := &file_sluice_v1_job_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3148,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[28]
+	mi := &file_sluice_v1_job_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3161,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{28}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -3109,7 +3182,7 @@ var File_sluice_v1_job_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xca\x04\n" +
+	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xfe\x04\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06source\x18\x02 \x01(\v2\x11.sluice.v1.SourceR\x06source\x124\n" +
@@ -3130,7 +3203,11 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\vspeculation\x18\v \x01(\v2\x16.sluice.v1.SpeculationR\vspeculation\x12\x1f\n" +
 	"\voutput_mode\x18\f \x01(\tR\n" +
 	"outputMode\x12&\n" +
-	"\x05state\x18\r \x01(\v2\x10.sluice.v1.StateR\x05state\"T\n" +
+	"\x05state\x18\r \x01(\v2\x10.sluice.v1.StateR\x05state\x122\n" +
+	"\twatermark\x18\x0e \x01(\v2\x14.sluice.v1.WatermarkR\twatermark\"9\n" +
+	"\tWatermark\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12\x14\n" +
+	"\x05delay\x18\x02 \x01(\tR\x05delay\"T\n" +
 	"\x05State\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -3367,81 +3444,83 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_sluice_v1_job_proto_goTypes = []any{
 	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
-	(*State)(nil),              // 1: sluice.v1.State
-	(*Speculation)(nil),        // 2: sluice.v1.Speculation
-	(*RestartStrategy)(nil),    // 3: sluice.v1.RestartStrategy
-	(*Checkpoint)(nil),         // 4: sluice.v1.Checkpoint
-	(*DynamoDBCheckpoint)(nil), // 5: sluice.v1.DynamoDBCheckpoint
-	(*S3Checkpoint)(nil),       // 6: sluice.v1.S3Checkpoint
-	(*AwsAuth)(nil),            // 7: sluice.v1.AwsAuth
-	(*Source)(nil),             // 8: sluice.v1.Source
-	(*KafkaSource)(nil),        // 9: sluice.v1.KafkaSource
-	(*KinesisSource)(nil),      // 10: sluice.v1.KinesisSource
-	(*Transform)(nil),          // 11: sluice.v1.Transform
-	(*Sql)(nil),                // 12: sluice.v1.Sql
-	(*Decode)(nil),             // 13: sluice.v1.Decode
-	(*Select)(nil),             // 14: sluice.v1.Select
-	(*SelectField)(nil),        // 15: sluice.v1.SelectField
-	(*Aggregate)(nil),          // 16: sluice.v1.Aggregate
-	(*Aggregation)(nil),        // 17: sluice.v1.Aggregation
-	(*Sink)(nil),               // 18: sluice.v1.Sink
-	(*KinesisSink)(nil),        // 19: sluice.v1.KinesisSink
-	(*PostgresSink)(nil),       // 20: sluice.v1.PostgresSink
-	(*PostgresColumn)(nil),     // 21: sluice.v1.PostgresColumn
-	(*S3Sink)(nil),             // 22: sluice.v1.S3Sink
-	(*KafkaSink)(nil),          // 23: sluice.v1.KafkaSink
-	(*ConsoleSink)(nil),        // 24: sluice.v1.ConsoleSink
-	(*FileSink)(nil),           // 25: sluice.v1.FileSink
-	(*DiscardSink)(nil),        // 26: sluice.v1.DiscardSink
-	(*Trigger)(nil),            // 27: sluice.v1.Trigger
-	(*Limits)(nil),             // 28: sluice.v1.Limits
-	nil,                        // 29: sluice.v1.KafkaSource.PropertiesEntry
-	nil,                        // 30: sluice.v1.KafkaSink.HeadersEntry
-	nil,                        // 31: sluice.v1.KafkaSink.PropertiesEntry
+	(*Watermark)(nil),          // 1: sluice.v1.Watermark
+	(*State)(nil),              // 2: sluice.v1.State
+	(*Speculation)(nil),        // 3: sluice.v1.Speculation
+	(*RestartStrategy)(nil),    // 4: sluice.v1.RestartStrategy
+	(*Checkpoint)(nil),         // 5: sluice.v1.Checkpoint
+	(*DynamoDBCheckpoint)(nil), // 6: sluice.v1.DynamoDBCheckpoint
+	(*S3Checkpoint)(nil),       // 7: sluice.v1.S3Checkpoint
+	(*AwsAuth)(nil),            // 8: sluice.v1.AwsAuth
+	(*Source)(nil),             // 9: sluice.v1.Source
+	(*KafkaSource)(nil),        // 10: sluice.v1.KafkaSource
+	(*KinesisSource)(nil),      // 11: sluice.v1.KinesisSource
+	(*Transform)(nil),          // 12: sluice.v1.Transform
+	(*Sql)(nil),                // 13: sluice.v1.Sql
+	(*Decode)(nil),             // 14: sluice.v1.Decode
+	(*Select)(nil),             // 15: sluice.v1.Select
+	(*SelectField)(nil),        // 16: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 17: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 18: sluice.v1.Aggregation
+	(*Sink)(nil),               // 19: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 20: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 21: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 22: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 23: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 24: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 25: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 26: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 27: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 28: sluice.v1.Trigger
+	(*Limits)(nil),             // 29: sluice.v1.Limits
+	nil,                        // 30: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 31: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 32: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
-	8,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
-	11, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	18, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	27, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	18, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	28, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
-	4,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
-	3,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
-	2,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
-	1,  // 9: sluice.v1.JobSpec.state:type_name -> sluice.v1.State
-	5,  // 10: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
-	6,  // 11: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
-	7,  // 12: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
-	7,  // 13: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
-	9,  // 14: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
-	10, // 15: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
-	29, // 16: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	13, // 17: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	14, // 18: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	16, // 19: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	12, // 20: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
-	15, // 21: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	17, // 22: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	24, // 23: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	25, // 24: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	26, // 25: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	19, // 26: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
-	20, // 27: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
-	22, // 28: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
-	23, // 29: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
-	21, // 30: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
-	7,  // 31: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
-	30, // 32: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
-	31, // 33: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	9,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
+	12, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
+	19, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	28, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	19, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	29, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	5,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
+	4,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
+	3,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
+	2,  // 9: sluice.v1.JobSpec.state:type_name -> sluice.v1.State
+	1,  // 10: sluice.v1.JobSpec.watermark:type_name -> sluice.v1.Watermark
+	6,  // 11: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
+	7,  // 12: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
+	8,  // 13: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
+	8,  // 14: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
+	10, // 15: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
+	11, // 16: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
+	30, // 17: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	14, // 18: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	15, // 19: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	17, // 20: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	13, // 21: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
+	16, // 22: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	18, // 23: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	25, // 24: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	26, // 25: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	27, // 26: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	20, // 27: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	21, // 28: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	23, // 29: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	24, // 30: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	22, // 31: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	8,  // 32: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	31, // 33: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	32, // 34: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -3449,24 +3528,24 @@ func file_sluice_v1_job_proto_init() {
 	if File_sluice_v1_job_proto != nil {
 		return
 	}
-	file_sluice_v1_job_proto_msgTypes[4].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[5].OneofWrappers = []any{
 		(*Checkpoint_Dynamodb)(nil),
 		(*Checkpoint_S3)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[8].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{
 		(*Source_Kafka)(nil),
 		(*Source_Kinesis)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{}
 	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[11].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[11].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[12].OneofWrappers = []any{
 		(*Transform_Decode)(nil),
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
 		(*Transform_Sql)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[18].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[19].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
@@ -3475,8 +3554,8 @@ func file_sluice_v1_job_proto_init() {
 		(*Sink_S3)(nil),
 		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[24].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[27].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[25].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[28].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -3487,7 +3566,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -775,7 +775,14 @@ type StateTask struct {
 	// The partial aggregates of the batch's source tasks whose group keys hash
 	// to this partition, as Arrow IPC (the job's partial schema); empty when
 	// none.
-	Input         []byte `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
+	Input []byte `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
+	// For a job with a watermark: groups whose event time is at or before
+	// watermark (the watermark after the batch before) are late, dropped
+	// and counted; groups at or before next_watermark (after this batch's
+	// records) are complete: written (append) and dropped from the state.
+	// Unset until the job has seen an event time.
+	Watermark     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	NextWatermark *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_watermark,json=nextWatermark,proto3" json:"next_watermark,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -827,6 +834,20 @@ func (x *StateTask) GetPartitions() int32 {
 func (x *StateTask) GetInput() []byte {
 	if x != nil {
 		return x.Input
+	}
+	return nil
+}
+
+func (x *StateTask) GetWatermark() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Watermark
+	}
+	return nil
+}
+
+func (x *StateTask) GetNextWatermark() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextWatermark
 	}
 	return nil
 }
@@ -1134,6 +1155,10 @@ type StateTaskMetrics struct {
 	Restored       bool  `protobuf:"varint,8,opt,name=restored,proto3" json:"restored,omitempty"`
 	ChangelogBytes int64 `protobuf:"varint,9,opt,name=changelog_bytes,json=changelogBytes,proto3" json:"changelog_bytes,omitempty"`
 	SnapshotBytes  int64 `protobuf:"varint,10,opt,name=snapshot_bytes,json=snapshotBytes,proto3" json:"snapshot_bytes,omitempty"`
+	// Records whose groups were late (before the watermark), dropped.
+	NumRowsDroppedByWatermark int64 `protobuf:"varint,11,opt,name=num_rows_dropped_by_watermark,json=numRowsDroppedByWatermark,proto3" json:"num_rows_dropped_by_watermark,omitempty"`
+	// Groups removed from the state as complete (watermark).
+	NumRowsRemoved int64 `protobuf:"varint,12,opt,name=num_rows_removed,json=numRowsRemoved,proto3" json:"num_rows_removed,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1238,6 +1263,20 @@ func (x *StateTaskMetrics) GetSnapshotBytes() int64 {
 	return 0
 }
 
+func (x *StateTaskMetrics) GetNumRowsDroppedByWatermark() int64 {
+	if x != nil {
+		return x.NumRowsDroppedByWatermark
+	}
+	return 0
+}
+
+func (x *StateTaskMetrics) GetNumRowsRemoved() int64 {
+	if x != nil {
+		return x.NumRowsRemoved
+	}
+	return 0
+}
+
 var File_sluice_cluster_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
@@ -1294,13 +1333,15 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\n" +
 	"batch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tbatchTime\x122\n" +
 	"\x05state\x18\x0f \x01(\v2\x1c.sluice.cluster.v1.StateTaskR\x05stateJ\x04\b\t\x10\n" +
-	"R\taggregate\"_\n" +
+	"R\taggregate\"\xdc\x01\n" +
 	"\tStateTask\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x02 \x01(\x05R\n" +
 	"partitions\x12\x14\n" +
-	"\x05input\x18\x03 \x01(\fR\x05input\".\n" +
+	"\x05input\x18\x03 \x01(\fR\x05input\x128\n" +
+	"\twatermark\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\x12A\n" +
+	"\x0enext_watermark\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextWatermark\".\n" +
 	"\vCancelTasks\x12\x1f\n" +
 	"\vattempt_ids\x18\x01 \x03(\tR\n" +
 	"attemptIds\"\x99\x06\n" +
@@ -1337,7 +1378,7 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\x05state\x18\x16 \x01(\v2#.sluice.cluster.v1.StateTaskMetricsR\x05state\x1a@\n" +
 	"\x12SourceMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8f\x03\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xfb\x03\n" +
 	"\x10StateTaskMetrics\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12$\n" +
 	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
@@ -1350,7 +1391,9 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\brestored\x18\b \x01(\bR\brestored\x12'\n" +
 	"\x0fchangelog_bytes\x18\t \x01(\x03R\x0echangelogBytes\x12%\n" +
 	"\x0esnapshot_bytes\x18\n" +
-	" \x01(\x03R\rsnapshotBytes2f\n" +
+	" \x01(\x03R\rsnapshotBytes\x12@\n" +
+	"\x1dnum_rows_dropped_by_watermark\x18\v \x01(\x03R\x19numRowsDroppedByWatermark\x12(\n" +
+	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved2f\n" +
 	"\x0fExecutorService\x12S\n" +
 	"\aConnect\x12\".sluice.cluster.v1.ExecutorMessage\x1a .sluice.cluster.v1.DriverMessage(\x010\x01B>Z<github.com/sluicehq/sluice/proto/sluice/cluster/v1;clusterv1b\x06proto3"
 
@@ -1400,16 +1443,18 @@ var file_sluice_cluster_v1_executor_proto_depIdxs = []int32{
 	8,  // 10: sluice.cluster.v1.TaskAssignment.tasks:type_name -> sluice.cluster.v1.Task
 	15, // 11: sluice.cluster.v1.Task.batch_time:type_name -> google.protobuf.Timestamp
 	9,  // 12: sluice.cluster.v1.Task.state:type_name -> sluice.cluster.v1.StateTask
-	13, // 13: sluice.cluster.v1.TaskResult.source_metrics:type_name -> sluice.cluster.v1.TaskResult.SourceMetricsEntry
-	16, // 14: sluice.cluster.v1.TaskResult.status:type_name -> google.rpc.Status
-	12, // 15: sluice.cluster.v1.TaskResult.state:type_name -> sluice.cluster.v1.StateTaskMetrics
-	0,  // 16: sluice.cluster.v1.ExecutorService.Connect:input_type -> sluice.cluster.v1.ExecutorMessage
-	4,  // 17: sluice.cluster.v1.ExecutorService.Connect:output_type -> sluice.cluster.v1.DriverMessage
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 13: sluice.cluster.v1.StateTask.watermark:type_name -> google.protobuf.Timestamp
+	15, // 14: sluice.cluster.v1.StateTask.next_watermark:type_name -> google.protobuf.Timestamp
+	13, // 15: sluice.cluster.v1.TaskResult.source_metrics:type_name -> sluice.cluster.v1.TaskResult.SourceMetricsEntry
+	16, // 16: sluice.cluster.v1.TaskResult.status:type_name -> google.rpc.Status
+	12, // 17: sluice.cluster.v1.TaskResult.state:type_name -> sluice.cluster.v1.StateTaskMetrics
+	0,  // 18: sluice.cluster.v1.ExecutorService.Connect:input_type -> sluice.cluster.v1.ExecutorMessage
+	4,  // 19: sluice.cluster.v1.ExecutorService.Connect:output_type -> sluice.cluster.v1.DriverMessage
+	19, // [19:20] is the sub-list for method output_type
+	18, // [18:19] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sluice_cluster_v1_executor_proto_init() }

@@ -211,6 +211,7 @@ type StateOperatorProgress struct {
 	NumShufflePartitions      int32                  `protobuf:"varint,9,opt,name=num_shuffle_partitions,json=numShufflePartitions,proto3" json:"num_shuffle_partitions,omitempty"`
 	StateOnDiskBytes          int64                  `protobuf:"varint,10,opt,name=state_on_disk_bytes,json=stateOnDiskBytes,proto3" json:"state_on_disk_bytes,omitempty"`
 	CheckpointBytesWritten    int64                  `protobuf:"varint,11,opt,name=checkpoint_bytes_written,json=checkpointBytesWritten,proto3" json:"checkpoint_bytes_written,omitempty"`
+	NumRowsRemoved            int64                  `protobuf:"varint,12,opt,name=num_rows_removed,json=numRowsRemoved,proto3" json:"num_rows_removed,omitempty"`
 	unknownFields             protoimpl.UnknownFields
 	sizeCache                 protoimpl.SizeCache
 }
@@ -318,6 +319,13 @@ func (x *StateOperatorProgress) GetStateOnDiskBytes() int64 {
 func (x *StateOperatorProgress) GetCheckpointBytesWritten() int64 {
 	if x != nil {
 		return x.CheckpointBytesWritten
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumRowsRemoved() int64 {
+	if x != nil {
+		return x.NumRowsRemoved
 	}
 	return 0
 }
@@ -460,7 +468,7 @@ const file_sluice_storage_v1_progress_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
 	"\x0eEventTimeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x04\n" +
 	"\x15StateOperatorProgress\x12#\n" +
 	"\roperator_name\x18\x01 \x01(\tR\foperatorName\x12$\n" +
 	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
@@ -473,7 +481,8 @@ const file_sluice_storage_v1_progress_proto_rawDesc = "" +
 	"\x16num_shuffle_partitions\x18\t \x01(\x05R\x14numShufflePartitions\x12-\n" +
 	"\x13state_on_disk_bytes\x18\n" +
 	" \x01(\x03R\x10stateOnDiskBytes\x128\n" +
-	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\"\xd5\x02\n" +
+	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\x12(\n" +
+	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\"\xd5\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
