@@ -292,6 +292,89 @@ func progressLine(b *sluicev1.BatchProgress) string {
 	return sb.String()
 }
 
+// progressDetails are the lines that follow a batch's progressLine for a
+// stateful job: its state, and its event time when it has a watermark.
+func progressDetails(b *sluicev1.BatchProgress) []string {
+	var lines []string
+	if items := stateItems(b); len(items) > 0 {
+		lines = append(lines, "state: "+strings.Join(items, ", "))
+	}
+	if items := eventTimeItems(b, func(v string) string { return v }); len(items) > 0 {
+		lines = append(lines, "event time: "+strings.Join(items, ", "))
+	}
+	return lines
+}
+
+// stateItems describe the state of a stateful job after batch b, its
+// operators summed ("1,234 groups (56 updated) in 16 partitions", "12.3 MiB
+// in memory", ...); none for a stateless job. Figures that are zero in the
+// usual case (disk of an in-memory store, restores, late rows) are left out.
+func stateItems(b *sluicev1.BatchProgress) []string {
+	ops := b.GetStateOperators()
+	if len(ops) == 0 {
+		return nil
+	}
+	op := &sluicev1.StateOperatorProgress{}
+	for _, o := range ops {
+		op.NumRowsTotal += o.GetNumRowsTotal()
+		op.NumRowsUpdated += o.GetNumRowsUpdated()
+		op.MemoryUsedBytes += o.GetMemoryUsedBytes()
+		op.NumRowsDroppedByWatermark += o.GetNumRowsDroppedByWatermark()
+		op.CommitTimeMs += o.GetCommitTimeMs()
+		op.RestoreTimeMs += o.GetRestoreTimeMs()
+		op.NumRestoredPartitions += o.GetNumRestoredPartitions()
+		op.NumShufflePartitions += o.GetNumShufflePartitions()
+		op.StateOnDiskBytes += o.GetStateOnDiskBytes()
+		op.CheckpointBytesWritten += o.GetCheckpointBytesWritten()
+	}
+	groups := fmt.Sprintf("%s (%s updated)", plural(op.NumRowsTotal, "group", "groups"), count(op.NumRowsUpdated))
+	if n := op.NumShufflePartitions; n > 0 {
+		groups += " in " + plural(int64(n), "partition", "partitions")
+	}
+	items := []string{groups, bytesIEC(op.MemoryUsedBytes) + " in memory"}
+	if n := op.StateOnDiskBytes; n > 0 {
+		items = append(items, bytesIEC(n)+" on disk")
+	}
+	if n := op.CheckpointBytesWritten; n > 0 {
+		items = append(items, bytesIEC(n)+" checkpointed")
+	}
+	items = append(items, "commit "+millis(op.CommitTimeMs))
+	if n := op.NumRestoredPartitions; n > 0 {
+		items = append(items, fmt.Sprintf("restored %s in %s", plural(int64(n), "partition", "partitions"), millis(op.RestoreTimeMs)))
+	}
+	if n := op.NumRowsDroppedByWatermark; n > 0 {
+		items = append(items, plural(n, "late row", "late rows")+" dropped")
+	}
+	return items
+}
+
+// eventTimeItems are the batch's event time figures, "max ..." and
+// "watermark ...", each time as show writes it; none for a job without a
+// watermark.
+func eventTimeItems(b *sluicev1.BatchProgress, show func(rfc3339 string) string) []string {
+	var items []string
+	for _, k := range []string{"max", "watermark"} {
+		if v, ok := b.GetEventTime()[k]; ok && v != "" {
+			items = append(items, k+" "+show(v))
+		}
+	}
+	return items
+}
+
+// bytesIEC is a size in binary units: "512 B", "12.3 MiB".
+func bytesIEC(n int64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, units[i])
+}
+
 func printStatus(out io.Writer, j *sluicev1.Job) {
 	fmt.Fprintf(out, "Job:          %s\nState:        %s\nLast batch:   %s\n", j.GetName(), state(j.GetState()), batchID(j))
 	if j.GetLastError() != "" {
@@ -307,6 +390,9 @@ func printStatus(out io.Writer, j *sluicev1.Job) {
 	if p := j.GetLastProgress(); p != nil && p.GetTimestamp() != nil {
 		fmt.Fprintln(out, "Last progress:")
 		fmt.Fprintf(out, "  %s\n", progressLine(p))
+		for _, l := range progressDetails(p) {
+			fmt.Fprintf(out, "  %s\n", l)
+		}
 		keys := make([]string, 0, len(p.GetMetrics()))
 		for k := range p.GetMetrics() {
 			keys = append(keys, k)

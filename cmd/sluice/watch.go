@@ -3,9 +3,9 @@ package main
 // `sluice watch JOB` follows a job through the WatchJob stream until the job
 // ends. On a terminal it redraws one screen on every event and once a second
 // (render); piped, it writes one line per state change and per committed
-// batch (plainView), never one per in-flight update, so that logs stay
-// readable while the driver streams the batch in flight several times a
-// second.
+// batch (plainView; a stateful job's batch adds indented lines for its
+// state), never one per in-flight update, so that logs stay readable while
+// the driver streams the batch in flight several times a second.
 
 import (
 	"bytes"
@@ -181,14 +181,26 @@ func (p *plainView) event(ev *sluicev1.JobEvent, now time.Time) {
 			p.batch = b.GetBatchId()
 		}
 	case b != nil && b.GetBatchId() > p.batch:
-		fmt.Fprintln(p.out, progressLine(b))
-		p.batch = b.GetBatchId()
+		p.progress(b)
 	case b == nil && last != nil && last.GetBatchId() > p.batch:
-		fmt.Fprintln(p.out, progressLine(last))
-		p.batch = last.GetBatchId()
+		p.progress(last)
 	}
 	p.started = true
 }
+
+// progress writes the batch's line, and for a stateful job its state and
+// event time on lines indented under it, so that a log still has one
+// unindented line per batch.
+func (p *plainView) progress(b *sluicev1.BatchProgress) {
+	fmt.Fprintln(p.out, progressLine(b))
+	for _, l := range progressDetails(b) {
+		fmt.Fprintln(p.out, plainIndent+l)
+	}
+	p.batch = b.GetBatchId()
+}
+
+// plainIndent lines details up under the text after a line's time.
+var plainIndent = strings.Repeat(" ", len(time.TimeOnly)+2)
 
 func (p *plainView) tick(time.Time) {}
 func (p *plainView) close()         {}
@@ -393,6 +405,12 @@ func renderLast(s *screen, p *sluicev1.BatchProgress, now time.Time) {
 	}
 	if len(lag) > 0 {
 		s.flow("  lag   ", "        ", lag)
+	}
+	if items := stateItems(p); len(items) > 0 {
+		s.flow("  state ", "        ", items)
+	}
+	if items := eventTimeItems(p, func(v string) string { return eventClock(v, now) }); len(items) > 0 {
+		s.flow("  event ", "        ", items)
 	}
 	renderBehind(s, p.GetPartitions())
 }
@@ -612,6 +630,22 @@ func progressBar(width, done, total int) string {
 		return strings.Repeat(" ", width)
 	}
 	return strings.Repeat("=", fill-1) + ">" + strings.Repeat(" ", width-fill)
+}
+
+// eventClock is an RFC 3339 event time in now's location, as the screen's
+// other times: the time of day when it is on now's date, else date and
+// time, since event times can be days old when a job catches up. A value
+// that does not parse is shown as it is.
+func eventClock(v string, now time.Time) string {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return v
+	}
+	t = t.In(now.Location())
+	if y, m, d := t.Date(); y == now.Year() && m == now.Month() && d == now.Day() {
+		return t.Format(time.TimeOnly)
+	}
+	return t.Format(time.DateTime)
 }
 
 // roundSeconds is d to the second ("2m5s"), or "0s".

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,19 @@ func kafkaBatch() *sluicev1.BatchProgress {
 			{Partition: "payments/1", Records: 300, Metrics: map[string]float64{"msBehindLatest": 500, "offsetsBehindLatest": 40}},
 			{Partition: "payments/2", Records: 300, Metrics: map[string]float64{"msBehindLatest": 0, "offsetsBehindLatest": 0}},
 		},
+	}
+}
+
+// stateBatch is a committed batch of a stateful job (outputMode update)
+// with a watermark: state figures and event time.
+func stateBatch() *sluicev1.BatchProgress {
+	return &sluicev1.BatchProgress{
+		BatchId: 12, Timestamp: ago(3 * time.Second), NumInputRows: 5000, NumOutputRows: 56, NumTasks: 4,
+		DurationMs: map[string]int64{"plan": 10, "execute": 400, "commit": 30},
+		StateOperators: []*sluicev1.StateOperatorProgress{{OperatorName: "stateStoreSave", NumRowsTotal: 1234, NumRowsUpdated: 56,
+			MemoryUsedBytes: 12_897_485, StateOnDiskBytes: 47_815_065, NumRowsDroppedByWatermark: 17, CommitTimeMs: 12,
+			RestoreTimeMs: 340, NumRestoredPartitions: 2, NumShufflePartitions: 16}},
+		EventTime: map[string]string{"max": "2026-05-04T11:59:58Z", "watermark": "2026-05-04T11:59:48Z"},
 	}
 }
 
@@ -184,6 +198,19 @@ partitions most behind
   payments/0   1m1s  123,456 records  400 rows
   payments/1  500ms       40 records  300 rows
 `},
+		{"stateful", &sluicev1.Job{Name: "counts", State: sluicev1.JobState_JOB_STATE_RUNNING, LastProgress: stateBatch()}, 80, `
+job counts  RUNNING                                                     12:00:07
+
+no batch in flight
+
+last batch 12  started 12:00:04, 3s ago
+  rows  5,000 in
+  time  plan 10ms  execute 400ms  commit 30ms
+  state 1,234 groups (56 updated) in 16 partitions  12.3 MiB in memory
+        45.6 MiB on disk  commit 12ms  restored 2 partitions in 340ms
+        17 late rows dropped
+  event max 11:59:58  watermark 11:59:48
+`},
 		{"failed", &sluicev1.Job{Name: "fresh", State: sluicev1.JobState_JOB_STATE_FAILED,
 			LastError: "plan batch 0: list end offsets: UNKNOWN_TOPIC_OR_PARTITION"}, 40, `
 job fresh  FAILED               12:00:07
@@ -212,7 +239,9 @@ func TestWatchRenderFits(t *testing.T) {
 	long.Current = runningJob().GetCurrent()
 	long.LastProgress = kinesisBatch()
 	long.LastProgress.Partitions[1].Partition = strings.Repeat("p", 120)
-	for _, j := range []*sluicev1.Job{runningJob(), retryingJob(), long, {Name: "fresh"}} {
+	stateful := runningJob()
+	stateful.LastProgress = stateBatch()
+	for _, j := range []*sluicev1.Job{runningJob(), retryingJob(), long, stateful, {Name: "fresh"}} {
 		for width := 1; width <= 140; width++ {
 			var b bytes.Buffer
 			render(&b, width, j, watchNow)
@@ -234,6 +263,9 @@ func TestWatchFormat(t *testing.T) {
 		{millis(0), "0ms"}, {millis(999), "999ms"}, {millis(4200), "4.2s"}, {millis(125000), "2m5s"},
 		{progressBar(10, 0, 4), "          "}, {progressBar(10, 1, 4), "=>        "}, {progressBar(10, 4, 4), "=========="},
 		{truncate("abcdefgh", 5), "ab..."}, {truncateLeft("abcdefgh", 5), "...gh"}, {truncate("abc", 2), "ab"},
+		{bytesIEC(0), "0 B"}, {bytesIEC(1023), "1023 B"}, {bytesIEC(1024), "1.0 KiB"}, {bytesIEC(12_897_485), "12.3 MiB"}, {bytesIEC(5 << 40), "5.0 TiB"},
+		{eventClock("2026-05-04T11:59:48Z", watchNow), "11:59:48"}, {eventClock("2026-05-01T08:00:00.5Z", watchNow), "2026-05-01 08:00:00"},
+		{eventClock("later", watchNow), "later"},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
@@ -293,6 +325,102 @@ func TestWatchPlain(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")); diff != "" {
 		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+}
+
+func TestProgressDetails(t *testing.T) {
+	op := func(total, updated int64) *sluicev1.StateOperatorProgress {
+		return &sluicev1.StateOperatorProgress{OperatorName: "stateStoreSave", NumRowsTotal: total, NumRowsUpdated: updated,
+			MemoryUsedBytes: 2048, CommitTimeMs: 5, NumShufflePartitions: 1}
+	}
+	tests := []struct {
+		name string
+		b    *sluicev1.BatchProgress
+		want []string
+	}{
+		{"stateless", kafkaBatch(), nil},
+		{"everything", stateBatch(), []string{
+			"state: 1,234 groups (56 updated) in 16 partitions, 12.3 MiB in memory, 45.6 MiB on disk, commit 12ms, restored 2 partitions in 340ms, 17 late rows dropped",
+			"event time: max 2026-05-04T11:59:58Z, watermark 2026-05-04T11:59:48Z",
+		}},
+		{"warm in-memory state, no watermark", &sluicev1.BatchProgress{StateOperators: []*sluicev1.StateOperatorProgress{op(1, 0)}},
+			[]string{"state: 1 group (0 updated) in 1 partition, 2.0 KiB in memory, commit 5ms"}},
+		{"one of each", &sluicev1.BatchProgress{StateOperators: []*sluicev1.StateOperatorProgress{{NumRowsTotal: 3, NumRowsUpdated: 1,
+			MemoryUsedBytes: 100, CheckpointBytesWritten: 3 << 20, NumRestoredPartitions: 1, RestoreTimeMs: 1500, NumRowsDroppedByWatermark: 1}}},
+			[]string{"state: 3 groups (1 updated), 100 B in memory, 3.0 MiB checkpointed, commit 0ms, restored 1 partition in 1.5s, 1 late row dropped"}},
+		{"several operators are summed", &sluicev1.BatchProgress{StateOperators: []*sluicev1.StateOperatorProgress{op(1000, 10), op(500, 5)}},
+			[]string{"state: 1,500 groups (15 updated) in 2 partitions, 4.0 KiB in memory, commit 10ms"}},
+		{"max before the first watermark", &sluicev1.BatchProgress{StateOperators: []*sluicev1.StateOperatorProgress{op(1, 1)},
+			EventTime: map[string]string{"max": "2026-12-05T08:00:00Z"}},
+			[]string{"state: 1 group (1 updated) in 1 partition, 2.0 KiB in memory, commit 5ms", "event time: max 2026-12-05T08:00:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, progressDetails(tt.b)); diff != "" {
+				t.Errorf("details (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestWatchPlainState: piped, a stateful job's batch line is followed by
+// its state and event time, indented under the batch line's text.
+func TestWatchPlainState(t *testing.T) {
+	b := stateBatch()
+	j := &sluicev1.Job{Name: "counts", State: sluicev1.JobState_JOB_STATE_RUNNING}
+	events := []*sluicev1.JobEvent{event(j, nil), event(&sluicev1.Job{Name: "counts", State: sluicev1.JobState_JOB_STATE_RUNNING, LastProgress: b}, b)}
+	var out bytes.Buffer
+	ctx := context.Background()
+	if err := follow(ctx, func() {}, fakeStream(ctx, events, io.EOF), &plainView{out: &out}, nil, func() time.Time { return watchNow }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"12:00:07  job counts RUNNING",
+		progressLine(b),
+		"          state: 1,234 groups (56 updated) in 16 partitions, 12.3 MiB in memory, 45.6 MiB on disk, commit 12ms, restored 2 partitions in 340ms, 17 late rows dropped",
+		"          event time: max 2026-05-04T11:59:58Z, watermark 2026-05-04T11:59:48Z",
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+}
+
+// TestStatusState: sluice status shows a stateful job's state and event
+// time under its last progress, and nothing of the kind for other jobs.
+func TestStatusState(t *testing.T) {
+	tests := []struct {
+		name string
+		last *sluicev1.BatchProgress
+		want []string
+	}{
+		{"stateful", stateBatch(), []string{
+			"  state: 1,234 groups (56 updated) in 16 partitions, 12.3 MiB in memory, 45.6 MiB on disk, commit 12ms, restored 2 partitions in 340ms, 17 late rows dropped",
+			"  event time: max 2026-05-04T11:59:58Z, watermark 2026-05-04T11:59:48Z",
+		}},
+		{"stateless", kinesisBatch(), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			printStatus(&out, &sluicev1.Job{Name: "counts", State: sluicev1.JobState_JOB_STATE_RUNNING, LastProgress: tt.last})
+			lines := strings.Split(out.String(), "\n")
+			i := slices.Index(lines, "Last progress:")
+			if i < 0 || i+2 > len(lines) || lines[i+1] != "  "+progressLine(tt.last) {
+				t.Fatalf("no last progress:\n%s", out.String())
+			}
+			var got []string
+			for _, l := range lines[i+2:] {
+				if strings.HasPrefix(l, "  state: ") || strings.HasPrefix(l, "  event time: ") {
+					got = append(got, l)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("state lines (-want +got):\n%s\nstatus:\n%s", diff, out.String())
+			}
+			if tt.want != nil && lines[i+2] != tt.want[0] {
+				t.Errorf("the state does not follow the progress line:\n%s", out.String())
+			}
+		})
 	}
 }
 

@@ -601,3 +601,34 @@ const contrastJS = `(() => {
   }
   return bad;
 })()`
+
+// TestJobPageState: a stateful job's overview shows its state store and
+// event time after the last batch; a stateless job's shows neither.
+func TestJobPageState(t *testing.T) {
+	p := openUI(t, "viewer", func(f *fakeAPI) {
+		lp := f.jobs[runningJob].LastProgress
+		lp.StateOperators = []*sluicev1.StateOperatorProgress{{OperatorName: "stateStoreSave", NumRowsTotal: 1234, NumRowsUpdated: 56,
+			MemoryUsedBytes: 12_897_485, StateOnDiskBytes: 47_815_065, NumRowsDroppedByWatermark: 17, CommitTimeMs: 12,
+			RestoreTimeMs: 340, NumRestoredPartitions: 2, NumShufflePartitions: 16}}
+		lp.EventTime = map[string]string{"max": "2026-12-05T08:00:00Z", "watermark": "2026-12-05T07:59:50Z"}
+	})
+	p.open("#/jobs/" + runningJob)
+	p.wait(`!!document.querySelector('[data-testid=job-state-store]')`, "the state store")
+	if got, want := p.text(`[data-testid=job-state-store]`),
+		"1,234 groups (56 updated) in 16 partitions · 12.3 MiB in memory · 45.6 MiB on disk · commit 12 ms · restored 2 partitions in 340 ms · 17 late rows dropped"; got != want {
+		t.Errorf("state store\n got %q\nwant %q", got, want)
+	}
+	if got := eval[[]string](p, `[...document.querySelectorAll('[data-testid=job-event-time] time')].map(e => e.getAttribute('datetime'))`); strings.Join(got, ",") != "2026-12-05T08:00:00.000Z,2026-12-05T07:59:50.000Z" {
+		t.Errorf("event times %v", got)
+	}
+	if got := p.text(`[data-testid=job-event-time]`); !strings.HasPrefix(got, "max ") || !strings.Contains(got, " · watermark ") {
+		t.Errorf("event time %q", got)
+	}
+	p.screenshot("job-stateful-desktop")
+
+	p.open("#/jobs/" + retryingJob)
+	p.wait(`document.querySelectorAll('[data-testid=partition-row]').length === 2`, "the shards")
+	if n := p.count(`[data-testid=job-state-store], [data-testid=job-event-time]`); n != 0 {
+		t.Errorf("a stateless job shows %d state facts", n)
+	}
+}

@@ -1033,6 +1033,35 @@ function lastBatchText(b) {
   return [parts.join(' · '), d ? ' · ' : '', d ? timeEl(d) : ''];
 }
 
+// stateText sums a stateful job's state operators (Spark's stateOperators)
+// after batch b; null for a stateless job. Figures that are zero in the
+// usual case (disk of an in-memory store, restores, late rows) are left out.
+function stateText(b) {
+  const ops = b?.stateOperators || [];
+  if (!ops.length) return null;
+  const sum = (k) => ops.reduce((t, op) => t + num(op[k]), 0);
+  const parts = [`${fmtInt(sum('numRowsTotal'))} groups (${fmtInt(sum('numRowsUpdated'))} updated)${sum('numShufflePartitions') ? ` in ${fmtInt(sum('numShufflePartitions'))} partitions` : ''}`,
+    `${fmtBytes(sum('memoryUsedBytes'))} in memory`];
+  if (sum('stateOnDiskBytes')) parts.push(`${fmtBytes(sum('stateOnDiskBytes'))} on disk`);
+  if (sum('checkpointBytesWritten')) parts.push(`${fmtBytes(sum('checkpointBytesWritten'))} checkpointed`);
+  parts.push(`commit ${fmtMs(sum('commitTimeMs'))}`);
+  if (sum('numRestoredPartitions')) parts.push(`restored ${fmtInt(sum('numRestoredPartitions'))} partitions in ${fmtMs(sum('restoreTimeMs'))}`);
+  if (sum('numRowsDroppedByWatermark')) parts.push(`${fmtInt(sum('numRowsDroppedByWatermark'))} late rows dropped`);
+  return parts.join(' · ');
+}
+
+// eventTimeText is a job's event time after batch b (Spark's eventTime):
+// the largest seen and the watermark; null for a job without a watermark.
+function eventTimeText(b) {
+  const et = b?.eventTime || {};
+  const parts = [];
+  for (const k of ['max', 'watermark']) {
+    const d = when(et[k]);
+    if (d) parts.push(parts.length ? ' · ' : '', `${k} `, timeEl(d, fmtTime(d)));
+  }
+  return parts.length ? parts : null;
+}
+
 function renderOverview(job) {
   const [srcKind, srcNames] = sourceSummary(job.spec);
   const [sinkKind, sinkTarget] = sinkSummary(job.spec);
@@ -1044,6 +1073,8 @@ function renderOverview(job) {
     fact('Sink', 'job-sink', `${sinkKind}${sinkTarget ? `: ${sinkTarget}` : ''}`),
     fact('Checkpoints', 'job-checkpoint', store, h('span', { class: 'sub muted', text: ` · keeps the last ${keep} batches` })),
     fact('Last batch', 'job-last-batch', lastBatchText(job.lastProgress)),
+    stateText(job.lastProgress) ? fact('State store', 'job-state-store', stateText(job.lastProgress)) : null,
+    eventTimeText(job.lastProgress) ? fact('Event time', 'job-event-time', eventTimeText(job.lastProgress)) : null,
     fact('Last committed', 'job-last-committed', has(job.lastCommittedBatch) && num(job.lastCommittedBatch) >= 0 ? `#${num(job.lastCommittedBatch)}` : '—'),
     fact('Created', 'job-created', timeEl(when(job.createTime), fmtTime(when(job.createTime)))),
     fact('Updated', 'job-updated', timeEl(when(job.updateTime)))));
