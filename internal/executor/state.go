@@ -124,7 +124,7 @@ func (e *Executor) stateLocation(ctx context.Context, jc *jobCache, t *clusterv1
 	if loc != nil {
 		return loc, nil
 	}
-	loc, err := statestore.Dir(jc.job.State.Location)
+	loc, err := statestore.OpenLocation(ctx, jc.job.State.Location, jc.job.State.S3)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint.state %s: %w", jc.job.State.Location, err)
 	}

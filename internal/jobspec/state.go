@@ -1,14 +1,16 @@
 package jobspec
 
 import (
+	"errors"
 	"fmt"
-	"strconv"
-	"time"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/pkg/sqltransform"
+	"github.com/sluicehq/sluice/pkg/statestore"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -28,8 +30,12 @@ type StateConfig struct {
 	Partitions int
 	// SnapshotInterval: a full snapshot every this many batches.
 	SnapshotInterval int
-	// Location: the directory holding changelogs and snapshots.
+	// Location: where changelogs and snapshots are kept: a directory, or
+	// s3://bucket/prefix (statestore.OpenLocation).
 	Location string
+	// S3 reaches an s3:// Location: checkpoint.s3's region, endpoint and
+	// credentials when the job has them, else the SDK's defaults.
+	S3 statestore.S3Config
 	// MinBatchesToRetain: versions every state partition can still load.
 	MinBatchesToRetain int
 	// Watermark, when set, bounds the job's event time.
@@ -104,19 +110,34 @@ func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 		return c
 	}
 	c.Location = dir
+	if s3 := spec.GetCheckpoint().GetS3(); s3 != nil && strings.HasPrefix(dir, "s3://") {
+		a := s3.GetAuth()
+		c.S3 = statestore.S3Config{Region: s3.GetRegion(), Endpoint: s3.GetEndpoint(),
+			AccessKey: a.GetAwsAccessKey(), SecretKey: a.GetAwsSecretKey(), SessionToken: a.GetAwsSessionToken(),
+			RoleARN: a.GetRoleArn(), RoleExternalID: a.GetRoleExternalId(), RoleSessionName: a.GetRoleSessionName(), STSEndpoint: a.GetStsEndpoint()}
+	}
 	return c
 }
 
-// stateDir is the directory a checkpoint.state location names: an
-// absolute path or a file:// URL.
+// stateDir is the location a checkpoint.state names: an absolute path (a
+// file:// URL's path), or an s3://bucket/prefix URL as it is.
 func stateDir(loc string) (string, error) {
 	if strings.Contains(loc, "://") {
 		u, err := url.Parse(loc)
 		if err != nil {
 			return "", fmt.Errorf("%q is not a URL: %v", loc, err)
 		}
+		if u.Scheme == "s3" {
+			switch {
+			case u.Host == "":
+				return "", fmt.Errorf("%q names no bucket (s3://bucket/prefix)", loc)
+			case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+				return "", errors.New("an s3:// location is s3://bucket/prefix alone: credentials, region and endpoint come from checkpoint.s3 (or the executors' AWS defaults)")
+			}
+			return "s3://" + u.Host + "/" + strings.Trim(u.Path, "/"), nil
+		}
 		if u.Scheme != "file" {
-			return "", fmt.Errorf("%q: scheme %s is not supported; give a directory (an absolute path or file:///path) on a volume every executor mounts", loc, u.Scheme)
+			return "", fmt.Errorf("%q: scheme %s is not supported; give a directory every executor mounts (an absolute path or file:///path) or s3://bucket/prefix", loc, u.Scheme)
 		}
 		if u.Host != "" && u.Host != "localhost" {
 			return "", fmt.Errorf("%q: a file URL names no host (file:///path)", loc)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluicehq/sluice/pkg/statestore"
 )
 
 const positionQuery = `select branch, currency, sum(amount) as position, count(*) as n from tx group by branch, currency`
@@ -41,7 +43,14 @@ sink:
 		{name: "append needs a watermark", yaml: sqlJob(positionQuery) + "outputMode: append\ncheckpoint: {state: /s}\n", field: "outputMode", err: "watermark"},
 		{name: "no location", yaml: sqlJob(positionQuery) + "outputMode: update\n", field: "checkpoint.state", err: "is required for a stateful job"},
 		{name: "relative location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: state}\n", field: "checkpoint.state", err: "absolute path"},
-		{name: "s3 location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"s3://b/p\"}\n", field: "checkpoint.state", err: "scheme s3 is not supported"},
+		{name: "s3 location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"s3://b/p/\"}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "s3://b/p", MinBatchesToRetain: 100}},
+		{name: "s3 location with the S3 store's access", yaml: sqlJob(positionQuery) +
+			"outputMode: update\ncheckpoint: {state: \"s3://bkt/state\", s3: {bucket: bkt, prefix: log, region: eu-west-1, endpoint: \"http://127.0.0.1:9000\", auth: {awsAccessKey: AK, awsSecretKey: SK}}}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "s3://bkt/state", MinBatchesToRetain: 100,
+				S3: statestore.S3Config{Region: "eu-west-1", Endpoint: "http://127.0.0.1:9000", AccessKey: "AK", SecretKey: "SK"}}},
+		{name: "s3 location without a bucket", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"s3:///p\"}\n", field: "checkpoint.state", err: "names no bucket"},
+		{name: "gs location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"gs://b/p\"}\n", field: "checkpoint.state", err: "scheme gs is not supported"},
 		{name: "too many partitions", yaml: sqlJob(positionQuery) + "outputMode: update\nstate: {partitions: 5000}\ncheckpoint: {state: /s}\n", field: "state.partitions", err: "1 to 1024"},
 		{name: "negative snapshot interval", yaml: sqlJob(positionQuery) + "outputMode: update\nstate: {snapshotInterval: -1}\ncheckpoint: {state: /s}\n", field: "state.snapshotInterval", err: "1 to 10000"},
 		{name: "state without output mode", yaml: sqlJob(positionQuery) + "state: {partitions: 4}\n", field: "state", err: "set outputMode"},

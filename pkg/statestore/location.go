@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Location is where durable state files live. Names are slash-separated
-// relative paths. It is an interface so that object stores (S3) can stand in
-// for a directory later.
+// relative paths (fs.ValidPath, not "."). Dir keeps them in a directory, S3
+// in a bucket; OpenLocation opens either from a checkpoint.state URI.
 type Location interface {
 	// Put stores data under name atomically: a concurrent or later Get sees
 	// either the whole previous content (or none) or the whole new content.
@@ -50,10 +53,25 @@ func Dir(root string) (Location, error) {
 	return &dirLocation{root: root}, nil
 }
 
+// checkName accepts the names every Location takes: slash-separated
+// relative paths without empty, "." or ".." elements (fs.ValidPath), so a
+// name means the same file in a directory and in a bucket.
+func checkName(name string) error {
+	if name == "" || name == "." || !fs.ValidPath(name) {
+		return fmt.Errorf("statestore: invalid file name %q", name)
+	}
+	return nil
+}
+
+// hidden reports a name List leaves out: an in-flight temp file of Dir.
+func hidden(name string) bool {
+	return strings.HasPrefix(path.Base(name), tmpPrefix)
+}
+
 // path maps a validated slash-separated name to a file path under root.
 func (d *dirLocation) path(name string) (string, error) {
-	if name == "" || name == "." || !fs.ValidPath(name) {
-		return "", fmt.Errorf("statestore: invalid file name %q", name)
+	if err := checkName(name); err != nil {
+		return "", err
 	}
 	return filepath.Join(d.root, filepath.FromSlash(name)), nil
 }
@@ -144,12 +162,13 @@ func (d *dirLocation) List(ctx context.Context, prefix string) ([]string, error)
 	var names []string
 	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if p == start && errors.Is(err, fs.ErrNotExist) {
+			// An absent prefix, or one below a file, holds nothing.
+			if p == start && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
 				return fs.SkipAll
 			}
 			return err
 		}
-		if e.IsDir() || strings.HasPrefix(e.Name(), tmpPrefix) {
+		if e.IsDir() || hidden(e.Name()) {
 			return nil
 		}
 		rel, err := filepath.Rel(d.root, p)
@@ -178,4 +197,51 @@ func (d *dirLocation) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("statestore: delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// OpenLocation opens the Location a checkpoint.state URI names:
+//
+//	/abs/path or file:///abs/path  a directory (Dir), created if absent
+//	s3://bucket[/prefix]           objects under prefix in bucket (S3)
+//
+// s3cfg says how to reach S3 (it is ignored for a directory); its zero value
+// is the SDK's default region and credential chain. OpenLocation does not
+// call S3: a missing bucket or refused credentials show on first use, with
+// advice in the error. Errors never carry s3cfg's secrets, nor credentials
+// written into the URI (which are refused).
+func OpenLocation(ctx context.Context, uri string, s3cfg S3Config) (Location, error) {
+	if !strings.Contains(uri, "://") {
+		if uri == "" || !filepath.IsAbs(uri) {
+			return nil, fmt.Errorf("statestore: location %q: give an absolute path, file:///path or s3://bucket/prefix", uri)
+		}
+		return Dir(filepath.Clean(uri))
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		// url.Parse's error repeats the URI, which may hold a secret.
+		return nil, errors.New("statestore: location is not a valid URL")
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("statestore: location %s://%s%s: credentials in the URL are not accepted; the job's AWS credentials are used", u.Scheme, u.Host, u.EscapedPath())
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		// Not echoed: a query may be where someone put a secret.
+		return nil, fmt.Errorf("statestore: location %s://%s: a query, fragment or opaque part is not accepted (give s3://bucket/prefix; region and endpoint come from the job's settings)", u.Scheme, u.Host)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("statestore: location %q: a file URL names no host (file:///path)", uri)
+		}
+		if !filepath.IsAbs(u.Path) {
+			return nil, fmt.Errorf("statestore: location %q: the path must be absolute", uri)
+		}
+		return Dir(filepath.Clean(u.Path))
+	case "s3":
+		if u.Host == "" {
+			return nil, fmt.Errorf("statestore: location %q: no bucket (s3://bucket/prefix)", uri)
+		}
+		return openS3(ctx, u.Host, u.Path, s3cfg)
+	}
+	return nil, fmt.Errorf("statestore: location %q: scheme %q is not supported (file or s3)", uri, u.Scheme)
 }

@@ -11,16 +11,43 @@ import (
 )
 
 func TestDirLocation(t *testing.T) {
-	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "new", "root")
 	loc, err := Dir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
+	testLocation(t, loc, func(name string, data []byte) {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// testLocation checks the Location contract on an empty loc. raw writes a
+// file behind loc's back (as a crashed writer or another tool would), with
+// a name loc itself may refuse.
+func testLocation(t *testing.T, loc Location, raw func(name string, data []byte)) {
+	t.Helper()
+	ctx := context.Background()
+	list := func(prefix string) []string {
+		t.Helper()
+		names, err := loc.List(ctx, prefix)
+		if err != nil {
+			t.Fatalf("List(%q): %v", prefix, err)
+		}
+		return names
+	}
 	if names, err := loc.List(ctx, "p"); err != nil || len(names) != 0 {
 		t.Fatalf("List of an absent prefix = %v, %v; want empty", names, err)
 	}
-	for _, n := range []string{"p/b", "p/a", "p/sub/c", "q/x"} {
+	if names, err := loc.List(ctx, ""); err != nil || len(names) != 0 {
+		t.Fatalf("List of an empty location = %v, %v; want empty", names, err)
+	}
+	for _, n := range []string{"p/b", "p/a", "p/sub/c", "q/x", "px/y", "p-/z", "top"} {
 		if err := loc.Put(ctx, n, []byte("data "+n)); err != nil {
 			t.Fatal(err)
 		}
@@ -28,19 +55,38 @@ func TestDirLocation(t *testing.T) {
 	if err := loc.Put(ctx, "p/a", []byte("again")); err != nil {
 		t.Fatal(err)
 	}
+	if err := loc.Put(ctx, "p/empty", nil); err != nil {
+		t.Fatal(err)
+	}
 	// A leftover temp file from a crashed Put must stay invisible.
-	if err := os.WriteFile(filepath.Join(root, "p", tmpPrefix+"junk"), []byte("half"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	names, err := loc.List(ctx, "p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff([]string{"p/a", "p/b", "p/sub/c"}, names); diff != "" {
-		t.Errorf("List (-want +got):\n%s", diff)
+	raw("p/"+tmpPrefix+"junk", []byte("half"))
+	raw("p/sub/"+tmpPrefix+"junk2", []byte("half"))
+
+	for _, tc := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"p", []string{"p/a", "p/b", "p/empty", "p/sub/c"}},
+		{"p/sub", []string{"p/sub/c"}},
+		{"px", []string{"px/y"}},
+		{"", []string{"p-/z", "p/a", "p/b", "p/empty", "p/sub/c", "px/y", "q/x", "top"}},
+		// A prefix naming a file lists that file.
+		{"q/x", []string{"q/x"}},
+		{"p/none", nil},
+		{"q/x/y", nil},
+	} {
+		if diff := cmp.Diff(tc.want, list(tc.prefix)); diff != "" {
+			t.Errorf("List(%q) (-want +got):\n%s", tc.prefix, diff)
+		}
 	}
 	if got, err := loc.Get(ctx, "p/a"); err != nil || string(got) != "again" {
 		t.Errorf("Get(p/a) = %q, %v", got, err)
+	}
+	if got, err := loc.Get(ctx, "p/sub/c"); err != nil || string(got) != "data p/sub/c" {
+		t.Errorf("Get(p/sub/c) = %q, %v", got, err)
+	}
+	if got, err := loc.Get(ctx, "p/empty"); err != nil || len(got) != 0 {
+		t.Errorf("Get(p/empty) = %q, %v; want empty", got, err)
 	}
 	if _, err := loc.Get(ctx, "p/none"); !errors.Is(err, ErrNotExist) {
 		t.Errorf("Get of an absent file = %v, want ErrNotExist", err)
@@ -51,13 +97,45 @@ func TestDirLocation(t *testing.T) {
 	if err := loc.Delete(ctx, "p/a"); err != nil {
 		t.Errorf("Delete of an absent file = %v, want nil", err)
 	}
+	if err := loc.Delete(ctx, "never/was"); err != nil {
+		t.Errorf("Delete of an absent file = %v, want nil", err)
+	}
 	if _, err := loc.Get(ctx, "p/a"); !errors.Is(err, ErrNotExist) {
 		t.Errorf("Get after Delete = %v, want ErrNotExist", err)
 	}
-	for _, bad := range []string{"", "/abs", "../up", "a//b"} {
+	if diff := cmp.Diff([]string{"p/b", "p/empty", "p/sub/c"}, list("p")); diff != "" {
+		t.Errorf("List after Delete (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"", ".", "/abs", "../up", "a//b", "a/./b", "a/"} {
 		if err := loc.Put(ctx, bad, nil); err == nil {
 			t.Errorf("Put(%q) succeeded", bad)
 		}
+		if _, err := loc.Get(ctx, bad); err == nil || errors.Is(err, ErrNotExist) {
+			t.Errorf("Get(%q) = %v, want an invalid-name error", bad, err)
+		}
+		if err := loc.Delete(ctx, bad); err == nil {
+			t.Errorf("Delete(%q) succeeded", bad)
+		}
+		if bad == "" {
+			continue // List("") is the whole location
+		}
+		if _, err := loc.List(ctx, bad); err == nil {
+			t.Errorf("List(%q) succeeded", bad)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := loc.Put(cctx, "p/c", []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Put with a cancelled context = %v", err)
+	}
+	if _, err := loc.Get(cctx, "p/b"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get with a cancelled context = %v", err)
+	}
+	if _, err := loc.List(cctx, "p"); !errors.Is(err, context.Canceled) {
+		t.Errorf("List with a cancelled context = %v", err)
+	}
+	if err := loc.Delete(cctx, "p/b"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Delete with a cancelled context = %v", err)
 	}
 }
 

@@ -560,8 +560,10 @@ type Checkpoint struct {
 	MinBatchesToRetain int32 `protobuf:"varint,3,opt,name=min_batches_to_retain,json=minBatchesToRetain,proto3" json:"min_batches_to_retain,omitempty"`
 	// Where a stateful job (outputMode) keeps its state changelogs and
 	// snapshots: a directory every executor can reach (a shared volume), as an
-	// absolute path or file:///path. Required for a stateful job. State older
-	// than minBatchesToRetain batches is purged.
+	// absolute path or file:///path, or s3://bucket/prefix, reached with
+	// checkpoint.s3's region, endpoint and auth when the job has them, else
+	// the executors' AWS defaults (environment, IRSA). Required for a stateful
+	// job. State older than minBatchesToRetain batches is purged.
 	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
