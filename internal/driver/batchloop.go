@@ -303,7 +303,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	progress.SpeculativeTasks = int32(src.copies)
 	progress.DurationMs["dispatch"] = src.dispatching.Milliseconds()
 	if state != nil {
-		progress.StateOperators = []*sluicev1.StateOperatorProgress{stateProgress(l.job.State.Partitions, state.results)}
+		progress.StateOperators = []*sluicev1.StateOperatorProgress{stateProgress(l.job, state.results)}
 		progress.EventTime = l.eventTimeProgress()
 	}
 	progress.DurationMs["execute"] = max(progress.DurationMs["execute"]-progress.DurationMs["dispatch"], 0)

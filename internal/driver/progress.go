@@ -32,6 +32,7 @@ func storeProgress(p *sluicev1.BatchProgress) ([]byte, error) {
 			CommitTimeMs: o.GetCommitTimeMs(), RestoreTimeMs: o.GetRestoreTimeMs(), NumRestoredPartitions: o.GetNumRestoredPartitions(),
 			NumShufflePartitions: o.GetNumShufflePartitions(), StateOnDiskBytes: o.GetStateOnDiskBytes(),
 			CheckpointBytesWritten: o.GetCheckpointBytesWritten(), NumRowsRemoved: o.GetNumRowsRemoved(),
+			NumDroppedDuplicateRows: o.GetNumDroppedDuplicateRows(),
 		})
 	}
 	for _, pp := range p.GetPartitions() {
@@ -68,6 +69,7 @@ func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
 			CommitTimeMs: o.GetCommitTimeMs(), RestoreTimeMs: o.GetRestoreTimeMs(), NumRestoredPartitions: o.GetNumRestoredPartitions(),
 			NumShufflePartitions: o.GetNumShufflePartitions(), StateOnDiskBytes: o.GetStateOnDiskBytes(),
 			CheckpointBytesWritten: o.GetCheckpointBytesWritten(), NumRowsRemoved: o.GetNumRowsRemoved(),
+			NumDroppedDuplicateRows: o.GetNumDroppedDuplicateRows(),
 		})
 	}
 	for _, sp := range s.GetPartitions() {

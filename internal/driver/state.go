@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/stream"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
@@ -85,8 +86,14 @@ func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []s
 // stateProgress sums the state partitions' figures into Spark's state
 // operator progress: sizes and counts add up, times are the slowest
 // partition's (they ran in parallel).
-func stateProgress(partitions int, results map[string]*clusterv1.TaskResult) *sluicev1.StateOperatorProgress {
-	op := &sluicev1.StateOperatorProgress{OperatorName: "stateStoreSave", NumShufflePartitions: int32(partitions)}
+func stateProgress(job *jobspec.Job, results map[string]*clusterv1.TaskResult) *sluicev1.StateOperatorProgress {
+	op := &sluicev1.StateOperatorProgress{OperatorName: "stateStoreSave", NumShufflePartitions: int32(job.State.Partitions)}
+	if job.SQL.Dedups() {
+		op.OperatorName = "dedupe"
+		if job.State.DedupWithin > 0 {
+			op.OperatorName = "dedupeWithinWatermark"
+		}
+	}
 	for _, res := range results {
 		m := res.GetState()
 		op.NumRowsTotal += m.GetNumRowsTotal()
@@ -96,6 +103,7 @@ func stateProgress(partitions int, results map[string]*clusterv1.TaskResult) *sl
 		op.CheckpointBytesWritten += m.GetChangelogBytes() + m.GetSnapshotBytes()
 		op.NumRowsDroppedByWatermark += m.GetNumRowsDroppedByWatermark()
 		op.NumRowsRemoved += m.GetNumRowsRemoved()
+		op.NumDroppedDuplicateRows += m.GetNumDroppedDuplicateRows()
 		op.CommitTimeMs = max(op.CommitTimeMs, m.GetCommitTimeMs())
 		if m.GetRestored() {
 			op.NumRestoredPartitions++

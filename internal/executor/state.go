@@ -183,6 +183,7 @@ func (e *Executor) runStateTask(ctx context.Context, jc *jobCache, t *clusterv1.
 		Partition: st.GetPartition(), NumRowsTotal: r.Total, NumRowsUpdated: r.Updated, MemoryUsedBytes: r.Memory,
 		StateOnDiskBytes: r.Disk, CommitTimeMs: r.Commit.Milliseconds(), LoadTimeMs: r.Load.Milliseconds(), Restored: r.Restored,
 		ChangelogBytes: r.Changelog, SnapshotBytes: r.Snapshot, NumRowsDroppedByWatermark: r.Dropped, NumRowsRemoved: r.Removed,
+		NumDroppedDuplicateRows: r.Duplicates,
 	}
 	return nil
 }

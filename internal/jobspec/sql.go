@@ -71,7 +71,7 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 	}
 	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
 		Source: j.source.schema(), Steps: steps, OnBad: onBad(spec.GetOnError()),
-		OutputMode: outputMode(j), WatermarkColumn: watermarkColumn(j),
+		OutputMode: outputMode(j), WatermarkColumn: watermarkColumn(j), DropDuplicates: dedup(j),
 	})
 	if err != nil {
 		addFieldErrors(e, err)
@@ -125,4 +125,12 @@ func watermarkColumn(j *Job) string {
 		return ""
 	}
 	return j.State.Watermark.Column
+}
+
+// dedup is the dropDuplicates of a job whose state options are valid.
+func dedup(j *Job) *sqltransform.Dedup {
+	if j.State == nil || len(j.State.Dedup) == 0 {
+		return nil
+	}
+	return &sqltransform.Dedup{Columns: j.State.Dedup, Within: j.State.DedupWithin}
 }

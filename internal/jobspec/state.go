@@ -40,6 +40,11 @@ type StateConfig struct {
 	MinBatchesToRetain int
 	// Watermark, when set, bounds the job's event time.
 	Watermark *Watermark
+	// Dedup, when set, is the job's dropDuplicates (instead of an
+	// aggregate's state); DedupWithin how long a key is remembered (0: for
+	// the job's life).
+	Dedup       []string
+	DedupWithin time.Duration
 }
 
 // Watermark is a validated watermark: the event-time column, and how late
@@ -54,6 +59,10 @@ type Watermark struct {
 // checked by compileSQL.
 func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 	mode := spec.GetOutputMode()
+	dd := spec.GetDropDuplicates()
+	if dd != nil && mode == "" {
+		mode = string(sqltransform.Append) // dropping duplicates writes each row once
+	}
 	if mode == "" {
 		for _, f := range []struct {
 			field string
@@ -68,8 +77,12 @@ func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 	wm := compileWatermark(spec.GetWatermark(), e)
 	switch sqltransform.OutputMode(mode) {
 	case sqltransform.Update, sqltransform.Complete:
+		if dd != nil {
+			e.add("outputMode", "%s applies to aggregates; dropDuplicates writes each row once (leave outputMode out, or append)", mode)
+			return nil
+		}
 	case sqltransform.Append:
-		if spec.GetWatermark() == nil {
+		if spec.GetWatermark() == nil && dd == nil {
 			e.add("outputMode", "append writes each group once, when no record can change it any more, which a watermark decides: set watermark {column, delay} and group by window(column, ...)")
 			return nil
 		}
@@ -82,6 +95,28 @@ func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 	}
 	c := &StateConfig{Partitions: DefaultStatePartitions, SnapshotInterval: DefaultStateSnapshotInterval,
 		MinBatchesToRetain: DefaultMinBatchesToRetain, Watermark: wm}
+	if dd != nil {
+		c.Dedup = dd.GetColumns()
+		if len(c.Dedup) == 0 {
+			e.add("dropDuplicates.columns", "is required: the output columns that identify a row, e.g. [id]")
+		}
+		switch w := dd.GetWithin(); {
+		case w != "":
+			d, err := parseSparkDuration(w)
+			switch {
+			case err != nil:
+				e.add("dropDuplicates.within", "%q is not a duration like \"1 hour\" or 10m", w)
+			case d <= 0:
+				e.add("dropDuplicates.within", "must be positive (got %s)", w)
+			case spec.GetWatermark() == nil:
+				e.add("dropDuplicates.within", "needs a watermark: the rows' event time says when a key may be forgotten")
+			default:
+				c.DedupWithin = d
+			}
+		case wm != nil:
+			c.DedupWithin = wm.Delay // Spark's dropDuplicatesWithinWatermark
+		}
+	}
 	if n := spec.GetCheckpoint().GetMinBatchesToRetain(); n > 0 {
 		c.MinBatchesToRetain = int(n)
 	}

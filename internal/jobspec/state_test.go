@@ -73,6 +73,22 @@ sink:
 			field: "watermark.column", err: "amount is a int64"},
 		{name: "append not grouped by event time", yaml: sqlJob(positionQuery) + "outputMode: append\nwatermark: {column: timestamp, delay: 10s}\ncheckpoint: {state: /s}\n",
 			field: "outputMode", err: "group by the watermark column timestamp"},
+		{name: "dropDuplicates for the job's life", yaml: sqlJob("select branch, amount from tx") + "dropDuplicates: {columns: [branch]}\ncheckpoint: {state: /s}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Dedup: []string{"branch"}}},
+		{name: "dropDuplicates within the watermark", yaml: sqlJob("select branch, amount, timestamp from tx") +
+			"dropDuplicates: {columns: [branch, amount]}\nwatermark: {column: timestamp, delay: 1 hour}\ncheckpoint: {state: /s}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Dedup: []string{"branch", "amount"},
+				DedupWithin: time.Hour, Watermark: &Watermark{Column: "timestamp", Delay: time.Hour}}},
+		{name: "dropDuplicates within needs a watermark", yaml: sqlJob("select branch, amount from tx") + "dropDuplicates: {columns: [branch], within: 1 hour}\ncheckpoint: {state: /s}\n",
+			field: "dropDuplicates.within", err: "needs a watermark"},
+		{name: "dropDuplicates of an unknown column", yaml: sqlJob("select branch, amount from tx") + "dropDuplicates: {columns: [branch, id]}\ncheckpoint: {state: /s}\n",
+			field: "dropDuplicates.columns[1]", err: "id is not a column of the query's output (branch, amount)"},
+		{name: "dropDuplicates of an aggregate", yaml: sqlJob(positionQuery) + "dropDuplicates: {columns: [branch]}\ncheckpoint: {state: /s}\n",
+			field: "dropDuplicates", err: "aggregates"},
+		{name: "dropDuplicates in update mode", yaml: sqlJob("select branch, amount from tx") + "outputMode: update\ndropDuplicates: {columns: [branch]}\ncheckpoint: {state: /s}\n",
+			field: "outputMode", err: "dropDuplicates writes each row once"},
+		{name: "dropDuplicates without a location", yaml: sqlJob("select branch, amount from tx") + "dropDuplicates: {columns: [branch]}\n",
+			field: "checkpoint.state", err: "is required"},
 		{name: "CEL job", yaml: good + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "transforms are SQL"},
 	}
 	for _, tc := range tests {

@@ -74,6 +74,9 @@ type Config struct {
 	// report each group's largest event time and rows, and MergeState drops
 	// late groups and completes groups the watermark passed.
 	WatermarkColumn string
+	// DropDuplicates, when set, makes a row-wise query's rows be written
+	// once per key (MergeState), instead of OutputMode.
+	DropDuplicates *Dedup
 }
 
 // BadRecords is what a decode does with records that do not decode.
@@ -204,7 +207,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a sql step"}
 	}
 	var dopts []sqlengine.DistributeOption
-	if cfg.OutputMode != PerBatch && cfg.WatermarkColumn != "" {
+	if cfg.OutputMode != PerBatch && cfg.DropDuplicates == nil && cfg.WatermarkColumn != "" {
 		if err := checkEventTime(ctx, eng, cfg.Source, last, lastPath, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
@@ -221,6 +224,12 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	}
 	for _, f := range out.Fields() {
 		p.columns = append(p.columns, f.Name)
+	}
+	if cfg.DropDuplicates != nil {
+		if err := p.compileDedup(*cfg.DropDuplicates, lastPath, cfg.WatermarkColumn); err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 	if cfg.OutputMode != PerBatch {
 		path := cfg.OutputModePath

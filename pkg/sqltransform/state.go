@@ -5,6 +5,7 @@ package sqltransform
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -67,7 +68,94 @@ type stateStep struct {
 	et       *sqlengine.EventTimeParts
 	eventKey int
 	keyEnd   bool
+	// maxCol is the column whose largest value is the batch's largest
+	// event time (-1: none).
+	maxCol int
+
+	// dedup: the step drops duplicate rows (dropDuplicates) instead of
+	// aggregating; key encodes the identifying columns, eventKey is the
+	// rows' event-time column (-1: none), within how long a key is kept
+	// (0: for the job's life).
+	dedup  bool
+	within time.Duration
 }
+
+// Dedup is a job's dropDuplicates, for Config.
+type Dedup struct {
+	// Columns of the query's output that identify a row; Path names the
+	// field for errors (dropDuplicates).
+	Columns []string
+	Path    string
+	// Within: a key is forgotten once the watermark passes its first
+	// row's event time plus Within; 0 keeps keys for the job's life.
+	Within time.Duration
+}
+
+// compileDedup prepares a row-wise pipeline to drop duplicate rows.
+func (p *Pipeline) compileDedup(d Dedup, queryPath, watermark string) error {
+	path := d.Path
+	if path == "" {
+		path = "dropDuplicates"
+	}
+	if p.dist.Final != nil {
+		return &transform.FieldError{Field: path, Reason: fmt.Sprintf("drops duplicate rows of a row-wise query, and %s.query aggregates; deduplicate in the query (GROUP BY) or drop dropDuplicates", queryPath)}
+	}
+	if len(d.Columns) == 0 {
+		return &transform.FieldError{Field: path + ".columns", Reason: "is required: the output columns that identify a row, e.g. [id]"}
+	}
+	s := p.PartialSchema()
+	st := &stateStep{mode: Append, dedup: true, eventKey: -1, maxCol: -1, within: d.Within}
+	var keys []int
+	for i, c := range d.Columns {
+		idx := columnIndex(s, c)
+		if idx < 0 {
+			return &transform.FieldError{Field: fmt.Sprintf("%s.columns[%d]", path, i), Reason: fmt.Sprintf("%s is not a column of the query's output (%s)", c, strings.Join(names(s), ", "))}
+		}
+		keys = append(keys, idx)
+	}
+	if watermark != "" {
+		idx := columnIndex(s, watermark)
+		if idx < 0 {
+			return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("dropDuplicates sees the query's output rows, which have no column %s: select it", watermark)}
+		}
+		if t := s.Field(idx).Type; t.ID() != arrow.TIMESTAMP {
+			return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP", watermark, t)}
+		}
+		st.eventKey, st.maxCol = idx, idx
+	} else if d.Within > 0 {
+		return &transform.FieldError{Field: path + ".within", Reason: "needs a watermark: the rows' event time says when a key may be forgotten"}
+	}
+	all := make([]int, s.NumFields())
+	for i := range all {
+		all[i] = i
+	}
+	var err error
+	if st.key, err = columnar.NewRowCodec(s, keys); err == nil {
+		st.all, err = columnar.NewRowCodec(s, all)
+	}
+	if err != nil {
+		return &transform.FieldError{Field: path + ".columns", Reason: fmt.Sprintf("cannot be kept as state: %v", err)}
+	}
+	p.state = st
+	return nil
+}
+
+// columnIndex finds a column by name, exactly, else ignoring case.
+func columnIndex(s *arrow.Schema, name string) int {
+	if idx := s.FieldIndices(name); len(idx) > 0 {
+		return idx[0]
+	}
+	for i, f := range s.Fields() {
+		if strings.EqualFold(f.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Dedups reports whether the pipeline drops duplicate rows
+// (dropDuplicates).
+func (p *Pipeline) Dedups() bool { return p.state != nil && p.state.dedup }
 
 // compileState checks that the pipeline's query can keep state in mode and
 // prepares the codecs; errors name the field at path.
@@ -84,7 +172,10 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 		return queryFieldError(queryPath, p.dist.StateRefusal)
 	}
 	s := p.PartialSchema()
-	st := &stateStep{mode: mode, eventKey: -1, et: p.dist.EventTime}
+	st := &stateStep{mode: mode, eventKey: -1, maxCol: -1, et: p.dist.EventTime}
+	if st.et != nil {
+		st.maxCol = st.et.Max
+	}
 	for st.nkeys < s.NumFields() && strings.HasPrefix(s.Field(st.nkeys).Name, "__k") {
 		st.nkeys++
 	}
@@ -202,8 +293,8 @@ func (p *Pipeline) Route(partials [][]byte, n int) (res Routed, _ error) {
 			return res, err
 		}
 		for _, rec := range batches {
-			if et := p.state.et; et != nil {
-				if t, ok := maxTime(rec.Column(et.Max)); ok && t.After(res.MaxEventTime) {
+			if c := p.state.maxCol; c >= 0 {
+				if t, ok := maxTime(rec.Column(c)); ok && t.After(res.MaxEventTime) {
 					res.MaxEventTime = t
 				}
 			}
@@ -336,6 +427,8 @@ type StateResult struct {
 	// Updated counts the groups stored with a new state; Removed the groups
 	// removed as complete; Dropped the records of late groups.
 	Updated, Removed, Dropped int64
+	// Duplicates counts the rows dropped as duplicates (dropDuplicates).
+	Duplicates int64
 }
 
 // MergeState merges a state partition's share of a batch (input, as Route
@@ -357,6 +450,9 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 		return res, err
 	}
 	defer func() { releaseBatches(fresh) }()
+	if ss.dedup {
+		return p.mergeDedup(mem, st, fresh, wm)
+	}
 	if fresh, res.Dropped, err = p.dropLate(mem, fresh, wm.Late); err != nil {
 		return res, err
 	}
@@ -501,6 +597,85 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 	}
 	if err := rows.Err(); err != nil {
 		return res, stateQueryErr("compute the output rows", err)
+	}
+	return res, nil
+}
+
+// mergeDedup drops the rows whose key was written before (st) or earlier
+// in the batch, and the late ones (event time at or before the late
+// watermark); it stores the new keys with their event time, and forgets
+// the keys the complete watermark passed by within.
+func (p *Pipeline) mergeDedup(mem memory.Allocator, st StateReader, fresh []arrow.RecordBatch, wm Watermarks) (StateResult, error) {
+	var res StateResult
+	ss := p.state
+	expired := func(ev time.Time) bool {
+		return ss.within > 0 && !wm.Complete.IsZero() && !ev.Add(ss.within).After(wm.Complete)
+	}
+	seen := map[string]bool{}
+	var kept []arrow.RecordBatch
+	defer func() { releaseBatches(kept) }()
+	for _, rec := range fresh {
+		keep := make([]bool, rec.NumRows())
+		for r := range int(rec.NumRows()) {
+			k, err := ss.key.Append(nil, rec, r)
+			if err != nil {
+				return res, fmt.Errorf("encode a row's key: %w", err)
+			}
+			var ev time.Time
+			hasEv := false
+			if ss.eventKey >= 0 {
+				ev, hasEv = ss.eventTime(rec, r)
+			}
+			if hasEv && !wm.Late.IsZero() && !ev.After(wm.Late) {
+				res.Dropped++
+				continue
+			}
+			if seen[string(k)] {
+				res.Duplicates++
+				continue
+			}
+			_, stored, err := st.Get(k)
+			if err != nil {
+				return res, fmt.Errorf("read state: %w", err)
+			}
+			seen[string(k)] = true
+			if stored {
+				res.Duplicates++
+				continue
+			}
+			keep[r] = true
+			if hasEv && expired(ev) {
+				continue // written, and already forgotten
+			}
+			v := []byte{}
+			if hasEv {
+				v = binary.BigEndian.AppendUint64(v, uint64(ev.UnixNano()))
+			}
+			res.Changes = append(res.Changes, StateChange{Key: k, Value: v})
+			res.Updated++
+		}
+		d, err := p.pick(mem, rec, keep)
+		if err != nil {
+			return res, err
+		}
+		kept = append(kept, d)
+	}
+	if ss.within > 0 && !wm.Complete.IsZero() {
+		if err := st.Scan(func(k, v []byte) error {
+			if len(v) == 8 && !seen[string(k)] && expired(time.Unix(0, int64(binary.BigEndian.Uint64(v)))) {
+				res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(k)})
+				res.Removed++
+			}
+			return nil
+		}); err != nil {
+			return res, fmt.Errorf("read state: %w", err)
+		}
+	}
+	for _, rec := range kept {
+		var err error
+		if res.Rows, err = columnar.AppendRows(res.Rows, rec); err != nil {
+			return res, connectors.Permanent(fmt.Errorf("convert output rows: %w", err))
+		}
 	}
 	return res, nil
 }

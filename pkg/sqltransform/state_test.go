@@ -350,3 +350,122 @@ func TestMergeStateWatermark(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeDedup drops duplicate rows batch after batch over 2 state
+// partitions with a watermark: a key is written once until the watermark
+// passes its first event time plus within, late rows are dropped, and
+// duplicates within one batch count too.
+func TestMergeDedup(t *testing.T) {
+	eng := engine(t)
+	ctx := context.Background()
+	p, err := Compile(ctx, eng, Config{Source: columnar.KafkaSchema(false), WatermarkColumn: "timestamp",
+		DropDuplicates: &Dedup{Columns: []string{"id"}, Within: time.Minute},
+		Steps: []Step{
+			decodeJSON("id BIGINT"),
+			query(1, "ev", "select id, timestamp from ev"),
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Dedups() || p.Aggregating() {
+		t.Fatalf("Dedups %v, Aggregating %v", p.Dedups(), p.Aggregating())
+	}
+	const delay = 10 * time.Second
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	type ev struct{ id, sec int }
+	batches := []struct {
+		events           []ev
+		want             []int // ids written
+		dups, late, gone int64
+	}{
+		{events: []ev{{1, 0}, {2, 5}, {1, 6}}, want: []int{1, 2}, dups: 1},
+		{events: []ev{{2, 20}, {3, 35}}, want: []int{3}, dups: 1},
+		// max 100 → watermark 90: keys 1, 2 (first seen 0, 5; +60 ≤ 90) go.
+		{events: []ev{{4, 100}}, want: []int{4}, gone: 2},
+		// late: 50 ≤ watermark 90. Key 1 again: forgotten, written again.
+		{events: []ev{{5, 50}, {1, 95}, {3, 96}}, want: []int{1}, late: 1, dups: 1},
+	}
+	states := []mapState{{}, {}}
+	var maxSeen time.Time
+	for bi, b := range batches {
+		var vals []stream.Row
+		for i, e := range b.events {
+			vals = append(vals, stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i),
+				"timestamp": base.Add(time.Duration(e.sec) * time.Second), "value": []byte(fmt.Sprintf(`{"id": %d}`, e.id))})
+		}
+		routed, err := p.Route([][]byte{rowsIPC(t, p, vals)}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wm Watermarks
+		if !maxSeen.IsZero() {
+			wm.Late = maxSeen.Add(-delay)
+		}
+		if routed.MaxEventTime.After(maxSeen) {
+			maxSeen = routed.MaxEventTime
+		}
+		wm.Complete = maxSeen.Add(-delay)
+		var got []int
+		var dups, late, gone int64
+		for i, share := range routed.Shares {
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			res, err := p.MergeState(ctx, mem, states[i], share, base, wm)
+			mem.AssertSize(t, 0)
+			if err != nil {
+				t.Fatalf("batch %d: %v", bi, err)
+			}
+			for _, c := range res.Changes {
+				if c.Value == nil {
+					delete(states[i], string(c.Key))
+				} else {
+					states[i][string(c.Key)] = c.Value
+				}
+			}
+			for _, r := range res.Rows {
+				got = append(got, int(r["id"].(int64)))
+			}
+			dups, late, gone = dups+res.Duplicates, late+res.Dropped, gone+res.Removed
+		}
+		sort.Ints(got)
+		if diff := cmp.Diff(b.want, got); diff != "" || dups != b.dups || late != b.late || gone != b.gone {
+			t.Errorf("batch %d: written (-want +got) %s; duplicates %d (want %d), late %d (want %d), forgotten %d (want %d)",
+				bi, diff, dups, b.dups, late, b.late, gone, b.gone)
+		}
+	}
+}
+
+// rowsIPC runs the task query over records and encodes its output.
+func rowsIPC(t *testing.T, p *Pipeline, rows []stream.Row) []byte {
+	t.Helper()
+	b := columnar.NewBuilder(memory.DefaultAllocator, p.Source())
+	defer b.Release()
+	for _, r := range rows {
+		if err := b.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Release()
+	out, err := p.RunTask(context.Background(), in, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	var batches []arrow.RecordBatch
+	for out.Next() {
+		r := out.RecordBatch()
+		r.Retain()
+		batches = append(batches, r)
+	}
+	data, err := columnar.EncodeIPC(p.PartialSchema(), batches)
+	releaseBatches(batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

@@ -143,7 +143,9 @@ func writeDeadLetters(ctx context.Context, a Attempt, end stream.Position, rows 
 // result, collected rows to the result, or rows to the sink, committed.
 func emitSQL(ctx context.Context, a Attempt, out array.RecordReader, res *Result) error {
 	switch {
-	case a.SQL.Aggregating():
+	case a.SQL.Aggregating() || a.SQL.Dedups():
+		// Partial aggregates, or the rows to deduplicate: either goes to
+		// the driver, which routes it to the state partitions.
 		var parts []arrow.RecordBatch
 		defer func() {
 			for _, p := range parts {

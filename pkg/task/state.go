@@ -50,8 +50,9 @@ type StateResult struct {
 	// Total: groups in the partition after the batch; Updated: groups the
 	// batch changed.
 	Total, Updated int64
-	// Removed: groups the watermark completed; Dropped: late records.
-	Removed, Dropped int64
+	// Removed: groups the watermark completed; Dropped: late records;
+	// Duplicates: rows dropped as duplicates (dropDuplicates).
+	Removed, Dropped, Duplicates int64
 	Memory, Disk     int64
 	Restored         bool
 	Load, Commit     time.Duration
@@ -115,7 +116,7 @@ func RunState(ctx context.Context, a StateAttempt) (res StateResult, err error) 
 	res.Changelog, res.Snapshot = cs.DeltaBytes, cs.SnapshotBytes
 	st := a.Store.Stats()
 	res.Total, res.Memory, res.Disk = st.Keys, st.MemoryBytes, st.DiskBytes
-	res.Updated, res.Removed, res.Dropped = merged.Updated, merged.Removed, merged.Dropped
+	res.Updated, res.Removed, res.Dropped, res.Duplicates = merged.Updated, merged.Removed, merged.Dropped, merged.Duplicates
 	return res, nil
 }
 

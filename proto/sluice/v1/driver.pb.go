@@ -1260,7 +1260,9 @@ func (x *BatchProgress) GetEventTime() map[string]string {
 // StateOperatorProgress follows Spark's StateOperatorProgress.
 type StateOperatorProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "stateStoreSave" for a stateful aggregation, as Spark names it.
+	// "stateStoreSave" for a stateful aggregation, "dedupe" for
+	// dropDuplicates and "dedupeWithinWatermark" with within, as Spark names
+	// them.
 	OperatorName string `protobuf:"bytes,1,opt,name=operator_name,json=operatorName,proto3" json:"operator_name,omitempty"`
 	// Groups in the state after the batch, over all state partitions.
 	NumRowsTotal int64 `protobuf:"varint,2,opt,name=num_rows_total,json=numRowsTotal,proto3" json:"num_rows_total,omitempty"`
@@ -1287,8 +1289,11 @@ type StateOperatorProgress struct {
 	// Spark's numRowsRemoved: groups removed from the state because the
 	// watermark passed them.
 	NumRowsRemoved int64 `protobuf:"varint,12,opt,name=num_rows_removed,json=numRowsRemoved,proto3" json:"num_rows_removed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Spark's numDroppedDuplicateRows (dropDuplicates): rows dropped as
+	// duplicates.
+	NumDroppedDuplicateRows int64 `protobuf:"varint,13,opt,name=num_dropped_duplicate_rows,json=numDroppedDuplicateRows,proto3" json:"num_dropped_duplicate_rows,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *StateOperatorProgress) Reset() {
@@ -1401,6 +1406,13 @@ func (x *StateOperatorProgress) GetCheckpointBytesWritten() int64 {
 func (x *StateOperatorProgress) GetNumRowsRemoved() int64 {
 	if x != nil {
 		return x.NumRowsRemoved
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumDroppedDuplicateRows() int64 {
+	if x != nil {
+		return x.NumDroppedDuplicateRows
 	}
 	return 0
 }
@@ -1862,7 +1874,7 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
 	"\x0eEventTimeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x05\n" +
 	"\x15StateOperatorProgress\x12#\n" +
 	"\roperator_name\x18\x01 \x01(\tR\foperatorName\x12$\n" +
 	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
@@ -1876,7 +1888,8 @@ const file_sluice_v1_driver_proto_rawDesc = "" +
 	"\x13state_on_disk_bytes\x18\n" +
 	" \x01(\x03R\x10stateOnDiskBytes\x128\n" +
 	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\x12(\n" +
-	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\"\xcd\x02\n" +
+	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\x12;\n" +
+	"\x1anum_dropped_duplicate_rows\x18\r \x01(\x03R\x17numDroppedDuplicateRows\"\xcd\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +

@@ -91,9 +91,15 @@ type JobSpec struct {
 	// and drops them from the state, update mode drops them from the state,
 	// and later records for them are dropped and counted
 	// (numRowsDroppedByWatermark). Only with outputMode.
-	Watermark     *Watermark `protobuf:"bytes,14,opt,name=watermark,proto3" json:"watermark,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Watermark *Watermark `protobuf:"bytes,14,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	// dropDuplicates writes each row of a row-wise SQL job once per distinct
+	// value of columns (Spark's dropDuplicates; with a watermark and within,
+	// dropDuplicatesWithinWatermark): the keys seen are kept as state in
+	// state.partitions partitions. Needs checkpoint.state; outputMode may be
+	// left out or append.
+	DropDuplicates *DropDuplicates `protobuf:"bytes,15,opt,name=drop_duplicates,json=dropDuplicates,proto3" json:"drop_duplicates,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -224,6 +230,75 @@ func (x *JobSpec) GetWatermark() *Watermark {
 	return nil
 }
 
+func (x *JobSpec) GetDropDuplicates() *DropDuplicates {
+	if x != nil {
+		return x.DropDuplicates
+	}
+	return nil
+}
+
+// DropDuplicates: which columns make rows duplicates, and for how long a
+// key is remembered.
+type DropDuplicates struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Columns of the query's output that identify a row, e.g. [id].
+	// Required.
+	Columns []string `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
+	// A key is forgotten once the watermark passes its first row's event time
+	// plus within ("1 hour", 10m): a duplicate arriving later is written
+	// again. Needs watermark, whose column must be one of the query's output
+	// columns. Default with a watermark: its delay (Spark's
+	// dropDuplicatesWithinWatermark); without one, keys are kept for the
+	// job's life (Spark's dropDuplicates), and the state grows with them.
+	Within        string `protobuf:"bytes,2,opt,name=within,proto3" json:"within,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropDuplicates) Reset() {
+	*x = DropDuplicates{}
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropDuplicates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropDuplicates) ProtoMessage() {}
+
+func (x *DropDuplicates) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropDuplicates.ProtoReflect.Descriptor instead.
+func (*DropDuplicates) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DropDuplicates) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *DropDuplicates) GetWithin() string {
+	if x != nil {
+		return x.Within
+	}
+	return ""
+}
+
 // Watermark names the event-time column and how late records may be.
 type Watermark struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -240,7 +315,7 @@ type Watermark struct {
 
 func (x *Watermark) Reset() {
 	*x = Watermark{}
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +327,7 @@ func (x *Watermark) String() string {
 func (*Watermark) ProtoMessage() {}
 
 func (x *Watermark) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[1]
+	mi := &file_sluice_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +340,7 @@ func (x *Watermark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Watermark.ProtoReflect.Descriptor instead.
 func (*Watermark) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Watermark) GetColumn() string {
@@ -303,7 +378,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +390,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[2]
+	mi := &file_sluice_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +403,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *State) GetPartitions() int32 {
@@ -375,7 +450,7 @@ type Speculation struct {
 
 func (x *Speculation) Reset() {
 	*x = Speculation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +462,7 @@ func (x *Speculation) String() string {
 func (*Speculation) ProtoMessage() {}
 
 func (x *Speculation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[3]
+	mi := &file_sluice_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +475,7 @@ func (x *Speculation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Speculation.ProtoReflect.Descriptor instead.
 func (*Speculation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Speculation) GetEnabled() bool {
@@ -468,7 +543,7 @@ type RestartStrategy struct {
 
 func (x *RestartStrategy) Reset() {
 	*x = RestartStrategy{}
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +555,7 @@ func (x *RestartStrategy) String() string {
 func (*RestartStrategy) ProtoMessage() {}
 
 func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[4]
+	mi := &file_sluice_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +568,7 @@ func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartStrategy.ProtoReflect.Descriptor instead.
 func (*RestartStrategy) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RestartStrategy) GetType() string {
@@ -571,7 +646,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +658,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[5]
+	mi := &file_sluice_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +671,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Checkpoint) GetKind() isCheckpoint_Kind {
@@ -676,7 +751,7 @@ type DynamoDBCheckpoint struct {
 
 func (x *DynamoDBCheckpoint) Reset() {
 	*x = DynamoDBCheckpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +763,7 @@ func (x *DynamoDBCheckpoint) String() string {
 func (*DynamoDBCheckpoint) ProtoMessage() {}
 
 func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[6]
+	mi := &file_sluice_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +776,7 @@ func (x *DynamoDBCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamoDBCheckpoint.ProtoReflect.Descriptor instead.
 func (*DynamoDBCheckpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DynamoDBCheckpoint) GetTable() string {
@@ -754,7 +829,7 @@ type S3Checkpoint struct {
 
 func (x *S3Checkpoint) Reset() {
 	*x = S3Checkpoint{}
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +841,7 @@ func (x *S3Checkpoint) String() string {
 func (*S3Checkpoint) ProtoMessage() {}
 
 func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[7]
+	mi := &file_sluice_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +854,7 @@ func (x *S3Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Checkpoint.ProtoReflect.Descriptor instead.
 func (*S3Checkpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *S3Checkpoint) GetBucket() string {
@@ -846,7 +921,7 @@ type AwsAuth struct {
 
 func (x *AwsAuth) Reset() {
 	*x = AwsAuth{}
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +933,7 @@ func (x *AwsAuth) String() string {
 func (*AwsAuth) ProtoMessage() {}
 
 func (x *AwsAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[8]
+	mi := &file_sluice_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +946,7 @@ func (x *AwsAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsAuth.ProtoReflect.Descriptor instead.
 func (*AwsAuth) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AwsAuth) GetAwsAccessKey() string {
@@ -937,7 +1012,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1024,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[9]
+	mi := &file_sluice_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1037,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Source) GetKind() isSource_Kind {
@@ -1063,7 +1138,7 @@ type KafkaSource struct {
 
 func (x *KafkaSource) Reset() {
 	*x = KafkaSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1150,7 @@ func (x *KafkaSource) String() string {
 func (*KafkaSource) ProtoMessage() {}
 
 func (x *KafkaSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[10]
+	mi := &file_sluice_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1163,7 @@ func (x *KafkaSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSource.ProtoReflect.Descriptor instead.
 func (*KafkaSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KafkaSource) GetBootstrapServers() string {
@@ -1297,7 +1372,7 @@ type KinesisSource struct {
 
 func (x *KinesisSource) Reset() {
 	*x = KinesisSource{}
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1384,7 @@ func (x *KinesisSource) String() string {
 func (*KinesisSource) ProtoMessage() {}
 
 func (x *KinesisSource) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[11]
+	mi := &file_sluice_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1397,7 @@ func (x *KinesisSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSource.ProtoReflect.Descriptor instead.
 func (*KinesisSource) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KinesisSource) GetStreamName() string {
@@ -1545,7 +1620,7 @@ type Transform struct {
 
 func (x *Transform) Reset() {
 	*x = Transform{}
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1632,7 @@ func (x *Transform) String() string {
 func (*Transform) ProtoMessage() {}
 
 func (x *Transform) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[12]
+	mi := &file_sluice_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1645,7 @@ func (x *Transform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transform.ProtoReflect.Descriptor instead.
 func (*Transform) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Transform) GetKind() isTransform_Kind {
@@ -1689,7 +1764,7 @@ type Sql struct {
 
 func (x *Sql) Reset() {
 	*x = Sql{}
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1776,7 @@ func (x *Sql) String() string {
 func (*Sql) ProtoMessage() {}
 
 func (x *Sql) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[13]
+	mi := &file_sluice_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1789,7 @@ func (x *Sql) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sql.ProtoReflect.Descriptor instead.
 func (*Sql) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Sql) GetView() string {
@@ -1765,7 +1840,7 @@ type Decode struct {
 
 func (x *Decode) Reset() {
 	*x = Decode{}
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1852,7 @@ func (x *Decode) String() string {
 func (*Decode) ProtoMessage() {}
 
 func (x *Decode) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[14]
+	mi := &file_sluice_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1865,7 @@ func (x *Decode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decode.ProtoReflect.Descriptor instead.
 func (*Decode) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Decode) GetFormat() string {
@@ -1847,7 +1922,7 @@ type Select struct {
 
 func (x *Select) Reset() {
 	*x = Select{}
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1934,7 @@ func (x *Select) String() string {
 func (*Select) ProtoMessage() {}
 
 func (x *Select) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[15]
+	mi := &file_sluice_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +1947,7 @@ func (x *Select) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Select.ProtoReflect.Descriptor instead.
 func (*Select) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Select) GetFields() []*SelectField {
@@ -1895,7 +1970,7 @@ type SelectField struct {
 
 func (x *SelectField) Reset() {
 	*x = SelectField{}
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1982,7 @@ func (x *SelectField) String() string {
 func (*SelectField) ProtoMessage() {}
 
 func (x *SelectField) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[16]
+	mi := &file_sluice_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +1995,7 @@ func (x *SelectField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectField.ProtoReflect.Descriptor instead.
 func (*SelectField) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SelectField) GetName() string {
@@ -1954,7 +2029,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2041,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[17]
+	mi := &file_sluice_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2054,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Aggregate) GetGroupBy() []string {
@@ -2019,7 +2094,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2106,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[18]
+	mi := &file_sluice_v1_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2119,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Aggregation) GetFn() string {
@@ -2087,7 +2162,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2174,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[19]
+	mi := &file_sluice_v1_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2187,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Sink) GetKind() isSink_Kind {
@@ -2283,7 +2358,7 @@ type KinesisSink struct {
 
 func (x *KinesisSink) Reset() {
 	*x = KinesisSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2370,7 @@ func (x *KinesisSink) String() string {
 func (*KinesisSink) ProtoMessage() {}
 
 func (x *KinesisSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[20]
+	mi := &file_sluice_v1_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2383,7 @@ func (x *KinesisSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KinesisSink.ProtoReflect.Descriptor instead.
 func (*KinesisSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KinesisSink) GetStreamName() string {
@@ -2469,7 +2544,7 @@ type PostgresSink struct {
 
 func (x *PostgresSink) Reset() {
 	*x = PostgresSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2481,7 +2556,7 @@ func (x *PostgresSink) String() string {
 func (*PostgresSink) ProtoMessage() {}
 
 func (x *PostgresSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[21]
+	mi := &file_sluice_v1_job_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2494,7 +2569,7 @@ func (x *PostgresSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresSink.ProtoReflect.Descriptor instead.
 func (*PostgresSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PostgresSink) GetUrl() string {
@@ -2575,7 +2650,7 @@ type PostgresColumn struct {
 
 func (x *PostgresColumn) Reset() {
 	*x = PostgresColumn{}
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2662,7 @@ func (x *PostgresColumn) String() string {
 func (*PostgresColumn) ProtoMessage() {}
 
 func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[22]
+	mi := &file_sluice_v1_job_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2675,7 @@ func (x *PostgresColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostgresColumn.ProtoReflect.Descriptor instead.
 func (*PostgresColumn) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PostgresColumn) GetName() string {
@@ -2654,7 +2729,7 @@ type S3Sink struct {
 
 func (x *S3Sink) Reset() {
 	*x = S3Sink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2741,7 @@ func (x *S3Sink) String() string {
 func (*S3Sink) ProtoMessage() {}
 
 func (x *S3Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[23]
+	mi := &file_sluice_v1_job_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2754,7 @@ func (x *S3Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Sink.ProtoReflect.Descriptor instead.
 func (*S3Sink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *S3Sink) GetBucket() string {
@@ -2774,7 +2849,7 @@ type KafkaSink struct {
 
 func (x *KafkaSink) Reset() {
 	*x = KafkaSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2861,7 @@ func (x *KafkaSink) String() string {
 func (*KafkaSink) ProtoMessage() {}
 
 func (x *KafkaSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[24]
+	mi := &file_sluice_v1_job_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2874,7 @@ func (x *KafkaSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSink.ProtoReflect.Descriptor instead.
 func (*KafkaSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KafkaSink) GetBootstrapServers() string {
@@ -2879,7 +2954,7 @@ type ConsoleSink struct {
 
 func (x *ConsoleSink) Reset() {
 	*x = ConsoleSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +2966,7 @@ func (x *ConsoleSink) String() string {
 func (*ConsoleSink) ProtoMessage() {}
 
 func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[25]
+	mi := &file_sluice_v1_job_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +2979,7 @@ func (x *ConsoleSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSink.ProtoReflect.Descriptor instead.
 func (*ConsoleSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConsoleSink) GetNumRows() int32 {
@@ -2935,7 +3010,7 @@ type FileSink struct {
 
 func (x *FileSink) Reset() {
 	*x = FileSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3022,7 @@ func (x *FileSink) String() string {
 func (*FileSink) ProtoMessage() {}
 
 func (x *FileSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[26]
+	mi := &file_sluice_v1_job_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3035,7 @@ func (x *FileSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSink.ProtoReflect.Descriptor instead.
 func (*FileSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FileSink) GetPath() string {
@@ -2986,7 +3061,7 @@ type DiscardSink struct {
 
 func (x *DiscardSink) Reset() {
 	*x = DiscardSink{}
-	mi := &file_sluice_v1_job_proto_msgTypes[27]
+	mi := &file_sluice_v1_job_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3073,7 @@ func (x *DiscardSink) String() string {
 func (*DiscardSink) ProtoMessage() {}
 
 func (x *DiscardSink) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[27]
+	mi := &file_sluice_v1_job_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3086,7 @@ func (x *DiscardSink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardSink.ProtoReflect.Descriptor instead.
 func (*DiscardSink) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{28}
 }
 
 // Trigger says when batches run. Set at most one; without any, batches run
@@ -3030,7 +3105,7 @@ type Trigger struct {
 
 func (x *Trigger) Reset() {
 	*x = Trigger{}
-	mi := &file_sluice_v1_job_proto_msgTypes[28]
+	mi := &file_sluice_v1_job_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3117,7 @@ func (x *Trigger) String() string {
 func (*Trigger) ProtoMessage() {}
 
 func (x *Trigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[28]
+	mi := &file_sluice_v1_job_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3130,7 @@ func (x *Trigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
 func (*Trigger) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{28}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Trigger) GetKind() isTrigger_Kind {
@@ -3138,7 +3213,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sluice_v1_job_proto_msgTypes[29]
+	mi := &file_sluice_v1_job_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3225,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_job_proto_msgTypes[29]
+	mi := &file_sluice_v1_job_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3238,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_job_proto_rawDescGZIP(), []int{29}
+	return file_sluice_v1_job_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Limits) GetMaxTaskFailures() int32 {
@@ -3184,7 +3259,7 @@ var File_sluice_v1_job_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xfe\x04\n" +
+	"\x13sluice/v1/job.proto\x12\tsluice.v1\"\xc2\x05\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06source\x18\x02 \x01(\v2\x11.sluice.v1.SourceR\x06source\x124\n" +
@@ -3206,7 +3281,11 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\voutput_mode\x18\f \x01(\tR\n" +
 	"outputMode\x12&\n" +
 	"\x05state\x18\r \x01(\v2\x10.sluice.v1.StateR\x05state\x122\n" +
-	"\twatermark\x18\x0e \x01(\v2\x14.sluice.v1.WatermarkR\twatermark\"9\n" +
+	"\twatermark\x18\x0e \x01(\v2\x14.sluice.v1.WatermarkR\twatermark\x12B\n" +
+	"\x0fdrop_duplicates\x18\x0f \x01(\v2\x19.sluice.v1.DropDuplicatesR\x0edropDuplicates\"B\n" +
+	"\x0eDropDuplicates\x12\x18\n" +
+	"\acolumns\x18\x01 \x03(\tR\acolumns\x12\x16\n" +
+	"\x06within\x18\x02 \x01(\tR\x06within\"9\n" +
 	"\tWatermark\x12\x16\n" +
 	"\x06column\x18\x01 \x01(\tR\x06column\x12\x14\n" +
 	"\x05delay\x18\x02 \x01(\tR\x05delay\"T\n" +
@@ -3446,83 +3525,85 @@ func file_sluice_v1_job_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_job_proto_rawDescData
 }
 
-var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_sluice_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_sluice_v1_job_proto_goTypes = []any{
 	(*JobSpec)(nil),            // 0: sluice.v1.JobSpec
-	(*Watermark)(nil),          // 1: sluice.v1.Watermark
-	(*State)(nil),              // 2: sluice.v1.State
-	(*Speculation)(nil),        // 3: sluice.v1.Speculation
-	(*RestartStrategy)(nil),    // 4: sluice.v1.RestartStrategy
-	(*Checkpoint)(nil),         // 5: sluice.v1.Checkpoint
-	(*DynamoDBCheckpoint)(nil), // 6: sluice.v1.DynamoDBCheckpoint
-	(*S3Checkpoint)(nil),       // 7: sluice.v1.S3Checkpoint
-	(*AwsAuth)(nil),            // 8: sluice.v1.AwsAuth
-	(*Source)(nil),             // 9: sluice.v1.Source
-	(*KafkaSource)(nil),        // 10: sluice.v1.KafkaSource
-	(*KinesisSource)(nil),      // 11: sluice.v1.KinesisSource
-	(*Transform)(nil),          // 12: sluice.v1.Transform
-	(*Sql)(nil),                // 13: sluice.v1.Sql
-	(*Decode)(nil),             // 14: sluice.v1.Decode
-	(*Select)(nil),             // 15: sluice.v1.Select
-	(*SelectField)(nil),        // 16: sluice.v1.SelectField
-	(*Aggregate)(nil),          // 17: sluice.v1.Aggregate
-	(*Aggregation)(nil),        // 18: sluice.v1.Aggregation
-	(*Sink)(nil),               // 19: sluice.v1.Sink
-	(*KinesisSink)(nil),        // 20: sluice.v1.KinesisSink
-	(*PostgresSink)(nil),       // 21: sluice.v1.PostgresSink
-	(*PostgresColumn)(nil),     // 22: sluice.v1.PostgresColumn
-	(*S3Sink)(nil),             // 23: sluice.v1.S3Sink
-	(*KafkaSink)(nil),          // 24: sluice.v1.KafkaSink
-	(*ConsoleSink)(nil),        // 25: sluice.v1.ConsoleSink
-	(*FileSink)(nil),           // 26: sluice.v1.FileSink
-	(*DiscardSink)(nil),        // 27: sluice.v1.DiscardSink
-	(*Trigger)(nil),            // 28: sluice.v1.Trigger
-	(*Limits)(nil),             // 29: sluice.v1.Limits
-	nil,                        // 30: sluice.v1.KafkaSource.PropertiesEntry
-	nil,                        // 31: sluice.v1.KafkaSink.HeadersEntry
-	nil,                        // 32: sluice.v1.KafkaSink.PropertiesEntry
+	(*DropDuplicates)(nil),     // 1: sluice.v1.DropDuplicates
+	(*Watermark)(nil),          // 2: sluice.v1.Watermark
+	(*State)(nil),              // 3: sluice.v1.State
+	(*Speculation)(nil),        // 4: sluice.v1.Speculation
+	(*RestartStrategy)(nil),    // 5: sluice.v1.RestartStrategy
+	(*Checkpoint)(nil),         // 6: sluice.v1.Checkpoint
+	(*DynamoDBCheckpoint)(nil), // 7: sluice.v1.DynamoDBCheckpoint
+	(*S3Checkpoint)(nil),       // 8: sluice.v1.S3Checkpoint
+	(*AwsAuth)(nil),            // 9: sluice.v1.AwsAuth
+	(*Source)(nil),             // 10: sluice.v1.Source
+	(*KafkaSource)(nil),        // 11: sluice.v1.KafkaSource
+	(*KinesisSource)(nil),      // 12: sluice.v1.KinesisSource
+	(*Transform)(nil),          // 13: sluice.v1.Transform
+	(*Sql)(nil),                // 14: sluice.v1.Sql
+	(*Decode)(nil),             // 15: sluice.v1.Decode
+	(*Select)(nil),             // 16: sluice.v1.Select
+	(*SelectField)(nil),        // 17: sluice.v1.SelectField
+	(*Aggregate)(nil),          // 18: sluice.v1.Aggregate
+	(*Aggregation)(nil),        // 19: sluice.v1.Aggregation
+	(*Sink)(nil),               // 20: sluice.v1.Sink
+	(*KinesisSink)(nil),        // 21: sluice.v1.KinesisSink
+	(*PostgresSink)(nil),       // 22: sluice.v1.PostgresSink
+	(*PostgresColumn)(nil),     // 23: sluice.v1.PostgresColumn
+	(*S3Sink)(nil),             // 24: sluice.v1.S3Sink
+	(*KafkaSink)(nil),          // 25: sluice.v1.KafkaSink
+	(*ConsoleSink)(nil),        // 26: sluice.v1.ConsoleSink
+	(*FileSink)(nil),           // 27: sluice.v1.FileSink
+	(*DiscardSink)(nil),        // 28: sluice.v1.DiscardSink
+	(*Trigger)(nil),            // 29: sluice.v1.Trigger
+	(*Limits)(nil),             // 30: sluice.v1.Limits
+	nil,                        // 31: sluice.v1.KafkaSource.PropertiesEntry
+	nil,                        // 32: sluice.v1.KafkaSink.HeadersEntry
+	nil,                        // 33: sluice.v1.KafkaSink.PropertiesEntry
 }
 var file_sluice_v1_job_proto_depIdxs = []int32{
-	9,  // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
-	12, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
-	19, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
-	28, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
-	19, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
-	29, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
-	5,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
-	4,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
-	3,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
-	2,  // 9: sluice.v1.JobSpec.state:type_name -> sluice.v1.State
-	1,  // 10: sluice.v1.JobSpec.watermark:type_name -> sluice.v1.Watermark
-	6,  // 11: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
-	7,  // 12: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
-	8,  // 13: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
-	8,  // 14: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
-	10, // 15: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
-	11, // 16: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
-	30, // 17: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
-	14, // 18: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
-	15, // 19: sluice.v1.Transform.select:type_name -> sluice.v1.Select
-	17, // 20: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
-	13, // 21: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
-	16, // 22: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
-	18, // 23: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
-	25, // 24: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
-	26, // 25: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
-	27, // 26: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
-	20, // 27: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
-	21, // 28: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
-	23, // 29: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
-	24, // 30: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
-	22, // 31: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
-	8,  // 32: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
-	31, // 33: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
-	32, // 34: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	10, // 0: sluice.v1.JobSpec.source:type_name -> sluice.v1.Source
+	13, // 1: sluice.v1.JobSpec.transforms:type_name -> sluice.v1.Transform
+	20, // 2: sluice.v1.JobSpec.sink:type_name -> sluice.v1.Sink
+	29, // 3: sluice.v1.JobSpec.trigger:type_name -> sluice.v1.Trigger
+	20, // 4: sluice.v1.JobSpec.dead_letter:type_name -> sluice.v1.Sink
+	30, // 5: sluice.v1.JobSpec.limits:type_name -> sluice.v1.Limits
+	6,  // 6: sluice.v1.JobSpec.checkpoint:type_name -> sluice.v1.Checkpoint
+	5,  // 7: sluice.v1.JobSpec.restart_strategy:type_name -> sluice.v1.RestartStrategy
+	4,  // 8: sluice.v1.JobSpec.speculation:type_name -> sluice.v1.Speculation
+	3,  // 9: sluice.v1.JobSpec.state:type_name -> sluice.v1.State
+	2,  // 10: sluice.v1.JobSpec.watermark:type_name -> sluice.v1.Watermark
+	1,  // 11: sluice.v1.JobSpec.drop_duplicates:type_name -> sluice.v1.DropDuplicates
+	7,  // 12: sluice.v1.Checkpoint.dynamodb:type_name -> sluice.v1.DynamoDBCheckpoint
+	8,  // 13: sluice.v1.Checkpoint.s3:type_name -> sluice.v1.S3Checkpoint
+	9,  // 14: sluice.v1.DynamoDBCheckpoint.auth:type_name -> sluice.v1.AwsAuth
+	9,  // 15: sluice.v1.S3Checkpoint.auth:type_name -> sluice.v1.AwsAuth
+	11, // 16: sluice.v1.Source.kafka:type_name -> sluice.v1.KafkaSource
+	12, // 17: sluice.v1.Source.kinesis:type_name -> sluice.v1.KinesisSource
+	31, // 18: sluice.v1.KafkaSource.properties:type_name -> sluice.v1.KafkaSource.PropertiesEntry
+	15, // 19: sluice.v1.Transform.decode:type_name -> sluice.v1.Decode
+	16, // 20: sluice.v1.Transform.select:type_name -> sluice.v1.Select
+	18, // 21: sluice.v1.Transform.aggregate:type_name -> sluice.v1.Aggregate
+	14, // 22: sluice.v1.Transform.sql:type_name -> sluice.v1.Sql
+	17, // 23: sluice.v1.Select.fields:type_name -> sluice.v1.SelectField
+	19, // 24: sluice.v1.Aggregate.aggregations:type_name -> sluice.v1.Aggregation
+	26, // 25: sluice.v1.Sink.console:type_name -> sluice.v1.ConsoleSink
+	27, // 26: sluice.v1.Sink.file:type_name -> sluice.v1.FileSink
+	28, // 27: sluice.v1.Sink.discard:type_name -> sluice.v1.DiscardSink
+	21, // 28: sluice.v1.Sink.kinesis:type_name -> sluice.v1.KinesisSink
+	22, // 29: sluice.v1.Sink.postgres:type_name -> sluice.v1.PostgresSink
+	24, // 30: sluice.v1.Sink.s3:type_name -> sluice.v1.S3Sink
+	25, // 31: sluice.v1.Sink.kafka:type_name -> sluice.v1.KafkaSink
+	23, // 32: sluice.v1.PostgresSink.columns:type_name -> sluice.v1.PostgresColumn
+	9,  // 33: sluice.v1.S3Sink.auth:type_name -> sluice.v1.AwsAuth
+	32, // 34: sluice.v1.KafkaSink.headers:type_name -> sluice.v1.KafkaSink.HeadersEntry
+	33, // 35: sluice.v1.KafkaSink.properties:type_name -> sluice.v1.KafkaSink.PropertiesEntry
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_job_proto_init() }
@@ -3530,24 +3611,24 @@ func file_sluice_v1_job_proto_init() {
 	if File_sluice_v1_job_proto != nil {
 		return
 	}
-	file_sluice_v1_job_proto_msgTypes[5].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[6].OneofWrappers = []any{
 		(*Checkpoint_Dynamodb)(nil),
 		(*Checkpoint_S3)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[9].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{
 		(*Source_Kafka)(nil),
 		(*Source_Kinesis)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[10].OneofWrappers = []any{}
 	file_sluice_v1_job_proto_msgTypes[11].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[12].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[12].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[13].OneofWrappers = []any{
 		(*Transform_Decode)(nil),
 		(*Transform_Filter)(nil),
 		(*Transform_Select)(nil),
 		(*Transform_Aggregate)(nil),
 		(*Transform_Sql)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[19].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[20].OneofWrappers = []any{
 		(*Sink_Console)(nil),
 		(*Sink_File)(nil),
 		(*Sink_Discard)(nil),
@@ -3556,8 +3637,8 @@ func file_sluice_v1_job_proto_init() {
 		(*Sink_S3)(nil),
 		(*Sink_Kafka)(nil),
 	}
-	file_sluice_v1_job_proto_msgTypes[25].OneofWrappers = []any{}
-	file_sluice_v1_job_proto_msgTypes[28].OneofWrappers = []any{
+	file_sluice_v1_job_proto_msgTypes[26].OneofWrappers = []any{}
+	file_sluice_v1_job_proto_msgTypes[29].OneofWrappers = []any{
 		(*Trigger_ProcessingTime)(nil),
 		(*Trigger_Once)(nil),
 		(*Trigger_AvailableNow)(nil),
@@ -3568,7 +3649,7 @@ func file_sluice_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_job_proto_rawDesc), len(file_sluice_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1159,8 +1159,10 @@ type StateTaskMetrics struct {
 	NumRowsDroppedByWatermark int64 `protobuf:"varint,11,opt,name=num_rows_dropped_by_watermark,json=numRowsDroppedByWatermark,proto3" json:"num_rows_dropped_by_watermark,omitempty"`
 	// Groups removed from the state as complete (watermark).
 	NumRowsRemoved int64 `protobuf:"varint,12,opt,name=num_rows_removed,json=numRowsRemoved,proto3" json:"num_rows_removed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// dropDuplicates: rows dropped as duplicates of a key already written.
+	NumDroppedDuplicateRows int64 `protobuf:"varint,13,opt,name=num_dropped_duplicate_rows,json=numDroppedDuplicateRows,proto3" json:"num_dropped_duplicate_rows,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *StateTaskMetrics) Reset() {
@@ -1277,6 +1279,13 @@ func (x *StateTaskMetrics) GetNumRowsRemoved() int64 {
 	return 0
 }
 
+func (x *StateTaskMetrics) GetNumDroppedDuplicateRows() int64 {
+	if x != nil {
+		return x.NumDroppedDuplicateRows
+	}
+	return 0
+}
+
 var File_sluice_cluster_v1_executor_proto protoreflect.FileDescriptor
 
 const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
@@ -1378,7 +1387,7 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\x05state\x18\x16 \x01(\v2#.sluice.cluster.v1.StateTaskMetricsR\x05state\x1a@\n" +
 	"\x12SourceMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xfb\x03\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb8\x04\n" +
 	"\x10StateTaskMetrics\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12$\n" +
 	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
@@ -1393,7 +1402,8 @@ const file_sluice_cluster_v1_executor_proto_rawDesc = "" +
 	"\x0esnapshot_bytes\x18\n" +
 	" \x01(\x03R\rsnapshotBytes\x12@\n" +
 	"\x1dnum_rows_dropped_by_watermark\x18\v \x01(\x03R\x19numRowsDroppedByWatermark\x12(\n" +
-	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved2f\n" +
+	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\x12;\n" +
+	"\x1anum_dropped_duplicate_rows\x18\r \x01(\x03R\x17numDroppedDuplicateRows2f\n" +
 	"\x0fExecutorService\x12S\n" +
 	"\aConnect\x12\".sluice.cluster.v1.ExecutorMessage\x1a .sluice.cluster.v1.DriverMessage(\x010\x01B>Z<github.com/sluicehq/sluice/proto/sluice/cluster/v1;clusterv1b\x06proto3"
 

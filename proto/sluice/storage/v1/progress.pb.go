@@ -212,6 +212,7 @@ type StateOperatorProgress struct {
 	StateOnDiskBytes          int64                  `protobuf:"varint,10,opt,name=state_on_disk_bytes,json=stateOnDiskBytes,proto3" json:"state_on_disk_bytes,omitempty"`
 	CheckpointBytesWritten    int64                  `protobuf:"varint,11,opt,name=checkpoint_bytes_written,json=checkpointBytesWritten,proto3" json:"checkpoint_bytes_written,omitempty"`
 	NumRowsRemoved            int64                  `protobuf:"varint,12,opt,name=num_rows_removed,json=numRowsRemoved,proto3" json:"num_rows_removed,omitempty"`
+	NumDroppedDuplicateRows   int64                  `protobuf:"varint,13,opt,name=num_dropped_duplicate_rows,json=numDroppedDuplicateRows,proto3" json:"num_dropped_duplicate_rows,omitempty"`
 	unknownFields             protoimpl.UnknownFields
 	sizeCache                 protoimpl.SizeCache
 }
@@ -326,6 +327,13 @@ func (x *StateOperatorProgress) GetCheckpointBytesWritten() int64 {
 func (x *StateOperatorProgress) GetNumRowsRemoved() int64 {
 	if x != nil {
 		return x.NumRowsRemoved
+	}
+	return 0
+}
+
+func (x *StateOperatorProgress) GetNumDroppedDuplicateRows() int64 {
+	if x != nil {
+		return x.NumDroppedDuplicateRows
 	}
 	return 0
 }
@@ -468,7 +476,7 @@ const file_sluice_storage_v1_progress_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
 	"\x0eEventTimeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x05\n" +
 	"\x15StateOperatorProgress\x12#\n" +
 	"\roperator_name\x18\x01 \x01(\tR\foperatorName\x12$\n" +
 	"\x0enum_rows_total\x18\x02 \x01(\x03R\fnumRowsTotal\x12(\n" +
@@ -482,7 +490,8 @@ const file_sluice_storage_v1_progress_proto_rawDesc = "" +
 	"\x13state_on_disk_bytes\x18\n" +
 	" \x01(\x03R\x10stateOnDiskBytes\x128\n" +
 	"\x18checkpoint_bytes_written\x18\v \x01(\x03R\x16checkpointBytesWritten\x12(\n" +
-	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\"\xd5\x02\n" +
+	"\x10num_rows_removed\x18\f \x01(\x03R\x0enumRowsRemoved\x12;\n" +
+	"\x1anum_dropped_duplicate_rows\x18\r \x01(\x03R\x17numDroppedDuplicateRows\"\xd5\x02\n" +
 	"\x11PartitionProgress\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
