@@ -25,11 +25,21 @@ type Assignment struct {
 	Executor string
 }
 
-// Assign places as many tasks as there are free slots. A task goes to the
-// executor that last read its partition when that executor has a free slot;
-// the rest go to the executor with the most free slots (ties by ID, so the
-// result is deterministic). Tasks that find no slot are left out and wait
-// for the next call. Cost is O((tasks + executors) log executors).
+// Assign places as many tasks as there are free slots, keeping tasks where
+// their partitions ran last (warm readers, a state partition's local store)
+// as far as a fair spread allows:
+//
+//  1. a task goes to the executor that last ran its partition when that
+//     executor has a free slot and fewer than its fair share of these
+//     tasks (tasks/executors with free slots, rounded down, at least 1);
+//  2. the others go first to executors still below that share (a new
+//     executor takes its share: scaling out moves partitions to it),
+//  3. then back to their last executor up to the share rounded up,
+//  4. then to the executor with the most free slots (ties by ID, so the
+//     result is deterministic).
+//
+// Tasks that find no slot are left out and wait for the next call. Cost is
+// O((tasks + executors) log executors).
 func Assign(tasks []TaskRef, executors []Executor, lastOwner map[stream.PartitionID]string) []Assignment {
 	free := make(map[string]int, len(executors))
 	for _, e := range executors {
@@ -40,12 +50,19 @@ func Assign(tasks []TaskRef, executors []Executor, lastOwner map[stream.Partitio
 	if len(free) == 0 {
 		return nil
 	}
+	lo := max(1, len(tasks)/len(free))
+	hi := (len(tasks) + len(free) - 1) / len(free)
+	count := make(map[string]int, len(free))
 	out := make([]Assignment, 0, min(len(tasks), totalFree(free)))
+	place := func(t TaskRef, id string) {
+		free[id]--
+		count[id]++
+		out = append(out, Assignment{Key: t.Key, Executor: id})
+	}
 	var rest []TaskRef
 	for _, t := range tasks {
-		if id, ok := lastOwner[t.Partition]; ok && free[id] > 0 {
-			free[id]--
-			out = append(out, Assignment{Key: t.Key, Executor: id})
+		if id, ok := lastOwner[t.Partition]; ok && free[id] > 0 && count[id] < lo {
+			place(t, id)
 			continue
 		}
 		rest = append(rest, t)
@@ -53,12 +70,49 @@ func Assign(tasks []TaskRef, executors []Executor, lastOwner map[stream.Partitio
 	if len(rest) == 0 {
 		return out
 	}
-	h := newSlotHeap(free)
+	// Executors below their share, the most free first.
+	var under []string
+	for id, f := range free {
+		if f > 0 && count[id] < lo {
+			under = append(under, id)
+		}
+	}
+	sort.Slice(under, func(i, j int) bool {
+		a, b := under[i], under[j]
+		if free[a] != free[b] {
+			return free[a] > free[b]
+		}
+		return a < b
+	})
+	var left []TaskRef
 	for _, t := range rest {
+		for len(under) > 0 && (free[under[0]] == 0 || count[under[0]] >= lo) {
+			under = under[1:]
+		}
+		if len(under) == 0 {
+			left = append(left, t)
+			continue
+		}
+		place(t, under[0])
+	}
+	rest, left = left, nil
+	for _, t := range rest {
+		if id, ok := lastOwner[t.Partition]; ok && free[id] > 0 && count[id] < hi {
+			place(t, id)
+			continue
+		}
+		left = append(left, t)
+	}
+	if len(left) == 0 {
+		return out
+	}
+	h := newSlotHeap(free)
+	for _, t := range left {
 		id, ok := h.take()
 		if !ok {
 			break
 		}
+		count[id]++
 		out = append(out, Assignment{Key: t.Key, Executor: id})
 	}
 	return out

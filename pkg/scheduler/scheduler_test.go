@@ -34,8 +34,22 @@ func TestAssign(t *testing.T) {
 		{"least loaded first", tasks("a", "b", "c"), []Executor{{ID: "e1", Free: 1}, {ID: "e2", Free: 2}}, nil,
 			[]Assignment{{"a", "e2"}, {"b", "e1"}, {"c", "e2"}}},
 		{"sticky wins", tasks("a", "b"), []Executor{{ID: "e1", Free: 2}, {ID: "e2", Free: 2}},
+			map[stream.PartitionID]string{"a": "e2", "b": "e1"},
+			[]Assignment{{"a", "e2"}, {"b", "e1"}}},
+		{"sticky up to a fair share", tasks("a", "b"), []Executor{{ID: "e1", Free: 2}, {ID: "e2", Free: 2}},
 			map[stream.PartitionID]string{"a": "e2", "b": "e2"},
-			[]Assignment{{"a", "e2"}, {"b", "e2"}}},
+			[]Assignment{{"a", "e2"}, {"b", "e1"}}},
+		{"a new executor takes its share, owners keep the rest", tasks("a", "b", "c", "d"),
+			[]Executor{{ID: "e1", Free: 2}, {ID: "e2", Free: 2}, {ID: "e3", Free: 2}},
+			map[stream.PartitionID]string{"a": "e1", "b": "e1", "c": "e2", "d": "e2"},
+			[]Assignment{{"a", "e1"}, {"c", "e2"}, {"b", "e3"}, {"d", "e2"}}},
+		{"a balanced spread stays", tasks("a", "b", "c", "d"),
+			[]Executor{{ID: "e1", Free: 2}, {ID: "e2", Free: 2}, {ID: "e3", Free: 2}},
+			map[stream.PartitionID]string{"a": "e1", "b": "e3", "c": "e2", "d": "e2"},
+			[]Assignment{{"a", "e1"}, {"b", "e3"}, {"c", "e2"}, {"d", "e2"}}},
+		{"fewer tasks than executors stay", tasks("a"), []Executor{{ID: "e1", Free: 2}, {ID: "e2", Free: 2}},
+			map[stream.PartitionID]string{"a": "e2"},
+			[]Assignment{{"a", "e2"}}},
 		{"sticky owner full falls back", tasks("a", "b"), []Executor{{ID: "e1", Free: 1}, {ID: "e2", Free: 1}},
 			map[stream.PartitionID]string{"a": "e1", "b": "e1"},
 			[]Assignment{{"a", "e1"}, {"b", "e2"}}},
@@ -448,6 +462,50 @@ func TestSpeculation(t *testing.T) {
 		}
 		if k, ok := b.Running("d1"); !ok || k != "d" {
 			t.Fatal("the original stopped running")
+		}
+	})
+}
+
+// TestAssignSettles checks that an assignment fed back as the last owners,
+// with the same free slots, is kept: tasks move when executors come or go,
+// never back and forth between batches.
+func TestAssignSettles(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		nExec := rapid.IntRange(1, 8).Draw(t, "executors")
+		var execs []Executor
+		for i := range nExec {
+			execs = append(execs, Executor{ID: "e" + strconv.Itoa(i), Free: rapid.IntRange(0, 4).Draw(t, "free")})
+		}
+		nTasks := rapid.IntRange(0, 30).Draw(t, "tasks")
+		var tasks []TaskRef
+		last := map[stream.PartitionID]string{}
+		for i := range nTasks {
+			p := stream.PartitionID("p" + strconv.Itoa(i))
+			tasks = append(tasks, TaskRef{Key: string(p), Partition: p})
+			if rapid.Bool().Draw(t, "sticky") {
+				last[p] = "e" + strconv.Itoa(rapid.IntRange(0, nExec-1).Draw(t, "owner"))
+			}
+		}
+		first := map[string]string{}
+		for _, a := range Assign(tasks, execs, last) {
+			first[a.Key] = a.Executor
+			last[stream.PartitionID(a.Key)] = a.Executor
+		}
+		// With fewer slots than tasks, which tasks wait may differ; a
+		// task placed both times must be placed alike.
+		second := map[string]string{}
+		for _, a := range Assign(tasks, execs, last) {
+			if _, ok := first[a.Key]; ok {
+				second[a.Key] = a.Executor
+			}
+		}
+		for k := range first {
+			if _, ok := second[k]; !ok {
+				delete(first, k)
+			}
+		}
+		if diff := cmp.Diff(first, second); diff != "" {
+			t.Fatalf("the assignment moved when fed back (-first +second):\n%s", diff)
 		}
 	})
 }
