@@ -53,11 +53,11 @@ type StateResult struct {
 	// Removed: groups the watermark completed; Dropped: late records;
 	// Duplicates: rows dropped as duplicates (dropDuplicates).
 	Removed, Dropped, Duplicates int64
-	Memory, Disk     int64
-	Restored         bool
-	Load, Commit     time.Duration
-	Changelog        int64
-	Snapshot         int64
+	Memory, Disk                 int64
+	Restored                     bool
+	Load, Commit                 time.Duration
+	Changelog                    int64
+	Snapshot                     int64
 }
 
 // stateEnd is the end a state task's output is committed with: sinks that
