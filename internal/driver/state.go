@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/stream"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
@@ -80,7 +81,21 @@ func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []s
 	}
 	run.Phase = "state"
 	run.TasksTotal += int32(n)
-	return l.execute(ctx, batch, skeys, ranges, 1, run)
+	return l.execute(ctx, batch, skeys, ranges, stateTasksPerSlot(n, l.m.d.reg.snapshot(scheduler.SlotUnits)), run)
+}
+
+// stateTasksPerSlot lets a batch's state tasks share slots so that all of
+// them fit at once: a state task that waited for a slot on its executor
+// would otherwise go to another one and restore its partition there.
+func stateTasksPerSlot(partitions int, execs []scheduler.Executor) int {
+	slots := 0
+	for _, e := range execs {
+		slots += e.Free
+	}
+	if slots == 0 {
+		return 1
+	}
+	return (partitions + slots - 1) / slots
 }
 
 // stateProgress sums the state partitions' figures into Spark's state

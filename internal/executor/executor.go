@@ -175,7 +175,7 @@ func New(cfg Config) (*Executor, error) {
 	}
 	return &Executor{cfg: cfg, log: cfg.Logger.With("executor", cfg.ID), jobs: map[string]*jobCache{},
 		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits),
-		metrics: newMetrics(), dial: dial, state: newStateStores(cfg.StateDir)}, nil
+		metrics: newMetrics(), dial: dial, state: newStateStores(cfg.StateDir, cfg.IdleTimeout)}, nil
 }
 
 // Run connects to the driver and serves tasks until ctx ends, reconnecting

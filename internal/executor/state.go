@@ -29,13 +29,41 @@ type stateStores struct {
 	dir string // "" until first use: then --state-dir or a temporary directory
 	tmp bool   // dir was made here and is removed on close
 
+	// idle: a partition not used for this long has most likely moved to
+	// another executor; its local copy is removed (coming back restores
+	// it from checkpoint.state).
+	idle time.Duration
+
 	mu     sync.Mutex
 	stores *statestore.Stores
 	busy   map[string]chan struct{} // prefix → held while an attempt uses it
+	held   map[string]*heldStore    // prefix → the open store
 }
 
-func newStateStores(dir string) *stateStores {
-	return &stateStores{dir: dir, busy: map[string]chan struct{}{}}
+type heldStore struct {
+	st       *statestore.Store
+	lastUsed time.Time
+}
+
+func newStateStores(dir string, idle time.Duration) *stateStores {
+	return &stateStores{dir: dir, idle: idle, busy: map[string]chan struct{}{}, held: map[string]*heldStore{}}
+}
+
+// removeIdleLocked removes the local copies of partitions unused for
+// s.idle and not in use now.
+func (s *stateStores) removeIdleLocked(log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	for prefix, h := range s.held {
+		if time.Since(h.lastUsed) < s.idle || len(s.busy[prefix]) > 0 {
+			continue
+		}
+		if err := h.st.Remove(); err != nil {
+			log.Warn("removing an idle state partition's local copy failed", "partition", prefix, "err", err)
+		}
+		delete(s.held, prefix)
+	}
 }
 
 // get returns the store of prefix, held for the caller until release is
@@ -43,6 +71,7 @@ func newStateStores(dir string) *stateStores {
 // that arrived before the cancelled attempt let go) or ctx.
 func (s *stateStores) get(ctx context.Context, opts statestore.Options) (*statestore.Store, func(), error) {
 	s.mu.Lock()
+	s.removeIdleLocked(opts.Logger)
 	if s.stores == nil {
 		if s.dir == "" {
 			d, err := os.MkdirTemp("", "sluice-state-")
@@ -71,7 +100,13 @@ func (s *stateStores) get(ctx context.Context, opts statestore.Options) (*states
 		<-ch
 		return nil, nil, fmt.Errorf("open the local store of %s: %w", opts.Prefix, err)
 	}
-	return st, func() { <-ch }, nil
+	used := func() {
+		s.mu.Lock()
+		s.held[opts.Prefix] = &heldStore{st: st, lastUsed: time.Now()}
+		s.mu.Unlock()
+	}
+	used()
+	return st, func() { used(); <-ch }, nil
 }
 
 // close closes every store; called when the executor stops, after its

@@ -203,9 +203,15 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 			if i >= st.nkeys || !slices.Contains(cols, col) {
 				continue
 			}
+			// The column itself, or a window over it (its end): an
+			// expression such as date_trunc('hour', ts) would give a
+			// bucket's start, which the watermark passes while the bucket
+			// still takes records.
 			switch t := s.Field(i).Type.(type) {
 			case *arrow.TimestampType:
-				st.eventKey = i
+				if p.dist.KeyIsColumn[i] {
+					st.eventKey = i
+				}
 			case *arrow.StructType:
 				if f, ok := t.FieldByName("end"); ok && f.Type.ID() == arrow.TIMESTAMP {
 					st.eventKey, st.keyEnd = i, true
@@ -217,7 +223,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 		}
 	}
 	if mode == Append && st.eventKey < 0 {
-		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("append writes each group once the watermark has passed it, so the query must group by the watermark column %s: window(%s, '1 minute') or %s itself", watermark, watermark, watermark)}
+		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("append writes each group once the watermark has passed it, so the query must group by the watermark column %s: window(%s, '1 minute') or %s itself (not an expression over it, whose value the watermark could pass while its group still takes records)", watermark, watermark, watermark)}
 	}
 	p.state = st
 	return nil
@@ -411,9 +417,13 @@ type StateReader interface {
 	Scan(fn func(key, value []byte) error) error
 }
 
-// StateChange is one group's new state. Key and Value are the pipeline's
-// encoding; they are part of the state's format.
-type StateChange struct{ Key, Value []byte }
+// StateChange is one group's new state (Value nil: removed). Key and Value
+// are the pipeline's encoding; they are part of the state's format.
+// Existed says whether the group was in the state before.
+type StateChange struct {
+	Key, Value []byte
+	Existed    bool
+}
 
 // StateResult is what MergeState made of a batch.
 type StateResult struct {
@@ -453,7 +463,12 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 	if ss.dedup {
 		return p.mergeDedup(mem, st, fresh, wm)
 	}
-	if fresh, res.Dropped, err = p.dropLate(mem, fresh, wm.Late); err != nil {
+	// Complete mode keeps every group and writes them all: a late record
+	// still counts (Spark: the watermark has no effect there).
+	if ss.mode != Complete {
+		fresh, res.Dropped, err = p.dropLate(mem, fresh, wm.Late)
+	}
+	if err != nil {
 		return res, err
 	}
 
@@ -461,7 +476,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 	old := array.NewRecordBuilder(mem, p.PartialSchema())
 	defer old.Release()
 	nold := 0
-	seen := map[string]bool{}
+	seen, found := map[string]bool{}, map[string]bool{}
 	var key []byte
 	for _, rec := range fresh {
 		for r := range int(rec.NumRows()) {
@@ -482,6 +497,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			if err := p.decodeGroup(old.Fields(), key, v); err != nil {
 				return res, err
 			}
+			found[string(key)] = true
 			nold++
 		}
 	}
@@ -515,7 +531,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			}
 			changed[string(k)] = true
 			if evict && ss.done(rec, r, wm.Complete) {
-				res.Changes = append(res.Changes, StateChange{Key: k})
+				res.Changes = append(res.Changes, StateChange{Key: k, Existed: found[string(k)]})
 				res.Removed++
 				keep[r] = true
 				continue
@@ -524,7 +540,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			if err != nil {
 				return res, fmt.Errorf("encode a group's state: %w", err)
 			}
-			res.Changes = append(res.Changes, StateChange{Key: k, Value: v})
+			res.Changes = append(res.Changes, StateChange{Key: k, Value: v, Existed: found[string(k)]})
 			res.Updated++
 		}
 		if ss.mode == Append {
@@ -567,7 +583,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			keep := make([]bool, unchanged.NumRows())
 			for r := range int(unchanged.NumRows()) {
 				if ss.done(unchanged, r, wm.Complete) {
-					res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(keys[r])})
+					res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(keys[r]), Existed: true})
 					res.Removed++
 					keep[r] = true
 				}
@@ -663,7 +679,7 @@ func (p *Pipeline) mergeDedup(mem memory.Allocator, st StateReader, fresh []arro
 	if ss.within > 0 && !wm.Complete.IsZero() {
 		if err := st.Scan(func(k, v []byte) error {
 			if len(v) == 8 && !seen[string(k)] && expired(time.Unix(0, int64(binary.BigEndian.Uint64(v)))) {
-				res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(k)})
+				res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(k), Existed: true})
 				res.Removed++
 			}
 			return nil

@@ -53,6 +53,10 @@ var ErrCorrupt = errors.New("statestore: corrupt file")
 // Change is one key's new value in a batch; a nil Value deletes the key.
 type Change struct {
 	Key, Value []byte
+	// Known says the caller knows whether Key is in the state before the
+	// change (Existed), as a merge that read it does: the commit then need
+	// not read it again to keep the key count. Not part of the files.
+	Known, Existed bool
 }
 
 func deltaName(prefix string, v int64) string {

@@ -23,6 +23,9 @@ type Options struct {
 	SnapshotInterval    int          // a snapshot every this many versions (version % n == 0); default 10
 	MinVersionsToRetain int          // purge files not needed to load any of the last this many versions; default 100
 	Logger              *slog.Logger // optional
+	// Cache is the block cache, shared by the stores of one process
+	// (Stores passes its own); nil gives the store a small one of its own.
+	Cache *pebble.Cache
 }
 
 const (
@@ -96,6 +99,7 @@ type Stats struct {
 // with the files in the Location. A Store is used by one task at a time; the
 // mutex only protects against misuse and concurrent Stats calls.
 type Store struct {
+	ownCache bool // the block cache is this store's alone
 	opts Options
 	log  *slog.Logger
 
@@ -151,13 +155,22 @@ func (s *Store) openDB() error {
 	if err := os.MkdirAll(s.opts.LocalDir, 0o755); err != nil {
 		return fmt.Errorf("statestore: Options.LocalDir: %w", err)
 	}
-	cache := pebble.NewCache(cacheBytes)
-	// The DB takes its own reference; ours is dropped once it is open.
-	defer cache.Unref()
+	cache := s.opts.Cache
+	s.ownCache = cache == nil
+	if cache == nil {
+		cache = pebble.NewCache(cacheBytes)
+		// The DB takes its own reference; ours is dropped once it is open.
+		defer cache.Unref()
+	}
 	db, err := pebble.Open(s.opts.LocalDir, &pebble.Options{
 		Cache:        cache,
 		MemTableSize: memTableBytes,
 		Logger:       pebbleLogger{s.log},
+		// No write-ahead log: the Location is the durable copy, and each
+		// batch writes its data with the metadata naming its version, so
+		// a crash leaves the database at some earlier consistent version,
+		// which Load rolls forward or restores.
+		DisableWAL: true,
 	})
 	if err != nil {
 		return fmt.Errorf("statestore: open local database %s: %w", s.opts.LocalDir, err)
@@ -345,12 +358,15 @@ func normalise(changes []Change) []Change {
 func applyChanges(r pebble.Reader, b *pebble.Batch, keys int64, changes []Change) (int64, error) {
 	for _, c := range changes {
 		k := dataKey(c.Key)
-		_, closer, err := r.Get(k)
-		exists := err == nil
-		if err == nil {
-			_ = closer.Close()
-		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return 0, fmt.Errorf("statestore: read %q: %w", c.Key, err)
+		exists := c.Existed
+		if !c.Known {
+			_, closer, err := r.Get(k)
+			exists = err == nil
+			if err == nil {
+				_ = closer.Close()
+			} else if !errors.Is(err, pebble.ErrNotFound) {
+				return 0, fmt.Errorf("statestore: read %q: %w", c.Key, err)
+			}
 		}
 		if c.Value == nil {
 			if exists {
@@ -775,15 +791,27 @@ func (s *Store) Stats() Stats {
 	}
 	m := s.db.Metrics()
 	st.DiskBytes = int64(m.DiskSpaceUsage())
-	st.MemoryBytes = int64(m.MemTable.Size) + m.BlockCache.Size
+	st.MemoryBytes = int64(m.MemTable.Size)
+	if s.ownCache { // a shared cache is no one store's
+		st.MemoryBytes += m.BlockCache.Size
+	}
 	return st
 }
 
 // Close closes the local database; it stays on disk for a later Open.
+// Without a write-ahead log, what is only in memory would be lost: it is
+// flushed first, so an executor restarted on the same directory finds its
+// partitions warm.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closeLocked()
+	var ferr error
+	if s.db != nil {
+		if err := s.db.Flush(); err != nil {
+			ferr = fmt.Errorf("statestore: flush local database %s: %w", s.opts.LocalDir, err)
+		}
+	}
+	return errors.Join(ferr, s.closeLocked())
 }
 
 func (s *Store) closeLocked() error {

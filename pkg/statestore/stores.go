@@ -5,13 +5,16 @@ import (
 	"net/url"
 	"path/filepath"
 	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Stores keeps an executor's Stores open between batches, one per Prefix,
 // so a partition that stays on the executor does not re-open (or restore)
 // its database every batch. It is safe for concurrent use.
 type Stores struct {
-	root string
+	root  string
+	cache *pebble.Cache // shared by the stores
 
 	mu     sync.Mutex
 	open   map[string]*Store
@@ -21,8 +24,13 @@ type Stores struct {
 // NewStores returns a cache whose local databases live under root, in a
 // directory per prefix (see Get).
 func NewStores(root string) *Stores {
-	return &Stores{root: root, open: map[string]*Store{}}
+	return &Stores{root: root, open: map[string]*Store{}, cache: pebble.NewCache(sharedCacheBytes)}
 }
+
+// sharedCacheBytes is the block cache of all the stores of one Stores: an
+// executor holds a few state partitions, and one cache lets a busy one use
+// what idle ones do not.
+const sharedCacheBytes = 64 << 20
 
 // Get returns the open Store for opts.Prefix, opening it on first use. When
 // opts.LocalDir is empty it is root/<prefix with '/' and other unsafe bytes
@@ -37,6 +45,9 @@ func (c *Stores) Get(opts Options) (*Store, error) {
 	}
 	if s, ok := c.open[opts.Prefix]; ok {
 		return s, nil
+	}
+	if opts.Cache == nil {
+		opts.Cache = c.cache
 	}
 	if opts.LocalDir == "" {
 		if c.root == "" {
@@ -76,6 +87,10 @@ func (c *Stores) Close() error {
 	var errs []error
 	for _, s := range stores {
 		errs = append(errs, s.Close())
+	}
+	if c.cache != nil {
+		c.cache.Unref() // each DB held its own reference
+		c.cache = nil
 	}
 	return errors.Join(errs...)
 }

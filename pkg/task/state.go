@@ -105,7 +105,7 @@ func RunState(ctx context.Context, a StateAttempt) (res StateResult, err error) 
 	}
 	changes := make([]statestore.Change, len(merged.Changes))
 	for i, c := range merged.Changes {
-		changes[i] = statestore.Change{Key: c.Key, Value: c.Value}
+		changes[i] = statestore.Change{Key: c.Key, Value: c.Value, Known: true, Existed: c.Existed}
 	}
 	commitStart := time.Now()
 	cs, err := a.Store.Commit(ctx, int64(a.Batch), changes)
