@@ -89,6 +89,12 @@ sink:
 			field: "outputMode", err: "dropDuplicates writes each row once"},
 		{name: "dropDuplicates without a location", yaml: sqlJob("select branch, amount from tx") + "dropDuplicates: {columns: [branch]}\n",
 			field: "checkpoint.state", err: "is required"},
+		{name: "append grouped by an expression over the event time", yaml: sqlJob("select date_trunc('hour', timestamp) as h, count(*) as n from tx group by 1") +
+			"outputMode: append\nwatermark: {column: timestamp, delay: 10s}\ncheckpoint: {state: /s}\n",
+			field: "outputMode", err: "not an expression over it"},
+		{name: "append grouped by the event time itself", yaml: sqlJob("select timestamp, count(*) as n from tx group by timestamp") +
+			"outputMode: append\nwatermark: {column: timestamp, delay: 10s}\ncheckpoint: {state: /s}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Watermark: &Watermark{Column: "timestamp", Delay: 10 * time.Second}}},
 		{name: "CEL job", yaml: good + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "transforms are SQL"},
 	}
 	for _, tc := range tests {

@@ -42,6 +42,9 @@ type Distributed struct {
 	// task output's __kN columns, in order), the columns it reads, lower
 	// case: a key reading the event-time column is the group's event time.
 	KeyColumns [][]string
+	// KeyIsColumn says, for each group key, whether it is a column as it
+	// is (not an expression over one).
+	KeyIsColumn []bool
 	// StateRefusal says why the query cannot keep state across batches
 	// (a *QueryError at the construct): an ORDER BY, LIMIT or OFFSET, which
 	// would apply within each state partition and batch, not to the
@@ -124,6 +127,7 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 	dist := &Distributed{Task: task, Final: fin, EventTime: d.eventTime}
 	for _, k := range d.keys {
 		dist.KeyColumns = append(dist.KeyColumns, columnsOf(k))
+		dist.KeyIsColumn = append(dist.KeyIsColumn, k["class"] == "COLUMN_REF")
 	}
 	dist.Combine, dist.StateRefusal = d.buildCombine(ctx, task)
 	return dist, nil
