@@ -7,7 +7,7 @@
 // for the list). Targets are printed beside the figures, never asserted:
 // the exit status is non-zero only when a scenario could not measure.
 //
-// `sluicebench baseline aggregate|copy|count|kinesis ...` is the hand-written
+// `sluicebench baseline aggregate|copy|count|running|kinesis ...` is the hand-written
 // franz-go (or aws-sdk-go-v2) program a scenario compares Sluice with; the
 // harness runs it as a child process.
 package main
@@ -163,7 +163,7 @@ func repoRoot() (string, error) {
 // runBaseline is the `baseline` subcommand.
 func runBaseline(args []string) error {
 	if len(args) == 0 {
-		return errors.New("baseline: want aggregate, copy, count or kinesis")
+		return errors.New("baseline: want aggregate, copy, count, running or kinesis")
 	}
 	fs := flag.NewFlagSet("baseline "+args[0], flag.ContinueOnError)
 	brokers := fs.String("brokers", "", "comma-separated bootstrap servers")
@@ -201,13 +201,15 @@ func runBaseline(args []string) error {
 		res, err = baseline.Aggregate(ctx, strings.Split(*brokers, ","), *topic)
 	case "count":
 		res, err = baseline.Count(ctx, strings.Split(*brokers, ","), *topic)
+	case "running":
+		res, err = baseline.RunningAggregate(ctx, strings.Split(*brokers, ","), *topic)
 	case "copy":
 		if *out == "" {
 			return errors.New("baseline copy: --out is required")
 		}
 		res, err = baseline.Copy(ctx, strings.Split(*brokers, ","), *topic, *out)
 	default:
-		return fmt.Errorf("baseline: unknown kind %q (want aggregate, copy, count or kinesis)", args[0])
+		return fmt.Errorf("baseline: unknown kind %q (want aggregate, copy, count, running or kinesis)", args[0])
 	}
 	if err != nil {
 		return fmt.Errorf("baseline %s: %w", args[0], err)

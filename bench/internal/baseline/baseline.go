@@ -4,11 +4,12 @@
 // that their CPU and peak memory are measured the way the Sluice processes'
 // are, and print a Result as JSON on stdout.
 //
-// Every Kafka baseline (aggregate, copy, count) reads every partition of a
-// topic from its start to the end offsets listed when it starts, with
-// franz-go's default fetch settings, through the same consume loop; they
-// differ only in what they do with the records. Aggregate uses every core
-// (GOMAXPROCS workers), as Sluice's executors do.
+// Every Kafka baseline (aggregate, copy, count, running) reads every
+// partition of a topic from its start to the end offsets listed when it
+// starts, with franz-go's default fetch settings, through the same consume
+// loop; they differ only in what they do with the records. Aggregate and
+// RunningAggregate use every core (GOMAXPROCS workers), as Sluice's
+// executors do.
 package baseline
 
 import (
@@ -35,6 +36,10 @@ type Result struct {
 	Groups map[string]Group `json:"groups,omitempty"`
 	// Produced counts acknowledged records (copy).
 	Produced int64 `json:"produced,omitempty"`
+	// Keys counts the distinct keys held at the end (running aggregate).
+	Keys int64 `json:"keys,omitempty"`
+	// Total sums v and counts records over every key (running aggregate).
+	Total Group `json:"total,omitzero"`
 }
 
 // Group is one (branch, currency) aggregate.
@@ -262,5 +267,89 @@ func consume(ctx context.Context, brokers []string, topic string, l loop) (Resul
 		return res, err
 	}
 	res.Elapsed = time.Since(began)
+	return res, nil
+}
+
+// keyedRecord is a record of the running-aggregate workload (scenario 7).
+type keyedRecord struct {
+	K string `json:"k"`
+	V int64  `json:"v"`
+}
+
+// keyedGroup is one key's running aggregate.
+type keyedGroup struct{ sum, n int64 }
+
+// RunningAggregate decodes every record of topic as JSON {"k": ..., "v": ...}
+// and keeps sum(v) and count(*) by k in memory, as a stateful job's running
+// aggregate does, without making anything durable. GOMAXPROCS workers decode
+// and sum into maps of their own, merged into one map of every key at the
+// end (before the clock stops). It reports the number of keys and the sum of
+// v and count over them, for checking against the workload.
+func RunningAggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan []*kgo.Record, 2*workers)
+	local := make([]map[string]keyedGroup, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		local[w] = map[string]keyedGroup{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := local[w]
+			for recs := range work {
+				for _, r := range recs {
+					var t keyedRecord
+					if err := json.Unmarshal(r.Value, &t); err != nil {
+						if errs[w] == nil {
+							errs[w] = fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+						}
+						continue
+					}
+					g := m[t.K]
+					g.sum += t.V
+					g.n++
+					m[t.K] = g
+				}
+			}
+		}()
+	}
+	var state map[string]keyedGroup
+	res, err := consume(ctx, brokers, topic, loop{
+		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
+			select {
+			case work <- recs:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		finish: func(*kgo.Client) error {
+			close(work)
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			// One map of every key, as the state of a single process.
+			state = local[0]
+			for _, m := range local[1:] {
+				for k, g := range m {
+					s := state[k]
+					s.sum += g.sum
+					s.n += g.n
+					state[k] = s
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Keys = int64(len(state))
+	for _, g := range state {
+		res.Total.Sum += g.sum
+		res.Total.Count += g.n
+	}
 	return res, nil
 }

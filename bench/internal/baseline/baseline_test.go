@@ -65,3 +65,34 @@ func TestBaselines(t *testing.T) {
 		t.Errorf("out holds %d records (%v), want %d", n, err, w.Records)
 	}
 }
+
+// TestRunningAggregate runs the running-aggregate baseline of scenario 7
+// against kfake: it must hold every key once, and sum and count every
+// record.
+func TestRunningAggregate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, err := harness.StartKafka(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.CreateTopic(ctx, "keyed", 4); err != nil {
+		t.Fatal(err)
+	}
+	w, err := k.ProduceKeyed(ctx, "keyed", 4, 25_000, harness.SpreadKeys(10_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Keys != 10_000 || w.Records != 25_000 {
+		t.Fatalf("produced %d records over %d keys", w.Records, w.Keys)
+	}
+	r, err := baseline.RunningAggregate(ctx, k.Brokers, "keyed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Records != w.Records || r.Bytes != w.Bytes || r.Keys != w.Keys || r.Total != (baseline.Group{Sum: w.Sum, Count: w.Records}) || r.Elapsed <= 0 {
+		t.Errorf("running aggregate: %d records, %d bytes, %d keys, totals %+v in %s; want %d, %d, %d, sum %d",
+			r.Records, r.Bytes, r.Keys, r.Total, r.Elapsed, w.Records, w.Bytes, w.Keys, w.Sum)
+	}
+}

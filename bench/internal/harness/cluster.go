@@ -160,8 +160,11 @@ func (c *Cluster) AddExecutor(ctx context.Context) (*Proc, error) {
 	for i, d := range c.Drivers {
 		addrs[i] = d.Addr
 	}
+	// The local stores of stateful jobs live in the work directory, so that
+	// a killed executor's (which cannot remove its own) go with it.
 	p, err := StartProc(c.dir, name, c.bins.Executor, "--driver", strings.Join(addrs, ","),
-		"--slots", strconv.Itoa(c.opts.Slots), "--id", name, "--drain-timeout", "2s")
+		"--slots", strconv.Itoa(c.opts.Slots), "--id", name, "--drain-timeout", "2s",
+		"--state-dir", filepath.Join(c.dir, name+"-state"))
 	if err != nil {
 		return nil, err
 	}

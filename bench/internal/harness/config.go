@@ -47,6 +47,15 @@ type Config struct {
 	Probes int
 	// RecoveryBatch is the records per micro-batch of the scenario 5 job.
 	RecoveryBatch int
+	// StateKeys is the number of distinct keys of the running aggregate of
+	// scenario 7: the groups its state ends with.
+	StateKeys int
+	// StateN is the number of records of scenario 7 (0 in the environment:
+	// twice StateKeys, so every key is updated twice).
+	StateN int
+	// StateBatches: the scenario 7 job reads its records in about this many
+	// micro-batches (two state snapshots at snapshotInterval 10).
+	StateBatches int
 	// KinesisN is the number of records preloaded into the 4-shard stream of
 	// scenario 4.
 	KinesisN int
@@ -60,7 +69,7 @@ type Config struct {
 	// Results is the directory receiving runs.jsonl and latest.md.
 	Results string
 	// Profile, when set, is a directory where `perf record` profiles of the
-	// Sluice processes of scenarios 1, 2 and 3 are written.
+	// Sluice processes of scenarios 1, 2, 3 and 7 are written.
 	Profile string
 	// Keep keeps the work directory (process logs, etcd data) after the run.
 	Keep bool
@@ -89,12 +98,15 @@ var Knobs = []Knob{
 	{"BENCH_PROBES", "200", "etcd transactions and gRPC round trips timed for the scenario 3 baseline"},
 	{"BENCH_KINESIS_N", "20000", "records preloaded into the 4-shard kinesis-mock stream of scenario 4"},
 	{"BENCH_RECOVERY_BATCH", "40000", "records per micro-batch of the recovery scenario (5)"},
+	{"BENCH_STATE_KEYS", "1000000", "distinct keys (groups of the state) of the stateful running aggregate (7)"},
+	{"BENCH_STATE_N", "0", "records of scenario 7, each key once before any twice; 0 means twice BENCH_STATE_KEYS"},
+	{"BENCH_STATE_BATCHES", "20", "micro-batches the scenario 7 job reads its records in (its state snapshots every 10), at most 100"},
 	{"BENCH_LEASE_TTL", "10s", "driver --lease-ttl"},
 	{"BENCH_HEARTBEAT_INTERVAL", "2s", "driver --heartbeat-interval"},
 	{"BENCH_HEARTBEAT_TIMEOUT", "10s", "driver --heartbeat-timeout"},
 	{"BENCH_TIMEOUT", "10m", "upper bound on each scenario"},
 	{"BENCH_RESULTS", "bench/results", "directory for runs.jsonl (appended) and latest.md"},
-	{"BENCH_PROFILE", "", "directory for perf profiles of the Sluice processes in scenarios 1, 2 and 3 (needs perf)"},
+	{"BENCH_PROFILE", "", "directory for perf profiles of the Sluice processes in scenarios 1, 2, 3 and 7 (needs perf)"},
 	{"BENCH_KEEP", "0", "1 keeps the work directory (process logs, etcd data)"},
 	{"BENCH_KAFKA", "", "bootstrap servers of a real Kafka to use instead of the in-process kfake (topics are created and deleted)"},
 }
@@ -167,6 +179,12 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 	c.Probes = intVar("BENCH_PROBES", 10)
 	c.RecoveryBatch = intVar("BENCH_RECOVERY_BATCH", 100)
 	c.KinesisN = intVar("BENCH_KINESIS_N", 100)
+	c.StateKeys = intVar("BENCH_STATE_KEYS", 100)
+	c.StateN = intVar("BENCH_STATE_N", 0)
+	c.StateBatches = intVar("BENCH_STATE_BATCHES", 1)
+	if c.StateN == 0 {
+		c.StateN = 2 * c.StateKeys
+	}
 	c.LeaseTTL = durVar("BENCH_LEASE_TTL")
 	c.HeartbeatInterval = durVar("BENCH_HEARTBEAT_INTERVAL")
 	c.HeartbeatTimeout = durVar("BENCH_HEARTBEAT_TIMEOUT")
@@ -192,6 +210,17 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 	}
 	if c.HeartbeatInterval > 0 && c.HeartbeatTimeout > 0 && c.HeartbeatTimeout < 3*c.HeartbeatInterval {
 		errs = append(errs, fmt.Errorf("BENCH_HEARTBEAT_TIMEOUT=%s: must be at least 3x BENCH_HEARTBEAT_INTERVAL (%s)", c.HeartbeatTimeout, c.HeartbeatInterval))
+	}
+	if c.StateN < c.StateKeys {
+		errs = append(errs, fmt.Errorf("BENCH_STATE_N=%d: must be at least BENCH_STATE_KEYS (%d), so that every key is written", c.StateN, c.StateKeys))
+	}
+	if c.StateBatches > 100 {
+		// The scenario reads the batches back from the driver's recent
+		// progress, which keeps the last 100.
+		errs = append(errs, fmt.Errorf("BENCH_STATE_BATCHES=%d: at most 100 (the driver keeps the progress of the last 100 batches)", c.StateBatches))
+	}
+	if c.StateBatches > c.StateN {
+		errs = append(errs, fmt.Errorf("BENCH_STATE_BATCHES=%d: must not exceed the records of scenario 7 (%d)", c.StateBatches, c.StateN))
 	}
 	if c.Batches > c.N {
 		errs = append(errs, fmt.Errorf("BENCH_BATCHES=%d: must not exceed BENCH_N (%d)", c.Batches, c.N))
@@ -225,7 +254,8 @@ func (c Config) Values() map[string]any {
 		"BENCH_EXECUTORS": c.Executors, "BENCH_SLOTS": c.Slots, "BENCH_SCENARIOS": scenarios, "BENCH_KAFKA": kafka,
 		"BENCH_OVERHEAD_PARTITIONS": strings.Join(parts, ","), "BENCH_OVERHEAD_BATCHES": c.OverheadBatches,
 		"BENCH_OVERHEAD_WARMUP": c.OverheadWarmup, "BENCH_OVERHEAD_MAX_TIME": c.OverheadMaxTime.String(), "BENCH_MEMORY_BATCHES": c.MemoryBatches, "BENCH_PROBES": c.Probes,
-		"BENCH_RECOVERY_BATCH": c.RecoveryBatch, "BENCH_KINESIS_N": c.KinesisN, "BENCH_LEASE_TTL": c.LeaseTTL.String(),
+		"BENCH_RECOVERY_BATCH": c.RecoveryBatch, "BENCH_KINESIS_N": c.KinesisN,
+		"BENCH_STATE_KEYS": c.StateKeys, "BENCH_STATE_N": c.StateN, "BENCH_STATE_BATCHES": c.StateBatches, "BENCH_LEASE_TTL": c.LeaseTTL.String(),
 		"BENCH_HEARTBEAT_INTERVAL": c.HeartbeatInterval.String(), "BENCH_HEARTBEAT_TIMEOUT": c.HeartbeatTimeout.String(),
 	}
 }

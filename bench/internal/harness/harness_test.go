@@ -19,6 +19,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{name: "defaults", env: nil, check: func(t *testing.T, c Config) {
 			if c.N != 2_000_000 || c.Partitions != 16 || c.Executors != 2 || c.LeaseTTL != 10*time.Second ||
+				c.StateKeys != 1_000_000 || c.StateN != 2_000_000 || c.StateBatches != 20 ||
 				!cmp.Equal(c.OverheadPartitions, []int{16, 256, 1024}) || len(c.Scenarios) != 0 || c.Keep {
 				t.Errorf("defaults: %+v", c)
 			}
@@ -42,6 +43,14 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{`BENCH_N="lots": not an integer`, "BENCH_LEASE_TTL=1s: the driver needs at least 2s", `BENCH_OVERHEAD_PARTITIONS: "x"`, `BENCH_KEEP="yes"`}},
 		{name: "heartbeat ratio", env: map[string]string{"BENCH_HEARTBEAT_INTERVAL": "1s", "BENCH_HEARTBEAT_TIMEOUT": "2s"},
 			wantErr: []string{"BENCH_HEARTBEAT_TIMEOUT=2s: must be at least 3x BENCH_HEARTBEAT_INTERVAL (1s)"}},
+		{name: "state records default to twice the keys", env: map[string]string{"BENCH_STATE_KEYS": "1000"},
+			check: func(t *testing.T, c Config) {
+				if c.StateKeys != 1000 || c.StateN != 2000 || c.StateBatches != 20 {
+					t.Errorf("state knobs: keys %d, records %d, batches %d", c.StateKeys, c.StateN, c.StateBatches)
+				}
+			}},
+		{name: "fewer state records than keys", env: map[string]string{"BENCH_STATE_KEYS": "1000", "BENCH_STATE_N": "999"},
+			wantErr: []string{"BENCH_STATE_N=999: must be at least BENCH_STATE_KEYS (1000)"}},
 		{name: "too small", env: map[string]string{"BENCH_N": "10", "BENCH_TIMEOUT": "-1s"},
 			wantErr: []string{"BENCH_N=10: must be at least 1000", "BENCH_TIMEOUT=-1s: must be positive"}},
 	}

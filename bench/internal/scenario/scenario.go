@@ -17,6 +17,8 @@
 //	2   Kafka → Kafka pass-through            Sluice/baseline ≥ 0.90
 //	3a… batch overhead per partition count, 3m driver memory
 //	4   Kinesis polling; 5a–5c recovery; 6a, 6b scheduler scale
+//	7   stateful running aggregate (update mode, 1M keys), then a restore;
+//	    Sluice/baseline with no target (the baseline keeps no durable state)
 //
 // Rows 1 to 2 also print each process's peak RSS, which must not grow from
 // one run to the next at the default sizes.
@@ -46,5 +48,6 @@ func All() []Scenario {
 		{ID: "4", Name: "Kinesis polling", Run: runKinesisPolling},
 		{ID: "5", Name: "recovery", Run: runRecovery},
 		{ID: "6", Name: "scheduler scale (simulation)", Run: runSchedulerScale},
+		{ID: "7", Name: "stateful running aggregate", Run: runStateful},
 	}
 }
