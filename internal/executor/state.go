@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -149,9 +150,10 @@ func safeName(s string) string {
 }
 
 // stateLocation opens jc's checkpoint.state once, and checks that the state
-// there was written with as many partitions as the job has: groups are
-// placed by a hash modulo the count, so another count would read every
-// group from the wrong partition.
+// there was written by this job's layout: as many partitions (groups are
+// placed by a hash modulo the count, so another count would look for
+// every group in the wrong partition) and the same state encoding (a
+// changed query would read the old groups' bytes as something else).
 func (e *Executor) stateLocation(ctx context.Context, jc *jobCache, t *clusterv1.Task) (statestore.Location, error) {
 	e.mu.Lock()
 	loc := jc.stateLoc
@@ -163,24 +165,46 @@ func (e *Executor) stateLocation(ctx context.Context, jc *jobCache, t *clusterv1
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint.state %s: %w", jc.job.State.Location, err)
 	}
-	name := path.Join(statePrefix(t.GetJob(), t.GetIncarnation()), "partitions")
-	want := strconv.Itoa(jc.job.State.Partitions)
+	name := path.Join(statePrefix(t.GetJob(), t.GetIncarnation()), "layout")
+	want := stateLayout{Partitions: jc.job.State.Partitions, State: jc.job.SQL.StateLayout(), Signature: jc.job.SQL.StateSignature()}
 	data, err := loc.Get(ctx, name)
 	switch {
 	case errors.Is(err, statestore.ErrNotExist):
-		if err := loc.Put(ctx, name, []byte(want)); err != nil {
-			return nil, fmt.Errorf("checkpoint.state: record the partition count: %w", err)
+		b, _ := json.Marshal(want) // never fails
+		if err := loc.Put(ctx, name, b); err != nil {
+			return nil, fmt.Errorf("checkpoint.state: record the state's layout: %w", err)
 		}
 	case err != nil:
-		return nil, fmt.Errorf("checkpoint.state: read the partition count: %w", err)
-	case string(data) != want:
-		return nil, connectors.Permanent(fmt.Errorf("state.partitions is %s, but the job's state in checkpoint.state was written with %s partitions; the count is fixed for the job's life (submit it under another name to start over)",
-			want, data))
+		return nil, fmt.Errorf("checkpoint.state: read the state's layout: %w", err)
+	default:
+		var got stateLayout
+		if err := json.Unmarshal(data, &got); err != nil {
+			return nil, connectors.Permanent(fmt.Errorf("checkpoint.state: %s is not a state layout: %w", name, err))
+		}
+		if got.Partitions != want.Partitions {
+			return nil, connectors.Permanent(fmt.Errorf("state.partitions is %d, but the job's state in checkpoint.state was written with %d partitions; the count is fixed for the job's life (submit it under another name to start over)",
+				want.Partitions, got.Partitions))
+		}
+		if got.State != want.State || got.Signature != want.Signature {
+			what := fmt.Sprintf("as %s, but the state in checkpoint.state was written as %s", want.State, got.State)
+			if got.State == want.State {
+				what = "with other group keys or aggregates than the state in checkpoint.state was written with"
+			}
+			return nil, connectors.Permanent(fmt.Errorf("the job's query keeps its state %s: a changed query cannot read it (submit the job under another name to start over)", what))
+		}
 	}
 	e.mu.Lock()
 	jc.stateLoc = loc
 	e.mu.Unlock()
 	return loc, nil
+}
+
+// stateLayout is what checkpoint.state records of the state's shape when a
+// job first writes it.
+type stateLayout struct {
+	Partitions int    `json:"partitions"`
+	State      string `json:"state"`
+	Signature  string `json:"signature"`
 }
 
 // runStateTask runs a state task (clusterv1.StateTask) and fills res.

@@ -185,6 +185,20 @@ var conformance = []conformanceCase{
 		query: `select window(timestamp, '1 minute').start as ws, window(timestamp, '1 minute').end as we, count(*) as n from source group by window(timestamp, '1 minute') order by ws`,
 		want: [][]any{{t0, t0.Add(time.Minute), int64(3)}, {t0.Add(time.Minute), t0.Add(2 * time.Minute), int64(2)},
 			{t0.Add(2 * time.Minute), t0.Add(3 * time.Minute), int64(3)}, {t0.Add(3 * time.Minute), t0.Add(4 * time.Minute), int64(1)}}},
+	{name: "sliding window: every window holding the time", input: "kafka", ordered: true,
+		query: `select window(timestamp, '1 minute', '30 seconds').start as ws, window(timestamp, '1 minute', '30 seconds').end as we, count(*) as n, min(offset) as o from source group by window(timestamp, '1 minute', '30 seconds') order by ws`,
+		want: func() [][]any {
+			var out [][]any
+			for i, n := range []int64{2, 3, 2, 2, 2, 3, 3, 1} {
+				start := t0.Add(time.Duration(i-1) * 30 * time.Second)
+				first := int64(max(0, (int(start.Sub(t0)/time.Second)+24)/25))
+				out = append(out, []any{start, start.Add(time.Minute), n, first})
+			}
+			return out
+		}()},
+	{name: "sliding window whose width is not a multiple of the slide", input: "kafka",
+		query: `select offset, count(*) as n from (select offset, window(timestamp, '50 seconds', '20 seconds') as w from source where offset in (0, 2)) group by offset order by offset`,
+		want:  [][]any{{int64(0), int64(3)}, {int64(2), int64(2)}}, ordered: true},
 	{name: "window as a struct column", input: "kafka", ordered: true,
 		query: `select w.start, n from (select window(timestamp, '2 minutes') as w, count(*) as n from source group by w) order by 1`,
 		want:  [][]any{{t0, int64(5)}, {t0.Add(2 * time.Minute), int64(4)}}},

@@ -4,6 +4,8 @@ package sqlengine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +47,11 @@ type Distributed struct {
 	// KeyIsColumn says, for each group key, whether it is a column as it
 	// is (not an expression over one).
 	KeyIsColumn []bool
+	// Signature identifies what the task output holds: the group keys and
+	// the partial states, as expressions (not their text: spacing, case
+	// and aliases do not count). Two queries with one signature keep the
+	// same state.
+	Signature string
 	// StateRefusal says why the query cannot keep state across batches
 	// (a *QueryError at the construct): an ORDER BY, LIMIT or OFFSET, which
 	// would apply within each state partition and batch, not to the
@@ -124,7 +131,8 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 	if err := sameColumns(fin.output, c.output); err != nil {
 		return nil, queryErrorAt(c.query, -1, ErrNotAllowed, "the merged result would differ from the query's: "+err.Error())
 	}
-	dist := &Distributed{Task: task, Final: fin, EventTime: d.eventTime}
+	sig := sha256.Sum256([]byte(strings.Join(d.kcan, "\n") + "\n--\n" + strings.Join(d.pcan, "\n")))
+	dist := &Distributed{Task: task, Final: fin, EventTime: d.eventTime, Signature: hex.EncodeToString(sig[:])}
 	for _, k := range d.keys {
 		dist.KeyColumns = append(dist.KeyColumns, columnsOf(k))
 		dist.KeyIsColumn = append(dist.KeyIsColumn, k["class"] == "COLUMN_REF")

@@ -126,6 +126,7 @@ func TestDistributeExact(t *testing.T) {
 		{name: "ORDER BY and LIMIT on the aggregate", ordered: true, query: `select branch, currency, sum(amount) s from source group by branch, currency order by s desc, branch, currency limit 4`},
 		{name: "ORDER BY an aggregate not selected", ordered: true, query: `select currency from source group by currency order by count(*), currency`},
 		{name: "tumbling window", input: "kafka", ordered: true, query: `select window(timestamp, '1 minute').start as ws, window(timestamp, '1 minute') as w, count(*) as n, min(offset) as first_offset from source group by window(timestamp, '1 minute') order by ws`},
+		{name: "sliding window", input: "kafka", query: `select window(timestamp, '1 minute', '20 seconds') as w, count(*) as n, sum(partition) as s from source group by window(timestamp, '1 minute', '20 seconds')`},
 		{name: "sum and avg of INTEGER and offset", input: "kafka", query: `select key, sum(partition) as s, avg(offset) as a, count(distinct partition) as d from source group by key`},
 		{name: "alias that is also the key's column", query: `select t.branch as branch, count(*) as n from source t group by branch having count(*) > 1 order by branch`, ordered: true},
 		{name: "same aggregate twice", query: `select branch, sum(amount) as a, sum(amount) * 2 as b from source group by branch having sum(amount) <> 0`},

@@ -48,9 +48,18 @@ var sparkMacros = []string{
 	`CREATE MACRO date_format(x, fmt) AS strftime(__sluice_ts(x), fmt)`,
 	// Spark aligns windows to the epoch; DuckDB's time_bucket to 2000-01-03
 	// unless told, which differs for windows of a week.
+	`CREATE MACRO __sluice_windows(t, w, s) AS list_filter(
+		list_transform(generate_series(0, CAST(ceil(epoch(w) / epoch(s)) AS BIGINT) - 1),
+			lambda k: {'start': time_bucket(s, t, TIMESTAMPTZ '1970-01-01 00:00:00+00') - k * s,
+				'end': time_bucket(s, t, TIMESTAMPTZ '1970-01-01 00:00:00+00') - k * s + w}),
+		lambda x: x.start <= t AND t < x."end")`,
+	// A sliding window (width, slide) gives every window holding ts: the
+	// row is repeated once per window (unnest), as Spark expands it, and
+	// GROUP BY window(ts, width, slide) groups by each.
 	`CREATE MACRO "window"(ts, width) AS {
 		'start': time_bucket(CAST(width AS INTERVAL), __sluice_ts(ts), TIMESTAMPTZ '1970-01-01 00:00:00+00'),
-		'end': time_bucket(CAST(width AS INTERVAL), __sluice_ts(ts), TIMESTAMPTZ '1970-01-01 00:00:00+00') + CAST(width AS INTERVAL)}`,
+		'end': time_bucket(CAST(width AS INTERVAL), __sluice_ts(ts), TIMESTAMPTZ '1970-01-01 00:00:00+00') + CAST(width AS INTERVAL)},
+		(ts, width, slide) AS unnest(__sluice_windows(__sluice_ts(ts), CAST(width AS INTERVAL), CAST(slide AS INTERVAL)))`,
 
 	// JSON. A malformed document gives NULL, as Spark's default PERMISSIVE
 	// mode does; a BLOB (Kafka's value) is read as UTF-8 text.

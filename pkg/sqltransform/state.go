@@ -5,7 +5,9 @@ package sqltransform
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -151,6 +153,44 @@ func columnIndex(s *arrow.Schema, name string) int {
 		}
 	}
 	return -1
+}
+
+// StateLayout describes how the pipeline encodes its state: what it keeps
+// (groups or keys) and the columns and types of its keys and values. A job
+// resumed with a query whose layout differs cannot read the state it left.
+func (p *Pipeline) StateLayout() string {
+	if p.state == nil {
+		return ""
+	}
+	kind := "groups"
+	if p.state.dedup {
+		kind = "keys"
+	}
+	var cols []string
+	for i, f := range p.PartialSchema().Fields() {
+		role := "value"
+		if i < p.state.nkeys || p.state.dedup {
+			role = "column"
+		}
+		cols = append(cols, fmt.Sprintf("%s %s %s", role, f.Name, f.Type))
+	}
+	return fmt.Sprintf("%s (%s)", kind, strings.Join(cols, ", "))
+}
+
+// StateSignature identifies what the state holds beyond its columns' types:
+// the group keys and aggregates as expressions, or the columns that make a
+// row a duplicate. A resumed job whose signature differs cannot read the
+// state it left, even when the types agree (count(*) and max(amount) are
+// both BIGINT).
+func (p *Pipeline) StateSignature() string {
+	if p.state == nil {
+		return ""
+	}
+	if p.state.dedup {
+		sum := sha256.Sum256([]byte("dedup\n" + p.StateLayout()))
+		return hex.EncodeToString(sum[:])
+	}
+	return p.dist.Signature
 }
 
 // Dedups reports whether the pipeline drops duplicate rows

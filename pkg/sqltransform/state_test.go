@@ -469,3 +469,31 @@ func rowsIPC(t *testing.T, p *Pipeline, rows []stream.Row) []byte {
 	}
 	return data
 }
+
+// TestStateSignature: what the state holds decides the signature, not how
+// the query is written.
+func TestStateSignature(t *testing.T) {
+	eng := engine(t)
+	ctx := context.Background()
+	sig := func(q string) string {
+		t.Helper()
+		p, err := Compile(ctx, eng, Config{Source: columnar.KafkaSchema(false), OutputMode: Update, Steps: []Step{
+			decodeJSON("branch STRING, amount BIGINT"), query(1, "tx", q)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.StateSignature()
+	}
+	base := sig("select branch, sum(amount) as s, count(*) as n from tx group by branch")
+	for q, same := range map[string]bool{
+		"SELECT Branch,  SUM(amount) AS total, count(*) n FROM tx GROUP BY branch":                  true,
+		"select branch, sum(amount) as s, count(*) as n from tx where amount > 0 group by branch":   true,
+		"select upper(branch) as b, sum(amount) as s, count(*) as n from tx group by upper(branch)": false,
+		"select branch, sum(amount) as s, max(amount) as n from tx group by branch":                 false,
+		"select branch, sum(amount) as s, count(*) as n, min(amount) as m from tx group by branch":  false,
+	} {
+		if got := sig(q) == base; got != same {
+			t.Errorf("%s: same signature %v, want %v", q, got, same)
+		}
+	}
+}

@@ -100,8 +100,8 @@ type Stats struct {
 // mutex only protects against misuse and concurrent Stats calls.
 type Store struct {
 	ownCache bool // the block cache is this store's alone
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	db      *pebble.DB

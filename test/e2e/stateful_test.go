@@ -176,3 +176,77 @@ func TestStatefulRunningTotal(t *testing.T) {
 		t.Error("no batch restored a state partition from checkpoint.state, though an executor holding some was killed")
 	}
 }
+
+// TestStatefulResumeRefusesAnotherLayout stops a stateful job after it kept
+// state, and resubmits it under the same name with another partition count,
+// then with another query: each fails at once, naming what changed, rather
+// than reading the state it left as something else.
+func TestStatefulResumeRefusesAnotherLayout(t *testing.T) {
+	ctx := context.Background()
+	brokers := startKafka(t, 2, "transaction")
+	c, _ := startSinkCluster(t)
+	state, out := t.TempDir(), t.TempDir()
+	yaml := strings.NewReplacer("BROKERS", strings.Join(brokers, ","), "STATE", state).Replace(openPositionJob)
+	spec := func(edit func(*sluicev1.JobSpec)) *sluicev1.JobSpec {
+		s, err := jobspec.ParseYAML([]byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Sink = &sluicev1.Sink{Kind: &sluicev1.Sink_File{File: &sluicev1.FileSink{Path: out}}}
+		if edit != nil {
+			edit(s)
+		}
+		return s
+	}
+	produce(t, brokers, "transaction", 0, 100)
+	if _, err := c.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "a batch commits", func() error {
+		b, _, err := lastBatch(ctx, c, "open-position")
+		if err != nil || b < 0 {
+			return fmt.Errorf("last batch %d, err %v", b, err)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		name string
+		edit func(*sluicev1.JobSpec)
+		want string
+	}{
+		{"another partition count", func(s *sluicev1.JobSpec) { s.State.Partitions = 8 }, "was written with 4 partitions"},
+		{"another query", func(s *sluicev1.JobSpec) {
+			s.Transforms[1].GetSql().Query = "select branch, currency, sum(amount) as position, max(amount) as top from tx group by branch, currency"
+		}, "a changed query cannot read it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := c.StopJob(ctx, &sluicev1.StopJobRequest{Name: "open-position"}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 30*time.Second, "the job stops", func() error {
+				j, err := c.GetJob(ctx, &sluicev1.GetJobRequest{Name: "open-position"})
+				if err != nil {
+					return err
+				}
+				if s := j.GetState(); s == sluicev1.JobState_JOB_STATE_RUNNING || s == sluicev1.JobState_JOB_STATE_STOPPING {
+					return fmt.Errorf("state %s", s)
+				}
+				return nil
+			})
+			produce(t, brokers, "transaction", 100, 110)
+			if _, err := c.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec(tc.edit)}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, time.Minute, "the job fails naming the change", func() error {
+				j, err := c.GetJob(ctx, &sluicev1.GetJobRequest{Name: "open-position"})
+				if err != nil {
+					return err
+				}
+				if j.GetState() != sluicev1.JobState_JOB_STATE_FAILED || !strings.Contains(j.GetLastError(), tc.want) {
+					return fmt.Errorf("state %s, last error %q", j.GetState(), j.GetLastError())
+				}
+				return nil
+			})
+		})
+	}
+}
