@@ -609,7 +609,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			if changed[string(k)] {
 				return nil
 			}
-			keys = append(keys, k)
+			keys = append(keys, bytes.Clone(k)) // k is only valid during the call
 			return p.decodeGroup(rest.Fields(), k, v)
 		}); err != nil {
 			return res, fmt.Errorf("read state: %w", err)
@@ -623,7 +623,7 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 			keep := make([]bool, unchanged.NumRows())
 			for r := range int(unchanged.NumRows()) {
 				if ss.done(unchanged, r, wm.Complete) {
-					res.Changes = append(res.Changes, StateChange{Key: bytes.Clone(keys[r]), Existed: true})
+					res.Changes = append(res.Changes, StateChange{Key: keys[r], Existed: true})
 					res.Removed++
 					keep[r] = true
 				}

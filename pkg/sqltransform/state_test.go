@@ -3,6 +3,7 @@
 package sqltransform
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,12 +31,25 @@ func (m mapState) Scan(fn func(k, v []byte) error) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	// As a Pebble iterator, hand out memory that the next key overwrites:
+	// a caller that keeps a key must copy it.
+	var kb, vb []byte
 	for _, k := range keys {
-		if err := fn([]byte(k), m[k]); err != nil {
+		kb, vb = append(kb[:0], k...), append(vb[:0], m[k]...)
+		if err := fn(kb, vb); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (m mapState) ScanPrefix(prefix []byte, fn func(k, v []byte) error) error {
+	return m.Scan(func(k, v []byte) error {
+		if !bytes.HasPrefix(k, prefix) {
+			return nil
+		}
+		return fn(k, v)
+	})
 }
 
 // partials runs the task query over JSON transactions (one task).
@@ -495,5 +509,48 @@ func TestStateSignature(t *testing.T) {
 		if got := sig(q) == base; got != same {
 			t.Errorf("%s: same signature %v, want %v", q, got, same)
 		}
+	}
+}
+
+// TestMergeStateRemovesEveryCompleteGroup: a batch whose watermark passes
+// several groups it did not change removes (and in append mode writes)
+// each of them, whatever memory the state's scan hands out.
+func TestMergeStateRemovesEveryCompleteGroup(t *testing.T) {
+	eng := engine(t)
+	ctx := context.Background()
+	p, err := Compile(ctx, eng, Config{Source: columnar.KafkaSchema(false), OutputMode: Append, WatermarkColumn: "timestamp", Steps: []Step{
+		query(0, "", "select window(timestamp, '1 minute').start as ws, count(*) as n from source group by window(timestamp, '1 minute')"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	st := mapState{}
+	apply := func(res StateResult) {
+		for _, c := range res.Changes {
+			if c.Value == nil {
+				delete(st, string(c.Key))
+			} else {
+				st[string(c.Key)] = c.Value
+			}
+		}
+	}
+	first := kafkaPartials(t, p, []time.Time{base, base.Add(time.Minute), base.Add(2 * time.Minute), base.Add(3 * time.Minute)})
+	res, err := p.MergeState(ctx, nil, st, first, base, Watermarks{Complete: base.Add(3*time.Minute - 10*time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(res)
+	if len(st) != 2 || len(res.Rows) != 2 { // minutes 0 and 1 complete at once
+		t.Fatalf("after the first batch: %d groups kept, %d written; want 2 and 2", len(st), len(res.Rows))
+	}
+	later := kafkaPartials(t, p, []time.Time{base.Add(10 * time.Minute)})
+	res, err = p.MergeState(ctx, nil, st, later, base, Watermarks{Late: base.Add(3*time.Minute - 10*time.Second), Complete: base.Add(10*time.Minute - 10*time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(res)
+	if len(st) != 1 || len(res.Rows) != 2 || res.Removed != 2 {
+		t.Fatalf("after the second batch: %d groups kept, %d written, %d removed; want 1, 2 and 2 (minutes 2 and 3)", len(st), len(res.Rows), res.Removed)
 	}
 }

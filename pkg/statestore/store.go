@@ -307,12 +307,30 @@ func (s *Store) Get(key []byte) (value []byte, ok bool, err error) {
 // Scan calls fn for every key in key order. key and value are only valid
 // during the call. An error from fn stops the scan and is returned.
 func (s *Store) Scan(fn func(key, value []byte) error) error {
+	return s.scan(dataLower, dataUpper, fn)
+}
+
+// ScanPrefix calls fn for every key that starts with prefix, in key order;
+// key and value are valid only during the call.
+func (s *Store) ScanPrefix(prefix []byte, fn func(key, value []byte) error) error {
+	lower := dataKey(prefix)
+	upper := slices.Clone(lower)
+	// The first key after every key with this prefix: the prefix with its
+	// last byte below 0xff incremented (dataPrefix itself is below 0xff).
+	for len(upper) > 0 && upper[len(upper)-1] == 0xff {
+		upper = upper[:len(upper)-1]
+	}
+	upper[len(upper)-1]++
+	return s.scan(lower, upper, fn)
+}
+
+func (s *Store) scan(lower, upper []byte, fn func(key, value []byte) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: dataLower, UpperBound: dataUpper})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("statestore: scan: %w", err)
 	}
