@@ -95,6 +95,11 @@ sink:
 		{name: "append grouped by the event time itself", yaml: sqlJob("select timestamp, count(*) as n from tx group by timestamp") +
 			"outputMode: append\nwatermark: {column: timestamp, delay: 10s}\ncheckpoint: {state: /s}\n",
 			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Watermark: &Watermark{Column: "timestamp", Delay: 10 * time.Second}}},
+		{name: "session windows in append mode", yaml: sqlJob("select branch, session_window(timestamp, '5 minutes') as s, count(*) as n from tx group by branch, session_window(timestamp, '5 minutes')") +
+			"outputMode: append\nwatermark: {column: timestamp, delay: 1 minute}\ncheckpoint: {state: /s}\n",
+			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Watermark: &Watermark{Column: "timestamp", Delay: time.Minute}}},
+		{name: "session windows per batch", yaml: sqlJob("select branch, session_window(timestamp, '5 minutes') as s, count(*) as n from tx group by branch, session_window(timestamp, '5 minutes')"),
+			field: "transforms[1].sql.query", err: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate"},
 		{name: "CEL job", yaml: good + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "transforms are SQL"},
 	}
 	for _, tc := range tests {

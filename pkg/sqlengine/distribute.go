@@ -47,6 +47,12 @@ type Distributed struct {
 	// KeyIsColumn says, for each group key, whether it is a column as it
 	// is (not an expression over one).
 	KeyIsColumn []bool
+	// KeySession says, for each group key, whether it is a
+	// session_window(ts, gap): each record's own session, which a stateful
+	// aggregate merges with the overlapping sessions of its other keys.
+	KeySession []bool
+	// UsesSession: session_window appears anywhere in the query.
+	UsesSession bool
 	// Signature identifies what the task output holds: the group keys and
 	// the partial states, as expressions (not their text: spacing, case
 	// and aliases do not count). Two queries with one signature keep the
@@ -98,11 +104,16 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 	if err := d.check(top); err != nil {
 		return nil, err
 	}
+	usesSession := false
+	walkJSON(top, func(n map[string]any) {
+		name, _ := n["function_name"].(string)
+		usesSession = usesSession || n["class"] == "FUNCTION" && strings.EqualFold(name, "session_window")
+	})
 	if !d.aggregating(top) {
 		if err := d.checkRowWise(top); err != nil {
 			return nil, err
 		}
-		return &Distributed{Task: c}, nil
+		return &Distributed{Task: c, UsesSession: usesSession}, nil
 	}
 	partial, final, err := d.split(ctx, top)
 	if err != nil {
@@ -132,10 +143,12 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 		return nil, queryErrorAt(c.query, -1, ErrNotAllowed, "the merged result would differ from the query's: "+err.Error())
 	}
 	sig := sha256.Sum256([]byte(strings.Join(d.kcan, "\n") + "\n--\n" + strings.Join(d.pcan, "\n")))
-	dist := &Distributed{Task: task, Final: fin, EventTime: d.eventTime, Signature: hex.EncodeToString(sig[:])}
+	dist := &Distributed{Task: task, Final: fin, EventTime: d.eventTime, Signature: hex.EncodeToString(sig[:]), UsesSession: usesSession}
 	for _, k := range d.keys {
 		dist.KeyColumns = append(dist.KeyColumns, columnsOf(k))
 		dist.KeyIsColumn = append(dist.KeyIsColumn, k["class"] == "COLUMN_REF")
+		name, _ := k["function_name"].(string)
+		dist.KeySession = append(dist.KeySession, k["class"] == "FUNCTION" && strings.EqualFold(name, "session_window"))
 	}
 	dist.Combine, dist.StateRefusal = d.buildCombine(ctx, task)
 	return dist, nil

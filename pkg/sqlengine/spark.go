@@ -53,6 +53,10 @@ var sparkMacros = []string{
 			lambda k: {'start': time_bucket(s, t, TIMESTAMPTZ '1970-01-01 00:00:00+00') - k * s,
 				'end': time_bucket(s, t, TIMESTAMPTZ '1970-01-01 00:00:00+00') - k * s + w}),
 		lambda x: x.start <= t AND t < x."end")`,
+	// A record's own session: [ts, ts + gap). A stateful aggregate grouped
+	// by it merges the sessions of a key that overlap or touch into one,
+	// across tasks and batches (sqltransform); nothing else may use it.
+	`CREATE MACRO session_window(ts, gap) AS {'start': __sluice_ts(ts), 'end': __sluice_ts(ts) + CAST(gap AS INTERVAL)}`,
 	// A sliding window (width, slide) gives every window holding ts: the
 	// row is repeated once per window (unnest), as Spark expands it, and
 	// GROUP BY window(ts, width, slide) groups by each.
@@ -84,7 +88,7 @@ const nowVariable = "__sluice_now"
 // sparkNames are the names the engine defines; a Registry refuses them.
 var sparkNames = map[string]bool{
 	"unix_timestamp": true, "from_unixtime": true, "to_timestamp": true, "to_date": true,
-	"date_format": true, "window": true, "from_json": true, "get_json_object": true,
+	"date_format": true, "window": true, "session_window": true, "from_json": true, "get_json_object": true,
 	"nvl": true, "nvl2": true, "regexp_replace": true, "split": true,
 	"now": true, "current_timestamp": true, "current_date": true, "get_current_timestamp": true,
 }

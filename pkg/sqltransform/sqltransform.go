@@ -225,13 +225,12 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	for _, f := range out.Fields() {
 		p.columns = append(p.columns, f.Name)
 	}
-	if cfg.DropDuplicates != nil {
+	switch {
+	case cfg.DropDuplicates != nil:
 		if err := p.compileDedup(*cfg.DropDuplicates, lastPath, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
-		return p, nil
-	}
-	if cfg.OutputMode != PerBatch {
+	case cfg.OutputMode != PerBatch:
 		path := cfg.OutputModePath
 		if path == "" {
 			path = "outputMode"
@@ -239,6 +238,9 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		if err := p.compileState(cfg.OutputMode, path, lastPath, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
+	}
+	if d.UsesSession && (p.state == nil || p.state.sessionKey < 0) {
+		return nil, &transform.FieldError{Field: lastPath + ".query", Reason: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate (outputMode): the sessions of a key are merged in its state, across tasks and batches"}
 	}
 	return p, nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -74,6 +75,14 @@ type stateStep struct {
 	// event time (-1: none).
 	maxCol int
 
+	// sessionKey is the session_window key (-1: none). Its groups' state
+	// keys are the other keys (length-prefixed, so that one key's sessions
+	// share a prefix and a partition) then the session: other and sess
+	// encode those, sessOnly a session alone, for merged sessions.
+	sessionKey            int
+	otherCols             []int
+	other, sess, sessOnly *columnar.RowCodec
+
 	// dedup: the step drops duplicate rows (dropDuplicates) instead of
 	// aggregating; key encodes the identifying columns, eventKey is the
 	// rows' event-time column (-1: none), within how long a key is kept
@@ -106,7 +115,7 @@ func (p *Pipeline) compileDedup(d Dedup, queryPath, watermark string) error {
 		return &transform.FieldError{Field: path + ".columns", Reason: "is required: the output columns that identify a row, e.g. [id]"}
 	}
 	s := p.PartialSchema()
-	st := &stateStep{mode: Append, dedup: true, eventKey: -1, maxCol: -1, within: d.Within}
+	st := &stateStep{mode: Append, dedup: true, eventKey: -1, maxCol: -1, sessionKey: -1, within: d.Within}
 	var keys []int
 	for i, c := range d.Columns {
 		idx := columnIndex(s, c)
@@ -212,7 +221,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 		return queryFieldError(queryPath, p.dist.StateRefusal)
 	}
 	s := p.PartialSchema()
-	st := &stateStep{mode: mode, eventKey: -1, maxCol: -1, et: p.dist.EventTime}
+	st := &stateStep{mode: mode, eventKey: -1, maxCol: -1, sessionKey: -1, et: p.dist.EventTime}
 	if st.et != nil {
 		st.maxCol = st.et.Max
 	}
@@ -236,6 +245,31 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 	}
 	if err != nil {
 		return &transform.FieldError{Field: queryPath + ".query", Reason: fmt.Sprintf("the aggregate's groups cannot be kept as state: %v", err)}
+	}
+	for i, sess := range p.dist.KeySession {
+		if !sess || i >= st.nkeys {
+			continue
+		}
+		if st.sessionKey >= 0 {
+			return &transform.FieldError{Field: queryPath + ".query", Reason: "groups by two session_window keys; a group has one session"}
+		}
+		st.sessionKey = i
+	}
+	if st.sessionKey >= 0 {
+		for i := range st.nkeys {
+			if i != st.sessionKey {
+				st.otherCols = append(st.otherCols, i)
+			}
+		}
+		f := s.Field(st.sessionKey)
+		if st.other, err = columnar.NewRowCodec(s, st.otherCols); err == nil {
+			if st.sess, err = columnar.NewRowCodec(s, []int{st.sessionKey}); err == nil {
+				st.sessOnly, err = columnar.NewRowCodec(arrow.NewSchema([]arrow.Field{f}, nil), []int{0})
+			}
+		}
+		if err != nil {
+			return &transform.FieldError{Field: queryPath + ".query", Reason: fmt.Sprintf("the aggregate's sessions cannot be kept as state: %v", err)}
+		}
 	}
 	if watermark != "" {
 		col := strings.ToLower(watermark)
@@ -345,7 +379,7 @@ func (p *Pipeline) Route(partials [][]byte, n int) (res Routed, _ error) {
 				}
 			}
 			for r := range int(rec.NumRows()) {
-				if key, err = p.state.key.Append(key[:0], rec, r); err == nil {
+				if key, err = p.state.routeOf(key[:0], rec, r); err == nil {
 					row, err = p.state.all.Append(row[:0], rec, r)
 				}
 				if err != nil {
@@ -454,7 +488,9 @@ func releaseBatches(bs []arrow.RecordBatch) {
 // encoded keys and values, as StateChange writes them.
 type StateReader interface {
 	Get(key []byte) (value []byte, ok bool, err error)
+	// Scan and ScanPrefix hand out key and value valid only during fn.
 	Scan(fn func(key, value []byte) error) error
+	ScanPrefix(prefix []byte, fn func(key, value []byte) error) error
 }
 
 // StateChange is one group's new state (Value nil: removed). Key and Value
@@ -512,60 +548,33 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 		return res, err
 	}
 
-	// The groups' states before the batch, for the keys the batch has.
-	old := array.NewRecordBuilder(mem, p.PartialSchema())
-	defer old.Release()
-	nold := 0
-	seen, found := map[string]bool{}, map[string]bool{}
-	var key []byte
-	for _, rec := range fresh {
-		for r := range int(rec.NumRows()) {
-			if key, err = ss.key.Append(key[:0], rec, r); err != nil {
-				return res, fmt.Errorf("encode a group key: %w", err)
-			}
-			if seen[string(key)] {
-				continue
-			}
-			seen[string(key)] = true
-			v, ok, err := st.Get(key)
-			if err != nil {
-				return res, fmt.Errorf("read state: %w", err)
-			}
-			if !ok {
-				continue
-			}
-			if err := p.decodeGroup(old.Fields(), key, v); err != nil {
-				return res, err
-			}
-			found[string(key)] = true
-			nold++
-		}
-	}
 	var merged []arrow.RecordBatch
 	defer func() { releaseBatches(merged) }()
-	if len(fresh) > 0 {
-		in := fresh
-		if nold > 0 {
-			prev := old.NewRecordBatch()
-			defer prev.Release()
-			in = append([]arrow.RecordBatch{prev}, fresh...)
+	found := map[string]bool{}   // groups in the state before the batch
+	changed := map[string]bool{} // groups the batch replaces, removes or writes
+	if ss.sessionKey >= 0 {
+		var replaced []StateChange
+		if merged, replaced, err = p.mergeSessions(ctx, mem, st, fresh, now, found); err != nil {
+			return res, err
 		}
-		if merged, err = p.dist.Combine.RunBatches(ctx, in, sqlengine.WithNow(now)); err != nil {
-			return res, stateQueryErr("merge the batch into the state", err)
+		for _, c := range replaced {
+			changed[string(c.Key)] = true
 		}
+		res.Changes = append(res.Changes, replaced...)
+	} else if merged, err = p.mergeGroups(ctx, mem, st, fresh, now, found); err != nil {
+		return res, err
 	}
 
 	// The changed groups: stored, or removed when the watermark completed
 	// them (append and update mode; complete mode keeps every group).
 	evict := ss.mode != Complete
-	changed := map[string]bool{}
 	var out []arrow.RecordBatch // groups to write, as partial states
 	var done []arrow.RecordBatch
 	defer func() { releaseBatches(done) }()
 	for _, rec := range merged {
 		keep := make([]bool, rec.NumRows())
 		for r := range int(rec.NumRows()) {
-			k, err := ss.key.Append(nil, rec, r)
+			k, err := ss.keyOf(nil, rec, r)
 			if err != nil {
 				return res, fmt.Errorf("encode a group key: %w", err)
 			}
@@ -655,6 +664,204 @@ func (p *Pipeline) MergeState(ctx context.Context, mem memory.Allocator, st Stat
 		return res, stateQueryErr("compute the output rows", err)
 	}
 	return res, nil
+}
+
+// mergeGroups merges the batch's groups (fresh) with their states before
+// the batch, which it marks in found.
+func (p *Pipeline) mergeGroups(ctx context.Context, mem memory.Allocator, st StateReader, fresh []arrow.RecordBatch, now time.Time,
+	found map[string]bool) ([]arrow.RecordBatch, error) {
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	old := array.NewRecordBuilder(mem, p.PartialSchema())
+	defer old.Release()
+	seen := map[string]bool{}
+	var key []byte
+	var err error
+	for _, rec := range fresh {
+		for r := range int(rec.NumRows()) {
+			if key, err = p.state.keyOf(key[:0], rec, r); err != nil {
+				return nil, fmt.Errorf("encode a group key: %w", err)
+			}
+			if seen[string(key)] {
+				continue
+			}
+			seen[string(key)] = true
+			v, ok, err := st.Get(key)
+			if err != nil {
+				return nil, fmt.Errorf("read state: %w", err)
+			}
+			if !ok {
+				continue
+			}
+			if err := p.decodeGroup(old.Fields(), key, v); err != nil {
+				return nil, err
+			}
+			found[string(key)] = true
+		}
+	}
+	in := fresh
+	if len(found) > 0 {
+		prev := old.NewRecordBatch()
+		defer prev.Release()
+		in = append([]arrow.RecordBatch{prev}, fresh...)
+	}
+	merged, err := p.dist.Combine.RunBatches(ctx, in, sqlengine.WithNow(now))
+	if err != nil {
+		return nil, stateQueryErr("merge the batch into the state", err)
+	}
+	return merged, nil
+}
+
+// mergeSessions merges the batch's sessions (each record's own, or those a
+// task merged) with the stored sessions of the same other keys: sessions
+// that overlap or touch become one, from the earliest start to the latest
+// end, with their states combined. It returns the merged groups, and the
+// removal of every stored session it read (a merged one is written again
+// under its new key; found marks the stored ones).
+func (p *Pipeline) mergeSessions(ctx context.Context, mem memory.Allocator, st StateReader, fresh []arrow.RecordBatch, now time.Time,
+	found map[string]bool) ([]arrow.RecordBatch, []StateChange, error) {
+	if len(fresh) == 0 {
+		return nil, nil, nil
+	}
+	ss := p.state
+	old := array.NewRecordBuilder(mem, p.PartialSchema())
+	defer old.Release()
+	var removed []StateChange
+	scanned := map[string]bool{}
+	var prefix []byte
+	var err error
+	for _, rec := range fresh {
+		for r := range int(rec.NumRows()) {
+			if prefix, err = ss.routeOf(prefix[:0], rec, r); err != nil {
+				return nil, nil, fmt.Errorf("encode a group key: %w", err)
+			}
+			if scanned[string(prefix)] {
+				continue
+			}
+			scanned[string(prefix)] = true
+			if err := st.ScanPrefix(prefix, func(k, v []byte) error {
+				k = bytes.Clone(k)
+				found[string(k)] = true
+				removed = append(removed, StateChange{Key: k, Existed: true})
+				return p.decodeGroup(old.Fields(), k, v)
+			}); err != nil {
+				return nil, nil, fmt.Errorf("read state: %w", err)
+			}
+		}
+	}
+	prev := old.NewRecordBatch()
+	defer prev.Release()
+	all := append([]arrow.RecordBatch{prev}, fresh...)
+
+	// Every row with its other keys and session, then the sessions of each
+	// key swept in order of start.
+	type srow struct {
+		b, r       int
+		key        string
+		start, end time.Time
+		merged     int
+	}
+	var rows []srow
+	for b, rec := range all {
+		s := rec.Column(ss.sessionKey).(*array.Struct)
+		st := s.DataType().(*arrow.StructType)
+		si, _ := st.FieldIdx("start")
+		ei, _ := st.FieldIdx("end")
+		starts, ends := s.Field(si).(*array.Timestamp), s.Field(ei).(*array.Timestamp)
+		unit := starts.DataType().(*arrow.TimestampType).Unit
+		for r := range int(rec.NumRows()) {
+			if s.IsNull(r) || starts.IsNull(r) || ends.IsNull(r) {
+				continue // no event time: no session (Spark drops the row)
+			}
+			k, err := ss.routeOf(nil, rec, r)
+			if err != nil {
+				return nil, nil, fmt.Errorf("encode a group key: %w", err)
+			}
+			rows = append(rows, srow{b: b, r: r, key: string(k), start: starts.Value(r).ToTime(unit), end: ends.Value(r).ToTime(unit)})
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].key != rows[j].key {
+			return rows[i].key < rows[j].key
+		}
+		return rows[i].start.Before(rows[j].start)
+	})
+	type session struct{ start, end time.Time }
+	var sessions []session
+	for i := range rows {
+		n := len(sessions) - 1
+		if i > 0 && rows[i].key == rows[i-1].key && !rows[i].start.After(sessions[n].end) {
+			if rows[i].end.After(sessions[n].end) {
+				sessions[n].end = rows[i].end
+			}
+		} else {
+			sessions = append(sessions, session{rows[i].start, rows[i].end})
+		}
+		rows[i].merged = len(sessions) - 1
+	}
+
+	// The rows again, each with its merged session, for Combine.
+	sf := p.PartialSchema().Field(ss.sessionKey)
+	sb := array.NewStructBuilder(mem, sf.Type.(*arrow.StructType))
+	defer sb.Release()
+	stype := sf.Type.(*arrow.StructType)
+	si, _ := stype.FieldIdx("start")
+	ei, _ := stype.FieldIdx("end")
+	for _, x := range sessions {
+		sb.Append(true)
+		for _, f := range []struct {
+			i int
+			t time.Time
+		}{{si, x.start}, {ei, x.end}} {
+			tb := sb.FieldBuilder(f.i).(*array.TimestampBuilder)
+			ts, err := arrow.TimestampFromTime(f.t, tb.Type().(*arrow.TimestampType).Unit)
+			if err != nil {
+				return nil, nil, fmt.Errorf("a session bound: %w", err)
+			}
+			tb.Append(ts)
+		}
+	}
+	sarr := sb.NewArray()
+	defer sarr.Release()
+	srec := array.NewRecordBatch(arrow.NewSchema([]arrow.Field{sf}, nil), []arrow.Array{sarr}, int64(sarr.Len()))
+	defer srec.Release()
+	enc := make([][]byte, len(sessions))
+	for i := range sessions {
+		if enc[i], err = ss.sessOnly.Append(nil, srec, i); err != nil {
+			return nil, nil, fmt.Errorf("encode a session: %w", err)
+		}
+	}
+	in := array.NewRecordBuilder(mem, p.PartialSchema())
+	defer in.Release()
+	fields := in.Fields()
+	others := make([]array.Builder, len(ss.otherCols))
+	for i, c := range ss.otherCols {
+		others[i] = fields[c]
+	}
+	var buf []byte
+	for _, x := range rows {
+		rec := all[x.b]
+		if buf, err = ss.other.Append(buf[:0], rec, x.r); err == nil {
+			if err = ss.other.Decode(others, buf); err == nil {
+				if err = ss.sess.Decode(fields[ss.sessionKey:ss.sessionKey+1], enc[x.merged]); err == nil {
+					if buf, err = ss.value.Append(buf[:0], rec, x.r); err == nil {
+						err = ss.value.Decode(fields[ss.nkeys:], buf)
+					}
+				}
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("rebuild a session's row: %w", err)
+		}
+	}
+	rebuilt := in.NewRecordBatch()
+	defer rebuilt.Release()
+	merged, err := p.dist.Combine.RunBatches(ctx, []arrow.RecordBatch{rebuilt}, sqlengine.WithNow(now))
+	if err != nil {
+		return nil, nil, stateQueryErr("merge the batch's sessions into the state", err)
+	}
+	return merged, removed, nil
 }
 
 // mergeDedup drops the rows whose key was written before (st) or earlier
@@ -795,9 +1002,52 @@ func (p *Pipeline) pick(mem memory.Allocator, rec arrow.RecordBatch, keep []bool
 	return b.NewRecordBatch(), nil
 }
 
+// keyOf is the state key of row r's group: its key columns, or with a
+// session, routeOf then the session.
+func (st *stateStep) keyOf(dst []byte, rec arrow.RecordBatch, r int) ([]byte, error) {
+	if st.sessionKey < 0 {
+		return st.key.Append(dst, rec, r)
+	}
+	dst, err := st.routeOf(dst, rec, r)
+	if err != nil {
+		return dst, err
+	}
+	return st.sess.Append(dst, rec, r)
+}
+
+// routeOf is what places row r's group in a partition, and, with a
+// session, the prefix of every state key of the group's other keys: all
+// the sessions of a key live in one partition, found by one prefix scan.
+func (st *stateStep) routeOf(dst []byte, rec arrow.RecordBatch, r int) ([]byte, error) {
+	if st.sessionKey < 0 {
+		return st.key.Append(dst, rec, r)
+	}
+	other, err := st.other.Append(nil, rec, r)
+	if err != nil {
+		return dst, err
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(other)))
+	return append(dst, other...), nil
+}
+
 // decodeGroup appends one stored group to a partial-schema builder.
 func (p *Pipeline) decodeGroup(fields []array.Builder, key, value []byte) error {
-	if err := p.state.key.Decode(fields[:p.state.nkeys], key); err != nil {
+	if ss := p.state; ss.sessionKey >= 0 {
+		n, w := binary.Uvarint(key)
+		if w <= 0 || uint64(len(key)-w) < n {
+			return errors.New("decode a stored group key: malformed session key")
+		}
+		others := make([]array.Builder, len(ss.otherCols))
+		for i, c := range ss.otherCols {
+			others[i] = fields[c]
+		}
+		if err := ss.other.Decode(others, key[w:w+int(n)]); err != nil {
+			return fmt.Errorf("decode a stored group key: %w", err)
+		}
+		if err := ss.sess.Decode(fields[ss.sessionKey:ss.sessionKey+1], key[w+int(n):]); err != nil {
+			return fmt.Errorf("decode a stored group's session: %w", err)
+		}
+	} else if err := p.state.key.Decode(fields[:p.state.nkeys], key); err != nil {
 		return fmt.Errorf("decode a stored group key: %w", err)
 	}
 	if err := p.state.value.Decode(fields[p.state.nkeys:], value); err != nil {

@@ -554,3 +554,123 @@ func TestMergeStateRemovesEveryCompleteGroup(t *testing.T) {
 		t.Fatalf("after the second batch: %d groups kept, %d written, %d removed; want 1, 2 and 2 (minutes 2 and 3)", len(st), len(res.Rows), res.Removed)
 	}
 }
+
+// userEvents runs the task query over events of users at minutes after base.
+func userEvents(t *testing.T, p *Pipeline, base time.Time, events []userAt) []byte {
+	t.Helper()
+	var rows []stream.Row
+	for i, e := range events {
+		rows = append(rows, stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i),
+			"timestamp": base.Add(time.Duration(e.min) * time.Minute), "value": []byte(fmt.Sprintf(`{"user": %q}`, e.user))})
+	}
+	return rowsIPC(t, p, rows)
+}
+
+type userAt struct {
+	user string
+	min  int
+}
+
+// TestMergeSessions counts events per user session (a 5-minute gap) in
+// append mode with a 1-minute watermark, and in update mode: sessions of a
+// user merge across tasks and batches, an event between two sessions
+// bridges them, a session is written once when the watermark passes its
+// end, and an event of a complete session is dropped.
+func TestMergeSessions(t *testing.T) {
+	eng := engine(t)
+	ctx := context.Background()
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	compile := func(mode OutputMode, wm string) *Pipeline {
+		p, err := Compile(ctx, eng, Config{Source: columnar.KafkaSchema(false), OutputMode: mode, WatermarkColumn: wm, Steps: []Step{
+			decodeJSON("user STRING"),
+			query(1, "ev", "select user, session_window(timestamp, '5 minutes') as s, count(*) as n from ev group by user, session_window(timestamp, '5 minutes')"),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	type batch struct {
+		tasks   [][]userAt
+		want    []string // user start-end n, minutes
+		dropped int64
+	}
+	run := func(t *testing.T, p *Pipeline, delay time.Duration, batches []batch) mapState {
+		states := []mapState{{}, {}}
+		var maxSeen time.Time
+		for bi, b := range batches {
+			var ipc [][]byte
+			for _, task := range b.tasks {
+				ipc = append(ipc, userEvents(t, p, base, task))
+			}
+			routed, err := p.Route(ipc, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wm Watermarks
+			if delay > 0 {
+				if !maxSeen.IsZero() {
+					wm.Late = maxSeen.Add(-delay)
+				}
+				if routed.MaxEventTime.After(maxSeen) {
+					maxSeen = routed.MaxEventTime
+				}
+				wm.Complete = maxSeen.Add(-delay)
+			}
+			var got []string
+			var dropped int64
+			for i, share := range routed.Shares {
+				mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+				res, err := p.MergeState(ctx, mem, states[i], share, base, wm)
+				mem.AssertSize(t, 0)
+				if err != nil {
+					t.Fatalf("batch %d: %v", bi, err)
+				}
+				for _, c := range res.Changes {
+					if c.Value == nil {
+						delete(states[i], string(c.Key))
+					} else {
+						states[i][string(c.Key)] = c.Value
+					}
+				}
+				for _, r := range res.Rows {
+					s := r["s"].(map[string]any)
+					got = append(got, fmt.Sprintf("%v %d-%d %v", r["user"], int(s["start"].(time.Time).Sub(base)/time.Minute),
+						int(s["end"].(time.Time).Sub(base)/time.Minute), r["n"]))
+				}
+				dropped += res.Dropped
+			}
+			sort.Strings(got)
+			if diff := cmp.Diff(b.want, got); diff != "" || dropped != b.dropped {
+				t.Errorf("batch %d: written (-want +got):\n%s\ndropped %d, want %d", bi, diff, dropped, b.dropped)
+			}
+		}
+		all := mapState{}
+		for _, s := range states {
+			for k, v := range s {
+				all[k] = v
+			}
+		}
+		return all
+	}
+	t.Run("append", func(t *testing.T) {
+		left := run(t, compile(Append, "timestamp"), time.Minute, []batch{
+			{tasks: [][]userAt{{{"u1", 0}, {"u1", 2}, {"u2", 1}}, {{"u1", 10}}}, want: []string{"u1 0-7 2", "u2 1-6 1"}},
+			{tasks: [][]userAt{{{"u1", 14}}, {{"u2", 12}}}},
+			{tasks: [][]userAt{{{"u1", 16}, {"u1", 30}}}, want: []string{"u1 10-21 3", "u2 12-17 1"}},
+			{tasks: [][]userAt{{{"u1", 3}}}, dropped: 1},
+		})
+		if len(left) != 1 {
+			t.Errorf("%d sessions left in the state, want u1's open one", len(left))
+		}
+	})
+	t.Run("update: an event bridges two sessions", func(t *testing.T) {
+		left := run(t, compile(Update, ""), 0, []batch{
+			{tasks: [][]userAt{{{"u3", 40}}, {{"u3", 50}}}, want: []string{"u3 40-45 1", "u3 50-55 1"}},
+			{tasks: [][]userAt{{{"u3", 45}}}, want: []string{"u3 40-55 3"}},
+		})
+		if len(left) != 1 {
+			t.Errorf("%d sessions left in the state, want the merged one", len(left))
+		}
+	})
+}
