@@ -55,39 +55,11 @@ func (m mapState) ScanPrefix(prefix []byte, fn func(k, v []byte) error) error {
 // partials runs the task query over JSON transactions (one task).
 func partials(t *testing.T, p *Pipeline, txs []string) []byte {
 	t.Helper()
-	b := columnar.NewBuilder(memory.DefaultAllocator, p.Source())
-	defer b.Release()
+	rows := make([]stream.Row, len(txs))
 	for i, tx := range txs {
-		if err := b.Append(stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "value": []byte(tx)}); err != nil {
-			t.Fatal(err)
-		}
+		rows[i] = stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "value": []byte(tx)}
 	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Release()
-	out, err := p.RunTask(context.Background(), in, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Release()
-	var batches []arrow.RecordBatch
-	for out.Next() {
-		r := out.RecordBatch()
-		r.Retain()
-		batches = append(batches, r)
-	}
-	data, err := columnar.EncodeIPC(p.PartialSchema(), batches)
-	for _, r := range batches {
-		r.Release()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return rowsIPC(t, p, rows)
 }
 
 func tx(branch string, amount int) string {
@@ -197,37 +169,11 @@ func TestMergeState(t *testing.T) {
 // kafkaPartials runs the task query over records with the given timestamps.
 func kafkaPartials(t *testing.T, p *Pipeline, ts []time.Time) []byte {
 	t.Helper()
-	b := columnar.NewBuilder(memory.DefaultAllocator, p.Source())
-	defer b.Release()
+	rows := make([]stream.Row, len(ts))
 	for i, x := range ts {
-		if err := b.Append(stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "timestamp": x, "value": []byte("v")}); err != nil {
-			t.Fatal(err)
-		}
+		rows[i] = stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "timestamp": x, "value": []byte("v")}
 	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Release()
-	out, err := p.RunTask(context.Background(), in, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Release()
-	var batches []arrow.RecordBatch
-	for out.Next() {
-		r := out.RecordBatch()
-		r.Retain()
-		batches = append(batches, r)
-	}
-	data, err := columnar.EncodeIPC(p.PartialSchema(), batches)
-	releaseBatches(batches)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return rowsIPC(t, p, rows)
 }
 
 // TestMergeStateWatermark counts records per 1-minute window of Kafka's

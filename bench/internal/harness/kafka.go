@@ -190,8 +190,7 @@ func (k *Kafka) Preload(ctx context.Context, topic string, partitions, n int, se
 	defer cl.Close()
 	w := &Workload{Topic: topic, Partitions: partitions, Groups: map[string]Group{}}
 	gen := NewTransactions(seed)
-	var mu sync.Mutex
-	var firstErr error
+	var produced produceErrs
 	for i := range n {
 		v, g, amount := gen.Next(nil)
 		grp := w.Groups[g]
@@ -202,23 +201,12 @@ func (k *Kafka) Preload(ctx context.Context, topic string, partitions, n int, se
 		w.Bytes += int64(len(v))
 		// Produce blocks while MaxBufferedRecords are in flight, which
 		// paces the loop to the broker.
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % partitions), Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		})
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % partitions), Value: v}, produced.add)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("preload %s: flush: %w", topic, err)
 	}
-	mu.Lock()
-	err = firstErr
-	mu.Unlock()
-	if err != nil {
+	if err := produced.first(); err != nil {
 		return nil, fmt.Errorf("preload %s: produce: %w", topic, err)
 	}
 	got, err := k.Records(ctx, topic)
@@ -281,4 +269,27 @@ func (t *Trickle) Stop() error {
 	t.cancel()
 	<-t.done
 	return t.err
+}
+
+// produceErrs keeps the first error of asynchronous produce callbacks.
+type produceErrs struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (p *produceErrs) add(_ *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+func (p *produceErrs) first() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }

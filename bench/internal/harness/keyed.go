@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -81,8 +80,7 @@ func (k *Kafka) ProduceKeyed(ctx context.Context, topic string, partitions, n in
 	defer cl.Close()
 	w := &KeyedWorkload{Topic: topic, Partitions: partitions}
 	seen := make([]bool, 0)
-	var mu sync.Mutex
-	var firstErr error
+	var produced produceErrs
 	for i := range n {
 		key, v := record(i)
 		if key >= len(seen) {
@@ -96,23 +94,12 @@ func (k *Kafka) ProduceKeyed(ctx context.Context, topic string, partitions, n in
 		w.Records++
 		w.Bytes += int64(len(val))
 		w.Sum += v
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % partitions), Value: val}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		})
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % partitions), Value: val}, produced.add)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("produce to %s: flush: %w", topic, err)
 	}
-	mu.Lock()
-	err = firstErr
-	mu.Unlock()
-	if err != nil {
+	if err := produced.first(); err != nil {
 		return nil, fmt.Errorf("produce to %s: %w", topic, err)
 	}
 	return w, nil
