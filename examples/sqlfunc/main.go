@@ -6,10 +6,10 @@
 //
 //	go run -tags duckdb_arrow ./examples/sqlfunc
 //
-// A binary of your own does the same in main: build a sqlengine.Registry,
-// Register the functions, and open the engine WithFunctions. Functions must
-// be deterministic and safe to call from several threads; a NULL argument
-// gives NULL without calling them.
+// The functions live in package payments, so that sluice-fn (a driver and
+// executor binary with them, for real jobs) uses the same ones. Functions
+// must be deterministic and safe to call from several threads; a NULL
+// argument gives NULL without calling them.
 package main
 
 import (
@@ -26,6 +26,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/sluicehq/sluice/examples/sqlfunc/payments"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 )
 
@@ -38,33 +39,6 @@ func main() {
 	}
 }
 
-// eurPerUnit converts the example's currencies to euros.
-var eurPerUnit = map[string]float64{"EUR": 1, "USD": 0.92, "GBP": 1.17}
-
-// functions are the example's Go functions: a string one and a numeric one
-// that can fail.
-func functions() (*sqlengine.Registry, error) {
-	r := sqlengine.NewRegistry()
-	err := r.Register(
-		// mask_iban('DE89370400440532013000') = 'DE89 **** 3000'
-		sqlengine.Scalar1("mask_iban", func(iban string) (string, error) {
-			if len(iban) < 8 {
-				return "****", nil
-			}
-			return iban[:4] + " **** " + iban[len(iban)-4:], nil
-		}),
-		// to_eur(amount, currency): an error fails the query, naming it.
-		sqlengine.Scalar2("to_eur", func(amount int64, currency string) (float64, error) {
-			rate, ok := eurPerUnit[strings.ToUpper(currency)]
-			if !ok {
-				return 0, fmt.Errorf("to_eur: no rate for %q", currency)
-			}
-			return float64(amount) * rate, nil
-		}),
-	)
-	return r, err
-}
-
 var paymentsSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "branch", Type: arrow.BinaryTypes.String},
 	{Name: "iban", Type: arrow.BinaryTypes.String},
@@ -72,8 +46,8 @@ var paymentsSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "amount", Type: arrow.PrimitiveTypes.Int64},
 }, nil)
 
-// payments builds the input batch, as a source would hand it to the SQL step.
-func payments(mem memory.Allocator) arrow.RecordBatch {
+// paymentBatch builds the input batch, as a source would hand it to the SQL step.
+func paymentBatch(mem memory.Allocator) arrow.RecordBatch {
 	b := array.NewRecordBuilder(mem, paymentsSchema)
 	defer b.Release()
 	for _, p := range []struct {
@@ -100,7 +74,7 @@ from payments group by branch, iban order by branch, account`
 // run opens an engine with the functions, runs the query over one batch and
 // prints the result as a table.
 func run(ctx context.Context, w io.Writer) (err error) {
-	fns, err := functions()
+	fns, err := payments.Functions()
 	if err != nil {
 		return err
 	}
@@ -114,7 +88,7 @@ func run(ctx context.Context, w io.Writer) (err error) {
 	if err != nil {
 		return err // a *sqlengine.QueryError with the position of the problem
 	}
-	batch := payments(memory.DefaultAllocator)
+	batch := paymentBatch(memory.DefaultAllocator)
 	defer batch.Release()
 	out, err := compiled.RunBatches(ctx, []arrow.RecordBatch{batch})
 	if err != nil {
