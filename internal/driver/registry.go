@@ -161,23 +161,30 @@ func (r *registry) Connect(stream clusterv1.ExecutorService_ConnectServer) error
 		}
 	}()
 	// Watchdog: an executor that stops heartbeating is gone even if TCP
-	// has not noticed yet.
+	// has not noticed yet. Its timer fires when the timeout after the last
+	// heartbeat ends, not at the next tick after that: a tick would add up
+	// to a heartbeat interval to every frozen executor's detection (and to
+	// the time its batch takes).
 	go func() {
-		t := time.NewTicker(r.heartbeat)
-		defer t.Stop()
+		leadCheck := time.NewTicker(r.heartbeat)
+		defer leadCheck.Stop()
+		stale := time.NewTimer(r.timeout)
+		defer stale.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-stale.C:
 				r.mu.Lock()
-				stale := time.Since(ec.lastBeat) > r.timeout
+				left := r.timeout - time.Since(ec.lastBeat)
 				r.mu.Unlock()
-				if stale {
+				if left <= 0 {
 					r.log.Warn("executor missed heartbeats; dropping it", "executor", ec.id, "timeout", r.timeout)
 					cancel()
 					return
 				}
+				stale.Reset(left)
+			case <-leadCheck.C:
 				if lead, _, _ := r.leading(); !lead {
 					cancel()
 					return
