@@ -121,20 +121,28 @@ func deadLetterRows(bad []sqlengine.Reject) []stream.Row {
 // writeDeadLetters writes a SQL task's bad records to the dead-letter sink
 // under the task's key.
 func writeDeadLetters(ctx context.Context, a Attempt, end stream.Position, rows []stream.Row) error {
-	dl, err := a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: a.Range.Key()})
+	key := connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: a.Range.Key()}
+	return writeAll(ctx, a.DeadLetter, key, rows, end, "dead letters")
+}
+
+// writeAll writes rows to s under key as one output and commits it with
+// end, unless the attempt is no longer current (key.Current); what names
+// the output in errors. Nothing is left behind when it fails.
+func writeAll(ctx context.Context, s connectors.Sink, key connectors.WriteKey, rows []stream.Row, end stream.Position, what string) error {
+	w, err := s.OpenWriter(ctx, key)
 	if err != nil {
-		return fmt.Errorf("open dead-letter writer: %w", err)
+		return fmt.Errorf("open the writer of %s: %w", what, err)
 	}
-	if err := dl.Write(ctx, rows); err != nil {
-		dl.Abort()
-		return fmt.Errorf("write dead letters: %w", err)
+	if err := w.Write(ctx, rows); err != nil {
+		w.Abort()
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	if err := a.stillCurrent(ctx); err != nil {
-		dl.Abort()
-		return fmt.Errorf("commit dead letters: %w", err)
+	if err := key.StillCurrent(ctx); err != nil {
+		w.Abort()
+		return fmt.Errorf("commit %s: %w", what, err)
 	}
-	if _, err := commit(ctx, dl, end); err != nil {
-		return fmt.Errorf("commit dead letters: %w", err)
+	if _, err := commit(ctx, w, end); err != nil {
+		return fmt.Errorf("commit %s: %w", what, err)
 	}
 	return nil
 }

@@ -94,7 +94,8 @@ func RunState(ctx context.Context, a StateAttempt) (res StateResult, err error) 
 		}
 		res.Rows, res.RowsOut = sample.Bytes(), r.RowsTotal
 	} else if len(merged.Rows) > 0 {
-		if err := writeState(ctx, a, merged.Rows); err != nil {
+		key := connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: a.Part, Columns: a.SQL.Columns()}
+		if err := writeAll(ctx, a.Sink, key, merged.Rows, stateEnd, "sink output "+a.Part); err != nil {
 			return res, err
 		}
 		res.RowsOut = int64(len(merged.Rows))
@@ -118,26 +119,4 @@ func RunState(ctx context.Context, a StateAttempt) (res StateResult, err error) 
 	res.Total, res.Memory, res.Disk = st.Keys, st.MemoryBytes, st.DiskBytes
 	res.Updated, res.Removed, res.Dropped, res.Duplicates = merged.Updated, merged.Removed, merged.Dropped, merged.Duplicates
 	return res, nil
-}
-
-// writeState writes a state task's output rows under its key and commits
-// them.
-func writeState(ctx context.Context, a StateAttempt, rows []stream.Row) error {
-	w, err := a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current,
-		Part: a.Part, Columns: a.SQL.Columns()})
-	if err != nil {
-		return fmt.Errorf("open sink writer: %w", err)
-	}
-	if err := w.Write(ctx, rows); err != nil {
-		w.Abort()
-		return fmt.Errorf("write to sink: %w", err)
-	}
-	if err := (connectors.WriteKey{Current: a.Current}).StillCurrent(ctx); err != nil {
-		w.Abort()
-		return fmt.Errorf("commit sink output %s: %w", a.Part, err)
-	}
-	if _, err := commit(ctx, w, stateEnd); err != nil {
-		return fmt.Errorf("commit sink output %s: %w", a.Part, err)
-	}
-	return nil
 }
