@@ -579,13 +579,6 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 	var rows []stream.Row
 	part := ""
 	switch {
-	case l.job.State != nil && l.collect == 0:
-		// The state partitions wrote the output themselves.
-		var n int64
-		for _, k := range keys {
-			n += results[k].GetRecordsOut()
-		}
-		return n, nil
 	case l.job.SQL != nil && l.job.SQL.Aggregating() && l.job.State == nil:
 		partials := make([][]byte, 0, len(keys))
 		for _, k := range keys {
