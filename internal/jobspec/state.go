@@ -139,24 +139,23 @@ func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 		e.add("checkpoint.state", "is required for a stateful job (outputMode %s): a directory every executor can reach, where each state partition's changelogs and snapshots are kept so that another executor can take it over", mode)
 		return c
 	}
-	dir, err := stateDir(loc)
+	dir, err := stateLocation(loc)
 	if err != nil {
 		e.add("checkpoint.state", "%s", err)
 		return c
 	}
 	c.Location = dir
 	if s3 := spec.GetCheckpoint().GetS3(); s3 != nil && strings.HasPrefix(dir, "s3://") {
-		a := s3.GetAuth()
-		c.S3 = statestore.S3Config{Region: s3.GetRegion(), Endpoint: s3.GetEndpoint(),
-			AccessKey: a.GetAwsAccessKey(), SecretKey: a.GetAwsSecretKey(), SessionToken: a.GetAwsSessionToken(),
-			RoleARN: a.GetRoleArn(), RoleExternalID: a.GetRoleExternalId(), RoleSessionName: a.GetRoleSessionName(), STSEndpoint: a.GetStsEndpoint()}
+		auth := awsAuthOptions(s3.GetAuth())
+		auth.Region = s3.GetRegion()
+		c.S3 = statestore.S3Config{Endpoint: s3.GetEndpoint(), Options: auth}
 	}
 	return c
 }
 
-// stateDir is the location a checkpoint.state names: an absolute path (a
+// stateLocation is the location a checkpoint.state names: an absolute path (a
 // file:// URL's path), or an s3://bucket/prefix URL as it is.
-func stateDir(loc string) (string, error) {
+func stateLocation(loc string) (string, error) {
 	if strings.Contains(loc, "://") {
 		u, err := url.Parse(loc)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/statestore"
 )
 
@@ -48,7 +49,7 @@ sink:
 		{name: "s3 location with the S3 store's access", yaml: sqlJob(positionQuery) +
 			"outputMode: update\ncheckpoint: {state: \"s3://bkt/state\", s3: {bucket: bkt, prefix: log, region: eu-west-1, endpoint: \"http://127.0.0.1:9000\", auth: {awsAccessKey: AK, awsSecretKey: SK}}}\n",
 			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "s3://bkt/state", MinBatchesToRetain: 100,
-				S3: statestore.S3Config{Region: "eu-west-1", Endpoint: "http://127.0.0.1:9000", AccessKey: "AK", SecretKey: "SK"}}},
+				S3: statestore.S3Config{Endpoint: "http://127.0.0.1:9000", Options: awsauth.Options{Region: "eu-west-1", AccessKey: "AK", SecretKey: "SK"}}}},
 		{name: "s3 location without a bucket", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"s3:///p\"}\n", field: "checkpoint.state", err: "names no bucket"},
 		{name: "gs location", yaml: sqlJob(positionQuery) + "outputMode: update\ncheckpoint: {state: \"gs://b/p\"}\n", field: "checkpoint.state", err: "scheme gs is not supported"},
 		{name: "too many partitions", yaml: sqlJob(positionQuery) + "outputMode: update\nstate: {partitions: 5000}\ncheckpoint: {state: /s}\n", field: "state.partitions", err: "1 to 1024"},

@@ -37,22 +37,12 @@ var _ S3API = (*s3.Client)(nil)
 // default region (AWS_REGION, shared config; else us-east-1) and credential
 // chain (environment, shared config, web identity, instance role).
 type S3Config struct {
-	// Region of the bucket.
-	Region string
 	// Endpoint overrides the S3 endpoint (MinIO, a VPC endpoint), e.g.
 	// http://127.0.0.1:9000; path-style addressing is used when it is set.
 	Endpoint string
-	// AccessKey and SecretKey (with an optional SessionToken) are static
-	// credentials: both or neither.
-	AccessKey    string
-	SecretKey    string
-	SessionToken string
-	// RoleARN, when set, is assumed through STS on top of the credentials
-	// above (or the default chain); the other Role fields need it.
-	RoleARN         string
-	RoleExternalID  string
-	RoleSessionName string
-	STSEndpoint     string
+	// Options are the region and credentials, as every AWS client of
+	// Sluice takes them (static keys, an assumed role, or the default chain).
+	awsauth.Options
 }
 
 // String shows the settings without the secrets, so that a logged config
@@ -79,17 +69,10 @@ func redact(s string) string {
 	return "REDACTED"
 }
 
-func (c S3Config) auth() awsauth.Options {
-	return awsauth.Options{
-		Region: c.Region, AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
-		RoleARN: c.RoleARN, RoleExternalID: c.RoleExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint,
-	}
-}
-
 // NewS3Client builds the S3 client OpenLocation uses for cfg. It does not
 // call AWS.
 func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
-	awsCfg, err := awsauth.Load(ctx, cfg.auth())
+	awsCfg, err := awsauth.Load(ctx, cfg.Options)
 	if err != nil {
 		// awsauth's errors name options, never their values.
 		return nil, fmt.Errorf("statestore: s3: %w", err)

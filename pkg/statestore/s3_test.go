@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/pkg/awsauth"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ const testBucket = "state"
 
 // minioConfig is the S3Config that reaches m.
 func minioConfig(m testenv.MinIO) S3Config {
-	return S3Config{Region: m.Region, Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey}
+	return S3Config{Endpoint: m.Endpoint, Options: awsauth.Options{Region: m.Region, AccessKey: m.AccessKey, SecretKey: m.SecretKey}}
 }
 
 // TestS3 runs everything that needs MinIO against one server.
@@ -218,7 +219,7 @@ func TestS3(t *testing.T) {
 			}
 		}
 
-		loc, err = OpenLocation(ctx, "s3://"+testBucket+"/x", S3Config{Region: m.Region, Endpoint: "http://127.0.0.1:1", AccessKey: "a", SecretKey: "b"})
+		loc, err = OpenLocation(ctx, "s3://"+testBucket+"/x", S3Config{Endpoint: "http://127.0.0.1:1", Options: awsauth.Options{Region: m.Region, AccessKey: "a", SecretKey: "b"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +243,7 @@ func TestOpenLocation(t *testing.T) {
 			t.Errorf("OpenLocation(%q) = %T, want a Dir", uri, loc)
 		}
 	}
-	loc, err := OpenLocation(ctx, "s3://my-bucket/some/prefix/", S3Config{Region: "eu-west-1", AccessKey: "a", SecretKey: "b"})
+	loc, err := OpenLocation(ctx, "s3://my-bucket/some/prefix/", S3Config{Options: awsauth.Options{Region: "eu-west-1", AccessKey: "a", SecretKey: "b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestOpenLocation(t *testing.T) {
 		cfg  S3Config
 		want string
 	}{
-		{S3Config{SecretKey: "topsecret"}, "awsAccessKey"},
+		{S3Config{Options: awsauth.Options{SecretKey: "topsecret"}}, "awsAccessKey"},
 		{S3Config{Endpoint: "127.0.0.1:9000"}, "http:// or https://"},
 		{S3Config{Endpoint: "http://AKIAKEY:topsecret@127.0.0.1:9000"}, "must not hold credentials"},
 	} {
