@@ -162,18 +162,6 @@ func (f *File) APIMarkdown(service string, job *File) string {
 			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", fld.JSONName, typ, fieldDescription(m, fld))
 		}
 	}
-	for _, e := range f.Enums {
-		if !reach[e.Name] {
-			continue
-		}
-		fmt.Fprintf(&b, "\n## %s\n\n", e.Name)
-		if e.Comment != "" {
-			b.WriteString(escape(e.Comment) + "\n\n")
-		}
-		b.WriteString("| value | number | description |\n|---|---|---|\n")
-		for _, v := range e.Values {
-			fmt.Fprintf(&b, "| `%s` | %d | %s |\n", v.Name, v.Number, escape(v.Comment))
-		}
-	}
+	f.writeEnums(&b, reach)
 	return b.String()
 }

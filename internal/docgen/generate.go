@@ -264,19 +264,7 @@ func (f *File) Markdown(root string) string {
 			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", fld.JSONName, typ, def, desc)
 		}
 	}
-	for _, e := range f.Enums {
-		if !reach[e.Name] {
-			continue
-		}
-		fmt.Fprintf(&b, "\n## %s\n\n", e.Name)
-		if e.Comment != "" {
-			b.WriteString(escape(e.Comment) + "\n\n")
-		}
-		b.WriteString("| value | number | description |\n|---|---|---|\n")
-		for _, v := range e.Values {
-			fmt.Fprintf(&b, "| `%s` | %d | %s |\n", v.Name, v.Number, escape(v.Comment))
-		}
-	}
+	f.writeEnums(&b, reach)
 	return b.String()
 }
 
@@ -295,4 +283,21 @@ func (f *File) writeIndex(b *strings.Builder, reach map[string]bool) {
 		}
 	}
 	b.WriteString(".\n")
+}
+
+// writeEnums writes a section per reachable enum: its comment and values.
+func (f *File) writeEnums(b *strings.Builder, reach map[string]bool) {
+	for _, e := range f.Enums {
+		if !reach[e.Name] {
+			continue
+		}
+		fmt.Fprintf(b, "\n## %s\n\n", e.Name)
+		if e.Comment != "" {
+			b.WriteString(escape(e.Comment) + "\n\n")
+		}
+		b.WriteString("| value | number | description |\n|---|---|---|\n")
+		for _, v := range e.Values {
+			fmt.Fprintf(b, "| `%s` | %d | %s |\n", v.Name, v.Number, escape(v.Comment))
+		}
+	}
 }
