@@ -62,51 +62,24 @@ type groupKey struct{ branch, currency string }
 // decoded by GOMAXPROCS workers, each with its own sums, merged at the end.
 func Aggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
 	workers := runtime.GOMAXPROCS(0)
-	work := make(chan []*kgo.Record, 2*workers)
 	sums := make([]map[groupKey]*Group, workers)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
+	for w := range sums {
 		sums[w] = map[groupKey]*Group{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m := sums[w]
-			for recs := range work {
-				for _, r := range recs {
-					var t transaction
-					if err := json.Unmarshal(r.Value, &t); err != nil {
-						if errs[w] == nil {
-							errs[w] = fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-						}
-						continue
-					}
-					g := m[groupKey{t.Branch, t.Currency}]
-					if g == nil {
-						g = &Group{}
-						m[groupKey{t.Branch, t.Currency}] = g
-					}
-					g.Sum += t.Amount
-					g.Count++
-				}
-			}
-		}()
 	}
-	res, err := consume(ctx, brokers, topic, loop{
-		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
-			select {
-			case work <- recs:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		},
-		finish: func(*kgo.Client) error {
-			close(work)
-			wg.Wait()
-			return errors.Join(errs...)
-		},
-	})
+	res, err := decodeInParallel(ctx, brokers, topic, workers, func(w int, r *kgo.Record) error {
+		var t transaction
+		if err := json.Unmarshal(r.Value, &t); err != nil {
+			return err
+		}
+		g := sums[w][groupKey{t.Branch, t.Currency}]
+		if g == nil {
+			g = &Group{}
+			sums[w][groupKey{t.Branch, t.Currency}] = g
+		}
+		g.Sum += t.Amount
+		g.Count++
+		return nil
+	}, nil)
 	if err != nil {
 		return res, err
 	}
@@ -287,61 +260,32 @@ type keyedGroup struct{ sum, n int64 }
 // v and count over them, for checking against the workload.
 func RunningAggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
 	workers := runtime.GOMAXPROCS(0)
-	work := make(chan []*kgo.Record, 2*workers)
 	local := make([]map[string]keyedGroup, workers)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
+	for w := range local {
 		local[w] = map[string]keyedGroup{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m := local[w]
-			for recs := range work {
-				for _, r := range recs {
-					var t keyedRecord
-					if err := json.Unmarshal(r.Value, &t); err != nil {
-						if errs[w] == nil {
-							errs[w] = fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-						}
-						continue
-					}
-					g := m[t.K]
-					g.sum += t.V
-					g.n++
-					m[t.K] = g
-				}
-			}
-		}()
 	}
 	var state map[string]keyedGroup
-	res, err := consume(ctx, brokers, topic, loop{
-		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
-			select {
-			case work <- recs:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+	res, err := decodeInParallel(ctx, brokers, topic, workers, func(w int, r *kgo.Record) error {
+		var t keyedRecord
+		if err := json.Unmarshal(r.Value, &t); err != nil {
+			return err
+		}
+		g := local[w][t.K]
+		g.sum += t.V
+		g.n++
+		local[w][t.K] = g
+		return nil
+	}, func() {
+		// One map of every key, as the state of a single process.
+		state = local[0]
+		for _, m := range local[1:] {
+			for k, g := range m {
+				s := state[k]
+				s.sum += g.sum
+				s.n += g.n
+				state[k] = s
 			}
-		},
-		finish: func(*kgo.Client) error {
-			close(work)
-			wg.Wait()
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
-			// One map of every key, as the state of a single process.
-			state = local[0]
-			for _, m := range local[1:] {
-				for k, g := range m {
-					s := state[k]
-					s.sum += g.sum
-					s.n += g.n
-					state[k] = s
-				}
-			}
-			return nil
-		},
+		}
 	})
 	if err != nil {
 		return res, err
@@ -352,4 +296,56 @@ func RunningAggregate(ctx context.Context, brokers []string, topic string) (Resu
 		res.Total.Count += g.n
 	}
 	return res, nil
+}
+
+// decodeInParallel consumes topic as consume does, handing each fetched
+// slice of records to one of workers goroutines, which call decode(w, r)
+// for every record (so state indexed by w needs no lock). A worker's first
+// decode error, naming the record, fails the run. merge, if set, runs after
+// the last record and before the clock stops.
+func decodeInParallel(ctx context.Context, brokers []string, topic string, workers int, decode func(w int, r *kgo.Record) error, merge func()) (Result, error) {
+	work := make(chan []*kgo.Record, 2*workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for recs := range work {
+				for _, r := range recs {
+					if err := decode(w, r); err != nil && errs[w] == nil {
+						errs[w] = fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+					}
+				}
+			}
+		}()
+	}
+	// The workers end with the run, whether consume reaches finish or
+	// returns early with an error.
+	var once sync.Once
+	stop := func() {
+		once.Do(func() { close(work) })
+		wg.Wait()
+	}
+	defer stop()
+	return consume(ctx, brokers, topic, loop{
+		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
+			select {
+			case work <- recs:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		finish: func(*kgo.Client) error {
+			stop()
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			if merge != nil {
+				merge()
+			}
+			return nil
+		},
+	})
 }
