@@ -99,8 +99,10 @@ func (l *batchLoop) run(ctx context.Context) error {
 	switch {
 	case err == nil:
 		l.committed, l.next = c.Ends, c.Batch+1
-		if l.maxEventTime, err = lastMaxEventTime(c); err != nil {
-			return err
+		if l.job.State != nil && l.job.State.Watermark != nil { // only they record it
+			if l.maxEventTime, err = lastMaxEventTime(c); err != nil {
+				return err
+			}
 		}
 	case errors.Is(err, checkpoint.ErrNotFound):
 		l.committed, l.next = map[stream.PartitionID]stream.Position{}, 0
