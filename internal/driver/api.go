@@ -51,7 +51,11 @@ func (a *api) leader() (*manager, error) {
 }
 
 func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*sluicev1.Job, error) {
-	job, err := jobspec.Compile(req.GetSpec())
+	spec, err := a.inferSchema(ctx, req.GetSpec())
+	if err != nil {
+		return nil, err
+	}
+	job, err := jobspec.Compile(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -307,7 +307,7 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, bad.clause(check, "payload that is not UTF-8 text")), nil
 	case "json":
 		if d.Schema == "" {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required in a job with sql steps: the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
+			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required in a job with sql steps unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
 		}
 		structure, fields, err := sqlengine.SparkSchema(d.Schema)
 		if err != nil {

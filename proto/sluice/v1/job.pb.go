@@ -1829,13 +1829,22 @@ type Decode struct {
 	// Default ",".
 	Delimiter string `protobuf:"bytes,5,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
 	// json: the payload's fields and types as a Spark DDL string
-	// ("branch STRING, amount BIGINT"). Required in jobs with a sql step, where
-	// DuckDB decodes only these fields; a field missing from a record, or of
-	// another type, is null. csv, in a job with sql steps: the fields' names and
-	// types instead of columns (a field that does not convert is null).
-	Schema        string `protobuf:"bytes,6,opt,name=schema,proto3" json:"schema,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// ("branch STRING, amount BIGINT"). In a job with sql steps DuckDB decodes
+	// only these fields; a field missing from a record, or of another type, is
+	// null. When the job's first step is a json decode without a schema, the
+	// driver infers one at submit from up to 1,000 records at the source's
+	// starting position (as Spark's JSON source infers: sorted fields, BIGINT,
+	// DOUBLE, STRING, BOOLEAN, ARRAY, STRUCT), records it here and sets
+	// schema_inferred; a submit finding no records is refused. csv, in a job with
+	// sql steps: the fields' names and types instead of columns (a field that
+	// does not convert is null).
+	Schema string `protobuf:"bytes,6,opt,name=schema,proto3" json:"schema,omitempty"`
+	// Set by the driver when it inferred schema. A job submitted again under its
+	// name without a schema keeps the one inferred first, so its columns do not
+	// change with the data.
+	SchemaInferred bool `protobuf:"varint,7,opt,name=schema_inferred,json=schemaInferred,proto3" json:"schema_inferred,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Decode) Reset() {
@@ -1908,6 +1917,13 @@ func (x *Decode) GetSchema() string {
 		return x.Schema
 	}
 	return ""
+}
+
+func (x *Decode) GetSchemaInferred() bool {
+	if x != nil {
+		return x.SchemaInferred
+	}
+	return false
 }
 
 // Select keeps or computes fields: each entry is an output name and a CEL
@@ -3404,14 +3420,15 @@ const file_sluice_v1_job_proto_rawDesc = "" +
 	"\x04kind\"/\n" +
 	"\x03Sql\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x14\n" +
-	"\x05query\x18\x02 \x01(\tR\x05query\"\x9e\x01\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\"\xc7\x01\n" +
 	"\x06Decode\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\tR\x06format\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
 	"\acolumns\x18\x03 \x03(\tR\acolumns\x12\x16\n" +
 	"\x06header\x18\x04 \x01(\bR\x06header\x12\x1c\n" +
 	"\tdelimiter\x18\x05 \x01(\tR\tdelimiter\x12\x16\n" +
-	"\x06schema\x18\x06 \x01(\tR\x06schema\"8\n" +
+	"\x06schema\x18\x06 \x01(\tR\x06schema\x12'\n" +
+	"\x0fschema_inferred\x18\a \x01(\bR\x0eschemaInferred\"8\n" +
 	"\x06Select\x12.\n" +
 	"\x06fields\x18\x01 \x03(\v2\x16.sluice.v1.SelectFieldR\x06fields\"5\n" +
 	"\vSelectField\x12\x12\n" +
