@@ -134,7 +134,9 @@ func (d duckError) compileKind() error {
 	switch {
 	case d.Type == "Parser":
 		return ErrSyntax
-	case d.Subtype == "COLUMN_NOT_FOUND":
+	case d.Subtype == "COLUMN_NOT_FOUND",
+		// A qualified name (source.x) whose table lacks it.
+		d.Type == "Binder" && strings.Contains(d.Message, "does not have a column named"):
 		return ErrUnknownColumn
 	case d.Type == "Catalog" && strings.Contains(d.Entry, "Function"):
 		return ErrUnknownFunction
