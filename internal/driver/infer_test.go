@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/internal/testenv"
+	"github.com/sluicehq/sluice/pkg/connectors/file"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -177,5 +178,44 @@ func TestSubmitInfersSchemaFromKinesis(t *testing.T) {
 	}
 	if _, err := c.api.StopJob(ctx, &sluicev1.StopJobRequest{Name: "kinesis-inferred"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSQLShorthandJob: a job with a typed decode is a SQL job, and its
+// filter and aggregate steps run as SQL, merged exactly across tasks.
+func TestSQLShorthandJob(t *testing.T) {
+	c := startCluster(t, t.TempDir())
+	_, brokers := kafkaWith(t, "short", 3, 100)
+	out := t.TempDir()
+	s := spec("shorthand", brokers, "short", out, availableNow)
+	s.Transforms = []*sluicev1.Transform{
+		{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}},
+		{Kind: &sluicev1.Transform_Filter{Filter: "amount <> 0 AND id % 2 = 0"}},
+		{Kind: &sluicev1.Transform_Aggregate{Aggregate: &sluicev1.Aggregate{GroupBy: []string{"amount"},
+			Aggregations: []*sluicev1.Aggregation{{Fn: "count", As: "n"}, {Fn: "sum", Field: "id"}}}}},
+	}
+	if _, err := c.api.SubmitJob(context.Background(), &sluicev1.SubmitJobRequest{Spec: s}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c.api, "shorthand", sluicev1.JobState_JOB_STATE_FINISHED)
+	rows, err := file.ReadAll(out, "shorthand")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64][2]int64{} // amount → count, sum of ids
+	for id := int64(0); id < 100; id++ {
+		if a := id % 5; a != 0 && id%2 == 0 {
+			w := want[a]
+			want[a] = [2]int64{w[0] + 1, w[1] + id}
+		}
+	}
+	got := map[int64][2]int64{}
+	for _, r := range rows {
+		a, n, sum := r["amount"].(int64), r["n"].(int64), r["sum_id"].(int64)
+		g := got[a]
+		got[a] = [2]int64{g[0] + n, g[1] + sum}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("per amount (count, sum of ids) %v, want %v", got, want)
 	}
 }

@@ -14,11 +14,13 @@ import (
 // binding a query takes milliseconds; this only guards a stuck engine).
 const sqlCompileTimeout = time.Minute
 
-// hasSQL reports whether a job's transforms are SQL: any sql step makes the
-// whole job run on DuckDB (sqltransform).
+// hasSQL reports whether a job's transforms are SQL: a sql step, or a
+// decode with a schema (the typed decode only DuckDB does), makes the whole
+// job run on DuckDB (sqltransform), its filter, select and aggregate steps
+// included.
 func hasSQL(ts []*sluicev1.Transform) bool {
 	for _, t := range ts {
-		if t.GetSql() != nil {
+		if t.GetSql() != nil || t.GetDecode().GetSchema() != "" {
 			return true
 		}
 	}
@@ -50,11 +52,29 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 				continue
 			}
 			st.SQL = &sqltransform.SQL{View: k.Sql.GetView(), Query: k.Sql.GetQuery()}
-		case *sluicev1.Transform_Filter, *sluicev1.Transform_Select, *sluicev1.Transform_Aggregate:
-			e.add(st.Path, "filter, select and aggregate are CEL steps, which do not mix with sql steps: write them in the query (WHERE, the SELECT list, GROUP BY)")
-			continue
+		case *sluicev1.Transform_Filter:
+			if k.Filter == "" {
+				e.add(st.Path+".filter", "is empty: a SQL condition, like amount > 0")
+				continue
+			}
+			st.Filter = k.Filter
+		case *sluicev1.Transform_Select:
+			st.Select = []sqltransform.SelectField{}
+			for _, f := range k.Select.GetFields() {
+				st.Select = append(st.Select, sqltransform.SelectField{Name: f.GetName(), Expr: f.GetExpr()})
+			}
+		case *sluicev1.Transform_Aggregate:
+			a := k.Aggregate
+			if a.GetMaxGroups() != 0 {
+				e.add(st.Path+".aggregate.maxGroups", "applies to CEL steps; a SQL job's groups are bounded by the executors' SQL memory limit")
+				continue
+			}
+			st.Aggregate = &sqltransform.Aggregate{GroupBy: a.GetGroupBy()}
+			for _, ag := range a.GetAggregations() {
+				st.Aggregate.Aggregations = append(st.Aggregate.Aggregations, sqltransform.Aggregation{Fn: ag.GetFn(), Field: ag.GetField(), As: ag.GetAs()})
+			}
 		default:
-			e.add(st.Path, "empty transform (one of decode, sql)")
+			e.add(st.Path, "empty transform (one of decode, sql, filter, select, aggregate)")
 			continue
 		}
 		steps = append(steps, st)

@@ -24,11 +24,18 @@ import (
 )
 
 // Step is one transform of a SQL job, with its path in the spec
-// (transforms[1]) for errors. Exactly one of Decode and SQL is set.
+// (transforms[1]) for errors. Exactly one of Decode, SQL, Filter, Select
+// and Aggregate is set; the last three are shorthands for a query
+// (shorthand.go).
 type Step struct {
 	Path   string
 	Decode *Decode
 	SQL    *SQL
+	// Filter is a SQL condition: the rows where it is true are kept.
+	Filter string
+	// Select lists the output columns (a non-nil empty list is refused).
+	Select    []SelectField
+	Aggregate *Aggregate
 }
 
 // Decode turns the payload column into columns.
@@ -155,7 +162,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	}
 	input := "" // the SQL defining the rows before the current step; "" is the source itself
 	var last *sqlengine.Compiled
-	var lastPath string
+	var lastRef stepRef
 	for i, st := range cfg.Steps {
 		switch {
 		case st.Decode != nil:
@@ -169,35 +176,48 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 				continue
 			}
 			input = q
-		case st.SQL != nil:
+		case st.SQL != nil || st.Filter != "" || st.Select != nil || st.Aggregate != nil:
 			if last != nil {
 				// The previous step feeds this one; it must be row-wise.
 				d, err := eng.Distribute(ctx, last)
 				if err != nil {
-					errs = append(errs, queryFieldError(lastPath, err))
+					errs = append(errs, lastRef.err(err))
 					continue
 				}
 				if d.Final != nil {
-					fieldErr(lastPath+".query", "an aggregating query must be the job's last step (its groups are merged on the driver); fold the next step into it as an outer query")
+					fieldErr(lastRef.field, "an aggregating step must be the job's last (its groups are merged on the driver); fold the next step into it as an outer query")
 					continue
 				}
-				input = fmt.Sprintf("WITH %s AS (%s) SELECT * FROM (%s)", quoteIdent(last.View()), inputOrSource(input), last.SQL())
+				// Each part on its own lines: a query may end with a -- comment.
+				input = fmt.Sprintf("WITH %s AS (%s\n) SELECT * FROM (%s\n)", quoteIdent(last.View()), inputOrSource(input), last.SQL())
 			}
+			ref := stepRef{path: st.Path + ".sql", field: st.Path + ".sql.query"}
+			var query string
 			opts := []sqlengine.CompileOption{}
-			if st.SQL.View != "" {
-				opts = append(opts, sqlengine.WithView(st.SQL.View))
+			if st.SQL != nil {
+				query = st.SQL.Query
+				if st.SQL.View != "" {
+					opts = append(opts, sqlengine.WithView(st.SQL.View))
+				}
+			} else {
+				g, kind, err := shorthandQuery(st, sqlengine.DefaultView)
+				if err != nil {
+					return nil, errors.Join(append(errs, err)...)
+				}
+				ref = stepRef{path: st.Path, field: st.Path + "." + kind, kind: kind, gen: g}
+				query = g.query
 			}
 			if input != "" {
 				opts = append(opts, sqlengine.WithInputQuery(input))
 			}
-			c, err := eng.Compile(ctx, st.SQL.Query, cfg.Source, opts...)
+			c, err := eng.Compile(ctx, query, cfg.Source, opts...)
 			if err != nil {
 				// Later steps cannot be checked without this one.
-				return nil, errors.Join(append(errs, queryFieldError(st.Path+".sql", err))...)
+				return nil, errors.Join(append(errs, ref.err(err))...)
 			}
-			last, lastPath = c, st.Path+".sql"
+			last, lastRef = c, ref
 		default:
-			fieldErr(fmt.Sprintf("transforms[%d]", i), "a job with sql steps takes decode and sql steps only")
+			fieldErr(fmt.Sprintf("transforms[%d]", i), "empty transform (one of decode, sql, filter, select, aggregate)")
 		}
 	}
 	if len(errs) > 0 {
@@ -208,14 +228,14 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	}
 	var dopts []sqlengine.DistributeOption
 	if cfg.OutputMode != PerBatch && cfg.DropDuplicates == nil && cfg.WatermarkColumn != "" {
-		if err := checkEventTime(ctx, eng, cfg.Source, last, lastPath, cfg.WatermarkColumn); err != nil {
+		if err := checkEventTime(ctx, eng, cfg.Source, last, lastRef, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
 		dopts = append(dopts, sqlengine.WithEventTime(cfg.WatermarkColumn))
 	}
 	d, err := eng.Distribute(ctx, last, dopts...)
 	if err != nil {
-		return nil, queryFieldError(lastPath, err)
+		return nil, lastRef.err(err)
 	}
 	p := &Pipeline{onBad: cfg.OnBad, source: cfg.Source, dist: d}
 	out := d.Task.OutputSchema()
@@ -227,7 +247,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	}
 	switch {
 	case cfg.DropDuplicates != nil:
-		if err := p.compileDedup(*cfg.DropDuplicates, lastPath, cfg.WatermarkColumn); err != nil {
+		if err := p.compileDedup(*cfg.DropDuplicates, lastRef, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
 	case cfg.OutputMode != PerBatch:
@@ -235,14 +255,31 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		if path == "" {
 			path = "outputMode"
 		}
-		if err := p.compileState(cfg.OutputMode, path, lastPath, cfg.WatermarkColumn); err != nil {
+		if err := p.compileState(cfg.OutputMode, path, lastRef, cfg.WatermarkColumn); err != nil {
 			return nil, err
 		}
 	}
 	if d.UsesSession && (p.state == nil || p.state.sessionKey < 0) {
-		return nil, &transform.FieldError{Field: lastPath + ".query", Reason: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate (outputMode): the sessions of a key are merged in its state, across tasks and batches"}
+		return nil, &transform.FieldError{Field: lastRef.field, Reason: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate (outputMode): the sessions of a key are merged in its state, across tasks and batches"}
 	}
 	return p, nil
+}
+
+// stepRef names the step whose query an error is about: path is the
+// step's block (transforms[1].sql, transforms[2]), field the whole query's
+// field (transforms[1].sql.query, transforms[2].aggregate); a shorthand
+// step's generated query places errors in the fields they came from.
+type stepRef struct {
+	path, field, kind string
+	gen               *generated
+}
+
+// err reports a compile error of the step's query under its field.
+func (r stepRef) err(err error) error {
+	if r.gen != nil {
+		return r.gen.fieldError(r.path, r.kind, err)
+	}
+	return queryFieldError(r.path, err)
 }
 
 // queryFieldError turns a compile error of the step at path (…sql) into a

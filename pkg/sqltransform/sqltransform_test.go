@@ -58,7 +58,7 @@ func TestCompileErrors(t *testing.T) {
 		{"payload field", []Step{{Path: "transforms[0]", Decode: &Decode{Format: "raw", Field: "body"}}, query(1, "", "select 1")}, []string{`transforms[0].decode.field: "body" is not a column`}},
 		{"decode after sql", []Step{query(0, "", "select value from source"), {Path: "transforms[1]", Decode: &Decode{Format: "raw"}}}, []string{"transforms[1].decode: must come before"}},
 		{"aggregate not last", []Step{query(0, "", "select topic, count(*) as n from source group by topic"), query(1, "", "select * from source")},
-			[]string{"transforms[0].sql.query: an aggregating query must be the job's last step"}},
+			[]string{"transforms[0].sql.query: an aggregating step must be the job's last"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Compile(context.Background(), eng, Config{Source: columnar.KafkaSchema(false), Steps: tc.steps})

@@ -103,13 +103,13 @@ type Dedup struct {
 }
 
 // compileDedup prepares a row-wise pipeline to drop duplicate rows.
-func (p *Pipeline) compileDedup(d Dedup, queryPath, watermark string) error {
+func (p *Pipeline) compileDedup(d Dedup, query stepRef, watermark string) error {
 	path := d.Path
 	if path == "" {
 		path = "dropDuplicates"
 	}
 	if p.dist.Final != nil {
-		return &transform.FieldError{Field: path, Reason: fmt.Sprintf("drops duplicate rows of a row-wise query, and %s.query aggregates; deduplicate in the query (GROUP BY) or drop dropDuplicates", queryPath)}
+		return &transform.FieldError{Field: path, Reason: fmt.Sprintf("drops duplicate rows of a row-wise query, and %s aggregates; deduplicate in the query (GROUP BY) or drop dropDuplicates", query.field)}
 	}
 	if len(d.Columns) == 0 {
 		return &transform.FieldError{Field: path + ".columns", Reason: "is required: the output columns that identify a row, e.g. [id]"}
@@ -208,7 +208,7 @@ func (p *Pipeline) Dedups() bool { return p.state != nil && p.state.dedup }
 
 // compileState checks that the pipeline's query can keep state in mode and
 // prepares the codecs; errors name the field at path.
-func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark string) error {
+func (p *Pipeline) compileState(mode OutputMode, modePath string, query stepRef, watermark string) error {
 	switch mode {
 	case Update, Complete, Append:
 	default:
@@ -218,7 +218,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("%s keeps the groups of an aggregate across batches, and the last sql step does not aggregate (GROUP BY or an aggregate function)", mode)}
 	}
 	if p.dist.Combine == nil {
-		return queryFieldError(queryPath, p.dist.StateRefusal)
+		return query.err(p.dist.StateRefusal)
 	}
 	s := p.PartialSchema()
 	st := &stateStep{mode: mode, eventKey: -1, maxCol: -1, sessionKey: -1, et: p.dist.EventTime}
@@ -244,14 +244,14 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 		}
 	}
 	if err != nil {
-		return &transform.FieldError{Field: queryPath + ".query", Reason: fmt.Sprintf("the aggregate's groups cannot be kept as state: %v", err)}
+		return &transform.FieldError{Field: query.field, Reason: fmt.Sprintf("the aggregate's groups cannot be kept as state: %v", err)}
 	}
 	for i, sess := range p.dist.KeySession {
 		if !sess || i >= st.nkeys {
 			continue
 		}
 		if st.sessionKey >= 0 {
-			return &transform.FieldError{Field: queryPath + ".query", Reason: "groups by two session_window keys; a group has one session"}
+			return &transform.FieldError{Field: query.field, Reason: "groups by two session_window keys; a group has one session"}
 		}
 		st.sessionKey = i
 	}
@@ -268,7 +268,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 			}
 		}
 		if err != nil {
-			return &transform.FieldError{Field: queryPath + ".query", Reason: fmt.Sprintf("the aggregate's sessions cannot be kept as state: %v", err)}
+			return &transform.FieldError{Field: query.field, Reason: fmt.Sprintf("the aggregate's sessions cannot be kept as state: %v", err)}
 		}
 	}
 	if watermark != "" {
@@ -304,15 +304,15 @@ func (p *Pipeline) compileState(mode OutputMode, modePath, queryPath, watermark 
 }
 
 // checkEventTime refuses a watermark column that the aggregating step
-// (last, at path) cannot read, or that is not a timestamp.
-func checkEventTime(ctx context.Context, eng *sqlengine.Engine, source *arrow.Schema, last *sqlengine.Compiled, path, column string) error {
+// (last, at ref) cannot read, or that is not a timestamp.
+func checkEventTime(ctx context.Context, eng *sqlengine.Engine, source *arrow.Schema, last *sqlengine.Compiled, ref stepRef, column string) error {
 	opts := []sqlengine.CompileOption{sqlengine.WithView(last.View())}
 	if q := last.InputQuery(); q != "" {
 		opts = append(opts, sqlengine.WithInputQuery(q))
 	}
 	probe, err := eng.Compile(ctx, "SELECT "+quoteIdent(column)+" FROM "+quoteIdent(last.View()), source, opts...)
 	if err != nil {
-		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is not a column of the rows %s reads (its view %s)", column, path, last.View())}
+		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is not a column of the rows %s reads (its view %s)", column, ref.path, last.View())}
 	}
 	if t := probe.OutputSchema().Field(0).Type; t.ID() != arrow.TIMESTAMP {
 		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP (decode it as one, or convert it with to_timestamp in an earlier sql step)", column, t)}

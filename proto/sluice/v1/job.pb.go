@@ -34,10 +34,11 @@ type JobSpec struct {
 	// The source: `kafka` (docs/connectors/kafka.md) or `kinesis`
 	// (docs/connectors/kinesis.md). Required.
 	Source *Source `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	// Steps applied in order to each batch: SQL steps (`decode` with a
-	// `schema`, then `sql`) or CEL steps (`decode`, `filter`, `select`,
-	// `aggregate`); a job uses one kind or the other. Default: none, the
-	// source's records go to the sink as they are.
+	// Steps applied in order to each batch. A job with a `sql` step or a
+	// `decode` with a `schema` is a SQL job: DuckDB runs all its steps, and its
+	// `filter`, `select` and `aggregate` take SQL. Any other job runs the older
+	// CEL steps (`decode`, `filter`, `select`, `aggregate` in CEL). Default:
+	// none, the source's records go to the sink as they are.
 	Transforms []*Transform `protobuf:"bytes,3,rep,name=transforms,proto3" json:"transforms,omitempty"`
 	// Where each batch's rows go: one of `console`, `file`, `discard`,
 	// `postgres`, `s3`, `kafka`, `kinesis` (docs/connectors/README.md). Required.
@@ -1712,15 +1713,16 @@ type Transform_Decode struct {
 }
 
 type Transform_Filter struct {
-	// A CEL expression (cel.dev) over the record's fields; records where it is
-	// false are dropped. Fields are top-level names (`amount > 0 && currency ==
-	// "USD"`), the whole record is `row`.
+	// A condition over the record's fields; records where it is not true are
+	// dropped. In a SQL job, a SQL condition (`amount <> 0 AND currency =
+	// 'USD'`); otherwise a CEL expression (cel.dev) whose fields are top-level
+	// names (`amount > 0 && currency == "USD"`) and whole record `row`.
 	Filter string `protobuf:"bytes,2,opt,name=filter,proto3,oneof"`
 }
 
 type Transform_Select struct {
-	// Output exactly the listed fields, each a CEL expression; a bare name
-	// copies the field.
+	// Output exactly the listed fields, each an expression (SQL in a SQL job,
+	// else CEL); a bare name copies the field.
 	Select *Select `protobuf:"bytes,3,opt,name=select,proto3,oneof"`
 }
 
@@ -1926,8 +1928,8 @@ func (x *Decode) GetSchemaInferred() bool {
 	return false
 }
 
-// Select keeps or computes fields: each entry is an output name and a CEL
-// expression. A bare field name copies the field.
+// Select keeps or computes fields: each entry is an output name and an
+// expression (SQL in a SQL job, else CEL). A bare field name copies the field.
 type Select struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The output fields, in order.
@@ -1978,7 +1980,8 @@ type SelectField struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output field name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// CEL expression; defaults to the field called name.
+	// Expression (SQL in a SQL job, else CEL); defaults to the field called
+	// name.
 	Expr          string `protobuf:"bytes,2,opt,name=expr,proto3" json:"expr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2036,8 +2039,9 @@ type Aggregate struct {
 	GroupBy []string `protobuf:"bytes,1,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	// The aggregates computed for each group.
 	Aggregations []*Aggregation `protobuf:"bytes,2,rep,name=aggregations,proto3" json:"aggregations,omitempty"`
-	// Upper bound on groups per batch; more fails the batch, saying so. Default
-	// 100000.
+	// Upper bound on groups per batch in a CEL job; more fails the batch, saying
+	// so. Default 100000. Refused in a SQL job, whose groups are bounded by the
+	// executors' SQL memory limit.
 	MaxGroups     int64 `protobuf:"varint,3,opt,name=max_groups,json=maxGroups,proto3" json:"max_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
