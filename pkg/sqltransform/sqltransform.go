@@ -156,6 +156,14 @@ func (p *Pipeline) RunFinal(ctx context.Context, partials []arrow.RecordBatch, n
 // field (transforms[1].sql.query) and, for a query, the line, column and
 // position in it; several are joined.
 func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
+	p, err := compile(ctx, eng, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return pruneDecode(ctx, eng, cfg, p), nil
+}
+
+func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
 	var errs []error
 	fieldErr := func(field, format string, args ...any) {
 		errs = append(errs, &transform.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})

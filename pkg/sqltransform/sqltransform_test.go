@@ -20,7 +20,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/transform"
 )
 
-func engine(t *testing.T) *sqlengine.Engine {
+func engine(t testing.TB) *sqlengine.Engine {
 	t.Helper()
 	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(1))
 	if err != nil {
