@@ -87,6 +87,8 @@ type task struct {
 	// speculated at most once per run.
 	speculated bool
 	lastErr    error
+	// turn is the last ReadyN call that looked at the task.
+	turn uint64
 }
 
 // attempt is one running attempt of a task.
@@ -101,10 +103,12 @@ type attempt struct {
 // Batch tracks the attempts of one batch's tasks. It is not safe for
 // concurrent use: the driver's batch loop owns it.
 //
-// Every call costs O(log n) per task it touches, plus Ready's scan of the
-// pending tasks and Stragglers' scan of the running ones, so a batch of n
-// tasks costs O(n log n) however its results arrive: the loop calls
-// Expire, Ready, Stragglers and NextWake once per turn.
+// Every call costs O(log n) per task it touches, plus ReadyN's and
+// NextWake's scans of the retries still backing off and Stragglers' scan
+// of the running attempts (only with speculation on), so a batch of n tasks
+// costs O(n log n) however its results arrive and however few slots run
+// them: the loop calls Expire, Stragglers and NextWake once per turn, and
+// IsReady or ReadyN for no more tasks than it has free slots.
 type Batch struct {
 	policy   RetryPolicy
 	tasks    map[string]*task
@@ -124,6 +128,10 @@ type Batch struct {
 	// superseded are the ids of attempts that lost to their task's other
 	// attempt, until Superseded hands them out to be cancelled.
 	superseded []string
+	// turn counts ReadyN calls; retries and copies count failed attempts
+	// and speculative copies (Retries, Copies).
+	turn            uint64
+	retries, copies int
 }
 
 // started is a heap entry: an attempt and when it started.
@@ -177,26 +185,63 @@ func NewBatch(keys []string, policy RetryPolicy) *Batch {
 
 // Ready returns the pending tasks whose backoff has elapsed: first-run tasks
 // in plan order, retries after them in the order they failed.
-func (b *Batch) Ready(now time.Time) []string {
-	if b.failed != nil {
+func (b *Batch) Ready(now time.Time) []string { return b.ReadyN(now, len(b.tasks)) }
+
+// ReadyN is Ready for at most n tasks, the first ones Ready would return.
+// The loop asks for no more than it has free slots for: its cost is then
+// that of the tasks it returns (plus the retries still backing off), not
+// of every pending task, so a batch of many tasks on few slots is not
+// quadratic in its tasks.
+func (b *Batch) ReadyN(now time.Time, n int) []string {
+	if b.failed != nil || n <= 0 {
 		return nil
 	}
+	b.dropStarted()
+	// A task may have two entries (it failed again before its old entry
+	// was dropped): the turn stamp keeps it out of the answer twice.
+	b.turn++
 	var out []string
-	kept := b.pending[:0]
-	seen := make(map[*task]bool, len(b.pending))
 	for _, t := range b.pending {
-		if t.state != statePending || seen[t] {
+		if len(out) == n {
+			break
+		}
+		if t.state != statePending || t.turn == b.turn {
 			continue
 		}
-		seen[t] = true
-		kept = append(kept, t)
+		t.turn = b.turn
 		if !now.Before(t.notBefore) {
 			out = append(out, t.key)
 		}
 	}
-	clear(b.pending[len(kept):])
-	b.pending = kept
 	return out
+}
+
+// IsReady reports whether task key is pending with its backoff elapsed
+// (ready), and whether it is pending at all.
+func (b *Batch) IsReady(key string, now time.Time) (ready, pending bool) {
+	t := b.tasks[key]
+	if b.failed != nil || t == nil || t.state != statePending {
+		return false, false
+	}
+	return !now.Before(t.notBefore), true
+}
+
+// HasPending reports whether a task waits to be dispatched.
+func (b *Batch) HasPending() bool {
+	b.dropStarted()
+	return b.failed == nil && len(b.pending) > 0
+}
+
+// dropStarted drops the entries of tasks no longer pending from the front
+// of pending, where dispatching in plan order takes them; the others are
+// skipped by the scans and dropped when they reach the front. Each entry is
+// dropped once, so the scans that call it first (ReadyN, HasPending,
+// NextWake) cost O(n) over a batch rather than O(n) each.
+func (b *Batch) dropStarted() {
+	for len(b.pending) > 0 && b.pending[0].state != statePending {
+		b.pending[0] = nil
+		b.pending = b.pending[1:]
+	}
 }
 
 // NextWake is the earliest time a pending task becomes ready, a running one
@@ -209,9 +254,13 @@ func (b *Batch) NextWake() time.Time {
 			w = at
 		}
 	}
+	b.dropStarted()
 	for _, t := range b.pending {
 		if t.state == statePending {
 			earlier(t.notBefore)
+			if t.notBefore.IsZero() {
+				break // a first-run task: nothing is earlier
+			}
 		}
 	}
 	if b.policy.Timeout > 0 {
@@ -297,6 +346,7 @@ func (b *Batch) fail(a *attempt, err error, permanent bool, now time.Time) {
 	delete(b.attempts, a.id)
 	t.live = slices.DeleteFunc(t.live, func(x *attempt) bool { return x == a })
 	t.failures++
+	b.retries++
 	t.lastErr = err
 	if permanent || t.failures >= b.policy.MaxFailures {
 		for _, other := range t.live {
@@ -457,19 +507,12 @@ func (b *Batch) StartedCopy(key, id, executor string, now time.Time) {
 		panic(fmt.Sprintf("scheduler: speculative copy of task %q that is not a running straggler", key))
 	}
 	t.speculated = true
+	b.copies++
 	b.start(t, id, executor, now, true)
 }
 
 // Copies counts the speculative copies started so far.
-func (b *Batch) Copies() int {
-	n := 0
-	for _, t := range b.tasks {
-		if t.speculated {
-			n++
-		}
-	}
-	return n
-}
+func (b *Batch) Copies() int { return b.copies }
 
 // Live returns the ids of running attempts.
 func (b *Batch) Live() []string {
@@ -491,10 +534,4 @@ func (b *Batch) Complete() bool { return b.failed == nil && b.done == len(b.task
 func (b *Batch) Err() error { return b.failed }
 
 // Retries counts failed attempts so far across tasks.
-func (b *Batch) Retries() int {
-	n := 0
-	for _, t := range b.tasks {
-		n += t.failures
-	}
-	return n
-}
+func (b *Batch) Retries() int { return b.retries }

@@ -509,3 +509,53 @@ func TestAssignSettles(t *testing.T) {
 		}
 	})
 }
+
+// TestReadyNIsBoundedAndOrdered checks that ReadyN returns the first n
+// tasks Ready would, without repeating a task that failed twice.
+func TestReadyNIsBoundedAndOrdered(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := NewBatch([]string{"a", "b", "c", "d"}, RetryPolicy{MaxFailures: 5})
+	if got := b.ReadyN(now, 2); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("ReadyN(2) = %v, want a, b", got)
+	}
+	b.Started("a", "a1", "e", now)
+	if _, err := b.Failed("a1", errors.New("x"), false, now); err != nil {
+		t.Fatal(err)
+	}
+	b.Started("a", "a2", "e", now)
+	if _, err := b.Failed("a2", errors.New("x"), false, now); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(time.Hour)
+	if got, want := b.ReadyN(later, 10), b.Ready(later); len(got) != 4 || !slices.Equal(got, want) {
+		t.Errorf("ReadyN = %v, Ready = %v, want the four tasks once each, the same", got, want)
+	}
+	if got, want := b.ReadyN(later, 3), b.Ready(later)[:3]; !slices.Equal(got, want) {
+		t.Errorf("ReadyN(3) = %v, want Ready's first three %v", got, want)
+	}
+	if b.Retries() != 2 {
+		t.Errorf("Retries() = %d, want 2", b.Retries())
+	}
+}
+
+// TestNextWakeDropsStartedTasks pins the bug where a batch dispatched by
+// per-executor queues (never through ReadyN) kept the entries of its
+// started tasks at the front of pending, so that every turn's NextWake
+// scanned all of them again: quadratic in the batch's tasks.
+func TestNextWakeDropsStartedTasks(t *testing.T) {
+	now := time.Unix(1000, 0)
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	b := NewBatch(keys, RetryPolicy{MaxFailures: 3})
+	for _, k := range []string{"a", "b", "d"} { // c is still pending: d stays behind it
+		b.Started(k, k+"1", "e", now)
+	}
+	if !b.NextWake().IsZero() {
+		t.Errorf("NextWake = %v, want zero (pending tasks are ready, nothing times out)", b.NextWake())
+	}
+	if got := len(b.pending); got != 4 {
+		t.Errorf("%d entries in pending after NextWake, want 4 (c, d, e, f: a and b dropped)", got)
+	}
+	if got := b.Ready(now); !slices.Equal(got, []string{"c", "e", "f"}) {
+		t.Errorf("Ready = %v, want c, e, f", got)
+	}
+}
