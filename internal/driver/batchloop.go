@@ -150,8 +150,12 @@ func (l *batchLoop) run(ctx context.Context) error {
 			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart,
 				TasksPerSlot: p.TasksPerSlot}
 			l.m.metricsFor(l.name, p.Metrics)
+			// A batch's phases reach watchers at most every currentEvery,
+			// like its progress within a phase: every event carries the
+			// last batch's progress (up to a thousand tasks), and a batch
+			// of a few ms forcing one per phase sent hundreds a second.
 			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(plan.Batch), StartTime: timestamppb.New(planStart),
-				Phase: "record", TasksTotal: int32(len(plan.Ranges))}, true)
+				Phase: "record", TasksTotal: int32(len(plan.Ranges))}, false)
 			if err := st.PutPlan(ctx, l.m.fence, l.name, plan); err != nil {
 				return l.storeErr("record plan", err)
 			}
@@ -276,7 +280,7 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	}
 	execDone := time.Now()
 	run.Phase, run.TasksRunning = "commit", 0
-	l.m.d.status.setCurrent(l.name, run, true)
+	l.m.d.status.setCurrent(l.name, run, false)
 
 	outRows, err := l.driverWrite(ctx, batch, outKeys, outResults)
 	if err != nil {
@@ -358,11 +362,12 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 	results := make(map[string]*clusterv1.TaskResult, len(keys))
 	att := newAttemptLog()
 	executorOf := att.executor
-	l.m.d.status.setCurrent(l.name, run, true)
+	l.m.d.status.setCurrent(l.name, run, false)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var noExecutorsSince time.Time
 	var dispatching time.Duration
+	var queues *affinity // built once executors are known
 	cost := scheduler.TaskCost(tasksPerSlot)
 	// handle records one task result; an error ends the batch.
 	handle := func(res *clusterv1.TaskResult) error {
@@ -421,8 +426,14 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 	for !b.Complete() && b.Err() == nil {
 		now := time.Now()
 		d.reg.cancel(b.Expire(now))
-		if ready := b.Ready(now); len(ready) > 0 {
-			execs := d.reg.snapshot(cost)
+		// A turn places only as many tasks as there are free slots, each
+		// executor's from its own queue first: it costs what it
+		// dispatches, not what is pending.
+		execs := d.reg.snapshot(cost)
+		if queues == nil && len(execs) > 0 {
+			queues = newAffinity(keys, ranges, execs, l.lastOwner)
+		}
+		if placed := queues.place(b, now, execs); len(placed) > 0 || (len(execs) == 0 && b.HasPending()) {
 			if len(execs) == 0 {
 				if noExecutorsSince.IsZero() {
 					noExecutorsSince = now
@@ -433,7 +444,9 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 				noExecutorsSince = time.Time{}
 				l.m.clearError(l.name)
 			}
-			l.dispatch(ctx, b, ready, ranges, batch, tasksPerSlot, execs, att)
+			for _, p := range l.dispatch(ctx, b, placed, ranges, batch, tasksPerSlot, att) {
+				queues.putBack(p)
+			}
 			dispatching += time.Since(now)
 		}
 		if stragglers := b.Stragglers(now); len(stragglers) > 0 {
@@ -460,8 +473,8 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 			}
 		case res := <-sub.results:
 			// Take every result already waiting before the next scheduling
-			// turn: a turn scans all tasks, so one turn per result would make
-			// a batch quadratic in its tasks.
+			// turn: the turn then sends each executor the tasks for all of
+			// its freed slots in one message.
 			for more := true; more; {
 				if err := handle(res); err != nil {
 					return nil, err
@@ -487,33 +500,29 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 // checkpoint store gets.
 const minBatchesToRetain = jobspec.DefaultMinBatchesToRetain
 
-// dispatch places ready tasks on executors and records the attempts.
-func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, ready []string, ranges map[string]stream.Range,
-	batch stream.BatchID, tasksPerSlot int, execs []scheduler.Executor, att *attemptLog) {
-	refs := make([]scheduler.TaskRef, len(ready))
-	for i, k := range ready {
-		refs[i] = scheduler.TaskRef{Key: k, Partition: ranges[k].Partition}
-	}
-	byExec := map[string][]*clusterv1.Task{}
-	var order []string
-	for _, a := range scheduler.Assign(refs, execs, l.lastOwner) {
-		t := l.newTask(ranges[a.Key], batch, tasksPerSlot)
-		if _, ok := byExec[a.Executor]; !ok {
-			order = append(order, a.Executor)
-		}
-		byExec[a.Executor] = append(byExec[a.Executor], t)
-	}
+// dispatch sends the placed tasks, one message per executor, and records
+// the attempts that were sent. It returns the tasks an executor did not
+// take (it left, or filled up meanwhile): they stay pending.
+func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, placed []placement, ranges map[string]stream.Range,
+	batch stream.BatchID, tasksPerSlot int, att *attemptLog) (unsent []placement) {
 	now := time.Now()
-	for _, e := range order {
-		tasks := byExec[e]
-		n := l.m.d.reg.dispatch(ctx, e, l.job.Spec, tasks)
-		for _, t := range tasks[:n] {
-			key := taskKey(t)
-			b.Started(key, t.GetAttemptId(), e, now)
-			att.started[t.GetAttemptId()], att.executor[t.GetAttemptId()] = now, e
+	for _, p := range placed {
+		tasks := make([]*clusterv1.Task, len(p.keys))
+		for i, k := range p.keys {
+			tasks[i] = l.newTask(ranges[k], batch, tasksPerSlot)
+		}
+		n := l.m.d.reg.dispatch(ctx, p.executor, l.job.Spec, tasks)
+		for i, t := range tasks[:n] {
+			key := p.keys[i]
+			b.Started(key, t.GetAttemptId(), p.executor, now)
+			att.started[t.GetAttemptId()], att.executor[t.GetAttemptId()] = now, p.executor
 			att.tries[key]++
 		}
+		if n < len(p.keys) {
+			unsent = append(unsent, placement{executor: p.executor, keys: p.keys[n:]})
+		}
 	}
+	return unsent
 }
 
 // speculate starts a copy of each straggler whose range has a planned end
@@ -566,11 +575,6 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 			strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
 		Token: newToken(), BatchTime: timestamppb.New(l.batchTime), State: l.stateInputs[r.Key()],
 	}
-}
-
-// taskKey is the key of the range a task reads.
-func taskKey(t *clusterv1.Task) string {
-	return stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit())}.Key()
 }
 
 // driverWrite writes what the driver itself outputs for a batch: the merged
