@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/internal/jobspec"
@@ -440,6 +441,44 @@ func (js *jobStatus) noteError(msg string, at time.Time) {
 // spark.sql.streaming.numRecentProgressUpdates.
 const numRecentProgress = 100
 
+// numRecentTasks is how many of the recent batches' progress keep their
+// per-task entries (BatchProgress.partitions); older ones keep only the
+// batch's figures. A batch of a thousand tasks has a thousand entries,
+// about 400 KB: held for all numRecentProgress batches they made up most
+// of a driver's heap. The UI lists the tasks of the last five batches
+// (TASK_BATCHES in its app.js) and charts the figures of all of them.
+const numRecentTasks = 5
+
+// addRecent appends p to the recent batches' progress, drops the oldest
+// beyond numRecentProgress, and strips the per-task entries of the one that
+// leaves the newest numRecentTasks.
+func (js *jobStatus) addRecent(p *sluicev1.BatchProgress) {
+	if n := len(js.recent); n >= numRecentProgress {
+		js.recent = append(js.recent[:0], js.recent[n-numRecentProgress+1:]...)
+	}
+	js.recent = append(js.recent, p)
+	if i := len(js.recent) - 1 - numRecentTasks; i >= 0 && len(js.recent[i].GetPartitions()) > 0 {
+		js.recent[i] = withoutTasks(js.recent[i])
+	}
+}
+
+// withoutTasks is a shallow copy of p without its per-task entries. p
+// itself is not changed: views handed out may still be reading it.
+func withoutTasks(p *sluicev1.BatchProgress) *sluicev1.BatchProgress {
+	out := &sluicev1.BatchProgress{}
+	dst := out.ProtoReflect()
+	p.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Number() != partitionsField {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	return out
+}
+
+// partitionsField is BatchProgress.partitions' field number.
+var partitionsField = (&sluicev1.BatchProgress{}).ProtoReflect().Descriptor().Fields().ByName("partitions").Number()
+
 // currentEvery bounds how often progress within a batch is sent to
 // watchers: often enough for a live view, rarely enough that a batch of
 // thousands of tasks does not send thousands of events.
@@ -465,7 +504,7 @@ func (s *statusBoard) update(rec checkpoint.JobRecord, last *sluicev1.BatchProgr
 	js.spec = jobspec.Redact(js.spec)
 	if last != nil && last.GetBatchId() != js.lastID {
 		js.last, js.lastID = last, last.GetBatchId()
-		js.recent = append(js.recent, last)
+		js.addRecent(last)
 	}
 	ev := &sluicev1.JobEvent{Job: s.viewLocked(js)}
 	s.publishLocked(rec.Name, ev)
@@ -500,16 +539,14 @@ func (s *statusBoard) batch(job string, p *sluicev1.BatchProgress) {
 		return
 	}
 	js.last, js.lastID, js.transErr, js.restart, js.current = p, p.GetBatchId(), "", nil, nil
-	if n := len(js.recent); n >= numRecentProgress {
-		js.recent = append(js.recent[:0], js.recent[n-numRecentProgress+1:]...)
-	}
-	js.recent = append(js.recent, p)
+	js.addRecent(p)
 	s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js), Batch: p})
 }
 
 // setCurrent shows the batch in flight (nil: none). run is copied, so the
 // caller may go on changing it. Watchers hear of a change at most every
-// currentEvery, or at once when force is set (a new phase, the end).
+// currentEvery, or at once when force is set (planning fails, or the batch
+// is no longer in flight).
 func (s *statusBoard) setCurrent(job string, run *sluicev1.BatchRun, force bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	storagev1 "github.com/sluicehq/sluice/proto/sluice/storage/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -24,8 +26,9 @@ const oldCommitProgress = `{"batchId":"7","timestamp":"2026-12-01T10:00:00Z","nu
 	`"records":"400","executor":"e1","metrics":{"lastRecordOffset":499},"durationMs":"35","attempts":2}],"speculativeTasks":1}`
 
 // TestProgressStorage: commits written before the storage message read as
-// they were written (the migration is that nothing changes), what is stored
-// now reads back whole, and every field of the API's BatchProgress and
+// they were written (the migration is that nothing changes), so do those
+// that stored it as protojson, what is stored now (the wire format) reads
+// back whole, and every field of the API's BatchProgress and
 // PartitionProgress has a place in the storage form.
 func TestProgressStorage(t *testing.T) {
 	want := &sluicev1.BatchProgress{
@@ -50,8 +53,27 @@ func TestProgressStorage(t *testing.T) {
 		t.Fatalf("a field of the API's progress is not stored (-api +read back):\n%s", diff)
 	}
 
-	if got := loadProgress(checkpoint.Commit{Batch: 9, Progress: []byte("{not json")}); !proto.Equal(got, &sluicev1.BatchProgress{BatchId: 9}) {
-		t.Fatalf("unreadable progress gives %v, want the batch id alone", got)
+	if stored[0] == '{' {
+		t.Fatalf("progress is stored as %.20q…, want the wire format", stored)
+	}
+	// What drivers stored before the wire format: the storage message as
+	// protojson.
+	var asStored storagev1.BatchProgress
+	if err := proto.Unmarshal(stored, &asStored); err != nil {
+		t.Fatal(err)
+	}
+	storedJSON, err := protojson.Marshal(&asStored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(full, loadProgress(checkpoint.Commit{Progress: storedJSON}), protocmp.Transform()); diff != "" {
+		t.Fatalf("progress stored as protojson (-stored +read back):\n%s", diff)
+	}
+
+	for _, bad := range []string{"{not json", "\xff\xff"} {
+		if got := loadProgress(checkpoint.Commit{Batch: 9, Progress: []byte(bad)}); !proto.Equal(got, &sluicev1.BatchProgress{BatchId: 9}) {
+			t.Fatalf("unreadable progress %q gives %v, want the batch id alone", bad, got)
+		}
 	}
 }
 
