@@ -32,6 +32,7 @@ func Executor(ctx context.Context, args []string, opts ...Option) error {
 	// a host (tests, bare metal), and a fixed port would make the second one
 	// fail. The Helm chart sets :8081.
 	fs.StringVar(&cfg.HTTP, "http", "", "HTTP address for /metrics, /healthz, /readyz, e.g. :8081 (empty disables)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http (no authentication: keep --http private)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long running tasks may finish on SIGTERM")
 	fs.BoolVar(&useTLS, "tls", false, "dial the driver with TLS, verified against the system roots unless --tls-ca is given")
 	fs.StringVar(&tc.CAFile, "tls-ca", "", "PEM CA that signed the driver's certificate (implies --tls)")

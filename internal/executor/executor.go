@@ -64,6 +64,10 @@ type Config struct {
 	// HTTP serves /healthz, /readyz and /metrics (--http, e.g. :8081; the
 	// Helm chart sets it). Empty, the default, disables it. See http.go.
 	HTTP string
+	// Pprof adds Go's /debug/pprof/ profiles to the HTTP server (--pprof,
+	// default off). They are served without authentication, like
+	// /metrics, so it needs --http and belongs on a private address.
+	Pprof bool
 	// DrainTimeout bounds how long running tasks may finish on shutdown
 	// (--drain-timeout, default 30s).
 	DrainTimeout time.Duration
@@ -125,6 +129,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkHTTP(c.HTTP); err != nil {
 		return err
+	}
+	if c.Pprof && c.HTTP == "" {
+		return errors.New("--pprof needs --http: the profiles are served there")
 	}
 	return nil
 }

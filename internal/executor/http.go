@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 )
@@ -56,7 +57,8 @@ func (e *Executor) HTTPAddr() net.Addr {
 
 // httpHandler serves /healthz (liveness: 200 while the process runs),
 // /readyz (readiness: 200 while connected to a leading driver and not
-// draining, else 503 with the reason) and /metrics (Prometheus).
+// draining, else 503 with the reason), /metrics (Prometheus) and, with
+// --pprof, Go's profiles under /debug/pprof/.
 func (e *Executor) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -69,6 +71,13 @@ func (e *Executor) httpHandler() http.Handler {
 		io.WriteString(w, why+"\n")
 	})
 	mux.Handle("/metrics", e.metrics.handler())
+	if e.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -290,3 +290,23 @@ func TestHTTPDisabledAndValidated(t *testing.T) {
 		t.Errorf("Run with --http in use: %v", err)
 	}
 }
+
+// TestPprof checks that --pprof serves the profiles only when asked, and
+// that it needs --http.
+func TestPprof(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := New(Config{Driver: "127.0.0.1:1", Pprof: true, Logger: quiet}); err == nil || !strings.Contains(err.Error(), "--http") {
+		t.Errorf("--pprof without --http: error %v, want one naming --http", err)
+	}
+	for _, on := range []bool{false, true} {
+		e, err := New(Config{Driver: "127.0.0.1:1", HTTP: "127.0.0.1:0", Pprof: on, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		e.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/cmdline", nil))
+		if got := rec.Code == 200; got != on {
+			t.Errorf("--pprof=%v: /debug/pprof/cmdline answered %d", on, rec.Code)
+		}
+	}
+}

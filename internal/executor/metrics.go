@@ -34,6 +34,11 @@ type metrics struct {
 	duration   *prometheus.HistogramVec
 	connected  prometheus.Gauge
 	reconnects prometheus.Counter
+	// series are each job's series of the vectors above, looked up once:
+	// a lookup hashes the labels under the vector's lock, and a batch of a
+	// thousand short tasks made five of them per task. Series are never
+	// deleted, so the cache never goes stale.
+	series sync.Map // job → *jobSeries
 
 	mu       sync.Mutex
 	driver   string // address of the driver that welcomed the current stream; "" while not connected
@@ -81,12 +86,36 @@ func (m *metrics) attempt(job string, res *clusterv1.TaskResult) func(err error,
 	m.running.Inc()
 	return func(err error, cancelled bool) {
 		m.running.Dec()
-		m.duration.WithLabelValues(job).Observe(time.Since(start).Seconds())
-		m.recordsIn.WithLabelValues(job).Add(float64(max(res.GetRecordsIn(), 0)))
-		m.recordsOut.WithLabelValues(job).Add(float64(max(res.GetRecordsOut(), 0)))
-		m.bytesIn.WithLabelValues(job).Add(float64(max(res.GetBytesIn(), 0)))
-		m.attempts.WithLabelValues(job, outcome(err, cancelled)).Inc()
+		js := m.jobSeries(job)
+		js.duration.Observe(time.Since(start).Seconds())
+		js.recordsIn.Add(float64(max(res.GetRecordsIn(), 0)))
+		js.recordsOut.Add(float64(max(res.GetRecordsOut(), 0)))
+		js.bytesIn.Add(float64(max(res.GetBytesIn(), 0)))
+		if o := outcome(err, cancelled); o == outcomeOK {
+			js.ok.Inc()
+		} else {
+			m.attempts.WithLabelValues(job, o).Inc()
+		}
 	}
+}
+
+// jobSeries are one job's series of the executor's vectors.
+type jobSeries struct {
+	duration                       prometheus.Observer
+	recordsIn, recordsOut, bytesIn prometheus.Counter
+	ok                             prometheus.Counter // attempts with outcome ok
+}
+
+func (m *metrics) jobSeries(job string) *jobSeries {
+	if js, ok := m.series.Load(job); ok {
+		return js.(*jobSeries)
+	}
+	js, _ := m.series.LoadOrStore(job, &jobSeries{
+		duration: m.duration.WithLabelValues(job), recordsIn: m.recordsIn.WithLabelValues(job),
+		recordsOut: m.recordsOut.WithLabelValues(job), bytesIn: m.bytesIn.WithLabelValues(job),
+		ok: m.attempts.WithLabelValues(job, outcomeOK),
+	})
+	return js.(*jobSeries)
 }
 
 // outcome labels an attempt by its error's type, the same classification
