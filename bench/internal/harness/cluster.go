@@ -64,6 +64,9 @@ func (d *Driver) Metrics(ctx context.Context) (Metrics, error) {
 type ClusterOptions struct {
 	Drivers, Executors, Slots                     int
 	LeaseTTL, HeartbeatInterval, HeartbeatTimeout time.Duration
+	// Pprof has every process serve /debug/pprof/ on its HTTP port (the
+	// executors get one for it); PprofTargets lists them.
+	Pprof bool
 }
 
 // Cluster is an embedded etcd (in this process) with drivers and executors
@@ -72,10 +75,12 @@ type Cluster struct {
 	Etcd      *cluster.Embedded
 	Drivers   []*Driver
 	Executors []*Proc
-	bins      Binaries
-	dir       string
-	opts      ClusterOptions
-	nextExec  int
+	// execHTTP are the executors' HTTP addresses by name, with Pprof.
+	execHTTP map[string]string
+	bins     Binaries
+	dir      string
+	opts     ClusterOptions
+	nextExec int
 }
 
 // StartCluster starts etcd, the drivers (the first one started leads) and
@@ -88,7 +93,7 @@ func StartCluster(ctx context.Context, bins Binaries, dir string, opts ClusterOp
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{Etcd: etcd, bins: bins, dir: dir, opts: opts}
+	c = &Cluster{Etcd: etcd, bins: bins, dir: dir, opts: opts, execHTTP: map[string]string{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -131,13 +136,16 @@ func (c *Cluster) startDriver(name string) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc(c.dir, name, c.bins.Driver,
-		"--listen", addr, "--advertise", addr, "--http", httpAddr,
+	args := []string{"--listen", addr, "--advertise", addr, "--http", httpAddr,
 		"--etcd", strings.Join(c.Etcd.Endpoints(), ","),
 		"--lease-ttl", c.opts.LeaseTTL.String(),
 		"--heartbeat-interval", c.opts.HeartbeatInterval.String(),
 		"--heartbeat-timeout", c.opts.HeartbeatTimeout.String(),
-		"--shutdown-timeout", "5s")
+		"--shutdown-timeout", "5s"}
+	if c.opts.Pprof {
+		args = append(args, "--pprof")
+	}
+	p, err := StartProc(c.dir, name, c.bins.Driver, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +170,18 @@ func (c *Cluster) AddExecutor(ctx context.Context) (*Proc, error) {
 	}
 	// The local stores of stateful jobs live in the work directory, so that
 	// a killed executor's (which cannot remove its own) go with it.
-	p, err := StartProc(c.dir, name, c.bins.Executor, "--driver", strings.Join(addrs, ","),
+	args := []string{"--driver", strings.Join(addrs, ","),
 		"--slots", strconv.Itoa(c.opts.Slots), "--id", name, "--drain-timeout", "2s",
-		"--state-dir", filepath.Join(c.dir, name+"-state"))
+		"--state-dir", filepath.Join(c.dir, name+"-state")}
+	if c.opts.Pprof {
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--http", httpAddr, "--pprof")
+		c.execHTTP[name] = httpAddr
+	}
+	p, err := StartProc(c.dir, name, c.bins.Executor, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +235,26 @@ func (c *Cluster) Close() {
 		defer cancel()
 		_ = c.Etcd.Close(ctx)
 	}
+}
+
+// PprofTargets are the HTTP addresses of the running processes by name,
+// for StartCPUProfiles; empty unless the cluster was started with Pprof.
+func (c *Cluster) PprofTargets() map[string]string {
+	out := map[string]string{}
+	if !c.opts.Pprof {
+		return out
+	}
+	for _, d := range c.Drivers {
+		if d.Alive() {
+			out[d.Name] = d.HTTP
+		}
+	}
+	for _, e := range c.Executors {
+		if a, ok := c.execHTTP[e.Name]; ok && e.Alive() {
+			out[e.Name] = a
+		}
+	}
+	return out
 }
 
 // SluiceProcs are the driver and executor processes still running, for CPU

@@ -71,6 +71,12 @@ type Config struct {
 	// Profile, when set, is a directory where `perf record` profiles of the
 	// Sluice processes of scenarios 1, 2, 3 and 7 are written.
 	Profile string
+	// Pprof, when set, is a directory where Go CPU profiles (and a short
+	// execution trace of the driver) of the Sluice processes of scenario 3
+	// are written: the processes serve /debug/pprof/ then.
+	Pprof string
+	// PprofTime is how long each of those profiles lasts.
+	PprofTime time.Duration
 	// Keep keeps the work directory (process logs, etcd data) after the run.
 	Keep bool
 	// Kafka names external brokers; empty runs franz-go's kfake in process.
@@ -90,7 +96,7 @@ var Knobs = []Knob{
 	{"BENCH_EXECUTORS", "2", "executor processes per Sluice cluster"},
 	{"BENCH_SLOTS", "2", "task slots per executor"},
 	{"BENCH_SCENARIOS", "all", "comma-separated scenario ids to run, e.g. 1,3,6 (1 is 1, 1b and 1c; 1c alone is 1c)"},
-	{"BENCH_OVERHEAD_PARTITIONS", "16,256,1024", "partition counts of the batch-overhead scenario (3)"},
+	{"BENCH_OVERHEAD_PARTITIONS", "16,256,1024,4096", "partition counts of the batch-overhead scenario (3)"},
 	{"BENCH_OVERHEAD_BATCHES", "100", "batches measured per partition count in scenario 3"},
 	{"BENCH_OVERHEAD_WARMUP", "10", "batches run before scenario 3 starts measuring (readers warm up)"},
 	{"BENCH_OVERHEAD_MAX_TIME", "2m", "stop measuring one partition count of scenario 3 after this long (at least 10 batches)"},
@@ -107,6 +113,8 @@ var Knobs = []Knob{
 	{"BENCH_TIMEOUT", "10m", "upper bound on each scenario"},
 	{"BENCH_RESULTS", "bench/results", "directory for runs.jsonl (appended) and latest.md"},
 	{"BENCH_PROFILE", "", "directory for perf profiles of the Sluice processes in scenarios 1, 2, 3 and 7 (needs perf)"},
+	{"BENCH_PPROF", "", "directory for Go CPU profiles (pprof) of the driver and executors, and a 2s driver trace, in scenario 3"},
+	{"BENCH_PPROF_TIME", "10s", "length of each BENCH_PPROF profile, taken from the first measured batch of each partition count"},
 	{"BENCH_KEEP", "0", "1 keeps the work directory (process logs, etcd data)"},
 	{"BENCH_KAFKA", "", "bootstrap servers of a real Kafka to use instead of the in-process kfake (topics are created and deleted)"},
 }
@@ -191,6 +199,8 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 	c.Timeout = durVar("BENCH_TIMEOUT")
 	c.Results = get("BENCH_RESULTS")
 	c.Profile = get("BENCH_PROFILE")
+	c.Pprof = get("BENCH_PPROF")
+	c.PprofTime = durVar("BENCH_PPROF_TIME")
 	switch k := get("BENCH_KEEP"); k {
 	case "0", "false":
 	case "1", "true":

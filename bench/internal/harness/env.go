@@ -121,10 +121,15 @@ func (e *Env) ThroughputTopic(ctx context.Context) (*Kafka, *Workload, error) {
 // StartCluster starts a Sluice cluster with the run's settings under
 // Dir/name.
 func (e *Env) StartCluster(ctx context.Context, name string, drivers int) (*Cluster, error) {
-	return StartCluster(ctx, e.Bins, filepath.Join(e.Dir, name), ClusterOptions{
-		Drivers: drivers, Executors: e.Cfg.Executors, Slots: e.Cfg.Slots,
-		LeaseTTL: e.Cfg.LeaseTTL, HeartbeatInterval: e.Cfg.HeartbeatInterval, HeartbeatTimeout: e.Cfg.HeartbeatTimeout,
-	})
+	return e.StartClusterWith(ctx, name, ClusterOptions{Drivers: drivers})
+}
+
+// StartClusterWith is StartCluster with the run's executors, slots and
+// timings filled into opts, which says the rest (drivers, pprof).
+func (e *Env) StartClusterWith(ctx context.Context, name string, opts ClusterOptions) (*Cluster, error) {
+	opts.Executors, opts.Slots = e.Cfg.Executors, e.Cfg.Slots
+	opts.LeaseTTL, opts.HeartbeatInterval, opts.HeartbeatTimeout = e.Cfg.LeaseTTL, e.Cfg.HeartbeatInterval, e.Cfg.HeartbeatTimeout
+	return StartCluster(ctx, e.Bins, filepath.Join(e.Dir, name), opts)
 }
 
 // Baseline runs this program's baseline subcommand with args in its own

@@ -20,7 +20,7 @@ func TestLoad(t *testing.T) {
 		{name: "defaults", env: nil, check: func(t *testing.T, c Config) {
 			if c.N != 2_000_000 || c.Partitions != 16 || c.Executors != 2 || c.LeaseTTL != 10*time.Second ||
 				c.StateKeys != 1_000_000 || c.StateN != 2_000_000 || c.StateBatches != 20 ||
-				!cmp.Equal(c.OverheadPartitions, []int{16, 256, 1024}) || len(c.Scenarios) != 0 || c.Keep {
+				!cmp.Equal(c.OverheadPartitions, []int{16, 256, 1024, 4096}) || c.Pprof != "" || c.PprofTime != 10*time.Second || len(c.Scenarios) != 0 || c.Keep {
 				t.Errorf("defaults: %+v", c)
 			}
 		}},

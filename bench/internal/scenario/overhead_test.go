@@ -32,3 +32,43 @@ func TestMemoryRowFewSamples(t *testing.T) {
 		t.Errorf("memoryEvery(40) = %d, memoryEvery(1000) = %d", memoryEvery(40), memoryEvery(1000))
 	}
 }
+
+func TestOverheadVerdict(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		name          string
+		p, ref        int
+		p50, p99, k   float64
+		want          *bool
+		targetContain string
+	}{
+		{name: "16 within", p: 16, ref: 16, p50: 4, p99: 10, k: nan, want: ptr(true), targetContain: "p50 ≤ 5.0 ms"},
+		{name: "16 too slow", p: 16, ref: 16, p50: 8, p99: 10, k: nan, want: ptr(false)},
+		{name: "16 tail too long", p: 16, ref: 16, p50: 4, p99: 13, k: nan, want: ptr(false)},
+		{name: "1024 within", p: 1024, ref: 16, p50: 55, p99: 100, k: 0.6, want: ptr(true), targetContain: "exponent ≤ 1 from P=16"},
+		{name: "1024 too slow", p: 1024, ref: 16, p50: 199, p99: 341, k: 0.79, want: ptr(false)},
+		{name: "4096 superlinear", p: 4096, ref: 16, p50: 240, p99: 300, k: 1.1, want: ptr(false), targetContain: "p50 ≤ 250 ms"},
+		{name: "256 no bound, linear", p: 256, ref: 16, p50: 54, p99: 100, k: 0.7, want: ptr(true)},
+		{name: "nothing measured", p: 256, ref: 16, p50: nan, p99: nan, k: nan, want: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			target, met := overheadVerdict(tc.p, tc.ref, tc.p50, tc.p99, tc.k)
+			if (met == nil) != (tc.want == nil) || (met != nil && *met != *tc.want) {
+				t.Errorf("met = %v, want %v (target %q)", deref(met), deref(tc.want), target)
+			}
+			if !strings.Contains(target, tc.targetContain) {
+				t.Errorf("target %q does not say %q", target, tc.targetContain)
+			}
+		})
+	}
+}
+
+func ptr(b bool) *bool { return &b }
+
+func deref(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
+}
