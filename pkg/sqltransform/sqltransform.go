@@ -180,8 +180,8 @@ func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 			}
 			q, err := decodeQuery(cfg.Source, input, *st.Decode, st.Path+".decode", cfg.OnBad)
 			if err != nil {
-				errs = append(errs, err)
-				continue
+				// Later steps read what it decodes: they cannot be checked.
+				return nil, errors.Join(append(errs, err)...)
 			}
 			input = q
 		case st.SQL != nil || st.Filter != "" || st.Select != nil || st.Aggregate != nil:
@@ -231,8 +231,16 @@ func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if last == nil && input != "" {
+		// Decode steps alone: the decoded rows are the output.
+		c, err := eng.Compile(ctx, "SELECT * FROM "+quoteIdent(sqlengine.DefaultView), cfg.Source, sqlengine.WithInputQuery(input))
+		if err != nil {
+			return nil, fmt.Errorf("transforms: %w", err)
+		}
+		last, lastRef = c, stepRef{path: "transforms", field: "transforms"}
+	}
 	if last == nil {
-		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a sql step"}
+		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a step"}
 	}
 	var dopts []sqlengine.DistributeOption
 	if cfg.OutputMode != PerBatch && cfg.DropDuplicates == nil && cfg.WatermarkColumn != "" {
@@ -352,7 +360,7 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, bad.clause(check, "payload that is not UTF-8 text")), nil
 	case "json":
 		if d.Schema == "" {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required in a job with sql steps unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
+			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
 		}
 		structure, fields, err := sqlengine.SparkSchema(d.Schema)
 		if err != nil {
@@ -417,7 +425,7 @@ func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, fro
 			fields = append(fields, field{n, "VARCHAR"})
 		}
 	default:
-		return "", &transform.FieldError{Field: path + ".columns", Reason: "a job with sql steps names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types)"}
+		return "", &transform.FieldError{Field: path + ".columns", Reason: "names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types); header: true skips a header line, it does not name the fields"}
 	}
 	delim := d.Delimiter
 	if delim == "" {
