@@ -19,6 +19,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -206,6 +208,23 @@ type Writer interface {
 	Commit(ctx context.Context) error
 	// Abort drops what was written.
 	Abort() error
+}
+
+// ArrowWriter is implemented by writers that take a SQL task's output as
+// it comes out of the query, an Arrow record batch, instead of rows: every
+// row of rec is written as Write would write the row columnar.AppendRows
+// makes of it (same JSON bytes, same records, same table rows), without a
+// map per record. A task uses one or the other for one output; a writer
+// given both keeps the rows in the order they came.
+//
+// rec belongs to the caller and may be released (its memory freed) as soon
+// as WriteArrow returns: a writer that keeps rec or any of its arrays past
+// the call Retains them and Releases them by Commit or Abort, and copies any
+// string or byte slice it hands to a client that outlives the call. Errors
+// are Write's: a row the sink cannot take (a type with no row mapping, an
+// expression that fails on it) is connectors.Permanent.
+type ArrowWriter interface {
+	WriteArrow(ctx context.Context, rec arrow.RecordBatch) error
 }
 
 // EndCommitter is implemented by writers of exactly-once sinks that store

@@ -202,20 +202,29 @@ func emitSQL(ctx context.Context, a Attempt, out array.RecordReader, res *Result
 			w.Abort()
 		}
 	}()
+	// A sink that takes Arrow gets each batch as the query made it: no
+	// map per record. Others get rows, copied out of the batch (DuckDB's
+	// C memory), so the slice may be reused once the sink has them.
+	aw, _ := w.(connectors.ArrowWriter)
 	var rows []stream.Row
 	for out.Next() {
-		// Rows are copied out of the batch (DuckDB's C memory), so the
-		// slice may be reused once the sink has them.
-		if rows, err = columnar.AppendRows(rows[:0], out.RecordBatch()); err != nil {
-			return connectors.Permanent(fmt.Errorf("convert query output: %w", err))
-		}
-		if len(rows) > 0 {
+		rec := out.RecordBatch()
+		switch {
+		case rec.NumRows() == 0:
+		case aw != nil:
+			if err := aw.WriteArrow(ctx, rec); err != nil {
+				return fmt.Errorf("write to sink: %w", err)
+			}
+		default:
+			if rows, err = columnar.AppendRows(rows[:0], rec); err != nil {
+				return connectors.Permanent(fmt.Errorf("convert query output: %w", err))
+			}
 			if err := w.Write(ctx, rows); err != nil {
 				return fmt.Errorf("write to sink: %w", err)
 			}
 			rows = make([]stream.Row, 0, len(rows))
 		}
-		res.RecordsOut += int64(out.RecordBatch().NumRows())
+		res.RecordsOut += rec.NumRows()
 	}
 	if err := out.Err(); err != nil {
 		return fmt.Errorf("read query output: %w", err)

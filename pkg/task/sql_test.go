@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/file"
 	"github.com/sluicehq/sluice/pkg/connectors/kafka"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
@@ -658,4 +661,137 @@ type rangePool struct {
 
 func (p *rangePool) Open(ctx context.Context, r stream.Range) (connectors.Reader, error) {
 	return p.ReaderPool.Open(ctx, stream.Range{Partition: r.Partition, From: stream.Position("0"), Until: p.until})
+}
+
+// rowsOnlySink hides the connectors.ArrowWriter of its sink's writers, so
+// that a task takes the row path to the same sink.
+type rowsOnlySink struct{ connectors.Sink }
+
+type rowsOnlyWriter struct{ connectors.Writer }
+
+func (s rowsOnlySink) OpenWriter(ctx context.Context, k connectors.WriteKey) (connectors.Writer, error) {
+	w, err := s.Sink.OpenWriter(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return rowsOnlyWriter{w}, nil
+}
+
+// TestSQLArrowSink runs a SQL task whose query emits many column types into
+// the file sink twice: through its connectors.ArrowWriter, and through the
+// row path (its WriteArrow hidden). The files must be byte for byte equal,
+// and the counts the same.
+func TestSQLArrowSink(t *testing.T) {
+	eng := sqlEngine(t)
+	var values []string
+	for i := range 40 {
+		if i%7 == 3 {
+			values = append(values, `{"a":null,"s":null}`)
+			continue
+		}
+		values = append(values, fmt.Sprintf(`{"a":%d,"s":"s<%d>\n\"q\""}`, i-10, i))
+	}
+	steps := []sqltransform.Step{
+		{Path: "transforms[0]", Decode: &sqltransform.Decode{Format: "json", Schema: "a BIGINT, s STRING"}},
+		{Path: "transforms[1]", SQL: &sqltransform.SQL{Query: `
+			select "offset", a * 10 as a10, upper(s) as s, "timestamp", cast(s as blob) as raw, a / 3 as ratio,
+			       cast(a as decimal(10, 2)) as price, cast(a as hugeint) * 1000000000000 as total, [a, a + 1] as l,
+			       {'x': a, 'y': s} as st, map(['k', 'j'], [a, 2]) as m, date '2024-01-01' + cast(a as integer) as day,
+			       a % 2 = 0 as even, cast(a as tinyint) as small, cast(a as float) as f32,
+			       to_timestamp(a) as ts, interval (a) minute as iv, cast('12:34:56' as time) as tod
+			from source where a is null or a <> 2`}},
+	}
+	p := sqlPipeline(t, eng, false, steps...)
+	root := t.TempDir()
+	sink, err := file.New(file.Config{Path: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(job string, s connectors.Sink) Result {
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		defer mem.AssertSize(t, 0)
+		res, err := Run(context.Background(), Attempt{Job: stream.JobID(job), Batch: 1, Range: stream.Range{Partition: "t/0"},
+			Readers: &kafkaPool{values: map[string][]string{"t/0": values}, chunk: 7}, SQL: p, Sink: s, Allocator: mem})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	arrowRes, rowsRes := run("arrow", sink), run("rows", rowsOnlySink{sink})
+	if arrowRes.RecordsOut != 39 || rowsRes.RecordsOut != arrowRes.RecordsOut || arrowRes.RecordsIn != 40 {
+		t.Fatalf("results: arrow %+v, rows %+v; want 39 records out of 40", arrowRes, rowsRes)
+	}
+	read := func(job string) string {
+		b, err := os.ReadFile(filepath.Join(root, job, "batch=1", "part-t=0.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	want, got := read("rows"), read("arrow")
+	if got != want {
+		t.Errorf("the Arrow path wrote\n%s\nthe row path\n%s", got, want)
+	}
+	if !strings.Contains(want, `"total":`) || strings.Count(want, "\n") != 39 {
+		t.Errorf("unexpected output:\n%s", want)
+	}
+}
+
+// BenchmarkSQLPassThroughSink runs a pass-through query (select * from
+// source, the Kafka schema) over 200k in-memory Kafka records into the file
+// sink and into the Kafka sink (kfake, key and value copied), each through
+// its connectors.ArrowWriter and through the row path: what the Arrow path
+// of the sinks saves per record.
+func BenchmarkSQLPassThroughSink(b *testing.B) {
+	const n = 200_000
+	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false),
+		Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: "select * from source"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	values := map[string][][]byte{"t/0": seedValues(n, nil)}
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fake.Close()
+	ks, err := kafka.NewSink(kafka.SinkConfig{BootstrapServers: fake.ListenAddrs()[0], Topic: "out", Key: "key", Value: "value"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ks.Close()
+	fs, err := file.New(file.Config{Path: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sk := range []struct {
+		name string
+		sink connectors.Sink
+	}{{"file", fs}, {"kafka", ks}} {
+		for _, arrowPath := range []bool{false, true} {
+			name, sink := sk.name+"/rows", connectors.Sink(rowsOnlySink{sk.sink})
+			if arrowPath {
+				name, sink = sk.name+"/arrow", sk.sink
+			}
+			b.Run(name, func(b *testing.B) {
+				pool := &memKafka{values: values, chunk: 10_000, arrow: true}
+				b.ReportAllocs()
+				batch := stream.BatchID(0)
+				for b.Loop() {
+					batch++
+					res, err := Run(context.Background(), Attempt{Job: "j", Batch: batch, Range: stream.Range{Partition: "t/0"},
+						Readers: pool, SQL: p, Sink: sink, BatchTime: time.Unix(0, 0), OnError: OnErrorFail})
+					if err != nil || res.RecordsOut != n {
+						b.Fatalf("task: %v, %d records out", err, res.RecordsOut)
+					}
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+			})
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -51,6 +53,17 @@ func (w *writer) Write(_ context.Context, rows []stream.Row) error {
 		return errors.New("discard sink: write after commit or abort")
 	}
 	w.rows += int64(len(rows))
+	return nil
+}
+
+var _ connectors.ArrowWriter = (*writer)(nil)
+
+// WriteArrow counts rec's rows; it reads nothing else.
+func (w *writer) WriteArrow(_ context.Context, rec arrow.RecordBatch) error {
+	if w.done {
+		return errors.New("discard sink: write after commit or abort")
+	}
+	w.rows += rec.NumRows()
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/arrowtest"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -46,5 +47,36 @@ func TestCounts(t *testing.T) {
 	_ = w.Commit(ctx)
 	if err := w.Write(ctx, nil); err == nil {
 		t.Error("Write after Commit succeeded")
+	}
+}
+
+func TestWriteArrowCounts(t *testing.T) {
+	mem := arrowtest.Mem(t)
+	s := New()
+	ctx := context.Background()
+	w, err := s.OpenWriter(ctx, connectors.WriteKey{Job: "j", Part: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{7, 0, 5} {
+		rec := arrowtest.Batch(mem, 0, n)
+		if err := w.(connectors.ArrowWriter).WriteArrow(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+	}
+	if err := w.Write(ctx, make([]stream.Row, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Rows(); got != 15 {
+		t.Errorf("Rows = %d, want 15", got)
+	}
+	rec := arrowtest.Batch(mem, 0, 1)
+	defer rec.Release()
+	if err := w.(connectors.ArrowWriter).WriteArrow(ctx, rec); err == nil {
+		t.Error("WriteArrow after Commit succeeded")
 	}
 }

@@ -16,7 +16,9 @@
 // base64 strings as encoding/json writes them, timestamps RFC 3339 strings
 // with nanoseconds, float64 values always with a fraction or exponent (3.0,
 // not 3) so that readers keep them apart from integers, and NaN and
-// infinities as the strings "NaN", "Infinity" and "-Infinity".
+// infinities as the strings "NaN", "Infinity" and "-Infinity". A SQL
+// task's Arrow batches (connectors.ArrowWriter) are encoded from their
+// columns into the same bytes.
 package file
 
 import (
@@ -31,6 +33,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
@@ -139,6 +143,7 @@ func (s *Sink) OpenWriter(ctx context.Context, key connectors.WriteKey) (connect
 		final: filepath.Join(dir, name),
 		buf:   bufio.NewWriterSize(f, 64<<10),
 		enc:   rowjson.Encoder{Columns: key.Columns},
+		arrow: rowjson.ArrowEncoder{Columns: key.Columns},
 	}, nil
 }
 
@@ -149,6 +154,7 @@ type writer struct {
 	final string
 	buf   *bufio.Writer
 	enc   rowjson.Encoder
+	arrow rowjson.ArrowEncoder
 	line  []byte
 	done  bool // committed or aborted
 }
@@ -165,6 +171,34 @@ func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
 		w.line, err = w.enc.Append(w.line[:0], r)
 		if err != nil {
 			return fmt.Errorf("file sink: %w", err)
+		}
+		w.line = append(w.line, '\n')
+		if _, err := w.buf.Write(w.line); err != nil {
+			return fmt.Errorf("file sink: %w", err)
+		}
+	}
+	return nil
+}
+
+var _ connectors.ArrowWriter = (*writer)(nil)
+
+// WriteArrow writes rec's rows as Write writes the same rows, encoded
+// straight from the columns. A row that cannot be encoded is a permanent
+// error; lines before it are already written, and Abort drops them.
+func (w *writer) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error {
+	if w.done {
+		return errors.New("file sink: write after commit or abort")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rows, err := w.arrow.Bind(rec)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("file sink: %w", err))
+	}
+	for i := range rows.Len() {
+		if w.line, err = rows.Append(w.line[:0], i); err != nil {
+			return connectors.Permanent(fmt.Errorf("file sink: %w", err))
 		}
 		w.line = append(w.line, '\n')
 		if _, err := w.buf.Write(w.line); err != nil {

@@ -73,7 +73,10 @@ type sinkSettings struct {
 	hasHash    bool
 	hasData    bool
 	exprs      *transform.Pipeline
-	auth       awsauth.Options
+	// The same expressions one by one, for the Arrow path; hash and data
+	// are nil when not set.
+	partitionKey, hash, data *transform.Expr
+	auth                     awsauth.Options
 }
 
 // Validate reports every problem with c, joined as *FieldError values
@@ -119,22 +122,24 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 	// Each expression is compiled alone first, so that an error names the
 	// option; then all together, to evaluate them in one pass per row.
 	var cols []transform.SelectField
-	add := func(field, expr string, required bool) {
+	add := func(field, expr string, required bool) *transform.Expr {
 		if expr == "" {
 			if required {
 				bad(field, "is required (a CEL expression over the row, e.g. country or string(id))")
 			}
-			return
+			return nil
 		}
-		if _, err := transform.CompileExpr(expr); err != nil {
+		e, err := transform.CompileExpr(expr)
+		if err != nil {
 			bad(field, "%v", err)
-			return
+			return nil
 		}
 		cols = append(cols, transform.SelectField{Name: field, Expr: expr})
+		return e
 	}
-	add("partitionKey", c.PartitionKey, true)
-	add("explicitHashKey", c.ExplicitHashKey, false)
-	add("data", c.Data, false)
+	s.partitionKey = add("partitionKey", c.PartitionKey, true)
+	s.hash = add("explicitHashKey", c.ExplicitHashKey, false)
+	s.data = add("data", c.Data, false)
 	s.hasHash, s.hasData = c.ExplicitHashKey != "", c.Data != ""
 
 	s.auth = awsauth.Options{
@@ -224,23 +229,40 @@ func (w *sinkWriter) Write(ctx context.Context, rows []stream.Row) error {
 		if err != nil {
 			return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
 		}
-		size := len(e.Data) + len(aws.ToString(e.PartitionKey))
-		if len(w.entries) == set.maxRecords || w.bytes+size > MaxRequestBytes {
-			if err := w.flush(ctx); err != nil {
-				return err
-			}
+		if err := w.add(ctx, e); err != nil {
+			return err
 		}
-		w.entries = append(w.entries, e)
-		w.bytes += size
 	}
+	return nil
+}
+
+// add appends e to the request being filled, sending that request first
+// when e does not fit.
+func (w *sinkWriter) add(ctx context.Context, e types.PutRecordsRequestEntry) error {
+	size := len(e.Data) + len(aws.ToString(e.PartitionKey))
+	if len(w.entries) == w.s.set.maxRecords || w.bytes+size > MaxRequestBytes {
+		if err := w.flush(ctx); err != nil {
+			return err
+		}
+	}
+	w.entries = append(w.entries, e)
+	w.bytes += size
 	return nil
 }
 
 // entry builds one PutRecords entry from the evaluated expressions (row)
 // and the original row (for the default JSON data).
 func (s *Sink) entry(row, orig stream.Row) (types.PutRecordsRequestEntry, error) {
+	return s.entryOf(row["partitionKey"], row["explicitHashKey"], row["data"], func() ([]byte, error) {
+		return json.Marshal(map[string]any(orig))
+	})
+}
+
+// entryOf builds one PutRecords entry from the expressions' values;
+// wholeRow encodes the row as JSON, the default data.
+func (s *Sink) entryOf(partitionKey, explicitHashKey, data any, wholeRow func() ([]byte, error)) (types.PutRecordsRequestEntry, error) {
 	var e types.PutRecordsRequestEntry
-	pk, err := keyString(row["partitionKey"])
+	pk, err := keyString(partitionKey)
 	if err != nil {
 		return e, fmt.Errorf("partitionKey: %w", err)
 	}
@@ -249,14 +271,14 @@ func (s *Sink) entry(row, orig stream.Row) (types.PutRecordsRequestEntry, error)
 	}
 	e.PartitionKey = aws.String(pk)
 	if s.set.hasHash {
-		h, err := hashKey(row["explicitHashKey"])
+		h, err := hashKey(explicitHashKey)
 		if err != nil {
 			return e, fmt.Errorf("explicitHashKey: %w", err)
 		}
 		e.ExplicitHashKey = aws.String(h)
 	}
 	if s.set.hasData {
-		switch v := row["data"].(type) {
+		switch v := data.(type) {
 		case []byte:
 			e.Data = v
 		case string:
@@ -271,7 +293,7 @@ func (s *Sink) entry(row, orig stream.Row) (types.PutRecordsRequestEntry, error)
 			e.Data = b
 		}
 	} else {
-		b, err := json.Marshal(map[string]any(orig))
+		b, err := wholeRow()
 		if err != nil {
 			return e, fmt.Errorf("data: encode the row as JSON: %w", err)
 		}

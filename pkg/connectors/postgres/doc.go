@@ -43,6 +43,10 @@
 // Nested maps and lists are sent as JSON text, which json, jsonb and text
 // columns accept.
 //
+// A SQL task's Arrow batches (connectors.ArrowWriter) are buffered the same
+// way, retained instead of copied into rows, and sent from their columns:
+// the values, table types and positions are those of the same rows.
+//
 // # Tables
 //
 // With CreateTable the positions table and the target table are created

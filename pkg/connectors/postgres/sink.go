@@ -173,15 +173,16 @@ func (s *Sink) ensurePositions(ctx context.Context) error {
 }
 
 // ensureTable creates the target table once per sink (CreateTable), typed
-// from cols and the rows about to be written.
-func (s *Sink) ensureTable(ctx context.Context, cols []column, rows []stream.Row) error {
+// from cols and the first non-null value of each in the rows about to be
+// written (first).
+func (s *Sink) ensureTable(ctx context.Context, cols []column, first func(field string) any) error {
 	s.mu.Lock()
 	ready := s.tableReady
 	s.mu.Unlock()
 	if ready || !s.set.cfg.CreateTable {
 		return nil
 	}
-	if err := s.createLocked(ctx, s.set.table, s.set.createTableSQL(cols, rows)); err != nil {
+	if err := s.createLocked(ctx, s.set.table, s.set.createTableSQLOf(cols, first)); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -79,6 +79,25 @@ func inferType(v any) string {
 // types from the config or inferred from rows, and the key columns as
 // primary key in upsert mode.
 func (s *settings) createTableSQL(cols []column, rows []stream.Row) string {
+	return s.createTableSQLOf(cols, firstInRows(rows))
+}
+
+// firstInRows is the first non-null value of a field in rows, nil when
+// there is none.
+func firstInRows(rows []stream.Row) func(field string) any {
+	return func(field string) any {
+		for _, r := range rows {
+			if v := r[field]; v != nil {
+				return v
+			}
+		}
+		return nil
+	}
+}
+
+// createTableSQLOf is createTableSQL with a field's type inferred from
+// first(field), its first non-null value.
+func (s *settings) createTableSQLOf(cols []column, first func(field string) any) string {
 	types := map[string]string{}
 	for _, c := range s.columns {
 		if c.Type != "" {
@@ -96,11 +115,8 @@ func (s *settings) createTableSQL(cols []column, rows []stream.Row) string {
 		typ := types[c.name]
 		if typ == "" {
 			typ = "text"
-			for _, r := range rows {
-				if v := r[c.field]; v != nil {
-					typ = inferType(v)
-					break
-				}
+			if v := first(c.field); v != nil {
+				typ = inferType(v)
 			}
 		}
 		b.WriteString(pgx.Identifier{c.name}.Sanitize())

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
@@ -29,12 +30,16 @@ type writer struct {
 	storedEnd stream.Position
 
 	pending []stream.Row
-	tx      pgx.Tx // nil until begun, and after done
-	begun   bool
-	skip    bool
-	rows    int64 // rows sent in this transaction
-	done    bool
-	failed  error
+	// pendingArrow are batches from WriteArrow, retained until flushed;
+	// only one of pending and pendingArrow holds anything at a time.
+	pendingArrow []arrow.RecordBatch
+	arrowRows    int    // rows in pendingArrow
+	tx           pgx.Tx // nil until begun, and after done
+	begun        bool
+	skip         bool
+	rows         int64 // rows sent in this transaction
+	done         bool
+	failed       error
 }
 
 func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
@@ -45,6 +50,13 @@ func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
 		return w.failed
 	case w.skip:
 		return nil
+	}
+	if len(w.pendingArrow) > 0 {
+		// Rows go to the table in the order they came (upserts: the last
+		// write of a key wins).
+		if err := w.fail(w.flushArrow(ctx)); err != nil {
+			return err
+		}
 	}
 	w.pending = append(w.pending, rows...)
 	if len(w.pending) >= w.s.flushRows {
@@ -145,6 +157,7 @@ func (w *writer) finish(ctx context.Context) {
 // the connection stays busy, so it is bounded on its own.
 func (w *writer) rollback(ctx context.Context) {
 	w.pending = nil
+	w.releaseArrow()
 	if w.tx != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		_ = w.tx.Rollback(rctx)
@@ -225,8 +238,36 @@ func (w *writer) begin(ctx context.Context) error {
 	return nil
 }
 
-// flush sends the buffered rows in the transaction, beginning it first.
+// flush sends the buffered rows or batches in the transaction, beginning
+// it first.
 func (w *writer) flush(ctx context.Context) error {
+	if err := w.flushRows(ctx); err != nil {
+		return err
+	}
+	return w.flushArrow(ctx)
+}
+
+// prepare makes sure the target exists (typed from cols and first, see
+// ensureTable) and the transaction is begun.
+func (w *writer) prepare(ctx context.Context, cols []column, first func(field string) any) error {
+	if w.begun {
+		return nil
+	}
+	s := w.s
+	// Create the target before taking a connection for the transaction:
+	// creating it takes one of its own, and writers holding every pooled
+	// connection while waiting for another would deadlock.
+	if err := s.ensurePositions(ctx); err != nil {
+		return err
+	}
+	if err := s.ensureTable(ctx, cols, first); err != nil {
+		return err
+	}
+	return w.begin(ctx)
+}
+
+// flushRows sends the buffered rows.
+func (w *writer) flushRows(ctx context.Context) error {
 	if len(w.pending) == 0 {
 		return nil
 	}
@@ -234,20 +275,8 @@ func (w *writer) flush(ctx context.Context) error {
 	rows := w.pending
 	w.pending = nil
 	cols := s.set.chunkColumns(w.key.Columns, rows)
-	if !w.begun {
-		// Create the target before taking a connection for the
-		// transaction: creating it takes one of its own, and writers
-		// holding every pooled connection while waiting for another would
-		// deadlock.
-		if err := s.ensurePositions(ctx); err != nil {
-			return err
-		}
-		if err := s.ensureTable(ctx, cols, rows); err != nil {
-			return err
-		}
-		if err := w.begin(ctx); err != nil {
-			return err
-		}
+	if err := w.prepare(ctx, cols, firstInRows(rows)); err != nil {
+		return err
 	}
 	if w.skip {
 		return nil
@@ -257,35 +286,51 @@ func (w *writer) flush(ctx context.Context) error {
 		return connectors.Permanent(fmt.Errorf("postgres sink: %w", err))
 	}
 	if s.set.upsert {
-		idx := make([]int, len(s.set.cfg.KeyColumns))
-		for i, k := range s.set.cfg.KeyColumns {
-			idx[i] = slices.IndexFunc(cols, func(c column) bool { return c.name == k })
-			if idx[i] < 0 {
-				return connectors.Permanent(fmt.Errorf("postgres sink: key column %q is not among the rows' fields %v", k, colNames(cols)))
-			}
+		idx, err := s.set.keyIndices(cols)
+		if err != nil {
+			return err
 		}
 		vals = dedupe(vals, idx)
 	}
-	if s.set.copy {
-		err = w.copyRows(ctx, cols, vals)
+	return w.send(ctx, cols, pgx.CopyFromRows(vals), len(vals))
+}
+
+// keyIndices are the positions of the upsert's key columns in cols.
+func (s *settings) keyIndices(cols []column) ([]int, error) {
+	idx := make([]int, len(s.cfg.KeyColumns))
+	for i, k := range s.cfg.KeyColumns {
+		idx[i] = slices.IndexFunc(cols, func(c column) bool { return c.name == k })
+		if idx[i] < 0 {
+			return nil, connectors.Permanent(fmt.Errorf("postgres sink: key column %q is not among the rows' fields %v", k, colNames(cols)))
+		}
+	}
+	return idx, nil
+}
+
+// send writes n rows of cols from src in the transaction, with COPY or
+// INSERT as configured.
+func (w *writer) send(ctx context.Context, cols []column, src pgx.CopyFromSource, n int) error {
+	var err error
+	if w.s.set.copy {
+		err = w.copyRows(ctx, cols, src)
 	} else {
-		err = w.insertRows(ctx, cols, vals)
+		err = w.insertRows(ctx, cols, src, n)
 	}
 	if err != nil {
 		return err
 	}
-	w.rows += int64(len(vals))
+	w.rows += int64(n)
 	return nil
 }
 
 // stageTable is the per-transaction temporary table an upsert COPYs into.
 var stageTable = pgx.Identifier{"pg_temp", "sluice_stage"}
 
-func (w *writer) copyRows(ctx context.Context, cols []column, vals [][]any) error {
+func (w *writer) copyRows(ctx context.Context, cols []column, src pgx.CopyFromSource) error {
 	s := w.s
 	names := colNames(cols)
 	if !s.set.upsert {
-		if _, err := w.tx.CopyFrom(ctx, s.set.table, names, pgx.CopyFromRows(vals)); err != nil {
+		if _, err := w.tx.CopyFrom(ctx, s.set.table, names, src); err != nil {
 			return s.wrap("copy into "+s.set.table.Sanitize(), err)
 		}
 		return nil
@@ -298,7 +343,7 @@ func (w *writer) copyRows(ctx context.Context, cols []column, vals [][]any) erro
 		" FROM "+s.set.table.Sanitize()+" WITH NO DATA"); err != nil {
 		return s.wrap("stage rows", err)
 	}
-	if _, err := w.tx.CopyFrom(ctx, stageTable, names, pgx.CopyFromRows(vals)); err != nil {
+	if _, err := w.tx.CopyFrom(ctx, stageTable, names, src); err != nil {
 		return s.wrap("copy into a staging table", err)
 	}
 	upsert := "INSERT INTO " + s.set.table.Sanitize() + " (" + list + ") SELECT " + list + " FROM " +
@@ -312,17 +357,28 @@ func (w *writer) copyRows(ctx context.Context, cols []column, vals [][]any) erro
 	return nil
 }
 
-func (w *writer) insertRows(ctx context.Context, cols []column, vals [][]any) error {
+// insertRows sends the n rows of src with multi-row INSERTs.
+func (w *writer) insertRows(ctx context.Context, cols []column, src pgx.CopyFromSource, n int) error {
 	s := w.s
 	per := max(1, min(1000, maxParams/len(cols)))
 	args := make([]any, 0, per*len(cols))
-	for start := 0; start < len(vals); start += per {
-		chunk := vals[start:min(start+per, len(vals))]
+	for start := 0; start < n; start += per {
+		chunk := min(per, n-start)
 		args = args[:0]
-		for _, r := range chunk {
+		for range chunk {
+			if !src.Next() {
+				if err := src.Err(); err != nil {
+					return connectors.Permanent(fmt.Errorf("postgres sink: %w", err))
+				}
+				return fmt.Errorf("postgres sink: %d rows to insert, the source ended after %d", n, start)
+			}
+			r, err := src.Values()
+			if err != nil {
+				return connectors.Permanent(fmt.Errorf("postgres sink: %w", err))
+			}
 			args = append(args, r...)
 		}
-		if _, err := w.tx.Exec(ctx, s.set.insertSQL(cols, len(chunk)), args...); err != nil {
+		if _, err := w.tx.Exec(ctx, s.set.insertSQL(cols, chunk), args...); err != nil {
 			return s.wrap("insert into "+s.set.table.Sanitize(), err)
 		}
 	}

@@ -38,4 +38,11 @@
 // otherwise (a string in one row, a number in another) becomes STRING
 // holding each value's text; a column that is null in every row is
 // STRING. Missing fields and nulls are Parquet nulls.
+//
+// A SQL task hands the writer its query's Arrow batches
+// (connectors.ArrowWriter): JSON lines are encoded from the columns, and
+// Parquet objects keep the batches (retained until Commit or Abort) and get
+// the schema and values above from the columns' types and values, so that
+// the object is the one the same rows would make, byte for byte, rather
+// than one typed by the batch's Arrow schema.
 package s3

@@ -255,6 +255,7 @@ func (s *Sink) wrap(op string, err error) error {
 type group struct {
 	value string
 	rows  []stream.Row  // parquet: kept for schema inference
+	parts []arrowPart   // parquet from WriteArrow: retained batches, instead of rows
 	f     *os.File      // jsonl: spooled lines
 	buf   *bufio.Writer // jsonl
 	n     int64
@@ -285,24 +286,22 @@ func (w *writer) Write(ctx context.Context, rows []stream.Row) error {
 		if w.s.cfg.PartitionBy != "" {
 			value = PartitionValue(r[w.s.cfg.PartitionBy])
 		}
-		g := w.groups[value]
-		if g == nil {
-			g = &group{value: value}
-			if w.s.cfg.format() == FormatJSONL {
-				f, err := os.CreateTemp(w.s.tempDir, "sluice-s3-*.jsonl")
-				if err != nil {
-					return fmt.Errorf("s3 sink: spool: %w", err)
-				}
-				g.f, g.buf = f, bufio.NewWriterSize(f, 64<<10)
-			}
-			w.groups[value] = g
+		g, err := w.group(value)
+		if err != nil {
+			return err
 		}
 		g.n++
 		if g.f == nil {
+			if len(g.parts) > 0 {
+				// WriteArrow gave this object batches already: from now
+				// on it holds rows.
+				if err := g.releaseParts(true); err != nil {
+					return connectors.Permanent(fmt.Errorf("s3 sink: %w", err))
+				}
+			}
 			g.rows = append(g.rows, r)
 			continue
 		}
-		var err error
 		if w.line, err = rowjson.Append(w.line[:0], r, w.key.Columns); err != nil {
 			return connectors.Permanent(fmt.Errorf("s3 sink: %w", err))
 		}
@@ -401,7 +400,11 @@ func (w *writer) upload(ctx context.Context, g *group) (string, error) {
 		body, size = g.f, fi.Size()
 	} else {
 		var b bytes.Buffer
-		if err := writeParquet(&b, g.rows); err != nil {
+		write := func() error { return writeParquet(&b, g.rows) }
+		if len(g.parts) > 0 {
+			write = func() error { return writeParquetArrow(&b, g.parts) }
+		}
+		if err := write(); err != nil {
 			return "", connectors.Permanent(fmt.Errorf("s3 sink: encode %s: %w", key, err))
 		}
 		body, size = bytes.NewReader(b.Bytes()), int64(b.Len())
@@ -440,5 +443,6 @@ func (w *writer) cleanup() {
 			_ = os.Remove(g.f.Name())
 		}
 		g.rows = nil
+		_ = g.releaseParts(false)
 	}
 }

@@ -4,6 +4,13 @@
 // nanoseconds, float64 always with a fraction or exponent (3.0, not 3) so
 // readers keep floats and integers apart, NaN and infinities as the strings
 // "NaN", "Infinity" and "-Infinity", and nested maps with sorted keys.
+//
+// ArrowEncoder writes the same objects straight from the columns of an
+// Arrow record batch (a SQL task's output): byte for byte what Encoder
+// writes for the rows columnar.AppendRows makes of the batch, without a map,
+// a boxed value or a copied string per record. Its Std dialect writes what
+// encoding/json's Marshal makes of such a row instead (the Kinesis sink's
+// default data).
 package rowjson
 
 import (
@@ -176,25 +183,34 @@ const hexDigits = "0123456789abcdef"
 // characters escaped, invalid UTF-8 replaced by U+FFFD, and U+2028 and
 // U+2029 escaped for JavaScript readers. Unlike encoding/json it leaves <, >
 // and & alone.
-func appendString(b []byte, s string) []byte {
+func appendString(b []byte, s string) []byte { return appendQuoted(b, s, false) }
+
+// appendQuoted is appendString, or with std what encoding/json writes:
+// also <, > and & escaped (\u003c, \u003e, \u0026), and backspace and form
+// feed as \b and \f.
+func appendQuoted(b []byte, s string, std bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && !(std && (c == '<' || c == '>' || c == '&')) {
 				i++
 				continue
 			}
 			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
+			switch {
+			case c == '"', c == '\\':
 				b = append(b, '\\', c)
-			case '\n':
+			case std && c == '\b':
+				b = append(b, '\\', 'b')
+			case std && c == '\f':
+				b = append(b, '\\', 'f')
+			case c == '\n':
 				b = append(b, '\\', 'n')
-			case '\r':
+			case c == '\r':
 				b = append(b, '\\', 'r')
-			case '\t':
+			case c == '\t':
 				b = append(b, '\\', 't')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
