@@ -577,7 +577,6 @@ func taskKey(t *clusterv1.Task) string {
 // groups of an aggregating job, or the rows collected for a console sink.
 // The write key is per batch, so a replay replaces it.
 func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult) (int64, error) {
-	p := l.job.Pipeline
 	var rows []stream.Row
 	part := ""
 	switch {
@@ -591,16 +590,6 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
 		}
 		part = "aggregate"
-	case p.Aggregating() && l.job.State == nil:
-		partials := make([][]byte, 0, len(keys))
-		for _, k := range keys {
-			partials = append(partials, results[k].GetPartialAggregate())
-		}
-		agg, err := p.Merge(partials)
-		if err != nil {
-			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
-		}
-		rows, part = agg.Rows(), "aggregate"
 	case l.collect > 0:
 		for _, k := range keys {
 			sc := bufio.NewScanner(bytes.NewReader(results[k].GetRows()))

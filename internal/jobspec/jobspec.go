@@ -76,8 +76,6 @@ func (t Trigger) String() string {
 // Job is a validated spec in the engine's terms.
 type Job struct {
 	Spec *sluicev1.JobSpec
-	// Pipeline passes the records of a job without transforms through.
-	Pipeline *transform.Pipeline
 	// SQL holds the job's transforms, compiled to one query per task; nil
 	// for a job without any.
 	SQL *sqltransform.Pipeline
@@ -185,7 +183,6 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 	j.State = compileState(spec, e)
 	// Transforms are SQL (pkg/sqltransform); a job without any passes its
 	// records through to the sink as they are.
-	j.Pipeline, _ = transform.Compile(nil)
 	if len(spec.GetTransforms()) > 0 {
 		compileSQL(j, spec, e)
 	}

@@ -114,19 +114,16 @@ func sourceSchema(s *sluicev1.Source) *arrow.Schema {
 // Aggregating reports whether the job's last step aggregates: tasks then
 // return partial aggregates which the driver merges and writes.
 func (j *Job) Aggregating() bool {
-	if j.SQL != nil {
-		return j.SQL.Aggregating()
-	}
-	return j.Pipeline.Aggregating()
+	return j.SQL != nil && j.SQL.Aggregating()
 }
 
-// Columns is the job's output column order when it is known (see
-// transform.Pipeline.Columns); a SQL job's are its query's.
+// Columns is the job's output column order, its query's; nil for a job
+// without transforms, whose rows are the source's.
 func (j *Job) Columns() []string {
 	if j.SQL != nil {
 		return j.SQL.Columns()
 	}
-	return j.Pipeline.Columns()
+	return nil
 }
 
 // onBad is what a SQL decode does with bad records under onError.
