@@ -126,12 +126,12 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 
 	name := fmt.Sprintf("overhead-%d-%s", partitions, env.Run)
 	spec := &sluicev1.JobSpec{
-		Name:       name,
-		Source:     kafkaSource(k.Brokers, topic, int64(partitions)),
+		Name:   name,
+		Source: kafkaSource(k.Brokers, topic, int64(partitions)),
 		// No transforms: the scenario measures what a batch costs around
 		// its tasks (plan, dispatch, results, commit), not a query's.
-		Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_Discard{Discard: &sluicev1.DiscardSink{}}},
-		Trigger:    &sluicev1.Trigger{Kind: &sluicev1.Trigger_ProcessingTime{ProcessingTime: "0"}},
+		Sink:    &sluicev1.Sink{Kind: &sluicev1.Sink_Discard{Discard: &sluicev1.DiscardSink{}}},
+		Trigger: &sluicev1.Trigger{Kind: &sluicev1.Trigger_ProcessingTime{ProcessingTime: "0"}},
 	}
 	var prof *harness.Profiler
 	if cfg.Profile != "" {
