@@ -220,23 +220,9 @@ func (r *result) Release() {
 // statements attach would parse and bind, a quarter of a small task's cost
 // (sqltransform's BenchmarkSmallTask). detach drops the stream's view, as attach's does.
 func (s *session) attachInline(in array.RecordReader, view, inputQuery string) (detach func() error, with string, err error) {
-	name := s.e.nextSourceName()
-	release, err := s.arrow.RegisterView(in, name)
+	name, detach, err := s.register(in)
 	if err != nil {
-		return nil, "", fmt.Errorf("register input: %w", err)
-	}
-	done := false
-	detach = func() error {
-		if done {
-			return nil
-		}
-		done = true
-		if err := s.execContext(context.Background(), "DROP VIEW IF EXISTS "+quoteIdent(name)); err != nil {
-			s.e.cfg.log.Error("sqlengine: drop input view failed; leaking its stream to keep the catalog safe", "view", name, "err", err)
-			return fmt.Errorf("sqlengine: drop input view %s: %w", name, err)
-		}
-		release()
-		return nil
+		return nil, "", err
 	}
 	if inputQuery == "" {
 		return detach, "WITH " + quoteIdent(view) + " AS (SELECT * FROM " + quoteIdent(name) + ") SELECT * FROM (\n", nil
@@ -244,22 +230,13 @@ func (s *session) attachInline(in array.RecordReader, view, inputQuery string) (
 	return detach, "WITH " + InputName + " AS (SELECT * FROM " + quoteIdent(name) + "), " + quoteIdent(view) + " AS (" + inputQuery + "\n) SELECT * FROM (\n", nil
 }
 
-// attach makes in readable as view on this connection. duckdb-go registers
-// an Arrow stream as a view in the database's main schema, visible to every
-// connection, dangling after its release (a query on it then crashes the
-// process), and readable once. So the stream gets a unique internal name,
-// the user's name is a connection-local TEMP view over it (or a TEMP table
-// copy when the query reads it more than once), and detach drops the
-// internal view before releasing the stream.
-//
-// With an input query q, the stream is the TEMP view __sluice_input and the
-// user's view is q over it (or a TEMP table holding q's result). Errors
-// creating those are *inputQueryError.
-func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery string, materialize bool) (detach func() error, err error) {
-	name := s.e.nextSourceName()
+// register registers in as an Arrow stream under a unique name; detach
+// drops its view and releases the stream, once.
+func (s *session) register(in array.RecordReader) (name string, detach func() error, err error) {
+	name = s.e.nextSourceName()
 	release, err := s.arrow.RegisterView(in, name)
 	if err != nil {
-		return nil, fmt.Errorf("register input: %w", err)
+		return "", nil, fmt.Errorf("register input: %w", err)
 	}
 	done := false
 	detach = func() error {
@@ -276,6 +253,25 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view, input
 		}
 		release()
 		return nil
+	}
+	return name, detach, nil
+}
+
+// attach makes in readable as view on this connection. duckdb-go registers
+// an Arrow stream as a view in the database's main schema, visible to every
+// connection, dangling after its release (a query on it then crashes the
+// process), and readable once. So the stream gets a unique internal name,
+// the user's name is a connection-local TEMP view over it (or a TEMP table
+// copy when the query reads it more than once), and detach drops the
+// internal view before releasing the stream.
+//
+// With an input query q, the stream is the TEMP view __sluice_input and the
+// user's view is q over it (or a TEMP table holding q's result). Errors
+// creating those are *inputQueryError.
+func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery string, materialize bool) (detach func() error, err error) {
+	name, detach, err := s.register(in)
+	if err != nil {
+		return nil, err
 	}
 	kind := "VIEW"
 	if materialize {
