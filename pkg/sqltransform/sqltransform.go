@@ -571,12 +571,24 @@ func SharedEngine(ctx context.Context) (*sqlengine.Engine, error) {
 // query's rows. An error of the query itself wraps sqlengine.ErrExecution
 // and is permanent: the same partials fail the same way.
 func (p *Pipeline) Merge(ctx context.Context, partials [][]byte, now time.Time) ([]stream.Row, error) {
-	var batches []arrow.RecordBatch
-	defer func() {
-		for _, b := range batches {
-			b.Release()
+	var rows []stream.Row
+	err := p.MergeEach(ctx, partials, now, func(b arrow.RecordBatch) error {
+		var err error
+		if rows, err = columnar.AppendRows(rows, b); err != nil {
+			return connectors.Permanent(fmt.Errorf("convert merged rows: %w", err))
 		}
-	}()
+		return nil
+	})
+	return rows, err
+}
+
+// MergeEach is Merge handing the merged groups to fn as the final query's
+// Arrow batches, for a sink that takes them (connectors.ArrowWriter). A
+// batch is valid during the call only (it is DuckDB's memory); fn's error
+// ends the merge and is returned.
+func (p *Pipeline) MergeEach(ctx context.Context, partials [][]byte, now time.Time, fn func(arrow.RecordBatch) error) error {
+	var batches []arrow.RecordBatch
+	defer func() { releaseBatches(batches) }()
 	for i, data := range partials {
 		if len(data) == 0 {
 			continue
@@ -584,28 +596,27 @@ func (p *Pipeline) Merge(ctx context.Context, partials [][]byte, now time.Time) 
 		schema, bs, err := columnar.DecodeIPC(memory.DefaultAllocator, data)
 		batches = append(batches, bs...)
 		if err != nil {
-			return nil, fmt.Errorf("decode partial aggregate %d: %w", i, err)
+			return fmt.Errorf("decode partial aggregate %d: %w", i, err)
 		}
 		if !schema.Equal(p.PartialSchema()) {
-			return nil, fmt.Errorf("partial aggregate %d: schema %s, want %s (was it written by another version of the job?)", i, schema, p.PartialSchema())
+			return fmt.Errorf("partial aggregate %d: schema %s, want %s (was it written by another version of the job?)", i, schema, p.PartialSchema())
 		}
 	}
 	out, err := p.RunFinal(ctx, batches, now)
 	if err != nil {
 		if errors.Is(err, sqlengine.ErrExecution) {
-			return nil, connectors.Permanent(err)
+			return connectors.Permanent(err)
 		}
-		return nil, err
+		return err
 	}
 	defer out.Release()
-	var rows []stream.Row
 	for out.Next() {
-		if rows, err = columnar.AppendRows(rows, out.RecordBatch()); err != nil {
-			return nil, connectors.Permanent(fmt.Errorf("convert merged rows: %w", err))
+		if err := fn(out.RecordBatch()); err != nil {
+			return err
 		}
 	}
 	if err := out.Err(); err != nil {
-		return nil, fmt.Errorf("read merged rows: %w", err)
+		return fmt.Errorf("read merged rows: %w", err)
 	}
-	return rows, nil
+	return nil
 }
