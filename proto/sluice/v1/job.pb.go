@@ -1704,9 +1704,9 @@ type isTransform_Kind interface {
 }
 
 type Transform_Decode struct {
-	// Parse the payload (Kafka's value, Kinesis' data). With `format: json` and
-	// a `schema`, in a job with sql steps: the payload's JSON fields with these
-	// types, decoded by DuckDB.
+	// Parse the payload (Kafka's value, Kinesis' data) into columns: JSON with
+	// a Spark DDL `schema` (inferred at submit when the first step gives
+	// none), CSV, or raw text, decoded by DuckDB.
 	Decode *Decode `protobuf:"bytes,1,opt,name=decode,proto3,oneof"`
 }
 
