@@ -13,11 +13,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -581,7 +583,6 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 // groups of an aggregating job, or the rows collected for a console sink.
 // The write key is per batch, so a replay replaces it.
 func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult) (int64, error) {
-	p := l.job.Pipeline
 	var rows []stream.Row
 	part := ""
 	switch {
@@ -590,21 +591,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 		for _, k := range keys {
 			partials = append(partials, results[k].GetPartialAggregate())
 		}
-		var err error
-		if rows, err = l.job.SQL.Merge(ctx, partials, l.batchTime); err != nil {
-			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
-		}
-		part = "aggregate"
-	case p.Aggregating() && l.job.State == nil:
-		partials := make([][]byte, 0, len(keys))
-		for _, k := range keys {
-			partials = append(partials, results[k].GetPartialAggregate())
-		}
-		agg, err := p.Merge(partials)
-		if err != nil {
-			return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
-		}
-		rows, part = agg.Rows(), "aggregate"
+		return l.writeMerged(ctx, batch, partials)
 	case l.collect > 0:
 		for _, k := range keys {
 			sc := bufio.NewScanner(bytes.NewReader(results[k].GetRows()))
@@ -644,6 +631,45 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 		return n, nil
 	}
 	return int64(len(rows)), nil
+}
+
+// writeMerged merges an aggregating job's partial aggregates and writes the
+// groups under the batch's "aggregate" key, as the final query's Arrow
+// batches to a sink that takes them, else as rows. It returns the groups
+// written.
+func (l *batchLoop) writeMerged(ctx context.Context, batch stream.BatchID, partials [][]byte) (int64, error) {
+	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.incarnation, Batch: batch, Part: "aggregate", Columns: l.job.Columns()})
+	if err != nil {
+		return 0, fmt.Errorf("open sink for batch %d: %w", batch, err)
+	}
+	aw, _ := w.(connectors.ArrowWriter)
+	var n int64
+	var werr error
+	err = l.job.SQL.MergeEach(ctx, partials, l.batchTime, func(b arrow.RecordBatch) error {
+		n += b.NumRows()
+		if aw != nil {
+			werr = aw.WriteArrow(ctx, b)
+			return werr
+		}
+		rows, err := columnar.AppendRows(nil, b)
+		if err != nil {
+			return connectors.Permanent(fmt.Errorf("convert merged rows: %w", err))
+		}
+		werr = w.Write(ctx, rows)
+		return werr
+	})
+	switch {
+	case werr != nil:
+		w.Abort()
+		return 0, fmt.Errorf("write batch %d: %w", batch, werr)
+	case err != nil:
+		w.Abort()
+		return 0, fmt.Errorf("merge aggregates of batch %d: %w", batch, err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit sink output of batch %d: %w", batch, err)
+	}
+	return n, nil
 }
 
 func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, execDone time.Time, keys []string,

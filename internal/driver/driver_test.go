@@ -128,7 +128,7 @@ func spec(name string, brokers []string, topic, out string, trigger *sluicev1.Tr
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kafka{Kafka: &sluicev1.KafkaSource{
 			BootstrapServers: strings.Join(brokers, ","), Subscribe: []string{topic}, StartingOffsets: "earliest", MaxOffsetsPerTrigger: 50,
 		}}},
-		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}}},
+		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}}},
 		Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_File{File: &sluicev1.FileSink{Path: out}}},
 		Trigger:    trigger,
 	}

@@ -43,6 +43,9 @@ func (a *api) inferSchema(ctx context.Context, spec *sluicev1.JobSpec) (*sluicev
 	if jobspec.SchemaToInfer(spec) == nil {
 		return spec, nil
 	}
+	if err := jobspec.CheckBeforeInference(spec); err != nil {
+		return nil, err
+	}
 	spec = proto.Clone(spec).(*sluicev1.JobSpec)
 	d := jobspec.SchemaToInfer(spec)
 	kept, err := a.keptSchema(ctx, spec.GetName(), d)

@@ -21,7 +21,10 @@ import (
 // inferSpec is a SQL job whose json decode gives no schema.
 func inferSpec(name string, brokers []string, topic, out, query string) *sluicev1.JobSpec {
 	s := spec(name, brokers, topic, out, availableNow)
-	s.Transforms = append(s.Transforms, &sluicev1.Transform{Kind: &sluicev1.Transform_Sql{Sql: &sluicev1.Sql{Query: query}}})
+	s.Transforms = []*sluicev1.Transform{
+		{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+		{Kind: &sluicev1.Transform_Sql{Sql: &sluicev1.Sql{Query: query}}},
+	}
 	return s
 }
 

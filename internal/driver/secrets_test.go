@@ -171,7 +171,7 @@ func TestNoSecretLeavesTheCluster(t *testing.T) {
 				Properties: map[string]string{"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
 					"sasl.username": "admin", "sasl.password": saslPassword},
 			}}},
-			Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}}},
+			Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}}},
 			Sink: &sluicev1.Sink{Kind: &sluicev1.Sink_Postgres{Postgres: &sluicev1.PostgresSink{
 				Url: url, Table: table + "_" + strings.ReplaceAll(name, "-", "_"), CreateTable: true,
 				Columns: []*sluicev1.PostgresColumn{{Name: "id", Type: "bigint"}, {Name: "amount", Type: "bigint"}}}}},

@@ -33,7 +33,7 @@ func TestCutOffExecutorDoesNotCommit(t *testing.T) {
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kafka{Kafka: &sluicev1.KafkaSource{
 			BootstrapServers: strings.Join(cluster.ListenAddrs(), ","), Subscribe: []string{"z"}, StartingOffsets: "earliest",
 		}}},
-		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}}},
+		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}}},
 		Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_File{File: &sluicev1.FileSink{Path: out}}},
 	}
 	tasks := plan(t, spec)

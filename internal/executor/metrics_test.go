@@ -37,7 +37,7 @@ func TestMetricsAfterTasks(t *testing.T) {
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kafka{Kafka: &sluicev1.KafkaSource{
 			BootstrapServers: strings.Join(cluster.ListenAddrs(), ","), Subscribe: []string{"events"}, StartingOffsets: "earliest",
 		}}},
-		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}}},
+		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}}},
 		Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_Discard{Discard: &sluicev1.DiscardSink{}}},
 	}
 	tasks := plan(t, spec)

@@ -94,7 +94,7 @@ func newSessionRig(t *testing.T, drain time.Duration) *sessionRig {
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kafka{Kafka: &sluicev1.KafkaSource{
 			BootstrapServers: strings.Join(cluster.ListenAddrs(), ","), Subscribe: []string{"s"}, StartingOffsets: "earliest",
 		}}},
-		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}}},
+		Transforms: []*sluicev1.Transform{{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}}},
 		Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_Discard{Discard: &sluicev1.DiscardSink{}}},
 	}
 	return &sessionRig{f: f, addr: addr, e: e, cluster: cluster, spec: spec}

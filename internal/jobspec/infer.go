@@ -15,11 +15,11 @@ import (
 const InferredSchemaField = "transforms[0].decode.schema"
 
 // SchemaToInfer returns the decode of spec whose schema the driver infers
-// at submit: the first step of a job with sql steps, when it decodes json
+// at submit: the job's first step, when it decodes json
 // and gives no schema. Nil when there is none.
 func SchemaToInfer(spec *sluicev1.JobSpec) *sluicev1.Decode {
 	ts := spec.GetTransforms()
-	if !hasSQL(ts) || len(ts) == 0 {
+	if len(ts) == 0 {
 		return nil
 	}
 	d := ts[0].GetDecode()
@@ -67,4 +67,19 @@ func CompileSource(spec *sluicev1.JobSpec) (*Job, error) {
 func SchemaError(format string, args ...any) error {
 	return &Error{List: []rpc.FieldViolation{{Field: InferredSchemaField,
 		Description: fmt.Sprintf(format, args...) + `; give the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}}}
+}
+
+// CheckBeforeInference compiles what of spec does not depend on its
+// transforms (name, source, sink, trigger, limits, ...), for a driver to
+// refuse a spec with those wrong before it reads the source to infer a
+// schema. The transforms and the options of a stateful job, which need the
+// schema, are checked by Compile once it is known.
+func CheckBeforeInference(spec *sluicev1.JobSpec) error {
+	base := proto.Clone(spec).(*sluicev1.JobSpec)
+	base.Transforms, base.OutputMode, base.Watermark, base.DropDuplicates, base.State = nil, "", nil, nil, nil
+	if c := base.GetCheckpoint(); c != nil {
+		c.State = ""
+	}
+	_, err := Compile(base)
+	return err
 }

@@ -75,10 +75,9 @@ func (t Trigger) String() string {
 
 // Job is a validated spec in the engine's terms.
 type Job struct {
-	Spec     *sluicev1.JobSpec
-	Pipeline *transform.Pipeline
-	// SQL holds the transforms of a job with sql steps (then Pipeline has
-	// none); nil otherwise.
+	Spec *sluicev1.JobSpec
+	// SQL holds the job's transforms, compiled to one query per task; nil
+	// for a job without any.
 	SQL *sqltransform.Pipeline
 	// State is how a stateful job (outputMode) keeps its groups; nil for a
 	// job that keeps none.
@@ -182,16 +181,10 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 	j.source = compileSource(spec.GetSource(), e.at("source"), spec.GetName())
 
 	j.State = compileState(spec, e)
-	steps, err := transformSteps(spec.GetTransforms())
-	if hasSQL(spec.GetTransforms()) {
+	// Transforms are SQL (pkg/sqltransform); a job without any passes its
+	// records through to the sink as they are.
+	if len(spec.GetTransforms()) > 0 {
 		compileSQL(j, spec, e)
-		j.Pipeline, _ = transform.Compile(nil) // no CEL steps: Process passes rows through
-	} else if err != nil {
-		e.add("transforms", "%v", err)
-	} else if p, err := transform.Compile(steps); err != nil {
-		addFieldErrors(e, err)
-	} else {
-		j.Pipeline = p
 	}
 
 	j.sink = compileSink(spec.GetSink(), e.at("sink"), "sink", true)
@@ -365,43 +358,6 @@ func checkUnknown(m protoreflect.Message, path string, e *Error) {
 		}
 		return true
 	})
-}
-
-func transformSteps(ts []*sluicev1.Transform) ([]transform.Step, error) {
-	steps := make([]transform.Step, 0, len(ts))
-	for i, t := range ts {
-		var s transform.Step
-		switch k := t.GetKind().(type) {
-		case *sluicev1.Transform_Decode:
-			s.Decode = &transform.Decode{Format: k.Decode.GetFormat(), Field: k.Decode.GetField(),
-				Columns: k.Decode.GetColumns(), Header: k.Decode.GetHeader(), Delimiter: k.Decode.GetDelimiter()}
-		case *sluicev1.Transform_Filter:
-			s.Filter = k.Filter
-			if s.Filter == "" {
-				return nil, fmt.Errorf("[%d].filter: is empty", i)
-			}
-		case *sluicev1.Transform_Select:
-			for _, f := range k.Select.GetFields() {
-				s.Select = append(s.Select, transform.SelectField{Name: f.GetName(), Expr: f.GetExpr()})
-			}
-			if len(s.Select) == 0 {
-				return nil, fmt.Errorf("[%d].select.fields: needs at least one field", i)
-			}
-		case *sluicev1.Transform_Aggregate:
-			a := &transform.Aggregate{GroupBy: k.Aggregate.GetGroupBy(), MaxGroups: k.Aggregate.GetMaxGroups()}
-			for _, ag := range k.Aggregate.GetAggregations() {
-				a.Aggregations = append(a.Aggregations, transform.Aggregation{Fn: ag.GetFn(), Field: ag.GetField(), As: ag.GetAs()})
-			}
-			s.Aggregate = a
-		case *sluicev1.Transform_Sql:
-			// SQL jobs are compiled by compileSQL; this list is the CEL one.
-			continue
-		default:
-			return nil, fmt.Errorf("[%d]: empty transform (one of decode, filter, select, aggregate, sql)", i)
-		}
-		steps = append(steps, s)
-	}
-	return steps, nil
 }
 
 // NewSource builds the driver half of the job's source.

@@ -13,8 +13,8 @@ name: treasury
 source:
   kafka: {bootstrapServers: "127.0.0.1:9092", subscribe: [transaction], startingOffsets: earliest, maxOffsetsPerTrigger: 50000}
 transforms:
-  - decode: {format: json}
-  - filter: "amount != 0"
+  - decode: {format: json, schema: "branch STRING, currency STRING, amount BIGINT"}
+  - filter: "amount <> 0"
   - aggregate: {groupBy: [branch, currency], aggregations: [{fn: sum, field: amount, as: batch_value}, {fn: count, as: n}]}
 sink:
   file: {path: /tmp/out, format: jsonl}
@@ -31,7 +31,7 @@ func TestCompileGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.Trigger.Interval.String() != "2s" || !j.Pipeline.Aggregating() || !j.source.(kafkaSource).cfg.FailOnDataLoss || j.OnError != "fail" {
+	if j.Trigger.Interval.String() != "2s" || !j.Aggregating() || !j.source.(kafkaSource).cfg.FailOnDataLoss || j.OnError != "fail" {
 		t.Fatalf("compiled job: %+v", j)
 	}
 }
@@ -47,7 +47,7 @@ func TestCompileRefusesBadSpecs(t *testing.T) {
 		{"bad name", func(s string) string { return strings.Replace(s, "name: treasury", "name: 'a b'", 1) }, "name", "letters"},
 		{"missing source", func(s string) string { return cut(s, "source:", "transforms:") }, "source", "required"},
 		{"missing sink", func(s string) string { return cut(s, "sink:", "trigger:") }, "sink", "required"},
-		{"bad CEL", func(s string) string { return strings.Replace(s, `"amount != 0"`, `"amount !="`, 1) }, "transforms[1].filter", "Syntax error"},
+		{"bad filter", func(s string) string { return strings.Replace(s, `"amount <> 0"`, `"amount <>"`, 1) }, "transforms[1].filter", "syntax error"},
 		{"bad duration", func(s string) string { return strings.Replace(s, "processingTime: 2s", "processingTime: soon", 1) }, "trigger.processingTime", "duration"},
 		{"negative limit", func(s string) string {
 			return strings.Replace(s, "maxOffsetsPerTrigger: 50000", "maxOffsetsPerTrigger: -5", 1)

@@ -31,7 +31,7 @@ source:
     roleArn: arn:aws:iam::123456789012:role/reader
     roleExternalId: ext
 transforms:
-  - decode: {format: json}
+  - decode: {format: json, schema: "country STRING"}
   - aggregate: {groupBy: [country], aggregations: [{fn: count, as: n}]}
 sink:
   kinesis:

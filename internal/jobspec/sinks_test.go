@@ -17,7 +17,7 @@ name: sinks
 source:
   kafka: {bootstrapServers: "127.0.0.1:9092", subscribe: [transaction]}
 transforms:
-  - decode: {format: json}
+  - decode: {format: json, schema: "branch STRING, currency STRING, amount BIGINT"}
 `
 
 func compileSinkYAML(t *testing.T, sinks string) (*Job, error) {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/task"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
@@ -14,24 +17,19 @@ import (
 // binding a query takes milliseconds; this only guards a stuck engine).
 const sqlCompileTimeout = time.Minute
 
-// hasSQL reports whether a job's transforms are SQL: a sql step, or a
-// decode with a schema (the typed decode only DuckDB does), makes the whole
-// job run on DuckDB (sqltransform), its filter, select and aggregate steps
-// included.
-func hasSQL(ts []*sluicev1.Transform) bool {
-	for _, t := range ts {
-		if t.GetSql() != nil || t.GetDecode().GetSchema() != "" {
-			return true
-		}
-	}
-	return false
-}
+// hasSQL reports whether a job has transforms, all of which are SQL
+// (sqltransform): DuckDB runs them as one query per task.
+func hasSQL(ts []*sluicev1.Transform) bool { return len(ts) > 0 }
 
 // compileSQL compiles a SQL job's transforms against its source's schema,
 // adding every problem to e under its field.
 func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
-	if j.source == nil {
-		return // the source's own error is reported; nothing to compile against
+	source := sourceSchema(spec.GetSource())
+	if j.source != nil {
+		source = j.source.schema()
+	}
+	if source == nil {
+		return // no source: its error is reported; nothing to compile against
 	}
 	before := len(e.List)
 	steps := make([]sqltransform.Step, 0, len(spec.GetTransforms()))
@@ -90,7 +88,7 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 		return
 	}
 	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
-		Source: j.source.schema(), Steps: steps, OnBad: onBad(spec.GetOnError()),
+		Source: source, Steps: steps, OnBad: onBad(spec.GetOnError()),
 		OutputMode: outputMode(j), WatermarkColumn: watermarkColumn(j), DropDuplicates: dedup(j),
 	})
 	if err != nil {
@@ -100,22 +98,32 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 	j.SQL = p
 }
 
+// sourceSchema is the columns of a source whose options are wrong (their
+// errors are reported by compileSource), so that the transforms are checked
+// too: they depend only on the source's kind.
+func sourceSchema(s *sluicev1.Source) *arrow.Schema {
+	switch {
+	case s.GetKafka() != nil:
+		return columnar.KafkaSchema(s.GetKafka().GetIncludeHeaders())
+	case s.GetKinesis() != nil:
+		return columnar.KinesisSchema()
+	}
+	return nil
+}
+
 // Aggregating reports whether the job's last step aggregates: tasks then
 // return partial aggregates which the driver merges and writes.
 func (j *Job) Aggregating() bool {
-	if j.SQL != nil {
-		return j.SQL.Aggregating()
-	}
-	return j.Pipeline.Aggregating()
+	return j.SQL != nil && j.SQL.Aggregating()
 }
 
-// Columns is the job's output column order when it is known (see
-// transform.Pipeline.Columns); a SQL job's are its query's.
+// Columns is the job's output column order, its query's; nil for a job
+// without transforms, whose rows are the source's.
 func (j *Job) Columns() []string {
 	if j.SQL != nil {
 		return j.SQL.Columns()
 	}
-	return j.Pipeline.Columns()
+	return nil
 }
 
 // onBad is what a SQL decode does with bad records under onError.

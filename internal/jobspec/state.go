@@ -91,7 +91,7 @@ func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 		return nil
 	}
 	if !hasSQL(spec.GetTransforms()) {
-		e.add("outputMode", "needs a job whose transforms are SQL (a decode and sql steps) ending in an aggregating query")
+		e.add("outputMode", "needs transforms ending in an aggregating step (a sql query with GROUP BY, or aggregate)")
 	}
 	c := &StateConfig{Partitions: DefaultStatePartitions, SnapshotInterval: DefaultStateSnapshotInterval,
 		MinBatchesToRetain: DefaultMinBatchesToRetain, Watermark: wm}

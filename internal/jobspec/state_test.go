@@ -101,7 +101,8 @@ sink:
 			want: &StateConfig{Partitions: 16, SnapshotInterval: 10, Location: "/s", MinBatchesToRetain: 100, Watermark: &Watermark{Column: "timestamp", Delay: time.Minute}}},
 		{name: "session windows per batch", yaml: sqlJob("select branch, session_window(timestamp, '5 minutes') as s, count(*) as n from tx group by branch, session_window(timestamp, '5 minutes')"),
 			field: "transforms[1].sql.query", err: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate"},
-		{name: "CEL job", yaml: good + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "transforms are SQL"},
+		{name: "no aggregate", yaml: strings.Replace(good, "  - aggregate: {groupBy: [branch, currency], aggregations: [{fn: sum, field: amount, as: batch_value}, {fn: count, as: n}]}\n", "", 1) + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "does not aggregate"},
+		{name: "no transforms", yaml: cut(good, "transforms:", "sink:") + "outputMode: update\ncheckpoint: {state: /s}\n", field: "outputMode", err: "needs transforms ending in an aggregating step"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

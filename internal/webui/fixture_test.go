@@ -83,7 +83,7 @@ func newFakeAPI(role string) *fakeAPI {
 				Properties: map[string]string{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "sluice", "sasl.password": "*****"},
 			}}},
 			Transforms: []*sluicev1.Transform{
-				{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+				{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}},
 				{Kind: &sluicev1.Transform_Filter{Filter: "amount > 0"}},
 			},
 			Sink: &sluicev1.Sink{Kind: &sluicev1.Sink_Postgres{Postgres: &sluicev1.PostgresSink{

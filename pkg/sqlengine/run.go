@@ -99,7 +99,16 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 			return fail(fmt.Errorf("sqlengine: run: pin the time: %w", err))
 		}
 	}
-	detach, err := s.attach(rctx, in, c.view, c.inputQuery, c.materialize)
+	sql, pos := c.sql, c.pos
+	var detach func() error
+	if c.materialize {
+		detach, err = s.attach(rctx, in, c.view, c.inputQuery, true)
+	} else {
+		var with string
+		detach, with, err = s.attachInline(in, c.view, c.inputQuery)
+		sql = with + sql + "\n)"
+		pos.prefix += len(with)
+	}
 	if err != nil {
 		var iq *inputQueryError
 		if rctx.Err() == nil && in.Err() == nil && errors.As(err, &iq) {
@@ -108,9 +117,9 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 			// place in the user's text.
 			return fail(fmt.Errorf("sqlengine: run: %w: %w", ErrExecution, err))
 		}
-		return fail(c.runError(rctx, in, err))
+		return fail(c.runError(rctx, in, err, pos))
 	}
-	rr, err := s.arrow.QueryContext(rctx, c.sql)
+	rr, err := s.arrow.QueryContext(rctx, sql)
 	if derr := detach(); derr != nil {
 		if rr != nil {
 			rr.Release()
@@ -118,7 +127,7 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		return fail(derr)
 	}
 	if err != nil {
-		return fail(c.runError(rctx, in, err))
+		return fail(c.runError(rctx, in, err, pos))
 	}
 	res := &result{RecordReader: rr, finish: func() {
 		s.close()
@@ -129,8 +138,8 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 }
 
 // runError classifies an error of a run: the context's, the input's, or the
-// query's.
-func (c *Compiled) runError(ctx context.Context, in array.RecordReader, err error) error {
+// query's, whose place in the SQL DuckDB ran pos maps back to the query.
+func (c *Compiled) runError(ctx context.Context, in array.RecordReader, err error, pos posMap) error {
 	if ctx.Err() != nil {
 		// DuckDB's own error is only "Interrupted!".
 		return fmt.Errorf("sqlengine: run interrupted: %w", context.Cause(ctx))
@@ -138,7 +147,7 @@ func (c *Compiled) runError(ctx context.Context, in array.RecordReader, err erro
 	if ierr := in.Err(); ierr != nil {
 		return fmt.Errorf("sqlengine: run: read input: %w", ierr)
 	}
-	err = fromDuck(err, c.query, c.pos, ErrExecution)
+	err = fromDuck(err, c.query, pos, ErrExecution)
 	var qe *QueryError
 	if !errors.As(err, &qe) {
 		return fmt.Errorf("sqlengine: run: %w", err)
@@ -203,22 +212,31 @@ func (r *result) Release() {
 	}
 }
 
-// attach makes in readable as view on this connection. duckdb-go registers
-// an Arrow stream as a view in the database's main schema, visible to every
-// connection, dangling after its release (a query on it then crashes the
-// process), and readable once. So the stream gets a unique internal name,
-// the user's name is a connection-local TEMP view over it (or a TEMP table
-// copy when the query reads it more than once), and detach drops the
-// internal view before releasing the stream.
-//
-// With an input query q, the stream is the TEMP view __sluice_input and the
-// user's view is q over it (or a TEMP table holding q's result). Errors
-// creating those are *inputQueryError.
-func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery string, materialize bool) (detach func() error, err error) {
-	name := s.e.nextSourceName()
+// attachInline registers in as a stream for one query, without a statement
+// of its own for the view: with is the start of the SQL to run, which names
+// the stream view (and the input query over it, as the TEMP view
+// __sluice_input) in a WITH clause and opens a subquery for the compiled
+// SQL, to be closed after it with "\n)". A task's run saves the two CREATE
+// statements attach would parse and bind, a quarter of a small task's cost
+// (sqltransform's BenchmarkSmallTask). detach drops the stream's view, as attach's does.
+func (s *session) attachInline(in array.RecordReader, view, inputQuery string) (detach func() error, with string, err error) {
+	name, detach, err := s.register(in)
+	if err != nil {
+		return nil, "", err
+	}
+	if inputQuery == "" {
+		return detach, "WITH " + quoteIdent(view) + " AS (SELECT * FROM " + quoteIdent(name) + ") SELECT * FROM (\n", nil
+	}
+	return detach, "WITH " + InputName + " AS (SELECT * FROM " + quoteIdent(name) + "), " + quoteIdent(view) + " AS (" + inputQuery + "\n) SELECT * FROM (\n", nil
+}
+
+// register registers in as an Arrow stream under a unique name; detach
+// drops its view and releases the stream, once.
+func (s *session) register(in array.RecordReader) (name string, detach func() error, err error) {
+	name = s.e.nextSourceName()
 	release, err := s.arrow.RegisterView(in, name)
 	if err != nil {
-		return nil, fmt.Errorf("register input: %w", err)
+		return "", nil, fmt.Errorf("register input: %w", err)
 	}
 	done := false
 	detach = func() error {
@@ -235,6 +253,25 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view, input
 		}
 		release()
 		return nil
+	}
+	return name, detach, nil
+}
+
+// attach makes in readable as view on this connection. duckdb-go registers
+// an Arrow stream as a view in the database's main schema, visible to every
+// connection, dangling after its release (a query on it then crashes the
+// process), and readable once. So the stream gets a unique internal name,
+// the user's name is a connection-local TEMP view over it (or a TEMP table
+// copy when the query reads it more than once), and detach drops the
+// internal view before releasing the stream.
+//
+// With an input query q, the stream is the TEMP view __sluice_input and the
+// user's view is q over it (or a TEMP table holding q's result). Errors
+// creating those are *inputQueryError.
+func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery string, materialize bool) (detach func() error, err error) {
+	name, detach, err := s.register(in)
+	if err != nil {
+		return nil, err
 	}
 	kind := "VIEW"
 	if materialize {

@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -74,44 +70,11 @@ func TestShorthandSteps(t *testing.T) {
 // offset from on, and returns its encoded partial aggregate.
 func partial(t *testing.T, p *Pipeline, from int, values []any) []byte {
 	t.Helper()
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
-	b := columnar.NewBuilder(mem, p.Source())
-	defer b.Release()
+	rows := make([]stream.Row, len(values))
 	for i, v := range values {
-		if err := b.Append(stream.Row{"topic": "t", "partition": int64(0), "offset": int64(from + i), "value": []byte(v.(string))}); err != nil {
-			t.Fatal(err)
-		}
+		rows[i] = stream.Row{"topic": "t", "partition": int64(0), "offset": int64(from + i), "value": []byte(v.(string))}
 	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Release()
-	out, err := p.RunTask(context.Background(), in, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Release()
-	var parts []arrow.RecordBatch
-	for out.Next() {
-		r := out.RecordBatch()
-		r.Retain()
-		parts = append(parts, r)
-	}
-	if err := out.Err(); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := columnar.EncodeIPC(out.Schema(), parts)
-	for _, r := range parts {
-		r.Release()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return enc
+	return rowsIPC(t, p, rows)
 }
 
 // TestShorthandText: a shorthand's text is one expression: it may end with

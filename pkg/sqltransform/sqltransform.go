@@ -180,8 +180,8 @@ func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 			}
 			q, err := decodeQuery(cfg.Source, input, *st.Decode, st.Path+".decode", cfg.OnBad)
 			if err != nil {
-				errs = append(errs, err)
-				continue
+				// Later steps read what it decodes: they cannot be checked.
+				return nil, errors.Join(append(errs, err)...)
 			}
 			input = q
 		case st.SQL != nil || st.Filter != "" || st.Select != nil || st.Aggregate != nil:
@@ -231,8 +231,16 @@ func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if last == nil && input != "" {
+		// Decode steps alone: the decoded rows are the output.
+		c, err := eng.Compile(ctx, "SELECT * FROM "+quoteIdent(sqlengine.DefaultView), cfg.Source, sqlengine.WithInputQuery(input))
+		if err != nil {
+			return nil, fmt.Errorf("transforms: %w", err)
+		}
+		last, lastRef = c, stepRef{path: "transforms", field: "transforms"}
+	}
 	if last == nil {
-		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a sql step"}
+		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a step"}
 	}
 	var dopts []sqlengine.DistributeOption
 	if cfg.OutputMode != PerBatch && cfg.DropDuplicates == nil && cfg.WatermarkColumn != "" {
@@ -352,7 +360,7 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, bad.clause(check, "payload that is not UTF-8 text")), nil
 	case "json":
 		if d.Schema == "" {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required in a job with sql steps unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
+			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
 		}
 		structure, fields, err := sqlengine.SparkSchema(d.Schema)
 		if err != nil {
@@ -417,7 +425,7 @@ func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, fro
 			fields = append(fields, field{n, "VARCHAR"})
 		}
 	default:
-		return "", &transform.FieldError{Field: path + ".columns", Reason: "a job with sql steps names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types)"}
+		return "", &transform.FieldError{Field: path + ".columns", Reason: "names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types); header: true skips a header line, it does not name the fields"}
 	}
 	delim := d.Delimiter
 	if delim == "" {
@@ -563,12 +571,24 @@ func SharedEngine(ctx context.Context) (*sqlengine.Engine, error) {
 // query's rows. An error of the query itself wraps sqlengine.ErrExecution
 // and is permanent: the same partials fail the same way.
 func (p *Pipeline) Merge(ctx context.Context, partials [][]byte, now time.Time) ([]stream.Row, error) {
-	var batches []arrow.RecordBatch
-	defer func() {
-		for _, b := range batches {
-			b.Release()
+	var rows []stream.Row
+	err := p.MergeEach(ctx, partials, now, func(b arrow.RecordBatch) error {
+		var err error
+		if rows, err = columnar.AppendRows(rows, b); err != nil {
+			return connectors.Permanent(fmt.Errorf("convert merged rows: %w", err))
 		}
-	}()
+		return nil
+	})
+	return rows, err
+}
+
+// MergeEach is Merge handing the merged groups to fn as the final query's
+// Arrow batches, for a sink that takes them (connectors.ArrowWriter). A
+// batch is valid during the call only (it is DuckDB's memory); fn's error
+// ends the merge and is returned.
+func (p *Pipeline) MergeEach(ctx context.Context, partials [][]byte, now time.Time, fn func(arrow.RecordBatch) error) error {
+	var batches []arrow.RecordBatch
+	defer func() { releaseBatches(batches) }()
 	for i, data := range partials {
 		if len(data) == 0 {
 			continue
@@ -576,28 +596,27 @@ func (p *Pipeline) Merge(ctx context.Context, partials [][]byte, now time.Time) 
 		schema, bs, err := columnar.DecodeIPC(memory.DefaultAllocator, data)
 		batches = append(batches, bs...)
 		if err != nil {
-			return nil, fmt.Errorf("decode partial aggregate %d: %w", i, err)
+			return fmt.Errorf("decode partial aggregate %d: %w", i, err)
 		}
 		if !schema.Equal(p.PartialSchema()) {
-			return nil, fmt.Errorf("partial aggregate %d: schema %s, want %s (was it written by another version of the job?)", i, schema, p.PartialSchema())
+			return fmt.Errorf("partial aggregate %d: schema %s, want %s (was it written by another version of the job?)", i, schema, p.PartialSchema())
 		}
 	}
 	out, err := p.RunFinal(ctx, batches, now)
 	if err != nil {
 		if errors.Is(err, sqlengine.ErrExecution) {
-			return nil, connectors.Permanent(err)
+			return connectors.Permanent(err)
 		}
-		return nil, err
+		return err
 	}
 	defer out.Release()
-	var rows []stream.Row
 	for out.Next() {
-		if rows, err = columnar.AppendRows(rows, out.RecordBatch()); err != nil {
-			return nil, connectors.Permanent(fmt.Errorf("convert merged rows: %w", err))
+		if err := fn(out.RecordBatch()); err != nil {
+			return err
 		}
 	}
 	if err := out.Err(); err != nil {
-		return nil, fmt.Errorf("read merged rows: %w", err)
+		return fmt.Errorf("read merged rows: %w", err)
 	}
-	return rows, nil
+	return nil
 }

@@ -158,7 +158,7 @@ func TestCSVDecode(t *testing.T) {
 		decode Decode
 		want   string
 	}{
-		{Decode{Format: "csv"}, "transforms[0].decode.columns: a job with sql steps names"},
+		{Decode{Format: "csv"}, "transforms[0].decode.columns: names a csv record's fields up front"},
 		{Decode{Format: "csv", Columns: []string{"a"}, Schema: "a STRING"}, "transforms[0].decode.columns: give columns or schema, not both"},
 		{Decode{Format: "csv", Schema: "a ARRAY<INT>"}, "transforms[0].decode.schema: field \"a\": a csv field is a scalar"},
 		{Decode{Format: "csv", Columns: []string{"a"}, Delimiter: ";;"}, "transforms[0].decode.delimiter"},

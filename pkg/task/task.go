@@ -1,7 +1,8 @@
 // Package task runs one attempt of one task on an executor: read the range,
-// apply the transforms, then write the rows to the sink (or fold them into a
-// partial aggregate, or collect a sample for the driver), and report what was
-// done and where the range ended.
+// run the job's SQL transforms over it (sql.go), then write the rows to the
+// sink (or return partial aggregates, or collect a sample for the driver),
+// and report what was done and where the range ended. A job without
+// transforms copies its records to the sink as rows (run).
 //
 // An attempt is deterministic given its range, which is what makes retries
 // and speculative copies safe: the sink is written under the (job, batch,
@@ -22,7 +23,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // Bad-record policies, as in the job spec's onError.
@@ -39,11 +39,11 @@ type Attempt struct {
 	Batch       stream.BatchID
 	Range       stream.Range
 	// Readers opens the range.
-	Readers  connectors.ReaderPool
-	Pipeline *transform.Pipeline
-	// SQL, when set, replaces Pipeline: the job's transforms are SQL and
-	// run in DuckDB over the records as Arrow batches. BatchTime is the
-	// batch's planned time, the query's current time.
+	Readers connectors.ReaderPool
+	// SQL is the job's transforms, run in DuckDB over the records as Arrow
+	// batches; nil for a job without any, whose records go to the sink as
+	// they are. BatchTime is the batch's planned time, the query's current
+	// time.
 	SQL       *sqltransform.Pipeline
 	BatchTime time.Time
 	// Allocator allocates the Arrow batches of a SQL job's records;
@@ -93,6 +93,9 @@ func Run(ctx context.Context, a Attempt) (Result, error) {
 	return res, err
 }
 
+// run copies a range to the sink as the reader's rows, for a job without
+// transforms (or collects them for the driver). Records the reader could
+// not unpack follow onError.
 func run(ctx context.Context, a Attempt) (res Result, err error) {
 	r, err := a.Readers.Open(ctx, a.Range)
 	if err != nil {
@@ -100,98 +103,53 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 	}
 	defer r.Close()
 
-	var w, dl connectors.Writer
+	var w connectors.Writer
 	defer func() {
 		// Whatever was not committed is dropped: a later attempt replaces it.
 		if w != nil {
 			w.Abort()
 		}
-		if dl != nil {
-			dl.Abort()
-		}
 	}()
 	part := a.Range.Key()
-	var agg *transform.Aggregator
 	var sample bytes.Buffer
-	switch {
-	case a.Pipeline.Aggregating():
-		agg = a.Pipeline.NewAggregator()
-	case a.CollectRows > 0:
-	default:
-		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: part, Columns: a.Pipeline.Columns()}); err != nil {
+	if a.CollectRows == 0 {
+		if w, err = a.Sink.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: part}); err != nil {
 			return res, fmt.Errorf("open sink writer: %w", err)
 		}
 	}
-
-	bad := func(row stream.Row, step string, cause error) error {
-		switch a.OnError {
-		case OnErrorSkip:
-			res.Skipped++
-			return nil
-		case OnErrorDeadLetter:
-			if dl == nil {
-				var err error
-				if dl, err = a.DeadLetter.OpenWriter(ctx, connectors.WriteKey{Job: a.Job, Incarnation: a.Incarnation, Batch: a.Batch, Current: a.Current, Part: part}); err != nil {
-					return fmt.Errorf("open dead-letter writer: %w", err)
-				}
-			}
-			out := row.Clone()
-			out["error"] = fmt.Sprintf("%s: %v", step, cause)
-			if err := dl.Write(ctx, []stream.Row{out}); err != nil {
-				return fmt.Errorf("write dead letter: %w", err)
-			}
-			res.DeadLettered++
-			return nil
-		}
-		return connectors.Permanent(fmt.Errorf("bad record in %s at %s: %s: %w (set onError: skip or deadLetter to keep going)",
-			a.Range.Partition, describe(row), step, cause))
-	}
-
+	var dead []stream.Row
 	for {
 		recs, rerr := r.Read(ctx)
-		if len(recs) > 0 {
-			rows := make([]stream.Row, 0, len(recs))
-			for _, rec := range recs {
-				res.BytesIn += int64(rec.Size)
-				if rec.Err != nil {
-					if err := bad(rec.Fields, "read", rec.Err); err != nil {
-						return res, err
-					}
-					continue
-				}
+		rows := make([]stream.Row, 0, len(recs))
+		for _, rec := range recs {
+			res.BytesIn += int64(rec.Size)
+			if rec.Err == nil {
 				rows = append(rows, rec.Fields)
-			}
-			res.RecordsIn += int64(len(recs))
-			out, badRows := a.Pipeline.Process(rows)
-			for _, b := range badRows {
-				if err := bad(b.Row, b.Step, b.Err); err != nil {
-					return res, err
-				}
+				continue
 			}
 			switch {
-			case agg != nil:
-				for _, row := range out {
-					if err := agg.Add(row); err != nil {
-						if errors.Is(err, transform.ErrTooManyGroups) {
-							return res, connectors.Permanent(err)
-						}
-						if err := bad(row, "aggregate", err); err != nil {
-							return res, err
-						}
-					}
-				}
-			case a.CollectRows > 0:
-				if err := collect(&sample, &res, a.CollectRows, out); err != nil {
-					return res, err
-				}
+			case a.OnError == OnErrorSkip:
+				res.Skipped++
+			case a.OnError == OnErrorDeadLetter && len(dead) < maxDeadLetters:
+				row := rec.Fields.Clone()
+				row["error"] = fmt.Sprintf("read: %v", rec.Err)
+				dead = append(dead, row)
 			default:
-				if len(out) > 0 {
-					if err := w.Write(ctx, out); err != nil {
-						return res, fmt.Errorf("write to sink: %w", err)
-					}
-				}
-				res.RecordsOut += int64(len(out))
+				return res, connectors.Permanent(fmt.Errorf("bad record in %s at %s: read: %w (set onError: skip or deadLetter to keep going)",
+					a.Range.Partition, describe(rec.Fields), rec.Err))
 			}
+		}
+		res.RecordsIn += int64(len(recs))
+		switch {
+		case a.CollectRows > 0:
+			if err := collect(&sample, &res, a.CollectRows, rows); err != nil {
+				return res, err
+			}
+		case len(rows) > 0:
+			if err := w.Write(ctx, rows); err != nil {
+				return res, fmt.Errorf("write to sink: %w", err)
+			}
+			res.RecordsOut += int64(len(rows))
 		}
 		if errors.Is(rerr, io.EOF) {
 			break
@@ -204,18 +162,10 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 	if m, ok := r.(connectors.ReaderMetrics); ok {
 		res.SourceMetrics = m.Metrics()
 	}
-
-	switch {
-	case agg != nil:
-		p, err := agg.MarshalBinary()
-		if err != nil {
-			return res, fmt.Errorf("encode partial aggregate: %w", err)
-		}
-		res.Partial = p
-	case a.CollectRows > 0:
+	if a.CollectRows > 0 {
 		res.Rows = sample.Bytes()
 		res.RecordsOut = res.RowsTotal
-	default:
+	} else {
 		if err := a.stillCurrent(ctx); err != nil {
 			return res, fmt.Errorf("commit sink output %s: %w", part, err)
 		}
@@ -229,14 +179,11 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		// it is the task's end and the rest is left to the next batch.
 		res.End = end
 	}
-	if dl != nil {
-		if err := a.stillCurrent(ctx); err != nil {
-			return res, fmt.Errorf("commit dead letters: %w", err)
+	if len(dead) > 0 {
+		if err := writeDeadLetters(ctx, a, res.End, dead); err != nil {
+			return res, err
 		}
-		if _, err := commit(ctx, dl, res.End); err != nil {
-			return res, fmt.Errorf("commit dead letters: %w", err)
-		}
-		dl = nil
+		res.DeadLettered = int64(len(dead))
 	}
 	return res, nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors/discard"
 	"github.com/sluicehq/sluice/pkg/connectors/file"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // fakePool serves a fixed list of payloads as one range, two per Read.
@@ -49,20 +48,14 @@ func (r *fakeReader) Close() error         { return nil }
 // corrupt is a value the fake reader could not unpack (Record.Err).
 const corrupt = "\xf3\x89\x9a\xc2 truncated"
 
-var input = []string{`{"a":1}`, `not json`, `{"a":2}`, `{"a":3}`}
+// input is a range whose second record the reader could not unpack.
+var input = []string{`{"a":1}`, corrupt, `{"a":2}`, `{"a":3}`}
 
-func pipeline(t *testing.T, steps ...transform.Step) *transform.Pipeline {
-	t.Helper()
-	p, err := transform.Compile(append([]transform.Step{{Decode: &transform.Decode{Format: "json"}}}, steps...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
+// attempt is a task of a job without transforms: its records go to the
+// sink as the reader's rows.
 func attempt(t *testing.T, onError string) Attempt {
 	return Attempt{Job: "j", Batch: 3, Range: stream.Range{Partition: "t/0"}, Readers: &fakePool{values: input},
-		Pipeline: pipeline(t), Sink: discard.New(), OnError: onError}
+		Sink: discard.New(), OnError: onError}
 }
 
 func TestOnErrorFail(t *testing.T) {
@@ -98,24 +91,8 @@ func TestOnErrorDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.DeadLettered != 1 || len(rows) != 1 || !strings.Contains(rows[0]["error"].(string), "decode") {
+	if res.DeadLettered != 1 || len(rows) != 1 || rows[0]["error"] != "read: corrupt aggregate" || rows[0]["offset"] != int64(1) {
 		t.Fatalf("dead letters %d, rows %v", res.DeadLettered, rows)
-	}
-}
-
-func TestAggregateReturnsPartial(t *testing.T) {
-	a := attempt(t, OnErrorSkip)
-	a.Pipeline = pipeline(t, transform.Step{Aggregate: &transform.Aggregate{Aggregations: []transform.Aggregation{{Fn: "sum", Field: "a", As: "s"}}}})
-	res, err := Run(context.Background(), a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agg, err := a.Pipeline.Merge([][]byte{res.Partial, res.Partial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rows := agg.Rows(); len(rows) != 1 || rows[0]["s"] != int64(12) {
-		t.Fatalf("merged rows %v, want s=12", rows)
 	}
 }
 
@@ -197,8 +174,8 @@ func TestReplayReportsStoredEnd(t *testing.T) {
 	}
 }
 
-// TestReaderBadRecord: a record the reader could not unpack follows onError
-// like a record the pipeline could not decode.
+// TestReaderBadRecord: a record the reader could not unpack follows onError,
+// with the cause in the error.
 func TestReaderBadRecord(t *testing.T) {
 	for _, tc := range []struct {
 		onError string

@@ -5,9 +5,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/pkg/stream"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestExprEval(t *testing.T) {
 	row := stream.Row{"id": int64(3), "name": "ada", "tags": []any{"a", "b"}}

@@ -416,7 +416,7 @@ func (c *cluster) submit(ctx context.Context) {
 			MaxOffsetsPerTrigger: 500,
 		}}},
 		Transforms: []*sluicev1.Transform{
-			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}},
 			{Kind: &sluicev1.Transform_Select{Select: &sluicev1.Select{Fields: []*sluicev1.SelectField{
 				{Name: "id"}, {Name: "amount"}, {Name: "partition"}, {Name: "offset"}}}}},
 		},

@@ -180,7 +180,7 @@ func TestCLI(t *testing.T) {
 	os.WriteFile(bad, []byte(`name: bad
 source: {kafka: {bootstrapServers: "`+brokers[0]+`", subscribe: [tx]}}
 transforms:
-  - decode: {format: json}
+  - decode: {format: json, schema: "id BIGINT, amount BIGINT"}
   - filter: "amount >"
 sink: {console: {}}
 trigger: {processingTime: 2 seconds}
@@ -207,7 +207,7 @@ trigger: {processingTime: 2 seconds}
 	os.WriteFile(good, []byte(`name: totals
 source: {kafka: {bootstrapServers: "`+brokers[0]+`", subscribe: [tx], startingOffsets: earliest, maxOffsetsPerTrigger: 100}}
 transforms:
-  - decode: {format: json}
+  - decode: {format: json, schema: "id BIGINT, amount BIGINT"}
   - aggregate: {groupBy: [amount], aggregations: [{fn: count, as: n}]}
 sink: {file: {path: "`+filepath.Join(dir, "out")+`"}}
 trigger: {availableNow: true}

@@ -215,7 +215,7 @@ func passThroughSpec(name string, brokers []string, topic, out string, maxPerTri
 			MaxOffsetsPerTrigger: maxPerTrigger,
 		}}},
 		Transforms: []*sluicev1.Transform{
-			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, amount BIGINT"}}},
 			{Kind: &sluicev1.Transform_Select{Select: &sluicev1.Select{Fields: []*sluicev1.SelectField{
 				{Name: "id"}, {Name: "amount"}, {Name: "partition"}, {Name: "offset"}}}}},
 		},

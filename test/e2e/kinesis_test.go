@@ -86,7 +86,7 @@ func copySpec(name string, src *sluicev1.KinesisSource, out string) *sluicev1.Jo
 		Name:   name,
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kinesis{Kinesis: src}},
 		Transforms: []*sluicev1.Transform{
-			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, country STRING"}}},
 			{Kind: &sluicev1.Transform_Select{Select: &sluicev1.Select{Fields: []*sluicev1.SelectField{
 				{Name: "id"}, {Name: "country"}, {Name: "partitionKey"}, {Name: "shardId"}, {Name: "sequenceNumber"}, {Name: "subSequenceNumber"}}}}},
 		},
@@ -515,7 +515,7 @@ func TestKinesisToKinesisCountPerCountry(t *testing.T) {
 		Name:   "per-country",
 		Source: &sluicev1.Source{Kind: &sluicev1.Source_Kinesis{Kinesis: kc.source("events")}},
 		Transforms: []*sluicev1.Transform{
-			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: "id BIGINT, country STRING"}}},
 			{Kind: &sluicev1.Transform_Aggregate{Aggregate: &sluicev1.Aggregate{GroupBy: []string{"country"},
 				Aggregations: []*sluicev1.Aggregation{{Fn: "count", As: "n"}}}}},
 		},

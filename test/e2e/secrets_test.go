@@ -142,7 +142,7 @@ source:
     startingOffsets: earliest
     properties: {security.protocol: SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: admin, sasl.password: %q}
 transforms:
-  - decode: {format: json}
+  - decode: {format: json, schema: "id BIGINT, amount BIGINT"}
 sink:
   postgres:
     url: "postgres://writer:%s@%s:%d/%s?sslmode=disable&sslpassword=${env:SLUICE_E2E_SSLPASSWORD}"

@@ -80,7 +80,7 @@ func TestTLSAndTokens(t *testing.T) {
 	os.WriteFile(job, []byte(`name: secure
 source: {kafka: {bootstrapServers: "`+strings.Join(brokers, ",")+`", subscribe: [ev], startingOffsets: earliest, maxOffsetsPerTrigger: 150}}
 transforms:
-  - decode: {format: json}
+  - decode: {format: json, schema: "id BIGINT, amount BIGINT"}
 sink: {postgres: {url: "`+pg.URL+`", table: secure, createTable: true}}
 trigger: {processingTime: 100ms}
 `), 0o644)

@@ -132,7 +132,7 @@ func runRecovery(ctx context.Context, env *harness.Env, rep *harness.Report) err
 		Name:   name,
 		Source: kafkaSource(k.Brokers, topic, int64(cfg.RecoveryBatch)),
 		Transforms: []*sluicev1.Transform{
-			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json"}}},
+			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: treasurySchema}}},
 			{Kind: &sluicev1.Transform_Aggregate{Aggregate: &sluicev1.Aggregate{
 				GroupBy:      []string{"branch", "currency"},
 				Aggregations: []*sluicev1.Aggregation{{Fn: "sum", Field: "amount", As: "total"}},

@@ -12,7 +12,7 @@
 // The rows and their targets:
 //
 //	1   Kafka decode + aggregate (SQL)        Sluice/baseline ≥ 2.5
-//	1b  Kafka decode + aggregate (CEL steps)  Sluice/baseline ≥ 0.85
+//	1b  Kafka decode + aggregate (shorthand steps)  Sluice/baseline ≥ 0.85
 //	1c  count-only pass                       Sluice/baseline ≥ 0.8
 //	2   Kafka → Kafka pass-through            Sluice/baseline ≥ 0.90
 //	3a… batch overhead per partition count, 3m driver memory
@@ -41,7 +41,7 @@ type Scenario struct {
 func All() []Scenario {
 	return []Scenario{
 		{ID: "1", Name: "Kafka decode + aggregate throughput (SQL)", Run: runSQLAggregate},
-		{ID: "1b", Name: "Kafka decode + aggregate throughput (CEL steps)", Run: runCELAggregate},
+		{ID: "1b", Name: "Kafka decode + aggregate throughput (shorthand steps)", Run: runShorthandAggregate},
 		{ID: "1c", Name: "count-only pass", Run: runCountOnly},
 		{ID: "2", Name: "Kafka → Kafka pass-through", Run: runPassThrough},
 		{ID: "3", Name: "batch overhead", Run: runBatchOverhead},

@@ -120,6 +120,22 @@ type consumed struct {
 // consumer would; otherwise read_uncommitted up to the high watermark.
 func (c *cluster) readTopic(topic string, committed bool) []consumed {
 	c.t.Helper()
+	var out []consumed
+	c.eachRecord(topic, committed, func(r *kgo.Record) {
+		var hs []string
+		for _, h := range r.Headers {
+			hs = append(hs, h.Key+"="+string(h.Value))
+		}
+		out = append(out, consumed{Partition: r.Partition, Key: string(r.Key), Value: string(r.Value), Headers: strings.Join(hs, ",")})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out
+}
+
+// eachRecord hands fn every data record of topic up to its end, in fetch
+// order (read_committed up to the last stable offset with committed).
+func (c *cluster) eachRecord(topic string, committed bool, fn func(*kgo.Record)) {
+	c.t.Helper()
 	ctx := testCtx(c.t)
 	var ends kadm.ListedOffsets
 	var err error
@@ -146,7 +162,6 @@ func (c *cluster) readTopic(topic string, committed bool) []consumed {
 		c.t.Fatal(err)
 	}
 	defer cl.Close()
-	var out []consumed
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -157,18 +172,11 @@ func (c *cluster) readTopic(topic string, committed bool) []consumed {
 			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
-			if r.Attrs.IsControl() {
-				return
+			if !r.Attrs.IsControl() {
+				fn(r)
 			}
-			var hs []string
-			for _, h := range r.Headers {
-				hs = append(hs, h.Key+"="+string(h.Value))
-			}
-			out = append(out, consumed{Partition: r.Partition, Key: string(r.Key), Value: string(r.Value), Headers: strings.Join(hs, ",")})
 		})
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
-	return out
 }
 
 func TestSinkProducesRecords(t *testing.T) {

@@ -43,14 +43,8 @@ func (w *prodWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) erro
 // WriteArrow produces rec's rows in the transaction as Write produces the
 // same rows; a skipping writer drops them.
 func (w *txnWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error {
-	switch {
-	case w.done:
-		return errors.New("kafka sink: write after commit or abort")
-	case w.skip:
-		return nil
-	}
-	if err := w.recs.firstErr(); err != nil {
-		return w.s.wrap("produce", err)
+	if skip, err := w.ready(); skip || err != nil {
+		return err
 	}
 	return w.s.produceArrow(ctx, w.cl, &w.recs, w.key.Columns, rec)
 }

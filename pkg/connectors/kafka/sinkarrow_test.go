@@ -10,7 +10,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	gocmp "github.com/google/go-cmp/cmp"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
@@ -33,56 +32,17 @@ type rawRecord struct {
 // committed).
 func (c *cluster) readRaw(topic string, committed bool) []rawRecord {
 	c.t.Helper()
-	ctx := testCtx(c.t)
-	var ends kadm.ListedOffsets
-	var err error
-	if committed {
-		ends, err = c.adm.ListCommittedOffsets(ctx, topic)
-	} else {
-		ends, err = c.adm.ListEndOffsets(ctx, topic)
-	}
-	if err != nil {
-		c.t.Fatalf("list offsets of %s: %v", topic, err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	opts := []kgo.Opt{kgo.SeedBrokers(c.addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords()}
-	if committed {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer cl.Close()
 	byPartition := map[int32][]rawRecord{}
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			c.t.Fatalf("reading %s: %v (still waiting for %v)", topic, err, want)
+	c.eachRecord(topic, committed, func(r *kgo.Record) {
+		var hs []string
+		for _, h := range r.Headers {
+			hs = append(hs, fmt.Sprintf("%s=%q", h.Key, h.Value))
 		}
-		fs.EachError(func(_ string, _ int32, err error) { c.t.Fatalf("fetch %s: %v", topic, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-			if r.Attrs.IsControl() {
-				return
-			}
-			var hs []string
-			for _, h := range r.Headers {
-				hs = append(hs, fmt.Sprintf("%s=%q", h.Key, h.Value))
-			}
-			byPartition[r.Partition] = append(byPartition[r.Partition], rawRecord{
-				Partition: r.Partition, Key: string(r.Key), Value: string(r.Value),
-				NullKey: r.Key == nil, NullValue: r.Value == nil, Headers: strings.Join(hs, ","),
-			})
+		byPartition[r.Partition] = append(byPartition[r.Partition], rawRecord{
+			Partition: r.Partition, Key: string(r.Key), Value: string(r.Value),
+			NullKey: r.Key == nil, NullValue: r.Value == nil, Headers: strings.Join(hs, ","),
 		})
-	}
+	})
 	var out []rawRecord
 	for p := range int32(len(byPartition) + 8) {
 		out = append(out, byPartition[p]...)

@@ -353,16 +353,26 @@ func (s *Sink) openTxn(ctx context.Context, key connectors.WriteKey) (connectors
 }
 
 func (w *txnWriter) Write(ctx context.Context, rows []stream.Row) error {
-	switch {
-	case w.done:
-		return errors.New("kafka sink: write after commit or abort")
-	case w.skip:
-		return nil
-	}
-	if err := w.recs.firstErr(); err != nil {
-		return w.s.wrap("produce", err)
+	if skip, err := w.ready(); skip || err != nil {
+		return err
 	}
 	return w.s.produce(ctx, w.cl, &w.recs, w.key.Columns, rows)
+}
+
+// ready says whether a write may produce: an error after Commit or Abort
+// or once a produce failed, skip (and no error) when the batch is already
+// committed.
+func (w *txnWriter) ready() (skip bool, err error) {
+	switch {
+	case w.done:
+		return false, errors.New("kafka sink: write after commit or abort")
+	case w.skip:
+		return true, nil
+	}
+	if err := w.recs.firstErr(); err != nil {
+		return false, w.s.wrap("produce", err)
+	}
+	return false, nil
 }
 
 var _ connectors.EndCommitter = (*txnWriter)(nil)

@@ -72,7 +72,6 @@ type sinkSettings struct {
 	maxRetries int
 	hasHash    bool
 	hasData    bool
-	exprs      *transform.Pipeline
 	// The same expressions one by one, for the Arrow path; hash and data
 	// are nil when not set.
 	partitionKey, hash, data *transform.Expr
@@ -119,9 +118,7 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 		s.maxRetries = n
 	}
 
-	// Each expression is compiled alone first, so that an error names the
-	// option; then all together, to evaluate them in one pass per row.
-	var cols []transform.SelectField
+	// Each expression is compiled alone, so that an error names the option.
 	add := func(field, expr string, required bool) *transform.Expr {
 		if expr == "" {
 			if required {
@@ -134,7 +131,6 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 			bad(field, "%v", err)
 			return nil
 		}
-		cols = append(cols, transform.SelectField{Name: field, Expr: expr})
 		return e
 	}
 	s.partitionKey = add("partitionKey", c.PartitionKey, true)
@@ -152,11 +148,6 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	p, err := transform.Compile([]transform.Step{{Select: cols}})
-	if err != nil {
-		return nil, fmt.Errorf("compile sink expressions: %w", err)
-	}
-	s.exprs = p
 	return s, nil
 }
 
@@ -220,12 +211,24 @@ func (w *sinkWriter) Write(ctx context.Context, rows []stream.Row) error {
 		return errors.New("kinesis sink: write after commit or abort")
 	}
 	set := w.s.set
-	out, bad := set.exprs.Process(rows)
-	if len(bad) > 0 {
-		return connectors.Permanent(fmt.Errorf("kinesis sink: %v", bad[0].Err))
+	// Every row's expressions are evaluated before any is sent.
+	type values struct{ pk, hash, data any }
+	vals := make([]values, len(rows))
+	for i, row := range rows {
+		v := &vals[i]
+		var err error
+		if v.pk, err = evalOption("partitionKey", set.partitionKey, row); err != nil {
+			return err
+		}
+		if v.hash, err = evalOption("explicitHashKey", set.hash, row); err != nil {
+			return err
+		}
+		if v.data, err = evalOption("data", set.data, row); err != nil {
+			return err
+		}
 	}
-	for i, row := range out {
-		e, err := w.s.entry(row, rows[i])
+	for i, v := range vals {
+		e, err := w.s.entryOf(v.pk, v.hash, v.data, func() ([]byte, error) { return json.Marshal(map[string]any(rows[i])) })
 		if err != nil {
 			return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
 		}
@@ -250,12 +253,17 @@ func (w *sinkWriter) add(ctx context.Context, e types.PutRecordsRequestEntry) er
 	return nil
 }
 
-// entry builds one PutRecords entry from the evaluated expressions (row)
-// and the original row (for the default JSON data).
-func (s *Sink) entry(row, orig stream.Row) (types.PutRecordsRequestEntry, error) {
-	return s.entryOf(row["partitionKey"], row["explicitHashKey"], row["data"], func() ([]byte, error) {
-		return json.Marshal(map[string]any(orig))
-	})
+// evalOption evaluates option name's expression e (nil: the option is
+// unset) over row; its failure is permanent, naming the option.
+func evalOption(name string, e *transform.Expr, row stream.Row) (any, error) {
+	if e == nil {
+		return nil, nil
+	}
+	v, err := e.Eval(row)
+	if err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("kinesis sink: %s: %v", name, err))
+	}
+	return v, nil
 }
 
 // entryOf builds one PutRecords entry from the expressions' values;

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/google/go-cmp/cmp"
 
@@ -17,15 +15,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/arrowtest"
 )
-
-// arrowBatches are arrowtest batches: a full one, a slice and an empty one.
-func arrowBatches(mem memory.Allocator) []arrow.RecordBatch {
-	full := arrowtest.Batch(mem, 0, 9)
-	big := arrowtest.Batch(mem, 20, 10)
-	slice := big.NewSlice(2, 9)
-	big.Release()
-	return []arrow.RecordBatch{full, slice, arrowtest.Batch(mem, 0, 0)}
-}
 
 // TestSinkWriteArrowMatchesWrite sends the same batches to kinesis-mock
 // through WriteArrow and, as rows, through Write, with each kind of
@@ -64,7 +53,7 @@ func TestSinkWriteArrowMatchesWrite(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				recs := arrowBatches(mem)
+				recs := arrowtest.Batches(mem)
 				defer func() {
 					for _, rec := range recs {
 						rec.Release()

@@ -283,6 +283,16 @@ func (s *Source) plan(ctx context.Context, req connectors.PlanRequest) (connecto
 		out.Start[partitionID(name, identitySuffix)] = l.identity.encode()
 
 		sp := planStream(name, l.shards, sc, init, cutoff, l.identity.Created)
+		if len(sp.losses) > 0 {
+			// A shard the commit holds is gone. Before calling that data
+			// loss, make sure the listing was of the same stream throughout:
+			// a stream deleted and recreated between the description and
+			// the shard listing looks exactly like expired shards.
+			if err := s.confirmIdentity(ctx, name, sc.identity, l.identity); err != nil {
+				delete(s.listings, name)
+				return connectors.Plan{}, err
+			}
+		}
 		for _, loss := range sp.losses {
 			if s.set.failOnDataLoss {
 				return connectors.Plan{}, loss
@@ -452,6 +462,26 @@ func planStream(name string, shards []shardInfo, sc *streamCommitted, init initi
 		}
 	}
 	return sp
+}
+
+// confirmIdentity describes stream name afresh and returns an error unless
+// it is still the stream listed (listed): the "deleted and recreated" error
+// when the checkpoint's stream (committed) was replaced, or a plain error
+// (the driver plans again) while the stream is gone or changing.
+func (s *Source) confirmIdentity(ctx context.Context, name string, committed *identityPos, listed identityPos) error {
+	sum, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+	if err != nil {
+		return fmt.Errorf("describe stream: %w", streamErr(name, err))
+	}
+	d := sum.StreamDescriptionSummary
+	now := identityPos{ARN: aws.ToString(d.StreamARN), Created: aws.ToTime(d.StreamCreationTimestamp).UnixMilli()}
+	if err := checkIdentity(name, committed, now); err != nil {
+		return err
+	}
+	if now != listed || d.StreamStatus != types.StreamStatusActive && d.StreamStatus != types.StreamStatusUpdating {
+		return fmt.Errorf("stream %q changed while its shards were listed (now %s, created %d); listing again", name, d.StreamStatus, now.Created)
+	}
+	return nil
 }
 
 // list returns the stream's description and shards, from the last listing

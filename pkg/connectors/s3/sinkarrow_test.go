@@ -17,15 +17,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
-// arrowBatches are arrowtest batches: a full one, a slice and an empty one.
-func arrowBatches(mem memory.Allocator) []arrow.RecordBatch {
-	full := arrowtest.Batch(mem, 0, 9)
-	big := arrowtest.Batch(mem, 20, 10)
-	slice := big.NewSlice(2, 9)
-	big.Release()
-	return []arrow.RecordBatch{full, slice, arrowtest.Batch(mem, 0, 0)}
-}
-
 // TestWriteParquetArrowMatchesRows: the Parquet file of batches is the file
 // of their rows, byte for byte, including columns that are null in every
 // row of the object (STRING) and integral decimals too big for int64
@@ -107,7 +98,7 @@ func TestSinkWriteArrowOnMinIO(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				recs := arrowBatches(mem)
+				recs := arrowtest.Batches(mem)
 				defer func() {
 					for _, rec := range recs {
 						rec.Release()

@@ -34,23 +34,21 @@ type JobSpec struct {
 	// The source: `kafka` (docs/connectors/kafka.md) or `kinesis`
 	// (docs/connectors/kinesis.md). Required.
 	Source *Source `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	// Steps applied in order to each batch. A job with a `sql` step or a
-	// `decode` with a `schema` is a SQL job: DuckDB runs all its steps, and its
-	// `filter`, `select` and `aggregate` take SQL. Any other job runs the older
-	// CEL steps (`decode`, `filter`, `select`, `aggregate` in CEL). Default:
-	// none, the source's records go to the sink as they are.
+	// Steps applied in order to each batch, compiled to one SQL query per task
+	// run by DuckDB (docs/sql.md): `decode`, `sql`, and the shorthands
+	// `filter`, `select`, `aggregate` with SQL expressions. Default: none, the
+	// source's records go to the sink as they are.
 	Transforms []*Transform `protobuf:"bytes,3,rep,name=transforms,proto3" json:"transforms,omitempty"`
 	// Where each batch's rows go: one of `console`, `file`, `discard`,
 	// `postgres`, `s3`, `kafka`, `kinesis` (docs/connectors/README.md). Required.
 	Sink *Sink `protobuf:"bytes,4,opt,name=sink,proto3" json:"sink,omitempty"`
 	// When batches run. Default: back to back (processingTime 0).
 	Trigger *Trigger `protobuf:"bytes,5,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	// onError: what to do with a bad record (undecodable, a CEL evaluation error,
-	// a non-numeric sum): "fail" (default) fails the job naming the record's
-	// offset; "skip" drops and counts it (skippedRows in batch progress);
-	// "deadLetter" writes it with an `error` field to deadLetter. Bad records are
-	// never dropped silently. In a job with sql steps this applies to records
-	// whose payload does not decode (docs/sql.md).
+	// onError: what to do with a bad record, one whose payload does not decode
+	// or that the reader could not unpack (docs/sql.md): "fail" (default) fails
+	// the job naming the record's offset; "skip" drops and counts it
+	// (skippedRows in batch progress); "deadLetter" writes it with an `error`
+	// field to deadLetter. Bad records are never dropped silently.
 	OnError string `protobuf:"bytes,6,opt,name=on_error,json=onError,proto3" json:"on_error,omitempty"`
 	// deadLetter receives bad records (with the error) when onError is
 	// deadLetter; required then. Any sink may be the dead-letter sink; it keeps
@@ -1706,23 +1704,21 @@ type isTransform_Kind interface {
 }
 
 type Transform_Decode struct {
-	// Parse the payload (Kafka's value, Kinesis' data). With `format: json` and
-	// a `schema`, in a job with sql steps: the payload's JSON fields with these
-	// types, decoded by DuckDB.
+	// Parse the payload (Kafka's value, Kinesis' data) into columns: JSON with
+	// a Spark DDL `schema` (inferred at submit when the first step gives
+	// none), CSV, or raw text, decoded by DuckDB.
 	Decode *Decode `protobuf:"bytes,1,opt,name=decode,proto3,oneof"`
 }
 
 type Transform_Filter struct {
-	// A condition over the record's fields; records where it is not true are
-	// dropped. In a SQL job, a SQL condition (`amount <> 0 AND currency =
-	// 'USD'`); otherwise a CEL expression (cel.dev) whose fields are top-level
-	// names (`amount > 0 && currency == "USD"`) and whole record `row`.
+	// A SQL condition over the rows before the step (`amount <> 0 AND currency
+	// = 'USD'`); rows where it is not true are dropped.
 	Filter string `protobuf:"bytes,2,opt,name=filter,proto3,oneof"`
 }
 
 type Transform_Select struct {
-	// Output exactly the listed fields, each an expression (SQL in a SQL job,
-	// else CEL); a bare name copies the field.
+	// Output exactly the listed columns, each a SQL expression; a bare name
+	// copies the column.
 	Select *Select `protobuf:"bytes,3,opt,name=select,proto3,oneof"`
 }
 
@@ -1808,37 +1804,33 @@ func (x *Sql) GetQuery() string {
 	return ""
 }
 
-// Decode parses each record's payload; its fields join the record's and the
-// raw payload is dropped.
+// Decode parses each record's payload into columns, which come first; the
+// source's other columns follow and the raw payload is dropped.
 type Decode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "json": parse the payload as a JSON object; its fields join the record's
-	// (integers as int64, other numbers as float64) and the raw payload is
-	// dropped. "csv": one CSV line per record, named by columns; values are
-	// strings. "raw": the payload as a UTF-8 string. Required.
+	// "json": the payload's JSON fields with the types of schema. "csv": CSV
+	// records named by columns or typed by schema. "raw": the payload as UTF-8
+	// text. Required.
 	Format string `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
 	// Field holding the payload. Default: value if the record has it, else
 	// data (Kinesis).
 	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
-	// csv: column names; when empty the first line of each record must be a
-	// header. In a job with sql steps, columns (strings) or schema (typed) is
-	// required, and a payload may hold several lines, each a row.
+	// csv: column names, as strings; columns or schema (typed) is required. A
+	// payload may hold several lines, each a row.
 	Columns []string `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
-	// csv: true when each record starts with a header line (in a job with sql
-	// steps, that line is skipped).
+	// csv: true when each payload starts with a header line, which is skipped.
 	Header bool `protobuf:"varint,4,opt,name=header,proto3" json:"header,omitempty"`
 	// csv: field delimiter, one character other than a quote or a line break.
 	// Default ",".
 	Delimiter string `protobuf:"bytes,5,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
-	// json: the payload's fields and types as a Spark DDL string
-	// ("branch STRING, amount BIGINT"). In a job with sql steps DuckDB decodes
-	// only these fields; a field missing from a record, or of another type, is
-	// null. When the job's first step is a json decode without a schema, the
-	// driver infers one at submit from up to 1,000 records at the source's
-	// starting position (as Spark's JSON source infers: sorted fields, BIGINT,
-	// DOUBLE, STRING, BOOLEAN, ARRAY, STRUCT), records it here and sets
-	// schema_inferred; a submit finding no records is refused. csv, in a job with
-	// sql steps: the fields' names and types instead of columns (a field that
+	// json: the payload's fields and types as a Spark DDL string ("branch
+	// STRING, amount BIGINT"). DuckDB decodes only these fields; a field missing
+	// from a record, or of another type, is null. When the job's first step is a
+	// json decode without a schema, the driver infers one at submit from up to
+	// 1,000 records at the source's starting position (as Spark's JSON source
+	// infers: sorted fields, BIGINT, DOUBLE, STRING, BOOLEAN, ARRAY, STRUCT),
+	// records it here and sets schema_inferred; a submit finding no records is
+	// refused. csv: the fields' names and types instead of columns (a field that
 	// does not convert is null).
 	Schema string `protobuf:"bytes,6,opt,name=schema,proto3" json:"schema,omitempty"`
 	// Set by the driver when it inferred schema. A job submitted again under its
@@ -1928,8 +1920,8 @@ func (x *Decode) GetSchemaInferred() bool {
 	return false
 }
 
-// Select keeps or computes fields: each entry is an output name and an
-// expression (SQL in a SQL job, else CEL). A bare field name copies the field.
+// Select keeps or computes columns: each entry is an output name and a SQL
+// expression. A bare name copies the column.
 type Select struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The output fields, in order.
@@ -1980,8 +1972,7 @@ type SelectField struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output field name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Expression (SQL in a SQL job, else CEL); defaults to the field called
-	// name.
+	// SQL expression; defaults to the column called name.
 	Expr          string `protobuf:"bytes,2,opt,name=expr,proto3" json:"expr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2039,9 +2030,8 @@ type Aggregate struct {
 	GroupBy []string `protobuf:"bytes,1,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	// The aggregates computed for each group.
 	Aggregations []*Aggregation `protobuf:"bytes,2,rep,name=aggregations,proto3" json:"aggregations,omitempty"`
-	// Upper bound on groups per batch in a CEL job; more fails the batch, saying
-	// so. Default 100000. Refused in a SQL job, whose groups are bounded by the
-	// executors' SQL memory limit.
+	// Refused: the executors' SQL memory limit bounds the groups (it bounded the
+	// groups of the CEL steps this step replaced).
 	MaxGroups     int64 `protobuf:"varint,3,opt,name=max_groups,json=maxGroups,proto3" json:"max_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

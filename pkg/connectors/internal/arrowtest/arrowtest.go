@@ -108,3 +108,13 @@ func Columns() []string {
 	}
 	return out
 }
+
+// Batches are three batches of Batch: a full one, a slice of another and an
+// empty one, for a writer's WriteArrow to take in turn.
+func Batches(mem memory.Allocator) []arrow.RecordBatch {
+	full := Batch(mem, 0, 9)
+	big := Batch(mem, 20, 10)
+	slice := big.NewSlice(2, 9)
+	big.Release()
+	return []arrow.RecordBatch{full, slice, Batch(mem, 0, 0)}
+}
