@@ -35,7 +35,9 @@ type Assignment struct {
 //  2. the others go first to executors still below that share (a new
 //     executor takes its share: scaling out moves partitions to it),
 //  3. then back to their last executor up to the share rounded up,
-//  4. then to the executor with the most free slots (ties by ID, so the
+//  4. then back to their last executor beyond it (executors with few slots
+//     left the share of theirs to others),
+//  5. then to the executor with the most free slots (ties by ID, so the
 //     result is deterministic).
 //
 // Tasks that find no slot are left out and wait for the next call. Cost is
@@ -98,6 +100,18 @@ func Assign(tasks []TaskRef, executors []Executor, lastOwner map[stream.Partitio
 	rest, left = left, nil
 	for _, t := range rest {
 		if id, ok := lastOwner[t.Partition]; ok && free[id] > 0 && count[id] < hi {
+			place(t, id)
+			continue
+		}
+		left = append(left, t)
+	}
+	// What is left goes beyond the share of someone: executors with few
+	// slots could not take theirs. A task goes back to its last executor
+	// if it has a slot, so that an assignment fed back is kept (the most
+	// free executor may be another one the second time).
+	rest, left = left, nil
+	for _, t := range rest {
+		if id, ok := lastOwner[t.Partition]; ok && free[id] > 0 {
 			place(t, id)
 			continue
 		}
