@@ -201,17 +201,34 @@ func (b *Batch) ReadyN(now time.Time, n int) []string {
 	// was dropped): the turn stamp keeps it out of the answer twice.
 	b.turn++
 	var out []string
+	stale := 0
 	for _, t := range b.pending {
 		if len(out) == n {
-			break
+			return out
 		}
 		if t.state != statePending || t.turn == b.turn {
+			stale++
 			continue
 		}
 		t.turn = b.turn
 		if !now.Before(t.notBefore) {
 			out = append(out, t.key)
 		}
+	}
+	if stale > 0 {
+		// The scan passed every entry (Ready, or fewer ready tasks than
+		// n): drop the stale ones from the middle too, at the same cost,
+		// or every later full scan would pass them again.
+		b.turn++ // a fresh stamp: each pending task is kept once
+		kept := b.pending[:0]
+		for _, t := range b.pending {
+			if t.state == statePending && t.turn != b.turn {
+				t.turn = b.turn
+				kept = append(kept, t)
+			}
+		}
+		clear(b.pending[len(kept):])
+		b.pending = kept
 	}
 	return out
 }
