@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -573,9 +572,8 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 		Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
 		From: r.From, Until: r.Until, SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
 		Incarnation: l.incarnation,
-		AttemptId: l.name + "/" + strconv.FormatInt(int64(batch), 10) + "/" + r.Key() + "/" +
-			strconv.FormatInt(l.m.fence.Epoch, 10) + "." + strconv.FormatInt(l.loopID, 10) + "." + strconv.FormatInt(l.attemptN, 10),
-		Token: newToken(), BatchTime: timestamppb.New(l.batchTime), State: l.stateInputs[r.Key()],
+		AttemptId:   attemptID{Job: l.name, Batch: batch, Task: r.Key(), Epoch: l.m.fence.Epoch, Loop: l.loopID, N: l.attemptN}.String(),
+		Token:       newToken(), BatchTime: timestamppb.New(l.batchTime), State: l.stateInputs[r.Key()],
 	}
 }
 

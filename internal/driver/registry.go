@@ -242,6 +242,10 @@ func (r *registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1
 		refused, kind = "the attempt was sent to executor "+a.executor+" on another stream", "other_stream"
 	case a.token != res.GetToken() || a.job != res.GetJob():
 		refused, kind = "the result does not carry the attempt's token and job", "token"
+	default:
+		if id, err := parseAttemptID(res.GetAttemptId()); err != nil || id.Job != res.GetJob() || int64(id.Batch) != res.GetBatch() {
+			refused, kind = "the result's job and batch are not its attempt's", "token"
+		}
 	}
 	if refused != "" {
 		r.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/connectors/file"
@@ -280,8 +281,9 @@ func (f *fakeExecutor) result(task *clusterv1.Task, end []byte, token string) {
 // TestForgedResultsRefused pins that results were taken on trust: an
 // executor answering end 7 for a Kafka range planned [0,n) got the batch
 // committed at 7, and a result counted from any executor stream. Now a short
-// end, a result from another stream and one without the attempt's token are
-// refused; only the true ends are committed.
+// end, a result from another stream, one without the attempt's token and
+// one for another batch than its attempt id's are refused; only the true
+// ends are committed.
 func TestForgedResultsRefused(t *testing.T) {
 	_, brokers := kafkaWith(t, "forged", 2, 100)
 	c := startClusterWith(t, t.TempDir(), 0)
@@ -304,6 +306,11 @@ func TestForgedResultsRefused(t *testing.T) {
 	e2.result(b, b.GetUntil(), b.GetToken())
 	// The right stream without the token.
 	e1.result(b, b.GetUntil(), "")
+	// The right stream and token, for another batch than its attempt's:
+	// counted, it would have ended b's attempt without a result for it.
+	other := proto.Clone(b).(*clusterv1.Task)
+	other.Batch++
+	e1.result(other, b.GetUntil(), b.GetToken())
 	// a runs again: the short end was refused. b is still the live attempt.
 	retry := e1.next()
 	if retry.GetPartition() != a.GetPartition() || retry.GetAttemptId() == a.GetAttemptId() {
