@@ -59,16 +59,7 @@ func TestSinkWriteArrowMatchesWrite(t *testing.T) {
 						rec.Release()
 					}
 				}()
-				for _, rec := range recs {
-					if arrowPath {
-						err = w.(connectors.ArrowWriter).WriteArrow(ctx, rec)
-					} else {
-						err = w.Write(ctx, arrowtest.Rows(t, rec))
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
+				arrowtest.Write(t, ctx, w, recs, arrowPath)
 				if err := w.Commit(ctx); err != nil {
 					t.Fatal(err)
 				}

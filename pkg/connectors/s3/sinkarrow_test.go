@@ -104,16 +104,7 @@ func TestSinkWriteArrowOnMinIO(t *testing.T) {
 						rec.Release()
 					}
 				}()
-				for _, rec := range recs {
-					if arrowPath {
-						err = w.(connectors.ArrowWriter).WriteArrow(ctx, rec)
-					} else {
-						err = w.Write(ctx, arrowtest.Rows(t, rec))
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
+				arrowtest.Write(t, ctx, w, recs, arrowPath)
 				// The batches are released before Commit encodes Parquet:
 				// the writer holds its own references.
 				for _, rec := range recs {

@@ -4,6 +4,7 @@
 package arrowtest
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
+	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -117,4 +119,21 @@ func Batches(mem memory.Allocator) []arrow.RecordBatch {
 	slice := big.NewSlice(2, 9)
 	big.Release()
 	return []arrow.RecordBatch{full, slice, Batch(mem, 0, 0)}
+}
+
+// Write writes each of recs to w: through its WriteArrow when arrowPath,
+// else as the batch's rows through Write. It fails the test on an error.
+func Write(t testing.TB, ctx context.Context, w connectors.Writer, recs []arrow.RecordBatch, arrowPath bool) {
+	t.Helper()
+	for _, rec := range recs {
+		var err error
+		if arrowPath {
+			err = w.(connectors.ArrowWriter).WriteArrow(ctx, rec)
+		} else {
+			err = w.Write(ctx, Rows(t, rec))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
