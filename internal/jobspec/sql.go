@@ -17,10 +17,6 @@ import (
 // binding a query takes milliseconds; this only guards a stuck engine).
 const sqlCompileTimeout = time.Minute
 
-// hasSQL reports whether a job has transforms, all of which are SQL
-// (sqltransform): DuckDB runs them as one query per task.
-func hasSQL(ts []*sluicev1.Transform) bool { return len(ts) > 0 }
-
 // compileSQL compiles a SQL job's transforms against its source's schema,
 // adding every problem to e under its field.
 func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {

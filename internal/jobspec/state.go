@@ -90,7 +90,7 @@ func compileState(spec *sluicev1.JobSpec, e *Error) *StateConfig {
 		e.add("outputMode", "%q is not an output mode: update, complete or append", mode)
 		return nil
 	}
-	if !hasSQL(spec.GetTransforms()) {
+	if len(spec.GetTransforms()) == 0 {
 		e.add("outputMode", "needs transforms ending in an aggregating step (a sql query with GROUP BY, or aggregate)")
 	}
 	c := &StateConfig{Partitions: DefaultStatePartitions, SnapshotInterval: DefaultStateSnapshotInterval,
