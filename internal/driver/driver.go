@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/internal/cluster"
+	"github.com/sluicehq/sluice/internal/driver/runner"
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/internal/secrets"
@@ -537,7 +538,7 @@ func (d *Driver) lastProgress(ctx context.Context, rec checkpoint.JobRecord) *sl
 	if err != nil {
 		return nil
 	}
-	return loadProgress(c)
+	return runner.LoadProgress(c)
 }
 
 // logStore returns the store holding the plans, task ends and commits of

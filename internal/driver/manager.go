@@ -14,10 +14,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluicehq/sluice/internal/driver/runner"
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
-	"github.com/sluicehq/sluice/pkg/stream"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -208,7 +208,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 			next := time.Now().Add(delay)
 			log.Warn("job cannot finish its batch; restarting it after a back-off", "err", err, "restart", restarts, "retryIn", delay)
 			m.retrying(run, rec.Name, restarts, next, err)
-			if werr := sleepUntil(ctx, next); werr != nil {
+			if werr := runner.SleepUntil(ctx, runner.RealClock, next); werr != nil {
 				end, err = m.ending(run, werr), werr
 			} else {
 				continue
@@ -265,7 +265,7 @@ func (m *manager) ending(run *jobRun, err error) jobEnding {
 	switch {
 	case stopping:
 		return endStopped
-	case errors.Is(err, errLostLeadership), m.ctx.Err() != nil:
+	case errors.Is(err, runner.ErrLostLeadership), m.ctx.Err() != nil:
 		return endHandedOver
 	case err == nil:
 		return endFinished
@@ -299,19 +299,21 @@ func (m *manager) loop(ctx context.Context, run *jobRun, job *jobspec.Job, incar
 	if err != nil {
 		return fail(err)
 	}
-	l := &batchLoop{m: m, job: job, name: job.Spec.GetName(), incarnation: incarnation, source: src, sink: sink, store: store, retain: retain,
-		lastOwner: map[stream.PartitionID]string{}, loopID: m.loopSeq.Add(1)}
-	defer func() { *committed = l.commits }()
+	collect := 0
 	if c, ok := sink.(connectors.DriverCollector); ok && (!job.Aggregating() || job.State != nil) {
-		l.collect = c.MaxRows()
+		collect = c.MaxRows()
 	}
-	err = l.run(ctx)
+	l := runner.New(runner.Config{Job: job, Incarnation: incarnation, Source: src, Sink: sink, Store: store, Fence: m.fence,
+		Retain: retain, Collect: collect, LoopID: m.loopSeq.Add(1), Dispatcher: m.d.reg, Status: loopStatus{m}, Metrics: loopMetrics{m.d.metrics},
+		Clock: runner.RealClock, Log: m.d.log})
+	defer func() { *committed = l.Commits() }()
+	err = l.Run(ctx)
 	end := m.ending(run, err)
 	if f, ok := src.(connectors.Finisher); ok {
 		if end != endHandedOver {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			if ferr := f.Finish(fctx, end != endFailed); ferr != nil {
-				m.d.log.Warn("source clean-up at the end of the job failed", "job", l.name, "err", ferr)
+				m.d.log.Warn("source clean-up at the end of the job failed", "job", job.Spec.GetName(), "err", ferr)
 			}
 			cancel()
 		}
@@ -328,14 +330,14 @@ func (m *manager) jobStore(ctx context.Context, job *jobspec.Job) (checkpoint.St
 	case err != nil:
 		return nil, 0, fmt.Errorf("open the job's checkpoint store: %w", err)
 	case st == m.d.store:
-		return st, minBatchesToRetain, nil
+		return st, jobspec.DefaultMinBatchesToRetain, nil
 	case m.fence.Epoch == 0:
 		return nil, 0, connectors.Permanent(errors.New("a job checkpoint store (DynamoDB, S3) needs drivers elected through etcd " +
 			"(--etcd), whose epoch fences its writes; a standalone driver keeps checkpoints in --checkpoint"))
 	}
 	if err := checkpoint.Claim(ctx, st, m.fence); err != nil {
 		if errors.Is(err, checkpoint.ErrFenced) {
-			return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w: %w", errLostLeadership, err)
+			return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w: %w", runner.ErrLostLeadership, err)
 		}
 		return nil, 0, fmt.Errorf("claim the job's checkpoint store: %w", err)
 	}
@@ -371,19 +373,31 @@ func (m *manager) fenced() bool {
 	return !lead || epoch != m.fence.Epoch
 }
 
-// setError shows a transient problem in the job's status without changing
+// loopStatus is the status board as a job's runner.Loop reports to it.
+type loopStatus struct{ m *manager }
+
+func (s loopStatus) SetCurrent(job string, run *sluicev1.BatchRun, force bool) {
+	s.m.d.status.setCurrent(job, run, force)
+}
+
+// SetError shows a transient problem in the job's status without changing
 // its state (kept in memory: it changes too often to write each time).
-func (m *manager) setError(job, msg string) { m.d.status.setError(job, msg) }
-func (m *manager) clearError(job string)    { m.d.status.setError(job, "") }
+func (s loopStatus) SetError(job, msg string) { s.m.d.status.setError(job, msg) }
 
-func (m *manager) batchDone(job string, p *sluicev1.BatchProgress) {
-	m.d.metrics.batch(job, p)
-	m.d.status.batch(job, p)
+func (s loopStatus) BatchDone(job string, p *sluicev1.BatchProgress) {
+	s.m.d.metrics.batch(job, p)
+	s.m.d.status.batch(job, p)
 }
 
-func (m *manager) metricsFor(job string, metrics map[string]float64) {
-	m.d.metrics.source(job, metrics)
-}
+// loopMetrics are the driver's Prometheus figures as a runner.Loop
+// updates them.
+type loopMetrics struct{ m *metrics }
+
+func (l loopMetrics) SourceMetrics(job string, m map[string]float64) { l.m.source(job, m) }
+func (l loopMetrics) DropSourceMetric(job, name string)              { l.m.dropSource(job, name) }
+func (l loopMetrics) ResultRefused(reason string)                    { l.m.refused.WithLabelValues(reason).Inc() }
+func (l loopMetrics) Speculated(job string)                          { l.m.speculative.WithLabelValues(job).Inc() }
+func (l loopMetrics) GroupCommitError(job string)                    { l.m.groupCommitErrors.WithLabelValues(job).Inc() }
 
 // statusBoard keeps what the API shows about each job and fans out events
 // to watchers. It is always on, leader or not.

@@ -58,7 +58,7 @@ func newMetrics(d *Driver) *metrics {
 	m.groupCommitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_group_commit_errors_total",
 		Help: "Failed commits of batch end offsets to the source's consumer group (commitOffsetsToGroup); the job goes on."}, []string{"job"})
 	executors := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_executors", Help: "Executors connected to this driver."},
-		func() float64 { return float64(len(d.reg.snapshot(scheduler.SlotUnits))) })
+		func() float64 { return float64(len(d.reg.Snapshot(scheduler.SlotUnits))) })
 	m.state = &stateMetrics{d: d, jobs: map[string]*stateCounts{}}
 	m.reg.MustRegister(m.leader, m.batches, m.inputRows, m.outputRows, m.badRows, m.retries, m.phase, m.lastBatch, m.sourceGauge, m.restarts, m.refused, m.speculative, executors, m.groupCommitErrors, jobStates{d}, m.state,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluicehq/sluice/internal/driver/runner"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
@@ -40,8 +41,8 @@ type registry struct {
 
 	mu        sync.Mutex
 	executors map[string]*executorConn
-	subs      map[string]*subscription // job → its batch loop
-	running   map[string]attempt       // attempt ID → where it runs
+	subs      map[string]*runner.Subscription // job → its batch loop
+	running   map[string]attempt              // attempt ID → where it runs
 }
 
 // attempt is a running task attempt: its executor, the stream it was sent
@@ -67,23 +68,11 @@ type executorConn struct {
 	cancel     context.CancelFunc
 }
 
-type subscription struct {
-	results chan *clusterv1.TaskResult
-	lost    chan lostNotice
-}
-
-// lostNotice names the attempts of one job that were running on an executor
-// stream that ended.
-type lostNotice struct {
-	executor string
-	attempts []string
-}
-
 func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading func() (bool, string, int64)) *registry {
 	return &registry{
 		log: log, heartbeat: heartbeat, timeout: timeout, leading: leading,
 		executors: map[string]*executorConn{},
-		subs:      map[string]*subscription{},
+		subs:      map[string]*runner.Subscription{},
 		running:   map[string]attempt{},
 	}
 }
@@ -114,7 +103,7 @@ func (r *registry) Connect(stream clusterv1.ExecutorService_ConnectServer) error
 		connected: now, lastBeat: now, send: make(chan *clusterv1.DriverMessage, 64), cancel: cancel,
 	}
 	r.mu.Lock()
-	var lost map[*subscription][]string
+	var lost map[*runner.Subscription][]string
 	if old, ok := r.executors[ec.id]; ok {
 		// The same executor reconnected before its old stream was noticed
 		// dead: the old stream's attempts are lost, and their loops must hear
@@ -243,7 +232,7 @@ func (r *registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1
 	case a.token != res.GetToken() || a.job != res.GetJob():
 		refused, kind = "the result does not carry the attempt's token and job", "token"
 	default:
-		if id, err := parseAttemptID(res.GetAttemptId()); err != nil || id.Job != res.GetJob() || int64(id.Batch) != res.GetBatch() {
+		if id, err := runner.ParseAttemptID(res.GetAttemptId()); err != nil || id.Job != res.GetJob() || int64(id.Batch) != res.GetBatch() {
 			refused, kind = "the result's job and batch are not its attempt's", "token"
 		}
 	}
@@ -268,7 +257,7 @@ func (r *registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1
 		return // the job's loop is gone; the result is stale
 	}
 	select {
-	case sub.results <- res:
+	case sub.Results <- res:
 	case <-ctx.Done():
 	}
 }
@@ -292,8 +281,8 @@ func (r *registry) remove(ec *executorConn, cause error) {
 
 // dropLocked forgets the attempts sent on ec's stream and returns them by the
 // subscription of their job.
-func (r *registry) dropLocked(ec *executorConn) map[*subscription][]string {
-	lost := map[*subscription][]string{}
+func (r *registry) dropLocked(ec *executorConn) map[*runner.Subscription][]string {
+	lost := map[*runner.Subscription][]string{}
 	for id, a := range r.running {
 		if a.conn != ec {
 			continue
@@ -309,10 +298,10 @@ func (r *registry) dropLocked(ec *executorConn) map[*subscription][]string {
 // notifyLost tells each loop which of its attempts were lost with an
 // executor's stream. It never blocks the registry on a slow loop: the loop
 // also notices through attempt timeouts, so a dropped notice only delays.
-func (r *registry) notifyLost(executor string, lost map[*subscription][]string) {
+func (r *registry) notifyLost(executor string, lost map[*runner.Subscription][]string) {
 	for s, ids := range lost {
 		select {
-		case s.lost <- lostNotice{executor: executor, attempts: ids}:
+		case s.Lost <- runner.LostNotice{Executor: executor, Attempts: ids}:
 		default:
 			r.log.Warn("a job loop is not keeping up with lost-executor notices", "executor", executor, "attempts", len(ids))
 		}
@@ -325,10 +314,10 @@ func (r *registry) notifyLost(executor string, lost map[*subscription][]string) 
 // so a cut-off executor has stopped writing before the replacement starts.
 func (r *registry) fenceAfter() time.Duration { return r.timeout - r.heartbeat }
 
-// subscribe routes results of job to the returned subscription until
+// Subscribe routes results of job to the returned subscription until
 // unsubscribe is called.
-func (r *registry) subscribe(job string) (*subscription, func()) {
-	s := &subscription{results: make(chan *clusterv1.TaskResult, 1024), lost: make(chan lostNotice, 256)}
+func (r *registry) Subscribe(job string) (*runner.Subscription, func()) {
+	s := runner.NewSubscription()
 	r.mu.Lock()
 	r.subs[job] = s
 	r.mu.Unlock()
@@ -351,9 +340,9 @@ func (ec *executorConn) free(cost int) int {
 	return max(ec.slots*scheduler.SlotUnits-ec.used, 0) / cost
 }
 
-// snapshot lists executors with how many tasks of cost (scheduler.TaskCost)
+// Snapshot lists executors with how many tasks of cost (scheduler.TaskCost)
 // each still has room for, for scheduler.Assign.
-func (r *registry) snapshot(cost int) []scheduler.Executor {
+func (r *registry) Snapshot(cost int) []scheduler.Executor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]scheduler.Executor, 0, len(r.executors))
@@ -364,9 +353,9 @@ func (r *registry) snapshot(cost int) []scheduler.Executor {
 	return out
 }
 
-// dispatch sends tasks (all of one job) to executor, as many as it still has
+// Dispatch sends tasks (all of one job) to executor, as many as it still has
 // room for, in one message, and returns how many it took (a prefix of tasks).
-func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int {
+func (r *registry) Dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int {
 	if len(tasks) == 0 {
 		return 0
 	}
@@ -409,8 +398,8 @@ func (r *registry) dispatch(ctx context.Context, executor string, spec *sluicev1
 	return 0
 }
 
-// cancel asks executors to stop attempts; best effort.
-func (r *registry) cancel(attempts []string) {
+// Cancel asks executors to stop attempts; best effort.
+func (r *registry) Cancel(attempts []string) {
 	if len(attempts) == 0 {
 		return
 	}

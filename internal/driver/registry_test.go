@@ -37,14 +37,14 @@ func TestRegistrySharedSlots(t *testing.T) {
 				ids[i] = fmt.Sprintf("a%d", i)
 				tasks[i] = &clusterv1.Task{AttemptId: ids[i], TasksPerSlot: tc.tasksPerSlot}
 			}
-			if n := r.dispatch(context.Background(), "e1", &sluicev1.JobSpec{}, tasks); n != tc.want {
+			if n := r.Dispatch(context.Background(), "e1", &sluicev1.JobSpec{}, tasks); n != tc.want {
 				t.Fatalf("dispatched %d tasks, want %d", n, tc.want)
 			}
-			if free := r.snapshot(scheduler.TaskCost(int(tc.tasksPerSlot)))[0].Free; free != 0 {
+			if free := r.Snapshot(scheduler.TaskCost(int(tc.tasksPerSlot)))[0].Free; free != 0 {
 				t.Errorf("free after filling = %d, want 0", free)
 			}
-			r.cancel(ids[:1])
-			if n := r.dispatch(context.Background(), "e1", &sluicev1.JobSpec{}, tasks[tc.want:]); n != 1 {
+			r.Cancel(ids[:1])
+			if n := r.Dispatch(context.Background(), "e1", &sluicev1.JobSpec{}, tasks[tc.want:]); n != 1 {
 				t.Errorf("after one cancel dispatched %d, want 1", n)
 			}
 			if ec.running != tc.want {

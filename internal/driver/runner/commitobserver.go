@@ -1,4 +1,4 @@
-package driver
+package runner
 
 import (
 	"context"
@@ -11,18 +11,17 @@ import (
 // service (connectors.BatchCommitObserver, e.g. Kafka commitOffsetsToGroup)
 // count its failures in sluice_group_commit_errors_total{job}. The source
 // logs them itself, once per distinct error; they never fail the job.
-func (l *batchLoop) watchCommitErrors() {
+func (l *Loop) watchCommitErrors() {
 	o, ok := l.source.(connectors.BatchCommitObserver)
 	if !ok {
 		return
 	}
-	errs := l.m.d.metrics.groupCommitErrors.WithLabelValues(l.name)
-	o.ReportErrorsTo(func(error) { errs.Inc() })
+	o.ReportErrorsTo(func(error) { l.metrics.GroupCommitError(l.name) })
 }
 
 // observeCommit tells the source that batch committed with ends. It returns
 // at once: the source does its reporting in the background.
-func (l *batchLoop) observeCommit(ctx context.Context, batch stream.BatchID, ends map[stream.PartitionID]stream.Position) {
+func (l *Loop) observeCommit(ctx context.Context, batch stream.BatchID, ends map[stream.PartitionID]stream.Position) {
 	if o, ok := l.source.(connectors.BatchCommitObserver); ok {
 		o.Committed(ctx, batch, ends)
 	}

@@ -1,4 +1,4 @@
-package driver
+package runner
 
 import (
 	"fmt"
@@ -8,13 +8,13 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
-// attemptID names one attempt of one task, and is the only place attempt
+// AttemptID names one attempt of one task, and is the only place attempt
 // ids are made and read: job/batch/task/epoch.loop.n, for example
 // "orders/42/orders/3#1/7.2.1093". The epoch (the leader's fence) makes it
 // unique across leaders, the loop across a job's batch loops on one
 // leader, n across the loop's attempts; job, batch and task make it
 // readable in logs. Executors treat it as an opaque string.
-type attemptID struct {
+type AttemptID struct {
 	Job   string
 	Batch stream.BatchID
 	Task  string // the task's key: a range's (partition and split) or a state partition's
@@ -23,16 +23,16 @@ type attemptID struct {
 	N     int64
 }
 
-func (a attemptID) String() string {
+func (a AttemptID) String() string {
 	return a.Job + "/" + strconv.FormatInt(int64(a.Batch), 10) + "/" + a.Task + "/" +
 		strconv.FormatInt(a.Epoch, 10) + "." + strconv.FormatInt(a.Loop, 10) + "." + strconv.FormatInt(a.N, 10)
 }
 
-// parseAttemptID reads an id String made. Job names have no '/' (the job
+// ParseAttemptID reads an id String made. Job names have no '/' (the job
 // spec refuses them) and the counters none either, so the task is what lies
 // between the batch and the last '/', whatever it holds.
-func parseAttemptID(s string) (attemptID, error) {
-	var a attemptID
+func ParseAttemptID(s string) (AttemptID, error) {
+	var a AttemptID
 	job, rest, ok := strings.Cut(s, "/")
 	batch, rest, ok2 := strings.Cut(rest, "/")
 	i := strings.LastIndexByte(rest, '/')

@@ -1,4 +1,4 @@
-package driver
+package runner
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -26,38 +27,32 @@ import (
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
-// errLostLeadership ends a batch loop whose checkpoint write was fenced.
-var errLostLeadership = errors.New("lost leadership")
-
 // idlePoll is how often a job with no new data looks again when its trigger
 // interval is shorter.
 const idlePoll = 250 * time.Millisecond
 
-// batchLoop runs one job's micro-batches; it is owned by the manager's job
-// goroutine and stops when ctx ends.
-type batchLoop struct {
-	m    *manager
-	job  *jobspec.Job
-	name string
-	// incarnation tells this job apart from an earlier one of the same name
-	// (its catalog creation time), for the sinks' write keys.
-	incarnation string
-	source      connectors.Source
-	sink        connectors.Sink
-	// store holds the job's plans, task ends and commits: the job's own
-	// checkpoint store, or the driver's.
-	store checkpoint.Store
-	// retain is how many committed batches the store keeps.
-	retain  int
-	collect int // rows per batch collected to the driver (console), 0 = none
+// Loop runs one job's micro-batches; it is owned by the goroutine that
+// calls Run and stops when Run's ctx ends.
+type Loop struct {
+	cfg     Config
+	job     *jobspec.Job
+	name    string
+	source  connectors.Source
+	sink    connectors.Sink
+	store   checkpoint.Store
+	reg     Dispatcher
+	status  Status
+	metrics Metrics
+	clock   Clock
+	log     *slog.Logger
 
 	committed map[stream.PartitionID]stream.Position
 	next      stream.BatchID
 	lastStart time.Time
 	lastOwner map[stream.PartitionID]string
-	// loopID and attemptN make attempt ids unique across the loops a job
-	// has had on this leader (restarts), and the epoch across leaders.
-	loopID   int64
+	// attemptN makes attempt ids unique within the loop; cfg.LoopID
+	// across the loops a job has had on this leader, the epoch across
+	// leaders.
 	attemptN int64
 	// commits counts the batches this loop committed.
 	commits int
@@ -92,9 +87,9 @@ func newAttemptLog() *attemptLog {
 	return &attemptLog{executor: map[string]string{}, started: map[string]time.Time{}, tries: map[string]int32{}, took: map[string]time.Duration{}}
 }
 
-// run repeats the micro-batch until the trigger says the job is finished
+// Run repeats the micro-batch until the trigger says the job is finished
 // (nil), ctx ends (ctx.Err()), or the job fails.
-func (l *batchLoop) run(ctx context.Context) error {
+func (l *Loop) Run(ctx context.Context) error {
 	st := l.store
 	c, err := st.LatestCommit(ctx, l.name)
 	switch {
@@ -115,32 +110,32 @@ func (l *batchLoop) run(ctx context.Context) error {
 	var replay *checkpoint.BatchPlan
 	if p, err := st.LatestPlan(ctx, l.name); err == nil && p.Batch >= l.next {
 		replay = &p
-		l.m.d.log.Info("re-running uncommitted batch with its recorded plan", "job", l.name, "batch", p.Batch)
+		l.log.Info("re-running uncommitted batch with its recorded plan", "job", l.name, "batch", p.Batch)
 	} else if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
 		return fmt.Errorf("load last plan: %w", err)
 	}
 
 	l.watchCommitErrors()
 	trig := l.job.Trigger
-	nextAt := time.Now()
+	nextAt := l.clock.Now()
 	for {
 		var plan checkpoint.BatchPlan
-		planStart := time.Now()
+		planStart := l.clock.Now()
 		if replay != nil {
 			plan, replay = *replay, nil
 			l.next = plan.Batch
 			l.planned = planStart
 		} else {
-			if err := sleepUntil(ctx, nextAt); err != nil {
+			if err := SleepUntil(ctx, l.clock, nextAt); err != nil {
 				return err
 			}
-			planStart = time.Now()
+			planStart = l.clock.Now()
 			nextAt = planStart.Add(trig.Interval)
 			p, err := l.plan(ctx)
 			if err != nil {
 				return err
 			}
-			l.planned = time.Now()
+			l.planned = l.clock.Now()
 			if len(p.Ranges) == 0 && !l.newPartitions(p.Start) {
 				if trig.Once || (trig.AvailableNow && p.Exhausted) {
 					return nil
@@ -150,14 +145,14 @@ func (l *batchLoop) run(ctx context.Context) error {
 			}
 			plan = checkpoint.BatchPlan{Batch: l.next, Ranges: p.Ranges, Start: p.Start, Exhausted: p.Exhausted, Planned: planStart,
 				TasksPerSlot: p.TasksPerSlot}
-			l.m.metricsFor(l.name, p.Metrics)
+			l.metrics.SourceMetrics(l.name, p.Metrics)
 			// A batch's phases reach watchers at most every currentEvery,
 			// like its progress within a phase: every event carries the
 			// last batch's progress (up to a thousand tasks), and a batch
 			// of a few ms forcing one per phase sent hundreds a second.
-			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(plan.Batch), StartTime: timestamppb.New(planStart),
+			l.status.SetCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(plan.Batch), StartTime: timestamppb.New(planStart),
 				Phase: "record", TasksTotal: int32(len(plan.Ranges))}, false)
-			if err := st.PutPlan(ctx, l.m.fence, l.name, plan); err != nil {
+			if err := st.PutPlan(ctx, l.cfg.Fence, l.name, plan); err != nil {
 				return l.storeErr("record plan", err)
 			}
 			l.lastMetrics = p.Metrics
@@ -171,9 +166,9 @@ func (l *batchLoop) run(ctx context.Context) error {
 	}
 }
 
-func (l *batchLoop) storeErr(what string, err error) error {
+func (l *Loop) storeErr(what string, err error) error {
 	if errors.Is(err, checkpoint.ErrFenced) {
-		return fmt.Errorf("%s: %w: %w", what, errLostLeadership, err)
+		return fmt.Errorf("%s: %w: %w", what, ErrLostLeadership, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -182,7 +177,7 @@ func (l *batchLoop) storeErr(what string, err error) error {
 // does not. Their start positions must be committed even without data:
 // otherwise "latest" would be re-resolved at every batch and records that
 // arrive in between would be skipped.
-func (l *batchLoop) newPartitions(start map[stream.PartitionID]stream.Position) bool {
+func (l *Loop) newPartitions(start map[stream.PartitionID]stream.Position) bool {
 	for p := range start {
 		if _, ok := l.committed[p]; !ok {
 			return true
@@ -193,17 +188,17 @@ func (l *batchLoop) newPartitions(start map[stream.PartitionID]stream.Position) 
 
 // plan asks the source for the next batch, retrying transient errors with
 // back-off and showing them in the job's status.
-func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
+func (l *Loop) plan(ctx context.Context) (connectors.Plan, error) {
 	backoff := time.Second
-	started, planning := time.Now(), false
+	started, planning := l.clock.Now(), false
 	for {
 		p, err := l.source.Plan(ctx, connectors.PlanRequest{
 			Batch: l.next, Committed: l.committed, Interval: l.job.Trigger.Interval, AvailableNow: l.job.Trigger.AvailableNow,
 		})
 		if err == nil {
-			l.m.clearError(l.name)
+			l.status.SetError(l.name, "")
 			if planning {
-				l.m.d.status.setCurrent(l.name, nil, true)
+				l.status.SetCurrent(l.name, nil, true)
 			}
 			return p, nil
 		}
@@ -213,15 +208,15 @@ func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
 		if connectors.IsPermanent(err) {
 			return p, fmt.Errorf("plan batch %d: %w", l.next, err)
 		}
-		l.m.d.log.Warn("planning failed; retrying", "job", l.name, "batch", l.next, "err", err, "retryIn", backoff)
-		l.m.setError(l.name, fmt.Sprintf("plan batch %d: %v (retrying in %s)", l.next, err, backoff))
+		l.log.Warn("planning failed; retrying", "job", l.name, "batch", l.next, "err", err, "retryIn", backoff)
+		l.status.SetError(l.name, fmt.Sprintf("plan batch %d: %v (retrying in %s)", l.next, err, backoff))
 		if !planning {
 			// Show the batch as in flight (planning) while planning fails;
 			// a plan that succeeds at once is too short to show.
 			planning = true
-			l.m.d.status.setCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(l.next), StartTime: timestamppb.New(started), Phase: "plan"}, true)
+			l.status.SetCurrent(l.name, &sluicev1.BatchRun{BatchId: int64(l.next), StartTime: timestamppb.New(started), Phase: "plan"}, true)
 		}
-		if err := sleepUntil(ctx, time.Now().Add(backoff)); err != nil {
+		if err := SleepUntil(ctx, l.clock, l.clock.Now().Add(backoff)); err != nil {
 			return p, err
 		}
 		backoff = min(backoff*2, 30*time.Second)
@@ -230,10 +225,9 @@ func (l *batchLoop) plan(ctx context.Context) (connectors.Plan, error) {
 
 // runBatch dispatches the plan's tasks, waits for all of them, writes the
 // driver-side output (merged aggregates, collected rows), and commits.
-func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, planStart time.Time) error {
-	d := l.m.d
+func (l *Loop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, planStart time.Time) error {
 	batch := plan.Batch
-	recordDone := time.Now()
+	recordDone := l.clock.Now()
 	l.batchTime = plan.Planned
 	if l.batchTime.IsZero() { // a plan recorded before plans had a time
 		l.batchTime = planStart
@@ -279,9 +273,9 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		src.dispatching += state.dispatching
 		src.retries += state.retries
 	}
-	execDone := time.Now()
+	execDone := l.clock.Now()
 	run.Phase, run.TasksRunning = "commit", 0
-	l.m.d.status.setCurrent(l.name, run, false)
+	l.status.SetCurrent(l.name, run, false)
 
 	outRows, err := l.driverWrite(ctx, batch, outKeys, outResults)
 	if err != nil {
@@ -318,8 +312,8 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 	if err != nil {
 		return fmt.Errorf("encode the progress of batch %d: %w", batch, err)
 	}
-	commitStart := time.Now()
-	if err := l.store.PutCommit(ctx, l.m.fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
+	commitStart := l.clock.Now()
+	if err := l.store.PutCommit(ctx, l.cfg.Fence, l.name, checkpoint.Commit{Batch: batch, Ends: ends, Committed: commitStart, Progress: pj}); err != nil {
 		return l.storeErr(fmt.Sprintf("commit batch %d", batch), err)
 	}
 	l.commits++
@@ -327,14 +321,14 @@ func (l *batchLoop) runBatch(ctx context.Context, plan checkpoint.BatchPlan, pla
 		l.maxEventTime = l.batchMax
 	}
 	l.observeCommit(ctx, batch, ends)
-	progress.DurationMs["commit"] = time.Since(execDone).Milliseconds()
-	progress.DurationMs["total"] = time.Since(planStart).Milliseconds()
+	progress.DurationMs["commit"] = l.clock.Now().Sub(execDone).Milliseconds()
+	progress.DurationMs["total"] = l.clock.Now().Sub(planStart).Milliseconds()
 	l.committed = ends
 	l.next = batch + 1
-	l.m.batchDone(l.name, progress)
-	if retain := stream.BatchID(l.retain); batch > retain && batch%10 == 0 {
-		if err := l.store.Purge(ctx, l.m.fence, l.name, batch-retain); err != nil {
-			d.log.Warn("purging old batches failed", "job", l.name, "err", err)
+	l.status.BatchDone(l.name, progress)
+	if retain := stream.BatchID(l.cfg.Retain); batch > retain && batch%10 == 0 {
+		if err := l.store.Purge(ctx, l.cfg.Fence, l.name, batch-retain); err != nil {
+			l.log.Warn("purging old batches failed", "job", l.name, "err", err)
 		}
 	}
 	return nil
@@ -354,17 +348,16 @@ type stageRun struct {
 // state partitions) until each has succeeded once, retrying failed and
 // lost attempts and copying stragglers; an error ends the batch. run is the
 // batch's status, updated as tasks finish.
-func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []string, ranges map[string]stream.Range,
+func (l *Loop) execute(ctx context.Context, batch stream.BatchID, keys []string, ranges map[string]stream.Range,
 	tasksPerSlot int, run *sluicev1.BatchRun) (*stageRun, error) {
-	d := l.m.d
-	sub, unsub := d.reg.subscribe(l.name)
+	sub, unsub := l.reg.Subscribe(l.name)
 	defer unsub()
 	b := scheduler.NewBatch(keys, l.job.Retry)
 	results := make(map[string]*clusterv1.TaskResult, len(keys))
 	att := newAttemptLog()
 	executorOf := att.executor
-	l.m.d.status.setCurrent(l.name, run, false)
-	timer := time.NewTimer(0)
+	l.status.SetCurrent(l.name, run, false)
+	timer := l.clock.NewTimer(0)
 	defer timer.Stop()
 	var noExecutorsSince time.Time
 	var dispatching time.Duration
@@ -380,28 +373,28 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 				if err := l.checkEnd(ranges[key], res.GetEnd()); err != nil {
 					// Never commit an end the plan does not allow: the
 					// attempt counts as failed and the task runs again.
-					d.log.Warn("task result refused", "job", l.name, "batch", batch, "task", key,
+					l.log.Warn("task result refused", "job", l.name, "batch", batch, "task", key,
 						"executor", executorOf[res.GetAttemptId()], "attempt", res.GetAttemptId(), "err", err)
-					l.m.setError(l.name, fmt.Sprintf("batch %d task %s: result refused (retrying): %v", batch, key, err))
-					d.metrics.refused.WithLabelValues("end").Inc()
-					_, _ = b.Failed(res.GetAttemptId(), err, false, time.Now())
+					l.status.SetError(l.name, fmt.Sprintf("batch %d task %s: result refused (retrying): %v", batch, key, err))
+					l.metrics.ResultRefused("end")
+					_, _ = b.Failed(res.GetAttemptId(), err, false, l.clock.Now())
 					return nil
 				}
 			}
-			key, err := b.Succeeded(res.GetAttemptId(), time.Now())
+			key, err := b.Succeeded(res.GetAttemptId(), l.clock.Now())
 			if err != nil {
 				return nil // a stale attempt: its range was retried elsewhere, or its twin won
 			}
 			// The speculative twin of this attempt lost: cancel it. Whatever
 			// it wrote is discarded by the sinks' (job, batch, part) keys.
-			d.reg.cancel(b.Superseded())
+			l.reg.Cancel(b.Superseded())
 			results[key] = res
-			att.took[key] = time.Since(att.started[res.GetAttemptId()])
+			att.took[key] = l.clock.Now().Sub(att.started[res.GetAttemptId()])
 			run.TasksDone++
 			run.InputRows += res.GetRecordsIn()
 			if r := ranges[key]; r.Until == nil && res.GetEnd() != nil {
-				if err := l.store.PutTaskEnd(ctx, l.m.fence, l.name, batch, key, res.GetEnd()); err != nil {
-					d.reg.cancel(b.Live())
+				if err := l.store.PutTaskEnd(ctx, l.cfg.Fence, l.name, batch, key, res.GetEnd()); err != nil {
+					l.reg.Cancel(b.Live())
 					return l.storeErr("record task end", err)
 				}
 			}
@@ -413,24 +406,24 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 		// asks connectors.IsPermanent of the same error), not its text.
 		cause := rpc.TaskFailure(res)
 		permanent := connectors.IsPermanent(cause)
-		key, err := b.Failed(res.GetAttemptId(), cause, permanent, time.Now())
-		d.reg.cancel(b.Superseded()) // a permanent failure ends the twin too
+		key, err := b.Failed(res.GetAttemptId(), cause, permanent, l.clock.Now())
+		l.reg.Cancel(b.Superseded()) // a permanent failure ends the twin too
 		if err == nil {
-			d.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
+			l.log.Warn("task attempt failed", "job", l.name, "batch", batch, "task", key,
 				"executor", executorOf[res.GetAttemptId()], "err", cause, "permanent", permanent)
 			if !permanent {
-				l.m.setError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %v", batch, key, cause))
+				l.status.SetError(l.name, fmt.Sprintf("batch %d task %s failed (retrying): %v", batch, key, cause))
 			}
 		}
 		return nil
 	}
 	for !b.Complete() && b.Err() == nil {
-		now := time.Now()
-		d.reg.cancel(b.Expire(now))
+		now := l.clock.Now()
+		l.reg.Cancel(b.Expire(now))
 		// A turn places only as many tasks as there are free slots, each
 		// executor's from its own queue first: it costs what it
 		// dispatches, not what is pending.
-		execs := d.reg.snapshot(cost)
+		execs := l.reg.Snapshot(cost)
 		if queues == nil && len(execs) > 0 {
 			queues = newAffinity(keys, ranges, execs, l.lastOwner)
 		}
@@ -439,40 +432,40 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 				if noExecutorsSince.IsZero() {
 					noExecutorsSince = now
 				} else if now.Sub(noExecutorsSince) > 5*time.Second {
-					l.m.setError(l.name, fmt.Sprintf("batch %d waits for executors: none connected", batch))
+					l.status.SetError(l.name, fmt.Sprintf("batch %d waits for executors: none connected", batch))
 				}
 			} else if !noExecutorsSince.IsZero() {
 				noExecutorsSince = time.Time{}
-				l.m.clearError(l.name)
+				l.status.SetError(l.name, "")
 			}
 			for _, p := range l.dispatch(ctx, b, placed, ranges, batch, tasksPerSlot, att) {
 				queues.putBack(p)
 			}
-			dispatching += time.Since(now)
+			dispatching += l.clock.Now().Sub(now)
 		}
 		if stragglers := b.Stragglers(now); len(stragglers) > 0 {
 			l.speculate(ctx, b, stragglers, ranges, batch, tasksPerSlot, cost, att)
-			dispatching += time.Since(now)
+			dispatching += l.clock.Now().Sub(now)
 		}
 		run.TasksRunning, run.TaskRetries = int32(b.NumLive()), int32(b.Retries())
-		l.m.d.status.setCurrent(l.name, run, false)
+		l.status.SetCurrent(l.name, run, false)
 		wake := 250 * time.Millisecond
 		if w := b.NextWake(); !w.IsZero() {
-			wake = min(wake, max(time.Until(w), time.Millisecond))
+			wake = min(wake, max(w.Sub(l.clock.Now()), time.Millisecond))
 		}
 		timer.Reset(wake)
 		select {
 		case <-ctx.Done():
-			d.reg.cancel(b.Live())
+			l.reg.Cancel(b.Live())
 			return nil, ctx.Err()
-		case n := <-sub.lost:
-			now := time.Now()
-			for _, a := range n.attempts {
-				if key, ok := b.AttemptLost(a, fmt.Errorf("executor %s lost", n.executor), now); ok {
-					d.log.Warn("task attempt lost with its executor; retrying", "job", l.name, "batch", batch, "task", key, "attempt", a, "executor", n.executor)
+		case n := <-sub.Lost:
+			now := l.clock.Now()
+			for _, a := range n.Attempts {
+				if key, ok := b.AttemptLost(a, fmt.Errorf("executor %s lost", n.Executor), now); ok {
+					l.log.Warn("task attempt lost with its executor; retrying", "job", l.name, "batch", batch, "task", key, "attempt", a, "executor", n.Executor)
 				}
 			}
-		case res := <-sub.results:
+		case res := <-sub.Results:
 			// Take every result already waiting before the next scheduling
 			// turn: the turn then sends each executor the tasks for all of
 			// its freed slots in one message.
@@ -481,38 +474,33 @@ func (l *batchLoop) execute(ctx context.Context, batch stream.BatchID, keys []st
 					return nil, err
 				}
 				select {
-				case res = <-sub.results:
+				case res = <-sub.Results:
 				default:
 					more = false
 				}
 			}
-		case <-timer.C:
+		case <-timer.C():
 		}
 	}
 	if err := b.Err(); err != nil {
-		d.reg.cancel(b.Live())
+		l.reg.Cancel(b.Live())
 		return nil, fmt.Errorf("batch %d: %w", batch, err)
 	}
 	return &stageRun{results: results, att: att, dispatching: dispatching, retries: b.Retries(), copies: b.Copies()}, nil
 }
 
-// minBatchesToRetain is the retention in the driver's store, the same
-// default (Spark's spark.sql.streaming.minBatchesToRetain) a job's own
-// checkpoint store gets.
-const minBatchesToRetain = jobspec.DefaultMinBatchesToRetain
-
 // dispatch sends the placed tasks, one message per executor, and records
 // the attempts that were sent. It returns the tasks an executor did not
 // take (it left, or filled up meanwhile): they stay pending.
-func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, placed []placement, ranges map[string]stream.Range,
+func (l *Loop) dispatch(ctx context.Context, b *scheduler.Batch, placed []placement, ranges map[string]stream.Range,
 	batch stream.BatchID, tasksPerSlot int, att *attemptLog) (unsent []placement) {
-	now := time.Now()
+	now := l.clock.Now()
 	for _, p := range placed {
 		tasks := make([]*clusterv1.Task, len(p.keys))
 		for i, k := range p.keys {
 			tasks[i] = l.newTask(ranges[k], batch, tasksPerSlot)
 		}
-		n := l.m.d.reg.dispatch(ctx, p.executor, l.job.Spec, tasks)
+		n := l.reg.Dispatch(ctx, p.executor, l.job.Spec, tasks)
 		for i, t := range tasks[:n] {
 			key := p.keys[i]
 			b.Started(key, t.GetAttemptId(), p.executor, now)
@@ -531,9 +519,9 @@ func (l *batchLoop) dispatch(ctx context.Context, b *scheduler.Batch, placed []p
 // without one (an open Kinesis range on its first run) ends where its
 // reader stops, so two attempts would read different records: it is never
 // copied (the job spec refuses speculation for such sources anyway).
-func (l *batchLoop) speculate(ctx context.Context, b *scheduler.Batch, stragglers []scheduler.Straggler, ranges map[string]stream.Range,
+func (l *Loop) speculate(ctx context.Context, b *scheduler.Batch, stragglers []scheduler.Straggler, ranges map[string]stream.Range,
 	batch stream.BatchID, tasksPerSlot int, cost int, att *attemptLog) {
-	execs := l.m.d.reg.snapshot(cost)
+	execs := l.reg.Snapshot(cost)
 	for _, st := range stragglers {
 		r := ranges[st.Key]
 		if r.Until == nil {
@@ -550,29 +538,29 @@ func (l *batchLoop) speculate(ctx context.Context, b *scheduler.Batch, straggler
 		}
 		t := l.newTask(r, batch, tasksPerSlot)
 		e := execs[best].ID
-		if l.m.d.reg.dispatch(ctx, e, l.job.Spec, []*clusterv1.Task{t}) == 0 {
+		if l.reg.Dispatch(ctx, e, l.job.Spec, []*clusterv1.Task{t}) == 0 {
 			continue
 		}
-		now := time.Now()
+		now := l.clock.Now()
 		execs[best].Free--
 		b.StartedCopy(st.Key, t.GetAttemptId(), e, now)
 		att.started[t.GetAttemptId()], att.executor[t.GetAttemptId()] = now, e
 		att.tries[st.Key]++
-		l.m.d.metrics.speculative.WithLabelValues(l.name).Inc()
-		l.m.d.log.Info("speculative attempt of a straggling task", "job", l.name, "batch", batch, "task", st.Key,
+		l.metrics.Speculated(l.name)
+		l.log.Info("speculative attempt of a straggling task", "job", l.name, "batch", batch, "task", st.Key,
 			"straggler", st.Executor, "copy", e, "attempt", t.GetAttemptId())
 	}
 }
 
 // newTask is a new attempt of range r: a fresh attempt id (unique across
 // this job's loops on this leader and across leaders) and token.
-func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot int) *clusterv1.Task {
+func (l *Loop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot int) *clusterv1.Task {
 	l.attemptN++
 	return &clusterv1.Task{
-		Job: l.name, Batch: int64(batch), Epoch: l.m.fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
+		Job: l.name, Batch: int64(batch), Epoch: l.cfg.Fence.Epoch, Partition: string(r.Partition), Split: int32(r.Split),
 		From: r.From, Until: r.Until, SpecHash: l.job.Hash, TasksPerSlot: int32(tasksPerSlot),
-		Incarnation: l.incarnation,
-		AttemptId:   attemptID{Job: l.name, Batch: batch, Task: r.Key(), Epoch: l.m.fence.Epoch, Loop: l.loopID, N: l.attemptN}.String(),
+		Incarnation: l.cfg.Incarnation,
+		AttemptId:   AttemptID{Job: l.name, Batch: batch, Task: r.Key(), Epoch: l.cfg.Fence.Epoch, Loop: l.cfg.LoopID, N: l.attemptN}.String(),
 		Token:       newToken(), BatchTime: timestamppb.New(l.batchTime), State: l.stateInputs[r.Key()],
 	}
 }
@@ -580,7 +568,7 @@ func (l *batchLoop) newTask(r stream.Range, batch stream.BatchID, tasksPerSlot i
 // driverWrite writes what the driver itself outputs for a batch: the merged
 // groups of an aggregating job, or the rows collected for a console sink.
 // The write key is per batch, so a replay replaces it.
-func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult) (int64, error) {
+func (l *Loop) driverWrite(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult) (int64, error) {
 	var rows []stream.Row
 	part := ""
 	switch {
@@ -590,11 +578,11 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 			partials = append(partials, results[k].GetPartialAggregate())
 		}
 		return l.writeMerged(ctx, batch, partials)
-	case l.collect > 0:
+	case l.cfg.Collect > 0:
 		for _, k := range keys {
 			sc := bufio.NewScanner(bytes.NewReader(results[k].GetRows()))
 			sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-			for sc.Scan() && len(rows) < l.collect {
+			for sc.Scan() && len(rows) < l.cfg.Collect {
 				var r stream.Row
 				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 					return 0, fmt.Errorf("decode collected row: %w", err)
@@ -610,7 +598,7 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 		}
 		return n, nil
 	}
-	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.incarnation, Batch: batch, Part: part, Columns: l.job.Columns()})
+	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.cfg.Incarnation, Batch: batch, Part: part, Columns: l.job.Columns()})
 	if err != nil {
 		return 0, fmt.Errorf("open sink for batch %d: %w", batch, err)
 	}
@@ -635,8 +623,8 @@ func (l *batchLoop) driverWrite(ctx context.Context, batch stream.BatchID, keys 
 // groups under the batch's "aggregate" key, as the final query's Arrow
 // batches to a sink that takes them, else as rows. It returns the groups
 // written.
-func (l *batchLoop) writeMerged(ctx context.Context, batch stream.BatchID, partials [][]byte) (int64, error) {
-	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.incarnation, Batch: batch, Part: "aggregate", Columns: l.job.Columns()})
+func (l *Loop) writeMerged(ctx context.Context, batch stream.BatchID, partials [][]byte) (int64, error) {
+	w, err := l.sink.OpenWriter(ctx, connectors.WriteKey{Job: stream.JobID(l.name), Incarnation: l.cfg.Incarnation, Batch: batch, Part: "aggregate", Columns: l.job.Columns()})
 	if err != nil {
 		return 0, fmt.Errorf("open sink for batch %d: %w", batch, err)
 	}
@@ -670,7 +658,7 @@ func (l *batchLoop) writeMerged(ctx context.Context, batch stream.BatchID, parti
 	return n, nil
 }
 
-func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, execDone time.Time, keys []string,
+func (l *Loop) progress(plan checkpoint.BatchPlan, planStart, recordDone, execDone time.Time, keys []string,
 	ranges map[string]stream.Range, results map[string]*clusterv1.TaskResult, att *attemptLog, retries int, outRows int64) *sluicev1.BatchProgress {
 	bp := &sluicev1.BatchProgress{
 		BatchId: int64(plan.Batch), Timestamp: timestamppb.New(planStart), NumTasks: int32(len(keys)), TaskRetries: int32(retries),
@@ -720,11 +708,11 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 		// batch) must not stay in Prometheus at its old value.
 		for k := range l.summarized {
 			if _, ok := summary[k]; !ok {
-				l.m.d.metrics.dropSource(l.name, k)
+				l.metrics.DropSourceMetric(l.name, k)
 			}
 		}
 		l.summarized = summary
-		l.m.metricsFor(l.name, summary)
+		l.metrics.SourceMetrics(l.name, summary)
 	}
 	if secs := execDone.Sub(planStart).Seconds(); secs > 0 {
 		bp.ProcessedRowsPerSecond = float64(bp.NumInputRows) / secs
@@ -743,7 +731,7 @@ func (l *batchLoop) progress(plan checkpoint.BatchPlan, planStart, recordDone, e
 // earlier attempt) must end exactly there: a short read would commit records
 // as read that never were, and a long one would read records twice. An open
 // range's end is checked by the source when it can (connectors.EndChecker).
-func (l *batchLoop) checkEnd(r stream.Range, end stream.Position) error {
+func (l *Loop) checkEnd(r stream.Range, end stream.Position) error {
 	if len(end) == 0 {
 		return errors.New("the result has no end position")
 	}
@@ -764,19 +752,4 @@ func newToken() string {
 	var b [16]byte
 	_, _ = cryptorand.Read(b[:]) // never fails (crypto/rand)
 	return hex.EncodeToString(b[:])
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }

@@ -1,4 +1,4 @@
-package driver
+package runner
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func stateKeys(n int) []string {
 // partition runs every batch, so each one's versions follow the batches
 // (and in complete mode each writes all its groups). The tasks stick to
 // the executors that ran them last, where the state is warm.
-func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult,
+func (l *Loop) runState(ctx context.Context, batch stream.BatchID, keys []string, results map[string]*clusterv1.TaskResult,
 	run *sluicev1.BatchRun) (*stageRun, error) {
 	n := l.job.State.Partitions
 	partials := make([][]byte, 0, len(keys))
@@ -81,7 +81,7 @@ func (l *batchLoop) runState(ctx context.Context, batch stream.BatchID, keys []s
 	}
 	run.Phase = "state"
 	run.TasksTotal += int32(n)
-	return l.execute(ctx, batch, skeys, ranges, stateTasksPerSlot(n, l.m.d.reg.snapshot(scheduler.SlotUnits)), run)
+	return l.execute(ctx, batch, skeys, ranges, stateTasksPerSlot(n, l.reg.Snapshot(scheduler.SlotUnits)), run)
 }
 
 // stateTasksPerSlot lets a batch's state tasks share slots so that all of
@@ -130,7 +130,7 @@ func stateProgress(job *jobspec.Job, results map[string]*clusterv1.TaskResult) *
 
 // eventTimeProgress is Spark's eventTime of a batch: the largest event
 // time seen up to it and the watermark it dropped late groups by.
-func (l *batchLoop) eventTimeProgress() map[string]string {
+func (l *Loop) eventTimeProgress() map[string]string {
 	w := l.job.State.Watermark
 	if w == nil || l.batchMax.IsZero() {
 		return nil
@@ -145,7 +145,7 @@ func (l *batchLoop) eventTimeProgress() map[string]string {
 // lastMaxEventTime is the largest event time a commit's progress records
 // (zero when none): where a job with a watermark resumes.
 func lastMaxEventTime(c checkpoint.Commit) (time.Time, error) {
-	s, ok := loadProgress(c).GetEventTime()["max"]
+	s, ok := LoadProgress(c).GetEventTime()["max"]
 	if !ok {
 		return time.Time{}, nil
 	}

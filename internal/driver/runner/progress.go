@@ -1,4 +1,4 @@
-package driver
+package runner
 
 import (
 	"maps"
@@ -54,10 +54,10 @@ func storeProgress(p *sluicev1.BatchProgress) ([]byte, error) {
 	return proto.Marshal(s)
 }
 
-// loadProgress decodes the progress stored with a commit; a commit without
+// LoadProgress decodes the progress stored with a commit; a commit without
 // one, or with one this driver cannot read, gives the batch id alone (the
 // figures are for display: never a reason to stop a job).
-func loadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
+func LoadProgress(c checkpoint.Commit) *sluicev1.BatchProgress {
 	if len(c.Progress) == 0 {
 		return &sluicev1.BatchProgress{BatchId: int64(c.Batch)}
 	}

@@ -1,4 +1,4 @@
-package driver
+package runner
 
 import (
 	"testing"
@@ -39,7 +39,7 @@ func TestProgressStorage(t *testing.T) {
 		Partitions: []*sluicev1.PartitionProgress{{Partition: "transaction/0", Start: "100", End: "500", Records: 400,
 			Executor: "e1", Metrics: map[string]float64{"lastRecordOffset": 499}, DurationMs: 35, Attempts: 2}},
 	}
-	if diff := cmp.Diff(want, loadProgress(checkpoint.Commit{Batch: 7, Progress: []byte(oldCommitProgress)}), protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(want, LoadProgress(checkpoint.Commit{Batch: 7, Progress: []byte(oldCommitProgress)}), protocmp.Transform()); diff != "" {
 		t.Fatalf("an old commit's progress (-want +got):\n%s", diff)
 	}
 
@@ -49,7 +49,7 @@ func TestProgressStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(full, loadProgress(checkpoint.Commit{Progress: stored}), protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(full, LoadProgress(checkpoint.Commit{Progress: stored}), protocmp.Transform()); diff != "" {
 		t.Fatalf("a field of the API's progress is not stored (-api +read back):\n%s", diff)
 	}
 
@@ -66,12 +66,12 @@ func TestProgressStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(full, loadProgress(checkpoint.Commit{Progress: storedJSON}), protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(full, LoadProgress(checkpoint.Commit{Progress: storedJSON}), protocmp.Transform()); diff != "" {
 		t.Fatalf("progress stored as protojson (-stored +read back):\n%s", diff)
 	}
 
 	for _, bad := range []string{"{not json", "\xff\xff"} {
-		if got := loadProgress(checkpoint.Commit{Batch: 9, Progress: []byte(bad)}); !proto.Equal(got, &sluicev1.BatchProgress{BatchId: 9}) {
+		if got := LoadProgress(checkpoint.Commit{Batch: 9, Progress: []byte(bad)}); !proto.Equal(got, &sluicev1.BatchProgress{BatchId: 9}) {
 			t.Fatalf("unreadable progress %q gives %v, want the batch id alone", bad, got)
 		}
 	}
