@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/internal/driver/statusboard"
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
@@ -71,7 +72,7 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 	old, err := a.d.store.GetJob(ctx, name)
 	switch {
 	case err == nil:
-		if m.running(name) || !terminal(parseState(old.State)) {
+		if m.running(name) || !statusboard.Terminal(statusboard.ParseState(old.State)) {
 			return nil, fmt.Errorf("job %q is %s; stop it before submitting it again: %w", name, old.State, rpc.ErrAlreadyExists)
 		}
 		if old.SourceIdentity != identity {
@@ -96,17 +97,17 @@ func (a *api) SubmitJob(ctx context.Context, req *sluicev1.SubmitJobRequest) (*s
 		return nil, err
 	}
 	a.d.log.Info("job submitted", "job", name, "resumed", rec.Created != now)
-	return a.d.status.get(name), nil
+	return a.d.status.Get(name), nil
 }
 
 // launch records rec as PENDING and starts its batch loop. The caller holds
 // the job's name lock and has checked that the job is not running.
 func (a *api) launch(ctx context.Context, m *manager, rec checkpoint.JobRecord, now time.Time) error {
-	rec.State, rec.Updated, rec.LastError = stateName(sluicev1.JobState_JOB_STATE_PENDING), now, ""
+	rec.State, rec.Updated, rec.LastError = statusboard.StateName(sluicev1.JobState_JOB_STATE_PENDING), now, ""
 	if err := a.d.store.PutJob(ctx, m.fence, rec); err != nil {
 		return fmt.Errorf("record job %q: %w", rec.Name, err)
 	}
-	a.d.status.update(rec, a.d.lastProgress(ctx, rec))
+	a.d.status.Update(rec, a.d.lastProgress(ctx, rec))
 	if !m.launch(rec) {
 		// Cannot happen while the name is locked and the catalog said the job
 		// had ended; refuse rather than run a second loop.
@@ -133,7 +134,7 @@ func (a *api) ResumeJob(ctx context.Context, req *sluicev1.ResumeJobRequest) (*s
 		return nil, fmt.Errorf("read job %q: %w", name, err)
 	case rec.Unreadable != nil || rec.Spec == nil:
 		return nil, fmt.Errorf("job %q has an unreadable catalog entry; submit its spec again or delete it: %w", name, rpc.ErrConflict)
-	case m.running(name) || !terminal(parseState(rec.State)):
+	case m.running(name) || !statusboard.Terminal(statusboard.ParseState(rec.State)):
 		return nil, fmt.Errorf("job %q is %s; only a stopped, finished or failed job can be resumed: %w", name, rec.State, rpc.ErrConflict)
 	}
 	spec := &sluicev1.JobSpec{}
@@ -147,7 +148,7 @@ func (a *api) ResumeJob(ctx context.Context, req *sluicev1.ResumeJobRequest) (*s
 		return nil, err
 	}
 	a.d.log.Info("job resumed", "job", name)
-	return a.d.status.get(name), nil
+	return a.d.status.Get(name), nil
 }
 
 // GetRecentProgress returns the job's last batches' progress (Spark's
@@ -159,7 +160,7 @@ func (a *api) GetRecentProgress(ctx context.Context, req *sluicev1.GetRecentProg
 	if req.GetLimit() < 0 {
 		return nil, fmt.Errorf("limit %d: must be 0 (all) or more: %w", req.GetLimit(), rpc.ErrInvalidArgument)
 	}
-	p, ok := a.d.status.recentProgress(req.GetName(), int(req.GetLimit()))
+	p, ok := a.d.status.RecentProgress(req.GetName(), int(req.GetLimit()))
 	if !ok {
 		return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
 	}
@@ -170,7 +171,7 @@ func (a *api) GetJob(ctx context.Context, req *sluicev1.GetJobRequest) (*sluicev
 	if _, err := a.leader(); err != nil {
 		return nil, err
 	}
-	if j := a.d.status.get(req.GetName()); j != nil {
+	if j := a.d.status.Get(req.GetName()); j != nil {
 		return j, nil
 	}
 	return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
@@ -202,7 +203,7 @@ func (a *api) ListJobs(ctx context.Context, req *sluicev1.ListJobsRequest) (*slu
 	}
 	// Jobs in name order; the page starts after the token's name (names
 	// are never empty, so an empty token starts at the first job).
-	jobs := a.d.status.list()
+	jobs := a.d.status.List()
 	start := sort.Search(len(jobs), func(i int) bool { return jobs[i].GetName() > after })
 	end := min(start+size, len(jobs))
 	resp := &sluicev1.ListJobsResponse{Jobs: jobs[start:end]}
@@ -236,13 +237,13 @@ func (a *api) StopJob(ctx context.Context, req *sluicev1.StopJobRequest) (*sluic
 		return nil, err
 	}
 	defer unlock()
-	if a.d.status.get(req.GetName()) == nil {
+	if a.d.status.Get(req.GetName()) == nil {
 		return nil, fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
 	}
 	if err := m.stopJob(ctx, req.GetName()); err != nil {
 		return nil, fmt.Errorf("stop job %q: %w", req.GetName(), err)
 	}
-	return a.d.status.get(req.GetName()), nil
+	return a.d.status.Get(req.GetName()), nil
 }
 
 func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*sluicev1.DeleteJobResponse, error) {
@@ -252,16 +253,16 @@ func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*s
 		return nil, err
 	}
 	defer unlock()
-	if a.d.status.get(name) == nil {
+	if a.d.status.Get(name) == nil {
 		return nil, fmt.Errorf("job %q: %w", name, rpc.ErrNotFound)
 	}
-	if a.d.status.unreadable(name) {
+	if a.d.status.Unreadable(name) {
 		// Nothing to stop and no spec to find its own store by: remove the
 		// entry (and the logs in the driver's store) so the name is free.
 		if err := a.d.store.DeleteJob(ctx, m.fence, name); err != nil {
 			return nil, fmt.Errorf("delete job %q: %w", name, err)
 		}
-		a.d.status.forget(name)
+		a.d.status.Forget(name)
 		a.d.log.Info("unreadable job entry deleted", "job", name)
 		return &sluicev1.DeleteJobResponse{}, nil
 	}
@@ -288,7 +289,7 @@ func (a *api) DeleteJob(ctx context.Context, req *sluicev1.DeleteJobRequest) (*s
 	if err := a.d.store.DeleteJob(ctx, m.fence, name); err != nil {
 		return nil, fmt.Errorf("delete job %q: %w", name, err)
 	}
-	a.d.status.forget(name)
+	a.d.status.Forget(name)
 	a.d.log.Info("job deleted with its checkpoints", "job", name)
 	return &sluicev1.DeleteJobResponse{}, nil
 }
@@ -297,16 +298,16 @@ func (a *api) WatchJob(req *sluicev1.WatchJobRequest, srv sluicev1.DriverService
 	if _, err := a.leader(); err != nil {
 		return err
 	}
-	ch, stop := a.d.status.watch(req.GetName())
+	ch, stop := a.d.status.Watch(req.GetName())
 	defer stop()
-	j := a.d.status.get(req.GetName())
+	j := a.d.status.Get(req.GetName())
 	if j == nil {
 		return fmt.Errorf("job %q: %w", req.GetName(), rpc.ErrNotFound)
 	}
 	if err := srv.Send(&sluicev1.JobEvent{Job: j}); err != nil {
 		return err
 	}
-	if terminal(j.GetState()) {
+	if statusboard.Terminal(j.GetState()) {
 		return nil
 	}
 	for {
@@ -319,7 +320,7 @@ func (a *api) WatchJob(req *sluicev1.WatchJobRequest, srv sluicev1.DriverService
 			if err := srv.Send(ev); err != nil {
 				return err
 			}
-			if terminal(ev.GetJob().GetState()) {
+			if statusboard.Terminal(ev.GetJob().GetState()) {
 				return nil
 			}
 		}
@@ -330,5 +331,5 @@ func (a *api) ListExecutors(ctx context.Context, _ *sluicev1.ListExecutorsReques
 	if _, err := a.leader(); err != nil {
 		return nil, err
 	}
-	return &sluicev1.ListExecutorsResponse{Executors: a.d.reg.list()}, nil
+	return &sluicev1.ListExecutorsResponse{Executors: a.d.reg.List()}, nil
 }

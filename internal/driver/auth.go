@@ -218,19 +218,6 @@ func (s *security) audit(ctx context.Context, method string, req any) {
 	s.log.Info("audit", "method", shortMethod(method), "job", job, "principal", p.Name, "via", p.Via, "role", p.Role)
 }
 
-// checkExecutorID refuses a hello whose id differs from the executor's
-// certificate. Refusing rather than overriding: an executor configured with
-// another id logs and reports under that id, so a silent override would
-// leave its operator reading the wrong name; the refusal says what to fix.
-func checkExecutorID(ctx context.Context, id string) error {
-	p, ok := rpc.PrincipalFrom(ctx)
-	if !ok || !p.Executor || p.Name == id {
-		return nil
-	}
-	return fmt.Errorf("hello names executor %q but its certificate names %q; start it with --id %s or without --id: %w",
-		id, p.Name, p.Name, rpc.ErrPermissionDenied)
-}
-
 // requireAdmin guards /debug/pprof on a non-loopback --http: a profile
 // reveals memory contents (including secrets in job specs).
 func (s *security) requireAdmin(httpAddr string, h http.Handler) http.Handler {

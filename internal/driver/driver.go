@@ -35,7 +35,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/internal/cluster"
+	"github.com/sluicehq/sluice/internal/driver/registry"
 	"github.com/sluicehq/sluice/internal/driver/runner"
+	"github.com/sluicehq/sluice/internal/driver/statusboard"
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/internal/rpc"
 	"github.com/sluicehq/sluice/internal/secrets"
@@ -250,8 +252,8 @@ type Driver struct {
 	// jobLocks serialise submit, stop and delete per job name.
 	jobLocks *nameLocks
 	elector  cluster.Elector
-	reg      *registry
-	status   *statusBoard
+	reg      *registry.Registry
+	status   *statusboard.Board
 	metrics  *metrics
 	health   *health.Server
 	sec      *security        // TLS and access control (auth.go)
@@ -273,7 +275,7 @@ func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Driver{cfg: cfg, log: cfg.Logger, status: newStatusBoard(), jobStores: newJobStores(cfg.Logger), jobLocks: newNameLocks(),
+	d := &Driver{cfg: cfg, log: cfg.Logger, status: statusboard.New(), jobStores: newJobStores(cfg.Logger), jobLocks: newNameLocks(),
 		ready: make(chan struct{}), lost: make(chan struct{})}
 	keys, err := loadKeyring(cfg, cfg.Logger)
 	if err != nil {
@@ -327,9 +329,9 @@ func New(cfg Config) (*Driver, error) {
 		}
 		d.elector, d.store = cluster.Standalone(cfg.Advertise), st
 	}
-	d.reg = newRegistry(cfg.Logger, cfg.HeartbeatInterval, cfg.HeartbeatTimeout, d.leading)
+	d.reg = registry.New(cfg.Logger, cfg.HeartbeatInterval, cfg.HeartbeatTimeout, d.leading,
+		func(reason string) { d.metrics.refused.WithLabelValues(reason).Inc() })
 	d.metrics = newMetrics(d)
-	d.reg.refused = func(reason string) { d.metrics.refused.WithLabelValues(reason).Inc() }
 	return d, nil
 }
 
@@ -478,7 +480,7 @@ func (d *Driver) dropLeadership(m *manager) {
 	d.health.SetServingStatus(sluicev1.DriverService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	d.metrics.leader.Set(0)
 	m.close()
-	d.reg.disconnectAll()
+	d.reg.DisconnectAll()
 }
 
 func (d *Driver) stopGRPC(srv *grpc.Server) {
@@ -520,10 +522,10 @@ func (d *Driver) loadStatus(ctx context.Context) error {
 	}
 	for _, j := range jobs {
 		if j.Unreadable != nil {
-			d.status.update(unreadableJob(j), nil)
+			d.status.Update(unreadableJob(j), nil)
 			continue
 		}
-		d.status.update(j, d.lastProgress(ctx, j))
+		d.status.Update(j, d.lastProgress(ctx, j))
 	}
 	return nil
 }

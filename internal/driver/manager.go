@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/internal/driver/runner"
+	"github.com/sluicehq/sluice/internal/driver/statusboard"
 	"github.com/sluicehq/sluice/internal/jobspec"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	"github.com/sluicehq/sluice/pkg/connectors"
@@ -84,21 +83,21 @@ func (m *manager) start() error {
 	for _, j := range jobs {
 		if j.Unreadable != nil {
 			// Shown as failed, never launched; the other jobs still start.
-			m.d.status.update(unreadableJob(j), nil)
+			m.d.status.Update(unreadableJob(j), nil)
 			continue
 		}
 		switch j.State {
-		case stateName(sluicev1.JobState_JOB_STATE_STOPPING):
-			j.State = stateName(sluicev1.JobState_JOB_STATE_STOPPED)
+		case statusboard.StateName(sluicev1.JobState_JOB_STATE_STOPPING):
+			j.State = statusboard.StateName(sluicev1.JobState_JOB_STATE_STOPPED)
 			if err := m.d.store.PutJob(m.ctx, m.fence, j); err != nil {
 				return fmt.Errorf("mark job %s stopped: %w", j.Name, err)
 			}
-			m.d.status.update(j, nil)
-		case stateName(sluicev1.JobState_JOB_STATE_PENDING), stateName(sluicev1.JobState_JOB_STATE_RUNNING),
-			stateName(sluicev1.JobState_JOB_STATE_RETRYING):
+			m.d.status.Update(j, nil)
+		case statusboard.StateName(sluicev1.JobState_JOB_STATE_PENDING), statusboard.StateName(sluicev1.JobState_JOB_STATE_RUNNING),
+			statusboard.StateName(sluicev1.JobState_JOB_STATE_RETRYING):
 			m.launch(j)
 		default:
-			m.d.status.update(j, nil)
+			m.d.status.Update(j, nil)
 		}
 	}
 	return nil
@@ -107,7 +106,7 @@ func (m *manager) start() error {
 // unreadableJob is how a catalog entry that cannot be decoded shows: FAILED,
 // with what to do about it.
 func unreadableJob(j checkpoint.JobRecord) checkpoint.JobRecord {
-	j.State = stateName(sluicev1.JobState_JOB_STATE_FAILED)
+	j.State = statusboard.StateName(sluicev1.JobState_JOB_STATE_FAILED)
 	j.LastError = fmt.Sprintf("catalog entry unreadable: %v; delete it with sluice delete %s", j.Unreadable, j.Name)
 	return j
 }
@@ -198,7 +197,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 		log.Info("job running", "trigger", job.Trigger.String(), "restarts", restarts)
 		var committed int
 		end, err := m.loop(ctx, run, job, incarnation(rec), &committed)
-		m.d.status.setCurrent(rec.Name, nil, true) // a batch that did not commit is no longer in flight
+		m.d.status.SetCurrent(rec.Name, nil, true) // a batch that did not commit is no longer in flight
 		if committed > 0 {
 			restarts = 0
 		}
@@ -242,7 +241,7 @@ func (m *manager) runJob(ctx context.Context, run *jobRun, rec checkpoint.JobRec
 // status.
 func (m *manager) retrying(run *jobRun, job string, attempt int, next time.Time, cause error) {
 	m.d.metrics.restarts.WithLabelValues(job).Inc()
-	m.d.status.setRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttemptTime: timestamppb.New(next), Cause: cause.Error()})
+	m.d.status.SetRestart(job, &sluicev1.RestartInfo{Attempt: int32(attempt), NextAttemptTime: timestamppb.New(next), Cause: cause.Error()})
 	if !m.fenced() {
 		m.setRunState(run, job, sluicev1.JobState_JOB_STATE_RETRYING, cause.Error())
 	}
@@ -353,12 +352,12 @@ func (m *manager) setState(job string, state sluicev1.JobState, lastErr string) 
 		m.d.log.Warn("read job for state change", "job", job, "err", err)
 		return
 	}
-	rec.State, rec.LastError, rec.Updated = stateName(state), lastErr, time.Now().UTC()
+	rec.State, rec.LastError, rec.Updated = statusboard.StateName(state), lastErr, time.Now().UTC()
 	if err := m.d.store.PutJob(ctx, m.fence, rec); err != nil {
 		m.d.log.Warn("record job state", "job", job, "state", state, "err", err)
 		return
 	}
-	m.d.status.update(rec, nil)
+	m.d.status.Update(rec, nil)
 }
 
 func (m *manager) finish(job string, state sluicev1.JobState, lastErr string) {
@@ -377,16 +376,16 @@ func (m *manager) fenced() bool {
 type loopStatus struct{ m *manager }
 
 func (s loopStatus) SetCurrent(job string, run *sluicev1.BatchRun, force bool) {
-	s.m.d.status.setCurrent(job, run, force)
+	s.m.d.status.SetCurrent(job, run, force)
 }
 
 // SetError shows a transient problem in the job's status without changing
 // its state (kept in memory: it changes too often to write each time).
-func (s loopStatus) SetError(job, msg string) { s.m.d.status.setError(job, msg) }
+func (s loopStatus) SetError(job, msg string) { s.m.d.status.SetError(job, msg) }
 
 func (s loopStatus) BatchDone(job string, p *sluicev1.BatchProgress) {
 	s.m.d.metrics.batch(job, p)
-	s.m.d.status.batch(job, p)
+	s.m.d.status.Batch(job, p)
 }
 
 // loopMetrics are the driver's Prometheus figures as a runner.Loop
@@ -398,295 +397,3 @@ func (l loopMetrics) DropSourceMetric(job, name string)              { l.m.dropS
 func (l loopMetrics) ResultRefused(reason string)                    { l.m.refused.WithLabelValues(reason).Inc() }
 func (l loopMetrics) Speculated(job string)                          { l.m.speculative.WithLabelValues(job).Inc() }
 func (l loopMetrics) GroupCommitError(job string)                    { l.m.groupCommitErrors.WithLabelValues(job).Inc() }
-
-// statusBoard keeps what the API shows about each job and fans out events
-// to watchers. It is always on, leader or not.
-type statusBoard struct {
-	mu       sync.Mutex
-	jobs     map[string]*jobStatus
-	watchers map[string]map[chan *sluicev1.JobEvent]struct{}
-}
-
-type jobStatus struct {
-	rec checkpoint.JobRecord
-	// spec is rec's spec, decoded and redacted once per catalog update
-	// rather than on every view and watch event.
-	spec     *sluicev1.JobSpec
-	transErr string
-	// restart is set from a restart until the next committed batch.
-	restart *sluicev1.RestartInfo
-	last    *sluicev1.BatchProgress
-	lastID  int64
-	// recent are the last batches' progress, oldest first, at most
-	// numRecentProgress (GetRecentProgress).
-	recent []*sluicev1.BatchProgress
-	// current is the batch in flight, nil between batches; published is
-	// when a change of it was last sent to watchers.
-	current   *sluicev1.BatchRun
-	published time.Time
-	// errors are the last distinct errors, oldest first.
-	errors []*sluicev1.JobError
-}
-
-// numRecentErrors is how many distinct errors a job's status keeps.
-const numRecentErrors = 10
-
-// noteError adds msg to the job's recent errors; the same message again
-// counts up instead of pushing older ones out.
-func (js *jobStatus) noteError(msg string, at time.Time) {
-	if msg == "" {
-		return
-	}
-	if n := len(js.errors); n > 0 && js.errors[n-1].GetMessage() == msg {
-		e := proto.Clone(js.errors[n-1]).(*sluicev1.JobError) // views handed out keep the old one
-		e.Count++
-		e.Time = timestamppb.New(at)
-		js.errors[n-1] = e
-		return
-	}
-	if len(js.errors) >= numRecentErrors {
-		js.errors = append(js.errors[:0:0], js.errors[1:]...)
-	}
-	js.errors = append(js.errors, &sluicev1.JobError{Time: timestamppb.New(at), Message: msg, Count: 1})
-}
-
-// numRecentProgress is how many batches' progress a job keeps in memory for
-// GetRecentProgress and the UI's charts: Spark's default for
-// spark.sql.streaming.numRecentProgressUpdates.
-const numRecentProgress = 100
-
-// numRecentTasks is how many of the recent batches' progress keep their
-// per-task entries (BatchProgress.partitions); older ones keep only the
-// batch's figures. A batch of a thousand tasks has a thousand entries,
-// about 400 KB: held for all numRecentProgress batches they made up most
-// of a driver's heap. The UI lists the tasks of the last five batches
-// (TASK_BATCHES in its app.js) and charts the figures of all of them.
-const numRecentTasks = 5
-
-// addRecent appends p to the recent batches' progress, drops the oldest
-// beyond numRecentProgress, and strips the per-task entries of the one that
-// leaves the newest numRecentTasks.
-func (js *jobStatus) addRecent(p *sluicev1.BatchProgress) {
-	if n := len(js.recent); n >= numRecentProgress {
-		js.recent = append(js.recent[:0], js.recent[n-numRecentProgress+1:]...)
-	}
-	js.recent = append(js.recent, p)
-	if i := len(js.recent) - 1 - numRecentTasks; i >= 0 && len(js.recent[i].GetPartitions()) > 0 {
-		js.recent[i] = withoutTasks(js.recent[i])
-	}
-}
-
-// withoutTasks is a shallow copy of p without its per-task entries. p
-// itself is not changed: views handed out may still be reading it.
-func withoutTasks(p *sluicev1.BatchProgress) *sluicev1.BatchProgress {
-	out := &sluicev1.BatchProgress{}
-	dst := out.ProtoReflect()
-	p.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Number() != partitionsField {
-			dst.Set(fd, v)
-		}
-		return true
-	})
-	return out
-}
-
-// partitionsField is BatchProgress.partitions' field number.
-var partitionsField = (&sluicev1.BatchProgress{}).ProtoReflect().Descriptor().Fields().ByName("partitions").Number()
-
-// currentEvery bounds how often progress within a batch is sent to
-// watchers: often enough for a live view, rarely enough that a batch of
-// thousands of tasks does not send thousands of events.
-const currentEvery = 250 * time.Millisecond
-
-func newStatusBoard() *statusBoard {
-	return &statusBoard{jobs: map[string]*jobStatus{}, watchers: map[string]map[chan *sluicev1.JobEvent]struct{}{}}
-}
-
-func (s *statusBoard) update(rec checkpoint.JobRecord, last *sluicev1.BatchProgress) {
-	s.mu.Lock()
-	js := s.jobs[rec.Name]
-	if js == nil {
-		js = &jobStatus{lastID: -1}
-		s.jobs[rec.Name] = js
-	}
-	if rec.LastError != "" && rec.LastError != js.rec.LastError {
-		js.noteError(rec.LastError, rec.Updated)
-	}
-	js.rec = rec
-	js.spec = &sluicev1.JobSpec{}
-	_ = proto.Unmarshal(rec.Spec, js.spec) // written by this driver from a valid spec
-	js.spec = jobspec.Redact(js.spec)
-	if last != nil && last.GetBatchId() != js.lastID {
-		js.last, js.lastID = last, last.GetBatchId()
-		js.addRecent(last)
-	}
-	ev := &sluicev1.JobEvent{Job: s.viewLocked(js)}
-	s.publishLocked(rec.Name, ev)
-	s.mu.Unlock()
-}
-
-func (s *statusBoard) setError(job, msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if js := s.jobs[job]; js != nil && js.transErr != msg {
-		js.transErr = msg
-		js.noteError(msg, time.Now())
-		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
-	}
-}
-
-// setRestart shows why and when the job restarts.
-func (s *statusBoard) setRestart(job string, r *sluicev1.RestartInfo) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if js := s.jobs[job]; js != nil {
-		js.restart = r
-		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
-	}
-}
-
-func (s *statusBoard) batch(job string, p *sluicev1.BatchProgress) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	js := s.jobs[job]
-	if js == nil {
-		return
-	}
-	js.last, js.lastID, js.transErr, js.restart, js.current = p, p.GetBatchId(), "", nil, nil
-	js.addRecent(p)
-	s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js), Batch: p})
-}
-
-// setCurrent shows the batch in flight (nil: none). run is copied, so the
-// caller may go on changing it. Watchers hear of a change at most every
-// currentEvery, or at once when force is set (planning fails, or the batch
-// is no longer in flight).
-func (s *statusBoard) setCurrent(job string, run *sluicev1.BatchRun, force bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	js := s.jobs[job]
-	if js == nil {
-		return
-	}
-	if run == nil {
-		js.current = nil
-	} else {
-		js.current = proto.Clone(run).(*sluicev1.BatchRun)
-	}
-	if now := time.Now(); force || now.Sub(js.published) >= currentEvery {
-		js.published = now
-		s.publishLocked(job, &sluicev1.JobEvent{Job: s.viewLocked(js)})
-	}
-}
-
-// recentProgress returns up to limit (0: all) of the job's last batches'
-// progress, oldest first; ok is false when the board does not know the job.
-func (s *statusBoard) recentProgress(job string, limit int) ([]*sluicev1.BatchProgress, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	js := s.jobs[job]
-	if js == nil {
-		return nil, false
-	}
-	out := js.recent
-	if limit > 0 && len(out) > limit {
-		out = out[len(out)-limit:]
-	}
-	return append([]*sluicev1.BatchProgress(nil), out...), true
-}
-
-func (s *statusBoard) forget(job string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.jobs, job)
-}
-
-// unreadable reports whether the job's catalog entry could not be decoded.
-func (s *statusBoard) unreadable(job string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	js := s.jobs[job]
-	return js != nil && js.rec.Unreadable != nil
-}
-
-// get returns the job's view, or nil when the board does not know it.
-func (s *statusBoard) get(job string) *sluicev1.Job {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if js := s.jobs[job]; js != nil {
-		return s.viewLocked(js)
-	}
-	return nil
-}
-
-func (s *statusBoard) list() []*sluicev1.Job {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*sluicev1.Job, 0, len(s.jobs))
-	for _, js := range s.jobs {
-		out = append(out, s.viewLocked(js))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out
-}
-
-func (s *statusBoard) watch(job string) (chan *sluicev1.JobEvent, func()) {
-	ch := make(chan *sluicev1.JobEvent, 256)
-	s.mu.Lock()
-	if s.watchers[job] == nil {
-		s.watchers[job] = map[chan *sluicev1.JobEvent]struct{}{}
-	}
-	s.watchers[job][ch] = struct{}{}
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		delete(s.watchers[job], ch)
-		s.mu.Unlock()
-	}
-}
-
-func (s *statusBoard) publishLocked(job string, ev *sluicev1.JobEvent) {
-	for ch := range s.watchers[job] {
-		select {
-		case ch <- ev:
-		default: // a watcher that cannot keep up misses events, never blocks a job
-		}
-	}
-}
-
-func (s *statusBoard) viewLocked(js *jobStatus) *sluicev1.Job {
-	rec := js.rec
-	j := &sluicev1.Job{
-		Name: rec.Name, Spec: js.spec, State: parseState(rec.State), LastError: rec.LastError,
-		LastCommittedBatch: js.lastID, LastProgress: js.last,
-		CreateTime: timestamppb.New(rec.Created), UpdateTime: timestamppb.New(rec.Updated),
-		RecentErrors: append([]*sluicev1.JobError(nil), js.errors...),
-	}
-	// A transient problem (retrying) describes a live job; once the job has
-	// ended, the recorded reason is the one that counts.
-	if js.transErr != "" && !terminal(j.State) {
-		j.LastError = js.transErr
-	}
-	if !terminal(j.State) {
-		j.Restart = js.restart
-		j.Current = js.current
-	}
-	return j
-}
-
-func stateName(s sluicev1.JobState) string { return s.String()[len("JOB_STATE_"):] }
-
-func parseState(s string) sluicev1.JobState {
-	if v, ok := sluicev1.JobState_value["JOB_STATE_"+s]; ok {
-		return sluicev1.JobState(v)
-	}
-	return sluicev1.JobState_JOB_STATE_UNSPECIFIED
-}
-
-func terminal(s sluicev1.JobState) bool {
-	switch s {
-	case sluicev1.JobState_JOB_STATE_STOPPED, sluicev1.JobState_JOB_STATE_FINISHED, sluicev1.JobState_JOB_STATE_FAILED:
-		return true
-	}
-	return false
-}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluicehq/sluice/internal/driver/statusboard"
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
@@ -108,13 +109,13 @@ func (c jobStates) Collect(ch chan<- prometheus.Metric) {
 	if c.d.currentManager() == nil {
 		return
 	}
-	for _, j := range c.d.status.list() {
+	for _, j := range c.d.status.List() {
 		for v := sluicev1.JobState_JOB_STATE_PENDING; v <= sluicev1.JobState_JOB_STATE_RETRYING; v++ {
 			set := 0.0
 			if j.GetState() == v {
 				set = 1
 			}
-			ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, set, j.GetName(), stateName(v))
+			ch <- prometheus.MustNewConstMetric(jobStateDesc, prometheus.GaugeValue, set, j.GetName(), statusboard.StateName(v))
 		}
 	}
 }
@@ -191,7 +192,7 @@ func (s *stateMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	jobs := s.d.status.list()
+	jobs := s.d.status.List()
 	known := make(map[string]bool, len(jobs))
 	for _, j := range jobs {
 		name := j.GetName()

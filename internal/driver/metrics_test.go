@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/driver/registry"
+	"github.com/sluicehq/sluice/internal/driver/statusboard"
 	"github.com/sluicehq/sluice/pkg/checkpoint"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
@@ -17,19 +19,19 @@ import (
 // and, while leading, a manager. No store, no cluster.
 func metricsDriver(t *testing.T, jobs ...string) *Driver {
 	t.Helper()
-	d := &Driver{status: newStatusBoard(), mgr: &manager{}}
-	d.reg = newRegistry(slog.Default(), time.Second, time.Second, d.leading)
+	d := &Driver{status: statusboard.New(), mgr: &manager{}}
+	d.reg = registry.New(slog.Default(), time.Second, time.Second, d.leading, nil)
 	d.metrics = newMetrics(d)
 	for _, j := range jobs {
-		d.status.update(checkpoint.JobRecord{Name: j, State: "RUNNING"}, nil)
+		d.status.Update(checkpoint.JobRecord{Name: j, State: "RUNNING"}, nil)
 	}
 	return d
 }
 
-// metricsCommit does for the metrics and the board what manager.batchDone does.
+// metricsCommit does for the metrics and the board what loopStatus.BatchDone does.
 func metricsCommit(d *Driver, job string, p *sluicev1.BatchProgress) {
 	d.metrics.batch(job, p)
-	d.status.batch(job, p)
+	d.status.Batch(job, p)
 }
 
 // stateSeries gathers the sluice_state_* and sluice_watermark_seconds
@@ -138,13 +140,13 @@ func TestStateMetricsFollowTheBoard(t *testing.T) {
 		t.Fatalf("%d series for two jobs, want 22: %v", len(got), got)
 	}
 
-	d.status.forget("a") // DeleteJob
+	d.status.Forget("a") // DeleteJob
 	for k := range stateSeries(t, d) {
 		if strings.HasSuffix(k, "{a}") {
 			t.Errorf("deleted job's %s still served", k)
 		}
 	}
-	d.status.update(checkpoint.JobRecord{Name: "a", State: "RUNNING"}, nil)
+	d.status.Update(checkpoint.JobRecord{Name: "a", State: "RUNNING"}, nil)
 	metricsCommit(d, "a", dropped(1))
 	got := stateSeries(t, d)
 	if v := got["sluice_state_rows_dropped_by_watermark_total{a}"]; v != 1 {

@@ -21,7 +21,7 @@ func TestStopRightAfterSubmitStaysStopped(t *testing.T) {
 	ctx := context.Background()
 	for i := range 10 {
 		name := fmt.Sprintf("quick-%d", i)
-		events, unwatch := c.d.status.watch(name)
+		events, unwatch := c.d.status.Watch(name)
 		if _, err := c.api.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec(name, brokers, "ev", filepath.Join(t.TempDir(), "out"), fast)}); err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,9 @@
-package driver
+// Package registry keeps the executors connected to the leading driver:
+// it serves their Connect streams, sends them tasks and cancellations,
+// checks each result against the attempt it answers, and routes results
+// and lost attempts to the runner.Loop of their job. It is the loops'
+// runner.Dispatcher.
+package registry
 
 import (
 	"context"
@@ -21,13 +26,13 @@ import (
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
-// registry tracks connected executors. Each executor holds one Connect
+// Registry tracks connected executors. Each executor holds one Connect
 // stream; the registry owns a sender goroutine per stream and routes results
 // to the batch loop of their job.
 //
 // Lock order: registry.mu, then nothing (subscriber channels are sent to
 // outside the lock).
-type registry struct {
+type Registry struct {
 	clusterv1.UnimplementedExecutorServiceServer
 
 	log       *slog.Logger
@@ -68,9 +73,13 @@ type executorConn struct {
 	cancel     context.CancelFunc
 }
 
-func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading func() (bool, string, int64)) *registry {
-	return &registry{
-		log: log, heartbeat: heartbeat, timeout: timeout, leading: leading,
+// New returns a registry that expects a heartbeat every heartbeat and
+// declares an executor lost after timeout without one. leading reports
+// whether this driver leads (and its id and epoch); executors are refused
+// otherwise. refused, when not nil, counts a refused result by reason.
+func New(log *slog.Logger, heartbeat, timeout time.Duration, leading func() (bool, string, int64), refused func(reason string)) *Registry {
+	return &Registry{
+		log: log, heartbeat: heartbeat, timeout: timeout, leading: leading, refused: refused,
 		executors: map[string]*executorConn{},
 		subs:      map[string]*runner.Subscription{},
 		running:   map[string]attempt{},
@@ -79,7 +88,7 @@ func newRegistry(log *slog.Logger, heartbeat, timeout time.Duration, leading fun
 
 // Connect serves one executor's stream until it ends, the executor stops
 // heartbeating, or this driver stops leading.
-func (r *registry) Connect(stream clusterv1.ExecutorService_ConnectServer) error {
+func (r *Registry) Connect(stream clusterv1.ExecutorService_ConnectServer) error {
 	lead, leader, epoch := r.leading()
 	if !lead {
 		return &rpc.NotLeaderError{Leader: leader}
@@ -220,7 +229,7 @@ func (r *registry) Connect(stream clusterv1.ExecutorService_ConnectServer) error
 // anything else (an attempt given to another executor or to an earlier
 // stream of this one, cancelled, re-dispatched, or a forged id) is refused
 // and logged with the executor's id.
-func (r *registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1.TaskResult) {
+func (r *Registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1.TaskResult) {
 	r.mu.Lock()
 	a, ok := r.running[res.GetAttemptId()]
 	var refused, kind string
@@ -262,7 +271,7 @@ func (r *registry) deliver(ctx context.Context, ec *executorConn, res *clusterv1
 	}
 }
 
-func (r *registry) remove(ec *executorConn, cause error) {
+func (r *Registry) remove(ec *executorConn, cause error) {
 	r.mu.Lock()
 	if r.executors[ec.id] != ec {
 		r.mu.Unlock()
@@ -281,7 +290,7 @@ func (r *registry) remove(ec *executorConn, cause error) {
 
 // dropLocked forgets the attempts sent on ec's stream and returns them by the
 // subscription of their job.
-func (r *registry) dropLocked(ec *executorConn) map[*runner.Subscription][]string {
+func (r *Registry) dropLocked(ec *executorConn) map[*runner.Subscription][]string {
 	lost := map[*runner.Subscription][]string{}
 	for id, a := range r.running {
 		if a.conn != ec {
@@ -298,7 +307,7 @@ func (r *registry) dropLocked(ec *executorConn) map[*runner.Subscription][]strin
 // notifyLost tells each loop which of its attempts were lost with an
 // executor's stream. It never blocks the registry on a slow loop: the loop
 // also notices through attempt timeouts, so a dropped notice only delays.
-func (r *registry) notifyLost(executor string, lost map[*runner.Subscription][]string) {
+func (r *Registry) notifyLost(executor string, lost map[*runner.Subscription][]string) {
 	for s, ids := range lost {
 		select {
 		case s.Lost <- runner.LostNotice{Executor: executor, Attempts: ids}:
@@ -312,11 +321,11 @@ func (r *registry) notifyLost(executor string, lost map[*runner.Subscription][]s
 // before it cancels its attempts: one heartbeat interval less than the
 // timeout after which this driver declares it lost and runs them elsewhere,
 // so a cut-off executor has stopped writing before the replacement starts.
-func (r *registry) fenceAfter() time.Duration { return r.timeout - r.heartbeat }
+func (r *Registry) fenceAfter() time.Duration { return r.timeout - r.heartbeat }
 
 // Subscribe routes results of job to the returned subscription until
 // unsubscribe is called.
-func (r *registry) Subscribe(job string) (*runner.Subscription, func()) {
+func (r *Registry) Subscribe(job string) (*runner.Subscription, func()) {
 	s := runner.NewSubscription()
 	r.mu.Lock()
 	r.subs[job] = s
@@ -342,7 +351,7 @@ func (ec *executorConn) free(cost int) int {
 
 // Snapshot lists executors with how many tasks of cost (scheduler.TaskCost)
 // each still has room for, for scheduler.Assign.
-func (r *registry) Snapshot(cost int) []scheduler.Executor {
+func (r *Registry) Snapshot(cost int) []scheduler.Executor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]scheduler.Executor, 0, len(r.executors))
@@ -355,7 +364,7 @@ func (r *registry) Snapshot(cost int) []scheduler.Executor {
 
 // Dispatch sends tasks (all of one job) to executor, as many as it still has
 // room for, in one message, and returns how many it took (a prefix of tasks).
-func (r *registry) Dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int {
+func (r *Registry) Dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int {
 	if len(tasks) == 0 {
 		return 0
 	}
@@ -399,7 +408,7 @@ func (r *registry) Dispatch(ctx context.Context, executor string, spec *sluicev1
 }
 
 // Cancel asks executors to stop attempts; best effort.
-func (r *registry) Cancel(attempts []string) {
+func (r *Registry) Cancel(attempts []string) {
 	if len(attempts) == 0 {
 		return
 	}
@@ -425,7 +434,8 @@ func (r *registry) Cancel(attempts []string) {
 	}
 }
 
-func (r *registry) list() []*sluicev1.ExecutorInfo {
+// List describes the connected executors for the API.
+func (r *Registry) List() []*sluicev1.ExecutorInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*sluicev1.ExecutorInfo, 0, len(r.executors))
@@ -440,12 +450,25 @@ func (r *registry) list() []*sluicev1.ExecutorInfo {
 	return out
 }
 
-// disconnectAll drops every executor, e.g. when leadership is lost; they
+// DisconnectAll drops every executor, e.g. when leadership is lost; they
 // reconnect to the new leader.
-func (r *registry) disconnectAll() {
+func (r *Registry) DisconnectAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.executors {
 		e.cancel()
 	}
+}
+
+// checkExecutorID refuses a hello whose id differs from the executor's
+// certificate. Refusing rather than overriding: an executor configured with
+// another id logs and reports under that id, so a silent override would
+// leave its operator reading the wrong name; the refusal says what to fix.
+func checkExecutorID(ctx context.Context, id string) error {
+	p, ok := rpc.PrincipalFrom(ctx)
+	if !ok || !p.Executor || p.Name == id {
+		return nil
+	}
+	return fmt.Errorf("hello names executor %q but its certificate names %q; start it with --id %s or without --id: %w",
+		id, p.Name, p.Name, rpc.ErrPermissionDenied)
 }

@@ -1,4 +1,4 @@
-package driver
+package registry
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func TestRegistrySharedSlots(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%d per slot, %d slots", tc.tasksPerSlot, tc.slots), func(t *testing.T) {
-			r := newRegistry(slog.New(slog.DiscardHandler), time.Second, time.Second, func() (bool, string, int64) { return true, "", 1 })
+			r := New(slog.New(slog.DiscardHandler), time.Second, time.Second, func() (bool, string, int64) { return true, "", 1 }, nil)
 			ec := &executorConn{id: "e1", slots: tc.slots, send: make(chan *clusterv1.DriverMessage, 100), cancel: func() {}}
 			r.executors[ec.id] = ec
 			tasks := make([]*clusterv1.Task, 20)

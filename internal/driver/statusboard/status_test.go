@@ -1,4 +1,4 @@
-package driver
+package statusboard
 
 import (
 	"fmt"
@@ -48,22 +48,22 @@ func TestRecentErrors(t *testing.T) {
 }
 
 func TestStatusBoardKeepsRecentProgressAndCurrent(t *testing.T) {
-	s := newStatusBoard()
-	s.update(checkpoint.JobRecord{Name: "j", State: "RUNNING"}, nil)
-	ch, stop := s.watch("j")
+	s := New()
+	s.Update(checkpoint.JobRecord{Name: "j", State: "RUNNING"}, nil)
+	ch, stop := s.Watch("j")
 	defer stop()
 
 	for i := range numRecentProgress + 5 {
-		s.batch("j", &sluicev1.BatchProgress{BatchId: int64(i)})
+		s.Batch("j", &sluicev1.BatchProgress{BatchId: int64(i)})
 	}
-	all, ok := s.recentProgress("j", 0)
+	all, ok := s.RecentProgress("j", 0)
 	if !ok || len(all) != numRecentProgress || all[0].GetBatchId() != 5 || all[len(all)-1].GetBatchId() != numRecentProgress+4 {
 		t.Fatalf("kept %d batches, %d..%d", len(all), all[0].GetBatchId(), all[len(all)-1].GetBatchId())
 	}
-	if last, _ := s.recentProgress("j", 3); len(last) != 3 || last[0].GetBatchId() != numRecentProgress+2 {
+	if last, _ := s.RecentProgress("j", 3); len(last) != 3 || last[0].GetBatchId() != numRecentProgress+2 {
 		t.Fatalf("limit 3: %v", last)
 	}
-	if _, ok := s.recentProgress("nope", 0); ok {
+	if _, ok := s.RecentProgress("nope", 0); ok {
 		t.Fatal("an unknown job has progress")
 	}
 	for len(ch) > 0 {
@@ -73,24 +73,24 @@ func TestStatusBoardKeepsRecentProgressAndCurrent(t *testing.T) {
 	// A forced change is published at once; unforced ones within
 	// currentEvery of it are kept but not sent.
 	run := &sluicev1.BatchRun{BatchId: 7, Phase: "execute", TasksTotal: 4}
-	s.setCurrent("j", run, true)
+	s.SetCurrent("j", run, true)
 	run.TasksDone = 1
-	s.setCurrent("j", run, false)
+	s.SetCurrent("j", run, false)
 	if n := len(ch); n != 1 {
 		t.Fatalf("%d events, want 1 (the forced one)", n)
 	}
 	if ev := <-ch; ev.GetJob().GetCurrent().GetTasksDone() != 0 {
 		t.Fatalf("the event shows %v", ev.GetJob().GetCurrent())
 	}
-	if got := s.get("j").GetCurrent(); got.GetTasksDone() != 1 {
+	if got := s.Get("j").GetCurrent(); got.GetTasksDone() != 1 {
 		t.Fatalf("the view shows %v, want the latest (1 task done)", got)
 	}
 	run.TasksDone = 2 // the board copied run: changing it changes nothing shown
-	if got := s.get("j").GetCurrent(); got.GetTasksDone() != 1 {
+	if got := s.Get("j").GetCurrent(); got.GetTasksDone() != 1 {
 		t.Fatalf("the view follows the caller's struct: %v", got)
 	}
-	s.batch("j", &sluicev1.BatchProgress{BatchId: 200})
-	if s.get("j").GetCurrent() != nil {
+	s.Batch("j", &sluicev1.BatchProgress{BatchId: 200})
+	if s.Get("j").GetCurrent() != nil {
 		t.Fatal("a committed batch is still in flight")
 	}
 }
