@@ -511,11 +511,18 @@ func (h *harness) noneSent() {
 func (h *harness) deliver(res *clusterv1.TaskResult) {
 	h.t.Helper()
 	h.reg.finished(res.GetAttemptId())
+	h.send(func(sub *Subscription) { sub.Results <- res })
+}
+
+// send gives the loop's subscription something and returns once the loop
+// handled it (or ended).
+func (h *harness) send(give func(*Subscription)) {
+	h.t.Helper()
 	h.reg.mu.Lock()
 	sub := h.reg.sub
 	h.reg.mu.Unlock()
 	before := h.clock.quiet()
-	sub.Results <- res
+	give(sub)
 	h.clock.waitQuiet(h.t, before, h.exited)
 }
 
@@ -541,12 +548,7 @@ func (h *harness) fail(s sent, err error) {
 func (h *harness) lose(executor string) {
 	h.t.Helper()
 	n := h.reg.leave(executor)
-	h.reg.mu.Lock()
-	sub := h.reg.sub
-	h.reg.mu.Unlock()
-	before := h.clock.quiet()
-	sub.Lost <- n
-	h.clock.waitQuiet(h.t, before, h.exited)
+	h.send(func(sub *Subscription) { sub.Lost <- n })
 }
 
 // advance moves the clock by d once the loop waits on it, and returns once
