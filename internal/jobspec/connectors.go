@@ -3,6 +3,8 @@ package jobspec
 import (
 	"strings"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -55,15 +57,23 @@ func sourceOf[M proto.Message](compile func(M, fieldErrors, string) sourceConfig
 	}}
 }
 
-// sinkAdapter compiles one kind of sink. role is "sink" or "deadLetter":
-// sinks that keep state in the destination (positions, transactional ids)
-// keep the two apart by it.
+// sinkAdapter compiles one kind of sink in its role.
 type sinkAdapter struct {
-	compile func(m proto.Message, f fieldErrors, role string) sinkConfig
+	compile func(m proto.Message, f fieldErrors, role sinkRole) sinkConfig
 }
 
-func sinkOf[M proto.Message](compile func(M, fieldErrors, string) sinkConfig) sinkAdapter {
-	return sinkAdapter{compile: func(m proto.Message, f fieldErrors, role string) sinkConfig {
+// sinkRole is what a sink is for. name is "sink" or "deadLetter": sinks
+// that keep state in the destination (positions, transactional ids) keep
+// the two apart by it. rows is the schema of the rows it receives, which
+// sinks with per-record expressions check them against; nil when not known
+// (the spec is checked before its schema is inferred).
+type sinkRole struct {
+	name string
+	rows *arrow.Schema
+}
+
+func sinkOf[M proto.Message](compile func(M, fieldErrors, sinkRole) sinkConfig) sinkAdapter {
+	return sinkAdapter{compile: func(m proto.Message, f fieldErrors, role sinkRole) sinkConfig {
 		return compile(m.(M), f, role)
 	}}
 }
@@ -127,8 +137,8 @@ func compileSource(s *sluicev1.Source, f fieldErrors, job string) sourceConfig {
 }
 
 // compileSink validates one sink (field "sink" or "deadLetter", which is
-// also its role); it returns nil when s is invalid or absent.
-func compileSink(s *sluicev1.Sink, f fieldErrors, role string, required bool) sinkConfig {
+// also role.name); it returns nil when s is invalid or absent.
+func compileSink(s *sluicev1.Sink, f fieldErrors, role sinkRole, required bool) sinkConfig {
 	fd, block, ok := kindOf(s)
 	if !ok {
 		if required {

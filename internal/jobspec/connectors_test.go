@@ -76,7 +76,7 @@ var badSinks = map[string]struct{ block, option, want string }{
 	"console":  {`{numRows: -1}`, "numRows", "must not be negative (got -1)"},
 	"file":     {`{format: jsonl}`, "path", "required"},
 	"discard":  {},
-	"kinesis":  {`{partitionKey: id}`, "streamName", "is required"},
+	"kinesis":  {`{partitionKey: topic}`, "streamName", "is required"},
 	"postgres": {`{url: "postgres://db/x"}`, "table", "required (a table name, optionally schema.table)"},
 	"s3":       {`{prefix: x}`, "bucket", "required"},
 	"kafka":    {`{topic: out}`, "bootstrapServers", "required (a comma separated list of host:port)"},

@@ -14,7 +14,7 @@ type consoleSink struct{ cfg console.Config }
 
 func (c consoleSink) newSink(out io.Writer) (connectors.Sink, error) { return console.New(c.cfg, out) }
 
-func compileConsoleSink(k *sluicev1.ConsoleSink, f fieldErrors, _ string) sinkConfig {
+func compileConsoleSink(k *sluicev1.ConsoleSink, f fieldErrors, _ sinkRole) sinkConfig {
 	if n := k.GetNumRows(); n < 0 {
 		f.add("numRows", "must not be negative (got %d)", n)
 		return nil

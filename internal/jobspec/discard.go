@@ -14,4 +14,6 @@ type discardSink struct{}
 
 func (discardSink) newSink(io.Writer) (connectors.Sink, error) { return discard.New(), nil }
 
-func compileDiscardSink(*sluicev1.DiscardSink, fieldErrors, string) sinkConfig { return discardSink{} }
+func compileDiscardSink(*sluicev1.DiscardSink, fieldErrors, sinkRole) sinkConfig {
+	return discardSink{}
+}

@@ -14,7 +14,7 @@ type fileSink struct{ cfg file.Config }
 
 func (f fileSink) newSink(io.Writer) (connectors.Sink, error) { return file.New(f.cfg) }
 
-func compileFileSink(k *sluicev1.FileSink, f fieldErrors, _ string) sinkConfig {
+func compileFileSink(k *sluicev1.FileSink, f fieldErrors, _ sinkRole) sinkConfig {
 	cfg := file.Config{Path: k.GetPath(), Format: k.GetFormat()}
 	if !f.addConfig(cfg.Validate(), fileOption) {
 		return nil

@@ -80,6 +80,6 @@ func CheckBeforeInference(spec *sluicev1.JobSpec) error {
 	if c := base.GetCheckpoint(); c != nil {
 		c.State = ""
 	}
-	_, err := Compile(base)
+	_, err := Compile(base, func(o *compileOptions) { o.schemaUnknown = true })
 	return err
 }

@@ -31,7 +31,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/scheduler"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/task"
-	"github.com/sluicehq/sluice/pkg/transform"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
 
@@ -132,6 +131,10 @@ type Option func(*compileOptions)
 
 type compileOptions struct {
 	resolver *secrets.Resolver
+	// schemaUnknown: the spec's transforms were left out (to check the
+	// rest before inferring a schema), so the rows the sinks receive are
+	// not known and their expressions are checked for shape only.
+	schemaUnknown bool
 }
 
 // ResolveSecrets makes Compile resolve the spec's secret references
@@ -187,7 +190,14 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 		compileSQL(j, spec, e)
 	}
 
-	j.sink = compileSink(spec.GetSink(), e.at("sink"), "sink", true)
+	// The sinks' per-record expressions are checked against the rows they
+	// receive: the query's output, the source's records without transforms,
+	// and for dead letters the source's records with the error.
+	var out, dead *arrow.Schema
+	if !o.schemaUnknown {
+		out, dead = outputSchema(j, spec), deadLetterSchema(j)
+	}
+	j.sink = compileSink(spec.GetSink(), e.at("sink"), sinkRole{name: "sink", rows: out}, true)
 
 	switch onErr := spec.GetOnError(); onErr {
 	case "", task.OnErrorFail:
@@ -206,7 +216,7 @@ func Compile(spec *sluicev1.JobSpec, opts ...Option) (*Job, error) {
 		if j.OnError != task.OnErrorDeadLetter {
 			e.add("deadLetter", "is set but onError is %q; set onError: deadLetter", j.OnError)
 		}
-		j.deadLetter = compileSink(spec.GetDeadLetter(), e.at("deadLetter"), "deadLetter", false)
+		j.deadLetter = compileSink(spec.GetDeadLetter(), e.at("deadLetter"), sinkRole{name: "deadLetter", rows: dead}, false)
 	}
 	if c := spec.GetCheckpoint(); c != nil {
 		j.checkpoint = compileCheckpoint(c, e.at("checkpoint"))
@@ -302,10 +312,10 @@ func secretsFor(j *Job, o compileOptions, e *Error) (*sluicev1.JobSpec, []string
 // errValidateOnly refuses to build connectors from placeholders.
 var errValidateOnly = errors.New("job spec compiled for validation only: its secret references were not resolved (use CompileForUse)")
 
-// addFieldErrors adds every *transform.FieldError in err (which may join
+// addFieldErrors adds every *sqltransform.FieldError in err (which may join
 // several) under its own field.
 func addFieldErrors(e *Error, err error) {
-	var fe *transform.FieldError
+	var fe *sqltransform.FieldError
 	switch {
 	case errors.As(err, &fe) && fe == err:
 		e.add(fe.Field, "%s", fe.Reason)

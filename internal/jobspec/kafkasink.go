@@ -14,8 +14,9 @@ type kafkaSink struct{ cfg kafka.SinkConfig }
 
 func (k kafkaSink) newSink(io.Writer) (connectors.Sink, error) { return kafka.NewSink(k.cfg) }
 
-func compileKafkaSink(k *sluicev1.KafkaSink, f fieldErrors, role string) sinkConfig {
-	cfg := KafkaSinkConfig(k, role)
+func compileKafkaSink(k *sluicev1.KafkaSink, f fieldErrors, role sinkRole) sinkConfig {
+	cfg := KafkaSinkConfig(k, role.name)
+	cfg.Schema = role.rows
 	if !f.addConfig(cfg.Validate(), kafkaSinkOption) {
 		return nil
 	}

@@ -112,7 +112,7 @@ type kinesisSink struct{ cfg kinesis.SinkConfig }
 
 func (k kinesisSink) newSink(io.Writer) (connectors.Sink, error) { return kinesis.NewSink(k.cfg) }
 
-func compileKinesisSink(k *sluicev1.KinesisSink, f fieldErrors, _ string) sinkConfig {
+func compileKinesisSink(k *sluicev1.KinesisSink, f fieldErrors, role sinkRole) sinkConfig {
 	cfg := kinesis.SinkConfig{
 		StreamName:           k.GetStreamName(),
 		Region:               k.GetRegion(),
@@ -129,6 +129,7 @@ func compileKinesisSink(k *sluicev1.KinesisSink, f fieldErrors, _ string) sinkCo
 		RoleExternalID:       k.GetRoleExternalId(),
 		RoleSessionName:      k.GetRoleSessionName(),
 		STSEndpoint:          k.GetStsEndpoint(),
+		Schema:               role.rows,
 	}
 	if !f.addConfig(cfg.Validate(), kinesisOption) {
 		return nil

@@ -39,7 +39,7 @@ sink:
     region: us-east-1
     endpoint: http://127.0.0.1:4568
     partitionKey: country
-    data: 'country + ":" + string(n)'
+    data: "country || ':' || CAST(n AS STRING)"
     awsAccessKey: AKIAEXAMPLE
     awsSecretKey: very-secret
     awsSessionToken: token
@@ -113,7 +113,8 @@ func TestCompileKinesisRefusesBadOptions(t *testing.T) {
 			"source.kinesis.requireConsumerDeregistration", "cannot be true"},
 		{"efo option in polling mode", "roleExternalId: ext", "roleExternalId: ext\n    consumerName: c", "source.kinesis.consumerName", "only applies with consumerMode efo"},
 		{"sink key", "partitionKey: country", "partitionKey: ''", "sink.kinesis.partitionKey", "required"},
-		{"sink CEL", "partitionKey: country", "partitionKey: 'country +'", "sink.kinesis.partitionKey", "Syntax error"},
+		{"sink expression", "partitionKey: country", "partitionKey: 'country +'", "sink.kinesis.partitionKey", "position 9: syntax error"},
+		{"sink CEL", "partitionKey: country", "partitionKey: 'string(id)'", "sink.kinesis.partitionKey", "CAST(x AS STRING)"},
 		{"sink batch", "partitionKey: country", "partitionKey: country\n    maxRecordsPerRequest: 501", "sink.kinesis.maxRecordsPerRequest", "500"},
 	}
 	for _, tt := range tests {

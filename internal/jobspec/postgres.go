@@ -14,8 +14,8 @@ type postgresSink struct{ cfg postgres.Config }
 
 func (p postgresSink) newSink(io.Writer) (connectors.Sink, error) { return postgres.New(p.cfg) }
 
-func compilePostgresSink(k *sluicev1.PostgresSink, f fieldErrors, role string) sinkConfig {
-	cfg := PostgresConfig(k, role)
+func compilePostgresSink(k *sluicev1.PostgresSink, f fieldErrors, role sinkRole) sinkConfig {
+	cfg := PostgresConfig(k, role.name)
 	if s := k.GetLockTimeout(); s != "" {
 		d, err := parseDuration(s)
 		switch {

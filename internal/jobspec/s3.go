@@ -17,7 +17,7 @@ func (s s3Sink) newSink(io.Writer) (connectors.Sink, error) { return s3.New(s.cf
 
 // compileS3Sink validates an S3 sink. Its secrets are marked in
 // secrets.Fields (AwsAuth).
-func compileS3Sink(k *sluicev1.S3Sink, f fieldErrors, _ string) sinkConfig {
+func compileS3Sink(k *sluicev1.S3Sink, f fieldErrors, _ sinkRole) sinkConfig {
 	cfg := S3SinkConfig(k)
 	if !f.addConfig(cfg.Validate(), s3Option) {
 		return nil

@@ -2,6 +2,7 @@ package jobspec
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -40,8 +41,10 @@ func TestCompileProductionSinks(t *testing.T) {
 		{"s3 jsonl", `sink: {s3: {bucket: lake, prefix: raw/, region: eu-west-1}}`},
 		{"s3 parquet", `sink: {s3: {bucket: lake, format: parquet, partitionBy: day, endpoint: "http://127.0.0.1:9000",
   auth: {awsAccessKey: AK, awsSecretKey: SK, roleArn: "arn:aws:iam::1:role/r", roleExternalId: x}}}`},
-		{"kafka", `sink: {kafka: {bootstrapServers: "127.0.0.1:9092", topic: out, key: "branch", headers: {src: '"sluice"'}}}`},
-		{"kafka transactional", `sink: {kafka: {bootstrapServers: "127.0.0.1:9092", topicExpr: '"fx-" + currency', transactional: true,
+		{"kafka", `sink: {kafka: {bootstrapServers: "127.0.0.1:9092", topic: out, key: "branch", headers: {src: "'sluice'"}}}`},
+		{"kafka expressions", `sink: {kafka: {bootstrapServers: "127.0.0.1:9092", topic: out, key: "upper(branch) || '/' || currency",
+  value: "to_json({'branch': branch, 'amount': amount})", partition: "CAST(amount % 3 AS INT)", headers: {src: "'sluice'", at: "offset"}}}`},
+		{"kafka transactional", `sink: {kafka: {bootstrapServers: "127.0.0.1:9092", topicExpr: "'fx-' || lower(currency)", transactional: true,
   properties: {"transaction.timeout.ms": "30000"}}}`},
 		{"postgres dead letters", `sink: {discard: {}}
 onError: deadLetter
@@ -122,8 +125,26 @@ deadLetter: {postgres: {url: "postgres://db/x"}}`, "deadLetter.postgres.table", 
 		{"s3 endpoint", `sink: {s3: {bucket: lake, endpoint: "minio:9000"}}`, "sink.s3.endpoint", "is not an http:// or https:// URL"},
 		{"kafka topic", `sink: {kafka: {bootstrapServers: "b:9092"}}`, "sink.kafka.topic", "required"},
 		{"kafka brokers", `sink: {kafka: {topic: out}}`, "sink.kafka.bootstrapServers", "required"},
-		{"kafka header", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, headers: {trace: "1 +"}}}`, "sink.kafka.headers.trace", "Syntax error"},
-		{"kafka partition", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, partition: '"x"'}}`, "sink.kafka.partition", "want an int"},
+		{"kafka header", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, headers: {trace: "1 +"}}}`, "sink.kafka.headers.trace", "position 3: syntax error"},
+		{"kafka partition", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, partition: "'x'"}}`, "sink.kafka.partition", "want an integer"},
+		{"kafka unknown column", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "upper(brnch)"}}`, "sink.kafka.key",
+			`position 6: unknown column: Referenced column "brnch" not found`},
+		{"kafka unknown bare column", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, value: "amout"}}`, "sink.kafka.value",
+			`position 0: unknown column`},
+		{"kafka payload column after decode", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "value"}}`, "sink.kafka.key", "unknown column"},
+		{"kafka CEL cast", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "string(amount)"}}`, "sink.kafka.key",
+			"position 0: unknown function"},
+		{"kafka CEL row", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "row.branch"}}`, "sink.kafka.key", "no longer CEL"},
+		{"kafka CEL string", `sink: {kafka: {bootstrapServers: "b:9092", topicExpr: '"fx-" + currency'}}`, "sink.kafka.topicExpr",
+			"write a string as 'EUR'"},
+		{"kafka CEL equality and and", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, partition: "amount == 1 && branch == 'x' ? 1 : 0"}}`,
+			"sink.kafka.partition", "&& → AND"},
+		{"kafka aggregate", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "sum(amount)"}}`, "sink.kafka.key", "aggregates the rows"},
+		{"kafka two statements", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "branch; SELECT 1"}}`, "sink.kafka.key",
+			"position 6: ';' ends a statement"},
+		{"kafka dead letters see the source's columns", `sink: {discard: {}}
+onError: deadLetter
+deadLetter: {kafka: {bootstrapServers: "b:9092", topic: dlq, key: "branch"}}`, "deadLetter.kafka.key", "unknown column"},
 		{"kafka property", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, properties: {acks: "1"}}}`, "sink.kafka.properties", `unknown property "acks"`},
 		{"kafka sasl", `sink: {kafka: {bootstrapServers: "b:9092", topic: out, properties: {"security.protocol": SASL_SSL}}}`,
 			"sink.kafka.properties.sasl.mechanism", "required with security.protocol SASL_SSL"},
@@ -180,5 +201,78 @@ deadLetter: {s3: {bucket: lake, auth: {awsAccessKey: AKIA, awsSecretKey: wJalr, 
 	}
 	if got := postgres.RedactURL("host=db password=secret user=u", Redacted); got != "host=db password=***** user=u" {
 		t.Errorf("key=value url redacted to %q", got)
+	}
+}
+
+// TestSinkExpressionSchemas: the sinks' expressions see the rows they
+// receive: the query's output, the source's records without transforms, and
+// for dead letters the source's records and error.
+func TestSinkExpressionSchemas(t *testing.T) {
+	for _, tt := range []struct{ name, spec string }{
+		{"query output", sinkSpec + `sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: "branch", partition: "CAST(amount AS INT)"}}`},
+		{"source records", `
+name: raw
+source:
+  kafka: {bootstrapServers: "127.0.0.1:9092", subscribe: [transaction], includeHeaders: true}
+sink: {kafka: {bootstrapServers: "b:9092", topicExpr: "topic || '-copy'", key: key, value: value, partition: partition,
+  headers: {first: "headers[1].value", at: "CAST(\"timestamp\" AS STRING)"}}}
+`},
+		{"kinesis source records", `
+name: raw
+source:
+  kinesis: {streamName: in, region: eu-west-1}
+sink: {kinesis: {streamName: out, region: eu-west-1, partitionKey: partitionKey, explicitHashKey: "abs(hash(sequenceNumber)) % 1000", data: data}}
+`},
+		{"dead letters", sinkSpec + `sink: {discard: {}}
+onError: deadLetter
+deadLetter: {kafka: {bootstrapServers: "b:9092", topic: dlq, key: "key", headers: {why: error, at: "CAST(\"offset\" AS STRING)"}}}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := ParseYAML([]byte(tt.spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := Compile(spec)
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			if s, err := j.NewSink(io.Discard); err != nil {
+				t.Fatalf("NewSink: %v", err)
+			} else {
+				_ = s.Close()
+			}
+		})
+	}
+}
+
+// TestCheckBeforeInferenceLeavesSinkColumns: before a schema is inferred
+// the sink's expressions are checked for shape only (their columns come
+// from the decode still to be inferred); a malformed one is refused.
+func TestCheckBeforeInferenceLeavesSinkColumns(t *testing.T) {
+	const spec = `
+name: infer
+source:
+  kafka: {bootstrapServers: "127.0.0.1:9092", subscribe: [transaction]}
+transforms:
+  - decode: {format: json}
+sink: {kafka: {bootstrapServers: "b:9092", topic: out, key: %s}}
+`
+	parse := func(key string) *Error {
+		s, err := ParseYAML([]byte(fmt.Sprintf(spec, key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var je *Error
+		if err := CheckBeforeInference(s); err != nil && !errors.As(err, &je) {
+			t.Fatalf("CheckBeforeInference = %v", err)
+		}
+		return je
+	}
+	if je := parse(`"upper(branch)"`); je != nil {
+		t.Fatalf("CheckBeforeInference refused a column of the decode: %v", je)
+	}
+	je := parse(`"(branch"`)
+	if je == nil || len(je.List) != 1 || je.List[0].Field != "sink.kafka.key" || !strings.Contains(je.List[0].Description, "is not closed") {
+		t.Fatalf("CheckBeforeInference = %v, want sink.kafka.key refused", je)
 	}
 }

@@ -107,6 +107,38 @@ func sourceSchema(s *sluicev1.Source) *arrow.Schema {
 	return nil
 }
 
+// outputSchema is the schema of the rows the job's sink receives: its
+// query's output, or the source's records for a job without transforms.
+// Nil when it is not known (the source or the transforms are invalid:
+// their errors are reported).
+func outputSchema(j *Job, spec *sluicev1.JobSpec) *arrow.Schema {
+	if len(spec.GetTransforms()) > 0 {
+		if j.SQL == nil {
+			return nil
+		}
+		return j.SQL.OutputSchema()
+	}
+	if j.source != nil {
+		return j.source.schema()
+	}
+	return nil
+}
+
+// deadLetterErrorColumn is the column of a dead-letter row that says why
+// the record was refused (pkg/task); the others are the source record's.
+const deadLetterErrorColumn = "error"
+
+// deadLetterSchema is the schema of the rows a dead-letter sink receives:
+// the source's records, and the error.
+func deadLetterSchema(j *Job) *arrow.Schema {
+	if j.source == nil {
+		return nil
+	}
+	src := j.source.schema()
+	fields := append(src.Fields(), arrow.Field{Name: deadLetterErrorColumn, Type: arrow.BinaryTypes.String, Nullable: true})
+	return arrow.NewSchema(fields, nil)
+}
+
 // Aggregating reports whether the job's last step aggregates: tasks then
 // return partial aggregates which the driver merges and writes.
 func (j *Job) Aggregating() bool {

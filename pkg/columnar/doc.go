@@ -51,8 +51,7 @@
 // Other types (unions, run-end encoded) are errors naming the column.
 //
 // A sink that takes a SQL task's batches itself (connectors.ArrowWriter)
-// reads single values with the same mapping: NewValueReader for one column,
-// RowFields for the few fields of each row an expression reads.
+// reads single values with the same mapping with NewValueReader.
 //
 // Decimals become float64 or int64 because rows have no decimal type: a
 // fractional decimal is approximated, an integral one (DuckDB exports

@@ -12,9 +12,9 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
-// TestRowFieldsMatchAppendRows: every field RowFields reads, and every row
-// it builds, is what AppendRows gives for the same batch.
-func TestRowFieldsMatchAppendRows(t *testing.T) {
+// TestValueReaderMatchesAppendRows: every value a column's ValueReader
+// reads is what AppendRows gives for the same batch.
+func TestValueReaderMatchesAppendRows(t *testing.T) {
 	mem := checkedMem(t)
 	s := arrow.NewSchema([]arrow.Field{
 		{Name: "key", Type: arrow.BinaryTypes.Binary, Nullable: true},
@@ -40,52 +40,40 @@ func TestRowFieldsMatchAppendRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewRowFields(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, w := range want {
-		f.At(i)
-		for name, v := range w {
-			got, ok := f.Field(name)
-			if !ok || !cmp.Equal(got, v) {
-				t.Errorf("row %d: Field(%q) = %#v, %v; want %#v", i, name, got, ok, v)
+	for j := range int(rec.NumCols()) {
+		name := rec.ColumnName(j)
+		r, err := NewValueReader(name, rec.Column(j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			got, err := r(i)
+			if err != nil || !cmp.Equal(got, w[name]) {
+				t.Errorf("row %d: column %q = %#v, %v; want %#v", i, name, got, err, w[name])
 			}
-		}
-		if _, ok := f.Field("missing"); ok {
-			t.Errorf("row %d: Field(missing) found", i)
-		}
-		if diff := cmp.Diff(w, f.Row()); diff != "" || f.Err() != nil {
-			t.Errorf("row %d: Row() (-AppendRows +RowFields):\n%s (err %v)", i, diff, f.Err())
 		}
 	}
 }
 
-func TestRowFieldsErrors(t *testing.T) {
+func TestValueReaderErrors(t *testing.T) {
 	mem := checkedMem(t)
 	ub := array.NewUint64Builder(mem)
 	defer ub.Release()
 	ub.AppendValues([]uint64{1, math.MaxUint64}, nil)
 	u := ub.NewArray()
 	defer u.Release()
-	rec := array.NewRecordBatch(arrow.NewSchema([]arrow.Field{{Name: "u", Type: u.DataType()}}, nil), []arrow.Array{u}, 2)
-	defer rec.Release()
-	f, err := NewRowFields(rec)
+	r, err := NewValueReader("u", u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.At(1)
-	if _, ok := f.Field("u"); !ok || f.Err() == nil || !strings.Contains(f.Err().Error(), "overflows int64") {
-		t.Errorf("Field(u) of MaxUint64: Err() = %v, want an overflow", f.Err())
+	if _, err := r(1); err == nil || !strings.Contains(err.Error(), "overflows int64") {
+		t.Errorf("reading MaxUint64: %v, want an overflow", err)
 	}
-	f.At(0)
-	if v, _ := f.Field("u"); v != int64(1) || f.Err() != nil {
-		t.Errorf("after At(0): Field(u) = %v, Err() = %v", v, f.Err())
+	if v, err := r(0); v != int64(1) || err != nil {
+		t.Errorf("reading 1 = %v, %v", v, err)
 	}
-
-	dup := array.NewRecordBatch(arrow.NewSchema([]arrow.Field{{Name: "u", Type: u.DataType()}, {Name: "u", Type: u.DataType()}}, nil), []arrow.Array{u, u}, 2)
-	defer dup.Release()
-	if _, err := NewRowFields(dup); err == nil || !strings.Contains(err.Error(), `column "u": duplicate column name`) {
-		t.Errorf("NewRowFields(duplicate columns) = %v", err)
+	dup := arrow.NewSchema([]arrow.Field{{Name: "u", Type: u.DataType()}, {Name: "u", Type: u.DataType()}}, nil)
+	if err := CheckColumnNames(dup); err == nil || !strings.Contains(err.Error(), `column "u": duplicate column name`) {
+		t.Errorf("CheckColumnNames(duplicate columns) = %v", err)
 	}
 }

@@ -4,6 +4,7 @@ package sqlengine
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -35,4 +36,37 @@ func CheckExpression(text string) error {
 		return fmt.Errorf("position %d: a '(' is not closed", utf8.RuneCountInString(text))
 	}
 	return nil
+}
+
+// ColumnName reports whether text is one column name and nothing else, with
+// only spaces and comments around it: a bare identifier (amount) or a quoted
+// one ("weird-name", `weird-name`). name is the identifier unquoted; quoted
+// says how it was written, since SQL matches a bare name to a column in any
+// case and a quoted one exactly. It lets a caller read such a column
+// straight from its batch instead of running a query for it. A keyword
+// (NULL, true) reads as a name here: the caller decides by looking the name
+// up among its columns.
+func ColumnName(text string) (name string, quoted, ok bool) {
+	var word *token
+	for _, t := range lex(text) {
+		if t.kind == tokSpace {
+			continue
+		}
+		if word != nil || (t.kind != tokWord && t.kind != tokQuoted) {
+			return "", false, false
+		}
+		word = &t
+	}
+	if word == nil {
+		return "", false, false
+	}
+	w := word.text(text)
+	if word.kind == tokWord {
+		return w, false, true
+	}
+	q := w[:1]
+	if len(w) < 2 || w[len(w)-1] != q[0] {
+		return "", false, false // unterminated: let the parser say so
+	}
+	return strings.ReplaceAll(w[1:len(w)-1], q+q, q), true, true
 }

@@ -27,3 +27,28 @@ func TestCheckExpression(t *testing.T) {
 		}
 	}
 }
+
+func TestColumnName(t *testing.T) {
+	for _, tc := range []struct {
+		text, name string
+		quoted, ok bool
+	}{
+		{text: "amount", name: "amount", ok: true},
+		{text: "  Amount -- the amount\n", name: "Amount", ok: true},
+		{text: `"weird-name"`, name: "weird-name", quoted: true, ok: true},
+		{text: "`a``b`", name: "a`b", quoted: true, ok: true},
+		{text: `"a""b" /* c */`, name: `a"b`, quoted: true, ok: true},
+		{text: "amount + 1"},
+		{text: "t.amount"},
+		{text: "'amount'"},
+		{text: "upper(name)"},
+		{text: `"open`},
+		{text: ""},
+		{text: "-- only a comment"},
+	} {
+		name, quoted, ok := ColumnName(tc.text)
+		if name != tc.name || quoted != tc.quoted || ok != tc.ok {
+			t.Errorf("ColumnName(%q) = %q, %v, %v; want %q, %v, %v", tc.text, name, quoted, ok, tc.name, tc.quoted, tc.ok)
+		}
+	}
+}

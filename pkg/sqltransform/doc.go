@@ -10,6 +10,6 @@
 // final merge on the driver (sqlengine.Engine.Distribute), which gives the
 // same rows as the query over the whole batch.
 //
-// The CEL steps (filter, select, aggregate) of pkg/transform and sql steps do
-// not mix in one job: a SQL job writes its filters as WHERE clauses.
+// Problems with a job's transforms are *FieldError values naming the field
+// as the user wrote it (transforms[1].sql.query).
 package sqltransform

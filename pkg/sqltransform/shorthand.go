@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/pkg/sqlengine"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // The YAML shorthand steps of a SQL job: filter, select and aggregate, each
@@ -59,7 +58,7 @@ func (g *generated) write(s string) {
 // that would be more than one expression in the query.
 func (g *generated) expr(path, field, text string) error {
 	if err := sqlengine.CheckExpression(text); err != nil {
-		return &transform.FieldError{Field: path + "." + field, Reason: err.Error()}
+		return &FieldError{Field: path + "." + field, Reason: err.Error()}
 	}
 	g.field(field, text)
 	return nil
@@ -82,7 +81,7 @@ func (g *generated) column(field, view, name string) {
 
 // shorthandQuery compiles a shorthand step to SQL over view (the rows
 // before it); kind is its field (filter, select, aggregate). An error is a
-// *transform.FieldError.
+// *FieldError.
 func shorthandQuery(st Step, view string) (*generated, string, error) {
 	g := &generated{}
 	from := " FROM " + quoteIdent(view)
@@ -98,17 +97,17 @@ func shorthandQuery(st Step, view string) (*generated, string, error) {
 		return g, "filter", nil
 	case st.Select != nil:
 		if len(st.Select) == 0 {
-			return nil, "", &transform.FieldError{Field: st.Path + ".select.fields", Reason: "lists no field"}
+			return nil, "", &FieldError{Field: st.Path + ".select.fields", Reason: "lists no field"}
 		}
 		g.write("SELECT ")
 		seen := map[string]bool{}
 		for i, f := range st.Select {
 			path := fmt.Sprintf("select.fields[%d]", i)
 			if f.Name == "" {
-				return nil, "", &transform.FieldError{Field: st.Path + "." + path + ".name", Reason: "is required"}
+				return nil, "", &FieldError{Field: st.Path + "." + path + ".name", Reason: "is required"}
 			}
 			if seen[strings.ToLower(f.Name)] {
-				return nil, "", &transform.FieldError{Field: st.Path + "." + path + ".name", Reason: fmt.Sprintf("%q is listed twice (SQL names are case-insensitive)", f.Name)}
+				return nil, "", &FieldError{Field: st.Path + "." + path + ".name", Reason: fmt.Sprintf("%q is listed twice (SQL names are case-insensitive)", f.Name)}
 			}
 			seen[strings.ToLower(f.Name)] = true
 			if i > 0 {
@@ -130,7 +129,7 @@ func shorthandQuery(st Step, view string) (*generated, string, error) {
 	case st.Aggregate != nil:
 		a := st.Aggregate
 		if len(a.Aggregations) == 0 {
-			return nil, "", &transform.FieldError{Field: st.Path + ".aggregate.aggregations", Reason: "lists no aggregation (count, sum, min, max, avg)"}
+			return nil, "", &FieldError{Field: st.Path + ".aggregate.aggregations", Reason: "lists no aggregation (count, sum, min, max, avg)"}
 		}
 		g.write("SELECT ")
 		for i, k := range a.GroupBy {
@@ -144,9 +143,9 @@ func shorthandQuery(st Step, view string) (*generated, string, error) {
 			fn, ok := shorthandFns[strings.ToLower(ag.Fn)]
 			switch {
 			case !ok:
-				return nil, "", &transform.FieldError{Field: st.Path + "." + path + ".fn", Reason: fmt.Sprintf("%q is not one of count, sum, min, max, avg", ag.Fn)}
+				return nil, "", &FieldError{Field: st.Path + "." + path + ".fn", Reason: fmt.Sprintf("%q is not one of count, sum, min, max, avg", ag.Fn)}
 			case ag.Field == "" && fn != "count":
-				return nil, "", &transform.FieldError{Field: st.Path + "." + path + ".field", Reason: fmt.Sprintf("is required for %s", fn)}
+				return nil, "", &FieldError{Field: st.Path + "." + path + ".field", Reason: fmt.Sprintf("is required for %s", fn)}
 			}
 			if len(a.GroupBy) > 0 || i > 0 {
 				g.write(", ")
@@ -177,7 +176,7 @@ func shorthandQuery(st Step, view string) (*generated, string, error) {
 		}
 		return g, "aggregate", nil
 	}
-	return nil, "", &transform.FieldError{Field: st.Path, Reason: "empty transform"}
+	return nil, "", &FieldError{Field: st.Path, Reason: "empty transform"}
 }
 
 // fieldError reports err, a compile error of g's query, at the spec's field
@@ -191,7 +190,7 @@ func (g *generated) fieldError(path, kind string, err error) error {
 	if qe.Position >= 0 {
 		for _, s := range g.spans {
 			if qe.Position >= s.start && qe.Position <= s.end {
-				return &transform.FieldError{Field: path + "." + s.field,
+				return &FieldError{Field: path + "." + s.field,
 					Reason: fmt.Sprintf("position %d: %s", qe.Position-s.start, reason)}
 			}
 		}
@@ -200,8 +199,8 @@ func (g *generated) fieldError(path, kind string, err error) error {
 	// the column the error quotes is the one to blame.
 	for _, s := range g.spans {
 		if s.column != "" && strings.Contains(qe.Reason, quoteIdent(s.column)) {
-			return &transform.FieldError{Field: path + "." + s.field, Reason: reason}
+			return &FieldError{Field: path + "." + s.field, Reason: reason}
 		}
 	}
-	return &transform.FieldError{Field: path + "." + kind, Reason: reason}
+	return &FieldError{Field: path + "." + kind, Reason: reason}
 }

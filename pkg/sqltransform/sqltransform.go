@@ -20,7 +20,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // Step is one transform of a SQL job, with its path in the spec
@@ -112,6 +111,16 @@ func (p *Pipeline) Aggregating() bool { return p.dist.Final != nil }
 // Columns is the output column order: the query's columns.
 func (p *Pipeline) Columns() []string { return p.columns }
 
+// OutputSchema is the schema of the rows the job's sink receives: the
+// query's output, merged (Final) for an aggregating one. Sinks check their
+// per-record expressions against it.
+func (p *Pipeline) OutputSchema() *arrow.Schema {
+	if p.dist.Final != nil {
+		return p.dist.Final.OutputSchema()
+	}
+	return p.dist.Task.OutputSchema()
+}
+
 // OnBad is what the pipeline's decode does with bad records: with SkipBad
 // and KeepBad, RunTask reports them to its rejects.
 func (p *Pipeline) OnBad() BadRecords { return p.onBad }
@@ -152,7 +161,7 @@ func (p *Pipeline) RunFinal(ctx context.Context, partials []arrow.RecordBatch, n
 }
 
 // Compile composes cfg's steps into one query and compiles it against the
-// source schema with eng. Every problem is a *transform.FieldError naming the
+// source schema with eng. Every problem is a *FieldError naming the
 // field (transforms[1].sql.query) and, for a query, the line, column and
 // position in it; several are joined.
 func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
@@ -166,7 +175,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
 	var errs []error
 	fieldErr := func(field, format string, args ...any) {
-		errs = append(errs, &transform.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	input := "" // the SQL defining the rows before the current step; "" is the source itself
 	var last *sqlengine.Compiled
@@ -240,7 +249,7 @@ func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		last, lastRef = c, stepRef{path: "transforms", field: "transforms"}
 	}
 	if last == nil {
-		return nil, &transform.FieldError{Field: "transforms", Reason: "a SQL pipeline needs a step"}
+		return nil, &FieldError{Field: "transforms", Reason: "a SQL pipeline needs a step"}
 	}
 	var dopts []sqlengine.DistributeOption
 	if cfg.OutputMode != PerBatch && cfg.DropDuplicates == nil && cfg.WatermarkColumn != "" {
@@ -276,7 +285,7 @@ func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		}
 	}
 	if d.UsesSession && (p.state == nil || p.state.sessionKey < 0) {
-		return nil, &transform.FieldError{Field: lastRef.field, Reason: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate (outputMode): the sessions of a key are merged in its state, across tasks and batches"}
+		return nil, &FieldError{Field: lastRef.field, Reason: "session_window(ts, gap) is a GROUP BY key of a stateful aggregate (outputMode): the sessions of a key are merged in its state, across tasks and batches"}
 	}
 	return p, nil
 }
@@ -310,7 +319,7 @@ func queryFieldError(path string, err error) error {
 	if qe.Position >= 0 {
 		reason = fmt.Sprintf("line %d, column %d (position %d): %s", qe.Line, qe.Column, qe.Position, reason)
 	}
-	return &transform.FieldError{Field: path + "." + qe.Field, Reason: reason}
+	return &FieldError{Field: path + "." + qe.Field, Reason: reason}
 }
 
 func inputOrSource(input string) string {
@@ -344,7 +353,7 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 		}
 	}
 	if input == "" && !hasField(source, field) {
-		return "", &transform.FieldError{Field: path + ".field", Reason: fmt.Sprintf("%q is not a column of the source (columns: %s)", field, strings.Join(names(source), ", "))}
+		return "", &FieldError{Field: path + ".field", Reason: fmt.Sprintf("%q is not a column of the source (columns: %s)", field, strings.Join(names(source), ", "))}
 	}
 	col := quoteIdent(field)
 	// The payload as text; NULL (a tombstone) stays NULL. Invalid UTF-8
@@ -354,17 +363,17 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 	switch d.Format {
 	case "raw":
 		if d.Schema != "" {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: "applies to formats json and csv"}
+			return "", &FieldError{Field: path + ".schema", Reason: "applies to formats json and csv"}
 		}
 		check := fmt.Sprintf("%s IS NULL OR %s IS NOT NULL", col, text)
 		return fmt.Sprintf("SELECT * REPLACE (%s AS %s) FROM %s %s", text, col, from, bad.clause(check, "payload that is not UTF-8 text")), nil
 	case "json":
 		if d.Schema == "" {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: `is required unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
+			return "", &FieldError{Field: path + ".schema", Reason: `is required unless this decode is the job's first step (whose schema the driver infers from the source's records at submit): the payload's fields and types as a Spark DDL string, like "branch STRING, amount BIGINT"`}
 		}
 		structure, fields, err := sqlengine.SparkSchema(d.Schema)
 		if err != nil {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: err.Error()}
+			return "", &FieldError{Field: path + ".schema", Reason: err.Error()}
 		}
 		sel := make([]string, 0, len(fields)+1)
 		for _, f := range fields {
@@ -385,9 +394,9 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 	case "csv":
 		return csvQuery(source, input, d, path, col, text, from, bad)
 	case "":
-		return "", &transform.FieldError{Field: path + ".format", Reason: "is required (json, csv or raw)"}
+		return "", &FieldError{Field: path + ".format", Reason: "is required (json, csv or raw)"}
 	default:
-		return "", &transform.FieldError{Field: path + ".format", Reason: fmt.Sprintf("%q is not one of json, csv, raw", d.Format)}
+		return "", &FieldError{Field: path + ".format", Reason: fmt.Sprintf("%q is not one of json, csv, raw", d.Format)}
 	}
 }
 
@@ -403,11 +412,11 @@ func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, fro
 	var fields []field
 	switch {
 	case d.Schema != "" && len(d.Columns) > 0:
-		return "", &transform.FieldError{Field: path + ".columns", Reason: "give columns or schema, not both"}
+		return "", &FieldError{Field: path + ".columns", Reason: "give columns or schema, not both"}
 	case d.Schema != "":
 		structure, names, err := sqlengine.SparkSchema(d.Schema)
 		if err != nil {
-			return "", &transform.FieldError{Field: path + ".schema", Reason: err.Error()}
+			return "", &FieldError{Field: path + ".schema", Reason: err.Error()}
 		}
 		types := map[string]any{}
 		if err := json.Unmarshal([]byte(structure), &types); err != nil {
@@ -416,7 +425,7 @@ func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, fro
 		for _, n := range names {
 			t, ok := types[n].(string)
 			if !ok {
-				return "", &transform.FieldError{Field: path + ".schema", Reason: fmt.Sprintf("field %q: a csv field is a scalar (STRING, BIGINT, DOUBLE, BOOLEAN, DATE, TIMESTAMP...), not an array, map or struct", n)}
+				return "", &FieldError{Field: path + ".schema", Reason: fmt.Sprintf("field %q: a csv field is a scalar (STRING, BIGINT, DOUBLE, BOOLEAN, DATE, TIMESTAMP...), not an array, map or struct", n)}
 			}
 			fields = append(fields, field{n, t})
 		}
@@ -425,14 +434,14 @@ func csvQuery(source *arrow.Schema, input string, d Decode, path, col, text, fro
 			fields = append(fields, field{n, "VARCHAR"})
 		}
 	default:
-		return "", &transform.FieldError{Field: path + ".columns", Reason: "names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types); header: true skips a header line, it does not name the fields"}
+		return "", &FieldError{Field: path + ".columns", Reason: "names a csv record's fields up front: give columns (strings) or schema (a Spark DDL string with types); header: true skips a header line, it does not name the fields"}
 	}
 	delim := d.Delimiter
 	if delim == "" {
 		delim = ","
 	}
 	if r, n := utf8.DecodeRuneInString(delim); n != len(delim) || r == '"' || r == '\r' || r == '\n' {
-		return "", &transform.FieldError{Field: path + ".delimiter", Reason: fmt.Sprintf("%q: want one character other than a quote or a line break", delim)}
+		return "", &FieldError{Field: path + ".delimiter", Reason: fmt.Sprintf("%q: want one character other than a quote or a line break", delim)}
 	}
 	sel := make([]string, 0, len(fields)+1)
 	exclude := []string{col, "__sluice_rows", "__sluice_r"}

@@ -17,7 +17,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 func engine(t testing.TB) *sqlengine.Engine {
@@ -67,9 +66,9 @@ func TestCompileErrors(t *testing.T) {
 			}
 			var got []string
 			for _, e := range unjoin(err) {
-				var fe *transform.FieldError
+				var fe *FieldError
 				if !errors.As(e, &fe) {
-					t.Fatalf("%v is not a *transform.FieldError", e)
+					t.Fatalf("%v is not a *FieldError", e)
 				}
 				got = append(got, fe.Error())
 			}

@@ -24,7 +24,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // OutputMode is what a stateful aggregate writes each batch, as Spark's
@@ -109,10 +108,10 @@ func (p *Pipeline) compileDedup(d Dedup, query stepRef, watermark string) error 
 		path = "dropDuplicates"
 	}
 	if p.dist.Final != nil {
-		return &transform.FieldError{Field: path, Reason: fmt.Sprintf("drops duplicate rows of a row-wise query, and %s aggregates; deduplicate in the query (GROUP BY) or drop dropDuplicates", query.field)}
+		return &FieldError{Field: path, Reason: fmt.Sprintf("drops duplicate rows of a row-wise query, and %s aggregates; deduplicate in the query (GROUP BY) or drop dropDuplicates", query.field)}
 	}
 	if len(d.Columns) == 0 {
-		return &transform.FieldError{Field: path + ".columns", Reason: "is required: the output columns that identify a row, e.g. [id]"}
+		return &FieldError{Field: path + ".columns", Reason: "is required: the output columns that identify a row, e.g. [id]"}
 	}
 	s := p.PartialSchema()
 	st := &stateStep{mode: Append, dedup: true, eventKey: -1, maxCol: -1, sessionKey: -1, within: d.Within}
@@ -120,21 +119,21 @@ func (p *Pipeline) compileDedup(d Dedup, query stepRef, watermark string) error 
 	for i, c := range d.Columns {
 		idx := columnIndex(s, c)
 		if idx < 0 {
-			return &transform.FieldError{Field: fmt.Sprintf("%s.columns[%d]", path, i), Reason: fmt.Sprintf("%s is not a column of the query's output (%s)", c, strings.Join(names(s), ", "))}
+			return &FieldError{Field: fmt.Sprintf("%s.columns[%d]", path, i), Reason: fmt.Sprintf("%s is not a column of the query's output (%s)", c, strings.Join(names(s), ", "))}
 		}
 		keys = append(keys, idx)
 	}
 	if watermark != "" {
 		idx := columnIndex(s, watermark)
 		if idx < 0 {
-			return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("dropDuplicates sees the query's output rows, which have no column %s: select it", watermark)}
+			return &FieldError{Field: "watermark.column", Reason: fmt.Sprintf("dropDuplicates sees the query's output rows, which have no column %s: select it", watermark)}
 		}
 		if t := s.Field(idx).Type; t.ID() != arrow.TIMESTAMP {
-			return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP", watermark, t)}
+			return &FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP", watermark, t)}
 		}
 		st.eventKey, st.maxCol = idx, idx
 	} else if d.Within > 0 {
-		return &transform.FieldError{Field: path + ".within", Reason: "needs a watermark: the rows' event time says when a key may be forgotten"}
+		return &FieldError{Field: path + ".within", Reason: "needs a watermark: the rows' event time says when a key may be forgotten"}
 	}
 	all := make([]int, s.NumFields())
 	for i := range all {
@@ -145,7 +144,7 @@ func (p *Pipeline) compileDedup(d Dedup, query stepRef, watermark string) error 
 		st.all, err = columnar.NewRowCodec(s, all)
 	}
 	if err != nil {
-		return &transform.FieldError{Field: path + ".columns", Reason: fmt.Sprintf("cannot be kept as state: %v", err)}
+		return &FieldError{Field: path + ".columns", Reason: fmt.Sprintf("cannot be kept as state: %v", err)}
 	}
 	p.state = st
 	return nil
@@ -212,10 +211,10 @@ func (p *Pipeline) compileState(mode OutputMode, modePath string, query stepRef,
 	switch mode {
 	case Update, Complete, Append:
 	default:
-		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("%q is not an output mode: update or complete", string(mode))}
+		return &FieldError{Field: modePath, Reason: fmt.Sprintf("%q is not an output mode: update or complete", string(mode))}
 	}
 	if p.dist.Final == nil {
-		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("%s keeps the groups of an aggregate across batches, and the last sql step does not aggregate (GROUP BY or an aggregate function)", mode)}
+		return &FieldError{Field: modePath, Reason: fmt.Sprintf("%s keeps the groups of an aggregate across batches, and the last sql step does not aggregate (GROUP BY or an aggregate function)", mode)}
 	}
 	if p.dist.Combine == nil {
 		return query.err(p.dist.StateRefusal)
@@ -244,14 +243,14 @@ func (p *Pipeline) compileState(mode OutputMode, modePath string, query stepRef,
 		}
 	}
 	if err != nil {
-		return &transform.FieldError{Field: query.field, Reason: fmt.Sprintf("the aggregate's groups cannot be kept as state: %v", err)}
+		return &FieldError{Field: query.field, Reason: fmt.Sprintf("the aggregate's groups cannot be kept as state: %v", err)}
 	}
 	for i, sess := range p.dist.KeySession {
 		if !sess || i >= st.nkeys {
 			continue
 		}
 		if st.sessionKey >= 0 {
-			return &transform.FieldError{Field: query.field, Reason: "groups by two session_window keys; a group has one session"}
+			return &FieldError{Field: query.field, Reason: "groups by two session_window keys; a group has one session"}
 		}
 		st.sessionKey = i
 	}
@@ -268,7 +267,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath string, query stepRef,
 			}
 		}
 		if err != nil {
-			return &transform.FieldError{Field: query.field, Reason: fmt.Sprintf("the aggregate's sessions cannot be kept as state: %v", err)}
+			return &FieldError{Field: query.field, Reason: fmt.Sprintf("the aggregate's sessions cannot be kept as state: %v", err)}
 		}
 	}
 	if watermark != "" {
@@ -297,7 +296,7 @@ func (p *Pipeline) compileState(mode OutputMode, modePath string, query stepRef,
 		}
 	}
 	if mode == Append && st.eventKey < 0 {
-		return &transform.FieldError{Field: modePath, Reason: fmt.Sprintf("append writes each group once the watermark has passed it, so the query must group by the watermark column %s: window(%s, '1 minute') or %s itself (not an expression over it, whose value the watermark could pass while its group still takes records)", watermark, watermark, watermark)}
+		return &FieldError{Field: modePath, Reason: fmt.Sprintf("append writes each group once the watermark has passed it, so the query must group by the watermark column %s: window(%s, '1 minute') or %s itself (not an expression over it, whose value the watermark could pass while its group still takes records)", watermark, watermark, watermark)}
 	}
 	p.state = st
 	return nil
@@ -312,10 +311,10 @@ func checkEventTime(ctx context.Context, eng *sqlengine.Engine, source *arrow.Sc
 	}
 	probe, err := eng.Compile(ctx, "SELECT "+quoteIdent(column)+" FROM "+quoteIdent(last.View()), source, opts...)
 	if err != nil {
-		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is not a column of the rows %s reads (its view %s)", column, ref.path, last.View())}
+		return &FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is not a column of the rows %s reads (its view %s)", column, ref.path, last.View())}
 	}
 	if t := probe.OutputSchema().Field(0).Type; t.ID() != arrow.TIMESTAMP {
-		return &transform.FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP (decode it as one, or convert it with to_timestamp in an earlier sql step)", column, t)}
+		return &FieldError{Field: "watermark.column", Reason: fmt.Sprintf("%s is a %s; an event time is a TIMESTAMP (decode it as one, or convert it with to_timestamp in an earlier sql step)", column, t)}
 	}
 	return nil
 }

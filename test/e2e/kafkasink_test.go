@@ -104,7 +104,7 @@ func TestKafkaSinkTransactionalExecutorKilled(t *testing.T) {
 
 	spec := passThroughSpec("relay", brokers, "events", "", 200)
 	spec.Sink = &sluicev1.Sink{Kind: &sluicev1.Sink_Kafka{Kafka: &sluicev1.KafkaSink{
-		BootstrapServers: strings.Join(brokers, ","), Topic: "out", Key: "string(id)", Transactional: true,
+		BootstrapServers: strings.Join(brokers, ","), Topic: "out", Key: "CAST(id AS STRING)", Transactional: true,
 	}}}
 	if _, err := c.SubmitJob(ctx, &sluicev1.SubmitJobRequest{Spec: spec}); err != nil {
 		t.Fatal(err)

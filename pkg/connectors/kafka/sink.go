@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // Sink produces task outputs to Kafka with franz-go. It is safe for
@@ -47,7 +46,8 @@ import (
 type Sink struct {
 	set  *sinkSettings
 	log  *slog.Logger
-	base []kgo.Opt // every client's options
+	mem  memory.Allocator // the row path's batches and expression values
+	base []kgo.Opt        // every client's options
 
 	mu     sync.Mutex // guards the fields below
 	shared *kgo.Client
@@ -62,6 +62,7 @@ type SinkOption interface{ applySink(*sinkOptions) }
 
 type sinkOptions struct {
 	logger *slog.Logger
+	mem    memory.Allocator
 }
 
 type sinkOptionFunc func(*sinkOptions)
@@ -74,6 +75,13 @@ func WithSinkLogger(l *slog.Logger) SinkOption {
 	return sinkOptionFunc(func(o *sinkOptions) { o.logger = l })
 }
 
+// WithSinkAllocator sets where the sink allocates the Arrow memory of its
+// expressions' values (and of the batches it makes of rows to evaluate
+// them). Default memory.DefaultAllocator.
+func WithSinkAllocator(mem memory.Allocator) SinkOption {
+	return sinkOptionFunc(func(o *sinkOptions) { o.mem = mem })
+}
+
 // NewSink validates cfg and returns a sink. It reads the TLS files the
 // properties name but does not connect: clients are created by OpenWriter.
 func NewSink(cfg SinkConfig, opts ...SinkOption) (*Sink, error) {
@@ -81,25 +89,32 @@ func NewSink(cfg SinkConfig, opts ...SinkOption) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := sinkOptions{logger: slog.Default()}
+	o := sinkOptions{logger: slog.Default(), mem: memory.DefaultAllocator}
 	for _, opt := range opts {
 		opt.applySink(&o)
 	}
 	if o.logger == nil {
 		return nil, errors.New("kafka sink: WithSinkLogger: logger must not be nil")
 	}
+	if o.mem == nil {
+		return nil, errors.New("kafka sink: WithSinkAllocator: allocator must not be nil")
+	}
+	if cfg.Schema == nil && set.exprs.NeedsSQL() {
+		// Rows are converted to a batch of the schema to evaluate them.
+		return nil, sinkErr("schema", "is required when an option is an expression, not a column name")
+	}
 	base, err := set.client.clientOpts()
 	if err != nil {
 		return nil, asSinkErr(err)
 	}
 	base = append(base,
-		kgo.RecordPartitioner(sinkPartitioner{manual: set.partition != nil, commits: set.commitsTopic, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.RecordPartitioner(sinkPartitioner{manual: set.partition >= 0, commits: set.commitsTopic, keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.ProducerLinger(set.linger),
 	)
 	if set.compression != nil {
 		base = append(base, kgo.ProducerBatchCompression(set.compression...))
 	}
-	return &Sink{set: set, log: o.logger, base: base}, nil
+	return &Sink{set: set, log: o.logger, mem: o.mem, base: base}, nil
 }
 
 // sinkPartitioner sends commit markers, and every record when a partition
@@ -219,11 +234,20 @@ func (p *produced) wait(ctx context.Context) error {
 	}
 }
 
-// produce builds the rows' records and hands them to cl.
+// produce builds the rows' records and hands them to cl. The expressions
+// are evaluated over all the rows at once (sinkexpr.Set.EvalRows), as
+// produceArrow evaluates them over a batch, so both give the same records.
 func (s *Sink) produce(ctx context.Context, cl *kgo.Client, p *produced, columns []string, rows []stream.Row) error {
-	for _, row := range rows {
-		rec, err := s.record(row, columns)
-		if err != nil {
+	vals, err := s.set.exprs.EvalRows(ctx, s.mem, rows)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
+	}
+	defer vals.Release()
+	m := s.newMaker(vals, func(i int) string { return describeRow(rows[i]) })
+	m.value = func(i int) ([]byte, error) { return rowjson.Append(nil, rows[i], columns) }
+	for i := range rows {
+		rec := &kgo.Record{}
+		if err := m.record(i, rec); err != nil {
 			return connectors.Permanent(err)
 		}
 		p.add()
@@ -233,97 +257,18 @@ func (s *Sink) produce(ctx context.Context, cl *kgo.Client, p *produced, columns
 	return nil
 }
 
-// record evaluates the options' expressions over row.
-func (s *Sink) record(row stream.Row, columns []string) (*kgo.Record, error) {
-	set := s.set
-	rec := &kgo.Record{Topic: set.cfg.Topic}
-	fail := func(field string, err error) error {
-		return fmt.Errorf("kafka sink: sink.kafka.%s at %s: %w", field, describeRow(row), err)
-	}
-	eval := func(field string, e *transform.Expr) (any, error) {
-		v, err := e.Eval(row)
-		if err != nil {
-			return nil, fail(field, err)
-		}
-		return v, nil
-	}
-	if set.topicExpr != nil {
-		v, err := eval("topicExpr", set.topicExpr)
-		if err != nil {
-			return nil, err
-		}
-		t, ok := v.(string)
-		if !ok {
-			return nil, fail("topicExpr", fmt.Errorf("gave %T, want a string", v))
-		}
-		if err := validTopic(t); err != nil {
-			return nil, fail("topicExpr", err)
-		}
-		if t == set.commitsTopic {
-			return nil, fail("topicExpr", fmt.Errorf("%q is the commits topic", t))
-		}
-		rec.Topic = t
-	}
-	if set.key != nil {
-		v, err := eval("key", set.key)
-		if err != nil {
-			return nil, err
-		}
-		if rec.Key, err = toBytes(v); err != nil {
-			return nil, fail("key", err)
-		}
-	}
-	if set.value != nil {
-		v, err := eval("value", set.value)
-		if err != nil {
-			return nil, err
-		}
-		if rec.Value, err = toBytes(v); err != nil {
-			return nil, fail("value", err)
-		}
-	} else {
-		b, err := rowjson.Append(nil, row, columns)
-		if err != nil {
-			return nil, fail("value", err)
-		}
-		rec.Value = b
-	}
-	for _, h := range set.headers {
-		v, err := eval("headers."+h.name, h.expr)
-		if err != nil {
-			return nil, err
-		}
-		if v == nil {
-			continue
-		}
-		b, err := toBytes(v)
-		if err != nil {
-			return nil, fail("headers."+h.name, err)
-		}
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.name, Value: b})
-	}
-	if set.partition != nil {
-		v, err := eval("partition", set.partition)
-		if err != nil {
-			return nil, err
-		}
-		p, ok := v.(int64)
-		if !ok || p < 0 || p > math.MaxInt32 {
-			return nil, fail("partition", fmt.Errorf("gave %v, want a partition number", v))
-		}
-		rec.Partition = int32(p)
-	}
-	return rec, nil
-}
-
 // describeRow points at a record for an error message without dumping its
 // payload, which may hold personal data.
 func describeRow(row stream.Row) string {
-	if off, ok := row["offset"]; ok {
-		return fmt.Sprintf("the row of offset %v", off)
+	return describe(row["offset"], row["sequenceNumber"])
+}
+
+func describe(offset, sequenceNumber any) string {
+	if offset != nil {
+		return fmt.Sprintf("the row of offset %v", offset)
 	}
-	if seq, ok := row["sequenceNumber"]; ok {
-		return fmt.Sprintf("the row of sequence number %v", seq)
+	if sequenceNumber != nil {
+		return fmt.Sprintf("the row of sequence number %v", sequenceNumber)
 	}
 	return "a row"
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,8 +19,19 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
+// rowSchema is the schema of the rows TestSinkProducesRecords writes.
+var rowSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "branch", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "currency", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "amount", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "ratio", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	{Name: "at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	{Name: "offset", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "trace", Type: arrow.BinaryTypes.String, Nullable: true},
+}, nil)
+
 func TestSinkConfigValidate(t *testing.T) {
-	ok := kafka.SinkConfig{BootstrapServers: "127.0.0.1:9092", Topic: "out"}
+	ok := kafka.SinkConfig{BootstrapServers: "127.0.0.1:9092", Topic: "out", Schema: rowSchema}
 	with := func(f func(*kafka.SinkConfig)) kafka.SinkConfig {
 		c := ok
 		f(&c)
@@ -32,9 +44,13 @@ func TestSinkConfigValidate(t *testing.T) {
 	}{
 		{"minimal", ok, ""},
 		{"expressions", with(func(c *kafka.SinkConfig) {
-			c.Topic, c.TopicExpr = "", `"out-" + currency`
-			c.Key, c.Value, c.Partition = "branch", `string(amount)`, "int(amount) % 3"
-			c.Headers = map[string]string{"trace": "row.?trace.orValue(null)"}
+			c.Topic, c.TopicExpr = "", `'out-' || lower(currency)`
+			c.Key, c.Value, c.Partition = "branch", `CAST(amount AS STRING)`, "CAST(amount AS INT) % 3"
+			c.Headers = map[string]string{"trace": "trace", "weird": `"offset"`}
+		}), ""},
+		{"expressions without a schema", with(func(c *kafka.SinkConfig) {
+			c.Schema = nil
+			c.Key, c.Value = "nope", "anything(at_all)"
 		}), ""},
 		{"transactional properties", with(func(c *kafka.SinkConfig) {
 			c.Transactional = true
@@ -43,15 +59,26 @@ func TestSinkConfigValidate(t *testing.T) {
 		{"no brokers", with(func(c *kafka.SinkConfig) { c.BootstrapServers = "" }), "sink.kafka.bootstrapServers: required"},
 		{"bad broker", with(func(c *kafka.SinkConfig) { c.BootstrapServers = "nohost" }), `sink.kafka.bootstrapServers: "nohost" is not host:port`},
 		{"no topic", with(func(c *kafka.SinkConfig) { c.Topic = "" }), "sink.kafka.topic: required (or topicExpr)"},
-		{"both topics", with(func(c *kafka.SinkConfig) { c.TopicExpr = `"x"` }), "sink.kafka.topic: set either topic or topicExpr"},
+		{"both topics", with(func(c *kafka.SinkConfig) { c.TopicExpr = `'x'` }), "sink.kafka.topic: set either topic or topicExpr"},
 		{"bad topic", with(func(c *kafka.SinkConfig) { c.Topic = "a b" }), "sink.kafka.topic: topic \"a b\" may only contain"},
-		{"bad topicExpr", with(func(c *kafka.SinkConfig) { c.Topic, c.TopicExpr = "", "1 +" }), "sink.kafka.topicExpr: ERROR"},
-		{"topicExpr not a string", with(func(c *kafka.SinkConfig) { c.Topic, c.TopicExpr = "", "1 + 2" }), "sink.kafka.topicExpr: gives int, want a string"},
-		{"bad key", with(func(c *kafka.SinkConfig) { c.Key = "a +" }), "sink.kafka.key: ERROR"},
-		{"bad value", with(func(c *kafka.SinkConfig) { c.Value = "(" }), "sink.kafka.value: ERROR"},
-		{"bad header", with(func(c *kafka.SinkConfig) { c.Headers = map[string]string{"h": "1 +"} }), "sink.kafka.headers.h: ERROR"},
+		{"bad topicExpr", with(func(c *kafka.SinkConfig) { c.Topic, c.TopicExpr = "", "1 +" }), "sink.kafka.topicExpr: position 3: syntax error"},
+		{"topicExpr not a string", with(func(c *kafka.SinkConfig) { c.Topic, c.TopicExpr = "", "1 + 2" }), "sink.kafka.topicExpr: gives int32, want a string"},
+		{"bad key", with(func(c *kafka.SinkConfig) { c.Key = "branch +" }), "sink.kafka.key: position 8: syntax error"},
+		{"unknown column", with(func(c *kafka.SinkConfig) { c.Key = "upper(brnch)" }), `sink.kafka.key: position 6: unknown column: Referenced column "brnch" not found`},
+		{"unknown function", with(func(c *kafka.SinkConfig) { c.Value = "amount + nope(1)" }), "sink.kafka.value: position 9: unknown function"},
+		{"bad value", with(func(c *kafka.SinkConfig) { c.Value = "(" }), "sink.kafka.value: position 1: a '(' is not closed"},
+		{"two statements", with(func(c *kafka.SinkConfig) { c.Value = "1; DROP TABLE x" }), "sink.kafka.value: position 1: ';' ends a statement"},
+		{"aggregate", with(func(c *kafka.SinkConfig) { c.Key = "count(*)" }), "sink.kafka.key: aggregates the rows"},
+		{"bad header", with(func(c *kafka.SinkConfig) { c.Headers = map[string]string{"h": "1 +"} }), "sink.kafka.headers.h: position 3: syntax error"},
 		{"empty header", with(func(c *kafka.SinkConfig) { c.Headers = map[string]string{"h": ""} }), "sink.kafka.headers.h: empty expression"},
-		{"partition not an int", with(func(c *kafka.SinkConfig) { c.Partition = `"3"` }), "sink.kafka.partition: gives string, want an int"},
+		{"partition not an int", with(func(c *kafka.SinkConfig) { c.Partition = `'3'` }), "sink.kafka.partition: gives utf8, want an integer"},
+		{"partition column not an int", with(func(c *kafka.SinkConfig) { c.Partition = `branch` }), "sink.kafka.partition: gives utf8, want an integer"},
+		{"old CEL cast", with(func(c *kafka.SinkConfig) { c.Key = "string(amount)" }), "sink.kafka.key: position 0: unknown function"},
+		{"old CEL cast hint", with(func(c *kafka.SinkConfig) { c.Key = "string(amount)" }), "no longer CEL: string( → CAST(x AS STRING)"},
+		{"old CEL row", with(func(c *kafka.SinkConfig) { c.Key = "row.branch" }), "row. → the column's name"},
+		{"old CEL string", with(func(c *kafka.SinkConfig) { c.Value = `"id-" + branch` }), `sink.kafka.value: position 0: unknown column`},
+		{"old CEL ternary", with(func(c *kafka.SinkConfig) { c.Partition = `amount < 0 ? 1 : 0` }), `sink.kafka.partition: position 11: syntax error`},
+		{"old CEL and", with(func(c *kafka.SinkConfig) { c.Value = `amount > 0 && ratio > 1` }), `&& → AND`},
 		{"unknown property", with(func(c *kafka.SinkConfig) { c.Properties = map[string]string{"acks": "1"} }), `sink.kafka.properties: unknown property "acks"`},
 		{"consumer property", with(func(c *kafka.SinkConfig) { c.Properties = map[string]string{"isolation.level": "read_committed"} }), "sink.kafka.properties.isolation.level: is a consumer property"},
 		{"bad compression", with(func(c *kafka.SinkConfig) { c.Properties = map[string]string{"compression.type": "brotli"} }), `sink.kafka.properties.compression.type: "brotli" is not one of`},
@@ -188,7 +215,7 @@ func TestSinkProducesRecords(t *testing.T) {
 	}
 
 	t.Run("default value is the row as JSON", func(t *testing.T) {
-		s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Partition: "0"})
+		s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Partition: "0", Schema: rowSchema})
 		if err := attempt(t, s, sinkKey("j", 0, "transaction/0", "branch", "amount"), rows[:1], true); err != nil {
 			t.Fatal(err)
 		}
@@ -201,10 +228,11 @@ func TestSinkProducesRecords(t *testing.T) {
 
 	t.Run("key, value, headers, partition and topic from expressions", func(t *testing.T) {
 		s := newSink(t, kafka.SinkConfig{
-			BootstrapServers: c.addr, TopicExpr: `"fx-" + currency.lowerAscii()`,
-			Key: "branch", Value: `{"amount": amount, "ratio": ratio}`,
-			Headers:   map[string]string{"trace": "row.?trace.orValue(null)", "currency": "currency"},
-			Partition: "amount < 0 ? 1 : 0",
+			BootstrapServers: c.addr, TopicExpr: `'fx-' || lower(currency)`,
+			Key: "branch", Value: `to_json({'amount': amount, 'ratio': ratio})`,
+			Headers:   map[string]string{"trace": "trace", "currency": "currency"},
+			Partition: "CASE WHEN amount < 0 THEN 1 ELSE 0 END",
+			Schema:    rowSchema,
 		})
 		c.adm.CreateTopic(testCtx(t), 2, 1, nil, "fx-rub")
 		c.adm.CreateTopic(testCtx(t), 2, 1, nil, "fx-usd")
@@ -221,10 +249,22 @@ func TestSinkProducesRecords(t *testing.T) {
 	})
 
 	t.Run("an expression failing on a row fails the task permanently", func(t *testing.T) {
-		s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Key: "missing_field"})
+		s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Partition: "CAST(amount AS INT) - 6", Schema: rowSchema})
 		err := attempt(t, s, sinkKey("j", 0, "p"), rows[:1], true)
-		if err == nil || !connectors.IsPermanent(err) || !strings.Contains(err.Error(), `sink.kafka.key at the row of offset 10: no such field "missing_field"`) {
-			t.Fatalf("err = %v, want a permanent error naming the key expression and the offset", err)
+		if err == nil || !connectors.IsPermanent(err) || !strings.Contains(err.Error(), `sink.kafka.partition at the row of offset 10: gave -1, want a partition number`) {
+			t.Fatalf("err = %v, want a permanent error naming the partition expression and the offset", err)
+		}
+		s = newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Key: "CAST(branch AS INT)", Schema: rowSchema})
+		err = attempt(t, s, sinkKey("j", 0, "p"), rows[:1], true)
+		if err == nil || !connectors.IsPermanent(err) || !strings.Contains(err.Error(), `Could not convert string 'SPB' to INT32`) {
+			t.Fatalf("err = %v, want a permanent error of the cast", err)
+		}
+	})
+
+	t.Run("an expression needs the rows' schema", func(t *testing.T) {
+		_, err := kafka.NewSink(kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Key: "upper(branch)"})
+		if err == nil || !strings.Contains(err.Error(), "sink.kafka.schema: is required") {
+			t.Fatalf("NewSink = %v, want the schema required", err)
 		}
 	})
 
@@ -277,7 +317,8 @@ func TestSinkTransactional(t *testing.T) {
 		return out
 	}
 	logger, logs := logBuffer()
-	s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Key: "string(id)", Transactional: true},
+	s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "out", Key: "CAST(id AS STRING)", Transactional: true,
+		Schema: arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}}, nil)},
 		kafka.WithSinkLogger(logger))
 
 	// Batch 0 on two parts; part b's first attempt aborts and is retried.

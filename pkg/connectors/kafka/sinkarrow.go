@@ -13,16 +13,16 @@ import (
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
-	"github.com/sluicehq/sluice/pkg/transform"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/sinkexpr"
 )
 
 // The Arrow path of the sink: a SQL task's output batch becomes records
-// without a row map per record. Each expression reads the batch's columns
-// at the row's index (transform.Expr.EvalFields over columnar.RowFields),
-// a bare field name of a binary or string column is copied straight out of
-// the column, and the default value is encoded from the columns by
-// rowjson.ArrowEncoder. The records are the ones the row path makes of the
-// rows columnar.AppendRows gives for the batch, byte for byte.
+// without a row map per record. The options' expressions are evaluated over
+// the whole batch in one query (sinkexpr), an option that is a column of
+// binary or strings is copied straight out of the column, and the default
+// value is encoded from the columns by rowjson.ArrowEncoder. The records
+// are the ones the row path makes of the rows columnar.AppendRows gives for
+// the batch, byte for byte: both paths fill them with recordMaker.
 
 var (
 	_ connectors.ArrowWriter = (*prodWriter)(nil)
@@ -53,9 +53,32 @@ func (w *txnWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error
 // records own their bytes (copied into arenas shared by the batch's
 // records), since cl sends them after rec is released.
 func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, columns []string, rec arrow.RecordBatch) error {
-	b, err := s.bindArrow(rec, columns)
+	if err := columnar.CheckColumnNames(rec.Schema()); err != nil {
+		return connectors.Permanent(fmt.Errorf("kafka sink: rows from batch: %w", err))
+	}
+	vals, err := s.set.exprs.Eval(ctx, s.mem, rec)
 	if err != nil {
 		return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
+	}
+	defer vals.Release()
+	where, err := describeBatch(rec)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
+	}
+	m := s.newMaker(vals, where)
+	if s.set.value < 0 {
+		enc := rowjson.ArrowEncoder{Columns: columns}
+		rows, err := enc.Bind(rec)
+		if err != nil {
+			return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
+		}
+		var line []byte
+		m.value = func(i int) ([]byte, error) {
+			if line, err = rows.Append(line[:0], i); err != nil {
+				return nil, err
+			}
+			return m.mem.copy(line), nil
+		}
 	}
 	promise := p.promise // one method value for the batch, not one per record
 	// The batch's records in one allocation; the client holds each until
@@ -63,7 +86,7 @@ func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, co
 	slab := make([]kgo.Record, rec.NumRows())
 	for i := range slab {
 		r := &slab[i]
-		if err := b.record(i, r); err != nil {
+		if err := m.record(i, r); err != nil {
 			return connectors.Permanent(err)
 		}
 		p.add()
@@ -73,78 +96,90 @@ func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, co
 	return nil
 }
 
-// arrowBinding is the sink's expressions bound to one batch.
-type arrowBinding struct {
-	set    *sinkSettings
-	fields *columnar.RowFields
-	value  *rowjson.ArrowRows // the default value; nil with a value expression
-	key    arrowBytes
-	val    arrowBytes
-	hdrs   []arrowBytes // as set.headers
-	mem    arena
-	line   []byte
-}
-
-func (s *Sink) bindArrow(rec arrow.RecordBatch, columns []string) (*arrowBinding, error) {
-	fields, err := columnar.NewRowFields(rec)
+// describeBatch is describeRow for the rows of rec.
+func describeBatch(rec arrow.RecordBatch) (func(i int) string, error) {
+	read := func(name string) (columnar.ValueReader, error) {
+		j := rec.Schema().FieldIndices(name)
+		if len(j) != 1 {
+			return func(int) (any, error) { return nil, nil }, nil
+		}
+		return columnar.NewValueReader(name, rec.Column(j[0]))
+	}
+	off, err := read("offset")
 	if err != nil {
 		return nil, err
 	}
-	b := &arrowBinding{set: s.set, fields: fields}
-	if s.set.value == nil {
-		enc := rowjson.ArrowEncoder{Columns: columns}
-		if b.value, err = enc.Bind(rec); err != nil {
-			return nil, err
-		}
-	} else {
-		b.val = b.bytesOf(rec, s.set.value)
+	seq, err := read("sequenceNumber")
+	if err != nil {
+		return nil, err
 	}
-	if s.set.key != nil {
-		b.key = b.bytesOf(rec, s.set.key)
-	}
-	for _, h := range s.set.headers {
-		b.hdrs = append(b.hdrs, b.bytesOf(rec, h.expr))
-	}
-	return b, nil
+	return func(i int) string {
+		o, _ := off(i)
+		q, _ := seq(i)
+		return describe(o, q)
+	}, nil
 }
 
-// arrowBytes gives an expression's value in row i as record bytes
-// (toBytes), copied into the binding's arena.
-type arrowBytes func(i int) ([]byte, error)
+// recordMaker fills the records of one batch's rows (or one Write's) from
+// the options' values.
+type recordMaker struct {
+	set   *sinkSettings
+	vals  *sinkexpr.Values
+	where func(i int) string          // names row i in errors
+	value func(i int) ([]byte, error) // the default value, without a value option
+	key   bytesOf
+	val   bytesOf
+	hdrs  []bytesOf // as set.headers
+	mem   arena
+}
 
-// bytesOf returns e's arrowBytes over rec: a bare name of a binary or
-// string column read straight from the column, anything else evaluated.
-func (b *arrowBinding) bytesOf(rec arrow.RecordBatch, e *transform.Expr) arrowBytes {
-	if id := e.Ident(); id != "" {
-		if j := rec.Schema().FieldIndices(id); len(j) == 1 {
-			col := rec.Column(j[0])
-			var raw func(i int) []byte
-			switch a := col.(type) {
-			case *array.Binary:
-				raw = func(i int) []byte { return b.mem.copy(a.Value(i)) }
-			case *array.LargeBinary:
-				raw = func(i int) []byte { return b.mem.copy(a.Value(i)) }
-			case *array.BinaryView:
-				raw = func(i int) []byte { return b.mem.copy(a.Value(i)) }
-			case *array.String:
-				raw = func(i int) []byte { return b.mem.copyString(a.Value(i)) }
-			case *array.LargeString:
-				raw = func(i int) []byte { return b.mem.copyString(a.Value(i)) }
-			case *array.StringView:
-				raw = func(i int) []byte { return b.mem.copyString(a.Value(i)) }
-			}
-			if raw != nil {
-				return func(i int) ([]byte, error) {
-					if col.IsNull(i) {
-						return nil, nil
-					}
-					return raw(i), nil
+// bytesOf gives an option's value in row i as record bytes (toBytes).
+type bytesOf func(i int) ([]byte, error)
+
+func (s *Sink) newMaker(vals *sinkexpr.Values, where func(i int) string) *recordMaker {
+	m := &recordMaker{set: s.set, vals: vals, where: where}
+	if s.set.key >= 0 {
+		m.key = m.bytesOf(s.set.key)
+	}
+	if s.set.value >= 0 {
+		m.val = m.bytesOf(s.set.value)
+	}
+	for _, h := range s.set.headers {
+		m.hdrs = append(m.hdrs, m.bytesOf(h.expr))
+	}
+	return m
+}
+
+// bytesOf returns option k's bytesOf: binary and string values copied
+// straight out of their array, anything else converted by toBytes.
+func (m *recordMaker) bytesOf(k int) bytesOf {
+	if col := m.vals.Array(k); col != nil {
+		var raw func(i int) []byte
+		switch a := col.(type) {
+		case *array.Binary:
+			raw = func(i int) []byte { return m.mem.copy(a.Value(i)) }
+		case *array.LargeBinary:
+			raw = func(i int) []byte { return m.mem.copy(a.Value(i)) }
+		case *array.BinaryView:
+			raw = func(i int) []byte { return m.mem.copy(a.Value(i)) }
+		case *array.String:
+			raw = func(i int) []byte { return m.mem.copyString(a.Value(i)) }
+		case *array.LargeString:
+			raw = func(i int) []byte { return m.mem.copyString(a.Value(i)) }
+		case *array.StringView:
+			raw = func(i int) []byte { return m.mem.copyString(a.Value(i)) }
+		}
+		if raw != nil {
+			return func(i int) ([]byte, error) {
+				if col.IsNull(i) {
+					return nil, nil
 				}
+				return raw(i), nil
 			}
 		}
 	}
 	return func(i int) ([]byte, error) {
-		v, err := b.eval(e)
+		v, err := m.vals.Value(k, i)
 		if err != nil {
 			return nil, err
 		}
@@ -152,32 +187,21 @@ func (b *arrowBinding) bytesOf(rec arrow.RecordBatch, e *transform.Expr) arrowBy
 	}
 }
 
-// eval evaluates e over the selected row.
-func (b *arrowBinding) eval(e *transform.Expr) (any, error) {
-	v, err := e.EvalFields(b.fields)
-	if ferr := b.fields.Err(); ferr != nil {
-		return nil, ferr
-	}
-	return v, err
-}
-
-// record fills rec, a zero Record, with the record of row i, as
-// Sink.record makes it of the row.
-func (b *arrowBinding) record(i int, rec *kgo.Record) error {
-	set := b.set
-	b.fields.At(i)
+// record fills rec, a zero Record, with the record of row i.
+func (m *recordMaker) record(i int, rec *kgo.Record) error {
+	set := m.set
 	rec.Topic = set.cfg.Topic
 	fail := func(field string, err error) error {
-		return fmt.Errorf("kafka sink: sink.kafka.%s at %s: %w", field, b.describe(), err)
+		return fmt.Errorf("kafka sink: sink.kafka.%s at %s: %w", field, m.where(i), err)
 	}
-	if set.topicExpr != nil {
-		v, err := b.eval(set.topicExpr)
+	if set.topicExpr >= 0 {
+		v, err := m.vals.Value(set.topicExpr, i)
 		if err != nil {
 			return fail("topicExpr", err)
 		}
 		t, ok := v.(string)
 		if !ok {
-			return fail("topicExpr", fmt.Errorf("gave %T, want a string", v))
+			return fail("topicExpr", fmt.Errorf("gave %s, want a string", describeValue(v)))
 		}
 		if err := validTopic(t); err != nil {
 			return fail("topicExpr", err)
@@ -188,23 +212,20 @@ func (b *arrowBinding) record(i int, rec *kgo.Record) error {
 		rec.Topic = t
 	}
 	var err error
-	if b.key != nil {
-		if rec.Key, err = b.key(i); err != nil {
+	if m.key != nil {
+		if rec.Key, err = m.key(i); err != nil {
 			return fail("key", err)
 		}
 	}
-	if b.val != nil {
-		if rec.Value, err = b.val(i); err != nil {
+	if m.val != nil {
+		if rec.Value, err = m.val(i); err != nil {
 			return fail("value", err)
 		}
-	} else {
-		if b.line, err = b.value.Append(b.line[:0], i); err != nil {
-			return fail("value", err)
-		}
-		rec.Value = b.mem.copy(b.line)
+	} else if rec.Value, err = m.value(i); err != nil {
+		return fail("value", err)
 	}
 	for k, h := range set.headers {
-		v, err := b.hdrs[k](i)
+		v, err := m.hdrs[k](i)
 		if err != nil {
 			return fail("headers."+h.name, err)
 		}
@@ -213,31 +234,29 @@ func (b *arrowBinding) record(i int, rec *kgo.Record) error {
 		}
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.name, Value: v})
 	}
-	if set.partition != nil {
-		v, err := b.eval(set.partition)
+	if set.partition >= 0 {
+		v, err := m.vals.Value(set.partition, i)
 		if err != nil {
 			return fail("partition", err)
 		}
 		p, ok := v.(int64)
 		if !ok || p < 0 || p > math.MaxInt32 {
-			return fail("partition", fmt.Errorf("gave %v, want a partition number", v))
+			return fail("partition", fmt.Errorf("gave %s, want a partition number", describeValue(v)))
 		}
 		rec.Partition = int32(p)
 	}
 	return nil
 }
 
-// describe is describeRow for the selected row.
-func (b *arrowBinding) describe() string {
-	for _, name := range []string{"offset", "sequenceNumber"} {
-		if v, ok := b.fields.Field(name); ok {
-			if name == "offset" {
-				return fmt.Sprintf("the row of offset %v", v)
-			}
-			return fmt.Sprintf("the row of sequence number %v", v)
-		}
+// describeValue names a value in an error: NULL, a number, or a type.
+func describeValue(v any) string {
+	switch v.(type) {
+	case nil:
+		return "NULL"
+	case int64, float64, bool:
+		return fmt.Sprint(v)
 	}
-	return "a row"
+	return fmt.Sprintf("a %T", v)
 }
 
 // arena hands out copies of byte slices from shared chunks: one allocation

@@ -107,16 +107,25 @@ func TestSinkWriteArrowMatchesWrite(t *testing.T) {
 		}, queryBatches, true},
 		{"expressions", func(topic string) kafka.SinkConfig {
 			return kafka.SinkConfig{
-				TopicExpr: fmt.Sprintf("%q + (ok == true ? \"-a\" : \"-b\")", topic),
-				Key:       "name", Value: `{"id": id, "tags": tags, "attrs": attrs, "total": total}`,
+				TopicExpr: fmt.Sprintf("'%s' || CASE WHEN ok THEN '-a' ELSE '-b' END", topic),
+				Key:       "name", Value: `{'id': id, 'tags': tags, 'attrs': attrs, 'total': total}`,
 				Headers: map[string]string{
-					"payload": "payload", "amount": "amount", "ts": "ts", "whole": `row.id`, "counts": "counts",
+					"payload": "payload", "amount": "amount", "ts": "ts", "id": `"id"`, "counts": "counts",
+					"upper": "upper(name)", "cast": "CAST(amount AS STRING)", "null": "NULLIF(id % 2, 1)",
+					"concat": "concat_ws('/', name, CAST(day AS STRING))", "json": "to_json(attrs)",
+					"list": "list_transform(tags, lambda t: upper(t))", "map": "counts", "bool": "ok AND id > 2",
 				},
-				Partition: "id % 3",
+				Partition: "CAST(id % 3 AS INT)",
+				Schema:    arrowtest.Schema,
 			}
 		}, queryBatches, false},
 		{"non-string key and value names", func(topic string) kafka.SinkConfig {
 			return kafka.SinkConfig{Topic: topic, Key: "id", Value: "attrs", Headers: map[string]string{"day": "day", "price": "price"}}
+		}, queryBatches, false},
+		{"spark functions, nulls and the struct to JSON", func(topic string) kafka.SinkConfig {
+			return kafka.SinkConfig{Topic: topic, Key: "nvl(name, 'anonymous')", Value: "attrs",
+				Headers: map[string]string{"at": "date_format(ts, 'yyyy-MM-dd HH:mm')", "price": "price * 2", "nested": "attrs.s"},
+				Schema:  arrowtest.Schema}
 		}, queryBatches, false},
 	}
 	for _, tt := range tests {
@@ -130,7 +139,7 @@ func TestSinkWriteArrowMatchesWrite(t *testing.T) {
 			write := func(topic string, arrowPath bool) {
 				cfg := tt.cfg(topic)
 				cfg.BootstrapServers = c.addr
-				s := newSink(t, cfg)
+				s := newSink(t, cfg, kafka.WithSinkAllocator(mem))
 				ctx := testCtx(t)
 				// A job per path: transactional writers of one key would skip the
 				// replay of a committed batch.
@@ -203,10 +212,10 @@ func TestSinkWriteArrowErrors(t *testing.T) {
 		cfg  kafka.SinkConfig
 		want string
 	}{
-		{"missing field", kafka.SinkConfig{Key: "missing_field"}, `sink.kafka.key at a row: no such field "missing_field"`},
-		{"missing field in CEL", kafka.SinkConfig{Value: "id + missing_field"}, `sink.kafka.value at a row: no such field "missing_field"`},
-		{"bad partition", kafka.SinkConfig{Partition: "-id - 1"}, "sink.kafka.partition at a row: gave -1, want a partition number"},
-		{"bad topic", kafka.SinkConfig{TopicExpr: "string(id) + name"}, `sink.kafka.topicExpr at a row: topic "0name <0> \"q\" é" may only contain`},
+		{"bad partition", kafka.SinkConfig{Partition: "-id - 1", Schema: arrowtest.Schema}, "sink.kafka.partition at a row: gave -1, want a partition number"},
+		{"null partition", kafka.SinkConfig{Partition: "CAST(NULL AS INT)", Schema: arrowtest.Schema}, "sink.kafka.partition at a row: gave NULL, want a partition number"},
+		{"bad topic", kafka.SinkConfig{TopicExpr: "CAST(id AS STRING) || name", Schema: arrowtest.Schema}, `sink.kafka.topicExpr at a row: topic "0name <0> \"q\" é" may only contain`},
+		{"failed cast", kafka.SinkConfig{Key: "CAST(name AS INT)", Schema: arrowtest.Schema}, `query failed: Could not convert string 'name <0> "q" é' to INT32`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,7 +224,7 @@ func TestSinkWriteArrowErrors(t *testing.T) {
 			if cfg.TopicExpr == "" {
 				cfg.Topic = "out"
 			}
-			s := newSink(t, cfg)
+			s := newSink(t, cfg, kafka.WithSinkAllocator(mem))
 			ctx := testCtx(t)
 			rec := arrowtest.Batch(mem, 0, 4)
 			defer rec.Release()

@@ -1,16 +1,17 @@
 package kafka
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"cel.dev/cel-go/common/types"
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/pkg/transform"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/sinkexpr"
 )
 
 // SinkConfig is the Kafka sink's options, as the job spec's sink.kafka
@@ -21,20 +22,26 @@ type SinkConfig struct {
 	BootstrapServers string
 	// Topic receives every record. Exactly one of Topic and TopicExpr.
 	Topic string
-	// TopicExpr is a CEL expression giving each record's topic.
+	// TopicExpr is a SQL expression giving each record's topic, a string.
 	TopicExpr string
-	// Key is a CEL expression for the record key; empty: no key.
+	// Key is a SQL expression for the record key; empty: no key.
 	Key string
-	// Value is a CEL expression for the record value; empty: the row as a
+	// Value is a SQL expression for the record value; empty: the row as a
 	// JSON object.
 	Value string
-	// Headers maps header names to CEL expressions; a null result leaves
+	// Headers maps header names to SQL expressions; a NULL result leaves
 	// the header out.
 	Headers map[string]string
-	// Partition is a CEL expression giving the partition number; empty:
-	// the key's murmur2 hash as Kafka's Java client computes it (records
-	// without a key go to a sticky random partition).
+	// Partition is a SQL expression giving the partition number, an
+	// integer; empty: the key's murmur2 hash as Kafka's Java client
+	// computes it (records without a key go to a sticky random partition).
 	Partition string
+	// Schema is the columns of the rows the sink receives (the job's
+	// output). The expressions are checked against it (Validate refuses an
+	// unknown column), and Write converts rows to a batch of it to evaluate
+	// them. Nil: Validate checks each expression's shape only, and NewSink
+	// refuses an option that is more than a column name.
+	Schema *arrow.Schema
 	// Transactional writes each task's output in one Kafka transaction
 	// together with a commit marker; see the package documentation of
 	// NewSink for what that guarantees.
@@ -88,12 +95,13 @@ func sinkErr(field, format string, args ...any) error {
 
 // sinkSettings is a validated SinkConfig.
 type sinkSettings struct {
-	cfg        SinkConfig
-	client     *settings // brokers and the shared client properties
-	topicExpr  *transform.Expr
-	key, value *transform.Expr
-	headers    []headerExpr // sorted by name
-	partition  *transform.Expr
+	cfg    SinkConfig
+	client *settings // brokers and the shared client properties
+	// exprs are the per-record options; topicExpr, key, value and
+	// partition are their indices in it, -1 when unset.
+	exprs                            *sinkexpr.Set
+	topicExpr, key, value, partition int
+	headers                          []headerExpr // sorted by name
 
 	compression  []kgo.CompressionCodec
 	linger       time.Duration
@@ -104,18 +112,21 @@ type sinkSettings struct {
 
 type headerExpr struct {
 	name string
-	expr *transform.Expr
+	expr int // index in exprs
 }
 
-// Validate reports the first problem with c as a *SinkConfigError. It
-// compiles the expressions but touches neither the network nor files.
+// Validate reports the first problem with c as a *SinkConfigError (the
+// expressions' problems, one per option, joined). It compiles the
+// expressions (on the process's SQL engine, sqltransform.SharedEngine) but
+// touches neither the network nor files.
 func (c SinkConfig) Validate() error {
 	_, err := c.settings()
 	return err
 }
 
 func (c SinkConfig) settings() (*sinkSettings, error) {
-	s := &sinkSettings{cfg: c, txnTimeout: defaultTxnTimeout, commitsTopic: DefaultCommitsTopic, name: c.Name}
+	s := &sinkSettings{cfg: c, txnTimeout: defaultTxnTimeout, commitsTopic: DefaultCommitsTopic, name: c.Name,
+		topicExpr: -1, key: -1, value: -1, partition: -1}
 	if s.name == "" {
 		s.name = defaultSinkName
 	}
@@ -150,6 +161,11 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 	}
 	s.client = set
 
+	var opts []sinkexpr.Option
+	add := func(field, text string, want func(arrow.DataType) error) int {
+		opts = append(opts, sinkexpr.Option{Field: field, Text: text, Want: want})
+		return len(opts) - 1
+	}
 	switch {
 	case c.Topic != "" && c.TopicExpr != "":
 		return nil, sinkErr("topic", "set either topic or topicExpr, not both")
@@ -158,24 +174,15 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 			return nil, sinkErr("topic", "%v", err)
 		}
 	case c.TopicExpr != "":
-		if s.topicExpr, err = transform.CompileExpr(c.TopicExpr); err != nil {
-			return nil, sinkErr("topicExpr", "%v", err)
-		}
-		if t := s.topicExpr.OutputType(); !mayBe(t, types.StringKind) {
-			return nil, sinkErr("topicExpr", "gives %s, want a string", t)
-		}
+		s.topicExpr = add("topicExpr", c.TopicExpr, wantString)
 	default:
 		return nil, sinkErr("topic", "required (or topicExpr)")
 	}
 	if c.Key != "" {
-		if s.key, err = transform.CompileExpr(c.Key); err != nil {
-			return nil, sinkErr("key", "%v", err)
-		}
+		s.key = add("key", c.Key, nil)
 	}
 	if c.Value != "" {
-		if s.value, err = transform.CompileExpr(c.Value); err != nil {
-			return nil, sinkErr("value", "%v", err)
-		}
+		s.value = add("value", c.Value, nil)
 	}
 	names := make([]string, 0, len(c.Headers))
 	for n := range c.Headers {
@@ -189,19 +196,13 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 		if c.Headers[n] == "" {
 			return nil, sinkErr("headers."+n, "empty expression")
 		}
-		e, err := transform.CompileExpr(c.Headers[n])
-		if err != nil {
-			return nil, sinkErr("headers."+n, "%v", err)
-		}
-		s.headers = append(s.headers, headerExpr{name: n, expr: e})
+		s.headers = append(s.headers, headerExpr{name: n, expr: add("headers."+n, c.Headers[n], nil)})
 	}
 	if c.Partition != "" {
-		if s.partition, err = transform.CompileExpr(c.Partition); err != nil {
-			return nil, sinkErr("partition", "%v", err)
-		}
-		if t := s.partition.OutputType(); !mayBe(t, types.IntKind, types.UintKind) {
-			return nil, sinkErr("partition", "gives %s, want an int", t)
-		}
+		s.partition = add("partition", c.Partition, wantInteger)
+	}
+	if s.exprs, err = sinkexpr.New(opts, c.Schema); err != nil {
+		return nil, asSinkExprErr(err)
 	}
 
 	if v, ok := own[propCompressionType]; ok {
@@ -251,6 +252,43 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 		return nil, sinkErr("topic", "%q is the commits topic", c.Topic)
 	}
 	return s, nil
+}
+
+// asSinkExprErr turns the expressions' errors (*sinkexpr.Error, joined)
+// into the sink's.
+func asSinkExprErr(err error) error {
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	out := make([]error, 0, len(list))
+	for _, e := range list {
+		var xe *sinkexpr.Error
+		if errors.As(e, &xe) {
+			out = append(out, sinkErr(xe.Field, "%s", xe.Reason))
+		} else {
+			out = append(out, fmt.Errorf("kafka sink: %w", e))
+		}
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return errors.Join(out...)
+}
+
+func wantString(t arrow.DataType) error {
+	switch t.ID() {
+	case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW:
+		return nil
+	}
+	return fmt.Errorf("gives %s, want a string (a topic name)", t)
+}
+
+func wantInteger(t arrow.DataType) error {
+	if arrow.IsInteger(t.ID()) {
+		return nil
+	}
+	return fmt.Errorf("gives %s, want an integer (a partition number)", t)
 }
 
 // asSinkErr turns an error of the source's option validation, which names

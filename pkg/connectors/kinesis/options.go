@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
@@ -20,6 +21,7 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
 	logger       *slog.Logger
+	mem          memory.Allocator
 	httpClient   aws.HTTPClient
 	fetchers     FetcherFactory
 	idleTimeout  time.Duration
@@ -40,6 +42,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		logger:       slog.Default(),
+		mem:          memory.DefaultAllocator,
 		idleTimeout:  10 * time.Minute,
 		maxRead:      10000,
 		maxAttempts:  10,
@@ -59,6 +62,8 @@ func buildOptions(opts []Option) (options, error) {
 	switch {
 	case o.logger == nil:
 		return o, errors.New("kinesis: WithLogger: logger must not be nil")
+	case o.mem == nil:
+		return o, errors.New("kinesis: WithAllocator: allocator must not be nil")
 	case o.idleTimeout <= 0:
 		return o, fmt.Errorf("kinesis: WithIdleTimeout: must be positive (got %s)", o.idleTimeout)
 	case o.maxRead <= 0:
@@ -72,6 +77,13 @@ func buildOptions(opts []Option) (options, error) {
 // WithLogger sets where warnings go (throttling episodes, data skipped with
 // failOnDataLoss false). Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithAllocator sets where the sink allocates the Arrow memory of its
+// expressions' values (and of the batches it makes of rows to evaluate
+// them) (NewSink only). Default memory.DefaultAllocator.
+func WithAllocator(mem memory.Allocator) Option {
+	return optionFunc(func(o *options) { o.mem = mem })
+}
 
 // WithHTTPClient sets the HTTP client of every Kinesis call (the SDK's own
 // otherwise). STS calls for roleArn keep the SDK's client: awsauth builds

@@ -10,14 +10,16 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sluicehq/sluice/pkg/awsauth"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/internal/sinkexpr"
 	"github.com/sluicehq/sluice/pkg/stream"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 // PutRecords limits of the service.
@@ -29,24 +31,31 @@ const (
 	DefaultSinkRetries   = 10
 )
 
-// SinkConfig is the Kinesis sink's options. Expressions are CEL over the
-// output row, as in transforms (fields are identifiers, the whole row is
-// row).
+// SinkConfig is the Kinesis sink's options. Expressions are SQL over the
+// rows the sink receives, in the dialect of the transforms (pkg/sqlengine);
+// an expression that is one column name is read from the column.
 type SinkConfig struct {
 	StreamName string
 	Region     string
 	Endpoint   string
-	// PartitionKey is a CEL expression giving each record's partition key
+	// PartitionKey is a SQL expression giving each record's partition key
 	// (a string of 1-256 characters; numbers and booleans are formatted).
 	// Required.
 	PartitionKey string
-	// ExplicitHashKey is an optional CEL expression giving a decimal hash
-	// key in [0, 2^128) that overrides the partition key's hash.
+	// ExplicitHashKey is an optional SQL expression giving a decimal hash
+	// key in [0, 2^128), a string or an integer, that overrides the
+	// partition key's hash.
 	ExplicitHashKey string
-	// Data is an optional CEL expression giving the record's data: bytes as
+	// Data is an optional SQL expression giving the record's data: bytes as
 	// they are, a string as UTF-8, anything else as JSON. Default: the whole
 	// row as a JSON object.
 	Data string
+	// Schema is the columns of the rows the sink receives (the job's
+	// output). The expressions are checked against it (Validate refuses an
+	// unknown column), and Write converts rows to a batch of it to evaluate
+	// them. Nil: Validate checks each expression's shape only, and NewSink
+	// refuses an option that is more than a column name.
+	Schema *arrow.Schema
 	// MaxRecordsPerRequest caps the entries of one PutRecords call.
 	// Default and maximum 500.
 	MaxRecordsPerRequest int
@@ -70,11 +79,10 @@ type sinkSettings struct {
 	endpoint   string
 	maxRecords int
 	maxRetries int
-	hasHash    bool
-	hasData    bool
-	// The same expressions one by one, for the Arrow path; hash and data
-	// are nil when not set.
-	partitionKey, hash, data *transform.Expr
+	// exprs are the per-record options; partitionKey, hash and data are
+	// their indices in it, -1 when unset.
+	exprs                    *sinkexpr.Set
+	partitionKey, hash, data int
 	auth                     awsauth.Options
 }
 
@@ -89,7 +97,7 @@ func (c SinkConfig) Validate() error {
 func (c SinkConfig) settings() (*sinkSettings, error) {
 	var errs []error
 	bad := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
-	s := &sinkSettings{stream: c.StreamName, endpoint: c.Endpoint}
+	s := &sinkSettings{stream: c.StreamName, endpoint: c.Endpoint, partitionKey: -1, hash: -1, data: -1}
 	switch {
 	case c.StreamName == "":
 		bad("streamName", "is required")
@@ -118,25 +126,26 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 		s.maxRetries = n
 	}
 
-	// Each expression is compiled alone, so that an error names the option.
-	add := func(field, expr string, required bool) *transform.Expr {
+	var opts []sinkexpr.Option
+	add := func(field, expr string, required bool, want func(arrow.DataType) error) int {
 		if expr == "" {
 			if required {
-				bad(field, "is required (a CEL expression over the row, e.g. country or string(id))")
+				bad(field, "is required (a SQL expression over the row, e.g. country or CAST(id AS STRING))")
 			}
-			return nil
+			return -1
 		}
-		e, err := transform.CompileExpr(expr)
-		if err != nil {
-			bad(field, "%v", err)
-			return nil
-		}
-		return e
+		opts = append(opts, sinkexpr.Option{Field: field, Text: expr, Want: want})
+		return len(opts) - 1
 	}
-	s.partitionKey = add("partitionKey", c.PartitionKey, true)
-	s.hash = add("explicitHashKey", c.ExplicitHashKey, false)
-	s.data = add("data", c.Data, false)
-	s.hasHash, s.hasData = c.ExplicitHashKey != "", c.Data != ""
+	s.partitionKey = add("partitionKey", c.PartitionKey, true, wantKey)
+	s.hash = add("explicitHashKey", c.ExplicitHashKey, false, wantHashKey)
+	s.data = add("data", c.Data, false, nil)
+	if len(opts) > 0 {
+		var err error
+		if s.exprs, err = sinkexpr.New(opts, c.Schema); err != nil {
+			errs = append(errs, exprErrs(err)...)
+		}
+	}
 
 	s.auth = awsauth.Options{
 		Region: c.Region, AccessKey: c.AWSAccessKey, SecretKey: c.AWSSecretKey, SessionToken: c.AWSSessionToken,
@@ -151,6 +160,52 @@ func (c SinkConfig) settings() (*sinkSettings, error) {
 	return s, nil
 }
 
+// exprErrs turns the expressions' errors (*sinkexpr.Error, joined) into
+// the sink's.
+func exprErrs(err error) []error {
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	out := make([]error, 0, len(list))
+	for _, e := range list {
+		var xe *sinkexpr.Error
+		if errors.As(e, &xe) {
+			out = append(out, fieldErr(xe.Field, "%s", xe.Reason))
+		} else {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// wantKey: a partition key is a string; numbers and booleans are
+// formatted.
+func wantKey(t arrow.DataType) error {
+	switch {
+	case arrow.IsInteger(t.ID()), arrow.IsFloating(t.ID()):
+		return nil
+	}
+	switch t.ID() {
+	case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW, arrow.BOOL:
+		return nil
+	}
+	return fmt.Errorf("gives %s, want a string (use CAST(... AS STRING))", t)
+}
+
+// wantHashKey: a hash key is a decimal string or an integer.
+func wantHashKey(t arrow.DataType) error {
+	switch {
+	case arrow.IsInteger(t.ID()):
+		return nil
+	}
+	switch t.ID() {
+	case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW:
+		return nil
+	}
+	return fmt.Errorf("gives %s, want a decimal string or an integer", t)
+}
+
 // Sink writes rows to a Kinesis stream with PutRecords. It is at-least-once:
 // records are sent while the task writes (in calls of up to 500 records and
 // 5 MiB) and a retried or speculative task sends its records again.
@@ -161,6 +216,7 @@ type Sink struct {
 	set    *sinkSettings
 	opts   options
 	client api
+	mem    memory.Allocator // the expressions' values
 }
 
 var _ connectors.Sink = (*Sink)(nil)
@@ -175,11 +231,15 @@ func NewSink(cfg SinkConfig, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new kinesis sink: %w", err)
 	}
+	if cfg.Schema == nil && set.exprs.NeedsSQL() {
+		// Rows are converted to a batch of the schema to evaluate them.
+		return nil, fmt.Errorf("new kinesis sink: %w", fieldErr("schema", "is required when an option is an expression, not a column name"))
+	}
 	client, err := newClient(context.Background(), set.auth, set.endpoint, o, false)
 	if err != nil {
 		return nil, fmt.Errorf("new kinesis sink: %w", err)
 	}
-	return &Sink{set: set, opts: o, client: client}, nil
+	return &Sink{set: set, opts: o, client: client, mem: o.mem}, nil
 }
 
 // Close does nothing: writers hold no shared resources.
@@ -210,25 +270,36 @@ func (w *sinkWriter) Write(ctx context.Context, rows []stream.Row) error {
 	if w.done {
 		return errors.New("kinesis sink: write after commit or abort")
 	}
+	// Every row's expressions are evaluated, together, before any is sent.
+	vals, err := w.s.set.exprs.EvalRows(ctx, w.s.mem, rows)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
+	}
+	defer vals.Release()
+	return w.send(ctx, vals, func(i int) ([]byte, error) { return json.Marshal(map[string]any(rows[i])) })
+}
+
+// send builds the entries of vals' rows and adds them; wholeRow encodes
+// row i as JSON, the default data.
+func (w *sinkWriter) send(ctx context.Context, vals *sinkexpr.Values, wholeRow func(i int) ([]byte, error)) error {
 	set := w.s.set
-	// Every row's expressions are evaluated before any is sent.
 	type values struct{ pk, hash, data any }
-	vals := make([]values, len(rows))
-	for i, row := range rows {
-		v := &vals[i]
+	all := make([]values, vals.Len())
+	for i := range all {
+		v := &all[i]
 		var err error
-		if v.pk, err = evalOption("partitionKey", set.partitionKey, row); err != nil {
+		if v.pk, err = option(vals, "partitionKey", set.partitionKey, i); err != nil {
 			return err
 		}
-		if v.hash, err = evalOption("explicitHashKey", set.hash, row); err != nil {
+		if v.hash, err = option(vals, "explicitHashKey", set.hash, i); err != nil {
 			return err
 		}
-		if v.data, err = evalOption("data", set.data, row); err != nil {
+		if v.data, err = option(vals, "data", set.data, i); err != nil {
 			return err
 		}
 	}
-	for i, v := range vals {
-		e, err := w.s.entryOf(v.pk, v.hash, v.data, func() ([]byte, error) { return json.Marshal(map[string]any(rows[i])) })
+	for i, v := range all {
+		e, err := w.s.entryOf(v.pk, v.hash, v.data, func() ([]byte, error) { return wholeRow(i) })
 		if err != nil {
 			return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
 		}
@@ -237,6 +308,19 @@ func (w *sinkWriter) Write(ctx context.Context, rows []stream.Row) error {
 		}
 	}
 	return nil
+}
+
+// option reads option name's value (index k in the expressions, -1: the
+// option is unset) in row i; its failure is permanent, naming the option.
+func option(vals *sinkexpr.Values, name string, k, i int) (any, error) {
+	if k < 0 {
+		return nil, nil
+	}
+	v, err := vals.Value(k, i)
+	if err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("kinesis sink: %s: %v", name, err))
+	}
+	return v, nil
 }
 
 // add appends e to the request being filled, sending that request first
@@ -253,19 +337,6 @@ func (w *sinkWriter) add(ctx context.Context, e types.PutRecordsRequestEntry) er
 	return nil
 }
 
-// evalOption evaluates option name's expression e (nil: the option is
-// unset) over row; its failure is permanent, naming the option.
-func evalOption(name string, e *transform.Expr, row stream.Row) (any, error) {
-	if e == nil {
-		return nil, nil
-	}
-	v, err := e.Eval(row)
-	if err != nil {
-		return nil, connectors.Permanent(fmt.Errorf("kinesis sink: %s: %v", name, err))
-	}
-	return v, nil
-}
-
 // entryOf builds one PutRecords entry from the expressions' values;
 // wholeRow encodes the row as JSON, the default data.
 func (s *Sink) entryOf(partitionKey, explicitHashKey, data any, wholeRow func() ([]byte, error)) (types.PutRecordsRequestEntry, error) {
@@ -278,14 +349,14 @@ func (s *Sink) entryOf(partitionKey, explicitHashKey, data any, wholeRow func() 
 		return e, fmt.Errorf("partitionKey: must be 1-%d characters (got %d)", maxPartitionKeyChars, n)
 	}
 	e.PartitionKey = aws.String(pk)
-	if s.set.hasHash {
+	if s.set.hash >= 0 {
 		h, err := hashKey(explicitHashKey)
 		if err != nil {
 			return e, fmt.Errorf("explicitHashKey: %w", err)
 		}
 		e.ExplicitHashKey = aws.String(h)
 	}
-	if s.set.hasData {
+	if s.set.data >= 0 {
 		switch v := data.(type) {
 		case []byte:
 			e.Data = v
@@ -326,7 +397,7 @@ func keyString(v any) (string, error) {
 	case nil:
 		return "", errors.New("the expression gave null")
 	}
-	return "", fmt.Errorf("the expression gave a %T; want a string (use string(...))", v)
+	return "", fmt.Errorf("the expression gave a %T; want a string (use CAST(... AS STRING))", v)
 }
 
 var maxHashKey = new(big.Int).Lsh(big.NewInt(1), 128)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -19,8 +20,15 @@ import (
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
+// testSchema is the schema of the rows the sink tests write.
+var testSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "country", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "payload", Type: arrow.BinaryTypes.String, Nullable: true},
+}, nil)
+
 func TestSinkConfigValidate(t *testing.T) {
-	base := func() SinkConfig { return SinkConfig{StreamName: "out", PartitionKey: "country"} }
+	base := func() SinkConfig { return SinkConfig{StreamName: "out", PartitionKey: "country", Schema: testSchema} }
 	tests := []struct {
 		name  string
 		edit  func(*SinkConfig)
@@ -29,9 +37,14 @@ func TestSinkConfigValidate(t *testing.T) {
 	}{
 		{"no stream", func(c *SinkConfig) { c.StreamName = "" }, "streamName", "required"},
 		{"no key", func(c *SinkConfig) { c.PartitionKey = "" }, "partitionKey", "required"},
-		{"bad key", func(c *SinkConfig) { c.PartitionKey = "country +" }, "partitionKey", "Syntax error"},
-		{"bad hash", func(c *SinkConfig) { c.ExplicitHashKey = "((" }, "explicitHashKey", "Syntax error"},
-		{"bad data", func(c *SinkConfig) { c.Data = "a ==" }, "data", "Syntax error"},
+		{"bad key", func(c *SinkConfig) { c.PartitionKey = "country +" }, "partitionKey", "position 9: syntax error"},
+		{"bad hash", func(c *SinkConfig) { c.ExplicitHashKey = "((" }, "explicitHashKey", "position 2: a '(' is not closed"},
+		{"bad data", func(c *SinkConfig) { c.Data = "id = " }, "data", "position 5: syntax error"},
+		{"unknown column", func(c *SinkConfig) { c.Data = "upper(contry)" }, "data", `position 6: unknown column: Referenced column "contry" not found`},
+		{"key not a string", func(c *SinkConfig) { c.PartitionKey = "[id]" }, "partitionKey", "gives list<l: int64, nullable>, want a string"},
+		{"hash not a number", func(c *SinkConfig) { c.ExplicitHashKey = "1.5" }, "explicitHashKey", "want a decimal string or an integer"},
+		{"old CEL", func(c *SinkConfig) { c.PartitionKey = "string(id)" }, "partitionKey", "position 0: unknown function"},
+		{"old CEL ternary", func(c *SinkConfig) { c.Data = "id > 1 ? 'a' : 'b'" }, "data", "CASE WHEN c THEN a ELSE b END"},
 		{"too many per request", func(c *SinkConfig) { c.MaxRecordsPerRequest = 1000 }, "maxRecordsPerRequest", "between 1 and 500"},
 		{"retries", func(c *SinkConfig) { c.MaxRetries = -1 }, "maxRetries", "negative"},
 		{"endpoint", func(c *SinkConfig) { c.Endpoint = "nowhere" }, "endpoint", "URL"},
@@ -98,7 +111,7 @@ func TestSinkRetriesFailedEntries(t *testing.T) {
 	f.failEntry = func(call, i int) bool { return call == 1 && (i == 1 || i == 3) || call == 2 && i == 0 }
 	sl := newSleeps()
 	s, err := NewSink(SinkConfig{StreamName: "s", Endpoint: f.srv.URL, Region: "us-east-1", AWSAccessKey: "k", AWSSecretKey: "s",
-		PartitionKey: "string(id)", Data: "string(id)", MaxRetries: 3}, sl.option())
+		PartitionKey: "CAST(id AS STRING)", Data: "CAST(id AS STRING)", MaxRetries: 3, Schema: testSchema}, sl.option())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +150,7 @@ func TestSinkToKinesis(t *testing.T) {
 	rec, hc := newRecorder(t)
 	sink := func(cfg SinkConfig) *Sink {
 		cfg.StreamName, cfg.Region, cfg.Endpoint, cfg.AWSAccessKey, cfg.AWSSecretKey = "out", e.k.Region, e.k.Endpoint, e.k.AccessKey, e.k.SecretKey
+		cfg.Schema = testSchema
 		s, err := NewSink(cfg, e.opts(WithHTTPClient(hc))...)
 		if err != nil {
 			t.Fatal(err)
@@ -169,7 +183,7 @@ func TestSinkToKinesis(t *testing.T) {
 	// fit, 26 do not).
 	before := len(rec.putSizes())
 	big := strings.Repeat("x", 200<<10)
-	s = sink(SinkConfig{PartitionKey: "string(id)", Data: "payload"})
+	s = sink(SinkConfig{PartitionKey: "CAST(id AS STRING)", Data: "payload"})
 	if err := writeAll(t, s, rowsOf(30, func(i int) stream.Row { return stream.Row{"id": int64(i), "payload": big} })); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +193,7 @@ func TestSinkToKinesis(t *testing.T) {
 
 	// An explicit hash key in the upper half of the key space lands in the
 	// second shard.
-	s = sink(SinkConfig{PartitionKey: "'k'", ExplicitHashKey: `"170141183460469231731687303715884105800"`, Data: "string(id)"})
+	s = sink(SinkConfig{PartitionKey: "'k'", ExplicitHashKey: `'170141183460469231731687303715884105800'`, Data: "CAST(id AS STRING)"})
 	if err := writeAll(t, s, rowsOf(5, func(i int) stream.Row { return stream.Row{"id": int64(i)} })); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +209,9 @@ func TestSinkToKinesis(t *testing.T) {
 		row  stream.Row
 		want string
 	}{
-		{SinkConfig{PartitionKey: "country"}, stream.Row{"id": int64(1)}, `partitionKey: no such field "country"`},
+		{SinkConfig{PartitionKey: "country"}, stream.Row{"id": int64(1)}, `partitionKey: the expression gave null`},
+		{SinkConfig{PartitionKey: "upper(country)"}, stream.Row{"id": int64(1)}, `partitionKey: the expression gave null`},
+		{SinkConfig{PartitionKey: "CAST(country AS INT)"}, stream.Row{"country": "PT"}, `Could not convert string 'PT' to INT32`},
 		{SinkConfig{PartitionKey: "country"}, stream.Row{"country": ""}, "partitionKey: must be 1-256 characters"},
 		{SinkConfig{PartitionKey: "'k'", Data: "payload"}, stream.Row{"payload": strings.Repeat("x", 1<<20)}, "over the 1 MiB Kinesis limit"},
 		{SinkConfig{PartitionKey: "'k'", ExplicitHashKey: "'-1'"}, stream.Row{}, "explicitHashKey"},

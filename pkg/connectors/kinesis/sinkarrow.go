@@ -10,69 +10,34 @@ import (
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/rowjson"
-	"github.com/sluicehq/sluice/pkg/transform"
 )
 
 var _ connectors.ArrowWriter = (*sinkWriter)(nil)
 
 // WriteArrow sends rec's rows as Write sends the same rows, without a row
-// map per record: the expressions read the batch's columns at each row
-// (columnar.RowFields), and the default data, the row as encoding/json
-// marshals it, is encoded from the columns (rowjson.ArrowEncoder, Std).
-// As Write, it evaluates every row's expressions before sending any.
+// map per record: the expressions are evaluated over the whole batch in one
+// query (sinkexpr), and the default data, the row as encoding/json marshals
+// it, is encoded from the columns (rowjson.ArrowEncoder, Std). As Write, it
+// evaluates every row's expressions before sending any.
 func (w *sinkWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error {
 	if w.done {
 		return errors.New("kinesis sink: write after commit or abort")
 	}
-	set := w.s.set
-	fields, err := columnar.NewRowFields(rec)
-	if err != nil {
-		return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
+	if err := columnar.CheckColumnNames(rec.Schema()); err != nil {
+		return connectors.Permanent(fmt.Errorf("kinesis sink: rows from batch: %w", err))
 	}
 	var whole *rowjson.ArrowRows
-	if set.data == nil {
+	if w.s.set.data < 0 {
 		enc := rowjson.ArrowEncoder{Dialect: rowjson.Std}
+		var err error
 		if whole, err = enc.Bind(rec); err != nil {
 			return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
 		}
 	}
-	n := int(rec.NumRows())
-	type values struct{ pk, hash, data any }
-	vals := make([]values, n)
-	eval := func(name string, e *transform.Expr) (any, error) {
-		if e == nil {
-			return nil, nil
-		}
-		v, err := e.EvalFields(fields)
-		if ferr := fields.Err(); ferr != nil {
-			err = ferr
-		}
-		if err != nil {
-			return nil, connectors.Permanent(fmt.Errorf("kinesis sink: %s: %v", name, err))
-		}
-		return v, nil
+	vals, err := w.s.set.exprs.Eval(ctx, w.s.mem, rec)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
 	}
-	for i := range n {
-		fields.At(i)
-		v := &vals[i]
-		if v.pk, err = eval("partitionKey", set.partitionKey); err != nil {
-			return err
-		}
-		if v.hash, err = eval("explicitHashKey", set.hash); err != nil {
-			return err
-		}
-		if v.data, err = eval("data", set.data); err != nil {
-			return err
-		}
-	}
-	for i, v := range vals {
-		e, err := w.s.entryOf(v.pk, v.hash, v.data, func() ([]byte, error) { return whole.Append(nil, i) })
-		if err != nil {
-			return connectors.Permanent(fmt.Errorf("kinesis sink: %w", err))
-		}
-		if err := w.add(ctx, e); err != nil {
-			return err
-		}
-	}
-	return nil
+	defer vals.Release()
+	return w.send(ctx, vals, func(i int) ([]byte, error) { return whole.Append(nil, i) })
 }
