@@ -2031,7 +2031,7 @@ type Aggregate struct {
 	// The aggregates computed for each group.
 	Aggregations []*Aggregation `protobuf:"bytes,2,rep,name=aggregations,proto3" json:"aggregations,omitempty"`
 	// Refused: the executors' SQL memory limit bounds the groups (it bounded the
-	// groups of the CEL steps this step replaced).
+	// groups of the CEL steps of earlier versions).
 	MaxGroups     int64 `protobuf:"varint,3,opt,name=max_groups,json=maxGroups,proto3" json:"max_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2333,13 +2333,15 @@ type KinesisSink struct {
 	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
 	// Kinesis endpoint URL (a VPC endpoint, kinesis-mock). Default: the region's.
 	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	// CEL expression over the output row giving the partition key: a string of
-	// 1-256 characters (numbers and booleans are formatted). Required.
+	// SQL expression over the rows the sink receives (the job's output columns;
+	// Spark function names) giving the partition key: a string of 1-256
+	// characters (numbers and booleans are formatted); a column name alone is
+	// read from the column. Required.
 	PartitionKey string `protobuf:"bytes,4,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
-	// CEL expression giving a decimal hash key in [0, 2^128) that overrides the
+	// SQL expression giving a decimal hash key in [0, 2^128) that overrides the
 	// partition key's hash; optional.
 	ExplicitHashKey string `protobuf:"bytes,5,opt,name=explicit_hash_key,json=explicitHashKey,proto3" json:"explicit_hash_key,omitempty"`
-	// CEL expression giving the record data: bytes as they are, a string as
+	// SQL expression giving the record data: bytes as they are, a string as
 	// UTF-8, anything else as JSON. Default: the row as JSON.
 	Data string `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
 	// Entries per PutRecords call, at most 500. Default 500.
@@ -2825,19 +2827,21 @@ type KafkaSink struct {
 	BootstrapServers string `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
 	// Target topic. One of topic and topicExpr is required.
 	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
-	// CEL expression giving each record's topic (`"fx-" + currency`); set instead
-	// of topic.
+	// SQL expression over the rows the sink receives giving each record's topic,
+	// a string (`'fx-' || lower(currency)`); set instead of topic.
 	TopicExpr string `protobuf:"bytes,3,opt,name=topic_expr,json=topicExpr,proto3" json:"topic_expr,omitempty"`
-	// CEL expression for the record key: strings become UTF-8, bytes stay bytes,
-	// numbers and booleans their text, timestamps RFC 3339, maps and lists JSON;
-	// null means no key. Default: no key.
+	// SQL expression over the rows the sink receives (the job's output columns;
+	// Spark function names; a column name alone is read from the column) for
+	// the record key: strings become UTF-8, bytes stay bytes, numbers and
+	// booleans their text, timestamps RFC 3339, structs, maps and lists JSON;
+	// NULL means no key. Default: no key.
 	Key string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
-	// CEL expression for the record value, converted as key; null is a tombstone.
+	// SQL expression for the record value, converted as key; NULL is a tombstone.
 	// Default: the row as one JSON object, encoded as the file sink's lines.
 	Value string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
-	// Header name to CEL expression; a null result leaves the header out.
+	// Header name to SQL expression; a NULL result leaves the header out.
 	Headers map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// CEL expression giving the partition number. Default: the key's murmur2
+	// SQL expression giving the partition number, an integer. Default: the key's murmur2
 	// hash, as Kafka's Java client computes it (records without a key go to a
 	// sticky partition).
 	Partition string `protobuf:"bytes,7,opt,name=partition,proto3" json:"partition,omitempty"`
