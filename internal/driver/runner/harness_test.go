@@ -195,12 +195,11 @@ type fakeDispatcher struct {
 	running   map[string]string // attempt id → executor
 	cancelled []string
 	sub       *Subscription
-	subbed    chan struct{}
 	sent      chan sent
 }
 
 func newFakeDispatcher(slots map[string]int) *fakeDispatcher {
-	return &fakeDispatcher{slots: slots, running: map[string]string{}, sent: make(chan sent, 4096), subbed: make(chan struct{}, 16)}
+	return &fakeDispatcher{slots: slots, running: map[string]string{}, sent: make(chan sent, 4096)}
 }
 
 func (f *fakeDispatcher) Snapshot(cost int) []scheduler.Executor {
@@ -247,7 +246,6 @@ func (f *fakeDispatcher) Subscribe(string) (*Subscription, func()) {
 	f.mu.Lock()
 	f.sub = s
 	f.mu.Unlock()
-	f.subbed <- struct{}{}
 	return s, func() {}
 }
 
@@ -578,14 +576,4 @@ func (h *harness) end() error {
 // committed is the job's last commit.
 func (h *harness) committed() (checkpoint.Commit, error) {
 	return h.store.LatestCommit(context.Background(), "j")
-}
-
-// subscribed waits until the loop listens for results.
-func (h *harness) subscribed() {
-	h.t.Helper()
-	select {
-	case <-h.reg.subbed:
-	case <-time.After(waitLimit):
-		h.t.Fatal("the loop never subscribed")
-	}
 }
