@@ -353,7 +353,7 @@ func (s sluiceRun) cpu() time.Duration {
 // records.
 func runSluice(ctx context.Context, env *harness.Env, dir string, spec *sluicev1.JobSpec, want int64) (sluiceRun, error) {
 	var s sluiceRun
-	c, err := env.StartCluster(ctx, dir, 1)
+	c, err := env.StartClusterWith(ctx, dir, harness.ClusterOptions{Drivers: 1, Pprof: env.Cfg.Pprof != ""})
 	if err != nil {
 		return s, err
 	}
@@ -376,13 +376,28 @@ func runSluice(ctx context.Context, env *harness.Env, dir string, spec *sluicev1
 			return s, err
 		}
 	}
+	var capture *harness.Capture
+	if env.Cfg.Pprof != "" {
+		// From the submit, for BENCH_PPROF_TIME: set it to about the run's
+		// length, or the profiles of a short run are mostly idle.
+		if capture, err = harness.StartCPUProfiles(ctx, env.Cfg.Pprof, dir, c.PprofTargets(), env.Cfg.PprofTime, d.Name); err != nil {
+			return s, err
+		}
+	}
 	res, err := harness.RunJob(ctx, d, spec)
+	if capture != nil {
+		cmds, perr := capture.Wait()
+		if perr != nil && err == nil {
+			err = perr
+		}
+		s.profile = cmds
+	}
 	if prof != nil {
 		cmd, perr := prof.Stop(ctx)
 		if perr != nil && err == nil {
 			err = perr
 		}
-		s.profile = cmd
+		s.profile = strings.Join(filterEmpty(s.profile, cmd), "; ")
 	}
 	if err != nil {
 		return s, err
