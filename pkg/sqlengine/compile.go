@@ -78,6 +78,7 @@ type Compiled struct {
 	materialize bool     // the query reads its view more than once
 	scans       int      // reads of the input stream in the plan
 	names       []string // output column names, when sql wraps the query
+	readsNow    bool     // sql or inputQuery names a function that reads the time WithNow pins
 }
 
 // Query returns the query as the user wrote it.
@@ -156,7 +157,7 @@ func (e *Engine) Compile(ctx context.Context, query string, input *arrow.Schema,
 
 	// 2. Bind against an empty stream with the input's schema, exactly as a
 	// run sees it, plan, and learn the output schema.
-	c := &Compiled{e: e, query: query, view: cfg.view, inputQuery: cfg.inputQuery, input: input, sql: sql, pos: m}
+	c := &Compiled{e: e, query: query, view: cfg.view, inputQuery: cfg.inputQuery, input: input, sql: sql, pos: m, readsNow: mentionsNow(sql, cfg.inputQuery)}
 	if err := e.build(ctx, s, c, ast.recursive, true); err != nil {
 		return nil, err
 	}

@@ -131,11 +131,11 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 	}
 
 	nowhere := posMap{nowhere: true}
-	task := &Compiled{e: e, query: c.query, view: c.view, inputQuery: c.inputQuery, input: c.input, sql: partialSQL, pos: nowhere}
+	task := &Compiled{e: e, query: c.query, view: c.view, inputQuery: c.inputQuery, input: c.input, sql: partialSQL, pos: nowhere, readsNow: mentionsNow(partialSQL, c.inputQuery)}
 	if err := e.build(ctx, s, task, false, false); err != nil {
 		return nil, d.cannot(ctx, fmt.Errorf("task query %s: %w", partialSQL, err))
 	}
-	fin := &Compiled{e: e, query: c.query, view: partialsView, input: task.output, sql: finalSQL, pos: nowhere}
+	fin := &Compiled{e: e, query: c.query, view: partialsView, input: task.output, sql: finalSQL, pos: nowhere, readsNow: mentionsNow(finalSQL)}
 	if err := e.build(ctx, s, fin, false, false); err != nil {
 		return nil, d.cannot(ctx, fmt.Errorf("final query %s: %w", finalSQL, err))
 	}
@@ -215,7 +215,7 @@ func (d *distributor) buildCombine(ctx context.Context, task *Compiled) (*Compil
 	if len(keys) > 0 {
 		sql += " GROUP BY " + strings.Join(keys, ", ")
 	}
-	comb := &Compiled{e: d.e, query: d.c.query, view: partialsView, input: task.output, sql: sql, pos: posMap{nowhere: true}}
+	comb := &Compiled{e: d.e, query: d.c.query, view: partialsView, input: task.output, sql: sql, pos: posMap{nowhere: true}, readsNow: mentionsNow(sql)}
 	if err := d.e.build(ctx, d.s, comb, false, false); err != nil {
 		return nil, d.cannot(ctx, fmt.Errorf("state merge query %s: %w", sql, err))
 	}

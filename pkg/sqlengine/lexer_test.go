@@ -79,3 +79,32 @@ func TestLineCol(t *testing.T) {
 		}
 	}
 }
+
+// TestMentionsNow covers the check that spares a run the statement pinning
+// the time: every way to name a function that reads it is seen, and names
+// inside strings or as parts of other words are not.
+func TestMentionsNow(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"select count(*) as n from source", false},
+		{"select from_unixtime(unix_timestamp()) as t from source", true},
+		{"select current_timestamp as t from source", true},
+		{"select CURRENT_DATE() as d from source", true},
+		{"select now() as t from source", true},
+		{`select "now"() as t from source`, true},
+		{`select getvariable('x') as v from source`, true},
+		{"select get_current_timestamp() as t from source", true},
+		{"select 'now()' as s, nowhere from source -- now()", false},
+		{"select value from source /* current_timestamp */", false},
+		{"select unix_timestamp_ms from source", false},
+	} {
+		if got := mentionsNow(tc.sql); got != tc.want {
+			t.Errorf("mentionsNow(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+	if !mentionsNow("select 1", "select now()") {
+		t.Error("mentionsNow misses the input query")
+	}
+}

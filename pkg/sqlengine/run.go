@@ -93,7 +93,9 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 			return fail(fmt.Errorf("sqlengine: run: name the run: %w", err))
 		}
 	}
-	if !cfg.now.IsZero() {
+	// Pinning the time is a statement of its own, a tenth of a small
+	// task's cost: only for queries that can read it.
+	if !cfg.now.IsZero() && c.readsNow {
 		q := fmt.Sprintf("SET VARIABLE %s = TIMESTAMPTZ '%s'", nowVariable, cfg.now.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
 		if err := s.execContext(rctx, q); err != nil {
 			return fail(fmt.Errorf("sqlengine: run: pin the time: %w", err))

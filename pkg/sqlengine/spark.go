@@ -2,7 +2,10 @@
 
 package sqlengine
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Spark's names for functions, as DuckDB macros created once in the
 // database's main schema, where they shadow DuckDB's built-ins of the same
@@ -84,6 +87,36 @@ var sparkMacros = []string{
 
 // nowVariable is the connection variable WithNow sets.
 const nowVariable = "__sluice_now"
+
+// nowReaders are the names through which SQL reaches nowVariable: the
+// macros above that read it, and getvariable itself.
+var nowReaders = map[string]bool{
+	"get_current_timestamp": true, "now": true, "current_timestamp": true, "current_date": true,
+	"unix_timestamp": true, "getvariable": true,
+}
+
+// mentionsNow reports whether one of qs names a function that reads
+// nowVariable, as a bare or quoted identifier. A column of such a name
+// counts too; that only costs a run the statement that pins the time.
+func mentionsNow(qs ...string) bool {
+	for _, q := range qs {
+		for _, t := range lex(q) {
+			var name string
+			switch t.kind {
+			case tokWord:
+				name = t.text(q)
+			case tokQuoted:
+				name = strings.ReplaceAll(q[t.start+1:t.end-1], q[t.start:t.start+1]+q[t.start:t.start+1], q[t.start:t.start+1])
+			default:
+				continue
+			}
+			if nowReaders[strings.ToLower(name)] {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // sparkNames are the names the engine defines; a Registry refuses them.
 var sparkNames = map[string]bool{
