@@ -43,9 +43,10 @@ func CheckExpression(text string) error {
 // one ("weird-name", `weird-name`). name is the identifier unquoted; quoted
 // says how it was written, since SQL matches a bare name to a column in any
 // case and a quoted one exactly. It lets a caller read such a column
-// straight from its batch instead of running a query for it. A keyword
-// (NULL, true) reads as a name here: the caller decides by looking the name
-// up among its columns.
+// straight from its batch instead of running a query for it. A bare word
+// SQL reads as a value rather than a column (true, NULL, current_date) is
+// not a name, even where a column of that name exists: SQL would not read
+// the column either.
 func ColumnName(text string) (name string, quoted, ok bool) {
 	var word *token
 	for _, t := range lex(text) {
@@ -62,6 +63,9 @@ func ColumnName(text string) (name string, quoted, ok bool) {
 	}
 	w := word.text(text)
 	if word.kind == tokWord {
+		if valueWords[strings.ToLower(w)] {
+			return "", false, false
+		}
 		return w, false, true
 	}
 	q := w[:1]
@@ -69,4 +73,12 @@ func ColumnName(text string) (name string, quoted, ok bool) {
 		return "", false, false // unterminated: let the parser say so
 	}
 	return strings.ReplaceAll(w[1:len(w)-1], q+q, q), true, true
+}
+
+// valueWords are the bare words DuckDB reads as a value, not a column
+// reference, when they stand alone.
+var valueWords = map[string]bool{
+	"true": true, "false": true, "null": true, "default": true,
+	"current_date": true, "current_time": true, "current_timestamp": true, "localtime": true, "localtimestamp": true,
+	"current_user": true, "session_user": true, "user": true, "current_role": true, "current_catalog": true, "current_schema": true,
 }

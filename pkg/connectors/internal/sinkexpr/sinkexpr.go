@@ -199,10 +199,10 @@ func (s *Set) compile(ctx context.Context, schema *arrow.Schema) (*plan, error) 
 		p.out[k] = n
 		n++
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	if n == 0 {
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
 		return p, nil
 	}
 	q.write(" FROM " + View)
@@ -212,22 +212,34 @@ func (s *Set) compile(ctx context.Context, schema *arrow.Schema) (*plan, error) 
 	}
 	c, err := eng.Compile(ctx, q.text, schema, sqlengine.WithView(View))
 	if err != nil {
-		return nil, s.queryError(err, &q)
+		// An aggregate beside a computed option makes the query fail
+		// with GROUP BY advice for the other one: name the aggregate.
+		if aggs := s.aggregating(ctx, eng, schema, p); len(aggs) > 0 {
+			return nil, errors.Join(append(errs, aggs...)...)
+		}
+		return nil, errors.Join(append(errs, s.queryError(err, &q))...)
 	}
 	// A per-record option gives one value per row: an aggregate would
 	// give one per batch, a window function one that depends on how the
 	// rows fell into batches.
 	d, err := eng.Distribute(ctx, c)
 	if err != nil {
-		return nil, s.queryError(err, &q)
+		return nil, errors.Join(append(errs, s.queryError(err, &q))...)
 	}
 	if d.Final != nil {
-		return nil, s.aggregateError(ctx, eng, schema, p)
+		aggs := s.aggregating(ctx, eng, schema, p)
+		if len(aggs) == 0 {
+			aggs = []error{&Error{Field: s.opts[0].Field, Reason: "the options aggregate the rows: a per-record option is computed from each row alone"}}
+		}
+		return nil, errors.Join(append(errs, aggs...)...)
 	}
 	for k, o := range s.opts {
 		if p.out[k] >= 0 {
-			if err := o.check(c.OutputSchema().Field(p.out[k]).Type); err != nil {
+			t := c.OutputSchema().Field(p.out[k]).Type
+			if err := o.check(t); err != nil {
 				errs = append(errs, err)
+			} else if err := readable(t); err != nil {
+				errs = append(errs, &Error{Field: o.Field, Reason: err.Error()})
 			}
 		}
 	}
@@ -248,8 +260,10 @@ func (o option) check(t arrow.DataType) error {
 	return nil
 }
 
-// aggregateError names the options that aggregate, compiling each alone.
-func (s *Set) aggregateError(ctx context.Context, eng *sqlengine.Engine, schema *arrow.Schema, p *plan) error {
+// aggregating returns an error for each option computed by the query that
+// aggregates the rows, compiling each alone; none when no option does on
+// its own.
+func (s *Set) aggregating(ctx context.Context, eng *sqlengine.Engine, schema *arrow.Schema, p *plan) []error {
 	var errs []error
 	for k, o := range s.opts {
 		if p.out[k] < 0 {
@@ -263,10 +277,25 @@ func (s *Set) aggregateError(ctx context.Context, eng *sqlengine.Engine, schema 
 			errs = append(errs, &Error{Field: o.Field, Reason: "aggregates the rows (count, sum, ...): a per-record option is computed from each row alone"})
 		}
 	}
-	if len(errs) == 0 {
-		return &Error{Field: s.opts[0].Field, Reason: "the options aggregate the rows: a per-record option is computed from each row alone"}
+	return errs
+}
+
+// readable refuses a result type Eval cannot hand to a sink: a union
+// (Arrow Go cannot concatenate one), also inside a list, map or struct.
+func readable(t arrow.DataType) error {
+	switch t := t.(type) {
+	case arrow.UnionType:
+		return fmt.Errorf("gives a %s, which a sink cannot write: cast it to one type", t)
+	case arrow.ListLikeType:
+		return readable(t.Elem())
+	case *arrow.StructType:
+		for _, f := range t.Fields() {
+			if err := readable(f.Type); err != nil {
+				return err
+			}
+		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // queryError reports err, a compile error of q, at the option it points
@@ -568,11 +597,33 @@ func (s *Set) EvalRows(ctx context.Context, mem memory.Allocator, rows []stream.
 			}
 			name = s.schema.Field(j).Name
 		}
-		// A column of the rows is read from them as it is.
+		// A column of the rows is read from them as it is; without a
+		// schema, a bare name matches a key in any case, as SQL matches
+		// a column (and as Eval does over a batch of the same rows).
+		exact := o.quoted || s.schema != nil
 		v.arrays[k] = nil
-		v.readers[k] = func(i int) (any, error) { return rows[i][name], nil }
+		v.readers[k] = func(i int) (any, error) { return rowValue(rows[i], name, exact), nil }
 	}
 	return v, nil
+}
+
+// rowValue is row's value of the column name: the key name, or unless
+// exact the first key equal to it in any case (in key order, so that the
+// choice does not change from row to row).
+func rowValue(row stream.Row, name string, exact bool) any {
+	if v, ok := row[name]; ok || exact {
+		return v
+	}
+	var found string
+	for key := range row {
+		if strings.EqualFold(key, name) && (found == "" || key < found) {
+			found = key
+		}
+	}
+	if found == "" {
+		return nil
+	}
+	return row[found]
 }
 
 // RowsSchema is schema with each type a row cannot be built back into
