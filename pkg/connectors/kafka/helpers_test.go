@@ -33,14 +33,14 @@ func TestMain(m *testing.M) {
 // cluster is an in-process Kafka (kfake) plus a producing client and an
 // admin client on it.
 type cluster struct {
-	t    *testing.T
+	t    testing.TB
 	fake *kfake.Cluster
 	addr string
 	cl   *kgo.Client
 	adm  *kadm.Client
 }
 
-func newCluster(t *testing.T, partitions int32, topics ...string) *cluster {
+func newCluster(t testing.TB, partitions int32, topics ...string) *cluster {
 	t.Helper()
 	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
 	if err != nil {
@@ -142,7 +142,7 @@ func (c *cluster) config(topics ...string) kafka.Config {
 	}
 }
 
-func newSource(t *testing.T, cfg kafka.Config, opts ...kafka.Option) *kafka.Source {
+func newSource(t testing.TB, cfg kafka.Config, opts ...kafka.Option) *kafka.Source {
 	t.Helper()
 	s, err := kafka.NewSource(cfg, opts...)
 	if err != nil {
@@ -152,7 +152,7 @@ func newSource(t *testing.T, cfg kafka.Config, opts ...kafka.Option) *kafka.Sour
 	return s
 }
 
-func newPool(t *testing.T, cfg kafka.Config, opts ...kafka.Option) *kafka.ReaderPool {
+func newPool(t testing.TB, cfg kafka.Config, opts ...kafka.Option) *kafka.ReaderPool {
 	t.Helper()
 	p, err := kafka.NewReaderPool(cfg, opts...)
 	if err != nil {
@@ -162,7 +162,7 @@ func newPool(t *testing.T, cfg kafka.Config, opts ...kafka.Option) *kafka.Reader
 	return p
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -201,7 +201,7 @@ func off(p stream.Position) int64 {
 }
 
 // readRange reads r to io.EOF and checks that End is until afterwards.
-func readRange(t *testing.T, pool *kafka.ReaderPool, r stream.Range) []stream.Record {
+func readRange(t testing.TB, pool *kafka.ReaderPool, r stream.Range) []stream.Record {
 	t.Helper()
 	ctx := testCtx(t)
 	rd, err := pool.Open(ctx, r)
