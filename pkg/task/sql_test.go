@@ -744,16 +744,7 @@ func TestSQLArrowSink(t *testing.T) {
 // of the sinks saves per record.
 func BenchmarkSQLPassThroughSink(b *testing.B) {
 	const n = 200_000
-	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false),
-		Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: "select * from source"}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchQuery(b, "select * from source")
 	values := map[string][][]byte{"t/0": seedValues(n, nil)}
 	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
 	if err != nil {
@@ -801,16 +792,7 @@ func BenchmarkSQLPassThroughSink(b *testing.B) {
 // the engine costs a task over reading.
 func BenchmarkSQLCountKafka(b *testing.B) {
 	const n = 500_000
-	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false),
-		Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: "select count(*) as n from source"}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchQuery(b, "select count(*) as n from source")
 	pool := &memKafka{values: map[string][][]byte{"t/0": seedValues(n, nil)}, chunk: 10_000, arrow: true}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -821,4 +803,21 @@ func BenchmarkSQLCountKafka(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+}
+
+// benchQuery compiles query over the Kafka schema on an engine of two
+// threads, closed when b ends.
+func benchQuery(b *testing.B, query string) *sqltransform.Pipeline {
+	b.Helper()
+	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = eng.Close(context.Background()) })
+	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false),
+		Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: query}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
