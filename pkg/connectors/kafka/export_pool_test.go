@@ -65,3 +65,15 @@ func PoolConsumed(p *ReaderPool) int {
 	}
 	return n
 }
+
+// PoolBudget is the pool's prefetch budget now.
+func PoolBudget(p *ReaderPool) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.budget
+}
+
+var (
+	WithPrefetchPerPartition = withPrefetchPerPartition
+	ScaledBudget             = scaledBudget
+)

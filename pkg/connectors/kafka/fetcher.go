@@ -53,6 +53,15 @@ import (
 // buffers are dropped (they are fetched again when needed) rather than the
 // reader wait for tasks that may never come (makeRoomLocked).
 //
+// The default budget grows with the partitions the pool holds: 64 MiB, or
+// 128 KiB per partition when that is more. A partition's first fetch
+// brings up to 1 MiB of its backlog, so an executor holding a thousand
+// partitions of a topic with a backlog filled a fixed 64 MiB, and each
+// read then dropped idle buffers and waited for a fetch that restarted the
+// client's fetch session, a few milliseconds per read (scenario 3 of make
+// bench at 2,048 and 4,096 partitions; BenchmarkReaderPoolBatches gives
+// the cost of such a fetch). An explicit WithMaxPrefetchBytes stays fixed.
+//
 // Positions. A slot's position reaches the client only through run, between
 // two polls, and a slot whose new position is not applied yet (pending)
 // takes nothing from a poll: whatever a poll returns for a partition was
@@ -80,8 +89,13 @@ import (
 // records. The lane resumes the others with the first answer.
 
 const (
-	// defaultMaxPrefetchBytes is the pool-wide prefetch budget.
+	// defaultMaxPrefetchBytes is the pool-wide prefetch budget, unless
+	// the partitions held need more (prefetchPerPartition).
 	defaultMaxPrefetchBytes = 64 << 20
+	// prefetchPerPartition is what the default budget grows by for each
+	// partition the pool holds beyond 512: up to 512 MiB at the default
+	// WithCacheCapacity of 4096 partitions.
+	prefetchPerPartition = 128 << 10
 	// recordOverhead is what a fetched record costs beyond its key, value
 	// and headers: the kgo.Record itself and its slot in the buffer. It
 	// makes the budget count records, not only payload: a million empty
@@ -147,10 +161,41 @@ func retryBackoff(fails int) time.Duration {
 // plus about 200 bytes (ReaderPool only). Ranges being read may use all of
 // it, prefetch for partitions not being read half. The pool may exceed it
 // by one fetch response per client, and sizes fetch responses at a quarter
-// of it (64 KiB to 50 MiB; brokers send at least one record batch). Default
-// 64 MiB.
+// of it (64 KiB to 50 MiB; brokers send at least one record batch).
+// Default: 64 MiB, or 128 KiB per partition the pool holds when that is
+// more (see Prefetch above); a budget given here stays fixed.
 func WithMaxPrefetchBytes(n int64) Option {
-	return poolOptionFunc(func(o *poolOptions) { o.maxPrefetchBytes = n })
+	return poolOptionFunc(func(o *poolOptions) { o.maxPrefetchBytes, o.fixedBudget = n, true })
+}
+
+// scaledBudget is the default budget for a pool holding live partitions,
+// perPartition bytes each.
+func scaledBudget(live int, perPartition int64) int64 {
+	return max(defaultMaxPrefetchBytes, int64(live)*perPartition)
+}
+
+// withPrefetchPerPartition sets what the default budget grows by per
+// partition held, so that tests see it grow with a few partitions.
+func withPrefetchPerPartition(n int64) Option {
+	return poolOptionFunc(func(o *poolOptions) { o.perPartition = n })
+}
+
+// liveChangedLocked follows the default budget to the partitions held.
+// Room that grows is looked at at once (paused partitions may fetch now);
+// a budget that shrinks is made room for when a reader next waits.
+func (p *ReaderPool) liveChangedLocked() {
+	if p.fixedBudget {
+		return
+	}
+	b := scaledBudget(len(p.live), p.perPartition)
+	if b == p.budget {
+		return
+	}
+	grew := b > p.budget
+	p.budget = b
+	if grew {
+		p.lookAgainLocked()
+	}
 }
 
 // poolOptions are the options only NewReaderPool reads. They live here, with
@@ -158,6 +203,8 @@ func WithMaxPrefetchBytes(n int64) Option {
 // out of its options itself.
 type poolOptions struct {
 	maxPrefetchBytes int64
+	fixedBudget      bool  // WithMaxPrefetchBytes was given
+	perPartition     int64 // prefetchPerPartition; tests make it larger
 }
 
 type poolOptionFunc func(*poolOptions)
@@ -165,7 +212,7 @@ type poolOptionFunc func(*poolOptions)
 func (poolOptionFunc) apply(*options) {} // not an options field: see poolOptions
 
 func buildPoolOptions(opts []Option) (poolOptions, error) {
-	o := poolOptions{maxPrefetchBytes: defaultMaxPrefetchBytes}
+	o := poolOptions{maxPrefetchBytes: defaultMaxPrefetchBytes, perPartition: prefetchPerPartition}
 	for _, opt := range opts {
 		if f, ok := opt.(poolOptionFunc); ok {
 			f(&o)
@@ -360,6 +407,7 @@ func (f *fetcher) addSlotLocked(id stream.PartitionID, tp topicPartition, from i
 	delete(f.gone, tp)
 	f.slots[tp] = s
 	f.p.live[s] = struct{}{}
+	f.p.liveChangedLocked()
 	f.markLocked(tp)
 	f.wakeLocked()
 	return s

@@ -510,3 +510,51 @@ func readAllErr(ctx context.Context, r connectors.Reader) ([]int64, error) {
 		}
 	}
 }
+
+// TestDefaultBudgetFollowsPartitions: the default prefetch budget grows
+// with the partitions the pool holds, so that a backlog on each of many
+// partitions does not fill it (each read would then drop idle buffers and
+// refetch); a budget given with WithMaxPrefetchBytes stays as given.
+func TestDefaultBudgetFollowsPartitions(t *testing.T) {
+	for _, tc := range []struct {
+		live int
+		per  int64
+		want int64
+	}{
+		{0, 128 << 10, 64 << 20},
+		{512, 128 << 10, 64 << 20},
+		{1024, 128 << 10, 128 << 20},
+		{4096, 128 << 10, 512 << 20},
+	} {
+		if got := kafka.ScaledBudget(tc.live, tc.per); got != tc.want {
+			t.Errorf("ScaledBudget(%d, %d) = %d, want %d", tc.live, tc.per, got, tc.want)
+		}
+	}
+
+	const n = 8
+	c := newCluster(t, n, "budget")
+	for p := range int32(n) {
+		c.produce("budget", p, 3)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []kafka.Option
+		want int64 // after reading every partition
+	}{
+		// 16 MiB per partition makes 8 partitions need 128 MiB.
+		{"default", []kafka.Option{kafka.WithPrefetchPerPartition(16 << 20)}, 128 << 20},
+		{"fixed", []kafka.Option{kafka.WithPrefetchPerPartition(16 << 20), kafka.WithMaxPrefetchBytes(1 << 20)}, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := newPool(t, c.config("budget"), tc.opts...)
+			for p := range n {
+				if got := offsets(readRange(t, pool, rng(part("budget", p), "0", "3"))); !cmp.Equal(got, seq(0, 3)) {
+					t.Fatalf("budget/%d read %v", p, got)
+				}
+			}
+			if got := kafka.PoolBudget(pool); got != tc.want {
+				t.Errorf("budget %d after %d partitions, want %d", got, n, tc.want)
+			}
+		})
+	}
+}

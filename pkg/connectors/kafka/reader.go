@@ -44,7 +44,6 @@ import (
 type ReaderPool struct {
 	set        *settings
 	opts       options
-	budget     int64 // WithMaxPrefetchBytes
 	clientOpts []kgo.Opt
 
 	// mu guards everything below and every fetcher's and slot's state.
@@ -57,8 +56,13 @@ type ReaderPool struct {
 	fetchers []*fetcher
 	live     map[*slot]struct{} // every slot of every lane, idle or in use
 	buffered int64              // recordSize of every slot's buffer
-	closed   bool
-	stats    poolStats
+	// budget bounds buffered (WithMaxPrefetchBytes); without a fixed one
+	// it follows len(live) (liveChangedLocked).
+	budget       int64
+	fixedBudget  bool
+	perPartition int64
+	closed       bool
+	stats        poolStats
 
 	calls    sync.WaitGroup // abandoned admin calls (see await); Close waits
 	retiring sync.WaitGroup // fetchers closing in the background; Close waits
@@ -114,13 +118,15 @@ func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 	}
 	copts = append(copts, fetchOpts(po.maxPrefetchBytes)...)
 	p := &ReaderPool{
-		set:        set,
-		opts:       o,
-		budget:     po.maxPrefetchBytes,
-		clientOpts: append(copts, o.clientOpts...),
-		live:       map[*slot]struct{}{},
-		stop:       make(chan struct{}),
-		stopped:    make(chan struct{}),
+		set:          set,
+		opts:         o,
+		budget:       po.maxPrefetchBytes,
+		fixedBudget:  po.fixedBudget,
+		perPartition: po.perPartition,
+		clientOpts:   append(copts, o.clientOpts...),
+		live:         map[*slot]struct{}{},
+		stop:         make(chan struct{}),
+		stopped:      make(chan struct{}),
 	}
 	go p.janitor()
 	return p, nil
@@ -275,6 +281,7 @@ func (p *ReaderPool) removeSlotLocked(s *slot) {
 		delete(f.slots, s.tp)
 	}
 	delete(p.live, s)
+	p.liveChangedLocked()
 	if _, parked := f.parked[s.tp]; !parked && f.added[s.tp] {
 		f.gone[s.tp] = true
 	}
