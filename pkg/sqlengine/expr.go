@@ -68,11 +68,11 @@ func ColumnName(text string) (name string, quoted, ok bool) {
 		}
 		return w, false, true
 	}
-	q := w[:1]
-	if len(w) < 2 || w[len(w)-1] != q[0] {
+	name, ok = unquote(w)
+	if !ok {
 		return "", false, false // unterminated: let the parser say so
 	}
-	return strings.ReplaceAll(w[1:len(w)-1], q+q, q), true, true
+	return name, true, true
 }
 
 // valueWords are the bare words DuckDB reads as a value, not a column

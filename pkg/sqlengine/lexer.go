@@ -33,6 +33,16 @@ type token struct {
 
 func (t token) text(q string) string { return q[t.start:t.end] }
 
+// unquote returns a tokQuoted token's text ("a""b" or `a`) as the name it
+// quotes; false when the quote is not closed.
+func unquote(w string) (string, bool) {
+	if len(w) < 2 || w[len(w)-1] != w[0] {
+		return "", false
+	}
+	q := w[:1]
+	return strings.ReplaceAll(w[1:len(w)-1], q+q, q), true
+}
+
 // lex splits q into tokens. It never fails: an unterminated string or
 // comment runs to the end of the query, and DuckDB's parser reports it.
 func lex(q string) []token {

@@ -2,7 +2,11 @@
 
 package sqlengine
 
-import "testing"
+import (
+	"maps"
+	"slices"
+	"testing"
+)
 
 func TestRewriteSpark(t *testing.T) {
 	tests := []struct {
@@ -99,6 +103,7 @@ func TestMentionsNow(t *testing.T) {
 		{"select 'now()' as s, nowhere from source -- now()", false},
 		{"select value from source /* current_timestamp */", false},
 		{"select unix_timestamp_ms from source", false},
+		{`select "`, false}, // unterminated: the parser says so, not a panic here
 	} {
 		if got := mentionsNow(tc.sql); got != tc.want {
 			t.Errorf("mentionsNow(%q) = %v, want %v", tc.sql, got, tc.want)
@@ -106,5 +111,10 @@ func TestMentionsNow(t *testing.T) {
 	}
 	if !mentionsNow("select 1", "select now()") {
 		t.Error("mentionsNow misses the input query")
+	}
+	// The names come from the macros: exactly the time functions.
+	want := []string{"current_date", "current_timestamp", "get_current_timestamp", "getvariable", "now", "unix_timestamp"}
+	if got := slices.Sorted(maps.Keys(nowReaders)); !slices.Equal(got, want) {
+		t.Errorf("nowReaders = %v, want %v", got, want)
 	}
 }

@@ -88,17 +88,33 @@ var sparkMacros = []string{
 // nowVariable is the connection variable WithNow sets.
 const nowVariable = "__sluice_now"
 
-// nowReaders are the names through which SQL reaches nowVariable: the
-// macros above that read it, and getvariable itself.
-var nowReaders = map[string]bool{
-	"get_current_timestamp": true, "now": true, "current_timestamp": true, "current_date": true,
-	"unix_timestamp": true, "getvariable": true,
-}
+// nowReaders are the names through which SQL reaches nowVariable:
+// getvariable itself, and the macros above whose bodies read it, directly
+// or through another of them. They are derived from the macros so that a
+// new time function cannot be missed.
+var nowReaders = func() map[string]bool {
+	readers := map[string]bool{}
+	for grew := true; grew; {
+		grew = false
+		for _, m := range sparkMacros {
+			name, body, _ := strings.Cut(strings.TrimPrefix(m, "CREATE MACRO "), "(")
+			if !readers[name] && (strings.Contains(body, nowVariable) || mentions(readers, body)) {
+				readers[name], grew = true, true
+			}
+		}
+	}
+	readers["getvariable"] = true
+	return readers
+}()
 
 // mentionsNow reports whether one of qs names a function that reads
 // nowVariable, as a bare or quoted identifier. A column of such a name
 // counts too; that only costs a run the statement that pins the time.
-func mentionsNow(qs ...string) bool {
+func mentionsNow(qs ...string) bool { return mentions(nowReaders, qs...) }
+
+// mentions reports whether one of qs holds one of names (lower case) as a
+// bare or quoted identifier, outside strings and comments.
+func mentions(names map[string]bool, qs ...string) bool {
 	for _, q := range qs {
 		for _, t := range lex(q) {
 			var name string
@@ -106,11 +122,11 @@ func mentionsNow(qs ...string) bool {
 			case tokWord:
 				name = t.text(q)
 			case tokQuoted:
-				name = strings.ReplaceAll(q[t.start+1:t.end-1], q[t.start:t.start+1]+q[t.start:t.start+1], q[t.start:t.start+1])
+				name, _ = unquote(t.text(q))
 			default:
 				continue
 			}
-			if nowReaders[strings.ToLower(name)] {
+			if names[strings.ToLower(name)] {
 				return true
 			}
 		}
