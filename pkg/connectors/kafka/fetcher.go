@@ -184,10 +184,10 @@ func withPrefetchPerPartition(n int64) Option {
 // Room that grows is looked at at once (paused partitions may fetch now);
 // a budget that shrinks is made room for when a reader next waits.
 func (p *ReaderPool) liveChangedLocked() {
-	if p.fixedBudget {
+	if p.prefetch.fixedBudget {
 		return
 	}
-	b := scaledBudget(len(p.live), p.perPartition)
+	b := scaledBudget(len(p.live), p.prefetch.perPartition)
 	if b == p.budget {
 		return
 	}

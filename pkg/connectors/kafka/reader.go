@@ -56,13 +56,12 @@ type ReaderPool struct {
 	fetchers []*fetcher
 	live     map[*slot]struct{} // every slot of every lane, idle or in use
 	buffered int64              // recordSize of every slot's buffer
-	// budget bounds buffered (WithMaxPrefetchBytes); without a fixed one
-	// it follows len(live) (liveChangedLocked).
-	budget       int64
-	fixedBudget  bool
-	perPartition int64
-	closed       bool
-	stats        poolStats
+	// budget bounds buffered: prefetch's, fixed when WithMaxPrefetchBytes
+	// was given, otherwise following len(live) (liveChangedLocked).
+	budget   int64
+	prefetch poolOptions
+	closed   bool
+	stats    poolStats
 
 	calls    sync.WaitGroup // abandoned admin calls (see await); Close waits
 	retiring sync.WaitGroup // fetchers closing in the background; Close waits
@@ -118,15 +117,14 @@ func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 	}
 	copts = append(copts, fetchOpts(po.maxPrefetchBytes)...)
 	p := &ReaderPool{
-		set:          set,
-		opts:         o,
-		budget:       po.maxPrefetchBytes,
-		fixedBudget:  po.fixedBudget,
-		perPartition: po.perPartition,
-		clientOpts:   append(copts, o.clientOpts...),
-		live:         map[*slot]struct{}{},
-		stop:         make(chan struct{}),
-		stopped:      make(chan struct{}),
+		set:        set,
+		opts:       o,
+		budget:     po.maxPrefetchBytes,
+		prefetch:   po,
+		clientOpts: append(copts, o.clientOpts...),
+		live:       map[*slot]struct{}{},
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	go p.janitor()
 	return p, nil
