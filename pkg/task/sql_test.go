@@ -506,15 +506,7 @@ func TestSQLKafkaArrowPath(t *testing.T) {
 // through the row path and the Kafka Arrow path.
 func BenchmarkSQLSeedQueryKafka(b *testing.B) {
 	const n = 500_000
-	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false), Steps: seedSteps})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchPipeline(b, seedSteps...)
 	values := map[string][][]byte{"t/0": seedValues(n, nil)}
 	for _, arrow := range []bool{false, true} {
 		name := "rows"
@@ -522,16 +514,7 @@ func BenchmarkSQLSeedQueryKafka(b *testing.B) {
 			name = "arrow"
 		}
 		b.Run(name, func(b *testing.B) {
-			pool := &memKafka{values: values, chunk: 10_000, arrow: arrow}
-			b.ReportAllocs()
-			for b.Loop() {
-				res, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "t/0"},
-					Readers: pool, SQL: p, BatchTime: time.Unix(0, 0), OnError: OnErrorFail})
-				if err != nil || res.RecordsIn != n {
-					b.Fatalf("task: %v, %d records", err, res.RecordsIn)
-				}
-			}
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+			benchTask(b, p, &memKafka{values: values, chunk: 10_000, arrow: arrow}, n)
 		})
 	}
 }
@@ -793,7 +776,36 @@ func BenchmarkSQLPassThroughSink(b *testing.B) {
 func BenchmarkSQLCountKafka(b *testing.B) {
 	const n = 500_000
 	p := benchQuery(b, "select count(*) as n from source")
-	pool := &memKafka{values: map[string][][]byte{"t/0": seedValues(n, nil)}, chunk: 10_000, arrow: true}
+	benchTask(b, p, &memKafka{values: map[string][][]byte{"t/0": seedValues(n, nil)}, chunk: 10_000, arrow: true}, n)
+}
+
+// benchQuery compiles query over the Kafka schema: benchPipeline of one
+// SQL step.
+func benchQuery(b *testing.B, query string) *sqltransform.Pipeline {
+	b.Helper()
+	return benchPipeline(b, sqltransform.Step{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: query}})
+}
+
+// benchPipeline compiles steps over the Kafka schema on an engine of two
+// threads, closed when b ends.
+func benchPipeline(b *testing.B, steps ...sqltransform.Step) *sqltransform.Pipeline {
+	b.Helper()
+	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = eng.Close(context.Background()) })
+	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false), Steps: steps})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchTask runs p's task over partition t/0 of pool, n records, once per
+// iteration, and reports records per second.
+func benchTask(b *testing.B, p *sqltransform.Pipeline, pool *memKafka, n int64) {
+	b.Helper()
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "t/0"},
@@ -803,21 +815,4 @@ func BenchmarkSQLCountKafka(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
-}
-
-// benchQuery compiles query over the Kafka schema on an engine of two
-// threads, closed when b ends.
-func benchQuery(b *testing.B, query string) *sqltransform.Pipeline {
-	b.Helper()
-	eng, err := sqlengine.Open(context.Background(), sqlengine.WithThreads(2))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = eng.Close(context.Background()) })
-	p, err := sqltransform.Compile(context.Background(), eng, sqltransform.Config{Source: columnar.KafkaSchema(false),
-		Steps: []sqltransform.Step{{Path: "transforms[0]", SQL: &sqltransform.SQL{Query: query}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
 }

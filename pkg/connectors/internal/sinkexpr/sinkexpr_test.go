@@ -64,6 +64,29 @@ func checkedMem(t *testing.T) *memory.CheckedAllocator {
 	return mem
 }
 
+// mustEval is set.Eval over rec, failing t on an error; the values are
+// released when t ends, before checkedMem's check.
+func mustEval(t *testing.T, set *sinkexpr.Set, mem memory.Allocator, rec arrow.RecordBatch) *sinkexpr.Values {
+	t.Helper()
+	v, err := set.Eval(context.Background(), mem, rec)
+	if err != nil {
+		t.Fatalf("Eval: %v", err)
+	}
+	t.Cleanup(v.Release)
+	return v
+}
+
+// mustEvalRows is mustEval for set.EvalRows over rows.
+func mustEvalRows(t *testing.T, set *sinkexpr.Set, mem memory.Allocator, rows []stream.Row) *sinkexpr.Values {
+	t.Helper()
+	v, err := set.EvalRows(context.Background(), mem, rows)
+	if err != nil {
+		t.Fatalf("EvalRows: %v", err)
+	}
+	t.Cleanup(v.Release)
+	return v
+}
+
 // newBatch builds rows into a batch of s.
 func newBatch(t *testing.T, mem memory.Allocator, s *arrow.Schema, rows []stream.Row) arrow.RecordBatch {
 	t.Helper()
@@ -357,11 +380,7 @@ func TestEval(t *testing.T) {
 	rec := newBatch(t, mem, schema, rows)
 	defer rec.Release()
 
-	v, err := set.Eval(context.Background(), mem, rec)
-	if err != nil {
-		t.Fatalf("Eval: %v", err)
-	}
-	defer v.Release()
+	v := mustEval(t, set, mem, rec)
 	if v.Len() != len(rows) {
 		t.Fatalf("Len() = %d, want %d", v.Len(), len(rows))
 	}
@@ -425,16 +444,7 @@ func TestEvalSliced(t *testing.T) {
 			alone := newBatch(t, mem, schema, manyRows(n)[tc.offset:tc.offset+tc.length])
 			defer alone.Release()
 
-			got, err := set.Eval(context.Background(), mem, slice)
-			if err != nil {
-				t.Fatalf("Eval of the slice: %v", err)
-			}
-			defer got.Release()
-			want, err := set.Eval(context.Background(), mem, alone)
-			if err != nil {
-				t.Fatalf("Eval of the rows alone: %v", err)
-			}
-			defer want.Release()
+			got, want := mustEval(t, set, mem, slice), mustEval(t, set, mem, alone)
 			if got.Len() != int(tc.length) {
 				t.Fatalf("Len() = %d, want %d", got.Len(), tc.length)
 			}
@@ -454,11 +464,7 @@ func TestEvalEmpty(t *testing.T) {
 	set := mustNew(t, texts("id", "upper(name)", "attrs.n"), schema)
 	rec := newBatch(t, mem, schema, nil)
 	defer rec.Release()
-	v, err := set.Eval(context.Background(), mem, rec)
-	if err != nil {
-		t.Fatalf("Eval: %v", err)
-	}
-	defer v.Release()
+	v := mustEval(t, set, mem, rec)
 	if v.Len() != 0 {
 		t.Errorf("Len() = %d, want 0", v.Len())
 	}
@@ -558,11 +564,7 @@ func TestEvalSchemas(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			rec := newBatch(t, mem, tc.schema, tc.rows)
 			defer rec.Release()
-			v, err := set.Eval(context.Background(), mem, rec)
-			if err != nil {
-				t.Fatalf("Eval: %v", err)
-			}
-			defer v.Release()
+			v := mustEval(t, set, mem, rec)
 			for k, want := range tc.want {
 				if diff := gocmp.Diff(want, read(t, v, k)); diff != "" {
 					t.Errorf("option %d (-want +got):\n%s", k, diff)
@@ -624,18 +626,10 @@ func TestEvalRows(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := checkedMem(t)
 			set := mustNew(t, tc.opts, tc.schema)
-			got, err := set.EvalRows(context.Background(), mem, in)
-			if err != nil {
-				t.Fatalf("EvalRows: %v", err)
-			}
-			defer got.Release()
+			got := mustEvalRows(t, set, mem, in)
 			rec := newBatch(t, mem, schema, in)
 			defer rec.Release()
-			want, err := set.Eval(context.Background(), mem, rec)
-			if err != nil {
-				t.Fatalf("Eval: %v", err)
-			}
-			defer want.Release()
+			want := mustEval(t, set, mem, rec)
 
 			if got.Len() != len(in) {
 				t.Fatalf("Len() = %d, want %d", got.Len(), len(in))
@@ -666,11 +660,7 @@ func TestEvalRowsColumnsAsTheyAre(t *testing.T) {
 	mem := checkedMem(t)
 	set := mustNew(t, texts("ID", "attrs"), schema)
 	in := []stream.Row{{"id": "not a number", "attrs": 7}}
-	v, err := set.EvalRows(context.Background(), mem, in)
-	if err != nil {
-		t.Fatalf("EvalRows: %v", err)
-	}
-	defer v.Release()
+	v := mustEvalRows(t, set, mem, in)
 	for k, want := range []any{"not a number", 7} {
 		if got := read(t, v, k); !gocmp.Equal(got, []any{want}) {
 			t.Errorf("option %d: %#v, want [%#v]", k, got, want)
@@ -694,11 +684,7 @@ func TestEvalRowsTypes(t *testing.T) {
 		{"price": 2.5, "count": int64(41), "tod": "12:34:56"},
 		{},
 	}
-	v, err := set.EvalRows(context.Background(), mem, in)
-	if err != nil {
-		t.Fatalf("EvalRows: %v", err)
-	}
-	defer v.Release()
+	v := mustEvalRows(t, set, mem, in)
 	want := [][]any{{5.0, nil}, {int64(42), nil}, {"12:34:56", nil}, {2.5, nil}}
 	for k, w := range want {
 		if diff := gocmp.Diff(w, read(t, v, k)); diff != "" {
@@ -791,11 +777,7 @@ func TestBareWords(t *testing.T) {
 	if set.NeedsSQL() {
 		t.Fatal("NeedsSQL() = true for column names")
 	}
-	v, err := set.EvalRows(context.Background(), mem, in)
-	if err != nil {
-		t.Fatalf("EvalRows: %v", err)
-	}
-	defer v.Release()
+	v := mustEvalRows(t, set, mem, in)
 	for k, want := range [][]any{{int64(7), int64(8)}, {"ada", "bob"}, {nil, nil}} {
 		if diff := gocmp.Diff(want, read(t, v, k)); diff != "" {
 			t.Errorf("option %d (-want +got):\n%s", k, diff)
