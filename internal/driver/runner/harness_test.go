@@ -65,12 +65,14 @@ func (c *fakeClock) NewTimer(d time.Duration) Timer {
 }
 
 // Advance moves the time by d and fires the timers due by then; it
-// reports whether any fired.
-func (c *fakeClock) Advance(d time.Duration) bool {
+// reports whether any fired, and the quiet arms counted before they did
+// (read under the same lock, so that no arm of the loop's before the move
+// can be taken for its answer to it).
+func (c *fakeClock) Advance(d time.Duration) (fired bool, before int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	before = c.quietArms
 	c.now = c.now.Add(d)
-	fired := false
 	for t := range c.timers {
 		if !t.at.After(c.now) {
 			delete(c.timers, t)
@@ -81,7 +83,20 @@ func (c *fakeClock) Advance(d time.Duration) bool {
 			}
 		}
 	}
-	return fired
+	return fired, before
+}
+
+// quietAfter runs give under the clock's lock and returns the quiet arms
+// counted before it. The loop's arm and its idle check happen under the
+// same lock, so an arm either comes before give (counted in the result)
+// or after it, when it is quiet only once the loop took what give handed
+// it. Reading the count outside the lock instead lets an arm made just
+// before give pass for the loop's answer to it.
+func (c *fakeClock) quietAfter(give func()) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	give()
+	return c.quietArms
 }
 
 func (c *fakeClock) quiet() int {
@@ -519,8 +534,7 @@ func (h *harness) send(give func(*Subscription)) {
 	h.reg.mu.Lock()
 	sub := h.reg.sub
 	h.reg.mu.Unlock()
-	before := h.clock.quiet()
-	give(sub)
+	before := h.clock.quietAfter(func() { give(sub) })
 	h.clock.waitQuiet(h.t, before, h.exited)
 }
 
@@ -554,8 +568,7 @@ func (h *harness) lose(executor string) {
 func (h *harness) advance(d time.Duration) {
 	h.t.Helper()
 	h.clock.waitArmed(h.t)
-	before := h.clock.quiet()
-	if h.clock.Advance(d) {
+	if fired, before := h.clock.Advance(d); fired {
 		h.clock.waitQuiet(h.t, before, h.exited)
 	}
 }
