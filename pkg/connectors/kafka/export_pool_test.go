@@ -73,7 +73,20 @@ func PoolBudget(p *ReaderPool) int64 {
 	return p.budget
 }
 
+// PoolShed reports how many idle buffers the pool dropped and trimmed for
+// readers starved by the budget.
+func PoolShed(p *ReaderPool) (shed, trimmed int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats.shed, p.stats.trimmed
+}
+
 var (
 	WithPrefetchPerPartition = withPrefetchPerPartition
 	ScaledBudget             = scaledBudget
+	SizeFetches              = func(budget int64, live int, wire, counted int64) (total, partition int32) {
+		s := sizeFetches(budget, live, wire, counted)
+		return s.total, s.partition
+	}
+	WithFetchSizes = withFetchSizes
 )

@@ -22,7 +22,6 @@ func EvictIdle(p *ReaderPool) { p.evictIdle() }
 var (
 	WithStallCheck = withStallCheck
 	WithClock      = withClock
-	WithClientOpts = withClientOpts
 	Prorate        = prorate
 	SplitRange     = splitRange
 	RateCap        = rateCap

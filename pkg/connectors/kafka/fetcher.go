@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -101,6 +102,9 @@ const (
 	// makes the budget count records, not only payload: a million empty
 	// records are not free.
 	recordOverhead = 200
+	// batchOverhead is what a record batch's header takes on the wire,
+	// which FetchBatchMetrics leaves out.
+	batchOverhead = 61
 	// fetchMaxWait is how long a fetch waits at the broker for records
 	// when none of its partitions has any. A partition added or resumed
 	// while such a fetch is in flight waits for that fetch to end before
@@ -115,34 +119,131 @@ const (
 	kickAfter = 2*fetchMaxWait + 50*time.Millisecond
 	// fetchMaxPartitionBytes is franz-go's default (Kafka's
 	// max.partition.fetch.bytes): large enough to fetch a partition at
-	// full speed, small enough that one fetch serves many partitions.
+	// full speed, small enough that one fetch serves many partitions. It
+	// is the most a fetch asks per partition (see sizeFetches).
 	fetchMaxPartitionBytes = 1 << 20
+	// minFetchPartitionBytes is the least a fetch asks per partition (as
+	// the budget counts), however many partitions share the budget: a few
+	// dozen records. Brokers send at least one record batch whatever the
+	// limit.
+	minFetchPartitionBytes = 16 << 10
+	// minFetchWireBytes is the least a fetch asks for on the wire, in all
+	// or per partition, however well its records compress.
+	minFetchWireBytes = 1 << 10
 	// fetchMaxBytesCap is franz-go's default FetchMaxBytes (Kafka's
 	// fetch.max.bytes), the most one fetch response may hold.
 	fetchMaxBytesCap = 50 << 20
 )
 
-// fetchOpts are the fetch limits of every fetcher's client. A fetch response
-// lands in the pool's buffers in one piece, so it is what the pool may hold
-// beyond the budget: a quarter of the budget (between 64 KiB and franz-go's
-// default 50 MiB) keeps that overshoot small against the budget while
-// leaving room for a partition's full 1 MiB and for several partitions in
-// one response. Brokers return at least one record batch even when it is
-// larger, so a large record never stalls a partition.
-//
-// The retry backoff starts at 5ms rather than franz-go's 250ms: moving a
-// partition while a fetch waits at the broker closes the fetch connection
-// (see First fetches), and the next fetch may still pick the closing
-// connection, fail, and back off before it reconnects. Real outages still
-// back off to franz-go's 5s within a few retries.
-func fetchOpts(budget int64) []kgo.Opt {
-	maxBytes := min(max(budget/4, 64<<10), fetchMaxBytesCap)
+// fetchOpts are the options of every fetcher's client besides its fetch
+// sizes (sizeFetches). The retry backoff starts at 5ms rather than
+// franz-go's 250ms: moving a partition while a fetch waits at the broker
+// closes the fetch connection (see First fetches), and the next fetch may
+// still pick the closing connection, fail, and back off before it
+// reconnects. Real outages still back off to franz-go's 5s within a few
+// retries.
+func fetchOpts() []kgo.Opt {
 	return []kgo.Opt{
-		kgo.FetchMaxBytes(int32(maxBytes)),
-		kgo.FetchMaxPartitionBytes(int32(min(fetchMaxPartitionBytes, maxBytes))),
 		kgo.FetchMaxWait(fetchMaxWait),
 		kgo.RetryBackoffFn(retryBackoff),
 	}
+}
+
+// fetchSizes are what a client's fetch asks for: in all (FetchMaxBytes)
+// and per partition (FetchMaxPartitionBytes).
+type fetchSizes struct{ total, partition int32 }
+
+// sizeFetches sizes the fetches of a pool whose budget live partitions
+// share, when wire bytes of a fetch hold what the budget counts as
+// counted bytes (both 0: nothing fetched yet). A fetch response lands in
+// the pool's buffers in one piece, so it is what the pool may hold beyond
+// the budget: a quarter of the budget (between 64 KiB and franz-go's
+// default 50 MiB) keeps that overshoot small while leaving room for
+// several partitions in one response. Per partition, a fetch asks for half
+// the partition's share of the idle half of the budget (between 16 KiB and
+// 1 MiB): wantFetchLocked fetches an idle partition until it holds its
+// share, so each then holds at most one and a half shares, and the idle
+// partitions together three quarters of the budget. Asking for 1 MiB made
+// each partition's fetch bring its whole backlog, which the slot kept
+// after its range ended: an executor reading one record from each of 512
+// partitions with a backlog filled a 64 MiB budget that way, and each read
+// then shed another partition's buffer and waited for a fetch (scenario 3
+// of make bench at 1,024 partitions).
+//
+// Fetch sizes are in bytes on the wire, where records take far less than
+// the budget counts for them (recordOverhead, and compression): both
+// limits are converted at the ratio measured over what was fetched, so
+// that a fetch of small or well-compressed records does not bring several
+// times what the budget allows. The lower bounds (64 KiB, 16 KiB) are
+// what the budget counts, the upper ones (50 MiB, 1 MiB) are on the wire;
+// no fetch asks for less than 1 KiB on the wire.
+func sizeFetches(budget int64, live int, wire, counted int64) fetchSizes {
+	onWire := func(n int64) int64 {
+		if wire <= 0 || counted <= 0 {
+			return n
+		}
+		return int64(float64(n) * float64(wire) / float64(counted))
+	}
+	total := min(max(onWire(max(budget/4, 64<<10)), minFetchWireBytes), fetchMaxBytesCap)
+	share := budget / 2 / int64(max(live, 1))
+	part := min(max(onWire(max(share/2, minFetchPartitionBytes)), minFetchWireBytes), fetchMaxPartitionBytes, total)
+	return fetchSizes{total: int32(total), partition: int32(part)}
+}
+
+// wireMeter counts the record batches the pool's clients read, as they
+// came on the wire (a client hook, called on the clients' goroutines).
+type wireMeter struct{ records, bytes atomic.Int64 }
+
+func (m *wireMeter) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, fm kgo.FetchBatchMetrics) {
+	m.records.Add(int64(fm.NumRecords))
+	m.bytes.Add(int64(fm.CompressedBytes + batchOverhead))
+}
+
+// resizeFetchesLocked gives the clients the fetch sizes for the budget, the
+// partitions held and the records fetched so far. The clients take them
+// with their next fetch request; an incremental fetch session sends a
+// partition's new size with its next offset.
+func (p *ReaderPool) resizeFetchesLocked() {
+	if p.prefetch.fixedSizes != nil {
+		return
+	}
+	wire, counted := p.wireRatioLocked()
+	sz := sizeFetches(p.budget, len(p.live), wire, counted)
+	p.sizedRatio = ratio(wire, counted)
+	if sz == p.sizes {
+		return
+	}
+	p.sizes = sz
+	for _, f := range p.fetchers {
+		if f != nil {
+			f.cl.UpdateFetchMaxBytes(sz.total, sz.partition)
+		}
+	}
+}
+
+// wireRatioLocked is the bytes read on the wire and the bytes the budget
+// counted for the same records, per record: both 0 until something was
+// fetched.
+func (p *ReaderPool) wireRatioLocked() (wire, counted int64) {
+	records, bytes := p.wire.records.Load(), p.wire.bytes.Load()
+	if records == 0 || p.fetchedRecords == 0 {
+		return 0, 0
+	}
+	return bytes / records, p.fetchedCounted / p.fetchedRecords
+}
+
+// ratio is wire over counted in thousandths; 0 when unknown.
+func ratio(wire, counted int64) int64 {
+	if counted <= 0 {
+		return 0
+	}
+	return wire * 1000 / counted
+}
+
+// withFetchSizes fixes the fetch sizes, so that tests can make a fetch
+// smaller than the pool would.
+func withFetchSizes(total, partition int32) Option {
+	return poolOptionFunc(func(o *poolOptions) { o.fixedSizes = &fetchSizes{total: total, partition: partition} })
 }
 
 // retryBackoff is 5ms after the first failure, four times more after each
@@ -183,19 +284,16 @@ func withPrefetchPerPartition(n int64) Option {
 // liveChangedLocked follows the default budget to the partitions held.
 // Room that grows is looked at at once (paused partitions may fetch now);
 // a budget that shrinks is made room for when a reader next waits.
+// The fetch sizes follow both (resizeFetchesLocked).
 func (p *ReaderPool) liveChangedLocked() {
-	if p.prefetch.fixedBudget {
-		return
+	if b := scaledBudget(len(p.live), p.prefetch.perPartition); !p.prefetch.fixedBudget && b != p.budget {
+		grew := b > p.budget
+		p.budget = b
+		if grew {
+			p.lookAgainLocked()
+		}
 	}
-	b := scaledBudget(len(p.live), p.prefetch.perPartition)
-	if b == p.budget {
-		return
-	}
-	grew := b > p.budget
-	p.budget = b
-	if grew {
-		p.lookAgainLocked()
-	}
+	p.resizeFetchesLocked()
 }
 
 // poolOptions are the options only NewReaderPool reads. They live here, with
@@ -205,6 +303,9 @@ type poolOptions struct {
 	maxPrefetchBytes int64
 	fixedBudget      bool  // WithMaxPrefetchBytes was given
 	perPartition     int64 // prefetchPerPartition; tests make it larger
+	// fixedSizes, when set, are the fetch sizes whatever the budget
+	// (tests).
+	fixedSizes *fetchSizes
 }
 
 type poolOptionFunc func(*poolOptions)
@@ -361,7 +462,8 @@ func (f *fetcher) setAddingLocked(s *slot, adding bool) {
 // reach the brokers until run adds a partition.
 func (p *ReaderPool) newFetcherLocked() (*fetcher, error) {
 	errs := &brokerErrs{}
-	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs))...)
+	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs, &p.wire),
+		kgo.FetchMaxBytes(p.sizes.total), kgo.FetchMaxPartitionBytes(p.sizes.partition))...)
 	if err != nil {
 		return nil, err
 	}
@@ -657,7 +759,7 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 	p := f.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var added int64
+	var added, records int64
 	for _, fetch := range fetches {
 		for _, ft := range fetch.Topics {
 			for _, fp := range ft.Partitions {
@@ -680,6 +782,7 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 					s.buf = append(s.buf, rec)
 					s.bytes += size
 					added += size
+					records++
 					s.fetched = rec.Offset + 1
 					n++
 				}
@@ -700,6 +803,13 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 	}
 	if added == 0 {
 		return
+	}
+	// The fetch sizes convert to the wire at the ratio measured: resize
+	// when it moved by more than a quarter since they were last set.
+	p.fetchedRecords += records
+	p.fetchedCounted += added
+	if r := ratio(p.wireRatioLocked()); r*4 > p.sizedRatio*5 || r*4 < p.sizedRatio*3 {
+		p.resizeFetchesLocked()
 	}
 	before := p.buffered
 	p.buffered += added
@@ -812,12 +922,26 @@ func (p *ReaderPool) makeRoomLocked() {
 	}
 }
 
-// shedLocked drops the buffers of idle slots, the most recently used first,
-// until the pool is below the budget: waiting's reader waits for records no
-// lane may fetch while the budget is spent. The most recently used idle slots
-// are the ones whose next task is the furthest away. Their partitions are
-// fetched again from where their readers stopped.
+// shedLocked makes room while waiting's reader waits for records no lane
+// may fetch because the budget is spent. First it trims every idle slot
+// holding more than its share of the idle half of the budget to that
+// share (a slot released after its range keeps what was fetched past it,
+// and a fetch made while few partitions were open may have brought more
+// than today's share). Only if that is not enough does it drop the buffers
+// of idle slots, the most recently used first: their next task is the
+// furthest away. Dropped records are fetched again from after the last
+// record kept.
 func (p *ReaderPool) shedLocked(waiting *slot) {
+	if p.buffered < p.budget {
+		return
+	}
+	share := p.budget / 2 / int64(max(1, len(p.live)))
+	for s := range p.live {
+		if s != waiting && !s.inUse && s.bytes > share {
+			s.f.trimLocked(s, share)
+			p.stats.trimmed++
+		}
+	}
 	for p.buffered >= p.budget {
 		var mru *slot
 		for s := range p.live {
@@ -831,4 +955,40 @@ func (p *ReaderPool) shedLocked(waiting *slot) {
 		mru.f.seekLocked(mru, mru.next)
 		p.stats.shed++
 	}
+}
+
+// trimLocked keeps the records at the head of s's buffer that fit in keep
+// bytes and drops the rest; the client fetches the partition again from
+// after the last record kept. Like a move, it makes the slot pending, so
+// that records of the fetch in flight, fetched past what is kept, are
+// dropped rather than appended after a gap.
+func (f *fetcher) trimLocked(s *slot, keep int64) {
+	var kept int64
+	i := 0
+	for ; i < len(s.buf); i++ {
+		size := recordSize(s.buf[i])
+		if kept+size > keep {
+			break
+		}
+		kept += size
+	}
+	if i == len(s.buf) {
+		return
+	}
+	from := s.next
+	if i > 0 {
+		from = max(from, s.buf[i-1].Offset+1)
+	}
+	clear(s.buf[i:])
+	s.buf = s.buf[:i:i]
+	if i == 0 {
+		s.buf = nil
+	}
+	dropped := s.bytes - kept
+	s.bytes = kept
+	f.p.freedLocked(dropped)
+	s.fetched, s.pending, s.awaiting, s.err = from, true, false, nil
+	f.setAddingLocked(s, false)
+	f.markLocked(s.tp)
+	f.wakeLocked()
 }

@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -106,7 +107,7 @@ func TestPrefetchStaysWithinBudget(t *testing.T) {
 	// One fetch response is then a few small batches: a few thousand bytes
 	// as the budget counts them (with about 200 bytes per record).
 	pool := newPool(t, c.config("budget"), kafka.WithMaxPrefetchBytes(budget),
-		kafka.WithClientOpts(kgo.FetchMaxBytes(512), kgo.FetchMaxPartitionBytes(256)))
+		kafka.WithFetchSizes(512, 256))
 	ctx := testCtx(t)
 	// Read every partition in turn, a range at a time, the others
 	// prefetching meanwhile.
@@ -556,5 +557,115 @@ func TestDefaultBudgetFollowsPartitions(t *testing.T) {
 				t.Errorf("budget %d after %d partitions, want %d", got, n, tc.want)
 			}
 		})
+	}
+}
+
+// TestSizeFetches: a fetch asks per partition for half the partition's
+// share of the idle half of the budget, and in all for a quarter of the
+// budget, both converted to bytes on the wire at the ratio measured
+// (nothing fetched yet: one to one); per partition between 16 KiB as
+// counted and 1 MiB on the wire, in all between 64 KiB as counted and
+// 50 MiB on the wire, and never less than 1 KiB on the wire.
+func TestSizeFetches(t *testing.T) {
+	for _, tc := range []struct {
+		budget           int64
+		live             int
+		wire, counted    int64
+		total, partition int32
+	}{
+		{64 << 20, 0, 0, 0, 16 << 20, 1 << 20},
+		{64 << 20, 16, 0, 0, 16 << 20, 1 << 20},
+		{64 << 20, 32, 0, 0, 16 << 20, 512 << 10},
+		{64 << 20, 512, 0, 0, 16 << 20, 32 << 10},
+		{64 << 20, 4096, 0, 0, 16 << 20, 16 << 10},
+		{1 << 30, 1, 0, 0, 50 << 20, 1 << 20},
+		{8 << 10, 4, 0, 0, 64 << 10, 16 << 10},
+		// A quarter on the wire of what the budget counts.
+		{64 << 20, 16, 100, 400, 4 << 20, 256 << 10},
+		{64 << 20, 256, 100, 400, 4 << 20, 16 << 10},
+		{64 << 20, 4096, 100, 400, 4 << 20, 4 << 10},
+		{1 << 30, 1, 100, 400, 50 << 20, 1 << 20},
+		// Records that compress a hundredfold.
+		{64 << 20, 4096, 4, 400, 16 << 20 / 100, 1 << 10},
+	} {
+		total, partition := kafka.SizeFetches(tc.budget, tc.live, tc.wire, tc.counted)
+		if total != tc.total || partition != tc.partition {
+			t.Errorf("SizeFetches(%d, %d, %d, %d) = %d, %d; want %d, %d", tc.budget, tc.live, tc.wire, tc.counted, total, partition, tc.total, tc.partition)
+		}
+	}
+}
+
+// TestPrefetchKeepsToShare reads one record of each of many partitions
+// with a backlog, round after round, as a job with many partitions and a
+// small maxOffsetsPerTrigger does. A partition's fetch asks for its share
+// of the budget only (converted to the wire: these records compress a
+// hundredfold), so the idle partitions' prefetch fits and no read waits
+// for room: before, each fetch brought a partition's whole backlog, the
+// budget filled after a dozen partitions and every later read dropped
+// another partition's buffer and waited for a fetch.
+func TestPrefetchKeepsToShare(t *testing.T) {
+	const (
+		parts   = 32
+		backlog = 1000 // about 400 KB a partition as the budget counts it
+		budget  = 4 << 20
+		rounds  = 5
+	)
+	c := newCluster(t, parts, "share")
+	value := bytes.Repeat([]byte("v"), 200)
+	for p := range int32(parts) {
+		for range backlog / 10 {
+			recs := make([]*kgo.Record, 10)
+			for i := range recs {
+				recs[i] = &kgo.Record{Topic: "share", Partition: p, Value: value}
+			}
+			c.produceRecords(recs...)
+		}
+	}
+	pool := newPool(t, c.config("share"), kafka.WithMaxPrefetchBytes(budget))
+	for k := range int64(rounds) {
+		for p := range parts {
+			if got := offsets(readRange(t, pool, rng(part("share", p), itoa(k), itoa(k+1)))); !cmp.Equal(got, seq(k, k+1)) {
+				t.Fatalf("share/%d [%d,%d) read %v", p, k, k+1, got)
+			}
+		}
+	}
+	_, peak, poll := kafka.PoolPrefetch(pool)
+	if peak > budget+poll {
+		t.Errorf("the pool held %d bytes at its peak, over a budget of %d and one poll of %d", peak, budget, poll)
+	}
+	if shed, trimmed := kafka.PoolShed(pool); shed != 0 || trimmed != 0 {
+		t.Errorf("reads made room %d times by dropping and %d by trimming idle buffers; want none", shed, trimmed)
+	}
+}
+
+// TestTrimKeepsOrder: with fetches larger than the share (fixed here),
+// idle partitions overshoot and readers starved by the budget trim them
+// back to their share rather than drop them; the trimmed partitions are
+// fetched again from after what they kept, so every range still reads
+// exactly its records.
+func TestTrimKeepsOrder(t *testing.T) {
+	const (
+		parts   = 8
+		backlog = 400
+		budget  = 64 << 10
+		rounds  = 6
+		step    = 20
+	)
+	c := newCluster(t, parts, "trim")
+	for p := range int32(parts) {
+		for range backlog / 10 {
+			c.produce("trim", p, 10)
+		}
+	}
+	pool := newPool(t, c.config("trim"), kafka.WithMaxPrefetchBytes(budget), kafka.WithFetchSizes(1<<20, 1<<20))
+	for k := int64(0); k < rounds*step; k += step {
+		for p := range parts {
+			if got := offsets(readRange(t, pool, rng(part("trim", p), itoa(k), itoa(k+step)))); !cmp.Equal(got, seq(k, k+step)) {
+				t.Fatalf("trim/%d [%d,%d) read %v\n%s", p, k, k+step, got, kafka.PoolDebug(pool, string(part("trim", p))))
+			}
+		}
+	}
+	if _, trimmed := kafka.PoolShed(pool); trimmed == 0 {
+		t.Error("no idle buffer was trimmed: the test no longer overshoots the budget")
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Option tunes NewSource or NewReaderPool. Options that do not concern a
@@ -19,7 +17,6 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
 	logger        *slog.Logger
-	clientOpts    []kgo.Opt
 	idleTimeout   time.Duration
 	cacheCapacity int
 	maxRecords    int
@@ -82,11 +79,6 @@ func WithCacheCapacity(n int) Option { return optionFunc(func(o *options) { o.ca
 // WithMaxRecordsPerRead bounds how many records one Reader.Read returns
 // (ReaderPool only). Default 10000.
 func WithMaxRecordsPerRead(n int) Option { return optionFunc(func(o *options) { o.maxRecords = n }) }
-
-// withClientOpts adds franz-go options to every client; for tests.
-func withClientOpts(opts ...kgo.Opt) Option {
-	return optionFunc(func(o *options) { o.clientOpts = append(o.clientOpts, opts...) })
-}
 
 // withStallCheck sets how long a reader waits for records before checking
 // whether its topic or records still exist; for tests.

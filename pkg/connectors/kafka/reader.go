@@ -58,10 +58,19 @@ type ReaderPool struct {
 	buffered int64              // recordSize of every slot's buffer
 	// budget bounds buffered: prefetch's, fixed when WithMaxPrefetchBytes
 	// was given, otherwise following len(live) (liveChangedLocked).
-	budget   int64
-	prefetch poolOptions
-	closed   bool
-	stats    poolStats
+	budget int64
+	// sizes are the fetch sizes every client asks for: following the
+	// budget and len(live) (sizeFetches), unless fixed.
+	sizes fetchSizes
+	// sizedRatio is the wire ratio sizes were computed for (ratio);
+	// fetchedRecords and fetchedCounted (recordSize) count the records
+	// fetched, and wire what they took on the wire, for the ratio.
+	sizedRatio                     int64
+	fetchedRecords, fetchedCounted int64
+	wire                           wireMeter
+	prefetch                       poolOptions
+	closed                         bool
+	stats                          poolStats
 
 	calls    sync.WaitGroup // abandoned admin calls (see await); Close waits
 	retiring sync.WaitGroup // fetchers closing in the background; Close waits
@@ -81,8 +90,9 @@ type poolStats struct {
 	// failOnDataLoss false, skipped them.
 	lost    int
 	clients int // franz-go clients created (lanes started)
-	// shed counts idle buffers dropped for a reader starved by the budget.
-	shed int
+	// shed counts idle buffers dropped for a reader starved by the
+	// budget; trimmed, idle buffers cut to their share for one.
+	shed, trimmed int
 	// kicks counts restarts of a client's stranded fetching (fetcher.kick).
 	kicks int
 	// peakBuffered is the most the pool held fetched and unread;
@@ -115,16 +125,20 @@ func NewReaderPool(cfg Config, opts ...Option) (*ReaderPool, error) {
 	if set.readCommitted() {
 		copts = append(copts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
-	copts = append(copts, fetchOpts(po.maxPrefetchBytes)...)
+	copts = append(copts, fetchOpts()...)
 	p := &ReaderPool{
 		set:        set,
 		opts:       o,
 		budget:     po.maxPrefetchBytes,
+		sizes:      sizeFetches(po.maxPrefetchBytes, 0, 0, 0),
 		prefetch:   po,
-		clientOpts: append(copts, o.clientOpts...),
+		clientOpts: copts,
 		live:       map[*slot]struct{}{},
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
+	}
+	if po.fixedSizes != nil {
+		p.sizes = *po.fixedSizes
 	}
 	go p.janitor()
 	return p, nil

@@ -77,7 +77,7 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 		return nil, fmt.Errorf("new kafka source: %w", err)
 	}
 	errs := &brokerErrs{}
-	cl, err := kgo.NewClient(append(copts, append(o.clientOpts, kgo.WithHooks(errs))...)...)
+	cl, err := kgo.NewClient(append(copts, kgo.WithHooks(errs))...)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka source: %w", err)
 	}
