@@ -252,18 +252,9 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clust
 	if draining {
 		return fail(fmt.Errorf("%w: executor %s is shutting down", rpc.ErrUnavailable, e.cfg.ID))
 	}
-	// Tasks of I/O-bound sources may share a slot (Kinesis shardsPerTask).
-	cost := int64(scheduler.TaskCost(int(t.GetTasksPerSlot())))
-	if err := e.slots.Acquire(ctx, cost); err != nil {
-		return fail(err)
-	}
-	defer e.slots.Release(cost)
-	jc, err := e.cache(spec, t.GetSpecHash())
-	if err != nil {
-		return fail(err)
-	}
-	defer e.release(jc)
-
+	// Cancellable from now on, also while it waits for a slot: the driver
+	// sends tasks ahead of free slots (they wait here), and cancels one
+	// that lost to its speculative twin or whose batch failed.
 	actx, cancel := context.WithCancel(ctx)
 	e.mu.Lock()
 	e.running[t.GetAttemptId()] = cancel
@@ -274,6 +265,17 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clust
 		delete(e.running, t.GetAttemptId())
 		e.mu.Unlock()
 	}()
+	// Tasks of I/O-bound sources may share a slot (Kinesis shardsPerTask).
+	cost := int64(scheduler.TaskCost(int(t.GetTasksPerSlot())))
+	if err := e.slots.Acquire(actx, cost); err != nil {
+		return fail(err)
+	}
+	defer e.slots.Release(cost)
+	jc, err := e.cache(spec, t.GetSpecHash())
+	if err != nil {
+		return fail(err)
+	}
+	defer e.release(jc)
 
 	if t.GetState() != nil {
 		if err := e.runStateTask(actx, jc, t, current, res); err != nil {

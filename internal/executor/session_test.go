@@ -404,3 +404,43 @@ func TestSessionWithPreviousDriver(t *testing.T) {
 	cancel()
 	waitEnd(t, end, 20*time.Second)
 }
+
+// TestSessionCancelsQueuedTask: the driver sends tasks beyond the free
+// slots, and they wait for one; a cancel reaches such a task while it
+// waits (it lost to a speculative twin, or its batch failed), so it ends
+// at once rather than run once a slot frees.
+func TestSessionCancelsQueuedTask(t *testing.T) {
+	verifyNoLeaks(t)
+	r := newSessionRig(t, 30*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, end := r.start(t, ctx)
+	// Two slots: the first two wait for records 5 to 10, the third for a
+	// slot.
+	r.send(t, c, r.task(t, "run-1", 10), r.task(t, "run-2", 10))
+	waitFor(t, "both slots taken", func() error {
+		if r.e.slots.TryAcquire(1) {
+			r.e.slots.Release(1)
+			return errors.New("a slot is free")
+		}
+		return nil
+	})
+	r.send(t, c, r.task(t, "queued-1", 10))
+	waitRunning(t, r.e, 3)
+	if err := c.stream.Send(&clusterv1.DriverMessage{Kind: &clusterv1.DriverMessage_Cancel{
+		Cancel: &clusterv1.CancelTasks{AttemptIds: []string{"queued-1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	res := r.result(t)
+	if err := rpc.TaskFailure(res); res.GetAttemptId() != "queued-1" || res.GetOk() || !errors.Is(err, context.Canceled) {
+		t.Fatalf("first result: attempt %s, ok %v, error %v; want queued-1 cancelled", res.GetAttemptId(), res.GetOk(), err)
+	}
+	produce(t, r.cluster.ListenAddrs(), "s", 5)
+	for range 2 {
+		if res := r.result(t); !res.GetOk() || !strings.HasPrefix(res.GetAttemptId(), "run-") {
+			t.Fatalf("attempt %s: ok %v, error %v", res.GetAttemptId(), res.GetOk(), rpc.TaskFailure(res))
+		}
+	}
+	cancel()
+	waitEnd(t, end, 10*time.Second)
+}
