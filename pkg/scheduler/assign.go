@@ -11,6 +11,11 @@ type Executor struct {
 	ID string
 	// Free is the number of free task slots.
 	Free int
+	// Slots is how many tasks it runs at once, Queued how many more it
+	// holds waiting for a slot, and QueueRoom how many more it would
+	// accept to wait. Assign reads Free only; the driver's batch loop
+	// queues tasks beyond the free slots while they would wait briefly.
+	Slots, Queued, QueueRoom int
 }
 
 // TaskRef is a task waiting for a slot.

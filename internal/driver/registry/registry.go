@@ -344,26 +344,44 @@ func (ec *executorConn) release(cost int) {
 	ec.used -= cost
 }
 
-// free is how many more tasks of cost fit on the executor.
+// queuePerSlot bounds how many tasks an executor is sent beyond its slots,
+// per slot: they wait for a slot there (the executor's slot semaphore). The
+// batch loop queues far fewer, only as many as start within a few tens of
+// milliseconds (runner.queueAllowance); this bound only keeps a message
+// and the executor's waiting goroutines finite.
+const queuePerSlot = 1024
+
+// free is how many more tasks of cost start at once on the executor.
 func (ec *executorConn) free(cost int) int {
 	return max(ec.slots*scheduler.SlotUnits-ec.used, 0) / cost
 }
 
-// Snapshot lists executors with how many tasks of cost (scheduler.TaskCost)
-// each still has room for, for scheduler.Assign.
+// room is how many more tasks of cost the executor accepts, to start at
+// once or to wait for a slot.
+func (ec *executorConn) room(cost int) int {
+	return max(ec.slots*scheduler.SlotUnits*(1+queuePerSlot)-ec.used, 0) / cost
+}
+
+// Snapshot lists executors with, in tasks of cost (scheduler.TaskCost),
+// their slots, their free slots, the tasks waiting for a slot and the room
+// left for more to wait.
 func (r *Registry) Snapshot(cost int) []scheduler.Executor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]scheduler.Executor, 0, len(r.executors))
 	for _, e := range r.executors {
-		out = append(out, scheduler.Executor{ID: e.id, Free: e.free(cost)})
+		slots := e.slots * scheduler.SlotUnits
+		free := e.free(cost)
+		out = append(out, scheduler.Executor{ID: e.id, Free: free, Slots: slots / cost,
+			Queued: (max(e.used-slots, 0) + cost - 1) / cost, QueueRoom: e.room(cost) - free})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
 // Dispatch sends tasks (all of one job) to executor, as many as it still has
-// room for, in one message, and returns how many it took (a prefix of tasks).
+// room for (free slots, then room to wait for one), in one message, and
+// returns how many it took (a prefix of tasks).
 func (r *Registry) Dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int {
 	if len(tasks) == 0 {
 		return 0
@@ -375,7 +393,7 @@ func (r *Registry) Dispatch(ctx context.Context, executor string, spec *sluicev1
 		r.mu.Unlock()
 		return 0
 	}
-	n := min(len(tasks), ec.free(cost))
+	n := min(len(tasks), ec.room(cost))
 	if n <= 0 {
 		r.mu.Unlock()
 		return 0

@@ -226,7 +226,7 @@ func (f *fakeDispatcher) Snapshot(cost int) []scheduler.Executor {
 	}
 	var out []scheduler.Executor
 	for id, n := range f.slots {
-		out = append(out, scheduler.Executor{ID: id, Free: max(n-used[id], 0)})
+		out = append(out, scheduler.Executor{ID: id, Free: max(n-used[id], 0), Slots: n, Queued: max(used[id]-n, 0), QueueRoom: 1000})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -417,18 +417,20 @@ type harness struct {
 	wantCancelled string
 }
 
-// jobYAML is the job every case runs, with extra (limits, speculation)
-// appended. Its source and sink are never opened: the harness gives the
-// loop a fake source and a discard sink.
+// jobYAML is the job every case runs, with its trigger (once unless the
+// setup says) and extra (limits, speculation) appended. Its source and
+// sink are never opened: the harness gives the loop a fake source and a
+// discard sink.
 const jobYAML = `
 name: j
 source: {kafka: {bootstrapServers: "127.0.0.1:9", subscribe: [t]}}
 sink: {discard: {}}
-trigger: {once: true}
 `
 
 type setup struct {
 	extra      string
+	trigger    string            // "{once: true}" when empty
+	source     connectors.Source // a fakeSource of partitions when nil
 	partitions int
 	executors  map[string]int
 	fenced     bool
@@ -440,7 +442,11 @@ type setup struct {
 
 func startLoop(t *testing.T, s setup) *harness {
 	t.Helper()
-	spec, err := jobspec.ParseYAML([]byte(jobYAML + s.extra))
+	trigger := s.trigger
+	if trigger == "" {
+		trigger = "{once: true}"
+	}
+	spec, err := jobspec.ParseYAML([]byte(jobYAML + "trigger: " + trigger + "\n" + s.extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +474,11 @@ func startLoop(t *testing.T, s setup) *harness {
 	h := &harness{t: t, clock: newFakeClock(), reg: newFakeDispatcher(s.executors), rec: &recorder{refused: map[string]int{}},
 		store: store, done: make(chan error, 1), exited: make(chan struct{})}
 	h.clock.idle = h.reg.idle
-	l := New(Config{Job: job, Incarnation: "i1", Source: &fakeSource{n: s.partitions, fails: s.planFails}, Sink: sink, Store: store,
+	src := s.source
+	if src == nil {
+		src = &fakeSource{n: s.partitions, fails: s.planFails}
+	}
+	l := New(Config{Job: job, Incarnation: "i1", Source: src, Sink: sink, Store: store,
 		Fence: checkpoint.Fence{Epoch: 3}, LoopID: 1, Dispatcher: h.reg, Status: h.rec, Metrics: h.rec, Clock: h.clock})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {

@@ -72,6 +72,9 @@ type Loop struct {
 	// job with a watermark (zero: none yet); batchMax the current batch's,
 	// including its records.
 	maxEventTime, batchMax time.Time
+	// taskTime is how long a task holds a slot, measured over the last
+	// batches' execute stages (observeTaskTime); 0 before the first.
+	taskTime time.Duration
 }
 
 // attemptLog is what the batch loop knows of the attempts of one batch:
@@ -362,6 +365,7 @@ func (l *Loop) execute(ctx context.Context, batch stream.BatchID, keys []string,
 	var noExecutorsSince time.Time
 	var dispatching time.Duration
 	var queues *affinity // built once executors are known
+	started, slots := l.clock.Now(), 0
 	cost := scheduler.TaskCost(tasksPerSlot)
 	// handle records one task result; an error ends the batch.
 	handle := func(res *clusterv1.TaskResult) error {
@@ -424,6 +428,8 @@ func (l *Loop) execute(ctx context.Context, batch stream.BatchID, keys []string,
 		// executor's from its own queue first: it costs what it
 		// dispatches, not what is pending.
 		execs := l.reg.Snapshot(cost)
+		slots = max(slots, totalSlots(execs))
+		l.queueing(execs)
 		if queues == nil && len(execs) > 0 {
 			queues = newAffinity(keys, ranges, execs, l.lastOwner)
 		}
@@ -486,7 +492,71 @@ func (l *Loop) execute(ctx context.Context, batch stream.BatchID, keys []string,
 		l.reg.Cancel(b.Live())
 		return nil, fmt.Errorf("batch %d: %w", batch, err)
 	}
+	l.observeTaskTime(l.clock.Now().Sub(started), slots, len(keys))
 	return &stageRun{results: results, att: att, dispatching: dispatching, retries: b.Retries(), copies: b.Copies()}, nil
+}
+
+// queueWait bounds how long a task waits in an executor's queue for a
+// slot. A batch of many small tasks would otherwise cost a round trip to
+// the executor per slot and task (the result frees the slot, the next
+// task goes out): at 1,024 one-record tasks on two executors of two
+// slots, 256 round trips a batch. Tasks sent ahead wait on the executor's
+// slot semaphore instead, and start as soon as a slot frees. The bound
+// keeps what queueing does to the rest small: a queued task's timeout and
+// straggler clock run from its dispatch, so its wait counts against them;
+// tasks sent ahead cannot move to an executor that frees up first; and
+// another job's tasks on the same executor wait behind them.
+const queueWait = 50 * time.Millisecond
+
+// queueing adds to each executor's free slots the tasks it may take to
+// wait for a slot this turn (queueAllowance). Nothing is queued before the
+// first batch measured how long a task takes.
+func (l *Loop) queueing(execs []scheduler.Executor) {
+	wait := queueWait
+	if sp := l.job.Retry.Speculation; sp.Enabled {
+		// A task that waited half of minTaskRuntime still has to run
+		// as long as the others to be taken for a straggler.
+		wait = min(wait, sp.MinTaskRuntime/2)
+	}
+	for i := range execs {
+		execs[i].Free += queueAllowance(wait, l.taskTime, execs[i])
+	}
+}
+
+// queueAllowance is how many tasks e may take beyond its free slots: as
+// many as its slots start within wait, taking taskTime each, less those
+// already waiting, within the room it has. None while taskTime is unknown.
+func queueAllowance(wait, taskTime time.Duration, e scheduler.Executor) int {
+	if taskTime <= 0 || e.Slots <= 0 {
+		return 0
+	}
+	perSlot := int64(wait / taskTime)
+	return int(max(min(perSlot*int64(e.Slots)-int64(e.Queued), int64(e.QueueRoom)), 0))
+}
+
+// observeTaskTime folds one stage's execution into taskTime: the stage took
+// took on slots slots for tasks tasks, so a task held a slot for about
+// took × slots / tasks (scheduling and round trips included; a stage
+// waiting on one slow task makes it larger, and queueing then more
+// careful). The mean with the previous figure smooths one odd batch.
+func (l *Loop) observeTaskTime(took time.Duration, slots, tasks int) {
+	if slots <= 0 || tasks <= 0 {
+		return
+	}
+	t := took * time.Duration(slots) / time.Duration(tasks)
+	if l.taskTime > 0 {
+		t = (t + l.taskTime) / 2
+	}
+	l.taskTime = t
+}
+
+// totalSlots is the slots of execs together.
+func totalSlots(execs []scheduler.Executor) int {
+	n := 0
+	for _, e := range execs {
+		n += e.Slots
+	}
+	return n
 }
 
 // dispatch sends the placed tasks, one message per executor, and records

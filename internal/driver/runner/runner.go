@@ -33,12 +33,13 @@ var ErrLostLeadership = errors.New("lost leadership")
 // Dispatcher is the executors as a loop sees them: the registry of
 // connected executors on the driver.
 type Dispatcher interface {
-	// Snapshot lists the connected executors and their free slots counted
+	// Snapshot lists the connected executors with their slots, free
+	// slots, tasks waiting for a slot and room for more to wait, counted
 	// in tasks of the given cost (scheduler.TaskCost).
 	Snapshot(cost int) []scheduler.Executor
 	// Dispatch sends tasks to one executor in one message and returns how
 	// many of them, from the first, it took (fewer when it left or filled
-	// up meanwhile).
+	// up meanwhile). Tasks beyond its free slots wait there for one.
 	Dispatch(ctx context.Context, executor string, spec *sluicev1.JobSpec, tasks []*clusterv1.Task) int
 	// Cancel asks the executors running these attempts to stop them; an
 	// attempt that ended already is ignored.
