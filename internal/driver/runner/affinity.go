@@ -19,15 +19,30 @@ import (
 // scheduler.Assign (sticky and fair) into one queue per executor. Each turn,
 // an executor with free slots takes the next tasks of its own queue; one
 // whose queue is empty steals from the back of the longest queue (the
-// victim keeps the tasks it is about to run); when every queue is empty,
-// what is still pending (retries, the tasks of an executor that left) goes
-// to whoever has room, in the order scheduler.Batch.ReadyN gives.
+// victim keeps the tasks it is about to run), but never what the victim's
+// slots run within stealAfter (at the task time the loop measured): a
+// stolen task reads its partition cold, which costs more than waiting for
+// a few short tasks; when every queue is empty, what is
+// still pending (retries, the tasks of an executor that left) goes to
+// whoever has room, in the order scheduler.Batch.ReadyN gives.
 //
 // A turn costs O(free slots) plus the entries it skips, each skipped once,
 // so a batch costs O(tasks) however many turns it takes.
 type affinity struct {
 	queues map[string][]string // executor → keys, next first
+	// taskTime is how long a task holds a slot (Loop.taskTime; 0:
+	// unknown, and every queue may be stolen from).
+	taskTime time.Duration
 }
+
+// stealAfter is how much work an executor's queue must still hold for
+// another executor to steal from it. Moving a partition costs its reader
+// a cold start on the thief (a Kafka partition's first fetch restarts the
+// client's fetch session: about 6 ms); stealing the last few short tasks
+// of a batch cost more than it saved (scenario 3 of make bench: the
+// partitions of a 1,024-partition topic moved between two executors
+// every few batches, and their first reads waited up to 100 ms).
+const stealAfter = 25 * time.Millisecond
 
 // placement is what one turn gives one executor.
 type placement struct {
@@ -74,20 +89,31 @@ func (a *affinity) place(b *scheduler.Batch, now time.Time, execs []scheduler.Ex
 			idle = append(idle, scheduler.Executor{ID: e.ID, Free: left})
 		}
 	}
+	slots := make(map[string]int, len(execs))
+	for _, e := range execs {
+		slots[e.ID] = e.Slots
+	}
 	for _, e := range idle {
 		var keys []string
+		short := false // a queue is left to its executor: not worth stealing
 		for len(keys) < e.Free {
 			victim := a.longest(e.ID)
 			if victim == "" {
 				break
 			}
-			stolen := a.take(victim, b, now, e.Free-len(keys), true, taken)
+			n := min(e.Free-len(keys), a.stealable(victim, slots[victim]))
+			if short = n == 0; short {
+				break
+			}
+			stolen := a.take(victim, b, now, n, true, taken)
 			if len(stolen) == 0 {
 				break // what is left there backs off
 			}
 			keys = append(keys, stolen...)
 		}
-		if left := e.Free - len(keys); left > 0 {
+		// Ready's order would hand out the tasks of the queue left alone
+		// first; retries wait until it ran out (stealAfter at most).
+		if left := e.Free - len(keys); left > 0 && !short {
 			// Nothing left to steal: retries and tasks of executors that
 			// left, in Ready's order.
 			for _, k := range b.ReadyN(now, left+len(taken)) {
@@ -147,6 +173,18 @@ func (a *affinity) take(id string, b *scheduler.Batch, now time.Time, n int, bac
 // executor's queue.
 func (a *affinity) putBack(p placement) {
 	a.queues[p.executor] = append(slices.Clone(p.keys), a.queues[p.executor]...)
+}
+
+// stealable is how many tasks may be stolen from the back of victim's
+// queue: those beyond what its slots run within stealAfter. All of them
+// while the task time is unknown or the victim is gone.
+func (a *affinity) stealable(victim string, slots int) int {
+	q := len(a.queues[victim])
+	if a.taskTime <= 0 || slots <= 0 {
+		return q
+	}
+	keep := int64(stealAfter) * int64(slots) / int64(a.taskTime)
+	return int(max(int64(q)-keep, 0))
 }
 
 // longest is the executor other than id with the most queued tasks ("" when

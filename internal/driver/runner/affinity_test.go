@@ -132,3 +132,32 @@ func TestAffinityPutBack(t *testing.T) {
 		t.Errorf("after putBack a took %v, want p0, p1 again", got["a"])
 	}
 }
+
+// TestAffinityStealsOnlyWorthwhileWork: an idle executor steals from
+// another's queue only while that queue holds stealAfter of work for its
+// slots at the measured task time: a few short tasks are left where their
+// partitions are warm.
+func TestAffinityStealsOnlyWorthwhileWork(t *testing.T) {
+	for _, tc := range []struct {
+		taskTime time.Duration
+		want     []string // what a steals once b took p4 (p5, p6, p7 left)
+	}{
+		{0, []string{"p7", "p6"}},                     // unknown: steal
+		{5 * time.Millisecond, nil},                   // 15 ms left on b
+		{10 * time.Millisecond, []string{"p7"}},       // 30 ms, then 20 ms
+		{50 * time.Millisecond, []string{"p7", "p6"}}, // a has two slots
+	} {
+		keys, ranges, owner := affinityBatch(8) // p0..p3 on a, p4..p7 on b
+		b := scheduler.NewBatch(keys, scheduler.DefaultRetryPolicy)
+		now := time.Now()
+		a := newAffinity(keys, ranges, []scheduler.Executor{{ID: "a", Free: 1}, {ID: "b", Free: 1}}, owner)
+		a.taskTime = tc.taskTime
+		for range 4 {
+			start(b, a.place(b, now, []scheduler.Executor{{ID: "a", Free: 1, Slots: 1}}), now)
+		}
+		got := placedOn(a.place(b, now, []scheduler.Executor{{ID: "a", Free: 2, Slots: 2}, {ID: "b", Free: 1, Slots: 1}}))
+		if !slices.Equal(got["b"], []string{"p4"}) || !slices.Equal(got["a"], tc.want) {
+			t.Errorf("task time %s: b took %v, a stole %v; want [p4], %v", tc.taskTime, got["b"], got["a"], tc.want)
+		}
+	}
+}

@@ -432,6 +432,7 @@ func (l *Loop) execute(ctx context.Context, batch stream.BatchID, keys []string,
 		l.queueing(execs)
 		if queues == nil && len(execs) > 0 {
 			queues = newAffinity(keys, ranges, execs, l.lastOwner)
+			queues.taskTime = l.taskTime
 		}
 		if placed := queues.place(b, now, execs); len(placed) > 0 || (len(execs) == 0 && b.HasPending()) {
 			if len(execs) == 0 {
