@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -19,10 +20,10 @@ import (
 // scheduler.Assign (sticky and fair) into one queue per executor. Each turn,
 // an executor with free slots takes the next tasks of its own queue; one
 // whose queue is empty steals from the back of the longest queue (the
-// victim keeps the tasks it is about to run), but never what the victim's
-// slots run within stealAfter (at the task time the loop measured): a
-// stolen task reads its partition cold, which costs more than waiting for
-// a few short tasks; when every queue is empty, what is
+// victim keeps the tasks it is about to run), but only as many as finish
+// sooner on the thief, where each pays moveCost more for reading its
+// partition cold, than on the victim (at the task time the loop
+// measured): of short tasks, hardly any; when every queue is empty, what is
 // still pending (retries, the tasks of an executor that left) goes to
 // whoever has room, in the order scheduler.Batch.ReadyN gives.
 //
@@ -35,14 +36,15 @@ type affinity struct {
 	taskTime time.Duration
 }
 
-// stealAfter is how much work an executor's queue must still hold for
-// another executor to steal from it. Moving a partition costs its reader
-// a cold start on the thief (a Kafka partition's first fetch restarts the
-// client's fetch session: about 6 ms); stealing the last few short tasks
-// of a batch cost more than it saved (scenario 3 of make bench: the
-// partitions of a 1,024-partition topic moved between two executors
-// every few batches, and their first reads waited up to 100 ms).
-const stealAfter = 25 * time.Millisecond
+// moveCost is what a task costs more on an executor its partition did not
+// run on last: its reader starts cold (a Kafka partition's first fetch
+// restarts the client's fetch session, about 6 ms in
+// BenchmarkReaderPoolBatches; a Kinesis shard needs a shard iterator).
+// Stealing every task an idle executor found cost more than it saved:
+// in scenario 3 of make bench (tasks of a fraction of a millisecond), the
+// partitions of a 1,024-partition topic moved between two executors every
+// few batches and their first reads waited up to 100 ms.
+const moveCost = 10 * time.Millisecond
 
 // placement is what one turn gives one executor.
 type placement struct {
@@ -96,23 +98,25 @@ func (a *affinity) place(b *scheduler.Batch, now time.Time, execs []scheduler.Ex
 	for _, e := range idle {
 		var keys []string
 		short := false // a queue is left to its executor: not worth stealing
+		robbed := map[string]bool{e.ID: true}
 		for len(keys) < e.Free {
-			victim := a.longest(e.ID)
+			victim := a.longest(robbed)
 			if victim == "" {
 				break
 			}
-			n := min(e.Free-len(keys), a.stealable(victim, slots[victim]))
-			if short = n == 0; short {
-				break
+			robbed[victim] = true
+			can := a.stealable(victim, slots[victim], slots[e.ID])
+			if can < len(a.queues[victim]) {
+				short = true
 			}
-			stolen := a.take(victim, b, now, n, true, taken)
-			if len(stolen) == 0 {
-				break // what is left there backs off
+			if n := min(e.Free-len(keys), can); n > 0 {
+				// Fewer when what is left there backs off.
+				keys = append(keys, a.take(victim, b, now, n, true, taken)...)
 			}
-			keys = append(keys, stolen...)
 		}
-		// Ready's order would hand out the tasks of the queue left alone
-		// first; retries wait until it ran out (stealAfter at most).
+		// Ready's order would hand out the tasks of a queue left to its
+		// executor first: retries wait until that queue ran out, which
+		// is soon (it holds short tasks).
 		if left := e.Free - len(keys); left > 0 && !short {
 			// Nothing left to steal: retries and tasks of executors that
 			// left, in Ready's order.
@@ -175,24 +179,28 @@ func (a *affinity) putBack(p placement) {
 	a.queues[p.executor] = append(slices.Clone(p.keys), a.queues[p.executor]...)
 }
 
-// stealable is how many tasks may be stolen from the back of victim's
-// queue: those beyond what its slots run within stealAfter. All of them
-// while the task time is unknown or the victim is gone.
-func (a *affinity) stealable(victim string, slots int) int {
+// stealable is how many tasks a thief with thiefSlots slots may take from
+// the back of victim's queue (victimSlots slots): the n at which both end
+// together, the victim running q-n tasks of taskTime and the thief n of
+// taskTime+moveCost, rounded. All of them while the task time is unknown
+// or the victim is gone.
+func (a *affinity) stealable(victim string, victimSlots, thiefSlots int) int {
 	q := len(a.queues[victim])
-	if a.taskTime <= 0 || slots <= 0 {
+	if a.taskTime <= 0 || victimSlots <= 0 {
 		return q
 	}
-	keep := int64(stealAfter) * int64(slots) / int64(a.taskTime)
-	return int(max(int64(q)-keep, 0))
+	tau := float64(a.taskTime)
+	onVictim := tau / float64(victimSlots)
+	onThief := (tau + float64(moveCost)) / float64(max(thiefSlots, 1))
+	return int(math.Round(float64(q) * onVictim / (onVictim + onThief)))
 }
 
-// longest is the executor other than id with the most queued tasks ("" when
+// longest is the executor not in skip with the most queued tasks ("" when
 // none has any); ties go to the smaller id, so placement is deterministic.
-func (a *affinity) longest(id string) string {
+func (a *affinity) longest(skip map[string]bool) string {
 	best := ""
 	for e, q := range a.queues {
-		if e == id || len(q) == 0 {
+		if skip[e] || len(q) == 0 {
 			continue
 		}
 		if best == "" || len(q) > len(a.queues[best]) || (len(q) == len(a.queues[best]) && e < best) {

@@ -134,18 +134,18 @@ func TestAffinityPutBack(t *testing.T) {
 }
 
 // TestAffinityStealsOnlyWorthwhileWork: an idle executor steals from
-// another's queue only while that queue holds stealAfter of work for its
-// slots at the measured task time: a few short tasks are left where their
-// partitions are warm.
+// another's queue only the tasks that end sooner on it, each paying
+// moveCost for its cold partition, than on the victim: short tasks are
+// left where their partitions are warm.
 func TestAffinityStealsOnlyWorthwhileWork(t *testing.T) {
 	for _, tc := range []struct {
 		taskTime time.Duration
 		want     []string // what a steals once b took p4 (p5, p6, p7 left)
 	}{
 		{0, []string{"p7", "p6"}},                     // unknown: steal
-		{5 * time.Millisecond, nil},                   // 15 ms left on b
-		{10 * time.Millisecond, []string{"p7"}},       // 30 ms, then 20 ms
-		{50 * time.Millisecond, []string{"p7", "p6"}}, // a has two slots
+		{time.Millisecond, nil},                       // 3 ms on b; 11 ms each on a
+		{5 * time.Millisecond, []string{"p7"}},        // b 10 ms, a 15 ms
+		{50 * time.Millisecond, []string{"p7", "p6"}}, // b 50 ms, a 60 ms on its two slots
 	} {
 		keys, ranges, owner := affinityBatch(8) // p0..p3 on a, p4..p7 on b
 		b := scheduler.NewBatch(keys, scheduler.DefaultRetryPolicy)
