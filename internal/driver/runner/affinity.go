@@ -19,8 +19,9 @@ import (
 // Instead the batch's tasks are divided once, when it starts, with
 // scheduler.Assign (sticky and fair) into one queue per executor. Each turn,
 // an executor with free slots takes the next tasks of its own queue; one
-// whose queue is empty steals from the back of the longest queue (the
-// victim keeps the tasks it is about to run), but only as many as finish
+// whose queue is empty and who holds no task waiting for a slot steals from
+// the back of the longest queue (the victim keeps the tasks it is about to
+// run), but only as many as finish
 // sooner on the thief, where each pays moveCost more for reading its
 // partition cold, than on the victim (at the task time the loop
 // measured): of short tasks, hardly any; when every queue is empty, what is
@@ -88,7 +89,7 @@ func (a *affinity) place(b *scheduler.Batch, now time.Time, execs []scheduler.Ex
 			out = append(out, placement{executor: e.ID, keys: keys})
 		}
 		if left := e.Free - len(keys); left > 0 {
-			idle = append(idle, scheduler.Executor{ID: e.ID, Free: left})
+			idle = append(idle, scheduler.Executor{ID: e.ID, Free: left, Queued: e.Queued})
 		}
 	}
 	slots := make(map[string]int, len(execs))
@@ -99,6 +100,12 @@ func (a *affinity) place(b *scheduler.Batch, now time.Time, execs []scheduler.Ex
 		var keys []string
 		short := false // a queue is left to its executor: not worth stealing
 		robbed := map[string]bool{e.ID: true}
+		if e.Queued > 0 && a.longest(robbed) != "" {
+			// It has tasks waiting for its slots still: it steals once
+			// it runs out, and only then, so that it does not take a
+			// few at every turn (each costs a cold read).
+			continue
+		}
 		for len(keys) < e.Free {
 			victim := a.longest(robbed)
 			if victim == "" {

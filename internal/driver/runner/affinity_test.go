@@ -140,12 +140,14 @@ func TestAffinityPutBack(t *testing.T) {
 func TestAffinityStealsOnlyWorthwhileWork(t *testing.T) {
 	for _, tc := range []struct {
 		taskTime time.Duration
+		queued   int      // tasks waiting for a's slots
 		want     []string // what a steals once b took p4 (p5, p6, p7 left)
 	}{
-		{0, []string{"p7", "p6"}},                     // unknown: steal
-		{time.Millisecond, nil},                       // 3 ms on b; 11 ms each on a
-		{5 * time.Millisecond, []string{"p7"}},        // b 10 ms, a 15 ms
-		{50 * time.Millisecond, []string{"p7", "p6"}}, // b 50 ms, a 60 ms on its two slots
+		{0, 0, []string{"p7", "p6"}},                     // unknown: steal
+		{time.Millisecond, 0, nil},                       // 3 ms on b; 11 ms each on a
+		{5 * time.Millisecond, 0, []string{"p7"}},        // b 10 ms, a 15 ms
+		{50 * time.Millisecond, 0, []string{"p7", "p6"}}, // b 50 ms, a 60 ms on its two slots
+		{50 * time.Millisecond, 3, nil},                  // a has tasks waiting still
 	} {
 		keys, ranges, owner := affinityBatch(8) // p0..p3 on a, p4..p7 on b
 		b := scheduler.NewBatch(keys, scheduler.DefaultRetryPolicy)
@@ -155,7 +157,7 @@ func TestAffinityStealsOnlyWorthwhileWork(t *testing.T) {
 		for range 4 {
 			start(b, a.place(b, now, []scheduler.Executor{{ID: "a", Free: 1, Slots: 1}}), now)
 		}
-		got := placedOn(a.place(b, now, []scheduler.Executor{{ID: "a", Free: 2, Slots: 2}, {ID: "b", Free: 1, Slots: 1}}))
+		got := placedOn(a.place(b, now, []scheduler.Executor{{ID: "a", Free: 2, Slots: 2, Queued: tc.queued}, {ID: "b", Free: 1, Slots: 1}}))
 		if !slices.Equal(got["b"], []string{"p4"}) || !slices.Equal(got["a"], tc.want) {
 			t.Errorf("task time %s: b took %v, a stole %v; want [p4], %v", tc.taskTime, got["b"], got["a"], tc.want)
 		}
