@@ -509,6 +509,15 @@ func (l *Loop) execute(ctx context.Context, batch stream.BatchID, keys []string,
 // another job's tasks on the same executor wait behind them.
 const queueWait = 50 * time.Millisecond
 
+// queueMaxTaskTime is the longest task sent ahead of a free slot. Sending
+// ahead saves a dispatch round trip (well under a millisecond) per task,
+// which matters for tasks of that order only; a longer task waits on the
+// driver, where an idle executor can still take it (stealing) and a frozen
+// one holds only what it runs: with tasks of 20 ms sent ahead, an
+// executor stopped with SIGSTOP (make bench scenario 5b) held twice the
+// tasks, and its batch committed 40 ms later after the heartbeat timeout.
+const queueMaxTaskTime = 2 * time.Millisecond
+
 // queueing adds to each executor's free slots the tasks it may take to
 // wait for a slot this turn (queueAllowance). Nothing is queued before the
 // first batch measured how long a task takes.
@@ -526,9 +535,10 @@ func (l *Loop) queueing(execs []scheduler.Executor) {
 
 // queueAllowance is how many tasks e may take beyond its free slots: as
 // many as its slots start within wait, taking taskTime each, less those
-// already waiting, within the room it has. None while taskTime is unknown.
+// already waiting, within the room it has. None while taskTime is unknown
+// or longer than queueMaxTaskTime.
 func queueAllowance(wait, taskTime time.Duration, e scheduler.Executor) int {
-	if taskTime <= 0 || e.Slots <= 0 {
+	if taskTime <= 0 || taskTime > queueMaxTaskTime || e.Slots <= 0 {
 		return 0
 	}
 	perSlot := int64(wait / taskTime)

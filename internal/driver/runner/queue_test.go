@@ -104,6 +104,7 @@ func TestQueueAllowance(t *testing.T) {
 		{"25 a slot", 50 * time.Millisecond, 2 * time.Millisecond, e(2, 0, 1000), 50},
 		{"less what waits already", 50 * time.Millisecond, 2 * time.Millisecond, e(2, 30, 1000), 20},
 		{"more wait than allowed", 50 * time.Millisecond, 2 * time.Millisecond, e(2, 80, 1000), 0},
+		{"tasks longer than queueMaxTaskTime", 50 * time.Millisecond, 3 * time.Millisecond, e(2, 0, 1000), 0},
 		{"within the room", 50 * time.Millisecond, time.Microsecond, e(2, 0, 2048), 2048},
 		{"tasks longer than the wait", 50 * time.Millisecond, time.Second, e(4, 0, 1000), 0},
 		{"no slots", 50 * time.Millisecond, time.Millisecond, e(0, 0, 1000), 0},
