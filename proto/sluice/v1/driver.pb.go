@@ -1618,7 +1618,9 @@ type ExecutorInfo struct {
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// Task slots: how many tasks it runs at once.
 	Slots int32 `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
-	// Task attempts running on it now.
+	// Task attempts sent to it and not finished: running, or waiting there
+	// for a slot (the driver sends tasks of 2 ms or less ahead of free
+	// slots), so it may exceed slots for a moment.
 	Running int32 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
 	// When the executor's stream to this driver opened.
 	ConnectTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
