@@ -21,12 +21,12 @@ import (
 // an executor with free slots takes the next tasks of its own queue; one
 // whose queue is empty and who holds no task waiting for a slot steals from
 // the back of the longest queue (the victim keeps the tasks it is about to
-// run), but only as many as finish
-// sooner on the thief, where each pays moveCost more for reading its
-// partition cold, than on the victim (at the task time the loop
-// measured): of short tasks, hardly any; when every queue is empty, what is
-// still pending (retries, the tasks of an executor that left) goes to
-// whoever has room, in the order scheduler.Batch.ReadyN gives.
+// run), but only as many as finish sooner on the thief, where each pays
+// moveCost more for reading its partition cold, than on the victim (at the
+// task time the loop measured): of short tasks, hardly any. When every
+// queue is empty, what is still pending (retries, the tasks of an executor
+// that left) goes to whoever has room, in the order
+// scheduler.Batch.ReadyN gives.
 //
 // A turn costs O(free slots) plus the entries it skips, each skipped once,
 // so a batch costs O(tasks) however many turns it takes.
@@ -71,7 +71,8 @@ func newAffinity(keys []string, ranges map[string]stream.Range, execs []schedule
 }
 
 // place picks the tasks to dispatch this turn: for each executor, at most
-// its free slots of tasks that b says are ready. A nil affinity (no
+// Free tasks that b says are ready (its free slots, and the tasks the loop
+// lets it queue: Loop.queueing). A nil affinity (no
 // executors yet) places nothing.
 func (a *affinity) place(b *scheduler.Batch, now time.Time, execs []scheduler.Executor) []placement {
 	if a == nil {

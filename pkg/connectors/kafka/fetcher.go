@@ -48,20 +48,23 @@ import (
 // tasks' partitions need. Otherwise the partition is paused
 // (PauseFetchPartitions). The fetcher decides what to fetch before each
 // poll and a poll brings at most one fetch response per broker, so the pool
-// never holds more than the budget plus one poll per client. While a reader
-// waits on an empty buffer and idle partitions hold the budget (they
-// overshot, or a range that ended left what was fetched past it), their
-// buffers are dropped (they are fetched again when needed) rather than the
-// reader wait for tasks that may never come (makeRoomLocked).
+// never holds more than the budget plus one poll per client. Each fetch
+// asks per partition for about half of a partition's share, converted to
+// bytes on the wire (sizeFetches), so that a partition with a backlog does
+// not bring all of it at once. While a reader waits on an empty buffer and
+// idle partitions hold the budget (they overshot, or a range that ended
+// left what was fetched past it), their buffers are cut to their share,
+// and dropped whole only if that is not enough (they are fetched again
+// when needed), rather than the reader wait for tasks that may never come
+// (makeRoomLocked, shedLocked).
 //
 // The default budget grows with the partitions the pool holds: 64 MiB, or
-// 128 KiB per partition when that is more. A partition's first fetch
-// brings up to 1 MiB of its backlog, so an executor holding a thousand
-// partitions of a topic with a backlog filled a fixed 64 MiB, and each
-// read then dropped idle buffers and waited for a fetch that restarted the
-// client's fetch session, a few milliseconds per read (scenario 3 of make
-// bench at 2,048 and 4,096 partitions; BenchmarkReaderPoolBatches gives
-// the cost of such a fetch). An explicit WithMaxPrefetchBytes stays fixed.
+// 128 KiB per partition when that is more, so that an executor holding
+// thousands of partitions keeps a useful share for each. When the budget
+// was spent, each read dropped idle buffers and waited for a fetch that
+// restarted the client's fetch session, a few milliseconds per read
+// (scenario 3 of make bench; BenchmarkReaderPoolBatches gives the cost of
+// such a fetch). An explicit WithMaxPrefetchBytes stays fixed.
 //
 // Positions. A slot's position reaches the client only through run, between
 // two polls, and a slot whose new position is not applied yet (pending)
@@ -262,7 +265,8 @@ func retryBackoff(fails int) time.Duration {
 // plus about 200 bytes (ReaderPool only). Ranges being read may use all of
 // it, prefetch for partitions not being read half. The pool may exceed it
 // by one fetch response per client, and sizes fetch responses at a quarter
-// of it (64 KiB to 50 MiB; brokers send at least one record batch).
+// of it and each partition's part at half its share (sizeFetches; brokers
+// send at least one record batch).
 // Default: 64 MiB, or 128 KiB per partition the pool holds when that is
 // more (see Prefetch above); a budget given here stays fixed.
 func WithMaxPrefetchBytes(n int64) Option {
