@@ -4,12 +4,13 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // Every goroutine the driver, executor, sources and sinks start must be
-// stopped by the time their owners' Run and Close return. The exception is
-// the process's SQL engine (sqltransform.SharedEngine, a database/sql pool
-// over DuckDB), which the first SQL job opens and the process keeps.
+// stopped by the time their owners' Run and Close return, but for the
+// process's SQL engine (testenv.SharedEngineGoroutine).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(testenv.SharedEngineGoroutine))
 }

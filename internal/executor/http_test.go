@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/sluicehq/sluice/internal/rpc"
+	"github.com/sluicehq/sluice/internal/testenv"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 )
 
@@ -163,14 +164,13 @@ func startExecutor(t *testing.T, driver string) (e *Executor, base string, stop 
 }
 
 // verifyNoLeaks checks, after every other clean-up of the test, that the
-// goroutines the test started have ended. The process's SQL engine
-// (sqltransform.SharedEngine, a database/sql pool over DuckDB), which the
-// first SQL task opens and the process keeps, is not one of them.
+// goroutines the test started have ended, but for the process's SQL engine
+// (testenv.SharedEngineGoroutine).
 func verifyNoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, ignore, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+		goleak.VerifyNone(t, ignore, goleak.IgnoreTopFunction(testenv.SharedEngineGoroutine))
 	})
 }
 

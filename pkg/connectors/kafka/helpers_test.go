@@ -18,16 +18,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kafka"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
 func TestMain(m *testing.M) {
-	// The sink's expressions run on the process's shared SQL engine, which
-	// is never closed (sqltransform.SharedEngine): its database/sql pool
-	// keeps a goroutine.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+	// What may outlive the tests: testenv.SharedEngineGoroutine.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(testenv.SharedEngineGoroutine))
 }
 
 // cluster is an in-process Kafka (kfake) plus a producing client and an

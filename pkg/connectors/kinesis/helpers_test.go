@@ -27,10 +27,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The sink's expressions run on the process's shared SQL engine, which
-	// is never closed (sqltransform.SharedEngine): its database/sql pool
-	// keeps a goroutine.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+	// What may outlive the tests: testenv.SharedEngineGoroutine.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(testenv.SharedEngineGoroutine))
 }
 
 // testLog shows the package's logs in verbose test output only.

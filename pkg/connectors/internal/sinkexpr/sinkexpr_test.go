@@ -15,6 +15,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors/internal/sinkexpr"
 	"github.com/sluicehq/sluice/pkg/sqlengine"
@@ -22,10 +23,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The options run on the process's shared SQL engine, which is never
-	// closed (sqltransform.SharedEngine): its database/sql pool keeps a
-	// goroutine.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+	// What may outlive the tests: testenv.SharedEngineGoroutine.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(testenv.SharedEngineGoroutine))
 }
 
 // schema is the rows' columns in most tests: a name that needs quoting, a
