@@ -338,6 +338,8 @@ type sluiceRun struct {
 	executors  []harness.Usage
 	harnessCPU time.Duration
 	profile    string
+	// phaseMs is each batch phase's time summed over the job's batches.
+	phaseMs map[string]float64
 }
 
 func (s sluiceRun) cpu() time.Duration {
@@ -407,6 +409,12 @@ func runSluice(ctx context.Context, env *harness.Env, dir string, spec *sluicev1
 		return s, err
 	}
 	s.elapsed, s.harnessCPU = res.Elapsed, h1.CPU-h0.CPU
+	s.phaseMs = map[string]float64{}
+	for _, b := range res.Batches {
+		for k, v := range b.GetDurationMs() {
+			s.phaseMs[k] += float64(v)
+		}
+	}
 	for i, p := range procs {
 		u, err := p.Stats()
 		if err != nil {
@@ -447,6 +455,9 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 		fmt.Sprintf("%.0f MB/s", mbps(s.elapsed)), mbps(b.res.Elapsed), perM(s.cpu()), perM(b.usage.CPU),
 		harness.MB(s.driver.PeakRSS), strings.Join(execRSS, "/"), harness.MB(b.usage.PeakRSS), s.batches,
 		s.harnessCPU.Seconds(), b.harnessCPU.Seconds())
+	if p := phaseSums(s); p != "" {
+		notes += "; " + p
+	}
 	if s.profile != "" {
 		notes += "; profile: " + s.profile
 	}
@@ -463,7 +474,7 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 				"elapsedSeconds": s.elapsed.Seconds(), "recordsPerSecond": sRate, "mbPerSecond": mbps(s.elapsed),
 				"cpuSecondsPerMillion": perM(s.cpu()), "batches": s.batches,
 				"driver":    map[string]any{"cpuSeconds": s.driver.CPU.Seconds(), "peakRSSBytes": s.driver.PeakRSS},
-				"executors": execData, "harnessCPUSeconds": s.harnessCPU.Seconds(), "profile": s.profile,
+				"executors": execData, "harnessCPUSeconds": s.harnessCPU.Seconds(), "profile": s.profile, "phaseMs": s.phaseMs,
 			},
 			"baseline": map[string]any{
 				"elapsedSeconds": b.res.Elapsed.Seconds(), "recordsPerSecond": bRate, "mbPerSecond": mbps(b.res.Elapsed),
@@ -471,4 +482,22 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 			},
 		},
 	}
+}
+
+// phaseSums says where the job's time went: each batch phase summed over
+// its batches, and what no batch phase covers (submitting, starting the
+// job, the gaps between batches), or "" when no batch reported phases.
+func phaseSums(s sluiceRun) string {
+	total, ok := s.phaseMs["total"]
+	if !ok {
+		return ""
+	}
+	var parts []string
+	for _, ph := range phases[:len(phases)-1] {
+		if v, ok := s.phaseMs[ph]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", ph, v))
+		}
+	}
+	return fmt.Sprintf("ms in batch phases, summed: %s (total %.0f); outside batches %.0f ms",
+		strings.Join(parts, ", "), total, float64(s.elapsed.Milliseconds())-total)
 }
