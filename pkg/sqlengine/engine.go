@@ -31,6 +31,9 @@ type config struct {
 	memoryLimit int64
 	registry    *Registry
 	log         *slog.Logger
+	// planner makes the database ReadColumns plans in (Engine.planner):
+	// it never reads an Arrow stream, so DuckDB may prune columns.
+	planner bool
 }
 
 const (
@@ -87,6 +90,11 @@ type Engine struct {
 	closed bool
 	active int           // connections held by compiles, runs and unreleased results
 	idle   chan struct{} // closed when closed && active == 0
+
+	// planned is the planner database (see planner), opened on first use
+	// and closed with this one.
+	pmu     sync.Mutex
+	planned *Engine
 }
 
 // Open opens the database. It validates every option first and reports all
@@ -137,7 +145,7 @@ func Open(ctx context.Context, opts ...Option) (*Engine, error) {
 	for k, v := range map[string]string{
 		"threads":                      strconv.Itoa(cfg.threads),
 		"memory_limit":                 strconv.FormatInt(cfg.memoryLimit, 10) + "B",
-		"disabled_optimizers":          "unused_columns,filter_pushdown",
+		"disabled_optimizers":          disabledOptimizers(cfg.planner),
 		"autoinstall_known_extensions": "false",
 		"autoload_known_extensions":    "false",
 		"allow_community_extensions":   "false",
@@ -168,6 +176,21 @@ func Open(ctx context.Context, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
+// disabledOptimizers are the DuckDB optimizers a database runs without.
+// Queries over Arrow views need unused_columns and filter_pushdown off (see
+// Open). The planner database reads no Arrow view and keeps both; it turns
+// off what would make its plans over an empty table prove things about no
+// rows instead of showing the reads: statistics_propagation (an empty
+// table's statistics turn a filter into an empty result) and
+// empty_result_pullup, and filter_pushdown, so that a column read only by a
+// filter still shows in the scan's projections.
+func disabledOptimizers(planner bool) string {
+	if planner {
+		return "filter_pushdown,statistics_propagation,empty_result_pullup"
+	}
+	return "unused_columns,filter_pushdown"
+}
+
 // setup registers the Go functions and the Spark macros, then locks the
 // configuration. Functions and macros live in the database's catalog, so
 // every later connection sees them.
@@ -190,8 +213,13 @@ func (e *Engine) setup(ctx context.Context, funcs []Func) error {
 			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
-	if err := refuseExisting(ctx, conn, funcs); err != nil {
-		return err
+	// Listing DuckDB's functions is a third of an Open: only when there
+	// are Go functions to check, and not again for the planner database
+	// of an engine that checked them.
+	if len(funcs) > 0 && !e.cfg.planner {
+		if err := refuseExisting(ctx, conn, funcs); err != nil {
+			return err
+		}
 	}
 	split, err := newCSVSplit()
 	if err != nil {
@@ -355,6 +383,15 @@ func (e *Engine) Close(ctx context.Context) error {
 		n := e.active
 		e.mu.Unlock()
 		waitErr = fmt.Errorf("sqlengine: close: %d connections still open (unreleased results?): %w", n, ctx.Err())
+	}
+	// After the wait: a planner being opened holds a connection's count.
+	e.pmu.Lock()
+	planned := e.planned
+	e.pmu.Unlock()
+	if planned != nil {
+		if err := planned.Close(ctx); err != nil {
+			waitErr = errors.Join(waitErr, fmt.Errorf("sqlengine: close the planner database: %w", err))
+		}
 	}
 	if err := e.db.Close(); err != nil {
 		return errors.Join(waitErr, fmt.Errorf("sqlengine: close database: %w", err))
