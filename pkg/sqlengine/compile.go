@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -367,34 +366,20 @@ func (s *session) bind(ctx context.Context, query, sql string, m posMap) (hugein
 // countScans plans sql and counts the reads of Arrow streams in the plan
 // (a recursive CTE counts as two: it re-reads its inputs).
 func (s *session) countScans(ctx context.Context, sql string) (int, error) {
-	rows, err := s.conn.(driver.QueryerContext).QueryContext(ctx, "EXPLAIN (FORMAT JSON) "+sql, nil)
+	plans, err := s.explain(ctx, sql)
 	if err != nil {
-		return 0, fmt.Errorf("sqlengine: explain: %w", err)
+		return 0, fmt.Errorf("sqlengine: %w", err)
 	}
-	defer rows.Close()
 	n := 0
-	vals := make([]driver.Value, len(rows.Columns()))
-	for {
-		if err := rows.Next(vals); err == io.EOF {
-			break
-		} else if err != nil {
-			return 0, fmt.Errorf("sqlengine: explain: %w", err)
+	walkJSON(plans, func(node map[string]any) {
+		name, _ := node["name"].(string)
+		switch {
+		case strings.HasPrefix(name, "ARROW_SCAN"):
+			n++
+		case strings.HasPrefix(name, "RECURSIVE_"):
+			n += 2
 		}
-		text, _ := vals[len(vals)-1].(string)
-		var plan any
-		if err := json.Unmarshal([]byte(text), &plan); err != nil {
-			return 0, fmt.Errorf("sqlengine: explain: read plan: %w", err)
-		}
-		walkJSON(plan, func(node map[string]any) {
-			name, _ := node["name"].(string)
-			switch {
-			case strings.HasPrefix(name, "ARROW_SCAN"):
-				n++
-			case strings.HasPrefix(name, "RECURSIVE_"):
-				n += 2
-			}
-		})
-	}
+	})
 	return n, nil
 }
 

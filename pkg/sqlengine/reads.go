@@ -1,0 +1,177 @@
+//go:build duckdb_arrow
+
+package sqlengine
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+// ReadColumns returns the input columns a run of c reads, in input order,
+// and true; or false when it cannot tell, and the caller must give runs
+// every column. The columns it leaves out can be left out of Run's input
+// (Compile again against the narrower schema) without changing a result:
+// count(*) reads none, SELECT * and a whole-row reference (hash(t), with t
+// the view's alias) read all of them.
+//
+// Runs cannot learn this themselves: Arrow views are read with DuckDB's
+// unused_columns optimizer off (see Open), so every run converts every
+// column. ReadColumns asks DuckDB's optimizer instead, in a second database
+// with the same functions (opened on first use), where the input is an
+// empty TEMP table of the input's schema and the optimizer is on: the
+// plan's scans of that table list the columns they read. A plan without a
+// scan of the input (a constant query, WHERE false, LIMIT 0) or with a scan
+// this code cannot read answers false.
+func (c *Compiled) ReadColumns(ctx context.Context) ([]string, bool, error) {
+	p, err := c.e.planner(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	s, err := p.connect(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer s.close()
+
+	// The input as a TEMP table of exactly the types a run's Arrow view
+	// has: copied from an empty stream of the input's schema.
+	empty, err := array.NewRecordReader(c.input, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlengine: read columns: %w", err)
+	}
+	defer empty.Release()
+	table := c.view
+	if c.inputQuery != "" {
+		table = InputName
+	}
+	name, detach, err := s.register(empty)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlengine: read columns: %w", err)
+	}
+	err = s.execContext(ctx, "CREATE TEMP TABLE "+quoteIdent(table)+" AS SELECT * FROM "+quoteIdent(name))
+	if derr := detach(); err == nil {
+		err = derr
+	}
+	if err == nil && c.inputQuery != "" {
+		err = s.execContext(ctx, "CREATE TEMP VIEW "+quoteIdent(c.view)+" AS "+c.inputQuery)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlengine: read columns: %w", err)
+	}
+	plans, err := s.explain(ctx, c.sql)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlengine: read columns: %w", err)
+	}
+	cols, ok := scannedColumns(plans, c.input)
+	return cols, ok, nil
+}
+
+// explain returns the JSON plans DuckDB gives for sql.
+func (s *session) explain(ctx context.Context, sql string) ([]any, error) {
+	rows, err := s.conn.(driver.QueryerContext).QueryContext(ctx, "EXPLAIN (FORMAT JSON) "+sql, nil)
+	if err != nil {
+		return nil, fmt.Errorf("explain: %w", err)
+	}
+	defer rows.Close()
+	var plans []any
+	vals := make([]driver.Value, len(rows.Columns()))
+	for {
+		if err := rows.Next(vals); errors.Is(err, io.EOF) {
+			return plans, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("explain: %w", err)
+		}
+		text, _ := vals[len(vals)-1].(string)
+		var plan any
+		if err := json.Unmarshal([]byte(text), &plan); err != nil {
+			return nil, fmt.Errorf("explain: read plan: %w", err)
+		}
+		plans = append(plans, plan)
+	}
+}
+
+// scannedColumns collects the projections of the table scans in plans (the
+// planner session holds one table, the input) as input columns in input
+// order. It answers false for a plan with no scan, an empty result, a scan
+// without readable projections, or a projection that is not an input
+// column.
+func scannedColumns(plans []any, input *arrow.Schema) ([]string, bool) {
+	read := map[string]bool{}
+	scans, ok := 0, true
+	walkJSON(plans, func(n map[string]any) {
+		name, _ := n["name"].(string)
+		if name == "EMPTY_RESULT" {
+			ok = false
+		}
+		info, _ := n["extra_info"].(map[string]any)
+		if _, isScan := info["Table"]; !isScan {
+			return
+		}
+		scans++
+		switch p := info["Projections"].(type) {
+		case string:
+			if p != "" {
+				read[p] = true
+			}
+		case []any:
+			for _, v := range p {
+				col, isString := v.(string)
+				if !isString {
+					ok = false
+					return
+				}
+				read[col] = true
+			}
+		default: // absent: DuckDB changed how it writes scans
+			ok = false
+		}
+	})
+	if !ok || scans == 0 {
+		return nil, false
+	}
+	cols := []string{}
+	for _, f := range input.Fields() {
+		if read[f.Name] {
+			cols = append(cols, f.Name)
+			delete(read, f.Name)
+		}
+	}
+	if len(read) > 0 {
+		return nil, false // a name this code did not map back (quoted?)
+	}
+	return cols, true
+}
+
+// planner returns the database ReadColumns plans in: this one's options and
+// functions, the configuration the planner flag selects (disabledOptimizers),
+// one thread and the smallest memory limit. It is opened on first use.
+func (e *Engine) planner(ctx context.Context) (*Engine, error) {
+	if err := e.acquire(); err != nil {
+		return nil, err
+	}
+	defer e.releaseConn()
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	if e.planned != nil {
+		return e.planned, nil
+	}
+	cfg := e.cfg
+	opts := []Option{WithThreads(1), WithMemoryLimit(minMemoryLimit), WithLogger(cfg.log),
+		optionFunc(func(c *config) { c.planner = true })}
+	if cfg.registry != nil {
+		opts = append(opts, WithFunctions(cfg.registry))
+	}
+	p, err := Open(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlengine: open the planner database: %w", err)
+	}
+	e.planned = p
+	return p, nil
+}
