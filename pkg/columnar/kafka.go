@@ -15,7 +15,8 @@ type KafkaHeader struct {
 }
 
 // KafkaBuilder appends Kafka records to Arrow record batches of
-// KafkaSchema(headers), from plain values, column by column.
+// KafkaSchema(headers), or of some of its columns (NewKafkaBuilderFor),
+// from plain values, column by column.
 //
 // It is what a Builder does with a Kafka row (see the package
 // documentation), without the row: a Kafka reader that fills a batch
@@ -28,8 +29,9 @@ type KafkaHeader struct {
 // stream of batches of similar size grows no buffer while it fills. A
 // KafkaBuilder is not safe for concurrent use.
 type KafkaBuilder struct {
-	rb      *array.RecordBuilder
-	schema  *arrow.Schema
+	rb     *array.RecordBuilder
+	schema *arrow.Schema
+	// The column builders; nil for a column the schema leaves out.
 	key     *array.BinaryBuilder
 	value   *array.BinaryBuilder
 	topic   *array.StringBuilder
@@ -37,12 +39,15 @@ type KafkaBuilder struct {
 	offset  *array.Int64Builder
 	ts      *array.TimestampBuilder
 	tsType  *array.Int32Builder
-	headers *array.ListBuilder // nil without headers
+	headers *array.ListBuilder
 	hdr     *array.StructBuilder
 	hdrKey  *array.StringBuilder
 	hdrVal  *array.BinaryBuilder
 
 	n int
+	// batchRows is how many records the caller puts in a batch at most
+	// (SetBatchRows), 0 when it has not said.
+	batchRows int
 	// What the last batch held: the next one reserves as much when its
 	// first record comes.
 	lastRows, lastKeyBytes, lastValueBytes, lastTopicBytes int
@@ -52,59 +57,103 @@ type KafkaBuilder struct {
 // NewKafkaBuilder returns a KafkaBuilder of KafkaSchema(headers) whose
 // buffers come from mem. The caller must call Release when done with it.
 func NewKafkaBuilder(mem memory.Allocator, headers bool) *KafkaBuilder {
-	s := KafkaSchema(headers)
-	rb := array.NewRecordBuilder(mem, s)
-	b := &KafkaBuilder{
-		rb:     rb,
-		schema: s,
-		key:    rb.Field(0).(*array.BinaryBuilder),
-		value:  rb.Field(1).(*array.BinaryBuilder),
-		topic:  rb.Field(2).(*array.StringBuilder),
-		part:   rb.Field(3).(*array.Int32Builder),
-		offset: rb.Field(4).(*array.Int64Builder),
-		ts:     rb.Field(5).(*array.TimestampBuilder),
-		tsType: rb.Field(6).(*array.Int32Builder),
-	}
-	if headers {
-		b.headers = rb.Field(7).(*array.ListBuilder)
-		b.hdr = b.headers.ValueBuilder().(*array.StructBuilder)
-		b.hdrKey = b.hdr.FieldBuilder(0).(*array.StringBuilder)
-		b.hdrVal = b.hdr.FieldBuilder(1).(*array.BinaryBuilder)
-	}
+	b, _ := NewKafkaBuilderFor(mem, KafkaSchema(headers))
 	return b
 }
 
-// Schema returns KafkaSchema(headers) of the headers NewKafkaBuilder was
-// given.
+// NewKafkaBuilderFor returns a KafkaBuilder of schema, which must be one or
+// more of KafkaSchema(true)'s columns, of the same types and in the same
+// order: the source columns a query reads. It returns false for any other
+// schema. The caller must call Release when done with it.
+func NewKafkaBuilderFor(mem memory.Allocator, schema *arrow.Schema) (*KafkaBuilder, bool) {
+	if !isKafkaSubset(schema) {
+		return nil, false
+	}
+	rb := array.NewRecordBuilder(mem, schema)
+	b := &KafkaBuilder{rb: rb, schema: schema}
+	for i, f := range schema.Fields() {
+		switch fb := rb.Field(i); f.Name {
+		case "key":
+			b.key = fb.(*array.BinaryBuilder)
+		case "value":
+			b.value = fb.(*array.BinaryBuilder)
+		case "topic":
+			b.topic = fb.(*array.StringBuilder)
+		case "partition":
+			b.part = fb.(*array.Int32Builder)
+		case "offset":
+			b.offset = fb.(*array.Int64Builder)
+		case "timestamp":
+			b.ts = fb.(*array.TimestampBuilder)
+		case "timestampType":
+			b.tsType = fb.(*array.Int32Builder)
+		case "headers":
+			b.headers = fb.(*array.ListBuilder)
+			b.hdr = b.headers.ValueBuilder().(*array.StructBuilder)
+			b.hdrKey = b.hdr.FieldBuilder(0).(*array.StringBuilder)
+			b.hdrVal = b.hdr.FieldBuilder(1).(*array.BinaryBuilder)
+		}
+	}
+	return b, true
+}
+
+// isKafkaSubset reports whether s is one or more of KafkaSchema(true)'s
+// fields, equal and in order, without metadata.
+func isKafkaSubset(s *arrow.Schema) bool {
+	if s.NumFields() == 0 || s.HasMetadata() {
+		return false
+	}
+	all := KafkaSchema(true).Fields()
+	j := 0
+	for _, f := range s.Fields() {
+		for j < len(all) && all[j].Name != f.Name {
+			j++
+		}
+		if j == len(all) || !all[j].Equal(f) {
+			return false
+		}
+		j++
+	}
+	return true
+}
+
+// Schema returns the schema of the batches.
 func (b *KafkaBuilder) Schema() *arrow.Schema { return b.schema }
 
 // Headers reports whether the batches have the headers column.
 func (b *KafkaBuilder) Headers() bool { return b.headers != nil }
 
-// Append appends one record. A nil key or value is a null (a tombstone's
-// value), an empty one is not. tsMillis is the record's timestamp in
-// milliseconds since the epoch. Without the headers column, headers are
-// ignored; with it, a record without headers has null headers, as in Spark,
-// and a header's nil value is a null. Append copies the bytes it is given.
+// Append appends one record, to the columns the batches have. A nil key or
+// value is a null (a tombstone's value), an empty one is not. tsMillis is
+// the record's timestamp in milliseconds since the epoch. Without the
+// headers column, headers are ignored; with it, a record without headers
+// has null headers, as in Spark, and a header's nil value is a null. Append
+// copies the bytes it is given.
 func (b *KafkaBuilder) Append(topic string, partition int32, offset int64, key, value []byte, tsMillis int64, tsType int32, headers []KafkaHeader) {
 	if b.n == 0 && b.lastRows > 0 {
 		b.reserve()
 	}
-	if key == nil {
-		b.key.AppendNull()
-	} else {
-		b.key.Append(key)
+	if b.key != nil {
+		appendBinary(b.key, key)
 	}
-	if value == nil {
-		b.value.AppendNull()
-	} else {
-		b.value.Append(value)
+	if b.value != nil {
+		appendBinary(b.value, value)
 	}
-	b.topic.Append(topic)
-	b.part.Append(partition)
-	b.offset.Append(offset)
-	b.ts.Append(arrow.Timestamp(tsMillis))
-	b.tsType.Append(tsType)
+	if b.topic != nil {
+		b.topic.Append(topic)
+	}
+	if b.part != nil {
+		b.part.Append(partition)
+	}
+	if b.offset != nil {
+		b.offset.Append(offset)
+	}
+	if b.ts != nil {
+		b.ts.Append(arrow.Timestamp(tsMillis))
+	}
+	if b.tsType != nil {
+		b.tsType.Append(tsType)
+	}
 	if b.headers != nil {
 		if len(headers) == 0 {
 			b.headers.AppendNull()
@@ -113,41 +162,91 @@ func (b *KafkaBuilder) Append(topic string, partition int32, offset int64, key, 
 			for _, h := range headers {
 				b.hdr.Append(true)
 				b.hdrKey.Append(h.Key)
-				if h.Value == nil {
-					b.hdrVal.AppendNull()
-				} else {
-					b.hdrVal.Append(h.Value)
-				}
+				appendBinary(b.hdrVal, h.Value)
 			}
 		}
 	}
 	b.n++
 }
 
+// appendBinary appends v, nil as a null.
+func appendBinary(b *array.BinaryBuilder, v []byte) {
+	if v == nil {
+		b.AppendNull()
+	} else {
+		b.Append(v)
+	}
+}
+
 // reserve gives the column builders, empty at the start of a batch, the
 // room the last batch took.
 func (b *KafkaBuilder) reserve() {
-	n := b.lastRows
-	b.key.Reserve(n)
-	b.key.ReserveData(b.lastKeyBytes)
-	b.value.Reserve(n)
-	b.value.ReserveData(b.lastValueBytes)
-	b.topic.Reserve(n)
-	b.topic.ReserveData(b.lastTopicBytes)
-	b.part.Reserve(n)
-	b.offset.Reserve(n)
-	b.ts.Reserve(n)
-	b.tsType.Reserve(n)
+	b.reserveRows(b.lastRows, b.lastKeyBytes, b.lastValueBytes, b.lastTopicBytes)
+	if b.headers != nil && b.lastHeaders > 0 {
+		b.hdr.Reserve(b.lastHeaders)
+		b.hdrKey.Reserve(b.lastHeaders)
+		b.hdrKey.ReserveData(b.lastHeaderKeyBytes)
+		b.hdrVal.Reserve(b.lastHeaders)
+		b.hdrVal.ReserveData(b.lastHeaderValueBytes)
+	}
+}
+
+// reserveRows reserves room for n more records of the columns the batches
+// have, with key, value and topic data of the sizes given.
+func (b *KafkaBuilder) reserveRows(n, keyBytes, valueBytes, topicBytes int) {
+	if b.key != nil {
+		b.key.Reserve(n)
+		b.key.ReserveData(keyBytes)
+	}
+	if b.value != nil {
+		b.value.Reserve(n)
+		b.value.ReserveData(valueBytes)
+	}
+	if b.topic != nil {
+		b.topic.Reserve(n)
+		b.topic.ReserveData(topicBytes)
+	}
+	if b.part != nil {
+		b.part.Reserve(n)
+	}
+	if b.offset != nil {
+		b.offset.Reserve(n)
+	}
+	if b.ts != nil {
+		b.ts.Reserve(n)
+	}
+	if b.tsType != nil {
+		b.tsType.Reserve(n)
+	}
 	if b.headers != nil {
 		b.headers.Reserve(n)
-		if b.lastHeaders > 0 {
-			b.hdr.Reserve(b.lastHeaders)
-			b.hdrKey.Reserve(b.lastHeaders)
-			b.hdrKey.ReserveData(b.lastHeaderKeyBytes)
-			b.hdrVal.Reserve(b.lastHeaders)
-			b.hdrVal.ReserveData(b.lastHeaderValueBytes)
-		}
 	}
+}
+
+// SetBatchRows says that the caller cuts batches at n records at most, which
+// bounds what Expect reserves.
+func (b *KafkaBuilder) SetBatchRows(n int) { b.batchRows = n }
+
+// Expect gives an empty batch the room for rows more records whose keys,
+// values and topics take about keyBytes, valueBytes and topicBytes in all
+// (a reader's estimate from the records it holds), rows capped at
+// SetBatchRows. Builders grow by doubling: without it, each task's first
+// batch copied its buffers about log2(rows) times and dropped them to the
+// garbage collector, the largest cost of a count-only task after reading.
+// It does nothing once the batch holds records, or when the last batch's
+// sizes are known (they are reserved on the first Append instead).
+func (b *KafkaBuilder) Expect(rows, keyBytes, valueBytes, topicBytes int) {
+	if b.n > 0 || b.lastRows > 0 || rows <= 0 {
+		return
+	}
+	if b.batchRows > 0 && rows > b.batchRows {
+		scale := float64(b.batchRows) / float64(rows)
+		rows = b.batchRows
+		keyBytes = int(float64(keyBytes) * scale)
+		valueBytes = int(float64(valueBytes) * scale)
+		topicBytes = int(float64(topicBytes) * scale)
+	}
+	b.reserveRows(rows, keyBytes, valueBytes, topicBytes)
 }
 
 // Len returns the number of records appended since the last NewRecordBatch.
@@ -159,7 +258,10 @@ func (b *KafkaBuilder) Len() int { return b.n }
 func (b *KafkaBuilder) NewRecordBatch() arrow.RecordBatch {
 	if b.n > 0 {
 		b.lastRows = b.n
-		b.lastKeyBytes, b.lastValueBytes, b.lastTopicBytes = b.key.DataLen(), b.value.DataLen(), b.topic.DataLen()
+		b.lastKeyBytes, b.lastValueBytes, b.lastTopicBytes = dataLen(b.key), dataLen(b.value), 0
+		if b.topic != nil {
+			b.lastTopicBytes = b.topic.DataLen()
+		}
 		if b.headers != nil {
 			b.lastHeaders = b.hdrVal.Len()
 			b.lastHeaderKeyBytes, b.lastHeaderValueBytes = b.hdrKey.DataLen(), b.hdrVal.DataLen()
@@ -167,6 +269,14 @@ func (b *KafkaBuilder) NewRecordBatch() arrow.RecordBatch {
 	}
 	b.n = 0
 	return b.rb.NewRecordBatch()
+}
+
+// dataLen is b's data length, 0 for a column the batches leave out.
+func dataLen(b *array.BinaryBuilder) int {
+	if b == nil {
+		return 0
+	}
+	return b.DataLen()
 }
 
 // Release frees the KafkaBuilder's buffers, including records not yet

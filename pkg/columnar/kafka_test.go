@@ -129,6 +129,64 @@ func TestKafkaBuilderMatchesBuilder(t *testing.T) {
 	}
 }
 
+// TestKafkaBuilderForSomeColumns: a builder of some of Kafka's columns (a
+// pruned pipeline's source) gives the Builder's batches of those columns,
+// with Expect's room or without; other schemas are refused.
+func TestKafkaBuilderForSomeColumns(t *testing.T) {
+	full := KafkaSchema(true)
+	pick := func(names ...string) *arrow.Schema {
+		var fs []arrow.Field
+		for _, n := range names {
+			f, _ := full.FieldsByName(n)
+			fs = append(fs, f[0])
+		}
+		return arrow.NewSchema(fs, nil)
+	}
+	for _, s := range []*arrow.Schema{pick("partition"), pick("value"), pick("key", "topic", "offset"), pick("timestamp", "timestampType", "headers"), pick("value", "headers")} {
+		for _, expect := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/expect=%v", Names(s), expect), func(t *testing.T) {
+				mem := checkedMem(t)
+				kb, ok := NewKafkaBuilderFor(mem, s)
+				if !ok {
+					t.Fatal("refused")
+				}
+				defer kb.Release()
+				rb := NewBuilder(mem, s)
+				defer rb.Release()
+				kb.SetBatchRows(100)
+				for g, recs := range [][]kafkaRec{kafkaRecs(300, 0), kafkaRecs(50, 300)} {
+					if expect {
+						kb.Expect(len(recs)*2, 10*len(recs), 20*len(recs), 6*len(recs))
+					}
+					for _, r := range recs {
+						kb.Append(r.topic, r.partition, r.offset, r.key, r.value, r.ts, r.tsType, r.headers)
+						if err := rb.Append(r.row(true)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					got, want := kb.NewRecordBatch(), rb.NewRecordBatch()
+					if !got.Schema().Equal(s) || !array.RecordEqual(got, want) {
+						t.Errorf("batch %d differs from the Builder's:\n got %v\nwant %v", g, head(got), head(want))
+					}
+					got.Release()
+					want.Release()
+				}
+			})
+		}
+	}
+	for _, s := range []*arrow.Schema{
+		arrow.NewSchema(nil, nil),
+		pick("topic", "key"), // out of order
+		arrow.NewSchema([]arrow.Field{{Name: "partition", Type: arrow.PrimitiveTypes.Int64, Nullable: true}}, nil),
+		arrow.NewSchema([]arrow.Field{{Name: "other", Type: arrow.PrimitiveTypes.Int32, Nullable: true}}, nil),
+		KinesisSchema(),
+	} {
+		if _, ok := NewKafkaBuilderFor(checkedMem(t), s); ok {
+			t.Errorf("NewKafkaBuilderFor(%s) accepted", s)
+		}
+	}
+}
+
 // TestKafkaBuilderIgnoresHeadersWithoutColumn: like a Builder ignoring a
 // row's headers key, a builder without the column drops headers.
 func TestKafkaBuilderIgnoresHeadersWithoutColumn(t *testing.T) {

@@ -551,6 +551,9 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 // Size.
 func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuilder) (int, int64, error) {
 	recs, err := r.next(ctx)
+	if b.Len() == 0 && len(recs) > 0 {
+		r.expect(b, recs)
+	}
 	var bytes int64
 	for _, rec := range recs {
 		var hs []columnar.KafkaHeader
@@ -567,6 +570,21 @@ func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuild
 	}
 	clear(r.headers[:cap(r.headers)]) // let the records' header values be collected
 	return len(recs), bytes, err
+}
+
+// expect tells b, about to start a batch with recs, how big the batch will
+// be: the rest of the range (offsets, an upper bound: some may be
+// transaction markers), at the sizes of recs plus an eighth, so that an
+// estimate a little short does not double a buffer for the last records.
+func (r *rangeReader) expect(b *columnar.KafkaBuilder, recs []*kgo.Record) {
+	var key, value int
+	for _, rec := range recs {
+		key += len(rec.Key)
+		value += len(rec.Value)
+	}
+	rows := r.until - recs[0].Offset
+	per := func(total, n int) int { return int(float64(total) / float64(n) * 1.125 * float64(rows)) }
+	b.Expect(int(rows), per(key, len(recs)), per(value, len(recs)), per(len(recs[0].Topic)*len(recs), len(recs)))
 }
 
 // next is Read and ReadKafkaArrow without the conversion: the next records
