@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/sluicehq/sluice/pkg/sqlengine"
 )
 
@@ -25,14 +27,16 @@ import (
 // (SELECT *) changes its output without them, so the whole schema stays.
 // Fields that stand in for a source column of the same name are always
 // kept: without them the name would read the source's column instead.
-func pruneDecode(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipeline) *Pipeline {
+//
+// It returns the configuration of the pipeline it returns.
+func pruneDecode(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipeline) (Config, *Pipeline) {
 	if len(cfg.Steps) < 2 || cfg.Steps[0].Decode == nil || cfg.Steps[0].Decode.Format != "json" {
-		return p
+		return cfg, p
 	}
 	d := *cfg.Steps[0].Decode
 	structure, fields, err := sqlengine.SparkSchema(d.Schema)
 	if err != nil || len(fields) < 2 {
-		return p
+		return cfg, p
 	}
 	text := strings.ToLower(laterText(cfg))
 	var keep []string
@@ -42,24 +46,73 @@ func pruneDecode(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipe
 		}
 	}
 	if len(keep) == len(fields) {
-		return p
+		return cfg, p
 	}
 	if len(keep) == 0 {
 		keep = fields[:1] // a STRUCT needs a field; the cheapest stand-in
 	}
 	narrow, err := subStructure(structure, keep)
 	if err != nil {
-		return p
+		return cfg, p
 	}
 	d.Schema = narrow
 	steps := slices.Clone(cfg.Steps)
 	steps[0].Decode = &d
-	cfg.Steps = steps
+	narrowed := cfg
+	narrowed.Steps = steps
+	q, err := compile(ctx, eng, narrowed)
+	if err != nil || !sameOutput(p, q) {
+		return cfg, p
+	}
+	return narrowed, q
+}
+
+// pruneSource returns p compiled for only the source columns its task query
+// reads, when that changes nothing it produces: tasks then neither build
+// nor convert the others (a count(*) over Kafka reads no key, value or
+// topic bytes). Which columns a query reads comes from DuckDB's optimizer
+// (sqlengine's ReadColumns), which sees whole-row references, SELECT *,
+// DISTINCT * and COLUMNS(*) as reads of every column; the narrowed
+// pipeline is kept only if it compiles to the same output, as in
+// pruneDecode. A query that reads no column keeps the source's cheapest
+// one: a batch needs a column to carry its row count.
+func pruneSource(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipeline) *Pipeline {
+	reads, ok, err := p.dist.Task.ReadColumns(ctx)
+	if err != nil || !ok || len(reads) == cfg.Source.NumFields() {
+		return p
+	}
+	if len(reads) == 0 {
+		reads = []string{cheapestColumn(cfg.Source)}
+	}
+	var fields []arrow.Field
+	for _, f := range cfg.Source.Fields() {
+		if slices.Contains(reads, f.Name) {
+			fields = append(fields, f)
+		}
+	}
+	md := cfg.Source.Metadata()
+	cfg.Source = arrow.NewSchema(fields, &md)
 	q, err := compile(ctx, eng, cfg)
 	if err != nil || !sameOutput(p, q) {
 		return p
 	}
 	return q
+}
+
+// cheapestColumn is the name of s's narrowest fixed-width column (the first
+// of them), or its first column when none is fixed-width.
+func cheapestColumn(s *arrow.Schema) string {
+	best, width := s.Field(0).Name, 0
+	for _, f := range s.Fields() {
+		fw, ok := f.Type.(arrow.FixedWidthDataType)
+		if !ok {
+			continue
+		}
+		if w := fw.BitWidth(); width == 0 || w < width {
+			best, width = f.Name, w
+		}
+	}
+	return best
 }
 
 // laterText is every text of the steps after the decode that may name a

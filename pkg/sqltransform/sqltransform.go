@@ -169,7 +169,8 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 	if err != nil {
 		return nil, err
 	}
-	return pruneDecode(ctx, eng, cfg, p), nil
+	cfg, p = pruneDecode(ctx, eng, cfg, p)
+	return pruneSource(ctx, eng, cfg, p), nil
 }
 
 func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {

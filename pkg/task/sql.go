@@ -247,10 +247,11 @@ func emitSQL(ctx context.Context, a Attempt, out array.RecordReader, res *Result
 //
 // It builds them one of two ways. The row path appends the rows Read
 // returns to a columnar.Builder. The Kafka path, taken when the reader is a
-// connectors.KafkaArrowReader and the query reads the Kafka schema as it
-// is, has the reader append its records to a columnar.KafkaBuilder: the
-// same batches without a map per record, which was most of a Kafka SQL
-// task's cost.
+// connectors.KafkaArrowReader and the query reads Kafka's columns (all of
+// them, or those the pipeline kept: sqltransform leaves out the ones the
+// query does not read), has the reader append its records to a
+// columnar.KafkaBuilder: the same batches without a map per record, which
+// was most of a Kafka SQL task's cost.
 type recordSource struct {
 	ctx context.Context
 	r   connectors.Reader
@@ -274,11 +275,10 @@ func newRecordSource(ctx context.Context, r connectors.Reader, a *Attempt, mem m
 	s := &recordSource{ctx: ctx, r: r, a: a}
 	s.refs.Store(1)
 	if kr, ok := r.(connectors.KafkaArrowReader); ok {
-		for _, headers := range []bool{false, true} {
-			if a.SQL.Source().Equal(columnar.KafkaSchema(headers)) {
-				s.kr, s.kb = kr, columnar.NewKafkaBuilder(mem, headers)
-				return s
-			}
+		if kb, ok := columnar.NewKafkaBuilderFor(mem, a.SQL.Source()); ok {
+			s.kr, s.kb = kr, kb
+			s.kb.SetBatchRows(sqlBatchRows)
+			return s
 		}
 	}
 	s.b = columnar.NewBuilder(mem, a.SQL.Source())
