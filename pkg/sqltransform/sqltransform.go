@@ -389,8 +389,13 @@ func decodeQuery(source *arrow.Schema, input string, d Decode, path string, onBa
 			}
 		}
 		sel = append(sel, fmt.Sprintf("* EXCLUDE (%s)", strings.Join(exclude, ", ")))
-		check := fmt.Sprintf("%s IS NULL OR coalesce(json_valid(%s), false)", col, text)
-		return fmt.Sprintf("SELECT %s FROM (SELECT *, try(json_transform(%s, %s)) AS __sluice_j FROM %s %s)",
+		// Checked after the transform, so that json_valid parses only the
+		// payloads the transform gave nothing for (malformed, or JSON that
+		// is not an object of the schema's types): each record's JSON is
+		// parsed once, not twice. OR evaluates its second operand only for
+		// the rows its first leaves false.
+		check := fmt.Sprintf("%s IS NULL OR __sluice_j IS NOT NULL OR coalesce(json_valid(%s), false)", col, text)
+		return fmt.Sprintf("SELECT %s FROM (SELECT *, try(json_transform(%s, %s)) AS __sluice_j FROM %s) %s",
 			strings.Join(sel, ", "), text, quoteString(structure), from, bad.clause(check, "malformed JSON")), nil
 	case "csv":
 		return csvQuery(source, input, d, path, col, text, from, bad)

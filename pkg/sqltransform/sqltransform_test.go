@@ -226,3 +226,39 @@ func onBad(skip bool) BadRecords {
 	}
 	return FailOnBad
 }
+
+// TestJSONDecodeKeeps: a JSON decode drops (or fails on) only payloads that
+// are not JSON; valid JSON that is not an object of the schema's types is
+// kept with null fields, and a null payload stays a null row. The check
+// runs after the transform and parses a payload again only when the
+// transform gave nothing: this pins that the order changed nothing.
+func TestJSONDecodeKeeps(t *testing.T) {
+	eng := engine(t)
+	values := []any{`{"a":1,"s":"x"}`, `null`, `5`, `[1]`, `{"a":"x"}`, `not json`, nil, "\xff", `{"s":"y"}`}
+	for _, tc := range []struct {
+		skip    bool
+		want    string
+		wantErr string
+	}{
+		{skip: true, want: "0|1|x; 1|<nil>|<nil>; 2|<nil>|<nil>; 3|<nil>|<nil>; 4|<nil>|<nil>; 6|<nil>|<nil>; 8|<nil>|y"},
+		{wantErr: "bad record in t/0 at offset 5: transforms[0].decode: malformed JSON"},
+	} {
+		cfg := Config{Source: columnar.KafkaSchema(false), OnBad: onBad(tc.skip), Steps: []Step{
+			decodeJSON("a BIGINT, s STRING"), query(1, "", `select "offset", a, s from source`)}}
+		p, err := Compile(context.Background(), eng, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := runRows(t, p, values)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("fail: err = %v, want %q", err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("skip: %v", err)
+		case got != tc.want:
+			t.Errorf("skip: rows %s\nwant %s", got, tc.want)
+		}
+	}
+}
