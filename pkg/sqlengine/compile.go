@@ -78,6 +78,9 @@ type Compiled struct {
 	scans       int      // reads of the input stream in the plan
 	names       []string // output column names, when sql wraps the query
 	readsNow    bool     // sql or inputQuery names a function that reads the time WithNow pins
+	// inputSelect, when not "", is what the view over a run's stream
+	// selects instead of *: a narrowed Compiled's columns (Narrow).
+	inputSelect string
 }
 
 // Query returns the query as the user wrote it.
@@ -183,7 +186,7 @@ func (e *Engine) build(ctx context.Context, s *session, c *Compiled, recursive, 
 		return &QueryError{Field: "schema", Position: -1, Reason: err.Error(), Err: ErrInvalidQuery}
 	}
 	defer empty.Release()
-	detach, err := s.attach(ctx, empty, c.view, c.inputQuery, false)
+	detach, err := s.attach(ctx, empty, c.view, c.inputQuery, c.inputSelect, false)
 	if err != nil {
 		var iq *inputQueryError
 		switch {

@@ -887,7 +887,7 @@ func (d *distributor) loadFromColumns(ctx context.Context, top map[string]any) e
 		return err
 	}
 	defer empty.Release()
-	detach, err := s.attach(ctx, empty, d.c.view, d.c.inputQuery, false)
+	detach, err := s.attach(ctx, empty, d.c.view, d.c.inputQuery, d.c.inputSelect, false)
 	if err != nil {
 		return d.cannot(ctx, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -71,6 +72,89 @@ func (c *Compiled) ReadColumns(ctx context.Context) ([]string, bool, error) {
 	}
 	cols, ok := scannedColumns(plans, c.input)
 	return cols, ok, nil
+}
+
+// Narrow returns c for runs whose input holds only cols, a subset of c's
+// input columns in the same order that includes every column c reads
+// (ReadColumns): in the view the query reads, the other columns are NULLs
+// of their types. The query is not compiled again, so the output schema
+// and, since the query reads none of the NULL columns, the results are
+// c's; a run just builds and converts fewer columns. It fails when cols
+// are not such a subset.
+func (c *Compiled) Narrow(ctx context.Context, cols []string) (*Compiled, error) {
+	if c.inputSelect != "" {
+		return nil, fmt.Errorf("sqlengine: narrow: already narrowed")
+	}
+	var fields []arrow.Field
+	j := 0
+	for _, f := range c.input.Fields() {
+		if j < len(cols) && cols[j] == f.Name {
+			fields = append(fields, f)
+			j++
+		}
+	}
+	if j != len(cols) || len(cols) == 0 {
+		return nil, fmt.Errorf("sqlengine: narrow: %q are not input columns in input order", cols)
+	}
+	types, err := c.e.duckTypes(ctx, c.input)
+	if err != nil {
+		return nil, fmt.Errorf("sqlengine: narrow: %w", err)
+	}
+	sel := make([]string, 0, len(types))
+	j = 0
+	for i, f := range c.input.Fields() {
+		if j < len(fields) && fields[j].Name == f.Name {
+			sel = append(sel, quoteIdent(f.Name))
+			j++
+			continue
+		}
+		sel = append(sel, "CAST(NULL AS "+types[i]+") AS "+quoteIdent(f.Name))
+	}
+	n := *c
+	md := c.input.Metadata()
+	n.input = arrow.NewSchema(fields, &md)
+	n.inputSelect = strings.Join(sel, ", ")
+	return &n, nil
+}
+
+// duckTypes returns the DuckDB types of schema's columns as a run's Arrow
+// view has them, in order.
+func (e *Engine) duckTypes(ctx context.Context, schema *arrow.Schema) ([]string, error) {
+	s, err := e.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	empty, err := array.NewRecordReader(schema, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer empty.Release()
+	name, detach, err := s.register(empty)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = detach() }()
+	rows, err := s.conn.(driver.QueryerContext).QueryContext(ctx, "SELECT column_type FROM (DESCRIBE SELECT * FROM "+quoteIdent(name)+")", nil)
+	if err != nil {
+		return nil, fmt.Errorf("describe the input: %w", err)
+	}
+	defer rows.Close()
+	var types []string
+	vals := make([]driver.Value, 1)
+	for {
+		if err := rows.Next(vals); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("describe the input: %w", err)
+		}
+		t, _ := vals[0].(string)
+		types = append(types, t)
+	}
+	if len(types) != schema.NumFields() {
+		return nil, fmt.Errorf("describe the input: %d types for %d columns", len(types), schema.NumFields())
+	}
+	return types, nil
 }
 
 // explain returns the JSON plans DuckDB gives for sql.

@@ -4,8 +4,13 @@ package sqlengine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // TestReadColumns checks which input columns DuckDB's optimizer says a
@@ -84,5 +89,100 @@ func TestReadColumnsAfterClose(t *testing.T) {
 	}
 	if _, _, err := c.ReadColumns(context.Background()); err == nil {
 		t.Error("ReadColumns after Close: no error")
+	}
+}
+
+// TestNarrow: a query narrowed to the columns it reads gives, over batches
+// of only those columns, what it gives over the whole input; the columns
+// it does not read are NULLs of any type (a nested one too).
+func TestNarrow(t *testing.T) {
+	e := newEngine(t)
+	mem := checkedMem(t)
+	header := arrow.ListOf(arrow.StructOf(
+		arrow.Field{Name: "key", Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: "value", Type: arrow.BinaryTypes.Binary, Nullable: true}))
+	schema := arrow.NewSchema(append(kafkaSchema.Fields(), arrow.Field{Name: "headers", Type: header, Nullable: true}), nil)
+	var rows []kafkaRecord
+	for i := range 50 {
+		rows = append(rows, kafkaRecord{key: fmt.Sprint(i % 3), value: fmt.Sprintf(`{"a":%d}`, i), partition: int32(i % 4), offset: int64(i), ts: time.UnixMilli(int64(i) * 1000)})
+	}
+	// The rows with an empty headers column added.
+	var full []arrow.RecordBatch
+	for _, b := range kafkaBatches(mem, rows, 16) {
+		hb := array.NewBuilder(mem, header)
+		for range b.NumRows() {
+			hb.AppendNull()
+		}
+		h := hb.NewArray()
+		cols := append(slices.Clone(b.Columns()), h)
+		full = append(full, array.NewRecordBatch(schema, cols, b.NumRows()))
+		h.Release()
+		hb.Release()
+		b.Release()
+	}
+	defer releaseAll(full)
+	for _, q := range []string{
+		"SELECT count(*) AS n FROM source",
+		`SELECT partition, sum(CAST(json_extract_string(decode(value), '$.a') AS BIGINT)) AS a FROM source GROUP BY partition`,
+		`SELECT "offset", "timestamp" FROM source WHERE key IS NOT NULL AND "offset" % 7 = 0`,
+		`SELECT s.partition, count(*) AS n FROM source s JOIN source t ON s."offset" = t."offset" + 1 GROUP BY s.partition`,
+	} {
+		t.Run(q, func(t *testing.T) {
+			c, err := e.Compile(context.Background(), q, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cols, ok, err := c.ReadColumns(context.Background())
+			if err != nil || !ok {
+				t.Fatalf("ReadColumns: %v %v", ok, err)
+			}
+			if len(cols) == 0 {
+				cols = []string{"partition"}
+			}
+			n, err := c.Narrow(context.Background(), cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := n.InputSchema().NumFields(); got != len(cols) {
+				t.Fatalf("narrowed input has %d columns, want %d", got, len(cols))
+			}
+			if !n.OutputSchema().Equal(c.OutputSchema()) {
+				t.Fatalf("output %s, want %s", n.OutputSchema(), c.OutputSchema())
+			}
+			var narrow []arrow.RecordBatch
+			for _, b := range full {
+				var keep []arrow.Array
+				for _, f := range n.InputSchema().Fields() {
+					keep = append(keep, b.Column(schema.FieldIndices(f.Name)[0]))
+				}
+				narrow = append(narrow, array.NewRecordBatch(n.InputSchema(), keep, b.NumRows()))
+			}
+			defer releaseAll(narrow)
+			want, err := c.RunBatches(context.Background(), full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer releaseAll(want)
+			got, err := n.RunBatches(context.Background(), narrow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer releaseAll(got)
+			w, g := rowsOf(t, want), rowsOf(t, got)
+			sortRows(w)
+			sortRows(g)
+			if fmt.Sprint(g) != fmt.Sprint(w) || len(w) == 0 {
+				t.Errorf("narrowed gives %v, want %v", g, w)
+			}
+		})
+	}
+	c, err := e.Compile(context.Background(), "SELECT key FROM source", schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cols := range [][]string{nil, {"topic", "key"}, {"nope"}} {
+		if _, err := c.Narrow(context.Background(), cols); err == nil {
+			t.Errorf("Narrow(%q) accepted", cols)
+		}
 	}
 }

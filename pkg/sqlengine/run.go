@@ -104,10 +104,10 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 	sql, pos := c.sql, c.pos
 	var detach func() error
 	if c.materialize {
-		detach, err = s.attach(rctx, in, c.view, c.inputQuery, true)
+		detach, err = s.attach(rctx, in, c.view, c.inputQuery, c.inputSelect, true)
 	} else {
 		var with string
-		detach, with, err = s.attachInline(in, c.view, c.inputQuery)
+		detach, with, err = s.attachInline(in, c.view, c.inputQuery, c.inputSelect)
 		sql = with + sql + "\n)"
 		pos.prefix += len(with)
 	}
@@ -221,15 +221,25 @@ func (r *result) Release() {
 // SQL, to be closed after it with "\n)". A task's run saves the two CREATE
 // statements attach would parse and bind, a quarter of a small task's cost
 // (sqltransform's BenchmarkSmallTask). detach drops the stream's view, as attach's does.
-func (s *session) attachInline(in array.RecordReader, view, inputQuery string) (detach func() error, with string, err error) {
+func (s *session) attachInline(in array.RecordReader, view, inputQuery, sel string) (detach func() error, with string, err error) {
 	name, detach, err := s.register(in)
 	if err != nil {
 		return nil, "", err
 	}
+	stream := "SELECT " + selectList(sel) + " FROM " + quoteIdent(name)
 	if inputQuery == "" {
-		return detach, "WITH " + quoteIdent(view) + " AS (SELECT * FROM " + quoteIdent(name) + ") SELECT * FROM (\n", nil
+		return detach, "WITH " + quoteIdent(view) + " AS (" + stream + ") SELECT * FROM (\n", nil
 	}
-	return detach, "WITH " + InputName + " AS (SELECT * FROM " + quoteIdent(name) + "), " + quoteIdent(view) + " AS (" + inputQuery + "\n) SELECT * FROM (\n", nil
+	return detach, "WITH " + InputName + " AS (" + stream + "), " + quoteIdent(view) + " AS (" + inputQuery + "\n) SELECT * FROM (\n", nil
+}
+
+// selectList is what the view over a run's stream selects: sel (a narrowed
+// Compiled's, see Narrow), or every column.
+func selectList(sel string) string {
+	if sel == "" {
+		return "*"
+	}
+	return sel
 }
 
 // register registers in as an Arrow stream under a unique name; detach
@@ -269,8 +279,9 @@ func (s *session) register(in array.RecordReader) (name string, detach func() er
 //
 // With an input query q, the stream is the TEMP view __sluice_input and the
 // user's view is q over it (or a TEMP table holding q's result). Errors
-// creating those are *inputQueryError.
-func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery string, materialize bool) (detach func() error, err error) {
+// creating those are *inputQueryError. sel is what the view selects from
+// the stream (selectList).
+func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery, sel string, materialize bool) (detach func() error, err error) {
 	name, detach, err := s.register(in)
 	if err != nil {
 		return nil, err
@@ -283,9 +294,10 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view, input
 	}
 	// OR REPLACE: a session that binds more than one query (Distribute)
 	// attaches more than once.
-	create := "CREATE OR REPLACE TEMP " + kind + " " + quoteIdent(view) + " AS SELECT * FROM " + quoteIdent(name)
+	stream := "SELECT " + selectList(sel) + " FROM " + quoteIdent(name)
+	create := "CREATE OR REPLACE TEMP " + kind + " " + quoteIdent(view) + " AS " + stream
 	if inputQuery != "" {
-		input := "CREATE OR REPLACE TEMP VIEW " + InputName + " AS SELECT * FROM " + quoteIdent(name)
+		input := "CREATE OR REPLACE TEMP VIEW " + InputName + " AS " + stream
 		if err := s.execContext(ctx, input); err != nil {
 			return nil, errors.Join(err, detach())
 		}

@@ -67,16 +67,16 @@ func pruneDecode(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipe
 	return narrowed, q
 }
 
-// pruneSource returns p compiled for only the source columns its task query
-// reads, when that changes nothing it produces: tasks then neither build
-// nor convert the others (a count(*) over Kafka reads no key, value or
-// topic bytes). Which columns a query reads comes from DuckDB's optimizer
-// (sqlengine's ReadColumns), which sees whole-row references, SELECT *,
-// DISTINCT * and COLUMNS(*) as reads of every column; the narrowed
-// pipeline is kept only if it compiles to the same output, as in
-// pruneDecode. A query that reads no column keeps the source's cheapest
-// one: a batch needs a column to carry its row count.
-func pruneSource(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipeline) *Pipeline {
+// pruneSource returns p with its task query narrowed to the source columns
+// it reads: tasks then neither build nor convert the others (a count(*)
+// over Kafka reads no key, value or topic bytes). Which columns a query
+// reads comes from DuckDB's optimizer (sqlengine's ReadColumns), which sees
+// whole-row references, SELECT *, DISTINCT * and COLUMNS(*) as reads of
+// every column; the query itself is not compiled again (Narrow gives it the
+// columns it does not read as NULLs), so it produces what it did. A query
+// that reads no column keeps the source's cheapest one: a batch needs a
+// column to carry its row count.
+func pruneSource(ctx context.Context, cfg Config, p *Pipeline) *Pipeline {
 	reads, ok, err := p.dist.Task.ReadColumns(ctx)
 	if err != nil || !ok || len(reads) == cfg.Source.NumFields() {
 		return p
@@ -84,19 +84,14 @@ func pruneSource(ctx context.Context, eng *sqlengine.Engine, cfg Config, p *Pipe
 	if len(reads) == 0 {
 		reads = []string{cheapestColumn(cfg.Source)}
 	}
-	var fields []arrow.Field
-	for _, f := range cfg.Source.Fields() {
-		if slices.Contains(reads, f.Name) {
-			fields = append(fields, f)
-		}
-	}
-	md := cfg.Source.Metadata()
-	cfg.Source = arrow.NewSchema(fields, &md)
-	q, err := compile(ctx, eng, cfg)
-	if err != nil || !sameOutput(p, q) {
+	task, err := p.dist.Task.Narrow(ctx, reads)
+	if err != nil {
 		return p
 	}
-	return q
+	q, dist := *p, *p.dist
+	dist.Task = task
+	q.dist, q.source = &dist, task.InputSchema()
+	return &q
 }
 
 // cheapestColumn is the name of s's narrowest fixed-width column (the first

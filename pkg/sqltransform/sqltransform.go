@@ -170,7 +170,7 @@ func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline,
 		return nil, err
 	}
 	cfg, p = pruneDecode(ctx, eng, cfg, p)
-	return pruneSource(ctx, eng, cfg, p), nil
+	return pruneSource(ctx, cfg, p), nil
 }
 
 func compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
