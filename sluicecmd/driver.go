@@ -67,7 +67,6 @@ func Driver(ctx context.Context, args []string, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	defer warmEngine(ctx, log)() // opens it now, waits at the end
 	err = d.Run(ctx)
 	if errors.Is(err, driver.ErrLostLeadership) {
 		return fmt.Errorf("%w: exiting so that a supervisor restarts this driver as a follower", err)

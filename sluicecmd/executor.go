@@ -64,7 +64,6 @@ func Executor(ctx context.Context, args []string, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	defer warmEngine(ctx, log)() // opens it now, waits at the end
 	return e.Run(ctx)
 }
 

@@ -10,7 +10,6 @@
 package sluicecmd
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 
@@ -58,21 +57,6 @@ func configureEngine(opts ...sqlengine.Option) (open bool, err error) {
 		return true, nil
 	}
 	return false, err
-}
-
-// warmEngine opens the SQL engine in the background (sqltransform.WarmEngine)
-// so that the process's first job does not wait for it; the returned wait
-// waits for that to end. A failure is only logged: the first compile meets
-// it again and reports it to the job.
-func warmEngine(ctx context.Context, log *slog.Logger) (wait func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := sqltransform.WarmEngine(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("open the SQL engine at start-up", "err", err)
-		}
-	}()
-	return func() { <-done }
 }
 
 func warnOpen(log *slog.Logger, open bool) {

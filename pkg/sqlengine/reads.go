@@ -233,14 +233,6 @@ func scannedColumns(plans []any, input *arrow.Schema) ([]string, bool) {
 	return cols, true
 }
 
-// OpenPlanner opens the database ReadColumns plans in now rather than at
-// the first ReadColumns: a process that will compile jobs can pay for it
-// at start-up instead of in its first job.
-func (e *Engine) OpenPlanner(ctx context.Context) error {
-	_, err := e.planner(ctx)
-	return err
-}
-
 // planner returns the database ReadColumns plans in: this one's options and
 // functions, the configuration the planner flag selects (disabledOptimizers),
 // one thread and the smallest memory limit. It is opened on first use.

@@ -537,9 +537,9 @@ func names(s *arrow.Schema) []string {
 }
 
 // The process's engine: one DuckDB database shared by every SQL job of a
-// driver or executor, opened on first use or by WarmEngine, which drivers
-// and executors call at start-up (every job is SQL), and never closed (it
-// holds no goroutines; DuckDB's threads end with the process).
+// driver or executor, opened on first use (a process that runs no SQL job
+// never pays for it) and never closed (it holds no goroutines; DuckDB's
+// threads end with the process).
 var shared struct {
 	mu   sync.Mutex
 	opts []sqlengine.Option
@@ -578,21 +578,6 @@ func SharedEngine(ctx context.Context) (*sqlengine.Engine, error) {
 	}
 	shared.eng = eng
 	return eng, nil
-}
-
-// WarmEngine opens the process's engine (SharedEngine) and the planner
-// database Compile uses to prune source columns, so that the first job a
-// driver or executor compiles does not wait for either: about 100 ms of
-// CPU, at start-up instead.
-func WarmEngine(ctx context.Context) error {
-	eng, err := SharedEngine(ctx)
-	if err != nil {
-		return err
-	}
-	if err := eng.OpenPlanner(ctx); err != nil {
-		return fmt.Errorf("open the SQL engine's planner: %w", err)
-	}
-	return nil
 }
 
 // Merge runs the final step of an aggregating pipeline over the partial
