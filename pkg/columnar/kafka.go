@@ -97,13 +97,17 @@ func NewKafkaBuilderFor(mem memory.Allocator, schema *arrow.Schema) (*KafkaBuild
 	return b, true
 }
 
+// kafkaFields are KafkaSchema(true)'s fields, made once: a task of one
+// record checks its schema against them.
+var kafkaFields = KafkaSchema(true).Fields()
+
 // isKafkaSubset reports whether s is one or more of KafkaSchema(true)'s
 // fields, equal and in order, without metadata.
 func isKafkaSubset(s *arrow.Schema) bool {
 	if s.NumFields() == 0 || s.HasMetadata() {
 		return false
 	}
-	all := KafkaSchema(true).Fields()
+	all := kafkaFields
 	j := 0
 	for _, f := range s.Fields() {
 		for j < len(all) && all[j].Name != f.Name {
