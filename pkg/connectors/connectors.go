@@ -122,6 +122,15 @@ type KafkaArrowReader interface {
 	ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuilder) (records int, bytes int64, err error)
 }
 
+// RangeSizer is implemented by readers that know, before reading, how many
+// records their range holds at most (Kafka's, from its offsets: markers of
+// transactions take offsets too). A task uses it to pick the cheaper way
+// to copy a small range.
+type RangeSizer interface {
+	// Remaining is how many records are left to read, at most.
+	Remaining() int64
+}
+
 // ReaderMetrics is implemented by readers that report figures about the
 // range they read, e.g. Kinesis millisBehindLatest, Kafka
 // lastRecordTimestampMs. The task sends them back with its result; they show

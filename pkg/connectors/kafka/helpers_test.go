@@ -208,10 +208,17 @@ func readRange(t testing.TB, pool *kafka.ReaderPool, r stream.Range) []stream.Re
 		t.Fatalf("Open(%s): %v", r.Key(), err)
 	}
 	defer func() { _ = rd.Close() }()
+	// Remaining bounds what is left: the records still to come, and the
+	// transaction markers among them.
+	remaining := func() int64 { return rd.(connectors.RangeSizer).Remaining() }
+	before := remaining()
 	var out []stream.Record
 	for {
 		recs, err := rd.Read(ctx)
 		out = append(out, recs...)
+		if left := remaining(); left > before-int64(len(out)) || left < 0 {
+			t.Fatalf("Remaining(%s) = %d after %d of at most %d records", r.Key(), left, len(out), before)
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -221,6 +228,9 @@ func readRange(t testing.TB, pool *kafka.ReaderPool, r stream.Range) []stream.Re
 	}
 	if got := string(rd.End()); got != string(r.Until) {
 		t.Fatalf("End(%s) = %s after EOF, want until %s", r.Key(), got, r.Until)
+	}
+	if left := remaining(); left != 0 || int64(len(out)) > before {
+		t.Fatalf("Remaining(%s) = %d at the end, %d records read of at most %d", r.Key(), left, len(out), before)
 	}
 	return out
 }

@@ -469,10 +469,18 @@ func (r *emptyReader) ReadKafkaArrow(context.Context, *columnar.KafkaBuilder) (i
 	return 0, 0, io.EOF
 }
 
+func (r *emptyReader) Remaining() int64 { return 0 }
+
 var (
 	_ connectors.KafkaArrowReader = (*emptyReader)(nil)
 	_ connectors.KafkaArrowReader = (*rangeReader)(nil)
+	_ connectors.RangeSizer       = (*emptyReader)(nil)
+	_ connectors.RangeSizer       = (*rangeReader)(nil)
 )
+
+// Remaining is how many offsets of the range are left to read
+// (connectors.RangeSizer).
+func (r *rangeReader) Remaining() int64 { return max(0, r.until-r.end) }
 
 // errPoolClosed is what a reader returns once its pool closed.
 var errPoolClosed = errors.New("reader pool closed")
