@@ -287,7 +287,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clust
 	r, err := task.Run(actx, task.Attempt{
 		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Range:   stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit()), From: t.GetFrom(), Until: t.GetUntil()},
-		Readers: jc.readers, SQL: jc.job.SQL, BatchTime: t.GetBatchTime().AsTime(), Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
+		Readers: jc.readers, SQL: jc.job.SQL, Source: jc.job.SourceSchema(), BatchTime: t.GetBatchTime().AsTime(), Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
 		CollectRows: jc.collect, Current: current,
 	})
 	res.RecordsIn, res.RecordsOut, res.BytesIn = r.RecordsIn, r.RecordsOut, r.BytesIn

@@ -429,6 +429,10 @@ func (j *Job) MinBatchesToRetain() int {
 
 // SourceIdentity describes what the job reads; resubmitting a job whose
 // checkpoint belongs to another source is refused.
+// SourceSchema is the schema of the source's records: the rows a job
+// without transforms copies to its sink.
+func (j *Job) SourceSchema() *arrow.Schema { return j.source.schema() }
+
 func (j *Job) SourceIdentity() string { return j.source.identity() }
 
 // Hash is a stable digest of the spec's content.
