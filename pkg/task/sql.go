@@ -86,13 +86,7 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 	if rejects != nil && a.SQL.OnBad() == sqltransform.KeepBad {
 		dead = append(dead, deadLetterRows(rejects.Records())...)
 	}
-	if len(dead) > 0 {
-		if err := writeDeadLetters(ctx, a, res.End, dead); err != nil {
-			return res, err
-		}
-		res.DeadLettered = int64(len(dead))
-	}
-	return res, nil
+	return res, deadLetter(ctx, a, &res, dead)
 }
 
 // maxDeadLetters bounds the bad records one SQL task holds for its
@@ -116,6 +110,19 @@ func deadLetterRows(bad []sqlengine.Reject) []stream.Row {
 		rows[i] = row
 	}
 	return rows
+}
+
+// deadLetter writes a task's bad records, if any, to the dead-letter sink
+// under the task's key and the end res holds, and counts them in res.
+func deadLetter(ctx context.Context, a Attempt, res *Result, dead []stream.Row) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	if err := writeDeadLetters(ctx, a, res.End, dead); err != nil {
+		return err
+	}
+	res.DeadLettered = int64(len(dead))
+	return nil
 }
 
 // writeDeadLetters writes a SQL task's bad records to the dead-letter sink

@@ -157,13 +157,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		// it is the task's end and the rest is left to the next batch.
 		res.End = end
 	}
-	if len(dead) > 0 {
-		if err := writeDeadLetters(ctx, a, res.End, dead); err != nil {
-			return res, err
-		}
-		res.DeadLettered = int64(len(dead))
-	}
-	return res, nil
+	return res, deadLetter(ctx, a, &res, dead)
 }
 
 // minArrowRecords is the smallest range copyArrow copies: its builder and
