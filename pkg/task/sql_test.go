@@ -867,3 +867,144 @@ func TestCopyArrow(t *testing.T) {
 		})
 	}
 }
+
+// headerKafka is a Kafka partition whose records have headers, keys,
+// tombstones and empty values, read as the Kafka reader reads them with
+// includeHeaders: rows (Read) or Arrow (ReadKafkaArrow).
+type headerKafka struct{ n int }
+
+func (p headerKafka) Open(context.Context, stream.Range) (connectors.Reader, error) {
+	return &headerReader{n: p.n}, nil
+}
+func (headerKafka) Close() error { return nil }
+
+type headerReader struct{ n, pos int }
+
+func (r *headerReader) rec(i int) (key, value []byte, hs []columnar.KafkaHeader) {
+	key, value = []byte(fmt.Sprintf("k%d", i)), []byte(fmt.Sprintf(`{"i":%d}`, i))
+	switch i % 4 {
+	case 1:
+		key, value = nil, nil // a tombstone without a key
+	case 2:
+		key, value = []byte{}, []byte{}
+		hs = []columnar.KafkaHeader{{Key: "trace", Value: []byte("x\"y")}, {Key: "none", Value: nil}}
+	case 3:
+		hs = []columnar.KafkaHeader{{Key: "", Value: []byte{0, 0xff}}}
+	}
+	return key, value, hs
+}
+
+func (r *headerReader) Read(context.Context) ([]stream.Record, error) {
+	var out []stream.Record
+	for ; r.pos < r.n; r.pos++ {
+		key, value, hs := r.rec(r.pos)
+		row := stream.Row{"key": nil, "value": nil, "topic": "t", "partition": int64(0), "offset": int64(r.pos),
+			"timestamp": stream.Timestamp(1_700_000_000_000 + int64(r.pos)), "timestampType": int64(1), "headers": nil}
+		if key != nil {
+			row["key"] = key
+		}
+		if value != nil {
+			row["value"] = value
+		}
+		var rh []any
+		for _, h := range hs {
+			var v any
+			if h.Value != nil {
+				v = h.Value
+			}
+			rh = append(rh, map[string]any{"key": h.Key, "value": v})
+		}
+		if rh != nil {
+			row["headers"] = rh
+		}
+		out = append(out, stream.Record{Fields: row, Size: len(key) + len(value)})
+	}
+	return out, io.EOF
+}
+
+func (r *headerReader) ReadKafkaArrow(_ context.Context, b *columnar.KafkaBuilder) (int, int64, error) {
+	var bytes int64
+	n := 0
+	for ; r.pos < r.n; r.pos++ {
+		key, value, hs := r.rec(r.pos)
+		b.Append("t", 0, int64(r.pos), key, value, 1_700_000_000_000+int64(r.pos), 1, hs)
+		bytes += int64(len(key) + len(value))
+		n++
+	}
+	return n, bytes, io.EOF
+}
+
+func (r *headerReader) End() stream.Position { return stream.Position(fmt.Sprint(r.pos)) }
+func (r *headerReader) Close() error         { return nil }
+
+// TestCopyArrowHeaders: with headers, null keys, tombstones and empty
+// values, a job without transforms writes by Arrow batches what it writes
+// by rows, to the file sink and to the Kafka sink.
+func TestCopyArrowHeaders(t *testing.T) {
+	const n = 200
+	root := t.TempDir()
+	fs, err := file.New(file.Config{Path: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(job string, s connectors.Sink) {
+		t.Helper()
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		defer mem.AssertSize(t, 0)
+		res, err := Run(context.Background(), Attempt{Job: stream.JobID(job), Batch: 1, Range: stream.Range{Partition: "t/0"},
+			Readers: headerKafka{n: n}, Source: columnar.KafkaSchema(true), Sink: s, Allocator: mem, OnError: OnErrorFail})
+		if err != nil || res.RecordsOut != n {
+			t.Fatalf("%s: %v, %d records out", job, err, res.RecordsOut)
+		}
+	}
+	run("arrow", fs)
+	run("rows", rowsOnlySink{fs})
+	read := func(job string) string {
+		b, err := os.ReadFile(filepath.Join(root, job, "batch=1", "part-t=0.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got, want := read("arrow"), read("rows"); got != want || !strings.Contains(want, `"headers":[{"key":"trace"`) {
+		t.Errorf("file sink: the Arrow path wrote\n%.600s\nthe row path\n%.600s", got, want)
+	}
+
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "arrow", "rows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	for _, topic := range []string{"arrow", "rows"} {
+		ks, err := kafka.NewSink(kafka.SinkConfig{BootstrapServers: fake.ListenAddrs()[0], Topic: topic, Key: "key"}) // the value: every column as JSON, headers too
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s connectors.Sink = ks
+		if topic == "rows" {
+			s = rowsOnlySink{ks}
+		}
+		run(topic, s)
+		ks.Close()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.ConsumeTopics("arrow", "rows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string][]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for len(got["arrow"])+len(got["rows"]) < 2*n {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d and %d records: %v", len(got["arrow"]), len(got["rows"]), err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			got[r.Topic] = append(got[r.Topic], fmt.Sprintf("%q %q %v", r.Key, r.Value, r.Headers))
+		})
+	}
+	if fmt.Sprint(got["arrow"]) != fmt.Sprint(got["rows"]) {
+		t.Errorf("Kafka sink: the Arrow path produced\n%.600v\nthe row path\n%.600v", got["arrow"], got["rows"])
+	}
+}
