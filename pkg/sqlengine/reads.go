@@ -18,9 +18,8 @@ import (
 // ReadColumns returns the input columns a run of c reads, in input order,
 // and true; or false when it cannot tell, and the caller must give runs
 // every column. The columns it leaves out can be left out of Run's input
-// (Compile again against the narrower schema) without changing a result:
-// count(*) reads none, SELECT * and a whole-row reference (hash(t), with t
-// the view's alias) read all of them.
+// (Narrow) without changing a result: count(*) reads none, SELECT * and a
+// whole-row reference (hash(t), with t the view's alias) read all of them.
 //
 // Runs cannot learn this themselves: Arrow views are read with DuckDB's
 // unused_columns optimizer off (see Open), so every run converts every
