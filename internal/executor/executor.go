@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 
@@ -156,6 +157,8 @@ type Executor struct {
 
 type jobCache struct {
 	job *jobspec.Job
+	// source is the job's source schema, made once for all its tasks.
+	source *arrow.Schema
 	// stateLoc is a stateful job's checkpoint.state, opened on first use.
 	stateLoc statestore.Location
 	readers  connectors.ReaderPool
@@ -287,7 +290,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clust
 	r, err := task.Run(actx, task.Attempt{
 		Job: stream.JobID(t.GetJob()), Incarnation: t.GetIncarnation(), Batch: stream.BatchID(t.GetBatch()),
 		Range:   stream.Range{Partition: stream.PartitionID(t.GetPartition()), Split: int(t.GetSplit()), From: t.GetFrom(), Until: t.GetUntil()},
-		Readers: jc.readers, SQL: jc.job.SQL, Source: jc.job.SourceSchema(), BatchTime: t.GetBatchTime().AsTime(), Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
+		Readers: jc.readers, SQL: jc.job.SQL, Source: jc.source, BatchTime: t.GetBatchTime().AsTime(), Sink: jc.sink, DeadLetter: jc.dead, OnError: jc.job.OnError,
 		CollectRows: jc.collect, Current: current,
 	})
 	res.RecordsIn, res.RecordsOut, res.BytesIn = r.RecordsIn, r.RecordsOut, r.BytesIn
@@ -358,7 +361,7 @@ func (e *Executor) cache(spec *sluicev1.JobSpec, hash string) (*jobCache, error)
 		sink.Close()
 		return nil, fmt.Errorf("create dead-letter sink: %w", err)
 	}
-	jc := &jobCache{job: job, readers: readers, sink: sink, dead: dead, active: 1, lastUsed: time.Now()}
+	jc := &jobCache{job: job, source: job.SourceSchema(), readers: readers, sink: sink, dead: dead, active: 1, lastUsed: time.Now()}
 	if c, ok := sink.(connectors.DriverCollector); ok && (!job.Aggregating() || job.State != nil) {
 		jc.collect = c.MaxRows()
 	}
