@@ -37,11 +37,7 @@ func runSQL(ctx context.Context, a Attempt) (res Result, err error) {
 	}
 	defer r.Close()
 
-	mem := a.Allocator
-	if mem == nil {
-		mem = memory.DefaultAllocator
-	}
-	src := newRecordSource(ctx, r, &a, mem)
+	src := newRecordSource(ctx, r, &a, a.allocator())
 	var rejects *sqlengine.Rejects
 	switch a.SQL.OnBad() {
 	case sqltransform.SkipBad:

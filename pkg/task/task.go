@@ -230,11 +230,7 @@ func copyRows(ctx context.Context, a Attempt, r connectors.Reader, w connectors.
 // output is the row path's. Kafka records carry no read error, so onError
 // has nothing to do here.
 func copyArrow(ctx context.Context, a Attempt, kr connectors.KafkaArrowReader, aw connectors.ArrowWriter, res *Result) error {
-	mem := a.Allocator
-	if mem == nil {
-		mem = memory.DefaultAllocator
-	}
-	kb, ok := columnar.NewKafkaBuilderFor(mem, a.Source)
+	kb, ok := columnar.NewKafkaBuilderFor(a.allocator(), a.Source)
 	if !ok {
 		return connectors.Permanent(fmt.Errorf("copy %s: the source's columns %s are not Kafka's", a.Range.Key(), a.Source))
 	}
@@ -278,6 +274,14 @@ func collect(sample *bytes.Buffer, res *Result, max int, rows []stream.Row) erro
 		res.RowsTotal++
 	}
 	return nil
+}
+
+// allocator is what the attempt's Arrow batches come from.
+func (a Attempt) allocator() memory.Allocator {
+	if a.Allocator == nil {
+		return memory.DefaultAllocator
+	}
+	return a.Allocator
 }
 
 // stillCurrent is nil while the attempt may commit.
