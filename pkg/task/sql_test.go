@@ -894,32 +894,25 @@ func (r *headerReader) rec(i int) (key, value []byte, hs []columnar.KafkaHeader)
 	return key, value, hs
 }
 
-func (r *headerReader) Read(context.Context) ([]stream.Record, error) {
-	var out []stream.Record
-	for ; r.pos < r.n; r.pos++ {
-		key, value, hs := r.rec(r.pos)
-		row := stream.Row{"key": nil, "value": nil, "topic": "t", "partition": int64(0), "offset": int64(r.pos),
-			"timestamp": stream.Timestamp(1_700_000_000_000 + int64(r.pos)), "timestampType": int64(1), "headers": nil}
-		if key != nil {
-			row["key"] = key
-		}
-		if value != nil {
-			row["value"] = value
-		}
-		var rh []any
-		for _, h := range hs {
-			var v any
-			if h.Value != nil {
-				v = h.Value
-			}
-			rh = append(rh, map[string]any{"key": h.Key, "value": v})
-		}
-		if rh != nil {
-			row["headers"] = rh
-		}
-		out = append(out, stream.Record{Fields: row, Size: len(key) + len(value)})
+// Read returns the rows of the records' Arrow batch: those are the Kafka
+// reader's rows (columnar's TestKafkaBuilderMatchesBuilder).
+func (r *headerReader) Read(ctx context.Context) ([]stream.Record, error) {
+	kb := columnar.NewKafkaBuilder(memory.NewGoAllocator(), true)
+	defer kb.Release()
+	from := r.pos
+	_, _, err := r.ReadKafkaArrow(ctx, kb)
+	rec := kb.NewRecordBatch()
+	defer rec.Release()
+	rows, cerr := columnar.AppendRows(nil, rec)
+	if cerr != nil {
+		return nil, cerr
 	}
-	return out, io.EOF
+	out := make([]stream.Record, len(rows))
+	for i, row := range rows {
+		key, value, _ := r.rec(from + i)
+		out[i] = stream.Record{Fields: row, Size: len(key) + len(value)}
+	}
+	return out, err
 }
 
 func (r *headerReader) ReadKafkaArrow(_ context.Context, b *columnar.KafkaBuilder) (int, int64, error) {
