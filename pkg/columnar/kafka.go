@@ -66,7 +66,7 @@ func NewKafkaBuilder(mem memory.Allocator, headers bool) *KafkaBuilder {
 // order: the source columns a query reads. It returns false for any other
 // schema. The caller must call Release when done with it.
 func NewKafkaBuilderFor(mem memory.Allocator, schema *arrow.Schema) (*KafkaBuilder, bool) {
-	if !isKafkaSubset(schema) {
+	if !isSubset(schema, kafkaFields) {
 		return nil, false
 	}
 	rb := array.NewRecordBuilder(mem, schema)
@@ -101,13 +101,12 @@ func NewKafkaBuilderFor(mem memory.Allocator, schema *arrow.Schema) (*KafkaBuild
 // record checks its schema against them.
 var kafkaFields = KafkaSchema(true).Fields()
 
-// isKafkaSubset reports whether s is one or more of KafkaSchema(true)'s
-// fields, equal and in order, without metadata.
-func isKafkaSubset(s *arrow.Schema) bool {
+// isSubset reports whether s is one or more of the fields all, equal and
+// in order, without metadata.
+func isSubset(s *arrow.Schema, all []arrow.Field) bool {
 	if s.NumFields() == 0 || s.HasMetadata() {
 		return false
 	}
-	all := kafkaFields
 	j := 0
 	for _, f := range s.Fields() {
 		for j < len(all) && all[j].Name != f.Name {
