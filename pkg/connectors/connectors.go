@@ -122,6 +122,15 @@ type KafkaArrowReader interface {
 	ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuilder) (records int, bytes int64, err error)
 }
 
+// KinesisArrowReader is implemented by the Kinesis source's readers: what
+// KafkaArrowReader is for Kafka, with one difference. A record the reader
+// could not unpack (a corrupt KPL aggregate, which Read returns with Err
+// set) is not appended to b but returned in bad, as Read would return it,
+// for the task's onError; records and bytes count it as well.
+type KinesisArrowReader interface {
+	ReadKinesisArrow(ctx context.Context, b *columnar.KinesisBuilder) (records int, bytes int64, bad []stream.Record, err error)
+}
+
 // RangeSizer is implemented by readers that know, before reading, how many
 // records their range holds at most (Kafka's, from its offsets: markers of
 // transactions take offsets too). A task uses it to pick the cheaper way

@@ -3,14 +3,19 @@ package kinesis
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluicehq/sluice/internal/testenv"
+	"github.com/sluicehq/sluice/pkg/columnar"
+	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/kpl"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -125,4 +130,83 @@ func TestKPLAggregates(t *testing.T) {
 	if inside < 3 {
 		t.Fatalf("only %d of %d batches ended inside an aggregate", inside, len(batches))
 	}
+
+	// The Arrow path reads the same ranges to the same records and ends,
+	// the corrupt aggregate handed back as a row with Err.
+	arrowPool := e.pool(cfg, fast)
+	var arrowBad []stream.Record
+	for _, b := range batches {
+		r := b.r
+		r.Until = b.end
+		rows, _ := readRange(t, cold, r)
+		good, bad, end := readRangeArrow(t, arrowPool, r)
+		if string(end) != string(b.end) {
+			t.Fatalf("Arrow read from %s to %s ended at %s", r.From, r.Until, end)
+		}
+		var want []stream.Row
+		for _, rec := range rows {
+			if rec.Err == nil {
+				want = append(want, rec.Fields)
+			}
+		}
+		if fmt.Sprint(good) != fmt.Sprint(want) {
+			t.Fatalf("Arrow read from %s to %s:\n got %v\nwant %v", r.From, r.Until, good, want)
+		}
+		arrowBad = append(arrowBad, bad...)
+	}
+	if len(arrowBad) != 1 || fmt.Sprint(arrowBad[0].Fields) != fmt.Sprint(last.Fields) || arrowBad[0].Err == nil ||
+		arrowBad[0].Err.Error() != last.Err.Error() || arrowBad[0].Size != last.Size {
+		t.Fatalf("Arrow read's bad records %v, want the corrupt aggregate %v", arrowBad, last)
+	}
+}
+
+// readRangeArrow reads r to its end through pool's ReadKinesisArrow, into a
+// checked allocator: the records appended, as rows, those handed back as
+// bad, and the end.
+func readRangeArrow(t *testing.T, pool connectors.ReaderPool, r stream.Range) (good []stream.Row, bad []stream.Record, end stream.Position) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rd, err := pool.Open(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	kb, _ := columnar.NewKinesisBuilderFor(mem, columnar.KinesisSchema())
+	defer kb.Release()
+	var bytes int64
+	for {
+		before := kb.Len()
+		n, nb, b, err := rd.(connectors.KinesisArrowReader).ReadKinesisArrow(ctx, kb)
+		bytes += nb
+		bad = append(bad, b...)
+		if appended := kb.Len() - before; n != appended+len(b) {
+			t.Fatalf("ReadKinesisArrow said %d records, with %d bad and %d appended", n, len(b), appended)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read %s from %s: %v", r.Partition, r.From, err)
+		}
+	}
+	rec := kb.NewRecordBatch()
+	defer rec.Release()
+	good, err = columnar.AppendRows(nil, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, g := range good {
+		want += int64(len(g["data"].([]byte)))
+	}
+	for _, b := range bad {
+		want += int64(b.Size)
+	}
+	if bytes != want {
+		t.Fatalf("ReadKinesisArrow said %d bytes, the records hold %d", bytes, want)
+	}
+	return good, bad, rd.End()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/efo"
 	"github.com/sluicehq/sluice/pkg/connectors/kinesis/kpl"
@@ -342,6 +343,10 @@ func (r *emptyReader) Read(context.Context) ([]stream.Record, error) { return ni
 func (r *emptyReader) End() stream.Position                          { return r.end }
 func (r *emptyReader) Close() error                                  { return nil }
 
+func (r *emptyReader) ReadKinesisArrow(context.Context, *columnar.KinesisBuilder) (int, int64, []stream.Record, error) {
+	return 0, 0, nil, io.EOF
+}
+
 // rangeReader reads one range through a shardReader it holds until Close.
 // Read, End, Metrics and Close must not be called concurrently.
 type rangeReader struct {
@@ -364,28 +369,62 @@ type rangeReader struct {
 }
 
 var (
-	_ connectors.Reader        = (*rangeReader)(nil)
-	_ connectors.ReaderMetrics = (*rangeReader)(nil)
+	_ connectors.Reader             = (*rangeReader)(nil)
+	_ connectors.ReaderMetrics      = (*rangeReader)(nil)
+	_ connectors.KinesisArrowReader = (*rangeReader)(nil)
+	_ connectors.KinesisArrowReader = (*emptyReader)(nil)
 )
 
 // Read returns the next records of the range, at most WithMaxRecordsPerRead
 // at a time, then io.EOF. It blocks while fetching (rate limits included)
 // until ctx ends. Errors come from the fetcher (see ShardFetcher.Fetch).
 func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
+	var out []stream.Record
+	n, err := r.next(ctx, func(u userRecord) { out = append(out, r.record(u)) })
+	if n == 0 {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ReadKinesisArrow is Read appending to b (connectors.KinesisArrowReader):
+// the same records, positions, blocking and errors, with the columns of
+// Read's rows that b has. A record that could not be unpacked (a corrupt
+// KPL aggregate) is not appended but returned in bad, as Read returns it.
+func (r *rangeReader) ReadKinesisArrow(ctx context.Context, b *columnar.KinesisBuilder) (records int, bytes int64, bad []stream.Record, err error) {
+	var shard Shard
+	if r.sr != nil {
+		shard = r.sr.shard
+	}
+	records, err = r.next(ctx, func(u userRecord) {
+		bytes += int64(len(u.data))
+		if u.err != nil {
+			bad = append(bad, r.record(u))
+			return
+		}
+		b.Append(u.key, u.data, shard.Stream, shard.ShardID, u.seq, u.arrival.UnixMilli(), u.sub)
+	})
+	return records, bytes, bad, err
+}
+
+// next is Read and ReadKinesisArrow without the conversion: it hands the
+// next records of the range to emit, at most WithMaxRecordsPerRead, and
+// returns how many; with none, the error (io.EOF at the end).
+func (r *rangeReader) next(ctx context.Context, emit func(userRecord)) (int, error) {
 	if r.closed {
-		return nil, fmt.Errorf("read %s: reader closed", r.key)
+		return 0, fmt.Errorf("read %s: reader closed", r.key)
 	}
 	sr := r.sr
-	var out []stream.Record
+	n := 0
 	for !r.done {
-		out = r.deliver(out)
-		if r.done || len(out) > 0 {
+		n += r.deliver(emit)
+		if r.done || n > 0 {
 			break
 		}
 		if sr.ended {
 			// Every fetched record was handed out and the shard is closed.
 			if r.until != nil && !r.until.End {
-				return nil, fmt.Errorf("read %s: the shard ended at %s before the recorded end %s of an earlier attempt",
+				return 0, fmt.Errorf("read %s: the shard ended at %s before the recorded end %s of an earlier attempt",
 					r.key, sr.pos.encode(), r.untilRaw)
 			}
 			sr.pos.End, r.done = true, true
@@ -412,9 +451,9 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 				sr.broken = true
 			}
 			if rerr := r.pool.checkRecreated(ctx, sr.shard.Stream, r.created, err); rerr != nil {
-				return nil, fmt.Errorf("read %s: %w", r.key, rerr)
+				return 0, fmt.Errorf("read %s: %w", r.key, rerr)
 			}
-			return nil, fmt.Errorf("read %s after %s: %w", r.key, sr.pos.encode(), err)
+			return 0, fmt.Errorf("read %s after %s: %w", r.key, sr.pos.encode(), err)
 		}
 		if res.Restarted {
 			// A sequence number was not found and, failOnDataLoss being
@@ -423,7 +462,7 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 			// not be mixed into this checkpoint, is the other.
 			if rerr := r.pool.recreatedSince(ctx, sr.shard.Stream, r.created); rerr != nil {
 				sr.broken = true
-				return nil, fmt.Errorf("read %s: %w", r.key, rerr)
+				return 0, fmt.Errorf("read %s: %w", r.key, rerr)
 			}
 		}
 		r.fetched = true
@@ -446,46 +485,49 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 			r.cutDone = true
 		}
 	}
-	if len(out) > 0 {
-		return out, nil
+	if n > 0 {
+		return n, nil
 	}
-	return nil, io.EOF
+	return 0, io.EOF
 }
 
-// deliver hands out pending records until a limit is reached.
-func (r *rangeReader) deliver(out []stream.Record) []stream.Record {
+// deliver hands pending records to emit until a limit is reached, and
+// returns how many.
+func (r *rangeReader) deliver(emit func(userRecord)) int {
 	sr := r.sr
 	limit := r.pool.opts.maxRead
-	for len(sr.pending) > 0 && len(out) < limit {
+	n := 0
+	for len(sr.pending) > 0 && n < limit {
 		u := sr.pending[0]
 		if r.until != nil {
 			if u.beyond(*r.until) {
 				r.done = true
-				return out
+				return n
 			}
 		} else if r.cut > 0 && u.arrival.UnixMilli() > r.cut {
 			r.cutDone, r.done = true, true
-			return out
+			return n
 		}
 		sr.pending[0] = userRecord{}
 		sr.pending = sr.pending[1:]
-		out = append(out, r.record(u))
+		emit(u)
+		n++
 		sr.pos = u.after()
 		r.bytes += int64(len(u.data))
 		if r.until != nil {
 			if !r.until.End && sr.pos.at(r.until.point()) {
 				r.done = true
-				return out
+				return n
 			}
 		} else if r.bytes >= r.pool.set.fetchBufferSize {
 			r.done = true
-			return out
+			return n
 		}
 	}
 	if len(sr.pending) == 0 {
 		sr.pending = nil // let the fetched pages be collected
 	}
-	return out
+	return n
 }
 
 func (r *rangeReader) record(u userRecord) stream.Record {
