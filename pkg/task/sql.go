@@ -249,20 +249,19 @@ func emitSQL(ctx context.Context, a Attempt, out array.RecordReader, res *Result
 // to sqlBatchRows records, built as they are read.
 //
 // It builds them one of two ways. The row path appends the rows Read
-// returns to a columnar.Builder. The Kafka path, taken when the reader is a
-// connectors.KafkaArrowReader and the query reads Kafka's columns (all of
-// them, or those the pipeline kept: sqltransform leaves out the ones the
-// query does not read), has the reader append its records to a
-// columnar.KafkaBuilder: the same batches without a map per record, which
-// was most of a Kafka SQL task's cost.
+// returns to a columnar.Builder. The reader's path, taken when the reader
+// fills batches itself (a filler: Kafka's and Kinesis' readers) and the
+// query reads its source's columns (all of them, or those the pipeline
+// kept: sqltransform leaves out the ones the query does not read), has the
+// reader append its records to a columnar.KafkaBuilder or KinesisBuilder:
+// the same batches without a map per record, which was most of a Kafka SQL
+// task's cost.
 type recordSource struct {
 	ctx context.Context
 	r   connectors.Reader
 	a   *Attempt
-	b   *columnar.Builder // the row path; nil on the Kafka path
-	// The Kafka path: kr is r.
-	kr connectors.KafkaArrowReader
-	kb *columnar.KafkaBuilder
+	b   *columnar.Builder // the row path; nil on the reader's path
+	f   filler            // the reader's path (Kafka, Kinesis)
 
 	refs atomic.Int64
 
@@ -277,12 +276,9 @@ type recordSource struct {
 func newRecordSource(ctx context.Context, r connectors.Reader, a *Attempt, mem memory.Allocator) *recordSource {
 	s := &recordSource{ctx: ctx, r: r, a: a}
 	s.refs.Store(1)
-	if kr, ok := r.(connectors.KafkaArrowReader); ok {
-		if kb, ok := columnar.NewKafkaBuilderFor(mem, a.SQL.Source()); ok {
-			s.kr, s.kb = kr, kb
-			s.kb.SetBatchRows(sqlBatchRows)
-			return s
-		}
+	if f, ok := newFiller(r, a.SQL.Source(), mem); ok {
+		s.f = f
+		return s
 	}
 	s.b = columnar.NewBuilder(mem, a.SQL.Source())
 	return s
@@ -311,12 +307,8 @@ func (s *recordSource) Next() bool {
 	}
 	for !s.done && s.st.err == nil && s.lenLocked() < sqlBatchRows {
 		var rerr error
-		if s.kb != nil {
-			var n int
-			var bytes int64
-			n, bytes, rerr = s.kr.ReadKafkaArrow(s.ctx, s.kb)
-			s.st.in += int64(n)
-			s.st.bytes += bytes
+		if s.f != nil {
+			rerr = s.fillLocked()
 		} else {
 			rerr = s.readRowsLocked()
 		}
@@ -330,8 +322,8 @@ func (s *recordSource) Next() bool {
 	if s.st.err != nil || s.lenLocked() == 0 {
 		return false
 	}
-	if s.kb != nil {
-		s.cur = s.kb.NewRecordBatch()
+	if s.f != nil {
+		s.cur = s.f.NewRecordBatch()
 	} else {
 		s.cur = s.b.NewRecordBatch()
 	}
@@ -347,19 +339,10 @@ func (s *recordSource) readRowsLocked() error {
 		s.st.in++
 		s.st.bytes += int64(rec.Size)
 		if rec.Err != nil {
-			switch {
-			case s.a.OnError == OnErrorSkip:
-				s.st.skipped++
-				continue
-			case s.a.OnError == OnErrorDeadLetter && len(s.st.dead) < maxDeadLetters:
-				row := rec.Fields.Clone()
-				row["error"] = fmt.Sprintf("read: %v", rec.Err)
-				s.st.dead = append(s.st.dead, row)
-				continue
+			if s.st.err = badRecord(s.a, rec, &s.st.skipped, &s.st.dead); s.st.err != nil {
+				break
 			}
-			s.st.err = connectors.Permanent(fmt.Errorf("bad record in %s at %s: read: %w (set onError: skip to keep going)",
-				s.a.Range.Partition, describe(rec.Fields), rec.Err))
-			break
+			continue
 		}
 		if err := s.b.Append(rec.Fields); err != nil {
 			s.st.err = connectors.Permanent(fmt.Errorf("record in %s at %s: %w", s.a.Range.Partition, describe(rec.Fields), err))
@@ -369,10 +352,25 @@ func (s *recordSource) readRowsLocked() error {
 	return rerr
 }
 
+// fillLocked is one fill of the reader's path: the reader appends its
+// records to the batch being built, and one it could not unpack fails the
+// task or is skipped or kept (onError). It returns the reader's error.
+func (s *recordSource) fillLocked() error {
+	n, bytes, bad, rerr := s.f.fill(s.ctx)
+	s.st.in += int64(n)
+	s.st.bytes += bytes
+	for _, rec := range bad {
+		if s.st.err = badRecord(s.a, rec, &s.st.skipped, &s.st.dead); s.st.err != nil {
+			break
+		}
+	}
+	return rerr
+}
+
 // lenLocked is how many records the batch being built holds.
 func (s *recordSource) lenLocked() int {
-	if s.kb != nil {
-		return s.kb.Len()
+	if s.f != nil {
+		return s.f.Len()
 	}
 	return s.b.Len()
 }
@@ -404,8 +402,8 @@ func (s *recordSource) Release() {
 		s.cur.Release()
 		s.cur = nil
 	}
-	if s.kb != nil {
-		s.kb.Release()
+	if s.f != nil {
+		s.f.Release()
 	} else {
 		s.b.Release()
 	}

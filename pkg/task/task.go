@@ -22,7 +22,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -127,9 +126,14 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 		}
 	}
 	var dead []stream.Row
+	var f filler
 	aw, _ := w.(connectors.ArrowWriter)
-	if kr, ok := r.(connectors.KafkaArrowReader); ok && aw != nil && a.Source != nil && !small(r) {
-		err = copyArrow(ctx, a, kr, aw, &res)
+	if aw != nil && a.Source != nil && !small(r) {
+		f, _ = newFiller(r, a.Source, a.allocator())
+	}
+	if f != nil {
+		dead, err = copyArrow(ctx, a, f, aw, &res)
+		f.Release()
 	} else {
 		dead, err = copyRows(ctx, a, r, w, &sample, &res)
 	}
@@ -188,16 +192,8 @@ func copyRows(ctx context.Context, a Attempt, r connectors.Reader, w connectors.
 				rows = append(rows, rec.Fields)
 				continue
 			}
-			switch {
-			case a.OnError == OnErrorSkip:
-				res.Skipped++
-			case a.OnError == OnErrorDeadLetter && len(dead) < maxDeadLetters:
-				row := rec.Fields.Clone()
-				row["error"] = fmt.Sprintf("read: %v", rec.Err)
-				dead = append(dead, row)
-			default:
-				return dead, connectors.Permanent(fmt.Errorf("bad record in %s at %s: read: %w (set onError: skip or deadLetter to keep going)",
-					a.Range.Partition, describe(rec.Fields), rec.Err))
+			if err := badRecord(&a, rec, &res.Skipped, &dead); err != nil {
+				return dead, err
 			}
 		}
 		res.RecordsIn += int64(len(recs))
@@ -225,36 +221,36 @@ func copyRows(ctx context.Context, a Attempt, r connectors.Reader, w connectors.
 // that takes them: the range goes to the sink as batches of the source's
 // columns (a.Source) of up to sqlBatchRows records, built from the fetched
 // records, without a map per record. The sink makes of a batch the records
-// it makes of the same rows (connectors.ArrowWriter), and the Kafka reader's
-// batches hold the rows its Read returns (columnar.KafkaBuilder), so the
-// output is the row path's. Kafka records carry no read error, so onError
-// has nothing to do here.
-func copyArrow(ctx context.Context, a Attempt, kr connectors.KafkaArrowReader, aw connectors.ArrowWriter, res *Result) error {
-	kb, ok := columnar.NewKafkaBuilderFor(a.allocator(), a.Source)
-	if !ok {
-		return connectors.Permanent(fmt.Errorf("copy %s: the source's columns %s are not Kafka's", a.Range.Key(), a.Source))
-	}
-	defer kb.Release()
-	kb.SetBatchRows(sqlBatchRows)
+// it makes of the same rows (connectors.ArrowWriter), and the readers'
+// batches hold the rows their Read returns (columnar.KafkaBuilder,
+// columnar.KinesisBuilder), so the output is the row path's. Records the
+// reader could not unpack follow onError, as in copyRows; it returns those
+// to dead-letter.
+func copyArrow(ctx context.Context, a Attempt, f filler, aw connectors.ArrowWriter, res *Result) (dead []stream.Row, err error) {
 	for {
-		n, bytes, rerr := kr.ReadKafkaArrow(ctx, kb)
+		n, bytes, bad, rerr := f.fill(ctx)
 		res.RecordsIn += int64(n)
 		res.BytesIn += bytes
+		for _, rec := range bad {
+			if err := badRecord(&a, rec, &res.Skipped, &dead); err != nil {
+				return dead, err
+			}
+		}
 		done := errors.Is(rerr, io.EOF)
 		if rerr != nil && !done {
-			return fmt.Errorf("read %s: %w", a.Range.Key(), rerr)
+			return dead, fmt.Errorf("read %s: %w", a.Range.Key(), rerr)
 		}
-		if kb.Len() >= sqlBatchRows || done && kb.Len() > 0 {
-			rec := kb.NewRecordBatch()
+		if f.Len() >= sqlBatchRows || done && f.Len() > 0 {
+			rec := f.NewRecordBatch()
 			err := aw.WriteArrow(ctx, rec)
 			res.RecordsOut += rec.NumRows()
 			rec.Release()
 			if err != nil {
-				return fmt.Errorf("write to sink: %w", err)
+				return dead, fmt.Errorf("write to sink: %w", err)
 			}
 		}
 		if done {
-			return nil
+			return dead, nil
 		}
 	}
 }
