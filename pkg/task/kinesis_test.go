@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 	"github.com/sluicehq/sluice/pkg/connectors"
+	"github.com/sluicehq/sluice/pkg/connectors/discard"
 	"github.com/sluicehq/sluice/pkg/connectors/file"
 	"github.com/sluicehq/sluice/pkg/sqltransform"
 	"github.com/sluicehq/sluice/pkg/stream"
@@ -47,19 +48,26 @@ type memKinesisReader struct {
 	pos int
 }
 
-// rec is user record i as the Kinesis reader's Read returns it.
-func (r *memKinesisReader) rec(i int) stream.Record {
-	data := []byte(fmt.Sprintf(`{"branch":"b%d","amount":%d}`, i%3, i))
+// user is user record i's values as the Kinesis reader holds them, and
+// whether it could not be unpacked.
+func (r *memKinesisReader) user(i int) (data []byte, key, seq string, sub, arrival int64, bad bool) {
+	data = fmt.Appendf(nil, `{"branch":"b%d","amount":%d}`, i%3, i)
 	if i%7 == 5 {
 		data = []byte{}
 	}
+	bad = r.p.badEvery > 0 && i%r.p.badEvery == r.p.badEvery-1
+	return data, fmt.Sprintf("user-%d", i%5), fmt.Sprintf("49590%035d", i/4), int64(i % 4), 1_700_000_000_000 + int64(i), bad
+}
+
+// rec is user record i as the Kinesis reader's Read returns it.
+func (r *memKinesisReader) rec(i int) stream.Record {
+	data, key, seq, sub, arrival, bad := r.user(i)
 	rec := stream.Record{Fields: stream.Row{
 		"data": data, "stream": "orders", "shardId": "shardId-000000000001",
-		"sequenceNumber": fmt.Sprintf("49590%035d", i/4), "subSequenceNumber": int64(i % 4),
-		"partitionKey":                fmt.Sprintf("user-%d", i%5),
-		"approximateArrivalTimestamp": time.UnixMilli(1_700_000_000_000 + int64(i)).UTC(),
+		"sequenceNumber": seq, "subSequenceNumber": sub, "partitionKey": key,
+		"approximateArrivalTimestamp": time.UnixMilli(arrival).UTC(),
 	}, Size: len(data)}
-	if r.p.badEvery > 0 && i%r.p.badEvery == r.p.badEvery-1 {
+	if bad {
 		rec.Err = errors.New("kinesis: corrupt KPL aggregate")
 	}
 	return rec
@@ -97,15 +105,13 @@ func (r *memKinesisArrowReader) ReadKinesisArrow(_ context.Context, b *columnar.
 	var bytes int64
 	var bad []stream.Record
 	for i := from; i < to; i++ {
-		rec := r.rec(i)
-		bytes += int64(rec.Size)
-		if rec.Err != nil {
-			bad = append(bad, rec)
+		data, key, seq, sub, arrival, isBad := r.user(i)
+		bytes += int64(len(data))
+		if isBad {
+			bad = append(bad, r.rec(i))
 			continue
 		}
-		f := rec.Fields
-		b.Append(f["partitionKey"].(string), f["data"].([]byte), f["stream"].(string), f["shardId"].(string),
-			f["sequenceNumber"].(string), f["approximateArrivalTimestamp"].(time.Time).UnixMilli(), f["subSequenceNumber"].(int64))
+		b.Append(key, data, "orders", "shardId-000000000001", seq, arrival, sub)
 	}
 	return to - from, bytes, bad, nil
 }
@@ -221,6 +227,26 @@ func TestSQLKinesisArrowPath(t *testing.T) {
 			if diff := cmp.Diff(sinks[0].rows, sinks[1].rows); diff != "" || len(sinks[1].rows["orders/shardId-000000000001"]) == 0 {
 				t.Fatalf("sink rows (-rows +arrow):\n%s", diff)
 			}
+		})
+	}
+}
+
+// BenchmarkCopyKinesis copies 100k in-memory Kinesis records (reads of
+// 10k, the reader's default) to the discard sink, as rows and as Arrow
+// batches.
+func BenchmarkCopyKinesis(b *testing.B) {
+	for _, arrow := range []bool{false, true} {
+		b.Run(map[bool]string{false: "rows", true: "arrow"}[arrow], func(b *testing.B) {
+			const n = 100_000
+			b.ReportAllocs()
+			for b.Loop() {
+				pool := &memKinesis{n: n, chunk: 10_000, arrow: arrow}
+				if _, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "s/0"},
+					Readers: pool, Source: columnar.KinesisSchema(), Sink: discard.New(), OnError: OnErrorFail}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
