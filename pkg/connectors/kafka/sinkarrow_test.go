@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -248,5 +249,53 @@ func TestSinkWriteArrowErrors(t *testing.T) {
 				t.Errorf("WriteArrow's error\n%v\nis not Write's\n%v", err, rowErr)
 			}
 		})
+	}
+}
+
+// TestSinkRecordTimestamps: the records of one write, by either path, carry
+// one timestamp (CreateTime), the time of that write.
+func TestSinkRecordTimestamps(t *testing.T) {
+	c := newCluster(t, 1, "ts")
+	mem := arrowtest.Mem(t)
+	s := newSink(t, kafka.SinkConfig{BootstrapServers: c.addr, Topic: "ts", Key: "key", Value: "value"}, kafka.WithSinkAllocator(mem))
+	ctx := testCtx(t)
+	w, err := s.OpenWriter(ctx, sinkKey("j", 0, "p/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spans [2][2]time.Time
+	for i, arrowPath := range []bool{true, false} {
+		rec := kafkaBatch(t, mem)
+		spans[i][0] = time.Now().Truncate(time.Millisecond)
+		if arrowPath {
+			err = w.(connectors.ArrowWriter).WriteArrow(ctx, rec)
+		} else {
+			err = w.Write(ctx, arrowtest.Rows(t, rec))
+		}
+		spans[i][1] = time.Now()
+		rec.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // the second write's records get another millisecond
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var stamps []time.Time
+	c.eachRecord("ts", false, func(r *kgo.Record) { stamps = append(stamps, r.Timestamp) })
+	half := len(stamps) / 2
+	if half == 0 || len(stamps) != 2*half {
+		t.Fatalf("%d records", len(stamps))
+	}
+	for i, write := range [][]time.Time{stamps[:half], stamps[half:]} {
+		for _, ts := range write {
+			if !ts.Equal(write[0]) || ts.Before(spans[i][0]) || ts.After(spans[i][1]) {
+				t.Fatalf("write %d: timestamps %v, want one within [%v, %v]", i, write, spans[i][0], spans[i][1])
+			}
+		}
+	}
+	if stamps[0].Equal(stamps[half]) {
+		t.Fatalf("both writes stamped %v", stamps[0])
 	}
 }
