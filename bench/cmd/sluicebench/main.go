@@ -175,6 +175,7 @@ func runBaseline(args []string) error {
 	maxRate := fs.Float64("max-rate", 0, "kinesis: MB/s per shard, 0 for none (Sluice's maxFetchRate)")
 	minPeriod := fs.Duration("min-period", 0, "kinesis: least time between calls on a shard (Sluice's minFetchPeriod)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	mark := fs.Int64("mark", 0, "kafka: note the time at which this many records were handed on (markElapsedNs)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -198,16 +199,16 @@ func runBaseline(args []string) error {
 			MaxRate: *maxRate * (1 << 20), MinPeriod: *minPeriod,
 		})
 	case "aggregate":
-		res, err = baseline.Aggregate(ctx, strings.Split(*brokers, ","), *topic)
+		res, err = baseline.Aggregate(ctx, strings.Split(*brokers, ","), *topic, baseline.WithMark(*mark))
 	case "count":
-		res, err = baseline.Count(ctx, strings.Split(*brokers, ","), *topic)
+		res, err = baseline.Count(ctx, strings.Split(*brokers, ","), *topic, baseline.WithMark(*mark))
 	case "running":
-		res, err = baseline.RunningAggregate(ctx, strings.Split(*brokers, ","), *topic)
+		res, err = baseline.RunningAggregate(ctx, strings.Split(*brokers, ","), *topic, baseline.WithMark(*mark))
 	case "copy":
 		if *out == "" {
 			return errors.New("baseline copy: --out is required")
 		}
-		res, err = baseline.Copy(ctx, strings.Split(*brokers, ","), *topic, *out)
+		res, err = baseline.Copy(ctx, strings.Split(*brokers, ","), *topic, *out, baseline.WithMark(*mark))
 	default:
 		return fmt.Errorf("baseline: unknown kind %q (want aggregate, copy, count, running or kinesis)", args[0])
 	}

@@ -40,7 +40,20 @@ type Result struct {
 	Keys int64 `json:"keys,omitempty"`
 	// Total sums v and counts records over every key (running aggregate).
 	Total Group `json:"total,omitzero"`
+	// MarkElapsed runs from creating the client to the moment the run had
+	// handed MarkRecords records on (to its decoders, its count or its
+	// producer), with WithMark: the start of its steady state, as the end
+	// of a streaming engine's first batch is of its own.
+	MarkRecords int64         `json:"markRecords,omitempty"`
+	MarkElapsed time.Duration `json:"markElapsedNs,omitempty"`
 }
+
+// Option changes a Kafka baseline run.
+type Option func(*loop)
+
+// WithMark makes the run note when it has handed on n records
+// (Result.MarkElapsed).
+func WithMark(n int64) Option { return func(l *loop) { l.mark = n } }
 
 // Group is one (branch, currency) aggregate.
 type Group struct {
@@ -60,7 +73,7 @@ type groupKey struct{ branch, currency string }
 // Aggregate decodes every record of topic as JSON and sums amount by
 // (branch, currency), as the treasury example job does. Records are
 // decoded by GOMAXPROCS workers, each with its own sums, merged at the end.
-func Aggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
+func Aggregate(ctx context.Context, brokers []string, topic string, opts ...Option) (Result, error) {
 	workers := runtime.GOMAXPROCS(0)
 	sums := make([]map[groupKey]*Group, workers)
 	for w := range sums {
@@ -79,7 +92,7 @@ func Aggregate(ctx context.Context, brokers []string, topic string) (Result, err
 		g.Sum += t.Amount
 		g.Count++
 		return nil
-	}, nil)
+	}, nil, opts...)
 	if err != nil {
 		return res, err
 	}
@@ -98,7 +111,7 @@ func Aggregate(ctx context.Context, brokers []string, topic string) (Result, err
 // Count reads every record of topic and counts them, doing nothing else: the
 // floor under any engine's read path (consume loop and franz-go's decoding
 // of fetch responses), which a count-only Sluice job is compared with.
-func Count(ctx context.Context, brokers []string, topic string) (Result, error) {
+func Count(ctx context.Context, brokers []string, topic string, opts ...Option) (Result, error) {
 	var n int64
 	res, err := consume(ctx, brokers, topic, loop{
 		handle: func(_ *kgo.Client, recs []*kgo.Record) error {
@@ -106,7 +119,7 @@ func Count(ctx context.Context, brokers []string, topic string) (Result, error) 
 			return nil
 		},
 		finish: func(*kgo.Client) error { return nil },
-	})
+	}, opts...)
 	if err == nil && n != res.Records {
 		err = fmt.Errorf("counted %d records, the consume loop read %d", n, res.Records)
 	}
@@ -115,7 +128,7 @@ func Count(ctx context.Context, brokers []string, topic string) (Result, error) 
 
 // Copy produces every record of topic, unchanged, to out with the client's
 // default partitioner, and waits until the broker acknowledged them all.
-func Copy(ctx context.Context, brokers []string, topic, out string) (Result, error) {
+func Copy(ctx context.Context, brokers []string, topic, out string, opts ...Option) (Result, error) {
 	var mu sync.Mutex
 	var produceErr error
 	var produced int64
@@ -148,7 +161,7 @@ func Copy(ctx context.Context, brokers []string, topic, out string) (Result, err
 			}
 			return nil
 		},
-	})
+	}, opts...)
 	res.Produced = produced
 	return res, err
 }
@@ -162,11 +175,16 @@ type loop struct {
 	handle func(*kgo.Client, []*kgo.Record) error
 	// finish runs after the last record was handled, before the clock stops.
 	finish func(*kgo.Client) error
+	// mark is when to note the time (WithMark); 0 never.
+	mark int64
 }
 
 // consume reads every partition of topic up to the end offsets listed at
 // the start and hands the records to l.
-func consume(ctx context.Context, brokers []string, topic string, l loop) (Result, error) {
+func consume(ctx context.Context, brokers []string, topic string, l loop, opts ...Option) (Result, error) {
+	for _, o := range opts {
+		o(&l)
+	}
 	var res Result
 	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -228,6 +246,9 @@ func consume(ctx context.Context, brokers []string, topic string, l loop) (Resul
 			if len(recs) > 0 {
 				herr = l.handle(cl, recs)
 			}
+			if l.mark > 0 && res.MarkRecords == 0 && res.Records >= l.mark {
+				res.MarkRecords, res.MarkElapsed = res.Records, time.Since(began)
+			}
 			if p.Records[len(p.Records)-1].Offset+1 >= end {
 				delete(want, p.Partition)
 			}
@@ -258,7 +279,7 @@ type keyedGroup struct{ sum, n int64 }
 // and sum into maps of their own, merged into one map of every key at the
 // end (before the clock stops). It reports the number of keys and the sum of
 // v and count over them, for checking against the workload.
-func RunningAggregate(ctx context.Context, brokers []string, topic string) (Result, error) {
+func RunningAggregate(ctx context.Context, brokers []string, topic string, opts ...Option) (Result, error) {
 	workers := runtime.GOMAXPROCS(0)
 	local := make([]map[string]keyedGroup, workers)
 	for w := range local {
@@ -286,7 +307,7 @@ func RunningAggregate(ctx context.Context, brokers []string, topic string) (Resu
 				state[k] = s
 			}
 		}
-	})
+	}, opts...)
 	if err != nil {
 		return res, err
 	}
@@ -303,7 +324,7 @@ func RunningAggregate(ctx context.Context, brokers []string, topic string) (Resu
 // for every record (so state indexed by w needs no lock). A worker's first
 // decode error, naming the record, fails the run. merge, if set, runs after
 // the last record and before the clock stops.
-func decodeInParallel(ctx context.Context, brokers []string, topic string, workers int, decode func(w int, r *kgo.Record) error, merge func()) (Result, error) {
+func decodeInParallel(ctx context.Context, brokers []string, topic string, workers int, decode func(w int, r *kgo.Record) error, merge func(), opts ...Option) (Result, error) {
 	work := make(chan []*kgo.Record, 2*workers)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -347,5 +368,5 @@ func decodeInParallel(ctx context.Context, brokers []string, topic string, worke
 			}
 			return nil
 		},
-	})
+	}, opts...)
 }

@@ -282,6 +282,8 @@ type RunResult struct {
 	// Batches are the batch events seen (a slow watcher may miss some;
 	// counts should come from the driver's metrics).
 	Batches []*sluicev1.BatchProgress
+	// BatchAt is when each of Batches arrived, counted from the submit.
+	BatchAt []time.Duration
 }
 
 // Submit submits spec to d.
@@ -303,6 +305,7 @@ func RunJob(ctx context.Context, d *Driver, spec *sluicev1.JobSpec) (RunResult, 
 	err := Watch(ctx, d, spec.GetName(), func(ev *sluicev1.JobEvent) bool {
 		if b := ev.GetBatch(); b != nil {
 			res.Batches = append(res.Batches, b)
+			res.BatchAt = append(res.BatchAt, time.Since(start))
 		}
 		switch st := ev.GetJob().GetState(); st {
 		case sluicev1.JobState_JOB_STATE_FINISHED, sluicev1.JobState_JOB_STATE_FAILED, sluicev1.JobState_JOB_STATE_STOPPED:

@@ -107,7 +107,7 @@ func runAggregate(ctx context.Context, env *harness.Env, rep *harness.Report, j 
 	if err != nil {
 		return err
 	}
-	base, err := runBaseline(ctx, env, "baseline-"+j.dir+"-"+j.baseline, j.baseline, "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic)
+	base, err := runBaseline(ctx, env, "baseline-"+j.dir+"-"+j.baseline, j.baseline, "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, markArg(env.Cfg))
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func runPassThrough(ctx context.Context, env *harness.Env, rep *harness.Report) 
 		}
 		defer k.DeleteTopic(context.WithoutCancel(ctx), t)
 	}
-	base, err := runBaseline(ctx, env, "baseline-copy", "copy", "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, "--out", baseOut)
+	base, err := runBaseline(ctx, env, "baseline-copy", "copy", "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, "--out", baseOut, markArg(env.Cfg))
 	if err != nil {
 		return err
 	}
@@ -282,6 +282,10 @@ func kafkaSource(brokers []string, topic string, perTrigger int64) *sluicev1.Sou
 		MaxOffsetsPerTrigger: perTrigger,
 	}}}
 }
+
+// markArg has a baseline note when it has handed on a first batch's worth
+// of records (perTrigger), where its steady state starts (steadyRates).
+func markArg(cfg harness.Config) string { return fmt.Sprintf("--mark=%d", perTrigger(cfg)) }
 
 // perTrigger caps batches so that the availableNow job takes about
 // BENCH_BATCHES micro-batches, as a job catching up on a backlog would.
@@ -340,6 +344,10 @@ type sluiceRun struct {
 	profile    string
 	// phaseMs is each batch phase's time summed over the job's batches.
 	phaseMs map[string]float64
+	// firstRecords is what the job's first batch read and firstAt when it
+	// was reported, counted from the submit; 0 when its event was missed.
+	firstRecords int64
+	firstAt      time.Duration
 }
 
 func (s sluiceRun) cpu() time.Duration {
@@ -409,6 +417,9 @@ func runSluice(ctx context.Context, env *harness.Env, dir string, spec *sluicev1
 		return s, err
 	}
 	s.elapsed, s.harnessCPU = res.Elapsed, h1.CPU-h0.CPU
+	if len(res.Batches) > 0 && res.Batches[0].GetBatchId() == 0 {
+		s.firstRecords, s.firstAt = res.Batches[0].GetNumInputRows(), res.BatchAt[0]
+	}
 	s.phaseMs = map[string]float64{}
 	for _, b := range res.Batches {
 		for k, v := range b.GetDurationMs() {
@@ -458,6 +469,11 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 	if p := phaseSums(s); p != "" {
 		notes += "; " + p
 	}
+	steady := steadyRates(w.Records, b, s)
+	if steady != nil {
+		notes += fmt.Sprintf("; after the first batch (%d records; the baseline after as many): %s vs %s, %.2f",
+			s.firstRecords, harness.Rate(steady["sluice"]), harness.Rate(steady["baseline"]), steady["ratio"])
+	}
 	if s.profile != "" {
 		notes += "; profile: " + s.profile
 	}
@@ -480,8 +496,30 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 				"elapsedSeconds": b.res.Elapsed.Seconds(), "recordsPerSecond": bRate, "mbPerSecond": mbps(b.res.Elapsed),
 				"cpuSecondsPerMillion": perM(b.usage.CPU), "peakRSSBytes": b.usage.PeakRSS, "harnessCPUSeconds": b.harnessCPU.Seconds(),
 			},
+			"afterFirstBatch": steady,
 		},
 	}
+}
+
+// steadyRates are both sides' rates once past their start: the records
+// after the job's first batch over the time after it was reported, and the
+// baseline's after it had handed on about as many (its mark, the first
+// fetch past perTrigger records). They leave out what a run pays once
+// (starting clients, compiling the job, the first fetches), which a
+// streaming job amortises over hours and a 2-second benchmark does not.
+// Nil when either side lacks its mark.
+func steadyRates(total int64, b baselineRun, s sluiceRun) map[string]float64 {
+	rate := func(first int64, at, elapsed time.Duration) float64 {
+		if first <= 0 || first >= total || at <= 0 || at >= elapsed {
+			return 0
+		}
+		return float64(total-first) / (elapsed - at).Seconds()
+	}
+	sr, br := rate(s.firstRecords, s.firstAt, s.elapsed), rate(b.res.MarkRecords, b.res.MarkElapsed, b.res.Elapsed)
+	if sr == 0 || br == 0 {
+		return nil
+	}
+	return map[string]float64{"sluice": sr, "baseline": br, "ratio": sr / br}
 }
 
 // phaseSums says where the job's time went: each batch phase summed over
