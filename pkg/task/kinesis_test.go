@@ -131,17 +131,17 @@ func TestCopyArrowKinesis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			run := func(job string, s connectors.Sink) (Result, error, *memKinesis) {
+			run := func(job string, s connectors.Sink) (*memKinesis, Result, error) {
 				mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 				defer mem.AssertSize(t, 0)
 				pool := &memKinesis{n: 40_000, chunk: 1000, badEvery: 997, arrow: true}
 				res, err := Run(context.Background(), Attempt{Job: stream.JobID(job), Batch: 1, Range: stream.Range{Partition: "orders/shardId-000000000001"},
 					Readers: pool, Source: columnar.KinesisSchema(), Sink: s, DeadLetter: dead, Allocator: mem, OnError: onError})
 				res.Duration = 0
-				return res, err, pool
+				return pool, res, err
 			}
-			arrowRes, arrowErr, arrowPool := run("arrow", sink)
-			rowsRes, rowsErr, rowsPool := run("rows", rowsOnlySink{sink})
+			arrowPool, arrowRes, arrowErr := run("arrow", sink)
+			rowsPool, rowsRes, rowsErr := run("rows", rowsOnlySink{sink})
 			if arrowPool.arrowReads.Load() == 0 || arrowPool.reads.Load() != 0 || rowsPool.arrowReads.Load() != 0 {
 				t.Fatalf("paths: arrow job %d Arrow reads, %d reads; rows job %d Arrow reads", arrowPool.arrowReads.Load(), arrowPool.reads.Load(), rowsPool.arrowReads.Load())
 			}
