@@ -20,12 +20,37 @@ import (
 )
 
 // Mem returns an allocator that fails the test if anything it handed out
-// is still allocated when the test ends.
+// is still allocated when the test ends, and that overwrites what is freed:
+// a sink still reading a batch's buffers after releasing it (records
+// pointing into the batch, sent after the write returned) reads garbage
+// and fails the test, where Go's allocator would leave the bytes intact.
 func Mem(t testing.TB) *memory.CheckedAllocator {
 	t.Helper()
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	mem := memory.NewCheckedAllocator(scribbler{memory.NewGoAllocator()})
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
 	return mem
+}
+
+// scribbler fills freed buffers with Poison.
+type scribbler struct{ memory.Allocator }
+
+// Poison is the byte freed memory holds.
+const Poison = 0xA5
+
+func (s scribbler) Free(b []byte) {
+	for i := range b {
+		b[i] = Poison
+	}
+	s.Allocator.Free(b)
+}
+
+// Reallocate moves b to a new buffer and poisons the old one, as a
+// reallocation may do; Go's allocator would otherwise grow without freeing.
+func (s scribbler) Reallocate(size int, b []byte) []byte {
+	n := s.Allocate(size)
+	copy(n, b)
+	s.Free(b)
+	return n
 }
 
 // Schema is the schema of Batch: the column types a SQL query's output
