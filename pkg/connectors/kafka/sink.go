@@ -186,10 +186,10 @@ type produced struct {
 	err     error
 }
 
-// add counts a record about to be handed to the client with p.promise.
-func (p *produced) add() {
+// add counts n records about to be handed to the client with p.promise.
+func (p *produced) add(n int) {
 	p.mu.Lock()
-	p.pending++
+	p.pending += n
 	p.mu.Unlock()
 }
 
@@ -234,26 +234,25 @@ func (p *produced) wait(ctx context.Context) error {
 	}
 }
 
-// produce builds the rows' records and hands them to cl. The expressions
-// are evaluated over all the rows at once (sinkexpr.Set.EvalRows), as
-// produceArrow evaluates them over a batch, so both give the same records.
+// produce builds the rows' records and hands them to cl (hand). The
+// expressions are evaluated over all the rows at once
+// (sinkexpr.Set.EvalRows), as produceArrow evaluates them over a batch, so
+// both give the same records.
 func (s *Sink) produce(ctx context.Context, cl *kgo.Client, p *produced, columns []string, rows []stream.Row) error {
 	vals, err := s.set.exprs.EvalRows(ctx, s.mem, rows)
 	if err != nil {
 		return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
 	}
-	defer vals.Release()
 	m := s.newMaker(vals, func(i int) string { return describeRow(rows[i]) })
 	m.value = func(i int) ([]byte, error) { return rowjson.Append(nil, rows[i], columns) }
-	for i := range rows {
-		rec := &kgo.Record{}
-		if err := m.record(i, rec); err != nil {
+	slab := make([]kgo.Record, len(rows))
+	for i := range slab {
+		if err := m.record(i, &slab[i]); err != nil {
+			vals.Release()
 			return connectors.Permanent(err)
 		}
-		p.add()
-		p.n++
-		cl.Produce(ctx, rec, p.promise)
 	}
+	hand(ctx, cl, p, slab, vals.Release)
 	return nil
 }
 

@@ -102,7 +102,7 @@ func TestSinkConfigValidate(t *testing.T) {
 	}
 }
 
-func newSink(t *testing.T, cfg kafka.SinkConfig, opts ...kafka.SinkOption) *kafka.Sink {
+func newSink(t testing.TB, cfg kafka.SinkConfig, opts ...kafka.SinkOption) *kafka.Sink {
 	t.Helper()
 	s, err := kafka.NewSink(cfg, opts...)
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -20,8 +22,9 @@ import (
 // The Arrow path of the sink: a SQL task's output batch becomes records
 // without a row map per record. The options' expressions are evaluated over
 // the whole batch in one query (sinkexpr), an option that is a column of
-// binary or strings is copied straight out of the column, and the default
-// value is encoded from the columns by rowjson.ArrowEncoder. The records
+// binary or strings is read in place (the batch lives until the client has
+// sent its records: hand), and the default value is encoded from the
+// columns by rowjson.ArrowEncoder. The records
 // are the ones the row path makes of the rows columnar.AppendRows gives for
 // the batch, byte for byte: both paths fill them with recordMaker.
 
@@ -50,9 +53,10 @@ func (w *txnWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error
 	return w.s.produceArrow(ctx, w.cl, &w.recs, w.key.Columns, rec)
 }
 
-// produceArrow builds the records of rec's rows and hands them to cl. The
-// records own their bytes (copied into arenas shared by the batch's
-// records), since cl sends them after rec is released.
+// produceArrow builds the records of rec's rows and hands them to cl.
+// Bytes and strings of rec's columns (and of the options' values) go into
+// the records without a copy: rec and the values stay alive until the
+// client has acknowledged or failed the last of them (hand).
 func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, columns []string, rec arrow.RecordBatch) error {
 	if err := columnar.CheckColumnNames(rec.Schema()); err != nil {
 		return connectors.Permanent(fmt.Errorf("kafka sink: rows from batch: %w", err))
@@ -61,17 +65,33 @@ func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, co
 	if err != nil {
 		return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
 	}
-	defer vals.Release()
+	slab, err := s.buildArrow(vals, columns, rec)
+	if err != nil {
+		vals.Release()
+		return err
+	}
+	rec.Retain()
+	hand(ctx, cl, p, slab, func() {
+		vals.Release()
+		rec.Release()
+	})
+	return nil
+}
+
+// buildArrow makes the records of rec's rows, all of them before any goes
+// to the client, so that a row that fails produces nothing of its batch.
+// The records point into vals and rec.
+func (s *Sink) buildArrow(vals *sinkexpr.Values, columns []string, rec arrow.RecordBatch) ([]kgo.Record, error) {
 	where, err := describeBatch(rec)
 	if err != nil {
-		return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
+		return nil, connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
 	}
 	m := s.newMaker(vals, where)
 	if s.set.value < 0 {
 		enc := rowjson.ArrowEncoder{Columns: columns}
 		rows, err := enc.Bind(rec)
 		if err != nil {
-			return connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
+			return nil, connectors.Permanent(fmt.Errorf("kafka sink: %w", err))
 		}
 		var line []byte
 		m.value = func(i int) ([]byte, error) {
@@ -81,20 +101,40 @@ func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, co
 			return m.mem.copy(line), nil
 		}
 	}
-	promise := p.promise // one method value for the batch, not one per record
 	// The batch's records in one allocation; the client holds each until
 	// it is acknowledged, which keeps the slab alive as long as any is.
 	slab := make([]kgo.Record, rec.NumRows())
 	for i := range slab {
-		r := &slab[i]
-		if err := m.record(i, r); err != nil {
-			return connectors.Permanent(err)
+		if err := m.record(i, &slab[i]); err != nil {
+			return nil, connectors.Permanent(err)
 		}
-		p.add()
-		p.n++
-		cl.Produce(ctx, r, promise)
 	}
-	return nil
+	return slab, nil
+}
+
+// hand gives cl the records of slab and calls release once the client has
+// acknowledged or failed every one of them: their bytes may point into
+// what release frees. release runs before the last record's promise, so
+// that a writer done waiting (produced.wait) holds nothing more.
+func hand(ctx context.Context, cl *kgo.Client, p *produced, slab []kgo.Record, release func()) {
+	if len(slab) == 0 {
+		release()
+		return
+	}
+	var left atomic.Int64
+	left.Store(int64(len(slab)))
+	// One promise for the batch, not one closure per record.
+	promise := func(r *kgo.Record, err error) {
+		if left.Add(-1) == 0 {
+			release()
+		}
+		p.promise(r, err)
+	}
+	p.add(len(slab))
+	p.n += int64(len(slab))
+	for i := range slab {
+		cl.Produce(ctx, &slab[i], promise)
+	}
 }
 
 // describeBatch is describeRow for the rows of rec.
@@ -155,24 +195,25 @@ func (s *Sink) newMaker(vals *sinkexpr.Values, where func(i int) string) *record
 	return m
 }
 
-// bytesOf returns option k's bytesOf: binary and string values copied
-// straight out of their array, anything else converted by toBytes.
+// bytesOf returns option k's bytesOf: binary and string values read in
+// place from their array (the records then point into it: see hand),
+// anything else converted by toBytes.
 func (m *recordMaker) bytesOf(k int) bytesOf {
 	if col := m.vals.Array(k); col != nil {
 		var raw func(i int) []byte
 		switch a := col.(type) {
 		case *array.Binary:
-			raw = func(i int) []byte { return m.mem.copy(a.Value(i)) }
+			raw = func(i int) []byte { return view(a.Value(i)) }
 		case *array.LargeBinary:
-			raw = func(i int) []byte { return m.mem.copy(a.Value(i)) }
+			raw = func(i int) []byte { return view(a.Value(i)) }
 		case *array.BinaryView:
-			raw = func(i int) []byte { return m.mem.copy(a.Value(i)) }
+			raw = func(i int) []byte { return view(a.Value(i)) }
 		case *array.String:
-			raw = func(i int) []byte { return m.mem.copyString(a.Value(i)) }
+			raw = func(i int) []byte { return viewString(a.Value(i)) }
 		case *array.LargeString:
-			raw = func(i int) []byte { return m.mem.copyString(a.Value(i)) }
+			raw = func(i int) []byte { return viewString(a.Value(i)) }
 		case *array.StringView:
-			raw = func(i int) []byte { return m.mem.copyString(a.Value(i)) }
+			raw = func(i int) []byte { return viewString(a.Value(i)) }
 		}
 		if raw != nil {
 			return func(i int) ([]byte, error) {
@@ -265,10 +306,31 @@ func describeValue(v any) string {
 	return fmt.Sprintf("a %T", v)
 }
 
-// arena hands out copies of byte slices from shared chunks: one allocation
+// arena hands out copies of byte slices (the default value, encoded per
+// row into a reused buffer) from shared chunks: one allocation
 // per chunk instead of one per record. A chunk stays alive while any record
 // holding a slice of it does.
 type arena struct{ buf []byte }
+
+// view is a value of a binary array as a record's bytes: never nil (a
+// value that is not null is never nil on the row path either: nil would be
+// a Kafka null), and capped so that appending to it cannot write into the
+// array's next value.
+func view(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p[:len(p):len(p)]
+}
+
+// viewString is view of a string array's value, which points into the
+// array's data: the record's bytes are the array's, not a copy.
+func viewString(s string) []byte {
+	if len(s) == 0 {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
 
 const arenaChunk = 64 << 10
 
@@ -280,14 +342,6 @@ func (a *arena) copy(p []byte) []byte {
 		return append(make([]byte, 0, len(p)), p...)
 	}
 	return append(a.take(len(p)), p...)
-}
-
-// copyString is copy of a string's bytes.
-func (a *arena) copyString(s string) []byte {
-	if len(s) > arenaChunk/4 {
-		return append(make([]byte, 0, len(s)), s...)
-	}
-	return append(a.take(len(s)), s...)
 }
 
 // take returns an empty slice with room for exactly n bytes.

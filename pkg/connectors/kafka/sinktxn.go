@@ -412,7 +412,7 @@ func (w *txnWriter) commit(ctx context.Context, end stream.Position) (stream.Pos
 	}
 	val, _ := json.Marshal(marker{Job: string(w.key.Job), Sink: w.s.set.name, Part: w.key.Part,
 		Incarnation: w.key.Incarnation, Batch: int64(w.key.Batch), Records: w.recs.n, End: end})
-	w.recs.add()
+	w.recs.add(1)
 	w.cl.Produce(ctx, &kgo.Record{
 		Topic: w.s.set.commitsTopic, Partition: markerPartition(w.mkey, meta.partitions),
 		Key: []byte(w.mkey), Value: val,
