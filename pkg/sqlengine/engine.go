@@ -95,6 +95,10 @@ type Engine struct {
 	// and closed with this one.
 	pmu     sync.Mutex
 	planned *Engine
+
+	// free are the input slots no run holds (slot.go), oldest first.
+	smu  sync.Mutex
+	free []*slot
 }
 
 // Open opens the database. It validates every option first and reports all
@@ -345,7 +349,7 @@ func (s *session) close() {
 
 // nextSourceName returns a database-wide unique name for a registered Arrow
 // stream. duckdb-go registers it as a view in the main schema, visible to
-// every connection: two runs must never share a name.
+// every connection: two slots must never share a name.
 func (e *Engine) nextSourceName() string {
 	return "__sluice_src_" + strconv.FormatUint(e.seq.Add(1), 10)
 }
@@ -395,6 +399,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	if err := e.db.Close(); err != nil {
 		return errors.Join(waitErr, fmt.Errorf("sqlengine: close database: %w", err))
+	}
+	if waitErr == nil {
+		// Every run gave its slot back and the database is gone.
+		e.releaseSlots()
 	}
 	return waitErr
 }

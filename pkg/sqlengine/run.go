@@ -220,7 +220,7 @@ func (r *result) Release() {
 // __sluice_input) in a WITH clause and opens a subquery for the compiled
 // SQL, to be closed after it with "\n)". A task's run saves the two CREATE
 // statements attach would parse and bind, a quarter of a small task's cost
-// (sqltransform's BenchmarkSmallTask). detach drops the stream's view, as attach's does.
+// (sqltransform's BenchmarkSmallTask). detach gives the input's slot back, as attach's does.
 func (s *session) attachInline(in array.RecordReader, view, inputQuery, sel string) (detach func() error, with string, err error) {
 	name, detach, err := s.register(in)
 	if err != nil {
@@ -242,40 +242,33 @@ func selectList(sel string) string {
 	return sel
 }
 
-// register registers in as an Arrow stream under a unique name; detach
-// drops its view and releases the stream, once.
+// register makes in readable under name on this connection, through a
+// slot (slot.go); detach gives the slot back, after which the name reads
+// no rows. Call detach once DuckDB is done reading in: when the query's
+// result is materialised.
 func (s *session) register(in array.RecordReader) (name string, detach func() error, err error) {
-	name = s.e.nextSourceName()
-	release, err := s.arrow.RegisterView(in, name)
+	sl, err := s.e.takeSlot(s, in.Schema())
 	if err != nil {
 		return "", nil, fmt.Errorf("register input: %w", err)
 	}
+	sl.r.set(in)
 	done := false
 	detach = func() error {
-		if done {
-			return nil
+		if !done {
+			done = true
+			s.e.putSlot(s, sl)
 		}
-		done = true
-		// Dropping needs no context: it must happen even when ctx is done.
-		if err := s.execContext(context.Background(), "DROP VIEW IF EXISTS "+quoteIdent(name)); err != nil {
-			// Releasing now would leave a view on freed memory in the
-			// catalog. Keep the stream (and the input) alive instead.
-			s.e.cfg.log.Error("sqlengine: drop input view failed; leaking its stream to keep the catalog safe", "view", name, "err", err)
-			return fmt.Errorf("sqlengine: drop input view %s: %w", name, err)
-		}
-		release()
 		return nil
 	}
-	return name, detach, nil
+	return sl.name, detach, nil
 }
 
 // attach makes in readable as view on this connection. duckdb-go registers
 // an Arrow stream as a view in the database's main schema, visible to every
-// connection, dangling after its release (a query on it then crashes the
-// process), and readable once. So the stream gets a unique internal name,
-// the user's name is a connection-local TEMP view over it (or a TEMP table
-// copy when the query reads it more than once), and detach drops the
-// internal view before releasing the stream.
+// connection, and the stream can be read once. So in is read through a
+// slot's internal name (register), the user's name is a connection-local
+// TEMP view over it (or a TEMP table copy when the query reads it more
+// than once), and detach gives the slot back.
 //
 // With an input query q, the stream is the TEMP view __sluice_input and the
 // user's view is q over it (or a TEMP table holding q's result). Errors
