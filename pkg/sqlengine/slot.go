@@ -37,7 +37,7 @@ const maxFreeSlots = 64
 // slot is one registered input stream and its view.
 type slot struct {
 	name        string // the view's, database-wide unique
-	fingerprint string // the input schema's
+	fingerprint string // the input schema's (Schema.Fingerprint)
 	r           *slotReader
 	release     func() // duckdb-go's: frees the stream; only once the view is gone
 }
@@ -97,7 +97,9 @@ func (e *Engine) takeSlot(s *session, schema *arrow.Schema) (*slot, error) {
 	fp := schema.Fingerprint()
 	e.smu.Lock()
 	for i := len(e.free) - 1; i >= 0; i-- {
-		if sl := e.free[i]; sl.fingerprint == fp {
+		// The fingerprint is a quick filter, Equal the test: arrow-go
+		// gives an empty fingerprint for types it cannot print.
+		if sl := e.free[i]; sl.fingerprint == fp && sl.r.schema.Equal(schema) {
 			e.free = append(e.free[:i], e.free[i+1:]...)
 			e.smu.Unlock()
 			return sl, nil
