@@ -208,7 +208,8 @@ func (e *Engine) build(ctx context.Context, s *session, c *Compiled, recursive, 
 			err = &inputQueryError{fmt.Errorf("reads %s %d times, want exactly once", InputName, n)}
 		}
 		if err != nil {
-			return errors.Join(fmt.Errorf("sqlengine: %w", err), detach())
+			detach()
+			return fmt.Errorf("sqlengine: %w", err)
 		}
 	}
 	hugeints, names, err := s.bind(ctx, c.query, c.sql, c.pos)
@@ -220,9 +221,7 @@ func (e *Engine) build(ctx context.Context, s *session, c *Compiled, recursive, 
 		// recursive CTE) runs over a TEMP table copy instead.
 		recursive = recursive || c.scans > 1
 	}
-	if derr := detach(); err == nil {
-		err = derr
-	}
+	detach()
 	if err != nil {
 		return err
 	}

@@ -892,9 +892,7 @@ func (d *distributor) loadFromColumns(ctx context.Context, top map[string]any) e
 		return d.cannot(ctx, err)
 	}
 	_, names, err := s.bind(ctx, d.c.query, sql, posMap{nowhere: true})
-	if derr := detach(); err == nil {
-		err = derr
-	}
+	detach()
 	if err != nil {
 		return d.cannot(ctx, fmt.Errorf("bind the FROM clause: %w", err))
 	}

@@ -56,9 +56,7 @@ func (c *Compiled) ReadColumns(ctx context.Context) ([]string, bool, error) {
 		return nil, false, fmt.Errorf("sqlengine: read columns: %w", err)
 	}
 	err = s.execContext(ctx, "CREATE TEMP TABLE "+quoteIdent(table)+" AS SELECT * FROM "+quoteIdent(name))
-	if derr := detach(); err == nil {
-		err = derr
-	}
+	detach()
 	if err == nil && c.inputQuery != "" {
 		err = s.execContext(ctx, "CREATE TEMP VIEW "+quoteIdent(c.view)+" AS "+c.inputQuery)
 	}
@@ -133,7 +131,7 @@ func (e *Engine) duckTypes(ctx context.Context, schema *arrow.Schema) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = detach() }()
+	defer detach()
 	rows, err := s.conn.(driver.QueryerContext).QueryContext(ctx, "SELECT column_type FROM (DESCRIBE SELECT * FROM "+quoteIdent(name)+")", nil)
 	if err != nil {
 		return nil, fmt.Errorf("describe the input: %w", err)

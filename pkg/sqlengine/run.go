@@ -102,7 +102,7 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		}
 	}
 	sql, pos := c.sql, c.pos
-	var detach func() error
+	var detach func()
 	if c.materialize {
 		detach, err = s.attach(rctx, in, c.view, c.inputQuery, c.inputSelect, true)
 	} else {
@@ -122,12 +122,8 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		return fail(c.runError(rctx, in, err, pos))
 	}
 	rr, err := s.arrow.QueryContext(rctx, sql)
-	if derr := detach(); derr != nil {
-		if rr != nil {
-			rr.Release()
-		}
-		return fail(derr)
-	}
+	// The result is materialised: DuckDB is done with the input.
+	detach()
 	if err != nil {
 		return fail(c.runError(rctx, in, err, pos))
 	}
@@ -221,7 +217,7 @@ func (r *result) Release() {
 // SQL, to be closed after it with "\n)". A task's run saves the two CREATE
 // statements attach would parse and bind, a quarter of a small task's cost
 // (sqltransform's BenchmarkSmallTask). detach gives the input's slot back, as attach's does.
-func (s *session) attachInline(in array.RecordReader, view, inputQuery, sel string) (detach func() error, with string, err error) {
+func (s *session) attachInline(in array.RecordReader, view, inputQuery, sel string) (detach func(), with string, err error) {
 	name, detach, err := s.register(in)
 	if err != nil {
 		return nil, "", err
@@ -246,19 +242,18 @@ func selectList(sel string) string {
 // slot (slot.go); detach gives the slot back, after which the name reads
 // no rows. Call detach once DuckDB is done reading in: when the query's
 // result is materialised.
-func (s *session) register(in array.RecordReader) (name string, detach func() error, err error) {
+func (s *session) register(in array.RecordReader) (name string, detach func(), err error) {
 	sl, err := s.e.takeSlot(s, in.Schema())
 	if err != nil {
 		return "", nil, fmt.Errorf("register input: %w", err)
 	}
 	sl.r.set(in)
 	done := false
-	detach = func() error {
+	detach = func() {
 		if !done {
 			done = true
 			s.e.putSlot(s, sl)
 		}
-		return nil
 	}
 	return sl.name, detach, nil
 }
@@ -274,7 +269,7 @@ func (s *session) register(in array.RecordReader) (name string, detach func() er
 // user's view is q over it (or a TEMP table holding q's result). Errors
 // creating those are *inputQueryError. sel is what the view selects from
 // the stream (selectList).
-func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery, sel string, materialize bool) (detach func() error, err error) {
+func (s *session) attach(ctx context.Context, in array.RecordReader, view, inputQuery, sel string, materialize bool) (detach func(), err error) {
 	name, detach, err := s.register(in)
 	if err != nil {
 		return nil, err
@@ -292,19 +287,20 @@ func (s *session) attach(ctx context.Context, in array.RecordReader, view, input
 	if inputQuery != "" {
 		input := "CREATE OR REPLACE TEMP VIEW " + InputName + " AS " + stream
 		if err := s.execContext(ctx, input); err != nil {
-			return nil, errors.Join(err, detach())
+			detach()
+			return nil, err
 		}
 		create = "CREATE OR REPLACE TEMP " + kind + " " + quoteIdent(view) + " AS " + inputQuery
 		if err := s.execContext(ctx, create); err != nil {
-			return nil, errors.Join(&inputQueryError{err}, detach())
+			detach()
+			return nil, &inputQueryError{err}
 		}
 	} else if err := s.execContext(ctx, create); err != nil {
-		return nil, errors.Join(err, detach())
+		detach()
+		return nil, err
 	}
 	if materialize {
-		if err := detach(); err != nil {
-			return nil, err
-		}
+		detach()
 	}
 	return detach, nil
 }
