@@ -96,6 +96,11 @@ type Engine struct {
 	pmu     sync.Mutex
 	planned *Engine
 
+	// aggs are DuckDB's aggregate functions (aggregateNames), read on
+	// first use.
+	amu  sync.Mutex
+	aggs map[string]bool
+
 	// free are the input slots no run holds (slot.go), oldest first.
 	smu  sync.Mutex
 	free []*slot
