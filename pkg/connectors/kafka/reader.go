@@ -499,6 +499,10 @@ type rangeReader struct {
 	lastOff, lastTs int64
 	// headers is ReadKafkaArrow's scratch for one record's headers.
 	headers []columnar.KafkaHeader
+	// recs is next's scratch: the records of one Read, which the caller
+	// converts before the next. Kept between reads because growing a fresh
+	// slice of pointers each time cost 5% of a count-only executor.
+	recs []*kgo.Record
 }
 
 var _ connectors.ReaderMetrics = (*rangeReader)(nil)
@@ -550,6 +554,7 @@ func (r *rangeReader) Read(ctx context.Context) ([]stream.Record, error) {
 	for i, rec := range recs {
 		out[i] = r.pool.record(rec)
 	}
+	clear(recs) // let the fetched batches be collected
 	return out, nil
 }
 
@@ -577,6 +582,7 @@ func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuild
 		bytes += int64(recordBytes(rec))
 	}
 	clear(r.headers[:cap(r.headers)]) // let the records' header values be collected
+	clear(recs)                       // and the fetched batches
 	return len(recs), bytes, err
 }
 
@@ -597,7 +603,8 @@ func (r *rangeReader) expect(b *columnar.KafkaBuilder, recs []*kgo.Record) {
 
 // next is Read and ReadKafkaArrow without the conversion: the next records
 // of the range, or nothing and an error (io.EOF at the end). It remembers
-// the last record for Metrics.
+// the last record for Metrics. The records are valid until the next call
+// (they are r.recs); the caller clears them once converted.
 func (r *rangeReader) next(ctx context.Context) ([]*kgo.Record, error) {
 	if r.closed {
 		return nil, fmt.Errorf("read %s: reader closed", r.key)
@@ -613,7 +620,8 @@ func (r *rangeReader) next(ctx context.Context) ([]*kgo.Record, error) {
 		}
 	}()
 	for {
-		recs, done, ferr := r.take()
+		recs, done, ferr := r.take(r.recs[:0])
+		r.recs = recs[:0]
 		switch {
 		case len(recs) > 0:
 			last := recs[len(recs)-1]
@@ -666,18 +674,18 @@ func (r *rangeReader) fail(ctx context.Context, err error) error {
 	return fmt.Errorf("read %s at offset %d: %w", r.key, r.end, err)
 }
 
-// take hands out the slot's buffered records below until, at most
+// take appends to recs the slot's buffered records below until, at most
 // WithMaxRecordsPerRead, and advances next past them (and past transaction
 // markers). done: the range is complete. With nothing to hand out it
 // returns the fetch error the slot stopped at, if any, and otherwise makes
 // sure the slot's lane fetches for it: the reader then waits on the slot.
-func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
+func (r *rangeReader) take(recs []*kgo.Record) (_ []*kgo.Record, done bool, err error) {
 	p, s := r.pool, r.s
 	limit := p.opts.maxRecords
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, false, errPoolClosed
+		return recs, false, errPoolClosed
 	}
 	var freed int64
 	i := 0
@@ -717,7 +725,7 @@ func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
 		if len(recs) > 0 || done {
 			return recs, done, nil
 		}
-		return nil, false, s.err
+		return recs, false, s.err
 	}
 	// Waiting on an empty buffer: make room if idle prefetch holds the
 	// budget, and have the lane fetch the partition if it paused it.
@@ -727,7 +735,7 @@ func (r *rangeReader) take() (recs []*kgo.Record, done bool, err error) {
 		s.f.markLocked(s.tp)
 		s.f.wakeLocked()
 	}
-	return nil, false, nil
+	return recs, false, nil
 }
 
 // fetchFailed handles the fetch error the slot stopped at, reached with
