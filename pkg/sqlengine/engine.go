@@ -101,6 +101,10 @@ type Engine struct {
 	amu  sync.Mutex
 	aggs map[string]bool
 
+	// runIdle are the connections kept between runs (prepared.go).
+	rmu     sync.Mutex
+	runIdle []*session
+
 	// free are the input slots no run holds (slot.go), oldest first.
 	smu  sync.Mutex
 	free []*slot
@@ -308,13 +312,16 @@ func (e *Engine) releaseConn() {
 }
 
 // session is one DuckDB connection with its Arrow interface, held for one
-// compile or one run.
+// compile or one run; a run's may be kept for later runs (prepared.go).
 type session struct {
 	e     *Engine
 	conn  driver.Conn
 	exec  driver.ExecerContext
 	arrow *duckdb.Arrow
 	once  sync.Once
+	// prep is what runs prepared and set on the connection; only the
+	// run holding it uses it.
+	prep prepared
 }
 
 // connect opens a connection. The caller must call close, which also
@@ -384,6 +391,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Unlock()
 
 	e.stop(ErrClosed)
+	e.closeRunSessions()
 	var waitErr error
 	select {
 	case <-e.idle:

@@ -75,7 +75,17 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		stopAfter()
 		cancel(nil)
 	}
-	s, err := c.e.connect(rctx)
+	// A run whose input is inline reuses a connection and its prepared
+	// statements (prepared.go); one that materialises it creates TEMP
+	// objects, on a connection of its own.
+	pooled := !c.materialize
+	var s *session
+	var err error
+	if pooled {
+		s, err = c.e.runSession(rctx)
+	} else {
+		s, err = c.e.connect(rctx)
+	}
 	if err != nil {
 		cleanup()
 		return nil, err
@@ -85,19 +95,30 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		cleanup()
 		return nil, err
 	}
+	var vars []string
+	if cfg.rejects != nil {
+		vars = append(vars, runVariable)
+	}
+	pinNow := !cfg.now.IsZero() && c.readsNow
+	if pinNow {
+		vars = append(vars, nowVariable)
+	}
+	if err := s.resetVariables(rctx, vars...); err != nil {
+		return fail(fmt.Errorf("sqlengine: run: %w", err))
+	}
 	if cfg.rejects != nil {
 		id, unregister := registerRejects(cfg.rejects)
 		prev := cleanup
 		cleanup = func() { unregister(); prev() }
-		if err := s.execContext(rctx, fmt.Sprintf("SET VARIABLE %s = '%s'", runVariable, id)); err != nil {
+		if err := s.setVariable(rctx, runVariable, "'"+id+"'"); err != nil {
 			return fail(fmt.Errorf("sqlengine: run: name the run: %w", err))
 		}
 	}
 	// Pinning the time is a statement of its own, a tenth of a small
 	// task's cost: only for queries that can read it.
-	if !cfg.now.IsZero() && c.readsNow {
-		q := fmt.Sprintf("SET VARIABLE %s = TIMESTAMPTZ '%s'", nowVariable, cfg.now.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
-		if err := s.execContext(rctx, q); err != nil {
+	if pinNow {
+		v := "TIMESTAMPTZ '" + cfg.now.UTC().Format("2006-01-02 15:04:05.999999-07:00") + "'"
+		if err := s.setVariable(rctx, nowVariable, v); err != nil {
 			return fail(fmt.Errorf("sqlengine: run: pin the time: %w", err))
 		}
 	}
@@ -121,6 +142,15 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		}
 		return fail(c.runError(rctx, in, err, pos))
 	}
+	if pooled {
+		name, header, perr := s.prepare(rctx, sql)
+		pos.prefix += len(header)
+		if perr != nil {
+			detach()
+			return fail(c.runError(rctx, in, perr, pos))
+		}
+		sql = "EXECUTE " + name
+	}
 	rr, err := s.arrow.QueryContext(rctx, sql)
 	// The result is materialised: DuckDB is done with the input.
 	detach()
@@ -128,7 +158,14 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		return fail(c.runError(rctx, in, err, pos))
 	}
 	res := &result{RecordReader: rr, finish: func() {
-		s.close()
+		if pooled {
+			// A result read to its end or released early leaves the
+			// connection as sound as a fresh one; one whose run was
+			// interrupted while it was read does not.
+			c.e.putRunSession(s, rctx.Err() == nil)
+		} else {
+			s.close()
+		}
 		cleanup()
 	}}
 	res.refs.Store(1)
