@@ -362,6 +362,12 @@ type slot struct {
 	// records. broken: it failed, so the slot goes when it is released.
 	inUse, waiting, broken bool
 	lastUsed               time.Time
+	// scratch is the holding rangeReader's slice for the records of one
+	// read (rangeReader.next), used without the lock: only the holder
+	// touches it. It outlives the reader, because a task reads a range in
+	// two or three reads: growing a fresh slice of pointers for each range
+	// was 5% of a count-only executor's CPU (bench 1c profile).
+	scratch []*kgo.Record
 	// wake tells a reader waiting on the slot that something changed
 	// (records, an error, the pool closing). One token is enough: the
 	// reader looks at the slot again after each.

@@ -499,10 +499,6 @@ type rangeReader struct {
 	lastOff, lastTs int64
 	// headers is ReadKafkaArrow's scratch for one record's headers.
 	headers []columnar.KafkaHeader
-	// recs is next's scratch: the records of one Read, which the caller
-	// converts before the next. Kept between reads because growing a fresh
-	// slice of pointers each time cost 5% of a count-only executor.
-	recs []*kgo.Record
 }
 
 var _ connectors.ReaderMetrics = (*rangeReader)(nil)
@@ -604,7 +600,7 @@ func (r *rangeReader) expect(b *columnar.KafkaBuilder, recs []*kgo.Record) {
 // next is Read and ReadKafkaArrow without the conversion: the next records
 // of the range, or nothing and an error (io.EOF at the end). It remembers
 // the last record for Metrics. The records are valid until the next call
-// (they are r.recs); the caller clears them once converted.
+// (they are the slot's scratch); the caller clears them once converted.
 func (r *rangeReader) next(ctx context.Context) ([]*kgo.Record, error) {
 	if r.closed {
 		return nil, fmt.Errorf("read %s: reader closed", r.key)
@@ -620,8 +616,8 @@ func (r *rangeReader) next(ctx context.Context) ([]*kgo.Record, error) {
 		}
 	}()
 	for {
-		recs, done, ferr := r.take(r.recs[:0])
-		r.recs = recs[:0]
+		recs, done, ferr := r.take(r.s.scratch[:0])
+		r.s.scratch = recs[:0]
 		switch {
 		case len(recs) > 0:
 			last := recs[len(recs)-1]
