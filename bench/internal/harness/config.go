@@ -113,7 +113,7 @@ var Knobs = []Knob{
 	{"BENCH_TIMEOUT", "10m", "upper bound on each scenario"},
 	{"BENCH_RESULTS", "bench/results", "directory for runs.jsonl (appended) and latest.md"},
 	{"BENCH_PROFILE", "", "directory for perf profiles of the Sluice processes in scenarios 1, 2, 3 and 7 (needs perf)"},
-	{"BENCH_PPROF", "", "directory for Go CPU profiles (pprof) of the driver and executors, and a 2s driver trace, in scenarios 1, 2 (from the submit) and 3 (from the first measured batch)"},
+	{"BENCH_PPROF", "", "directory for Go CPU and allocation profiles (pprof) of the driver and executors, and a 2s driver trace, in scenarios 1, 2 (from the submit) and 3 (from the first measured batch)"},
 	{"BENCH_PPROF_TIME", "10s", "length of each BENCH_PPROF profile, taken from the first measured batch of each partition count"},
 	{"BENCH_KEEP", "0", "1 keeps the work directory (process logs, etcd data)"},
 	{"BENCH_KAFKA", "", "bootstrap servers of a real Kafka to use instead of the in-process kfake (topics are created and deleted)"},

@@ -30,7 +30,9 @@ type Capture struct {
 }
 
 // StartCPUProfiles asks every target (process name → HTTP address) for a
-// CPU profile of d, written to dir/<name>-<process>.cpu.pprof, and, for
+// CPU profile of d, written to dir/<name>-<process>.cpu.pprof, and the
+// allocations made in the same time, to dir/<name>-<process>.allocs.pprof
+// (go tool pprof -sample_index=alloc_space), and, for
 // every name in traces, an execution trace of min(d, 2s) to
 // dir/<name>-<process>.trace. It returns at once; Wait collects them.
 func StartCPUProfiles(ctx context.Context, dir, name string, targets map[string]string, d time.Duration, traces ...string) (*Capture, error) {
@@ -41,6 +43,7 @@ func StartCPUProfiles(ctx context.Context, dir, name string, targets map[string]
 	secs := strconv.Itoa(max(int(d.Round(time.Second)/time.Second), 1))
 	for proc, addr := range targets {
 		c.fetch(ctx, "http://"+addr+"/debug/pprof/profile?seconds="+secs, filepath.Join(dir, name+"-"+proc+".cpu.pprof"))
+		c.fetch(ctx, "http://"+addr+"/debug/pprof/allocs?seconds="+secs, filepath.Join(dir, name+"-"+proc+".allocs.pprof"))
 	}
 	for _, proc := range traces {
 		if addr, ok := targets[proc]; ok {
@@ -99,9 +102,12 @@ func (c *Capture) Wait() (string, error) {
 	sort.Strings(c.files)
 	var cmds []string
 	for _, f := range c.files {
-		if strings.HasSuffix(f, ".trace") {
+		switch {
+		case strings.HasSuffix(f, ".trace"):
 			cmds = append(cmds, "go tool trace "+f)
-		} else {
+		case strings.HasSuffix(f, ".allocs.pprof"):
+			cmds = append(cmds, "go tool pprof -sample_index=alloc_space -top "+f)
+		default:
 			cmds = append(cmds, "go tool pprof -top "+f)
 		}
 	}
