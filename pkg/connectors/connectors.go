@@ -245,6 +245,15 @@ type ArrowWriter interface {
 	WriteArrow(ctx context.Context, rec arrow.RecordBatch) error
 }
 
+// ColumnReader is implemented by sinks whose writes may read only some
+// columns of their rows (the Kafka sink with column options). ReadsColumns
+// names them (names the rows lack are ignored), or says ok false when the
+// sink reads every column. A task without transforms then fills its Arrow
+// batches with those columns only; the sink writes the same records.
+type ColumnReader interface {
+	ReadsColumns() (names []string, ok bool)
+}
+
 // EndCommitter is implemented by writers of exactly-once sinks that store
 // the task's end position with its output (PostgreSQL positions table, Kafka
 // commit markers). CommitEnd commits like Commit and returns the end the

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -979,6 +980,141 @@ func TestCopyArrowHeaders(t *testing.T) {
 		}
 		run(topic, s)
 		ks.Close()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.ConsumeTopics("arrow", "rows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string][]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for len(got["arrow"])+len(got["rows"]) < 2*n {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d and %d records: %v", len(got["arrow"]), len(got["rows"]), err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			got[r.Topic] = append(got[r.Topic], fmt.Sprintf("%q %q %v", r.Key, r.Value, r.Headers))
+		})
+	}
+	if fmt.Sprint(got["arrow"]) != fmt.Sprint(got["rows"]) {
+		t.Errorf("Kafka sink: the Arrow path produced\n%.600v\nthe row path\n%.600v", got["arrow"], got["rows"])
+	}
+}
+
+// schemaSink records the schemas of the batches its writers get, and says
+// it reads only cols (connectors.ColumnReader).
+type schemaSink struct {
+	connectors.Sink
+	cols []string
+	mu   sync.Mutex
+	seen []string
+}
+
+func (s *schemaSink) ReadsColumns() ([]string, bool) { return s.cols, s.cols != nil }
+
+func (s *schemaSink) OpenWriter(ctx context.Context, k connectors.WriteKey) (connectors.Writer, error) {
+	w, err := s.Sink.OpenWriter(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return schemaWriter{w, s}, nil
+}
+
+type schemaWriter struct {
+	connectors.Writer
+	s *schemaSink
+}
+
+func (w schemaWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error {
+	w.s.mu.Lock()
+	w.s.seen = append(w.s.seen, schemaNames(rec.Schema()))
+	w.s.mu.Unlock()
+	return w.Writer.(connectors.ArrowWriter).WriteArrow(ctx, rec)
+}
+
+func schemaNames(s *arrow.Schema) string {
+	var names []string
+	for _, f := range s.Fields() {
+		names = append(names, f.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// TestCopyArrowSinkColumns: a job without transforms fills its batches
+// with the columns its sink reads when the sink names them, in the
+// source's order and ignoring names the source lacks; with every column
+// otherwise. The Kafka sink with column options names its columns and
+// produces by Arrow what it produces by rows.
+func TestCopyArrowSinkColumns(t *testing.T) {
+	const n = 200
+	all := schemaNames(columnar.KafkaSchema(true))
+	for _, tc := range []struct {
+		name string
+		cols []string
+		want string
+	}{
+		{"named", []string{"value", "offset", "sequenceNumber", "key"}, "key,value,offset"},
+		{"every column", nil, all},
+		{"none the source has", []string{"sequenceNumber"}, all},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, err := file.New(file.Config{Path: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &schemaSink{Sink: fs, cols: tc.cols}
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			res, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "t/0"},
+				Readers: headerKafka{n: n}, Source: columnar.KafkaSchema(true), Sink: s, Allocator: mem, OnError: OnErrorFail})
+			if err != nil || res.RecordsOut != n {
+				t.Fatalf("%v, %d records out", err, res.RecordsOut)
+			}
+			if len(s.seen) == 0 {
+				t.Fatal("no batch written")
+			}
+			for _, got := range s.seen {
+				if got != tc.want {
+					t.Errorf("batch of columns %s, want %s", got, tc.want)
+				}
+			}
+		})
+	}
+
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "arrow", "rows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	var cols []string
+	for _, topic := range []string{"arrow", "rows"} {
+		ks, err := kafka.NewSink(kafka.SinkConfig{BootstrapServers: fake.ListenAddrs()[0], Topic: topic, Key: "key", Value: "value",
+			Schema: columnar.KafkaSchema(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &schemaSink{Sink: ks}
+		s.cols, _ = ks.ReadsColumns()
+		var sink connectors.Sink = s
+		if topic == "rows" {
+			sink = rowsOnlySink{ks}
+		}
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		res, err := Run(context.Background(), Attempt{Job: stream.JobID(topic), Batch: 1, Range: stream.Range{Partition: "t/0"},
+			Readers: headerKafka{n: n}, Source: columnar.KafkaSchema(true), Sink: sink, Allocator: mem, OnError: OnErrorFail})
+		if err != nil || res.RecordsOut != n {
+			t.Fatalf("%s: %v, %d records out", topic, err, res.RecordsOut)
+		}
+		ks.Close()
+		mem.AssertSize(t, 0)
+		if topic == "arrow" {
+			cols = s.seen
+		}
+	}
+	if len(cols) == 0 || cols[0] != "key,value,offset" {
+		t.Errorf("the Kafka sink's batches had columns %v, want key,value,offset", cols)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.ConsumeTopics("arrow", "rows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {

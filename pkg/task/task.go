@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -129,7 +130,7 @@ func run(ctx context.Context, a Attempt) (res Result, err error) {
 	var f filler
 	aw, _ := w.(connectors.ArrowWriter)
 	if aw != nil && a.Source != nil && !small(r) {
-		f, _ = newFiller(r, a.Source, a.allocator())
+		f, _ = newFiller(r, sinkColumns(a.Source, a.Sink), a.allocator())
 	}
 	if f != nil {
 		dead, err = copyArrow(ctx, a, f, aw, &res)
@@ -217,9 +218,35 @@ func copyRows(ctx context.Context, a Attempt, r connectors.Reader, w connectors.
 	}
 }
 
+// sinkColumns narrows schema, the source's, to the columns sink reads when
+// it names them (connectors.ColumnReader), so that the reader builds
+// nothing the sink would not read: for a Kafka → Kafka copy, the topic,
+// partition and timestamps of every record.
+func sinkColumns(schema *arrow.Schema, sink connectors.Sink) *arrow.Schema {
+	cr, ok := sink.(connectors.ColumnReader)
+	if !ok {
+		return schema
+	}
+	names, ok := cr.ReadsColumns()
+	if !ok {
+		return schema
+	}
+	fields := make([]arrow.Field, 0, len(names))
+	for _, f := range schema.Fields() {
+		if slices.Contains(names, f.Name) {
+			fields = append(fields, f)
+		}
+	}
+	if len(fields) == 0 || len(fields) == schema.NumFields() {
+		return schema
+	}
+	md := schema.Metadata()
+	return arrow.NewSchema(fields, &md)
+}
+
 // copyArrow is run's copy for a reader that fills Arrow batches and a sink
 // that takes them: the range goes to the sink as batches of the source's
-// columns (a.Source) of up to sqlBatchRows records, built from the fetched
+// columns (a.Source, narrowed by sinkColumns) of up to sqlBatchRows records, built from the fetched
 // records, without a map per record. The sink makes of a batch the records
 // it makes of the same rows (connectors.ArrowWriter), and the readers'
 // batches hold the rows their Read returns (columnar.KafkaBuilder,

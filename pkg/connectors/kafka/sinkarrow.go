@@ -33,6 +33,24 @@ var (
 	_ connectors.ArrowWriter = (*txnWriter)(nil)
 )
 
+var _ connectors.ColumnReader = (*Sink)(nil)
+
+// ReadsColumns names the columns of its rows the sink reads when every
+// option is a column (connectors.ColumnReader): those, and offset and
+// sequenceNumber, by which its errors name a record. ok is false without a
+// value option (the value is the whole row as JSON) or when an option is
+// an expression.
+func (s *Sink) ReadsColumns() (names []string, ok bool) {
+	if s.set.value < 0 {
+		return nil, false
+	}
+	names, ok = s.set.exprs.Columns()
+	if !ok {
+		return nil, false
+	}
+	return append(names, "offset", "sequenceNumber"), true
+}
+
 // WriteArrow produces rec's rows as Write produces the same rows.
 func (w *prodWriter) WriteArrow(ctx context.Context, rec arrow.RecordBatch) error {
 	if w.done {

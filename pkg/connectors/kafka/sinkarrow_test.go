@@ -299,3 +299,38 @@ func TestSinkRecordTimestamps(t *testing.T) {
 		t.Fatalf("both writes stamped %v", stamps[0])
 	}
 }
+
+// TestSinkReadsColumns: with column options the sink names the columns it
+// reads (and offset and sequenceNumber, for its errors); without a value
+// option or with an expression it reads every column.
+func TestSinkReadsColumns(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  kafka.SinkConfig
+		want string // comma-separated; "!" for every column
+	}{
+		{"key and value", kafka.SinkConfig{Key: "key", Value: "value"}, "key,value,offset,sequenceNumber"},
+		{"with partition and a header", kafka.SinkConfig{Value: "value", Partition: "partition", Headers: map[string]string{"t": "topic"}},
+			"value,topic,partition,offset,sequenceNumber"},
+		{"default value", kafka.SinkConfig{Key: "key"}, "!"},
+		{"an expression", kafka.SinkConfig{Key: "key", Value: "upper(decode(value))"}, "!"},
+		{"unknown rows", kafka.SinkConfig{Key: "key", Value: "value", Schema: nil}, "!"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.BootstrapServers, cfg.Topic = "127.0.0.1:9", "out"
+			if tc.name != "unknown rows" {
+				cfg.Schema = columnar.KafkaSchema(true)
+			}
+			names, ok := newSink(t, cfg).ReadsColumns()
+			got := strings.Join(names, ",")
+			if !ok {
+				got = "!"
+			}
+			if got != tc.want {
+				t.Errorf("ReadsColumns() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

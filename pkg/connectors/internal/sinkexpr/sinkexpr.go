@@ -143,6 +143,20 @@ func (s *Set) NeedsSQL() bool {
 	return false
 }
 
+// Columns returns the columns of the rows that the options read, one per
+// option, when each option is one of them by name; ok is false when the
+// schema is unknown or some option is an expression (a query may read any
+// column).
+func (s *Set) Columns() (names []string, ok bool) {
+	if s.schema == nil || s.NeedsSQL() {
+		return nil, false
+	}
+	for _, o := range s.opts {
+		names = append(names, s.schema.Field(columnIndex(s.schema, o.column, o.quoted)).Name)
+	}
+	return names, true
+}
+
 // plan is the options compiled for one schema of batches.
 type plan struct {
 	schema *arrow.Schema

@@ -305,32 +305,43 @@ func TestNewAccepts(t *testing.T) {
 		schema   *arrow.Schema
 		opts     []sinkexpr.Option
 		needsSQL bool
+		// columns is what Columns names, comma-separated; "!" when
+		// it names none (ok false).
+		columns string
 	}{
-		{"no options", schema, nil, false},
-		{"a column", schema, texts("id"), false},
+		{"no options", schema, nil, false, ""},
+		{"a column", schema, texts("id"), false, "id"},
 		// SQL matches a bare name in any case.
-		{"a column in another case", schema, texts("NAME"), false},
-		{"a quoted column", schema, texts(`"Weird-Name"`), false},
-		{"a column between comments", schema, texts("/* the key */ id -- as it is"), false},
+		{"a column in another case", schema, texts("NAME"), false, "name"},
+		{"a quoted column", schema, texts(`"Weird-Name"`), false, "Weird-Name"},
+		{"a column between comments", schema, texts("/* the key */ id -- as it is"), false, "id"},
 		// A quoted name matches a column exactly; DuckDB still resolves
 		// it in any case, so it is valid SQL, not a column read.
-		{"a quoted column in another case", schema, texts(`"ID"`), true},
-		{"an expression", schema, texts("id + 1"), true},
-		{"columns and an expression", schema, texts("id", "name", "upper(name)"), true},
+		{"a quoted column in another case", schema, texts(`"ID"`), true, "!"},
+		{"an expression", schema, texts("id + 1"), true, "!"},
+		{"columns and an expression", schema, texts("id", "name", "upper(name)"), true, "!"},
 		// A NULL result has no type to refuse: Want is not asked.
-		{"NULL passes Want", schema, []sinkexpr.Option{{Field: "topic", Text: "NULL", Want: wantString}}, true},
-		{"Want satisfied", schema, []sinkexpr.Option{{Field: "topic", Text: "name", Want: wantString}, {Field: "t", Text: "'t-' || id", Want: wantString}}, true},
+		{"NULL passes Want", schema, []sinkexpr.Option{{Field: "topic", Text: "NULL", Want: wantString}}, true, "!"},
+		{"Want satisfied", schema, []sinkexpr.Option{{Field: "topic", Text: "name", Want: wantString}, {Field: "t", Text: "'t-' || id", Want: wantString}}, true, "!"},
 		// Without a schema nothing is compiled: unknown columns and
 		// functions pass, and only a text that is more than a name needs
 		// SQL.
-		{"no schema, a name", nil, texts("nope"), false},
-		{"no schema, an expression", nil, texts("id", "frob(nope)"), true},
+		{"no schema, a name", nil, texts("nope"), false, "!"},
+		{"no schema, an expression", nil, texts("id", "frob(nope)"), true, "!"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			set := mustNew(t, tc.opts, tc.schema)
 			if got := set.NeedsSQL(); got != tc.needsSQL {
 				t.Errorf("NeedsSQL() = %v, want %v", got, tc.needsSQL)
+			}
+			cols, ok := set.Columns()
+			got := strings.Join(cols, ",")
+			if !ok {
+				got = "!"
+			}
+			if got != tc.columns {
+				t.Errorf("Columns() = %q, want %q", got, tc.columns)
 			}
 			if got := set.Schema(); got != tc.schema {
 				t.Errorf("Schema() = %v, want %v", got, tc.schema)
