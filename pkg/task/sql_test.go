@@ -1137,3 +1137,46 @@ func TestCopyArrowSinkColumns(t *testing.T) {
 		t.Errorf("Kafka sink: the Arrow path produced\n%.600v\nthe row path\n%.600v", got["arrow"], got["rows"])
 	}
 }
+
+// allColumnsSink hides its sink's connectors.ColumnReader: a task then
+// fills every source column.
+type allColumnsSink struct{ connectors.Sink }
+
+// BenchmarkCopyKafka copies 200k in-memory Kafka records without
+// transforms into the Kafka sink (kfake, key and value copied) by the
+// Arrow path: with batches of the columns the sink reads, and of every
+// column (scenario 2's task, in one process).
+func BenchmarkCopyKafka(b *testing.B) {
+	const n = 200_000
+	values := map[string][][]byte{"t/0": seedValues(n, nil)}
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fake.Close()
+	ks, err := kafka.NewSink(kafka.SinkConfig{BootstrapServers: fake.ListenAddrs()[0], Topic: "out", Key: "key", Value: "value",
+		Schema: columnar.KafkaSchema(false)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ks.Close()
+	for _, bc := range []struct {
+		name string
+		sink connectors.Sink
+	}{{"sink columns", ks}, {"every column", allColumnsSink{ks}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			pool := &memKafka{values: values, chunk: 10_000, arrow: true}
+			b.ReportAllocs()
+			batch := stream.BatchID(0)
+			for b.Loop() {
+				batch++
+				res, err := Run(context.Background(), Attempt{Job: "j", Batch: batch, Range: stream.Range{Partition: "t/0"},
+					Readers: pool, Source: columnar.KafkaSchema(false), Sink: bc.sink, OnError: OnErrorFail})
+				if err != nil || res.RecordsOut != n {
+					b.Fatalf("task: %v, %d records out", err, res.RecordsOut)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+		})
+	}
+}
