@@ -148,7 +148,16 @@ type Executor struct {
 	jobs     map[string]*jobCache // by spec hash
 	running  map[string]context.CancelFunc
 	draining bool
-	slots    *semaphore.Weighted
+	// closed: closeCaches ran; a build that ends after it closes what it
+	// built.
+	closed bool
+	slots  *semaphore.Weighted
+
+	// building admits one job build at a time (cache), outside mu.
+	building chan struct{}
+	// compile compiles a job's spec for use: jobspec.CompileForUse, or a
+	// test's stand-in.
+	compile func(*sluicev1.JobSpec) (*jobspec.Job, error)
 
 	metrics *metrics // Prometheus series and readiness (metrics.go, http.go)
 
@@ -185,7 +194,8 @@ func New(cfg Config) (*Executor, error) {
 	}
 	return &Executor{cfg: cfg, log: cfg.Logger.With("executor", cfg.ID), jobs: map[string]*jobCache{},
 		running: map[string]context.CancelFunc{}, slots: semaphore.NewWeighted(int64(cfg.Slots) * scheduler.SlotUnits),
-		metrics: newMetrics(), dial: dial, state: newStateStores(cfg.StateDir, cfg.IdleTimeout)}, nil
+		metrics: newMetrics(), dial: dial, state: newStateStores(cfg.StateDir, cfg.IdleTimeout),
+		building: make(chan struct{}, 1), compile: jobspec.CompileForUse}, nil
 }
 
 // Run connects to the driver and serves tasks until ctx ends, reconnecting
@@ -274,7 +284,7 @@ func (e *Executor) runTask(ctx context.Context, spec *sluicev1.JobSpec, t *clust
 		return fail(err)
 	}
 	defer e.slots.Release(cost)
-	jc, err := e.cache(spec, t.GetSpecHash())
+	jc, err := e.cache(actx, spec, t.GetSpecHash())
 	if err != nil {
 		return fail(err)
 	}
@@ -329,20 +339,60 @@ func (e *Executor) setDraining() {
 	e.mu.Unlock()
 }
 
-// cache returns the job's compiled state, building it on first use.
-func (e *Executor) cache(spec *sluicev1.JobSpec, hash string) (*jobCache, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.evictIdleLocked()
-	if jc := e.jobs[hash]; jc != nil {
-		jc.active++
-		jc.lastUsed = time.Now()
+// cache returns the job's compiled state, building it on first use. A build
+// (compiling the job, which at a process's first SQL job opens the SQL
+// engine, and making its reader pool and sinks) takes a few hundred
+// milliseconds and may wait on the network, so it runs outside mu: tasks
+// starting, ending and being cancelled, and the tasks of jobs already built,
+// never wait for it. Builds run one at a time; a task of a job being built
+// waits for that build (or for ctx) and then finds the job built.
+func (e *Executor) cache(ctx context.Context, spec *sluicev1.JobSpec, hash string) (*jobCache, error) {
+	if jc := e.cached(hash); jc != nil {
 		return jc, nil
 	}
 	if spec == nil {
 		return nil, errors.New("task arrived without its job spec")
 	}
-	job, err := jobspec.CompileForUse(spec) // resolves secret references here
+	select {
+	case e.building <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-e.building }()
+	if jc := e.cached(hash); jc != nil {
+		return jc, nil // built while this task waited
+	}
+	jc, err := e.build(spec)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		jc.close()
+		return nil, fmt.Errorf("%w: executor %s is shutting down", rpc.ErrUnavailable, e.cfg.ID)
+	}
+	jc.active, jc.lastUsed = 1, time.Now()
+	e.jobs[hash] = jc
+	return jc, nil
+}
+
+// cached returns the job's built state, counted as in use, or nil.
+func (e *Executor) cached(hash string) *jobCache {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.evictIdleLocked()
+	jc := e.jobs[hash]
+	if jc != nil {
+		jc.active++
+		jc.lastUsed = time.Now()
+	}
+	return jc
+}
+
+// build compiles spec and makes the job's reader pool and sinks.
+func (e *Executor) build(spec *sluicev1.JobSpec) (*jobCache, error) {
+	job, err := e.compile(spec) // resolves secret references here
 	if err != nil {
 		return nil, connectors.Permanent(err)
 	}
@@ -361,11 +411,10 @@ func (e *Executor) cache(spec *sluicev1.JobSpec, hash string) (*jobCache, error)
 		sink.Close()
 		return nil, fmt.Errorf("create dead-letter sink: %w", err)
 	}
-	jc := &jobCache{job: job, source: job.SourceSchema(), readers: readers, sink: sink, dead: dead, active: 1, lastUsed: time.Now()}
+	jc := &jobCache{job: job, source: job.SourceSchema(), readers: readers, sink: sink, dead: dead}
 	if c, ok := sink.(connectors.DriverCollector); ok && (!job.Aggregating() || job.State != nil) {
 		jc.collect = c.MaxRows()
 	}
-	e.jobs[hash] = jc
 	return jc, nil
 }
 
@@ -396,6 +445,7 @@ func (jc *jobCache) close() {
 func (e *Executor) closeCaches() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.closed = true
 	for h, jc := range e.jobs {
 		jc.close()
 		delete(e.jobs, h)
