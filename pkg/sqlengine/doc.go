@@ -15,7 +15,8 @@
 // them and why; one of them avoids silently wrong results in DuckDB's Arrow
 // scan). Compiled is a query bound to its input schema (Engine.Compile);
 // Compiled.Run runs it over an array.RecordReader on a connection of its
-// own, so runs go on concurrently. Registry holds Go scalar functions a
+// own, so runs go on concurrently; the connection is kept for a later run,
+// with the query prepared on it (prepared.go). Registry holds Go scalar functions a
 // binary adds to SQL (Scalar1, Scalar2, Scalar3, WithFunctions).
 //
 // # Invariants
@@ -24,12 +25,15 @@
 //     WithView), its own CTEs and range/generate_series/unnest. Anything else
 //     is refused at Compile with a *QueryError giving the position in the
 //     query as written (see QueryError and the sentinels).
-//   - Each run's input is a fresh Arrow stream under a database-wide unique
-//     name, seen by the query through a TEMP view on the run's connection,
-//     dropped before the stream is released. A query that would read its
-//     view twice reads a TEMP table copy instead (the stream is one-shot).
+//   - Each run's input reaches DuckDB through an input slot (slot.go): an
+//     Arrow stream registered once per input schema under a database-wide
+//     unique name, read by one run at a time and empty between runs, seen by
+//     the query under its view's name (a CTE, or a TEMP view on the run's
+//     connection). A query that would read its view twice reads a TEMP table
+//     copy instead (a run's input can be read once).
 //   - Every Arrow record handed in is released exactly once by its owner;
-//     results hold a connection until released; Close waits for them.
+//     results hold a connection until released; Close closes the kept
+//     connections and waits for the others.
 //
 // # Input queries
 //

@@ -231,7 +231,8 @@ func (c *Compiled) RunBatches(ctx context.Context, in []arrow.RecordBatch, opts 
 }
 
 // result is DuckDB's reader over a materialised result, owning the
-// connection it came from: the last Release closes both.
+// connection it came from: the last Release frees the result and gives the
+// connection back (kept for a later run, or closed).
 type result struct {
 	array.RecordReader
 	refs   atomic.Int64
