@@ -246,13 +246,13 @@ func sinkColumns(schema *arrow.Schema, sink connectors.Sink) *arrow.Schema {
 
 // copyArrow is run's copy for a reader that fills Arrow batches and a sink
 // that takes them: the range goes to the sink as batches of the source's
-// columns (a.Source, narrowed by sinkColumns) of up to sqlBatchRows records, built from the fetched
-// records, without a map per record. The sink makes of a batch the records
-// it makes of the same rows (connectors.ArrowWriter), and the readers'
-// batches hold the rows their Read returns (columnar.KafkaBuilder,
-// columnar.KinesisBuilder), so the output is the row path's. Records the
-// reader could not unpack follow onError, as in copyRows; it returns those
-// to dead-letter.
+// columns (a.Source, narrowed by sinkColumns) of up to sqlBatchRows
+// records, built from the fetched records, without a map per record. The
+// sink makes of a batch the records it makes of the same rows
+// (connectors.ArrowWriter), and the readers' batches hold the rows their
+// Read returns (columnar.KafkaBuilder, columnar.KinesisBuilder), so the
+// output is the row path's. Records the reader could not unpack follow
+// onError, as in copyRows; it returns those to dead-letter.
 func copyArrow(ctx context.Context, a Attempt, f filler, aw connectors.ArrowWriter, res *Result) (dead []stream.Row, err error) {
 	for {
 		n, bytes, bad, rerr := f.fill(ctx)
