@@ -981,7 +981,17 @@ func TestCopyArrowHeaders(t *testing.T) {
 		run(topic, s)
 		ks.Close()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.ConsumeTopics("arrow", "rows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := consumeArrowAndRows(t, fake.ListenAddrs(), n)
+	if fmt.Sprint(got["arrow"]) != fmt.Sprint(got["rows"]) {
+		t.Errorf("Kafka sink: the Arrow path produced\n%.600v\nthe row path\n%.600v", got["arrow"], got["rows"])
+	}
+}
+
+// consumeArrowAndRows reads n records from each of the topics arrow and
+// rows, each as its key, value and headers.
+func consumeArrowAndRows(t *testing.T, addrs []string, n int) map[string][]string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("arrow", "rows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -998,9 +1008,7 @@ func TestCopyArrowHeaders(t *testing.T) {
 			got[r.Topic] = append(got[r.Topic], fmt.Sprintf("%q %q %v", r.Key, r.Value, r.Headers))
 		})
 	}
-	if fmt.Sprint(got["arrow"]) != fmt.Sprint(got["rows"]) {
-		t.Errorf("Kafka sink: the Arrow path produced\n%.600v\nthe row path\n%.600v", got["arrow"], got["rows"])
-	}
+	return got
 }
 
 // schemaSink records the schemas of the batches its writers get, and says
@@ -1116,23 +1124,7 @@ func TestCopyArrowSinkColumns(t *testing.T) {
 	if len(cols) == 0 || cols[0] != "key,value,offset" {
 		t.Errorf("the Kafka sink's batches had columns %v, want key,value,offset", cols)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.ConsumeTopics("arrow", "rows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	got := map[string][]string{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for len(got["arrow"])+len(got["rows"]) < 2*n {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("consumed %d and %d records: %v", len(got["arrow"]), len(got["rows"]), err)
-		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			got[r.Topic] = append(got[r.Topic], fmt.Sprintf("%q %q %v", r.Key, r.Value, r.Headers))
-		})
-	}
+	got := consumeArrowAndRows(t, fake.ListenAddrs(), n)
 	if fmt.Sprint(got["arrow"]) != fmt.Sprint(got["rows"]) {
 		t.Errorf("Kafka sink: the Arrow path produced\n%.600v\nthe row path\n%.600v", got["arrow"], got["rows"])
 	}
