@@ -26,29 +26,6 @@ func keptStatements(e *Engine) []int {
 	return out
 }
 
-// TestPreparedRunsReuseThePlan: runs of one query, one after the other,
-// share one kept connection and one prepared statement, and each reads its
-// own input.
-func TestPreparedRunsReuseThePlan(t *testing.T) {
-	e := newEngine(t)
-	mem := checkedMem(t)
-	c, err := e.Compile(context.Background(), "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n := 1; n <= 5; n++ {
-		rec := intBatch(mem, "x", n*10)
-		got := sumOf(t, c, rec)
-		rec.Release()
-		if want := int64(n*10*(n*10-1)) / 2; got != want {
-			t.Fatalf("run %d: sum %d, want %d", n, got, want)
-		}
-	}
-	if got := keptStatements(e); len(got) != 1 || got[0] != 1 {
-		t.Errorf("kept connections' statements %v, want one connection with one", got)
-	}
-}
-
 // TestPreparedRunsSeeTheirOwnTime: the pinned time is read when a kept
 // plan runs, not when it was prepared, and an unpinned run after pinned
 // ones sees the clock.

@@ -72,8 +72,9 @@ func inputViews(t *testing.T, e *Engine) []string {
 }
 
 // TestSlotsReused: runs of one input schema, one after the other, read
-// their inputs through one registered view, each its own rows; between
-// runs the view reads nothing.
+// their inputs through one registered view and one statement prepared on
+// one kept connection (prepared.go), each its own rows; between runs the
+// view reads nothing.
 func TestSlotsReused(t *testing.T) {
 	e := newEngine(t)
 	mem := checkedMem(t)
@@ -92,6 +93,9 @@ func TestSlotsReused(t *testing.T) {
 	views := inputViews(t, e)
 	if len(views) != 1 {
 		t.Fatalf("input views %v, want one for the five runs", views)
+	}
+	if got := keptStatements(e); len(got) != 1 || got[0] != 1 {
+		t.Errorf("kept connections' statements %v, want one connection with one statement for the five runs", got)
 	}
 	// Between runs the slot is an empty table, not a released stream.
 	s, err := e.connect(context.Background())
