@@ -101,9 +101,12 @@ type Engine struct {
 	amu  sync.Mutex
 	aggs map[string]bool
 
-	// runIdle are the connections kept between runs (prepared.go).
-	rmu     sync.Mutex
-	runIdle []*session
+	// runIdle are the connections kept between runs (prepared.go);
+	// runsActive counts the runs holding one from runSession, runsPeak the
+	// most at once.
+	rmu                  sync.Mutex
+	runIdle              []*session
+	runsActive, runsPeak int
 
 	// free are the input slots no run holds (slot.go), oldest first.
 	smu  sync.Mutex

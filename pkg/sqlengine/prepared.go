@@ -32,11 +32,15 @@ import (
 //     creates TEMP objects and keeps a connection of its own, closed after.
 //   - A connection whose run failed is closed, not kept: an interrupted or
 //     failed query may leave it in a state no later run should inherit.
+//
+// The engine keeps as many connections as runs have held at once, so an
+// executor with many task slots keeps one per slot.
 
 const (
-	// maxIdleRunConns bounds the connections kept between runs: an
-	// executor's concurrent tasks, with room to spare.
-	maxIdleRunConns = 16
+	// maxIdleRunConns bounds the connections kept between runs. Below it
+	// the engine keeps as many as runs have held at once (runsPeak): an
+	// executor's concurrent tasks, whatever its slots.
+	maxIdleRunConns = 256
 	// maxPrepared bounds the statements prepared on one connection: each
 	// holds a plan. A job's task query over each slot it met is one.
 	maxPrepared = 32
@@ -53,9 +57,11 @@ type prepared struct {
 }
 
 // runSession returns a kept connection for a run, or a new one. The run
-// gives it back with putRunSession.
+// gives it back with putRunSession, whatever happens.
 func (e *Engine) runSession(ctx context.Context) (*session, error) {
 	e.rmu.Lock()
+	e.runsActive++
+	e.runsPeak = max(e.runsPeak, e.runsActive)
 	if n := len(e.runIdle); n > 0 {
 		s := e.runIdle[n-1]
 		e.runIdle = e.runIdle[:n-1]
@@ -63,24 +69,29 @@ func (e *Engine) runSession(ctx context.Context) (*session, error) {
 		return s, nil
 	}
 	e.rmu.Unlock()
-	return e.connect(ctx)
+	s, err := e.connect(ctx)
+	if err != nil {
+		e.rmu.Lock()
+		e.runsActive--
+		e.rmu.Unlock()
+	}
+	return s, err
 }
 
 // putRunSession keeps s for the next run, or closes it: after a run that
-// failed (ok false), once Close has started, or beyond maxIdleRunConns.
+// failed (ok false), once Close has started, or when as many are kept as
+// runs have held at once (at most maxIdleRunConns): more would never be
+// used.
 func (e *Engine) putRunSession(s *session, ok bool) {
-	if !ok {
-		s.close()
-		return
-	}
 	// Lock order rmu, then mu: Close marks the engine closed before it
 	// takes rmu to close the kept connections, so a connection kept here
 	// is either seen by that drain or not kept at all.
 	e.rmu.Lock()
+	e.runsActive--
 	e.mu.Lock()
 	closed := e.closed
 	e.mu.Unlock()
-	if closed || len(e.runIdle) >= maxIdleRunConns {
+	if !ok || closed || len(e.runIdle) >= min(e.runsPeak, maxIdleRunConns) {
 		e.rmu.Unlock()
 		s.close()
 		return

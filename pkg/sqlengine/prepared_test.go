@@ -201,3 +201,53 @@ func TestCloseClosesKeptConnections(t *testing.T) {
 		t.Errorf("kept connections %v after Close", got)
 	}
 }
+
+// TestKeptConnectionsFollowConcurrency: the engine keeps as many
+// connections as runs held at once (an executor with many slots keeps one
+// per slot), and a failed run's connection is not kept nor counted.
+func TestKeptConnectionsFollowConcurrency(t *testing.T) {
+	e := newEngine(t)
+	mem := checkedMem(t)
+	rec := intBatch(mem, "x", 10)
+	defer rec.Release()
+	c, err := e.Compile(context.Background(), "select sum(x) as s from source", rec.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const held = 20 // more than an early version's fixed 16
+	var results []array.RecordReader
+	for range held {
+		rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Run(context.Background(), rdr)
+		rdr.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, res)
+	}
+	for _, res := range results {
+		res.Release()
+	}
+	if got := keptStatements(e); len(got) != held {
+		t.Fatalf("%d kept connections after %d runs at once, want %d", len(got), held, held)
+	}
+	// A failing run takes a kept connection and closes it.
+	bad := stringBatch(mem, "x")
+	defer bad.Release()
+	f, err := e.Compile(context.Background(), "select sum(cast(s as int)) as n from source", bad.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.RunBatches(context.Background(), []arrow.RecordBatch{bad}); err == nil {
+		t.Fatal("the failing run did not fail")
+	}
+	e.rmu.Lock()
+	active, peak := e.runsActive, e.runsPeak
+	e.rmu.Unlock()
+	if got := keptStatements(e); len(got) != held-1 || active != 0 || peak != held {
+		t.Errorf("after a failed run: %d kept, %d active, peak %d; want %d, 0, %d", len(got), active, peak, held-1, held)
+	}
+}

@@ -91,7 +91,11 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		return nil, err
 	}
 	fail := func(err error) (array.RecordReader, error) {
-		s.close()
+		if pooled {
+			c.e.putRunSession(s, false)
+		} else {
+			s.close()
+		}
 		cleanup()
 		return nil, err
 	}
