@@ -245,12 +245,10 @@ func (s *Sink) produce(ctx context.Context, cl *kgo.Client, p *produced, columns
 	}
 	m := s.newMaker(vals, func(i int) string { return describeRow(rows[i]) })
 	m.value = func(i int) ([]byte, error) { return rowjson.Append(nil, rows[i], columns) }
-	slab := make([]kgo.Record, len(rows))
-	for i := range slab {
-		if err := m.record(i, &slab[i]); err != nil {
-			vals.Release()
-			return connectors.Permanent(err)
-		}
+	slab, err := m.records(len(rows))
+	if err != nil {
+		vals.Release()
+		return err
 	}
 	hand(ctx, cl, p, slab, vals.Release)
 	return nil

@@ -96,9 +96,8 @@ func (s *Sink) produceArrow(ctx context.Context, cl *kgo.Client, p *produced, co
 	return nil
 }
 
-// buildArrow makes the records of rec's rows, all of them before any goes
-// to the client, so that a row that fails produces nothing of its batch.
-// The records point into vals and rec.
+// buildArrow makes the records of rec's rows (recordMaker.records). The
+// records point into vals and rec.
 func (s *Sink) buildArrow(vals *sinkexpr.Values, columns []string, rec arrow.RecordBatch) ([]kgo.Record, error) {
 	where, err := describeBatch(rec)
 	if err != nil {
@@ -119,15 +118,7 @@ func (s *Sink) buildArrow(vals *sinkexpr.Values, columns []string, rec arrow.Rec
 			return m.mem.copy(line), nil
 		}
 	}
-	// The batch's records in one allocation; the client holds each until
-	// it is acknowledged, which keeps the slab alive as long as any is.
-	slab := make([]kgo.Record, rec.NumRows())
-	for i := range slab {
-		if err := m.record(i, &slab[i]); err != nil {
-			return nil, connectors.Permanent(err)
-		}
-	}
-	return slab, nil
+	return m.records(int(rec.NumRows()))
 }
 
 // hand gives cl the records of slab and calls release once the client has
@@ -251,6 +242,20 @@ func (m *recordMaker) bytesOf(k int) bytesOf {
 	}
 }
 
+// records makes the records of rows 0 to n-1, all of them before any goes
+// to the client, so that a row that fails produces nothing of its batch.
+// They share one allocation; the client holds each until it is
+// acknowledged, which keeps the slab alive as long as any is.
+func (m *recordMaker) records(n int) ([]kgo.Record, error) {
+	slab := make([]kgo.Record, n)
+	for i := range slab {
+		if err := m.record(i, &slab[i]); err != nil {
+			return nil, connectors.Permanent(err)
+		}
+	}
+	return slab, nil
+}
+
 // record fills rec, a zero Record, with the record of row i.
 func (m *recordMaker) record(i int, rec *kgo.Record) error {
 	set := m.set
@@ -325,9 +330,9 @@ func describeValue(v any) string {
 }
 
 // arena hands out copies of byte slices (the default value, encoded per
-// row into a reused buffer) from shared chunks: one allocation
-// per chunk instead of one per record. A chunk stays alive while any record
-// holding a slice of it does.
+// row into a reused buffer) from shared chunks: one allocation per chunk
+// instead of one per record. A chunk stays alive while any record holding
+// a slice of it does.
 type arena struct{ buf []byte }
 
 // view is a value of a binary array as a record's bytes: never nil (a
