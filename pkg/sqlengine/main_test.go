@@ -242,3 +242,14 @@ func sortRows(rows [][]any) {
 		return 0
 	})
 }
+
+// mustCompile compiles query for inputs of schema, failing the test on an
+// error.
+func mustCompile(t testing.TB, e *Engine, query string, schema *arrow.Schema) *Compiled {
+	t.Helper()
+	c, err := e.Compile(context.Background(), query, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -32,10 +32,7 @@ func keptStatements(e *Engine) []int {
 func TestPreparedRunsSeeTheirOwnTime(t *testing.T) {
 	e := newEngine(t)
 	mem := checkedMem(t)
-	c, err := e.Compile(context.Background(), `select current_timestamp as ts, unix_timestamp() as u from source`, treasurySchema)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustCompile(t, e, `select current_timestamp as ts, unix_timestamp() as u from source`, treasurySchema)
 	batches := treasuryBatches(mem, treasuryRows[:1], 1)
 	defer releaseAll(batches)
 	for _, at := range []time.Time{
@@ -61,10 +58,7 @@ func TestPreparedRunsSeeTheirOwnTime(t *testing.T) {
 func TestPreparedRunsAfterCatalogChanges(t *testing.T) {
 	e := newEngine(t)
 	mem := checkedMem(t)
-	a, err := e.Compile(context.Background(), "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustCompile(t, e, "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
 	rec := intBatch(mem, "x", 10)
 	if got := sumOf(t, a, rec); got != 45 {
 		t.Fatalf("first run: sum %d, want 45", got)
@@ -76,10 +70,7 @@ func TestPreparedRunsAfterCatalogChanges(t *testing.T) {
 	for i := range others {
 		col := fmt.Sprintf("y%d", i)
 		r := intBatch(mem, col, 4)
-		b, err := e.Compile(context.Background(), "select sum("+col+") as s from source", r.Schema())
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := mustCompile(t, e, "select sum("+col+") as s from source", r.Schema())
 		if got := sumOf(t, b, r); got != 6 {
 			t.Fatalf("schema %d: sum %d, want 6", i, got)
 		}
@@ -124,14 +115,11 @@ func TestPreparedRunFails(t *testing.T) {
 	good, bad := stringBatch(mem, "1", "2"), stringBatch(mem, "3", "x")
 	defer good.Release()
 	defer bad.Release()
-	c, err := e.Compile(context.Background(), "select sum(cast(s as int)) as n from source", good.Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustCompile(t, e, "select sum(cast(s as int)) as n from source", good.Schema())
 	if got := sumOf(t, c, good); got != 3 {
 		t.Fatalf("sum %d, want 3", got)
 	}
-	_, err = c.RunBatches(context.Background(), []arrow.RecordBatch{bad})
+	_, err := c.RunBatches(context.Background(), []arrow.RecordBatch{bad})
 	var qe *QueryError
 	if !errors.As(err, &qe) || !errors.Is(err, ErrExecution) {
 		t.Fatalf("Run = %v, want a QueryError wrapping ErrExecution", err)
@@ -156,10 +144,7 @@ func TestPreparedEvicted(t *testing.T) {
 	defer rec.Release()
 	var cs []*Compiled
 	for i := range maxPrepared + 3 {
-		c, err := e.Compile(context.Background(), fmt.Sprintf("select sum(x) + %d as s from source", i), rec.Schema())
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustCompile(t, e, fmt.Sprintf("select sum(x) + %d as s from source", i), rec.Schema())
 		cs = append(cs, c)
 	}
 	for round := range 2 {
@@ -184,10 +169,7 @@ func TestCloseClosesKeptConnections(t *testing.T) {
 	mem := checkedMem(t)
 	rec := intBatch(mem, "x", 10)
 	defer rec.Release()
-	c, err := e.Compile(context.Background(), "select sum(x) as s from source", rec.Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustCompile(t, e, "select sum(x) as s from source", rec.Schema())
 	sumOf(t, c, rec)
 	if got := keptStatements(e); len(got) != 1 {
 		t.Fatalf("kept connections %v, want one", got)
@@ -210,10 +192,7 @@ func TestKeptConnectionsFollowConcurrency(t *testing.T) {
 	mem := checkedMem(t)
 	rec := intBatch(mem, "x", 10)
 	defer rec.Release()
-	c, err := e.Compile(context.Background(), "select sum(x) as s from source", rec.Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustCompile(t, e, "select sum(x) as s from source", rec.Schema())
 	const held = 20 // more than an early version's fixed 16
 	var results []array.RecordReader
 	for range held {
@@ -237,10 +216,7 @@ func TestKeptConnectionsFollowConcurrency(t *testing.T) {
 	// A failing run takes a kept connection and closes it.
 	bad := stringBatch(mem, "x")
 	defer bad.Release()
-	f, err := e.Compile(context.Background(), "select sum(cast(s as int)) as n from source", bad.Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := mustCompile(t, e, "select sum(cast(s as int)) as n from source", bad.Schema())
 	if _, err := f.RunBatches(context.Background(), []arrow.RecordBatch{bad}); err == nil {
 		t.Fatal("the failing run did not fail")
 	}

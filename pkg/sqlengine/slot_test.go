@@ -78,10 +78,7 @@ func inputViews(t *testing.T, e *Engine) []string {
 func TestSlotsReused(t *testing.T) {
 	e := newEngine(t)
 	mem := checkedMem(t)
-	c, err := e.Compile(context.Background(), "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustCompile(t, e, "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
 	for n := 1; n <= 5; n++ {
 		rec := intBatch(mem, "x", n*100)
 		got := sumOf(t, c, rec)
@@ -118,10 +115,7 @@ func TestSlotsReused(t *testing.T) {
 func TestSlotsConcurrent(t *testing.T) {
 	e := newEngine(t)
 	mem := checkedMem(t)
-	c, err := e.Compile(context.Background(), "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustCompile(t, e, "select sum(x) as s from source", intBatch(mem, "x", 0).Schema())
 	const runners, runs = 4, 20
 	var wg sync.WaitGroup
 	errs := make(chan error, runners*runs)
@@ -164,10 +158,7 @@ func TestSlotsEvicted(t *testing.T) {
 	for i := range schemas {
 		col := fmt.Sprintf("x%d", i)
 		rec := intBatch(mem, col, 3)
-		c, err := e.Compile(context.Background(), "select sum("+col+") as s from source", rec.Schema())
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustCompile(t, e, "select sum("+col+") as s from source", rec.Schema())
 		if got := sumOf(t, c, rec); got != 3 {
 			t.Fatalf("schema %d: sum %d, want 3", i, got)
 		}
