@@ -78,12 +78,7 @@ func compileSQL(j *Job, spec *sluicev1.JobSpec, e *Error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sqlCompileTimeout)
 	defer cancel()
-	eng, err := sqltransform.SharedEngine(ctx)
-	if err != nil {
-		e.add("transforms", "%v", err)
-		return
-	}
-	p, err := sqltransform.Compile(ctx, eng, sqltransform.Config{
+	p, err := sqltransform.CompileShared(ctx, sqltransform.Config{
 		Source: source, Steps: steps, OnBad: onBad(spec.GetOnError()),
 		OutputMode: outputMode(j), WatermarkColumn: watermarkColumn(j), DropDuplicates: dedup(j),
 	})
