@@ -47,7 +47,6 @@ import (
 	etcdstore "github.com/sluicehq/sluice/pkg/checkpoint/etcd"
 	"github.com/sluicehq/sluice/pkg/checkpoint/local"
 	s3store "github.com/sluicehq/sluice/pkg/checkpoint/s3"
-	"github.com/sluicehq/sluice/pkg/sqltransform"
 	clusterv1 "github.com/sluicehq/sluice/proto/sluice/cluster/v1"
 	sluicev1 "github.com/sluicehq/sluice/proto/sluice/v1"
 )
@@ -431,18 +430,6 @@ func (d *Driver) Run(ctx context.Context) (err error) {
 	}
 	fence := lead.Fence()
 	d.log.Info("elected leader", "epoch", fence.Epoch)
-	// The leader compiles every job submitted; the first compile of the
-	// process would open the SQL engine inside a SubmitJob. Open it now,
-	// beside the catalog's loading (a compile that comes first waits for
-	// it, not for a second one).
-	warmed := make(chan struct{})
-	go func() {
-		defer close(warmed)
-		if err := sqltransform.Warm(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("the SQL engine could not be opened ahead of the first job; that job's compile opens it", "err", err)
-		}
-	}()
-	defer func() { <-warmed }()
 	m := newManager(ctx, d, fence)
 	d.mu.Lock()
 	d.fence = fence
