@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-
-	"github.com/sluicehq/sluice/pkg/columnar"
 )
 
 // CompileShared is Compile on the process's engine (SharedEngine), which
@@ -98,23 +96,4 @@ func (r *pipelines) put(key string, p *Pipeline) {
 		r.entries = slices.Delete(r.entries, 0, len(r.entries)-recentSize+1)
 	}
 	r.entries = append(r.entries, recentPipeline{key: key, p: p})
-}
-
-// Warm opens the process's engine and compiles a small aggregating query
-// over Kafka's records, so that the next compile finds ready what every
-// compile needs and only the first one would build: the database with its
-// Spark macros, DuckDB's list of aggregate functions, and the planner
-// database that narrows a task's reads. Together they are about 0.15 s of
-// CPU and 45 MB of memory. A driver warms when it becomes the leader, which
-// then compiles every job submitted; executors do not, since one that runs
-// no SQL job never needs the engine.
-func Warm(ctx context.Context) error {
-	_, err := CompileShared(ctx, Config{
-		Source: columnar.KafkaSchema(false),
-		Steps:  []Step{{Path: "warm", SQL: &SQL{Query: "SELECT topic, count(*) AS n FROM source GROUP BY topic"}}},
-	})
-	if err != nil {
-		return fmt.Errorf("sqltransform: warm the SQL engine: %w", err)
-	}
-	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
 )
@@ -113,19 +112,5 @@ func TestCompileSharedEvicts(t *testing.T) {
 	}
 	if p, _ := CompileShared(ctx, cfgs[1]); p == ps[1] {
 		t.Fatal("the least recently used pipeline was not evicted")
-	}
-}
-
-// TestWarm: the query Warm compiles (an aggregate, so that DuckDB's
-// aggregate functions are listed, over Kafka's schema, so that the planner
-// database narrows its reads) compiles, and a second Warm is cheap.
-func TestWarm(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := Warm(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := Warm(ctx); err != nil {
-		t.Fatal(err)
 	}
 }
