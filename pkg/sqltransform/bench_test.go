@@ -4,6 +4,7 @@ package sqltransform
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,5 +50,66 @@ func BenchmarkSmallTask(b *testing.B) {
 				in.Release()
 			}
 		})
+	}
+}
+
+// BenchmarkTaskSize runs one task of scenario 1's size (15,625 records of
+// make bench's transactions: 8 batches of 250,000 records over 16
+// partitions) through three pipelines: the count-only query (1c), the JSON
+// decode and treasury group-by (1), and the same group-by over columns
+// decoded already, which prices DuckDB's json_transform as the difference.
+// Run with -benchtime 300x; ns/record is per input record.
+func BenchmarkTaskSize(b *testing.B) {
+	const records = 15_625
+	eng := engine(b)
+	branches, currencies := []string{"Kazan", "SPB", "Novosibirsk", "Surgut"}, []string{"RUB", "USD", "EUR", "GBP"}
+	decoded := arrow.NewSchema([]arrow.Field{
+		{Name: "branch", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "currency", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "amount", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	}, nil)
+	const group = "select branch, currency, sum(amount) as s, count(*) as n from t group by branch, currency"
+	for _, tc := range []struct {
+		name   string
+		source *arrow.Schema
+		steps  []Step
+	}{
+		{"count", columnar.KafkaSchema(false), []Step{query(0, "", "select count(*) as n from source")}},
+		{"decode+group", columnar.KafkaSchema(false), []Step{decodeJSON("branch STRING, currency STRING, amount BIGINT"), query(1, "t", group)}},
+		{"group-decoded", decoded, []Step{query(0, "t", group)}},
+	} {
+		p, err := Compile(context.Background(), eng, Config{Source: tc.source, Steps: tc.steps})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bld := columnar.NewBuilder(memory.NewGoAllocator(), p.Source())
+		ts := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+		for i := range records {
+			br, cur, amount := branches[i%4], currencies[(i/4)%4], int64(i%201-100)
+			ts = ts.Add(time.Duration(i%5000) * time.Microsecond)
+			err := bld.Append(stream.Row{"topic": "t", "partition": int64(0), "offset": int64(i), "branch": br, "currency": cur, "amount": amount,
+				"value": fmt.Appendf(nil, `{"id":%d,"ts":"%s","branch":"%s","currency":"%s","amount":%d,"account":"40817810%012d"}`,
+					i, ts.Format("2006-01-02T15:04:05.000Z"), br, cur, amount, i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		rec := bld.NewRecordBatch()
+		bld.Release()
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				in, _ := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
+				out, err := p.RunTask(context.Background(), in, time.Now(), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for out.Next() {
+				}
+				out.Release()
+				in.Release()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*records), "ns/record")
+		})
+		rec.Release()
 	}
 }
