@@ -23,6 +23,10 @@ type Config struct {
 	// records in about this many micro-batches (maxOffsetsPerTrigger =
 	// N/Batches), as a streaming job catching up would.
 	Batches int
+	// Pairs is how many times each Kafka throughput row (1, 1b, 1c, 2) runs
+	// its baseline and then its Sluice job; the row reports the pair whose
+	// ratio is the median.
+	Pairs int
 	// Executors and Slots per executor of every Sluice cluster.
 	Executors int
 	Slots     int
@@ -93,6 +97,7 @@ var Knobs = []Knob{
 	{"BENCH_N", "2000000", "records of the Kafka throughput scenarios (1, 1b, 1c, 2)"},
 	{"BENCH_PARTITIONS", "16", "partitions of the throughput topic"},
 	{"BENCH_BATCHES", "8", "micro-batches the availableNow jobs of scenarios 1, 1b, 1c and 2 take (maxOffsetsPerTrigger = N/batches)"},
+	{"BENCH_PAIRS", "3", "baseline-then-Sluice pairs each Kafka throughput row (1, 1b, 1c, 2) runs; the row shows the pair of median ratio and lists every pair's ratio"},
 	{"BENCH_EXECUTORS", "2", "executor processes per Sluice cluster"},
 	{"BENCH_SLOTS", "2", "task slots per executor"},
 	{"BENCH_SCENARIOS", "all", "comma-separated scenario ids to run, e.g. 1,3,6 (1 is 1, 1b and 1c; 1c alone is 1c)"},
@@ -162,6 +167,7 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 	c.N = intVar("BENCH_N", 1000)
 	c.Partitions = intVar("BENCH_PARTITIONS", 1)
 	c.Batches = intVar("BENCH_BATCHES", 1)
+	c.Pairs = intVar("BENCH_PAIRS", 1)
 	c.Executors = intVar("BENCH_EXECUTORS", 1)
 	c.Slots = intVar("BENCH_SLOTS", 1)
 	if s := get("BENCH_SCENARIOS"); s != "all" {

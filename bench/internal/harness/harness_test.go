@@ -18,7 +18,7 @@ func TestLoad(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "defaults", env: nil, check: func(t *testing.T, c Config) {
-			if c.N != 2_000_000 || c.Partitions != 16 || c.Executors != 2 || c.LeaseTTL != 10*time.Second ||
+			if c.N != 2_000_000 || c.Partitions != 16 || c.Pairs != 3 || c.Executors != 2 || c.LeaseTTL != 10*time.Second ||
 				c.StateKeys != 1_000_000 || c.StateN != 2_000_000 || c.StateBatches != 20 ||
 				!cmp.Equal(c.OverheadPartitions, []int{16, 256, 1024, 4096}) || c.Pprof != "" || c.PprofTime != 10*time.Second || len(c.Scenarios) != 0 || c.Keep {
 				t.Errorf("defaults: %+v", c)
@@ -51,8 +51,8 @@ func TestLoad(t *testing.T) {
 			}},
 		{name: "fewer state records than keys", env: map[string]string{"BENCH_STATE_KEYS": "1000", "BENCH_STATE_N": "999"},
 			wantErr: []string{"BENCH_STATE_N=999: must be at least BENCH_STATE_KEYS (1000)"}},
-		{name: "too small", env: map[string]string{"BENCH_N": "10", "BENCH_TIMEOUT": "-1s"},
-			wantErr: []string{"BENCH_N=10: must be at least 1000", "BENCH_TIMEOUT=-1s: must be positive"}},
+		{name: "too small", env: map[string]string{"BENCH_N": "10", "BENCH_TIMEOUT": "-1s", "BENCH_PAIRS": "0"},
+			wantErr: []string{"BENCH_N=10: must be at least 1000", "BENCH_TIMEOUT=-1s: must be positive", "BENCH_PAIRS=0: must be at least 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,11 +1,13 @@
 package scenario
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -107,42 +109,89 @@ func runAggregate(ctx context.Context, env *harness.Env, rep *harness.Report, j 
 	if err != nil {
 		return err
 	}
-	base, err := runBaseline(ctx, env, "baseline-"+j.dir+"-"+j.baseline, j.baseline, "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, markArg(env.Cfg))
-	if err != nil {
-		return err
-	}
-	if err := checkBaseline(base.res, w); err != nil {
-		return err
-	}
-	if j.baseline == "aggregate" {
-		for g, want := range w.Groups {
-			if got := base.res.Groups[g]; got != (baseline.Group{Sum: want.Sum, Count: want.Count}) {
-				return fmt.Errorf("baseline computed %s = %+v, the workload holds %+v", g, got, want)
+	base, s, ratios, err := runPairs(env.Cfg.Pairs, func(pair int) (baselineRun, sluiceRun, error) {
+		dir := pairDir(j.dir, pair)
+		base, err := runBaseline(ctx, env, "baseline-"+dir+"-"+j.baseline, j.baseline, "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, markArg(env.Cfg))
+		if err != nil {
+			return base, sluiceRun{}, err
+		}
+		if err := checkBaseline(base.res, w); err != nil {
+			return base, sluiceRun{}, err
+		}
+		if j.baseline == "aggregate" {
+			for g, want := range w.Groups {
+				if got := base.res.Groups[g]; got != (baseline.Group{Sum: want.Sum, Count: want.Count}) {
+					return base, sluiceRun{}, fmt.Errorf("baseline computed %s = %+v, the workload holds %+v", g, got, want)
+				}
 			}
 		}
-	}
 
-	name := j.dir + "-" + env.Run
-	out := filepath.Join(env.Dir, j.dir+"-out")
-	spec := &sluicev1.JobSpec{
-		Name:       name,
-		Source:     kafkaSource(k.Brokers, w.Topic, perTrigger(env.Cfg)),
-		Transforms: j.transforms,
-		Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_File{File: &sluicev1.FileSink{Path: out}}},
-		Trigger:    &sluicev1.Trigger{Kind: &sluicev1.Trigger_AvailableNow{AvailableNow: true}},
-	}
-	s, err := runSluice(ctx, env, j.dir, spec, w.Records)
+		name := dir + "-" + env.Run
+		out := filepath.Join(env.Dir, dir+"-out")
+		spec := &sluicev1.JobSpec{
+			Name:       name,
+			Source:     kafkaSource(k.Brokers, w.Topic, perTrigger(env.Cfg)),
+			Transforms: j.transforms,
+			Sink:       &sluicev1.Sink{Kind: &sluicev1.Sink_File{File: &sluicev1.FileSink{Path: out}}},
+			Trigger:    &sluicev1.Trigger{Kind: &sluicev1.Trigger_AvailableNow{AvailableNow: true}},
+		}
+		s, err := runSluice(ctx, env, dir, spec, w.Records)
+		if err != nil {
+			return base, s, err
+		}
+		rows, err := file.ReadAll(out, name)
+		if err != nil {
+			return base, s, fmt.Errorf("job %s: read its output: %w", name, err)
+		}
+		if err := j.check(rows, w); err != nil {
+			return base, s, fmt.Errorf("job %s wrote wrong totals: %w", name, err)
+		}
+		return base, s, nil
+	})
 	if err != nil {
 		return err
 	}
-	rows, err := file.ReadAll(out, name)
-	if err != nil {
-		return fmt.Errorf("job %s: read its output: %w", name, err)
+	return rep.Add(throughputRow(j.id, j.name, j.target, w, base, s, ratios))
+}
+
+// runPairs runs a throughput row's baseline and Sluice job n times (run
+// gets the pair's number, from 1) and returns the pair whose ratio is the
+// median, the lower middle one of an even count, with every pair's ratio in
+// the order they ran. One pair's ratio moves with this machine's speed from
+// one minute to the next (row 1's was 1.03 and 1.53 in consecutive runs of
+// one commit); the median of pairs taken a minute apart moves less, and the
+// list shows the spread.
+func runPairs(n int, run func(pair int) (baselineRun, sluiceRun, error)) (baselineRun, sluiceRun, []float64, error) {
+	type pair struct {
+		b     baselineRun
+		s     sluiceRun
+		ratio float64
 	}
-	if err := j.check(rows, w); err != nil {
-		return fmt.Errorf("job %s wrote wrong totals: %w", name, err)
+	var pairs []pair
+	ratios := make([]float64, 0, n)
+	for i := 1; i <= n; i++ {
+		b, s, err := run(i)
+		if err != nil {
+			return b, s, nil, err
+		}
+		// The records are the same on both sides: the rates' ratio is the
+		// elapsed times' inverse ratio.
+		r := b.res.Elapsed.Seconds() / s.elapsed.Seconds()
+		pairs = append(pairs, pair{b, s, r})
+		ratios = append(ratios, r)
 	}
-	return rep.Add(throughputRow(j.id, j.name, j.target, w, base, s))
+	slices.SortStableFunc(pairs, func(x, y pair) int { return cmp.Compare(x.ratio, y.ratio) })
+	m := pairs[(len(pairs)-1)/2]
+	return m.b, m.s, ratios, nil
+}
+
+// pairDir names the processes, directories and job of a row's pair: the
+// row's own name for the first, numbered after it for the others.
+func pairDir(dir string, pair int) string {
+	if pair <= 1 {
+		return dir
+	}
+	return fmt.Sprintf("%s-%d", dir, pair)
 }
 
 // groupCheck returns a check that sums the per-batch rows of a job
@@ -219,30 +268,45 @@ func runPassThrough(ctx context.Context, env *harness.Env, rep *harness.Report) 
 	if err != nil {
 		return err
 	}
-	baseOut, sluiceOut := env.Topic("copy-baseline"), env.Topic("copy-sluice")
-	for _, t := range []string{baseOut, sluiceOut} {
-		if err := k.CreateTopic(ctx, t, env.Cfg.Partitions); err != nil {
-			return err
-		}
-		defer k.DeleteTopic(context.WithoutCancel(ctx), t)
-	}
-	base, err := runBaseline(ctx, env, "baseline-copy", "copy", "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, "--out", baseOut, markArg(env.Cfg))
+	base, s, ratios, err := runPairs(env.Cfg.Pairs, func(pair int) (baselineRun, sluiceRun, error) {
+		return runCopyPair(ctx, env, k, w, pair)
+	})
 	if err != nil {
 		return err
 	}
+	return rep.Add(throughputRow("2", "Kafka → Kafka pass-through", 0.9, w, base, s, ratios))
+}
+
+// runCopyPair is one pair of scenario 2. Each side copies into a topic of
+// its own, deleted once counted, so that the broker (kfake keeps every
+// record in memory) holds the same data for every run.
+func runCopyPair(ctx context.Context, env *harness.Env, k *harness.Kafka, w *harness.Workload, pair int) (baselineRun, sluiceRun, error) {
+	var base baselineRun
+	var s sluiceRun
+	baseOut, sluiceOut := env.Topic(pairDir("copy-baseline", pair)), env.Topic(pairDir("copy-sluice", pair))
+	for _, t := range []string{baseOut, sluiceOut} {
+		if err := k.CreateTopic(ctx, t, env.Cfg.Partitions); err != nil {
+			return base, s, err
+		}
+		defer k.DeleteTopic(context.WithoutCancel(ctx), t)
+	}
+	base, err := runBaseline(ctx, env, pairDir("baseline-copy", pair), "copy", "--brokers", strings.Join(k.Brokers, ","), "--topic", w.Topic, "--out", baseOut, markArg(env.Cfg))
+	if err != nil {
+		return base, s, err
+	}
 	if err := checkBaseline(base.res, w); err != nil {
-		return err
+		return base, s, err
 	}
 	if n, err := k.Records(ctx, baseOut); err != nil || n != w.Records {
-		return fmt.Errorf("baseline copy: %s holds %d records, want %d (%v)", baseOut, n, w.Records, err)
+		return base, s, fmt.Errorf("baseline copy: %s holds %d records, want %d (%v)", baseOut, n, w.Records, err)
 	}
 	// Free the baseline's copy before Sluice runs, so both find the broker
 	// holding the same data.
 	if err := k.DeleteTopic(ctx, baseOut); err != nil {
-		return err
+		return base, s, err
 	}
 
-	name := "copy-" + env.Run
+	name := pairDir("copy", pair) + "-" + env.Run
 	spec := &sluicev1.JobSpec{
 		Name:   name,
 		Source: kafkaSource(k.Brokers, w.Topic, perTrigger(env.Cfg)),
@@ -251,17 +315,17 @@ func runPassThrough(ctx context.Context, env *harness.Env, rep *harness.Report) 
 		}}},
 		Trigger: &sluicev1.Trigger{Kind: &sluicev1.Trigger_AvailableNow{AvailableNow: true}},
 	}
-	s, err := runSluice(ctx, env, "s2", spec, w.Records)
+	s, err = runSluice(ctx, env, pairDir("s2", pair), spec, w.Records)
 	if err != nil {
-		return err
+		return base, s, err
 	}
 	if n, err := k.Records(ctx, sluiceOut); err != nil || n < w.Records {
-		return fmt.Errorf("sluice copy: %s holds %d records, want %d (%v)", sluiceOut, n, w.Records, err)
+		return base, s, fmt.Errorf("sluice copy: %s holds %d records, want %d (%v)", sluiceOut, n, w.Records, err)
 	}
 	// The copy must be the records themselves, not a re-encoding of them.
 	sample, err := k.Sample(ctx, sluiceOut, 100)
 	if err != nil {
-		return err
+		return base, s, err
 	}
 	for _, v := range sample {
 		var t struct {
@@ -270,10 +334,10 @@ func runPassThrough(ctx context.Context, env *harness.Env, rep *harness.Report) 
 			Currency string `json:"currency"`
 		}
 		if err := json.Unmarshal(v, &t); err != nil || t.ID == 0 || t.Branch == "" || t.Currency == "" || v[0] != '{' {
-			return fmt.Errorf("sluice copy: %s holds %q, not a copied transaction (%v)", sluiceOut, v, err)
+			return base, s, fmt.Errorf("sluice copy: %s holds %q, not a copied transaction (%v)", sluiceOut, v, err)
 		}
 	}
-	return rep.Add(throughputRow("2", "Kafka → Kafka pass-through", 0.9, w, base, s))
+	return base, s, nil
 }
 
 func kafkaSource(brokers []string, topic string, perTrigger int64) *sluicev1.Source {
@@ -450,7 +514,9 @@ func runSluice(ctx context.Context, env *harness.Env, dir string, spec *sluicev1
 	return s, nil
 }
 
-func throughputRow(id, name string, target float64, w *harness.Workload, b baselineRun, s sluiceRun) harness.Row {
+// throughputRow is a row of the pair b, s; ratios are every pair's, in the
+// order they ran (runPairs).
+func throughputRow(id, name string, target float64, w *harness.Workload, b baselineRun, s sluiceRun, ratios []float64) harness.Row {
 	bRate := float64(w.Records) / b.res.Elapsed.Seconds()
 	sRate := float64(w.Records) / s.elapsed.Seconds()
 	mbps := func(el time.Duration) float64 { return float64(w.Bytes) / (1 << 20) / el.Seconds() }
@@ -462,7 +528,15 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 		execRSS[i] = harness.MB(e.PeakRSS)
 		execData[i] = map[string]any{"cpuSeconds": e.CPU.Seconds(), "peakRSSBytes": e.PeakRSS}
 	}
-	notes := fmt.Sprintf("%s vs %.0f MB/s; CPU %.2f vs %.2f s per M records; peak RSS driver %s, executors %s vs %s; %d batches; harness (Kafka, etcd) CPU %.1f vs %.1f s",
+	var notes string
+	if len(ratios) > 1 {
+		rs := make([]string, len(ratios))
+		for i, r := range ratios {
+			rs[i] = fmt.Sprintf("%.2f", r)
+		}
+		notes = fmt.Sprintf("median of %d pairs, whose ratios were %s in the order they ran; ", len(ratios), strings.Join(rs, ", "))
+	}
+	notes += fmt.Sprintf("%s vs %.0f MB/s; CPU %.2f vs %.2f s per M records; peak RSS driver %s, executors %s vs %s; %d batches; harness (Kafka, etcd) CPU %.1f vs %.1f s",
 		fmt.Sprintf("%.0f MB/s", mbps(s.elapsed)), mbps(b.res.Elapsed), perM(s.cpu()), perM(b.usage.CPU),
 		harness.MB(s.driver.PeakRSS), strings.Join(execRSS, "/"), harness.MB(b.usage.PeakRSS), s.batches,
 		s.harnessCPU.Seconds(), b.harnessCPU.Seconds())
@@ -497,6 +571,7 @@ func throughputRow(id, name string, target float64, w *harness.Workload, b basel
 				"cpuSecondsPerMillion": perM(b.usage.CPU), "peakRSSBytes": b.usage.PeakRSS, "harnessCPUSeconds": b.harnessCPU.Seconds(),
 			},
 			"afterFirstBatch": steady,
+			"pairRatios":      ratios,
 		},
 	}
 }
