@@ -39,15 +39,7 @@ func BenchmarkSmallTask(b *testing.B) {
 		rec := bld.NewRecordBatch()
 		b.Run(q[:20], func(b *testing.B) {
 			for b.Loop() {
-				in, _ := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
-				out, err := p.RunTask(context.Background(), in, time.Now(), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for out.Next() {
-				}
-				out.Release()
-				in.Release()
+				runTask(b, p, rec)
 			}
 		})
 	}
@@ -98,18 +90,27 @@ func BenchmarkTaskSize(b *testing.B) {
 		bld.Release()
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				in, _ := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
-				out, err := p.RunTask(context.Background(), in, time.Now(), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for out.Next() {
-				}
-				out.Release()
-				in.Release()
+				runTask(b, p, rec)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*records), "ns/record")
 		})
 		rec.Release()
 	}
+}
+
+// runTask runs p's task over rec and reads its output, as an executor's
+// task does.
+func runTask(b *testing.B, p *Pipeline, rec arrow.RecordBatch) {
+	in, err := array.NewRecordReader(p.Source(), []arrow.RecordBatch{rec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Release()
+	out, err := p.RunTask(context.Background(), in, time.Now(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for out.Next() {
+	}
+	out.Release()
 }
