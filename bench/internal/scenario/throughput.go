@@ -158,9 +158,8 @@ func runAggregate(ctx context.Context, env *harness.Env, rep *harness.Report, j 
 // gets the pair's number, from 1) and returns the pair whose ratio is the
 // median, the lower middle one of an even count, with every pair's ratio in
 // the order they ran. One pair's ratio moves with this machine's speed from
-// one minute to the next (row 1's was 1.03 and 1.53 in consecutive runs of
-// one commit); the median of pairs taken a minute apart moves less, and the
-// list shows the spread.
+// one minute to the next (row 1's three pairs on one commit were 1.64, 1.01
+// and 1.19); their median moves less, and the list shows the spread.
 func runPairs(n int, run func(pair int) (baselineRun, sluiceRun, error)) (baselineRun, sluiceRun, []float64, error) {
 	type pair struct {
 		b     baselineRun
