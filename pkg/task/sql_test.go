@@ -517,7 +517,7 @@ func BenchmarkSQLSeedQueryKafka(b *testing.B) {
 			name = "arrow"
 		}
 		b.Run(name, func(b *testing.B) {
-			benchTask(b, p, &memKafka{values: values, chunk: 10_000, arrow: arrow}, n)
+			benchTask(b, Attempt{SQL: p}, &memKafka{values: values, chunk: 10_000, arrow: arrow}, n)
 		})
 	}
 }
@@ -756,18 +756,7 @@ func BenchmarkSQLPassThroughSink(b *testing.B) {
 				name, sink = sk.name+"/arrow", sk.sink
 			}
 			b.Run(name, func(b *testing.B) {
-				pool := &memKafka{values: values, chunk: 10_000, arrow: true}
-				b.ReportAllocs()
-				batch := stream.BatchID(0)
-				for b.Loop() {
-					batch++
-					res, err := Run(context.Background(), Attempt{Job: "j", Batch: batch, Range: stream.Range{Partition: "t/0"},
-						Readers: pool, SQL: p, Sink: sink, BatchTime: time.Unix(0, 0), OnError: OnErrorFail})
-					if err != nil || res.RecordsOut != n {
-						b.Fatalf("task: %v, %d records out", err, res.RecordsOut)
-					}
-				}
-				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+				benchTask(b, Attempt{SQL: p, Sink: sink}, &memKafka{values: values, chunk: 10_000, arrow: true}, n)
 			})
 		}
 	}
@@ -779,7 +768,7 @@ func BenchmarkSQLPassThroughSink(b *testing.B) {
 func BenchmarkSQLCountKafka(b *testing.B) {
 	const n = 500_000
 	p := benchQuery(b, "select count(*) as n from source")
-	benchTask(b, p, &memKafka{values: map[string][][]byte{"t/0": seedValues(n, nil)}, chunk: 10_000, arrow: true}, n)
+	benchTask(b, Attempt{SQL: p}, &memKafka{values: map[string][][]byte{"t/0": seedValues(n, nil)}, chunk: 10_000, arrow: true}, n)
 }
 
 // benchQuery compiles query over the Kafka schema: benchPipeline of one
@@ -805,16 +794,18 @@ func benchPipeline(b *testing.B, steps ...sqltransform.Step) *sqltransform.Pipel
 	return p
 }
 
-// benchTask runs p's task over partition t/0 of pool, n records, once per
-// iteration, and reports records per second.
-func benchTask(b *testing.B, p *sqltransform.Pipeline, pool *memKafka, n int64) {
+// benchTask runs a (its SQL, Source and Sink) over partition t/0 of pool,
+// n records, once per iteration as the next batch, and reports records per
+// second. Every record must be read, and with a sink written.
+func benchTask(b *testing.B, a Attempt, pool *memKafka, n int64) {
 	b.Helper()
+	a.Job, a.Range, a.Readers, a.BatchTime, a.OnError = "j", stream.Range{Partition: "t/0"}, pool, time.Unix(0, 0), OnErrorFail
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := Run(context.Background(), Attempt{Job: "j", Batch: 1, Range: stream.Range{Partition: "t/0"},
-			Readers: pool, SQL: p, BatchTime: time.Unix(0, 0), OnError: OnErrorFail})
-		if err != nil || res.RecordsIn != n {
-			b.Fatalf("task: %v, %d records", err, res.RecordsIn)
+		a.Batch++
+		res, err := Run(context.Background(), a)
+		if err != nil || res.RecordsIn != n || a.Sink != nil && res.RecordsOut != n {
+			b.Fatalf("task: %v, %d records in, %d out", err, res.RecordsIn, res.RecordsOut)
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
@@ -1157,18 +1148,7 @@ func BenchmarkCopyKafka(b *testing.B) {
 		sink connectors.Sink
 	}{{"sink columns", ks}, {"every column", allColumnsSink{ks}}} {
 		b.Run(bc.name, func(b *testing.B) {
-			pool := &memKafka{values: values, chunk: 10_000, arrow: true}
-			b.ReportAllocs()
-			batch := stream.BatchID(0)
-			for b.Loop() {
-				batch++
-				res, err := Run(context.Background(), Attempt{Job: "j", Batch: batch, Range: stream.Range{Partition: "t/0"},
-					Readers: pool, Source: columnar.KafkaSchema(false), Sink: bc.sink, OnError: OnErrorFail})
-				if err != nil || res.RecordsOut != n {
-					b.Fatalf("task: %v, %d records out", err, res.RecordsOut)
-				}
-			}
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+			benchTask(b, Attempt{Source: columnar.KafkaSchema(false), Sink: bc.sink}, &memKafka{values: values, chunk: 10_000, arrow: true}, n)
 		})
 	}
 }
