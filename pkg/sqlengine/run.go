@@ -90,12 +90,17 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		cleanup()
 		return nil, err
 	}
-	fail := func(err error) (array.RecordReader, error) {
+	// giveBack ends the run's hold on s: a pooled connection is kept for
+	// a later run if the run left it sound (ok), others are closed.
+	giveBack := func(ok bool) {
 		if pooled {
-			c.e.putRunSession(s, false)
+			c.e.putRunSession(s, ok)
 		} else {
 			s.close()
 		}
+	}
+	fail := func(err error) (array.RecordReader, error) {
+		giveBack(false)
 		cleanup()
 		return nil, err
 	}
@@ -162,14 +167,10 @@ func (c *Compiled) Run(ctx context.Context, in array.RecordReader, opts ...RunOp
 		return fail(c.runError(rctx, in, err, pos))
 	}
 	res := &result{RecordReader: rr, finish: func() {
-		if pooled {
-			// A result read to its end or released early leaves the
-			// connection as sound as a fresh one; one whose run was
-			// interrupted while it was read does not.
-			c.e.putRunSession(s, rctx.Err() == nil)
-		} else {
-			s.close()
-		}
+		// A result read to its end or released early leaves the
+		// connection as sound as a fresh one; one whose run was
+		// interrupted while it was read does not.
+		giveBack(rctx.Err() == nil)
 		cleanup()
 	}}
 	res.refs.Store(1)
