@@ -2,6 +2,9 @@ package kafka
 
 import (
 	"fmt"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/pkg/stream"
 )
@@ -90,3 +93,41 @@ var (
 	}
 	WithFetchSizes = withFetchSizes
 )
+
+// PoisonedFetchSlabs makes every fetcher created until the test ends use a
+// pool like fetchSlabs that fills each slice given back with poison before
+// keeping it, so that a record read after its batch came back shows
+// garbage rather than what it held. The counts are of slices given back.
+func PoisonedFetchSlabs(t interface{ Cleanup(func()) }) (records, bytes *atomic.Int64) {
+	p := &poisonedPool{}
+	old := fetchSlabs
+	fetchSlabs = p
+	t.Cleanup(func() { fetchSlabs = old })
+	return &p.records, &p.bytes
+}
+
+type poisonedPool struct {
+	fetchPool
+	records, bytes atomic.Int64
+}
+
+// poison is what a recycled record's key and value read as.
+var poison = []byte("poisoned after recycling")
+
+func (p *poisonedPool) PutRecords(s []kgo.Record) {
+	p.records.Add(1)
+	s = s[:cap(s)]
+	for i := range s {
+		s[i] = kgo.Record{Key: poison, Value: poison, Offset: -1}
+	}
+	// Not kept: fetchPool.PutRecords would zero the poison.
+}
+
+func (p *poisonedPool) PutDecompressBytes(s []byte) {
+	p.bytes.Add(1)
+	s = s[:cap(s)]
+	for i := range s {
+		s[i] = 0xAA
+	}
+	p.fetchPool.PutDecompressBytes(s)
+}

@@ -472,7 +472,7 @@ func (f *fetcher) setAddingLocked(s *slot, adding bool) {
 // reach the brokers until run adds a partition.
 func (p *ReaderPool) newFetcherLocked() (*fetcher, error) {
 	errs := &brokerErrs{}
-	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs, &p.wire),
+	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs, &p.wire), kgo.WithPools(fetchSlabs),
 		kgo.FetchMaxBytes(p.sizes.total), kgo.FetchMaxPartitionBytes(p.sizes.partition))...)
 	if err != nil {
 		return nil, err
