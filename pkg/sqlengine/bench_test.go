@@ -64,3 +64,18 @@ func benchSeed(b *testing.B, e *Engine, batches []arrow.RecordBatch, decode stri
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrec/s")
 }
+
+// BenchmarkOpen prices opening an engine, which every process pays at its
+// first SQL job (the driver once, an executor twice: its engine and its
+// planner database): DuckDB's database, the settings and the Spark macros.
+func BenchmarkOpen(b *testing.B) {
+	for b.Loop() {
+		e, err := Open(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
