@@ -95,11 +95,7 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 	}
 	stmt := root["statements"].([]any)[0].(map[string]any)
 	top, _ := stmt["node"].(map[string]any)
-	aggs, err := e.aggregateNames(ctx, s)
-	if err != nil {
-		return nil, fmt.Errorf("sqlengine: distribute: %w", err)
-	}
-	d := &distributor{e: e, c: c, s: s, view: strings.ToLower(c.view), ctes: map[string]map[string]any{}, aggs: aggs, cfg: cfg}
+	d := &distributor{e: e, c: c, s: s, view: strings.ToLower(c.view), ctes: map[string]map[string]any{}, aggs: duckdbAggregates, cfg: cfg}
 	walkJSON(top, d.collectCTEs)
 	if err := d.check(top); err != nil {
 		return nil, err
@@ -1214,27 +1210,4 @@ func (s *session) exprNode(ctx context.Context, expr string) (map[string]any, er
 	}
 	node := root["statements"].([]any)[0].(map[string]any)["node"].(map[string]any)
 	return listOf(node["select_list"])[0], nil
-}
-
-// aggregateNames lists DuckDB's aggregate functions, lower case. The list
-// is read once per engine: listing the catalog's functions costs more than
-// the rest of a Distribute, and it cannot change once Open has locked the
-// database (Go functions are scalar, and user SQL creates nothing).
-// Read-only for callers.
-func (e *Engine) aggregateNames(ctx context.Context, s *session) (map[string]bool, error) {
-	e.amu.Lock()
-	defer e.amu.Unlock()
-	if e.aggs != nil {
-		return e.aggs, nil
-	}
-	res, err := s.queryString(ctx, `SELECT string_agg(DISTINCT lower(function_name), ',') FROM duckdb_functions() WHERE function_type = 'aggregate'`)
-	if err != nil {
-		return nil, fmt.Errorf("list aggregate functions: %w", err)
-	}
-	out := map[string]bool{}
-	for _, n := range strings.Split(res, ",") {
-		out[n] = true
-	}
-	e.aggs = out
-	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -317,5 +318,28 @@ func TestDistributeRefused(t *testing.T) {
 				t.Errorf("refused at %d: %s\nwant position %d (%q), reason containing %q", qe.Position, qe.Reason, pos, tc.at, tc.reason)
 			}
 		})
+	}
+}
+
+// TestAggregatesAreDuckDBs: duckdbAggregates is exactly what the catalog
+// lists as aggregate functions, the Go functions of an engine included.
+func TestAggregatesAreDuckDBs(t *testing.T) {
+	e := newEngine(t, WithFunctions(testFunctions(t)))
+	s, err := e.connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	res, err := s.queryString(t.Context(), `SELECT string_agg(DISTINCT lower(function_name), ',' ORDER BY lower(function_name)) FROM duckdb_functions() WHERE function_type = 'aggregate'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var have []string
+	for n := range duckdbAggregates {
+		have = append(have, n)
+	}
+	slices.Sort(have)
+	if want := strings.Split(res, ","); !slices.Equal(have, want) {
+		t.Fatalf("duckdbAggregates differs from the catalog (-have +want):\n%s\nthe catalog's list, for aggregates.go: %q", cmp.Diff(have, want), want)
 	}
 }

@@ -96,11 +96,6 @@ type Engine struct {
 	pmu     sync.Mutex
 	planned *Engine
 
-	// aggs are DuckDB's aggregate functions (aggregateNames), read on
-	// first use.
-	amu  sync.Mutex
-	aggs map[string]bool
-
 	// runIdle are the connections kept between runs (prepared.go);
 	// runsActive counts the runs holding one from runSession, runsPeak the
 	// most at once.

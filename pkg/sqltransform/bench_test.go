@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/pkg/columnar"
+	"github.com/sluicehq/sluice/pkg/sqlengine"
 	"github.com/sluicehq/sluice/pkg/stream"
 )
 
@@ -113,4 +114,26 @@ func runTask(b *testing.B, p *Pipeline, rec arrow.RecordBatch) {
 	for out.Next() {
 	}
 	out.Release()
+}
+
+// BenchmarkFirstCompile prices what a process pays at its first SQL job
+// (the driver at its first SubmitJob, an executor at its first task): it
+// opens an engine and compiles row 1's job of make bench, whose aggregate
+// is distributed and whose read columns come from the planner database.
+func BenchmarkFirstCompile(b *testing.B) {
+	cfg := Config{Source: columnar.KafkaSchema(false), Steps: []Step{decodeJSON("branch STRING, currency STRING, amount BIGINT"),
+		query(1, "treasury_stream", `select from_unixtime(unix_timestamp()) as curr_time, t.branch as branch_name,
+			t.currency as currency_code, sum(amount) as batch_value from treasury_stream t group by t.branch, t.currency`)}}
+	for b.Loop() {
+		eng, err := sqlengine.Open(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Compile(context.Background(), eng, cfg); err != nil {
+			b.Fatal(err)
+		}
+		if err := eng.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
