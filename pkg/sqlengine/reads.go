@@ -230,6 +230,14 @@ func scannedColumns(plans []any, input *arrow.Schema) ([]string, bool) {
 	return cols, true
 }
 
+// OpenPlanner opens the database ReadColumns plans in, unless it is open
+// already. ReadColumns opens it at its first use; a caller that will need
+// it can open it ahead, alongside other work.
+func (e *Engine) OpenPlanner(ctx context.Context) error {
+	_, err := e.planner(ctx)
+	return err
+}
+
 // planner returns the database ReadColumns plans in: this one's options and
 // functions, the configuration the planner flag selects (disabledOptimizers),
 // one thread and the smallest memory limit. It is opened on first use.

@@ -92,6 +92,38 @@ func TestReadColumnsAfterClose(t *testing.T) {
 	}
 }
 
+// TestOpenPlanner: the planner database opened ahead, while another
+// goroutine compiles on the engine, is the one ReadColumns plans in; after
+// Close it cannot be opened.
+func TestOpenPlanner(t *testing.T) {
+	e, err := Open(context.Background(), WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() { opened <- e.OpenPlanner(context.Background()) }()
+	c, err := e.Compile(context.Background(), "SELECT key FROM source", kafkaSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-opened; err != nil {
+		t.Fatalf("OpenPlanner: %v", err)
+	}
+	ahead := e.planned
+	if got, ok, err := c.ReadColumns(context.Background()); err != nil || !ok || len(got) != 1 || got[0] != "key" {
+		t.Fatalf("ReadColumns = %v, %v, %v; want [key]", got, ok, err)
+	}
+	if ahead == nil || e.planned != ahead {
+		t.Fatal("ReadColumns did not plan in the planner database OpenPlanner opened")
+	}
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.OpenPlanner(context.Background()); err == nil {
+		t.Error("OpenPlanner after Close: no error")
+	}
+}
+
 // TestNarrow: a query narrowed to the columns it reads gives, over batches
 // of only those columns, what it gives over the whole input; the columns
 // it does not read are NULLs of any type (a nested one too).
