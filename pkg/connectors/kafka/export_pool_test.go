@@ -94,16 +94,13 @@ var (
 	WithFetchSizes = withFetchSizes
 )
 
-// PoisonedFetchSlabs makes every fetcher created until the test ends use a
-// pool like fetchSlabs that fills each slice given back with poison before
+// PoisonedFetchSlabs is an option giving a pool's clients a fetch pool
+// like fetchSlabs that fills each slice given back with poison before
 // keeping it, so that a record read after its batch came back shows
 // garbage rather than what it held. The counts are of slices given back.
-func PoisonedFetchSlabs(t interface{ Cleanup(func()) }) (records, bytes *atomic.Int64) {
+func PoisonedFetchSlabs() (opt Option, records, bytes *atomic.Int64) {
 	p := &poisonedPool{}
-	old := fetchSlabs
-	fetchSlabs = p
-	t.Cleanup(func() { fetchSlabs = old })
-	return &p.records, &p.bytes
+	return withFetchSlabs(p), &p.records, &p.bytes
 }
 
 type poisonedPool struct {

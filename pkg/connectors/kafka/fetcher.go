@@ -249,6 +249,12 @@ func withFetchSizes(total, partition int32) Option {
 	return poolOptionFunc(func(o *poolOptions) { o.fixedSizes = &fetchSizes{total: total, partition: partition} })
 }
 
+// withFetchSlabs has the pool's clients decode fetched batches into what p
+// lends instead of fetchSlabs, so that tests can watch what comes back.
+func withFetchSlabs(p kgo.Pool) Option {
+	return poolOptionFunc(func(o *poolOptions) { o.slabs = p })
+}
+
 // retryBackoff is 5ms after the first failure, four times more after each
 // next, at most 5s, with ±20% jitter so that clients do not retry in step.
 func retryBackoff(fails int) time.Duration {
@@ -310,6 +316,9 @@ type poolOptions struct {
 	// fixedSizes, when set, are the fetch sizes whatever the budget
 	// (tests).
 	fixedSizes *fetchSizes
+	// slabs lends the clients what fetched batches decode into:
+	// fetchSlabs, or a test's (withFetchSlabs).
+	slabs kgo.Pool
 }
 
 type poolOptionFunc func(*poolOptions)
@@ -317,7 +326,7 @@ type poolOptionFunc func(*poolOptions)
 func (poolOptionFunc) apply(*options) {} // not an options field: see poolOptions
 
 func buildPoolOptions(opts []Option) (poolOptions, error) {
-	o := poolOptions{maxPrefetchBytes: defaultMaxPrefetchBytes, perPartition: prefetchPerPartition}
+	o := poolOptions{maxPrefetchBytes: defaultMaxPrefetchBytes, perPartition: prefetchPerPartition, slabs: fetchSlabs}
 	for _, opt := range opts {
 		if f, ok := opt.(poolOptionFunc); ok {
 			f(&o)
@@ -472,7 +481,7 @@ func (f *fetcher) setAddingLocked(s *slot, adding bool) {
 // reach the brokers until run adds a partition.
 func (p *ReaderPool) newFetcherLocked() (*fetcher, error) {
 	errs := &brokerErrs{}
-	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs, &p.wire), kgo.WithPools(fetchSlabs),
+	cl, err := kgo.NewClient(append(p.clientOpts[:len(p.clientOpts):len(p.clientOpts)], kgo.WithHooks(errs, &p.wire), kgo.WithPools(p.prefetch.slabs),
 		kgo.FetchMaxBytes(p.sizes.total), kgo.FetchMaxPartitionBytes(p.sizes.partition))...)
 	if err != nil {
 		return nil, err

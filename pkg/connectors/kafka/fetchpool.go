@@ -24,9 +24,9 @@ import (
 // slot that moved). Their batches' slices then never come back and are
 // collected as before: a record not recycled costs reuse, never
 // correctness. A record must never be recycled twice: the client counts
-// them to know when a batch's slices are free. (A kgo.Pool rather than a
-// *fetchPool so that a test can watch and poison what comes back.)
-var fetchSlabs kgo.Pool = &fetchPool{}
+// them to know when a batch's slices are free. Every reader pool shares it
+// (tests give theirs another, withFetchSlabs).
+var fetchSlabs = &fetchPool{}
 
 // fetchPool is kgo.PoolRecords and kgo.PoolDecompressBytes over size
 // classes a quarter of an octave apart (2^e, 1.25·2^e, 1.5·2^e,

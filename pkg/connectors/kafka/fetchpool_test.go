@@ -21,7 +21,7 @@ import (
 // uncompressed batches, and rows Read handed out keep their values while
 // later reads reuse the slices: Read never gives its records back.
 func TestRecycledFetchesKeepEveryValue(t *testing.T) {
-	recycled, decompressed := kafka.PoisonedFetchSlabs(t)
+	poisoned, recycled, decompressed := kafka.PoisonedFetchSlabs()
 	c := newCluster(t, 1, "slabs")
 	plain, err := kgo.NewClient(kgo.SeedBrokers(c.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -49,7 +49,7 @@ func TestRecycledFetchesKeepEveryValue(t *testing.T) {
 
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	pool := newPool(t, c.config("slabs"), kafka.WithMaxRecordsPerRead(64))
+	pool := newPool(t, c.config("slabs"), kafka.WithMaxRecordsPerRead(64), poisoned)
 	// Rows of the first 500 records, read with Read and kept to the end.
 	rd, err := pool.Open(ctx, rng("slabs/0", "0", "500"))
 	if err != nil {
