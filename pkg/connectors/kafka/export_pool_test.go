@@ -94,8 +94,8 @@ var (
 	WithFetchSizes = withFetchSizes
 )
 
-// PoisonedFetchSlabs is an option giving a pool's clients a fetch pool
-// like fetchSlabs that fills each slice given back with poison before
+// PoisonedFetchSlabs is an option giving a reader pool's clients a slab
+// pool like slabs that fills each slice given back with poison before
 // keeping it, so that a record read after its batch came back shows
 // garbage rather than what it held. The counts are of slices given back.
 func PoisonedFetchSlabs() (opt Option, records, bytes *atomic.Int64) {
@@ -104,7 +104,7 @@ func PoisonedFetchSlabs() (opt Option, records, bytes *atomic.Int64) {
 }
 
 type poisonedPool struct {
-	fetchPool
+	slabPool
 	records, bytes atomic.Int64
 }
 
@@ -117,7 +117,7 @@ func (p *poisonedPool) PutRecords(s []kgo.Record) {
 	for i := range s {
 		s[i] = kgo.Record{Key: poison, Value: poison, Offset: -1}
 	}
-	// Not kept: fetchPool.PutRecords would zero the poison.
+	// Not kept: slabPool.PutRecords would zero the poison.
 }
 
 func (p *poisonedPool) PutDecompressBytes(s []byte) {
@@ -126,5 +126,5 @@ func (p *poisonedPool) PutDecompressBytes(s []byte) {
 	for i := range s {
 		s[i] = 0xAA
 	}
-	p.fetchPool.PutDecompressBytes(s)
+	p.slabPool.PutDecompressBytes(s)
 }

@@ -250,7 +250,7 @@ func withFetchSizes(total, partition int32) Option {
 }
 
 // withFetchSlabs has the pool's clients decode fetched batches into what p
-// lends instead of fetchSlabs, so that tests can watch what comes back.
+// lends instead of slabs, so that tests can watch what comes back.
 func withFetchSlabs(p kgo.Pool) Option {
 	return poolOptionFunc(func(o *poolOptions) { o.slabs = p })
 }
@@ -317,7 +317,7 @@ type poolOptions struct {
 	// (tests).
 	fixedSizes *fetchSizes
 	// slabs lends the clients what fetched batches decode into:
-	// fetchSlabs, or a test's (withFetchSlabs).
+	// slabs, or a test's (withFetchSlabs).
 	slabs kgo.Pool
 }
 
@@ -326,7 +326,7 @@ type poolOptionFunc func(*poolOptions)
 func (poolOptionFunc) apply(*options) {} // not an options field: see poolOptions
 
 func buildPoolOptions(opts []Option) (poolOptions, error) {
-	o := poolOptions{maxPrefetchBytes: defaultMaxPrefetchBytes, perPartition: prefetchPerPartition, slabs: fetchSlabs}
+	o := poolOptions{maxPrefetchBytes: defaultMaxPrefetchBytes, perPartition: prefetchPerPartition, slabs: slabs}
 	for _, opt := range opts {
 		if f, ok := opt.(poolOptionFunc); ok {
 			f(&o)

@@ -576,7 +576,7 @@ func (r *rangeReader) ReadKafkaArrow(ctx context.Context, b *columnar.KafkaBuild
 		b.Append(rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Value,
 			rec.Timestamp.UnixMilli(), int32(rec.Attrs.TimestampType()), hs)
 		bytes += int64(recordBytes(rec))
-		// b copied it: its batch's slices may be lent again (fetchSlabs).
+		// b copied it: its batch's slices may be lent again (slabs).
 		rec.Recycle()
 	}
 	clear(r.headers[:cap(r.headers)]) // let the records' header values be collected

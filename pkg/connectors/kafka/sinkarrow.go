@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -126,7 +125,10 @@ func (s *Sink) buildArrow(vals *sinkexpr.Values, columns []string, rec arrow.Rec
 // acknowledged or failed every one of them: their bytes may point into
 // what release frees. release runs before the last record's promise, so
 // that a writer done waiting (produced.wait) holds nothing more; the slab
-// itself goes back to the pool (putSlab) after it.
+// itself goes back to slabs after it: franz-go is done with a record once
+// its promise has returned (it sets the record's offset and attributes,
+// then calls the promise, and holds no pointer to it after; franz-go
+// v1.22's finishPromises).
 func hand(ctx context.Context, cl *kgo.Client, p *produced, slab []kgo.Record, release func()) {
 	if len(slab) == 0 {
 		release()
@@ -145,7 +147,7 @@ func hand(ctx context.Context, cl *kgo.Client, p *produced, slab []kgo.Record, r
 		}
 		p.promise(r, err)
 		if last {
-			putSlab(slab)
+			slabs.PutRecords(slab)
 		}
 	}
 	p.add(len(slab))
@@ -253,42 +255,17 @@ func (m *recordMaker) bytesOf(k int) bytesOf {
 
 // records makes the records of rows 0 to n-1, all of them before any goes
 // to the client, so that a row that fails produces nothing of its batch.
-// They share one slab, which hand gives back (putSlab) once the client has
-// finished with every record of it.
+// They share one slab from slabs, which hand gives back once the client
+// has finished with every record of it.
 func (m *recordMaker) records(n int) ([]kgo.Record, error) {
-	slab := getSlab(n)
+	slab := slabs.GetRecords(n)[:n]
 	for i := range slab {
 		if err := m.record(i, &slab[i]); err != nil {
-			putSlab(slab)
+			slabs.PutRecords(slab)
 			return nil, connectors.Permanent(err)
 		}
 	}
 	return slab, nil
-}
-
-// slabs are record slabs the client has finished with, for the next
-// batch: a fresh slab per batch was a seventh of a copying executor's
-// allocations (scenario 2 of make bench). They are kept zeroed, so that a
-// pooled slab holds no batch's bytes alive.
-var slabs sync.Pool // of *[]kgo.Record
-
-// getSlab returns n zero records.
-func getSlab(n int) []kgo.Record {
-	if p, ok := slabs.Get().(*[]kgo.Record); ok && cap(*p) >= n {
-		return (*p)[:n]
-	}
-	return make([]kgo.Record, n)
-}
-
-// putSlab zeroes slab and keeps it for getSlab. Only records nothing
-// touches any more may be put: franz-go is done with a record once its
-// promise has returned (it sets the record's offset and attributes, then
-// calls the promise, and holds no pointer to it after; franz-go v1.22's
-// finishPromises).
-func putSlab(slab []kgo.Record) {
-	clear(slab)
-	slab = slab[:0]
-	slabs.Put(&slab)
 }
 
 // record fills rec, a zero Record, with the record of row i.

@@ -8,7 +8,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// fetchSlabs lends every fetcher's client (kgo.WithPools) the two slices a
+// slabs lends the package's record slabs, for fetching and for producing.
+//
+// Every fetcher's client (kgo.WithPools) takes from it the two slices a
 // fetched record batch is decoded into: its []kgo.Record and, for a
 // compressed batch, its decompressed bytes, which the records' keys and
 // values point into. The client puts both back once every record of the
@@ -26,16 +28,20 @@ import (
 // correctness. A record must never be recycled twice: the client counts
 // them to know when a batch's slices are free. Every reader pool shares it
 // (tests give theirs another, withFetchSlabs).
-var fetchSlabs = &fetchPool{}
+//
+// The sink takes the slab of each batch it produces from it too
+// (recordMaker.records) and gives it back once the client has called every
+// record's promise (hand).
+var slabs = &slabPool{}
 
-// fetchPool is kgo.PoolRecords and kgo.PoolDecompressBytes over size
+// slabPool is kgo.PoolRecords and kgo.PoolDecompressBytes over size
 // classes a quarter of an octave apart (2^e, 1.25·2^e, 1.5·2^e,
 // 1.75·2^e), so that a lent slice is at most a fifth bigger than asked
 // for: whole octaves made a record slab of 5,000 records one of 8,192.
 // A slice is lent from the smallest class that holds what is asked for
 // and comes back to the largest class its capacity holds, which is where
 // a slice the client grew past what it was lent goes too.
-type fetchPool struct {
+type slabPool struct {
 	records [classes]sync.Pool // of *[]kgo.Record
 	bytes   [classes]sync.Pool // of *[]byte
 }
@@ -52,8 +58,8 @@ const (
 const maxSnappyRatio = 22
 
 var (
-	_ kgo.PoolRecords         = (*fetchPool)(nil)
-	_ kgo.PoolDecompressBytes = (*fetchPool)(nil)
+	_ kgo.PoolRecords         = (*slabPool)(nil)
+	_ kgo.PoolDecompressBytes = (*slabPool)(nil)
 )
 
 // classUp is the smallest class whose size holds n, and that size.
@@ -76,7 +82,7 @@ func classDown(c int) int {
 }
 
 // GetRecords is a zeroed slice of at least n records.
-func (p *fetchPool) GetRecords(n int) []kgo.Record {
+func (p *slabPool) GetRecords(n int) []kgo.Record {
 	c, size := classUp(n)
 	if c >= classes {
 		return make([]kgo.Record, 0, n)
@@ -91,7 +97,7 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 // but the client may have decoded others it did not hand out (below the
 // offset asked for, an aborted transaction's): they are zeroed here, so
 // that a pooled slab holds no batch's bytes alive.
-func (p *fetchPool) PutRecords(s []kgo.Record) {
+func (p *slabPool) PutRecords(s []kgo.Record) {
 	c := classDown(cap(s))
 	if c < 0 || c >= classes {
 		return
@@ -110,7 +116,7 @@ func (p *fetchPool) PutRecords(s []kgo.Record) {
 // compressed size, so that a batch claiming a huge length (xerial framing,
 // which has no such header, or a corrupt one) does not make us allocate it
 // before franz-go checks the claim.
-func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionCodecType) []byte {
+func (p *slabPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionCodecType) []byte {
 	n := 4 * len(compressed)
 	if codec == kgo.CodecSnappy {
 		if l, k := binary.Uvarint(compressed); k > 0 && l <= uint64(maxSnappyRatio*len(compressed)) {
@@ -128,7 +134,7 @@ func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionC
 }
 
 // PutDecompressBytes keeps s for GetDecompressBytes; the client zeroed it.
-func (p *fetchPool) PutDecompressBytes(s []byte) {
+func (p *slabPool) PutDecompressBytes(s []byte) {
 	c := classDown(cap(s))
 	if c < 0 || c >= classes {
 		return

@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func TestFetchPoolClasses(t *testing.T) {
+func TestSlabPoolClasses(t *testing.T) {
 	for _, tc := range []struct{ n, up, size int }{
 		{0, 12, 8}, {1, 12, 8}, {8, 12, 8}, {9, 13, 10}, {10, 13, 10}, {11, 14, 12}, {16, 16, 16},
 		{1000, 40, 1024}, {1024, 40, 1024}, {1025, 41, 1280}, {5000, 49, 5120}, {1 << 27, 108, 1 << 27},
@@ -29,8 +29,8 @@ func TestFetchPoolClasses(t *testing.T) {
 
 // Lent slices are empty and big enough; a slab given back is zeroed in
 // full, records franz-go decoded but did not hand out included.
-func TestFetchPoolLends(t *testing.T) {
-	p := &fetchPool{}
+func TestSlabPoolLends(t *testing.T) {
+	p := &slabPool{}
 	for _, n := range []int{1, 3, 1000, 1024, 1025} {
 		if s := p.GetRecords(n); len(s) != 0 || cap(s) < n {
 			t.Errorf("GetRecords(%d): len %d cap %d", n, len(s), cap(s))
@@ -61,5 +61,30 @@ func TestFetchPoolLends(t *testing.T) {
 		if len(s) != 0 || cap(s) < tc.min || cap(s) > tc.max {
 			t.Errorf("%s: len %d cap %d, want 0 and %d-%d", tc.name, len(s), cap(s), tc.min, tc.max)
 		}
+	}
+}
+
+// TestSlabsComeBackZeroed: a slab the sink took (as recordMaker.records
+// does) and gave back holds nothing of its records (no bytes of the batch
+// it carried stay alive, and records is handed zero records, as record
+// expects), round after round.
+func TestSlabsComeBackZeroed(t *testing.T) {
+	for range 3 {
+		slab := slabs.GetRecords(4)[:4]
+		for i := range slab {
+			if slab[i].Value != nil || slab[i].Topic != "" || slab[i].Offset != 0 {
+				t.Fatalf("record %d of a slab from the pool is %+v", i, slab[i])
+			}
+			slab[i] = kgo.Record{Topic: "t", Value: []byte("v"), Offset: int64(i + 1)}
+		}
+		slabs.PutRecords(slab)
+		for i := range slab[:cap(slab)] {
+			if slab[:cap(slab)][i].Value != nil {
+				t.Fatalf("record %d kept its value after PutRecords", i)
+			}
+		}
+	}
+	if big := slabs.GetRecords(1 << 10); cap(big) < 1<<10 {
+		t.Fatalf("GetRecords(1024) has room for %d records", cap(big))
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // TestRecycledFetchesKeepEveryValue: ReadKafkaArrow gives each record back
-// to the fetch pool once it copied it, and franz-go lends the batch's
+// to the slab pool once it copied it, and franz-go lends the batch's
 // slices again; the pool here poisons what comes back. Every value read
 // by ReadKafkaArrow is still the one produced, for compressed and
 // uncompressed batches, and rows Read handed out keep their values while
