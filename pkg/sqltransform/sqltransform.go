@@ -165,11 +165,11 @@ func (p *Pipeline) RunFinal(ctx context.Context, partials []arrow.RecordBatch, n
 // field (transforms[1].sql.query) and, for a query, the line, column and
 // position in it; several are joined.
 func Compile(ctx context.Context, eng *sqlengine.Engine, cfg Config) (*Pipeline, error) {
-	// pruneDecode and pruneSource plan in eng's planner database, which a
-	// process opens at its first compile (a driver's first SubmitJob, an
-	// executor's first task): open it on the other core while compile
-	// works, not after it (BenchmarkFirstCompile). An error opening it
-	// comes back where the planner is used.
+	// pruneSource plans in eng's planner database, which a process opens
+	// at its first compile (a driver's first SubmitJob, an executor's
+	// first task): open it on the other core while compile works, not
+	// after it (BenchmarkFirstCompile). An error opening it comes back
+	// where the planner is used.
 	opened := make(chan struct{})
 	go func() {
 		defer close(opened)
