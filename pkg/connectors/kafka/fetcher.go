@@ -58,7 +58,7 @@ import (
 // when needed), rather than the reader wait for tasks that may never come
 // (makeRoomLocked, shedLocked).
 //
-// The default budget grows with the partitions the pool holds: 64 MiB, or
+// The default budget grows with the partitions the pool holds: 32 MiB, or
 // 128 KiB per partition when that is more, so that an executor holding
 // thousands of partitions keeps a useful share for each. When the budget
 // was spent, each read dropped idle buffers and waited for a fetch that
@@ -94,10 +94,15 @@ import (
 
 const (
 	// defaultMaxPrefetchBytes is the pool-wide prefetch budget, unless
-	// the partitions held need more (prefetchPerPartition).
-	defaultMaxPrefetchBytes = 64 << 20
+	// the partitions held need more (prefetchPerPartition). It was 64 MiB.
+	// In make bench's rows 1 and 2 (16 partitions, two executors), 32 MiB
+	// took 60-90 MB off each executor's peak RSS, back to what executors
+	// used before the SQL data plane, and lost no throughput; 16 MiB took
+	// 40-50 MB more, but the copy (row 2) fell by about 0.05 of its
+	// baseline, its reads waiting on fetches (docs/performance.md).
+	defaultMaxPrefetchBytes = 32 << 20
 	// prefetchPerPartition is what the default budget grows by for each
-	// partition the pool holds beyond 512: up to 512 MiB at the default
+	// partition the pool holds beyond 256: up to 512 MiB at the default
 	// WithCacheCapacity of 4096 partitions.
 	prefetchPerPartition = 128 << 10
 	// recordOverhead is what a fetched record costs beyond its key, value
@@ -273,7 +278,7 @@ func retryBackoff(fails int) time.Duration {
 // by one fetch response per client, and sizes fetch responses at a quarter
 // of it and each partition's part at half its share (sizeFetches; brokers
 // send at least one record batch).
-// Default: 64 MiB, or 128 KiB per partition the pool holds when that is
+// Default: 32 MiB, or 128 KiB per partition the pool holds when that is
 // more (see Prefetch above); a budget given here stays fixed.
 func WithMaxPrefetchBytes(n int64) Option {
 	return poolOptionFunc(func(o *poolOptions) { o.maxPrefetchBytes, o.fixedBudget = n, true })
