@@ -97,9 +97,10 @@ const (
 	// the partitions held need more (prefetchPerPartition). It was 64 MiB.
 	// In make bench's rows 1 and 2 (16 partitions, two executors), 32 MiB
 	// took 60-90 MB off each executor's peak RSS, back to what executors
-	// used before the SQL data plane, and lost no throughput; 16 MiB took
-	// 40-50 MB more, but the copy (row 2) fell by about 0.05 of its
-	// baseline, its reads waiting on fetches (docs/performance.md).
+	// used before the SQL data plane, for no throughput lost that we could
+	// measure; 16 MiB took 40-50 MB more, but the copy (row 2) fell by
+	// about 0.05 of its baseline, its reads waiting on fetches
+	// (docs/performance.md).
 	defaultMaxPrefetchBytes = 32 << 20
 	// prefetchPerPartition is what the default budget grows by for each
 	// partition the pool holds beyond 256: up to 512 MiB at the default
