@@ -128,3 +128,17 @@ func (p *poisonedPool) PutDecompressBytes(s []byte) {
 	}
 	p.slabPool.PutDecompressBytes(s)
 }
+
+// PoolPaused reports whether the lane holding the partition's slot has it
+// paused.
+func PoolPaused(p *ReaderPool, id string) bool {
+	tp, _ := parsePartitionID(stream.PartitionID(id))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.fetchers {
+		if f != nil && f.slots[tp] != nil {
+			return f.paused[tp]
+		}
+	}
+	return false
+}

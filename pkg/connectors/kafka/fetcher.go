@@ -118,11 +118,16 @@ const (
 	// when none of its partitions has any. A partition added or resumed
 	// while such a fetch is in flight waits for that fetch to end before
 	// it is fetched (franz-go adds it to the next request), so this bounds
-	// the first-fetch latency of a new or moved partition. franz-go's
-	// default, 5s, suits one client per partition; with one client for
-	// all partitions, 100ms costs at most ten empty fetches a second per
-	// broker when everything is caught up.
-	fetchMaxWait = 100 * time.Millisecond
+	// the first-fetch latency of a new or moved partition, and how long a
+	// reader waits on a partition resumed for it. franz-go's default, 5s,
+	// suits one client per partition. It was 100ms: at the end of a
+	// backlog, the fetch franz-go sends right after a poll, before the lane
+	// pauses the partitions that poll caught up, waited that long, and so
+	// did each reader whose partition was resumed meanwhile (make bench: a
+	// job's last batch took 0.2-0.3 s more than the others). A partition
+	// fetched up to its end is not fetched again (wantFetchLocked), so a
+	// caught-up pool sends no empty fetches, whatever this is.
+	fetchMaxWait = 20 * time.Millisecond
 	// kickAfter is how long a poll waits before run checks that the
 	// client still fetches for the readers waiting on it; see kick.
 	kickAfter = 2*fetchMaxWait + 50*time.Millisecond
@@ -363,8 +368,14 @@ type slot struct {
 	// record buffered, or where the slot was (re)positioned. A record
 	// below it is one the slot already had, and is dropped.
 	fetched int64
-	buf     []*kgo.Record
-	bytes   int64 // recordSize of buf's records
+	// end is the partition's end as last known, -1 before anything is: the
+	// high watermark of the last fetch that answered for it, or the until
+	// of a range opened on it, whichever is larger. A slot fetched up to
+	// its end is not fetched again until a range asks past it (see
+	// wantFetchLocked).
+	end   int64
+	buf   []*kgo.Record
+	bytes int64 // recordSize of buf's records
 	// pending: run has not told the client about next/fetched yet;
 	// records for the partition are stale until it has. awaiting: it has,
 	// and no fetch answered for the partition since. adding: counted in
@@ -388,6 +399,10 @@ type slot struct {
 	// reader looks at the slot again after each.
 	wake chan struct{}
 }
+
+// caughtUp reports whether s was fetched up to the partition's end as last
+// known.
+func (s *slot) caughtUp() bool { return s.end >= 0 && s.fetched >= s.end }
 
 func (s *slot) signal() {
 	select {
@@ -529,7 +544,7 @@ func (f *fetcher) wakeLocked() {
 
 // addSlotLocked starts reading tp from offset from on this lane.
 func (f *fetcher) addSlotLocked(id stream.PartitionID, tp topicPartition, from int64) *slot {
-	s := &slot{f: f, id: id, tp: tp, next: from, fetched: from, pending: true, wake: make(chan struct{}, 1)}
+	s := &slot{f: f, id: id, tp: tp, next: from, fetched: from, end: -1, pending: true, wake: make(chan struct{}, 1)}
 	delete(f.parked, tp)
 	delete(f.gone, tp)
 	f.slots[tp] = s
@@ -811,6 +826,10 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 					s.fetched = rec.Offset + 1
 					n++
 				}
+				caughtUp := s.caughtUp()
+				if fp.Err == nil && fp.HighWatermark > s.end {
+					s.end = fp.HighWatermark
+				}
 				if fp.Err != nil && !isPollEnd(fp.Err) {
 					// The client stops at the error (with no offset
 					// reset, an out-of-range partition fails every
@@ -821,6 +840,8 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 				}
 				if n > 0 || s.err != nil {
 					s.signal()
+					f.markLocked(tp)
+				} else if s.caughtUp() != caughtUp {
 					f.markLocked(tp)
 				}
 			}
@@ -876,6 +897,12 @@ func isPollEnd(err error) bool {
 //
 //   - A partition that failed is not fetched: the client would fail every
 //     fetch of it at once, and it waits for its slot to move or go.
+//   - Nor is one fetched up to its end (slot.end), unless a reader waits
+//     on it: its fetch would wait at the broker for new records
+//     (fetchMaxWait), a partition resumed meanwhile for a reader would
+//     wait for that fetch, and a pool whose partitions are all caught up
+//     would send such fetches back to back. A range opened past the end
+//     moves the end, so the partition is fetched again.
 //   - While the lane is urgent, only the partitions readers wait on are.
 //   - A partition being read is fetched while the pool holds less than the
 //     budget: its reader takes what arrives right away.
@@ -887,6 +914,8 @@ func isPollEnd(err error) bool {
 func (p *ReaderPool) wantFetchLocked(s *slot, paused bool) bool {
 	switch {
 	case s.err != nil:
+		return false
+	case s.caughtUp() && !s.waiting:
 		return false
 	case s.f.urgent() && !s.waiting && !(s.inUse && s.awaiting):
 		return false

@@ -233,6 +233,33 @@ func TestConcurrentSplitsOfOnePartition(t *testing.T) {
 	}
 }
 
+// TestCaughtUpPartitionsAreNotFetched: a partition fetched up to its end
+// is paused, not fetched again and again (each fetch would wait at the
+// broker, and delay a partition resumed for a reader meanwhile); a range
+// past that end fetches it again.
+func TestCaughtUpPartitionsAreNotFetched(t *testing.T) {
+	c := newCluster(t, 2, "tail")
+	for p := range int32(2) {
+		c.produce("tail", p, 3)
+	}
+	pool := newPool(t, c.config("tail"))
+	for p := range 2 {
+		if got := offsets(readRange(t, pool, rng(part("tail", p), "0", "3"))); !cmp.Equal(got, seq(0, 3)) {
+			t.Fatalf("tail/%d read %v", p, got)
+		}
+	}
+	waitFor(t, "both partitions paused at their end", func() bool {
+		return kafka.PoolPaused(pool, "tail/0") && kafka.PoolPaused(pool, "tail/1")
+	})
+	c.produce("tail", 0, 2)
+	if got := offsets(readRange(t, pool, rng(part("tail", 0), "3", "5"))); !cmp.Equal(got, seq(3, 5)) {
+		t.Fatalf("tail/0 after its end read %v", got)
+	}
+	if !kafka.PoolPaused(pool, "tail/1") {
+		t.Errorf("tail/1, at its end and not read, is fetched again: %s", kafka.PoolDebug(pool, "tail/1"))
+	}
+}
+
 func TestIdlePartitionsStopBeingConsumed(t *testing.T) {
 	c := newCluster(t, 3, "idle")
 	for p := range int32(3) {

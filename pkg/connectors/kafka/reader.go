@@ -186,6 +186,9 @@ func (p *ReaderPool) Open(ctx context.Context, r stream.Range) (connectors.Reade
 		return nil, fmt.Errorf("open %s: %w", r.Key(), err)
 	}
 	s.inUse = true
+	// The range was planned from the partition's end: a slot fetched up to
+	// an older end is fetched again.
+	s.end = max(s.end, until)
 	s.f.markLocked(tp)
 	if s.f.paused[tp] && p.wantFetchLocked(s, true) {
 		s.f.wakeLocked() // paused as an idle slot; a range being read may fetch more
