@@ -369,8 +369,9 @@ type slot struct {
 	// below it is one the slot already had, and is dropped.
 	fetched int64
 	// end is the partition's end as last known, -1 before anything is: the
-	// high watermark of the last fetch that answered for it, or the until
-	// of a range opened on it, whichever is larger. A slot fetched up to
+	// high watermark (with read_committed, the last stable offset) of the
+	// last fetch that answered for it, or the until of a range opened on
+	// it, whichever is larger. A slot fetched up to
 	// its end is not fetched again until a range asks past it (see
 	// wantFetchLocked).
 	end   int64
@@ -827,8 +828,13 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 					n++
 				}
 				caughtUp := s.caughtUp()
-				if fp.Err == nil && fp.HighWatermark > s.end {
-					s.end = fp.HighWatermark
+				end := fp.HighWatermark
+				if p.set.readCommitted() && fp.LastStableOffset >= 0 {
+					// Nothing past an open transaction is fetched.
+					end = fp.LastStableOffset
+				}
+				if fp.Err == nil && end > s.end {
+					s.end = end
 				}
 				if fp.Err != nil && !isPollEnd(fp.Err) {
 					// The client stops at the error (with no offset
