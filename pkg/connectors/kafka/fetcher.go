@@ -371,9 +371,8 @@ type slot struct {
 	// end is the partition's end as last known, -1 before anything is: the
 	// high watermark (with read_committed, the last stable offset) of the
 	// last fetch that answered for it, or the until of a range opened on
-	// it, whichever is larger. A slot fetched up to
-	// its end is not fetched again until a range asks past it (see
-	// wantFetchLocked).
+	// it, whichever is larger. A slot fetched up to its end is not fetched
+	// again until a range asks past it (see wantFetchLocked).
 	end   int64
 	buf   []*kgo.Record
 	bytes int64 // recordSize of buf's records
