@@ -95,7 +95,7 @@ func (e *Engine) Distribute(ctx context.Context, c *Compiled, opts ...Distribute
 	}
 	stmt := root["statements"].([]any)[0].(map[string]any)
 	top, _ := stmt["node"].(map[string]any)
-	d := &distributor{e: e, c: c, s: s, view: strings.ToLower(c.view), ctes: map[string]map[string]any{}, aggs: duckdbAggregates, cfg: cfg}
+	d := &distributor{e: e, c: c, s: s, view: strings.ToLower(c.view), ctes: map[string]map[string]any{}, cfg: cfg}
 	walkJSON(top, d.collectCTEs)
 	if err := d.check(top); err != nil {
 		return nil, err
@@ -255,7 +255,6 @@ type distributor struct {
 	s    *session
 	view string                    // lower case
 	ctes map[string]map[string]any // lower-case name: the CTE's query node
-	aggs map[string]bool           // DuckDB's aggregate function names
 
 	fromCols map[string]bool           // lower-case column names the top FROM gives
 	aliases  map[string]map[string]any // lower-case select alias: its expression
@@ -561,7 +560,7 @@ func limitExpr(m map[string]any) map[string]any {
 
 func (d *distributor) isAggregate(f map[string]any) bool {
 	name, _ := f["function_name"].(string)
-	return d.aggs[strings.ToLower(name)]
+	return duckdbAggregates[strings.ToLower(name)]
 }
 
 // aggregating: the top SELECT groups, has HAVING or calls aggregates.
