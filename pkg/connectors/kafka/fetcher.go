@@ -827,13 +827,13 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 					n++
 				}
 				caughtUp := s.caughtUp()
-				end := fp.HighWatermark
-				if p.set.readCommitted() && fp.LastStableOffset >= 0 {
-					// Nothing past an open transaction is fetched.
-					end = fp.LastStableOffset
-				}
-				if fp.Err == nil && end > s.end {
-					s.end = end
+				if fp.Err == nil {
+					end := fp.HighWatermark
+					if p.set.readCommitted() && fp.LastStableOffset >= 0 {
+						// Nothing past an open transaction is fetched.
+						end = fp.LastStableOffset
+					}
+					s.end = max(s.end, end)
 				}
 				if fp.Err != nil && !isPollEnd(fp.Err) {
 					// The client stops at the error (with no offset
