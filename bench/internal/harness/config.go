@@ -40,6 +40,12 @@ type Config struct {
 	// OverheadWarmup batches that are not.
 	OverheadBatches int
 	OverheadWarmup  int
+	// OverheadSQLPartitions are the partition counts scenario 3 measures
+	// again with the seed's decode and SQL query (rows 3s…), and
+	// OverheadSQLBatches the batches it measures of each: a SQL task costs
+	// DuckDB most of a millisecond, so these batches are much longer.
+	OverheadSQLPartitions []int
+	OverheadSQLBatches    int
 	// OverheadMaxTime stops measuring a partition count early (with at
 	// least 10 batches measured) so that a slow engine cannot push the run
 	// past its budget; the row says how many batches it measured.
@@ -104,6 +110,8 @@ var Knobs = []Knob{
 	{"BENCH_OVERHEAD_PARTITIONS", "16,256,1024,4096", "partition counts of the batch-overhead scenario (3)"},
 	{"BENCH_OVERHEAD_BATCHES", "100", "batches measured per partition count in scenario 3"},
 	{"BENCH_OVERHEAD_WARMUP", "10", "batches run before scenario 3 starts measuring (readers warm up)"},
+	{"BENCH_OVERHEAD_SQL_PARTITIONS", "16,256,1024", "partition counts scenario 3 measures again with the seed's SQL (rows 3s…); 0 for none"},
+	{"BENCH_OVERHEAD_SQL_BATCHES", "30", "batches measured per partition count of the SQL rows of scenario 3"},
 	{"BENCH_OVERHEAD_MAX_TIME", "2m", "stop measuring one partition count of scenario 3 after this long (at least 10 batches)"},
 	{"BENCH_MEMORY_BATCHES", "1000", "batches of the driver-memory run of scenario 3"},
 	{"BENCH_PROBES", "200", "etcd transactions and gRPC round trips timed for the scenario 3 baseline"},
@@ -186,6 +194,18 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 		c.OverheadPartitions = append(c.OverheadPartitions, p)
 	}
 	slices.Sort(c.OverheadPartitions)
+	if v := strings.TrimSpace(get("BENCH_OVERHEAD_SQL_PARTITIONS")); v != "0" {
+		for _, f := range strings.Split(v, ",") {
+			p, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || p < 1 {
+				errs = append(errs, fmt.Errorf("BENCH_OVERHEAD_SQL_PARTITIONS: %q is not a positive partition count (0 alone: none)", f))
+				continue
+			}
+			c.OverheadSQLPartitions = append(c.OverheadSQLPartitions, p)
+		}
+		slices.Sort(c.OverheadSQLPartitions)
+	}
+	c.OverheadSQLBatches = intVar("BENCH_OVERHEAD_SQL_BATCHES", 2)
 	c.OverheadBatches = intVar("BENCH_OVERHEAD_BATCHES", 2)
 	c.OverheadWarmup = intVar("BENCH_OVERHEAD_WARMUP", 0)
 	c.OverheadMaxTime = durVar("BENCH_OVERHEAD_MAX_TIME")
@@ -257,9 +277,15 @@ func (c Config) Values() map[string]any {
 	if scenarios == "" {
 		scenarios = "all"
 	}
-	parts := make([]string, len(c.OverheadPartitions))
-	for i, p := range c.OverheadPartitions {
-		parts[i] = strconv.Itoa(p)
+	join := func(ps []int) string {
+		if len(ps) == 0 {
+			return "0"
+		}
+		parts := make([]string, len(ps))
+		for i, p := range ps {
+			parts[i] = strconv.Itoa(p)
+		}
+		return strings.Join(parts, ",")
 	}
 	kafka := strings.Join(c.Kafka, ",")
 	if kafka == "" {
@@ -268,7 +294,8 @@ func (c Config) Values() map[string]any {
 	return map[string]any{
 		"BENCH_N": c.N, "BENCH_PARTITIONS": c.Partitions, "BENCH_BATCHES": c.Batches,
 		"BENCH_EXECUTORS": c.Executors, "BENCH_SLOTS": c.Slots, "BENCH_SCENARIOS": scenarios, "BENCH_KAFKA": kafka,
-		"BENCH_OVERHEAD_PARTITIONS": strings.Join(parts, ","), "BENCH_OVERHEAD_BATCHES": c.OverheadBatches,
+		"BENCH_OVERHEAD_PARTITIONS": join(c.OverheadPartitions), "BENCH_OVERHEAD_BATCHES": c.OverheadBatches,
+		"BENCH_OVERHEAD_SQL_PARTITIONS": join(c.OverheadSQLPartitions), "BENCH_OVERHEAD_SQL_BATCHES": c.OverheadSQLBatches,
 		"BENCH_OVERHEAD_WARMUP": c.OverheadWarmup, "BENCH_OVERHEAD_MAX_TIME": c.OverheadMaxTime.String(), "BENCH_MEMORY_BATCHES": c.MemoryBatches, "BENCH_PROBES": c.Probes,
 		"BENCH_RECOVERY_BATCH": c.RecoveryBatch, "BENCH_KINESIS_N": c.KinesisN,
 		"BENCH_STATE_KEYS": c.StateKeys, "BENCH_STATE_N": c.StateN, "BENCH_STATE_BATCHES": c.StateBatches, "BENCH_LEASE_TTL": c.LeaseTTL.String(),

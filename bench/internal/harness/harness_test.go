@@ -20,7 +20,8 @@ func TestLoad(t *testing.T) {
 		{name: "defaults", env: nil, check: func(t *testing.T, c Config) {
 			if c.N != 2_000_000 || c.Partitions != 16 || c.Pairs != 3 || c.Executors != 2 || c.LeaseTTL != 10*time.Second ||
 				c.StateKeys != 1_000_000 || c.StateN != 2_000_000 || c.StateBatches != 20 ||
-				!cmp.Equal(c.OverheadPartitions, []int{16, 256, 1024, 4096}) || c.Pprof != "" || c.PprofTime != 10*time.Second || len(c.Scenarios) != 0 || c.Keep {
+				!cmp.Equal(c.OverheadPartitions, []int{16, 256, 1024, 4096}) ||
+				!cmp.Equal(c.OverheadSQLPartitions, []int{16, 256, 1024}) || c.OverheadSQLBatches != 30 || c.Pprof != "" || c.PprofTime != 10*time.Second || len(c.Scenarios) != 0 || c.Keep {
 				t.Errorf("defaults: %+v", c)
 			}
 		}},
@@ -33,14 +34,22 @@ func TestLoad(t *testing.T) {
 					t.Errorf("Wants: %v", c.Scenarios)
 				}
 			}},
+		{name: "no SQL overhead rows", env: map[string]string{"BENCH_OVERHEAD_SQL_PARTITIONS": "0"},
+			check: func(t *testing.T, c Config) {
+				if len(c.OverheadSQLPartitions) != 0 || c.Values()["BENCH_OVERHEAD_SQL_PARTITIONS"] != "0" {
+					t.Errorf("SQL partitions %v, shown as %v", c.OverheadSQLPartitions, c.Values()["BENCH_OVERHEAD_SQL_PARTITIONS"])
+				}
+			}},
 		{name: "one variant", env: map[string]string{"BENCH_SCENARIOS": "1c,2"},
 			check: func(t *testing.T, c Config) {
 				if !c.Wants("1c") || c.Wants("1") || c.Wants("1b") || !c.Wants("2") || c.Wants("3") {
 					t.Errorf("Wants: %v", c.Scenarios)
 				}
 			}},
-		{name: "bad values name the variable", env: map[string]string{"BENCH_N": "lots", "BENCH_LEASE_TTL": "1s", "BENCH_OVERHEAD_PARTITIONS": "16,x", "BENCH_KEEP": "yes"},
-			wantErr: []string{`BENCH_N="lots": not an integer`, "BENCH_LEASE_TTL=1s: the driver needs at least 2s", `BENCH_OVERHEAD_PARTITIONS: "x"`, `BENCH_KEEP="yes"`}},
+		{name: "bad values name the variable", env: map[string]string{"BENCH_N": "lots", "BENCH_LEASE_TTL": "1s", "BENCH_OVERHEAD_PARTITIONS": "16,x", "BENCH_KEEP": "yes",
+			"BENCH_OVERHEAD_SQL_PARTITIONS": "16,0"},
+			wantErr: []string{`BENCH_N="lots": not an integer`, "BENCH_LEASE_TTL=1s: the driver needs at least 2s", `BENCH_OVERHEAD_PARTITIONS: "x"`, `BENCH_KEEP="yes"`,
+				`BENCH_OVERHEAD_SQL_PARTITIONS: "0" is not a positive partition count`}},
 		{name: "heartbeat ratio", env: map[string]string{"BENCH_HEARTBEAT_INTERVAL": "1s", "BENCH_HEARTBEAT_TIMEOUT": "2s"},
 			wantErr: []string{"BENCH_HEARTBEAT_TIMEOUT=2s: must be at least 3x BENCH_HEARTBEAT_INTERVAL (1s)"}},
 		{name: "state records default to twice the keys", env: map[string]string{"BENCH_STATE_KEYS": "1000"},

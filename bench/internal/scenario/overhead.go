@@ -77,7 +77,7 @@ func runBatchOverhead(ctx context.Context, env *harness.Env, rep *harness.Report
 		if i == 0 {
 			memory = cfg.MemoryBatches
 		}
-		r, err := measureOverhead(ctx, env, p, memory)
+		r, err := measureOverhead(ctx, env, p, memory, false)
 		if err != nil {
 			return fmt.Errorf("partitions=%d: %w", p, err)
 		}
@@ -86,22 +86,47 @@ func runBatchOverhead(ctx context.Context, env *harness.Env, rep *harness.Report
 			return err
 		}
 	}
-	if m := results[0].memory; m != nil {
-		return rep.Add(memoryRow(results[0].partitions, m))
+	if len(results) > 0 && results[0].memory != nil {
+		if err := rep.Add(memoryRow(results[0].partitions, results[0].memory)); err != nil {
+			return err
+		}
+	}
+	for i, p := range cfg.OverheadSQLPartitions {
+		r, err := measureOverhead(ctx, env, p, 0, true)
+		if err != nil {
+			return fmt.Errorf("SQL, partitions=%d: %w", p, err)
+		}
+		plain := -1
+		for j := range results {
+			if results[j].partitions == p {
+				plain = j
+			}
+		}
+		if err := rep.Add(sqlOverheadRow(i, r, results, plain)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBatches int) (overheadResult, error) {
+// measureOverhead runs scenario 3's job on partitions; with sql, the job
+// decodes each record and runs the seed's query (scenario 1's steps), so
+// that every task runs a query in DuckDB, and measures
+// OverheadSQLBatches batches.
+func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBatches int, sql bool) (overheadResult, error) {
 	cfg := env.Cfg
 	r := overheadResult{partitions: partitions, phase: map[string][2]float64{}}
 	k, err := env.Kafka()
 	if err != nil {
 		return r, err
 	}
-	total := cfg.OverheadWarmup + cfg.OverheadBatches
+	measure, prefix := cfg.OverheadBatches, "s3-"
+	if sql {
+		measure, prefix = cfg.OverheadSQLBatches, "s3s-"
+	}
+	total := cfg.OverheadWarmup + measure
 	runFor := max(total, memoryBatches)
-	topic := env.Topic("trickle-" + strconv.Itoa(partitions))
+	topic := env.Topic("trickle-" + prefix + strconv.Itoa(partitions))
 	if err := k.CreateTopic(ctx, topic, partitions); err != nil {
 		return r, err
 	}
@@ -111,7 +136,7 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 		return r, err
 	}
 
-	c, err := env.StartClusterWith(ctx, "s3-"+strconv.Itoa(partitions), harness.ClusterOptions{Drivers: 1, Pprof: cfg.Pprof != ""})
+	c, err := env.StartClusterWith(ctx, prefix+strconv.Itoa(partitions), harness.ClusterOptions{Drivers: 1, Pprof: cfg.Pprof != ""})
 	if err != nil {
 		return r, err
 	}
@@ -133,9 +158,16 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 		Sink:    &sluicev1.Sink{Kind: &sluicev1.Sink_Discard{Discard: &sluicev1.DiscardSink{}}},
 		Trigger: &sluicev1.Trigger{Kind: &sluicev1.Trigger_ProcessingTime{ProcessingTime: "0"}},
 	}
+	if sql {
+		// The SQL rows: the same batches, each task running the seed's
+		// decode and query, and the driver merging the partial sums.
+		spec.Name = fmt.Sprintf("overhead-sql-%d-%s", partitions, env.Run)
+		spec.Transforms = treasuryTransforms()
+		name = spec.Name
+	}
 	var prof *harness.Profiler
 	if cfg.Profile != "" {
-		if prof, err = harness.StartPerf(cfg.Profile, fmt.Sprintf("s3-%d-sluice", partitions), c.SluiceProcs()); err != nil {
+		if prof, err = harness.StartPerf(cfg.Profile, prefix+strconv.Itoa(partitions)+"-sluice", c.SluiceProcs()); err != nil {
 			return r, err
 		}
 	}
@@ -169,7 +201,7 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 			measured = append(measured, b)
 			if capture == nil && cfg.Pprof != "" {
 				// From the first measured batch: the readers are warm.
-				if capture, werr = harness.StartCPUProfiles(ctx, cfg.Pprof, fmt.Sprintf("s3-%d", partitions), c.PprofTargets(),
+				if capture, werr = harness.StartCPUProfiles(ctx, cfg.Pprof, prefix+strconv.Itoa(partitions), c.PprofTargets(),
 					cfg.PprofTime, d.Name); werr != nil {
 					return true
 				}
@@ -222,8 +254,8 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 	if err := harness.StopJob(ctx, d, name); err != nil {
 		return r, err
 	}
-	if len(measured) < min(cfg.OverheadBatches/2, 10) {
-		return r, fmt.Errorf("saw only %d of %d measured batches", len(measured), cfg.OverheadBatches)
+	if len(measured) < min(measure/2, 10) {
+		return r, fmt.Errorf("saw only %d of %d measured batches", len(measured), measure)
 	}
 	r.batches = len(measured)
 	r.phase = phaseStats(measured)
@@ -350,10 +382,41 @@ func (m *memoryResult) summarise() {
 	m.heapSlope = harness.Slope(xs, ys)
 }
 
-func overheadRow(i int, r, first overheadResult) harness.Row {
+// sqlOverheadRow is the row of partition count i of the SQL runs: r, with
+// the seed's query in every task, against plain[j], scenario 3's run of
+// the same partition count without transforms (j < 0: not measured, and
+// the row is read against the etcd and gRPC unit instead). There is no
+// target: the row shows what a SQL task adds to a batch.
+func sqlOverheadRow(i int, r overheadResult, plain []overheadResult, j int) harness.Row {
 	unit := 2*r.etcdTxn + r.grpcRTT
 	p50, p99 := r.phase["total"][0], r.phase["total"][1]
-	multiple := p50 / unit
+	perTask := p50 / r.tasks // r.tasks: the mean tasks of a measured batch, P here
+	data := map[string]any{
+		"partitions": r.partitions, "batches": r.batches, "tasksPerBatch": r.tasks, "missedEvents": r.missed,
+		"phasesMs": r.phase, "cycleMs": r.cycle, "etcdTxnMs": r.etcdTxn, "grpcRoundTripMs": r.grpcRTT,
+		"unitMs": unit, "capped": r.capped, "p50PerTaskMs": perTask,
+	}
+	row := harness.Row{
+		ID: "3s" + string(rune('a'+i)), Name: fmt.Sprintf("batch overhead with the seed's SQL, P=%d", r.partitions),
+		Sluice: fmt.Sprintf("p50 %s, p99 %s per batch (p50 %s per task)", harness.Ms(p50), harness.Ms(p99), harness.Ms(perTask)),
+		Target: "none: what a SQL task adds to a batch",
+		Notes:  phaseNotes(r, data), Data: data,
+	}
+	if j >= 0 {
+		base := plain[j].phase["total"][0]
+		row.Baseline = fmt.Sprintf("p50 %s per batch without transforms (row 3%c)", harness.Ms(base), rune('a'+j))
+		row.Ratio, row.RatioNote = p50/base, "p50 with SQL/without"
+		data["plainP50Ms"] = base
+	} else {
+		row.Baseline = fmt.Sprintf("etcd txn %s, gRPC RTT %s → unit %s", harness.Ms(r.etcdTxn), harness.Ms(r.grpcRTT), harness.Ms(unit))
+		row.Ratio, row.RatioNote = p50/unit, "p50/unit"
+	}
+	return row
+}
+
+// phaseNotes are a row's notes: p50/p99 by phase, batch to batch, what was
+// measured, the profile (also put in data) and the driver's memory.
+func phaseNotes(r overheadResult, data map[string]any) string {
 	var split []string
 	for _, ph := range phases[:len(phases)-1] {
 		v, ok := r.phase[ph]
@@ -369,11 +432,6 @@ func overheadRow(i int, r, first overheadResult) harness.Row {
 		}
 		split = append(split, fmt.Sprintf("%s %s/%s", label, harness.Ms(v[0]), harness.Ms(v[1])))
 	}
-	data := map[string]any{
-		"partitions": r.partitions, "batches": r.batches, "tasksPerBatch": r.tasks, "missedEvents": r.missed,
-		"phasesMs": r.phase, "cycleMs": r.cycle, "etcdTxnMs": r.etcdTxn, "grpcRoundTripMs": r.grpcRTT,
-		"unitMs": unit, "overheadMultiple": multiple, "capped": r.capped,
-	}
 	notes := fmt.Sprintf("p50/p99 by phase: %s; batch-to-batch %s/%s; %d batches of %.0f tasks",
 		strings.Join(split, ", "), harness.Ms(r.cycle[0]), harness.Ms(r.cycle[1]), r.batches, r.tasks)
 	if r.capped {
@@ -386,6 +444,19 @@ func overheadRow(i int, r, first overheadResult) harness.Row {
 	if len(r.driverRSS) > 0 {
 		notes += fmt.Sprintf("; driver RSS max %s", harness.MB(slices.Max(r.driverRSS)))
 	}
+	return notes
+}
+
+func overheadRow(i int, r, first overheadResult) harness.Row {
+	unit := 2*r.etcdTxn + r.grpcRTT
+	p50, p99 := r.phase["total"][0], r.phase["total"][1]
+	multiple := p50 / unit
+	data := map[string]any{
+		"partitions": r.partitions, "batches": r.batches, "tasksPerBatch": r.tasks, "missedEvents": r.missed,
+		"phasesMs": r.phase, "cycleMs": r.cycle, "etcdTxnMs": r.etcdTxn, "grpcRoundTripMs": r.grpcRTT,
+		"unitMs": unit, "overheadMultiple": multiple, "capped": r.capped,
+	}
+	notes := phaseNotes(r, data)
 	row := harness.Row{
 		ID: "3" + string(rune('a'+i)), Name: fmt.Sprintf("batch overhead, P=%d", r.partitions),
 		Sluice:   fmt.Sprintf("p50 %s, p99 %s per batch", harness.Ms(p50), harness.Ms(p99)),

@@ -72,3 +72,37 @@ func deref(b *bool) any {
 	}
 	return *b
 }
+
+func TestSQLOverheadRow(t *testing.T) {
+	result := func(p int, p50 float64) overheadResult {
+		return overheadResult{partitions: p, batches: 30, tasks: float64(p), etcdTxn: 0.3, grpcRTT: 0.1,
+			phase: map[string][2]float64{"total": {p50, 2 * p50}, "execute": {p50 - 2, 2 * p50}}}
+	}
+	plain := []overheadResult{result(16, 4), result(256, 9)}
+	tests := []struct {
+		name      string
+		j         int
+		wantRatio float64
+		want      []string
+	}{
+		{"against the run without SQL", 1, 230.0 / 9, []string{"without transforms (row 3b)", "p50 230 ms, p99 460 ms per batch (p50 0.9 ms per task)"}},
+		{"no such run", -1, 230 / 0.7, []string{"→ unit 0.7 ms"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			row := sqlOverheadRow(1, result(256, 230), plain, tc.j)
+			if row.ID != "3sb" || row.Met != nil {
+				t.Errorf("ID %s, met %v: want 3sb, unjudged", row.ID, deref(row.Met))
+			}
+			if math.Abs(row.Ratio-tc.wantRatio) > 1e-9 {
+				t.Errorf("ratio %v, want %v", row.Ratio, tc.wantRatio)
+			}
+			text := row.Sluice + " | " + row.Baseline + " | " + row.Notes
+			for _, w := range tc.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("row %q does not say %q", text, w)
+				}
+			}
+		})
+	}
+}

@@ -52,12 +52,18 @@ const treasurySchema = "branch STRING, currency STRING, amount BIGINT"
 func runSQLAggregate(ctx context.Context, env *harness.Env, rep *harness.Report) error {
 	return runAggregate(ctx, env, rep, aggregateJob{
 		id: "1", name: "Kafka decode + aggregate (SQL)", target: 2.5, baseline: "aggregate", dir: "s1",
-		transforms: []*sluicev1.Transform{
-			{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: treasurySchema}}},
-			{Kind: &sluicev1.Transform_Sql{Sql: &sluicev1.Sql{View: "treasury_stream", Query: treasuryQuery}}},
-		},
-		check: groupCheck("branch_name", "currency_code", "batch_value", "n"),
+		transforms: treasuryTransforms(),
+		check:      groupCheck("branch_name", "currency_code", "batch_value", "n"),
 	})
+}
+
+// treasuryTransforms are scenario 1's steps: the seed's JSON decode and
+// query.
+func treasuryTransforms() []*sluicev1.Transform {
+	return []*sluicev1.Transform{
+		{Kind: &sluicev1.Transform_Decode{Decode: &sluicev1.Decode{Format: "json", Schema: treasurySchema}}},
+		{Kind: &sluicev1.Transform_Sql{Sql: &sluicev1.Sql{View: "treasury_stream", Query: treasuryQuery}}},
+	}
 }
 
 // runShorthandAggregate is scenario 1b: scenario 1 written with the YAML
