@@ -185,26 +185,31 @@ func load(lookup func(string) (string, bool)) (Config, error) {
 			}
 		}
 	}
-	for _, s := range strings.Split(get("BENCH_OVERHEAD_PARTITIONS"), ",") {
-		p, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || p < 1 {
-			errs = append(errs, fmt.Errorf("BENCH_OVERHEAD_PARTITIONS: %q is not a positive partition count", s))
-			continue
+	// partitionCounts parses a comma-separated list of partition counts,
+	// sorted; with orNone, "0" alone is the empty list.
+	partitionCounts := func(name string, orNone bool) []int {
+		v := strings.TrimSpace(get(name))
+		if orNone && v == "0" {
+			return nil
 		}
-		c.OverheadPartitions = append(c.OverheadPartitions, p)
-	}
-	slices.Sort(c.OverheadPartitions)
-	if v := strings.TrimSpace(get("BENCH_OVERHEAD_SQL_PARTITIONS")); v != "0" {
+		var ps []int
 		for _, f := range strings.Split(v, ",") {
 			p, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || p < 1 {
-				errs = append(errs, fmt.Errorf("BENCH_OVERHEAD_SQL_PARTITIONS: %q is not a positive partition count (0 alone: none)", f))
+				hint := ""
+				if orNone {
+					hint = " (0 alone: none)"
+				}
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive partition count%s", name, f, hint))
 				continue
 			}
-			c.OverheadSQLPartitions = append(c.OverheadSQLPartitions, p)
+			ps = append(ps, p)
 		}
-		slices.Sort(c.OverheadSQLPartitions)
+		slices.Sort(ps)
+		return ps
 	}
+	c.OverheadPartitions = partitionCounts("BENCH_OVERHEAD_PARTITIONS", false)
+	c.OverheadSQLPartitions = partitionCounts("BENCH_OVERHEAD_SQL_PARTITIONS", true)
 	c.OverheadSQLBatches = intVar("BENCH_OVERHEAD_SQL_BATCHES", 2)
 	c.OverheadBatches = intVar("BENCH_OVERHEAD_BATCHES", 2)
 	c.OverheadWarmup = intVar("BENCH_OVERHEAD_WARMUP", 0)
