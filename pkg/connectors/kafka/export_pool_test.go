@@ -47,8 +47,8 @@ func PoolDebug(p *ReaderPool, id string) string {
 		_, parked := f.parked[tp]
 		out += fmt.Sprintf(" lane %d: urgent %v added %v assigned %v paused %v parked %v", i, f.urgent(), f.added[tp], f.assigned[tp], f.paused[tp], parked)
 		if s := f.slots[tp]; s != nil {
-			out += fmt.Sprintf(" slot{next %d fetched %d buf %d bytes %d pending %v awaiting %v err %v inUse %v waiting %v}",
-				s.next, s.fetched, len(s.buf), s.bytes, s.pending, s.awaiting, s.err, s.inUse, s.waiting)
+			out += fmt.Sprintf(" slot{next %d fetched %d end %d buf %d bytes %d pending %v awaiting %v err %v inUse %v waiting %v}",
+				s.next, s.fetched, s.end, len(s.buf), s.bytes, s.pending, s.awaiting, s.err, s.inUse, s.waiting)
 		}
 		out += ";"
 	}

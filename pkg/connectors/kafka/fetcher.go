@@ -847,6 +847,8 @@ func (f *fetcher) distribute(fetches kgo.Fetches) {
 					s.signal()
 					f.markLocked(tp)
 				} else if s.caughtUp() != caughtUp {
+					// No records, but the end moved past or up to what
+					// was fetched: whether to fetch it changed.
 					f.markLocked(tp)
 				}
 			}
