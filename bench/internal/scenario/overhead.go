@@ -150,6 +150,9 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 	}
 
 	name := fmt.Sprintf("overhead-%d-%s", partitions, env.Run)
+	if sql {
+		name = fmt.Sprintf("overhead-sql-%d-%s", partitions, env.Run)
+	}
 	spec := &sluicev1.JobSpec{
 		Name:   name,
 		Source: kafkaSource(k.Brokers, topic, int64(partitions)),
@@ -161,9 +164,7 @@ func measureOverhead(ctx context.Context, env *harness.Env, partitions, memoryBa
 	if sql {
 		// The SQL rows: the same batches, each task running the seed's
 		// decode and query, and the driver merging the partial sums.
-		spec.Name = fmt.Sprintf("overhead-sql-%d-%s", partitions, env.Run)
 		spec.Transforms = treasuryTransforms()
-		name = spec.Name
 	}
 	var prof *harness.Profiler
 	if cfg.Profile != "" {
